@@ -1,0 +1,63 @@
+"""What the pipelines need to know about the deployment: images, the registry secret and the training knobs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+ARCHITECTURES = ("default", "tutorial")
+REPROCESS_SPECS = ("until_success", "every_job")
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Knobs of the five pipelines. Training knobs left as None use the `stages` CLI's tuned defaults."""
+
+    stage_image: str
+    serving_image_repo: str
+    registry_secret: str = "registry-credentials"
+    sample_size: int | None = 2000
+    test_fraction: float = 0.1
+    seed: int = 42
+    epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    architecture: str = "default"
+    min_rouge_l: float = 0.0
+    gpus: int = 0
+    reprocess_spec: str = "until_success"
+
+    def __post_init__(self) -> None:
+        problems = list(_problems(self))
+        if problems:
+            raise ValueError("invalid pipeline settings: " + "; ".join(problems))
+
+
+def _problems(s: PipelineSettings):
+    if not isinstance(s.stage_image, str) or not s.stage_image.strip():
+        yield "stage_image must be a non-empty image reference"
+    if not isinstance(s.serving_image_repo, str) or not s.serving_image_repo.strip():
+        yield "serving_image_repo must be a non-empty image repository"
+    elif ":" in s.serving_image_repo.rsplit("/", 1)[-1]:
+        yield "serving_image_repo must not carry a tag: export tags each image with its Pachyderm job ID"
+    if not _K8S_NAME.match(s.registry_secret or ""):
+        yield f"registry_secret {s.registry_secret!r} is not a Kubernetes secret name"
+    if s.sample_size is not None and (not isinstance(s.sample_size, int) or s.sample_size < 10):
+        yield "sample_size must be an integer >= 10, or None for all rows"
+    if not 0 < s.test_fraction < 1:
+        yield "test_fraction must be between 0 and 1"
+    for field in ("epochs", "batch_size"):
+        value = getattr(s, field)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            yield f"{field} must be a positive integer, or None for the stage's default"
+    if s.learning_rate is not None and not s.learning_rate > 0:
+        yield "learning_rate must be positive"
+    if s.architecture not in ARCHITECTURES:
+        yield f"architecture must be one of {', '.join(ARCHITECTURES)}, not {s.architecture!r}"
+    if not 0 <= s.min_rouge_l <= 1:
+        yield "min_rouge_l must be between 0 and 1"
+    if not isinstance(s.gpus, int) or s.gpus < 0:
+        yield "gpus must be a non-negative integer"
+    if s.reprocess_spec not in REPROCESS_SPECS:
+        yield f"reprocess_spec must be one of {', '.join(REPROCESS_SPECS)}"

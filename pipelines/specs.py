@@ -1,0 +1,94 @@
+"""The five pipelines as data: Pachyderm 2.x CreatePipelineRequest dicts (camelCase JSON), in dependency order.
+
+The same specs are created in the cluster by the Pulumi program and run on folders by `localpach`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipelines.settings import PipelineSettings
+
+RAW_DATA_REPO = "raw_data"
+PROJECT = "default"
+# Where export finds the registry secret (a kubernetes.io/dockerconfigjson secret; the key is `.dockerconfigjson`).
+REGISTRY_MOUNT = "/var/run/secrets/registry"
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "EXISTS", "effect": "NO_SCHEDULE"}
+
+Spec = dict[str, Any]
+
+
+def pfs(repo: str, glob: str = "/") -> dict[str, Any]:
+    """One whole-repo datum, as in the tutorial: each step sees all of its input at once."""
+    return {"pfs": {"project": PROJECT, "repo": repo, "glob": glob}}
+
+
+def _spec(name: str, description: str, settings: PipelineSettings, input_: dict, cmd: list[str]) -> Spec:
+    return {
+        "pipeline": {"project": {"name": PROJECT}, "name": name},
+        "description": description,
+        "transform": {"image": settings.stage_image, "cmd": cmd},
+        "input": input_,
+        "parallelismSpec": {"constant": 1},
+        "datumTries": 2,
+        "reprocessSpec": settings.reprocess_spec,
+        "resourceRequests": {"cpu": 1.0, "memory": "2Gi"},
+    }
+
+
+def _flags(**values: Any) -> list[str]:
+    """`--name value` for every value that is set, so unset knobs fall back to the stage's defaults."""
+    out: list[str] = []
+    for key, value in values.items():
+        if value is not None:
+            out += [f"--{key.replace('_', '-')}", str(value)]
+    return out
+
+
+def split(settings: PipelineSettings) -> Spec:
+    cmd = ["stages", "split", "--input", f"/pfs/{RAW_DATA_REPO}", "--output", "/pfs/out"]
+    cmd += _flags(sample_size=settings.sample_size, test_fraction=settings.test_fraction, seed=settings.seed)
+    return _spec("split", "Sample the raw issues and split them into train.csv and test.csv.", settings,
+                 pfs(RAW_DATA_REPO), cmd)
+
+
+def pre_process(settings: PipelineSettings) -> Spec:
+    cmd = ["stages", "pre_process", "--input", "/pfs/split", "--output", "/pfs/out"]
+    return _spec("pre_process", "Learn the body and title vocabularies and encode the training set.", settings,
+                 pfs("split"), cmd)
+
+
+def train(settings: PipelineSettings) -> Spec:
+    cmd = ["stages", "train", "--input", "/pfs/pre_process", "--output", "/pfs/out", "--architecture",
+           settings.architecture]
+    cmd += _flags(epochs=settings.epochs, batch_size=settings.batch_size, learning_rate=settings.learning_rate)
+    spec = _spec("train", "Train the sequence-to-sequence title model.", settings, pfs("pre_process"), cmd)
+    spec["resourceRequests"] = {"cpu": 2.0, "memory": "6Gi"}
+    if settings.gpus:
+        # GKE taints GPU nodes with nvidia.com/gpu: without the toleration the worker never schedules there.
+        spec["resourceLimits"] = {"gpu": {"type": "nvidia.com/gpu", "number": settings.gpus}}
+        spec["tolerations"] = [dict(GPU_TOLERATION)]
+    return spec
+
+
+def build(settings: PipelineSettings) -> Spec:
+    cmd = ["stages", "build", "--input", "/pfs/train", "--input", "/pfs/split", "--output", "/pfs/out",
+           "--min-rouge-l", str(settings.min_rouge_l), "--base-image", settings.stage_image]
+    return _spec("build", "Evaluate the model on test.csv and assemble the serving bundle with its provenance.",
+                 settings, {"cross": [pfs("train"), pfs("split")]}, cmd)
+
+
+def export(settings: PipelineSettings) -> Spec:
+    cmd = ["stages", "export", "--input", "/pfs/build", "--output", "/pfs/out", "--image", settings.serving_image_repo]
+    spec = _spec("export", "Build and push the serving image, tagged with the Pachyderm job ID (kaniko).",
+                 settings, pfs("build"), cmd)
+    transform = spec["transform"]
+    transform["secrets"] = [{"name": settings.registry_secret, "mountPath": REGISTRY_MOUNT}]
+    transform["env"] = {"REGISTRY_AUTH_FILE": f"{REGISTRY_MOUNT}/.dockerconfigjson"}
+    transform["user"] = "0"  # kaniko unpacks the base image over / and must run as root
+    return spec
+
+
+def all_pipelines(settings: PipelineSettings) -> list[Spec]:
+    """split -> pre_process -> train -> build -> export, upstream first."""
+    return [step(settings) for step in (split, pre_process, train, build, export)]

@@ -1,0 +1,126 @@
+"""`stages build`: evaluate the trained model, apply the quality gate, write the serving bundle + provenance."""
+
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from issue_titles.atomic import atomic_output_dir
+from issue_titles.errors import QualityGateError, StageError
+from issue_titles.evaluate import evaluate, read_test_split
+from issue_titles.jsonio import read_json, write_json
+from issue_titles.predictor import TitlePredictor
+from issue_titles.provenance import PROVENANCE, checksums, code_version
+from issue_titles.train import MODEL_FILES
+
+MODEL_NAME = "issue-summarization"
+RUNTIME = "issue_titles.serving.runtime.IssueTitleRuntime"
+DEFAULT_BASE_IMAGE = "issue-titles-stages:latest"
+SERVING_PORT = 9000
+SERVING_UID = 10001
+OPTIONAL_TRAIN_FILES = ("history.csv", "loss.png")
+
+
+def find_inputs(inputs: Sequence[Path]) -> tuple[Path, Path]:
+    """(train folder, split folder) among the inputs, recognised by their content, in any order."""
+    inputs = [Path(path) for path in inputs]
+    for path in inputs:
+        if not path.is_dir():
+            raise StageError("input folder does not exist", path=path)
+    trained = [path for path in inputs if (path / "model.json").is_file()]
+    splits = [path for path in inputs if (path / "test.csv").is_file()]
+    names = ", ".join(str(path) for path in inputs)
+    if not trained:
+        raise StageError(f"no input holds model.json (the output of `stages train`); inputs: {names}")
+    if not splits:
+        raise StageError(f"no input holds test.csv (the output of `stages split`); inputs: {names}")
+    return trained[0], splits[0]
+
+
+def input_commits(inputs: Sequence[Path], env: Mapping[str, str]) -> dict[str, dict]:
+    """Pachyderm names each input X, sets X=<mount path> and X_COMMIT=<commit id>; absent ones are null."""
+    commits = {}
+    for path in inputs:
+        name = next(
+            (key for key, value in env.items() if not key.endswith("_COMMIT") and value.rstrip("/") == str(path).rstrip("/")),
+            Path(path).name,
+        )
+        commits[name] = {"path": str(path), "commit": env.get(f"{name}_COMMIT")}
+    return commits
+
+
+def dockerfile(base_image: str) -> str:
+    return f"""# Serving image for one trained model: the stage image plus this bundle. `stages export` builds it.
+FROM {base_image}
+USER root
+COPY . /model
+RUN chmod -R a+rX,go-w /model
+USER {SERVING_UID}:{SERVING_UID}
+EXPOSE {SERVING_PORT}
+ENTRYPOINT ["stages"]
+CMD ["serve", "--model", "/model", "--host", "0.0.0.0", "--port", "{SERVING_PORT}"]
+"""
+
+
+def model_settings() -> dict:
+    """MLServer model-settings.json; adaptive batching on (the serving limits' defaults)."""
+    try:
+        from issue_titles.serving.limits import ServingLimits
+
+        limits = ServingLimits()
+        batch_size, batch_time = limits.adaptive_batch_size, limits.adaptive_batch_time
+    except ImportError:  # the serving part is optional for the training image
+        batch_size, batch_time = 16, 0.01
+    return {
+        "name": MODEL_NAME,
+        "implementation": RUNTIME,
+        "parameters": {"uri": "."},
+        "max_batch_size": batch_size,
+        "max_batch_time": batch_time,
+    }
+
+
+def run_build(
+    inputs: Sequence[Path],
+    output_dir: Path,
+    min_rouge_l: float = 0.0,
+    base_image: str = DEFAULT_BASE_IMAGE,
+    env: Mapping[str, str] | None = None,
+) -> dict:
+    env = os.environ if env is None else env
+    train_dir, split_dir = find_inputs(inputs)
+    predictor = TitlePredictor.load(train_dir)
+    metrics = evaluate(predictor, read_test_split(split_dir))
+    if metrics["rouge_l"] < min_rouge_l:
+        raise QualityGateError(
+            f"refusing to build: model ROUGE-L {metrics['rouge_l']:.4f} is below the quality gate "
+            f"--min-rouge-l {min_rouge_l:.4f} (lead-words baseline: {metrics['lead_baseline']['rouge_l']:.4f})"
+        )
+    model_info = read_json(train_dir / "model.json")
+    with atomic_output_dir(output_dir) as staging:
+        for name in MODEL_FILES:
+            shutil.copyfile(train_dir / name, staging / name)
+        for name in OPTIONAL_TRAIN_FILES:
+            if (train_dir / name).is_file():
+                shutil.copyfile(train_dir / name, staging / name)
+        write_json(staging / "metrics.json", metrics)
+        (staging / "Dockerfile").write_text(dockerfile(base_image), encoding="utf-8")
+        write_json(staging / "model-settings.json", model_settings())
+        provenance = {
+            "model_name": MODEL_NAME,
+            "job_id": env.get("PACH_JOB_ID"),
+            "output_commit": env.get("PACH_OUTPUT_COMMIT_ID"),
+            "pipeline": env.get("PPS_PIPELINE_NAME"),
+            "inputs": input_commits(inputs, env),
+            "code": code_version(),
+            "architecture": model_info.get("architecture"),
+            "training": model_info.get("training"),
+            "metrics": {key: metrics[key] for key in ("model", "lead_baseline", "test_rows")},
+            "quality_gate": {"min_rouge_l": min_rouge_l, "passed": True},
+            "base_image": base_image,
+            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "files": checksums(staging),
+        }
+        write_json(staging / PROVENANCE, provenance)
+    return provenance

@@ -1,0 +1,208 @@
+"""`stages`: one subcommand per pipeline step, plus predict and serve. A thin edge over the stage functions.
+
+Every failure the user can fix is one line on stderr naming the file (and line) and a non-zero exit:
+2 bad input or arguments, 3 quality gate refused, 4 bundle changed after build, 1 anything unexpected.
+"""
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from issue_titles import __version__
+from issue_titles.errors import StageError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from issue_titles.text import TextConfig
+
+    text_defaults = TextConfig()
+    parser = argparse.ArgumentParser(
+        prog="stages", description="Issue-title model: pipeline steps (folders in, one folder out), predict, serve."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    split = commands.add_parser("split", help="clean the raw CSVs and cut them into train.csv and test.csv")
+    split.add_argument("--input", type=Path, required=True, help="folder with *.csv (issue_url,issue_title,body)")
+    split.add_argument("--output", type=Path, required=True, help="folder to write train.csv, test.csv, report.json")
+    split.add_argument("--sample-size", type=_positive_int, default=None, help="keep this many rows (default: all)")
+    split.add_argument("--test-fraction", type=_fraction, default=0.1, help="share of rows for test (default 0.1)")
+    split.add_argument("--seed", type=int, default=42, help="shuffle seed (default 42)")
+
+    pre = commands.add_parser("pre_process", help="fit vocabularies on train.csv and encode it as arrays")
+    pre.add_argument("--input", type=Path, required=True, help="the split output (train.csv)")
+    pre.add_argument("--output", type=Path, required=True)
+    pre.add_argument("--body-vocab-size", type=_positive_int, default=text_defaults.body_vocab_size)
+    pre.add_argument("--body-length", type=_positive_int, default=text_defaults.body_length)
+    pre.add_argument("--title-vocab-size", type=_positive_int, default=text_defaults.title_vocab_size)
+    pre.add_argument("--title-length", type=_positive_int, default=text_defaults.title_length,
+                     help="title tokens including the start and end markers")  # fmt: skip
+
+    train = commands.add_parser("train", help="train the title model (defaults depend on --architecture)")
+    train.add_argument("--input", type=Path, required=True, help="the pre_process output")
+    train.add_argument("--output", type=Path, required=True)
+    train.add_argument("--architecture", default="default",
+                       help="'default' (attention + copying, pointer_generator) or 'tutorial'")  # fmt: skip
+    train.add_argument("--epochs", type=_positive_int, default=None, help="maximum epochs")
+    train.add_argument("--batch-size", type=_positive_int, default=None)
+    train.add_argument("--learning-rate", type=_positive_float, default=None)
+    train.add_argument("--embedding-dim", type=_positive_int, default=None)
+    train.add_argument("--hidden-dim", type=_positive_int, default=None)
+    train.add_argument("--dropout", type=_non_negative_float, default=None)
+    train.add_argument("--patience", type=_positive_int, default=None,
+                       help="stop after this many epochs without a better validation loss")  # fmt: skip
+    train.add_argument("--validation-split", type=_fraction, default=0.12)
+    train.add_argument("--max-minutes", type=_positive_float, default=None, help="stop after the epoch that passes this")
+    train.add_argument("--seed", type=int, default=42)
+
+    evaluate = commands.add_parser("evaluate", help="score a model on test.csv against the lead-words baseline")
+    evaluate.add_argument("--model", type=Path, required=True, help="a train output or a bundle")
+    evaluate.add_argument("--input", type=Path, required=True, help="the split output (test.csv)")
+    evaluate.add_argument("--output", type=Path, required=True, help="folder to write metrics.json")
+
+    build = commands.add_parser("build", help="evaluate, apply the quality gate, write the serving bundle")
+    build.add_argument("--input", type=Path, action="append", required=True,
+                       help="the train output and the split output (give --input twice, any order)")  # fmt: skip
+    build.add_argument("--output", type=Path, required=True)
+    build.add_argument("--min-rouge-l", type=_non_negative_float, default=0.0, help="refuse models below this ROUGE-L")
+    build.add_argument("--base-image", default=None, help="the stage image the serving image starts FROM")
+
+    export = commands.add_parser("export", help="build and push the serving image (kaniko, in a cluster)")
+    export.add_argument("--input", type=Path, required=True, help="the build output (bundle)")
+    export.add_argument("--output", type=Path, required=True, help="folder to write image.json")
+    export.add_argument("--image", required=True, help="REPO or REPO:TAG; without a tag, PACH_JOB_ID is the tag")
+
+    predict = commands.add_parser("predict", help="write a title for every body of a CSV")
+    predict.add_argument("--model", type=Path, required=True, help="a bundle or train output")
+    predict.add_argument("--input", type=Path, required=True, help="CSV with a 'body' column")
+    predict.add_argument("--output", type=Path, required=True, help="CSV to write (input columns + predicted_title)")
+    predict.add_argument("--batch-size", type=_positive_int, default=512)
+
+    serve = commands.add_parser("serve", help="serve a bundle over HTTP with MLServer")
+    serve.add_argument("--model", type=Path, required=True)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=9000)
+    return parser
+
+
+def _report(result: dict) -> None:
+    print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.command == "split":
+        from issue_titles.split import SplitSettings, run_split
+
+        report = run_split(args.input, args.output, SplitSettings(args.sample_size, args.test_fraction, args.seed))
+        _report({key: report[key] for key in ("rows_read", "rows_kept", "skipped", "train_rows", "test_rows")})
+    elif args.command == "pre_process":
+        from issue_titles.preprocess import run_preprocess
+        from issue_titles.text import TextConfig
+
+        config = TextConfig(args.body_vocab_size, args.body_length, args.title_vocab_size, args.title_length)
+        _report(run_preprocess(args.input, args.output, config))
+    elif args.command == "train":
+        from issue_titles.train import TrainSettings, run_train
+
+        settings = TrainSettings(
+            architecture=args.architecture, epochs=args.epochs, batch_size=args.batch_size,
+            learning_rate=args.learning_rate, embedding_dim=args.embedding_dim, hidden_dim=args.hidden_dim,
+            dropout=args.dropout, patience=args.patience, validation_split=args.validation_split,
+            max_minutes=args.max_minutes, seed=args.seed,
+        )  # fmt: skip
+        _report(run_train(args.input, args.output, settings)["training"])
+    elif args.command == "evaluate":
+        from issue_titles.evaluate import run_evaluate
+
+        metrics = run_evaluate(args.model, args.input, args.output)
+        _report({key: metrics[key] for key in ("model", "lead_baseline", "test_rows")})
+    elif args.command == "build":
+        from issue_titles.build import DEFAULT_BASE_IMAGE, run_build
+
+        provenance = run_build(args.input, args.output, args.min_rouge_l, args.base_image or DEFAULT_BASE_IMAGE)
+        _report({key: provenance[key] for key in ("job_id", "inputs", "metrics", "code")})
+    elif args.command == "export":
+        from issue_titles.export import run_export
+
+        _report(run_export(args.input, args.output, args.image))
+    elif args.command == "predict":
+        from issue_titles.predict import run_predict
+
+        _report(run_predict(args.model, args.input, args.output, args.batch_size))
+    elif args.command == "serve":
+        try:
+            from issue_titles.serving.server import serve
+        except ImportError as error:
+            raise StageError(f"serving is not installed ({error}); install issue-titles[serve]") from None
+        serve(args.model, args.host, args.port)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of step logs
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except StageError as error:
+        print(f"stages {args.command}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print(f"stages {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the last line of defence: one readable line, details on demand
+        if os.environ.get("STAGES_DEBUG"):
+            raise
+        print(
+            f"stages {args.command}: unexpected error: {type(error).__name__}: {error} "
+            "(set STAGES_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Read issue CSVs robustly: every row is either kept or counted under the reason it was skipped.
+
+Skip reasons (keys of `report.json`'s `skipped`): `empty_title`, `empty_body`, `broken_quoting`,
+`undecodable_bytes`, `wrong_field_count`. A missing column, an unreadable file or a folder without CSVs is not a
+row problem but an error for the whole step (StageError naming the file).
+"""
+
+import csv
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from issue_titles.errors import StageError
+
+URL, TITLE, BODY = "issue_url", "issue_title", "body"
+COLUMNS = (URL, TITLE, BODY)
+
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
+@dataclass(frozen=True)
+class Issue:
+    issue_url: str
+    issue_title: str
+    body: str
+
+
+@dataclass
+class ReadReport:
+    """What happened to the rows of one or more files."""
+
+    rows_read: int = 0
+    rows_kept: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    files: dict[str, dict] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "rows_read": self.rows_read,
+            "rows_kept": self.rows_kept,
+            "skipped": dict(sorted(self.skipped.items())),
+            "files": self.files,
+        }
+
+
+def find_csv_files(folder: Path) -> list[Path]:
+    """All *.csv files below `folder`, sorted; an error if there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise StageError("input folder does not exist or is not a folder", path=folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() == ".csv")
+    if not files:
+        raise StageError("input folder has no *.csv files", path=folder)
+    return files
+
+
+def read_issue_folder(folder: Path, require: Iterable[str] = COLUMNS) -> tuple[list[Issue], ReadReport]:
+    """Read every CSV below `folder` (see `read_issue_file`)."""
+    report = ReadReport()
+    issues: list[Issue] = []
+    for path in find_csv_files(folder):
+        issues.extend(read_issue_file(path, report, require=require, label=str(path.relative_to(folder))))
+    return issues, report
+
+
+def read_issue_file(
+    path: Path, report: ReadReport | None = None, *, require: Iterable[str] = COLUMNS, label: str | None = None
+) -> list[Issue]:
+    """Rows of one CSV as Issues; skipped rows are counted in `report` (overall and under `files[label]`)."""
+    path = Path(path)
+    require = tuple(require)
+    report = report if report is not None else ReadReport()
+    try:
+        text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
+    except OSError as error:
+        raise StageError(f"cannot read file: {error.strerror}", path=path) from None
+    lines = _physical_lines(text)
+    if not lines or not lines[0].strip():
+        raise StageError("file is empty: expected a header with columns " + ",".join(COLUMNS), path=path, line=1)
+    header = next(csv.reader([lines[0]]))
+    header = [name.strip() for name in header]
+    for column in require:
+        if column not in header:
+            raise StageError(
+                f"missing column '{column}' (header has: {', '.join(header) or 'nothing'})", path=path, line=1
+            )
+    positions = {name: header.index(name) for name in COLUMNS if name in header}
+    issues: list[Issue] = []
+    file_report = {"rows_read": 0, "rows_kept": 0, "skipped": Counter()}
+    for _line_number, outcome in _records(lines, first=1):
+        file_report["rows_read"] += 1
+        if isinstance(outcome, str):
+            file_report["skipped"][outcome] += 1
+            continue
+        reason = _problem(outcome, len(header), positions, need_title=TITLE in require)
+        if reason:
+            file_report["skipped"][reason] += 1
+            continue
+        issues.append(
+            Issue(
+                issue_url=outcome[positions[URL]].strip() if URL in positions else "",
+                issue_title=outcome[positions[TITLE]].strip() if TITLE in positions else "",
+                body=outcome[positions[BODY]].strip(),
+            )
+        )
+        file_report["rows_kept"] += 1
+    report.rows_read += file_report["rows_read"]
+    report.rows_kept += file_report["rows_kept"]
+    report.skipped.update(file_report["skipped"])
+    file_report["skipped"] = dict(sorted(file_report["skipped"].items()))
+    report.files[label or str(path)] = file_report
+    return issues
+
+
+def write_issues(path: Path, issues: Iterable[Issue]) -> None:
+    """Write issues with the standard header (quoted as needed, UTF-8)."""
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        for issue in issues:
+            writer.writerow((issue.issue_url, issue.issue_title, issue.body))
+
+
+def _physical_lines(text: str) -> list[str]:
+    """Split on '\\n' only (csv handles '\\r\\n'); unlike str.splitlines, other breaks stay inside fields."""
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def _records(lines: list[str], first: int) -> Iterator[tuple[int, list[str] | str]]:
+    """Yield (line number, fields) for each record after the header, or (line number, skip reason).
+
+    A quote that is never closed would swallow the rest of the file into one field; when that happens the record
+    is counted as broken and parsing resumes on the line after the one where it started.
+    """
+    start = first
+    while start < len(lines):
+        reader = csv.reader(iter(lines[start:]), strict=True)
+        consumed = 0
+        restart_at = None
+        while True:
+            record_start = start + consumed
+            try:
+                fields = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as error:
+                if "unexpected end of data" in str(error):
+                    yield record_start + 1, "broken_quoting"
+                    restart_at = record_start + 1
+                    break
+                consumed = reader.line_num
+                yield record_start + 1, "broken_quoting"
+                continue
+            consumed = reader.line_num
+            if not fields:
+                continue  # a blank line is not a row
+            yield record_start + 1, fields
+        if restart_at is None:
+            return
+        start = restart_at
+
+
+def _problem(fields: list[str], width: int, positions: dict[str, int], need_title: bool = True) -> str | None:
+    if len(fields) != width:
+        return "wrong_field_count"
+    try:
+        for value in fields:
+            value.encode("utf-8")  # bytes that were not UTF-8 came in as lone surrogates
+    except UnicodeEncodeError:
+        return "undecodable_bytes"
+    if need_title and not fields[positions[TITLE]].strip():
+        return "empty_title"
+    if not fields[positions[BODY]].strip():
+        return "empty_body"
+    return None

@@ -1,0 +1,59 @@
+"""A real, tiny model for tests elsewhere (serving, local runner, bench): trained in seconds on generated rows.
+
+`tiny_bundle(path)` runs the real split -> pre_process -> train -> build code on a few dozen synthetic issues
+and leaves a complete serving bundle (what `stages build` writes) at `path`. Its titles are not good; it is the
+real format, the real loader and the real decoder, small.
+"""
+
+import random
+import tempfile
+from pathlib import Path
+
+from issue_titles.csvio import Issue, write_issues
+
+_COMPONENTS = ["parser", "scheduler", "cache", "router", "exporter", "uploader", "config loader", "helm chart",
+               "dashboard", "cli", "webhook", "tokenizer"]  # fmt: skip
+_PROBLEMS = [("crashes on empty input", "fix crash in {c} on empty input"),
+             ("ignores the timeout setting", "respect timeout in {c}"),
+             ("has no documentation for its options", "document {c} options"),
+             ("logs the password in plain text", "stop logging secrets in {c}"),
+             ("is slow with large files", "speed up {c} for large files"),
+             ("needs support for yaml files", "add yaml support to {c}")]  # fmt: skip
+
+
+def tiny_issues(rows: int = 60, seed: int = 7) -> list[Issue]:
+    """Synthetic issues whose titles reuse words of their bodies, like real ones."""
+    rng = random.Random(seed)
+    issues = []
+    for number in range(rows):
+        component = rng.choice(_COMPONENTS)
+        problem, title = rng.choice(_PROBLEMS)
+        body = (
+            f"When I use the {component} it {problem}. Steps to reproduce: run `tool {component.split()[0]} "
+            f"--verbose` on version 1.{rng.randint(0, 9)}. Expected the {component} to work; it {problem}."
+        )
+        issues.append(Issue(f"https://example.com/issues/{number}", title.format(c=component), body))
+    return issues
+
+
+def tiny_bundle(path: Path) -> Path:
+    """Train a tiny real model and write a complete serving bundle at `path` (replaced if present)."""
+    from issue_titles.build import run_build
+    from issue_titles.preprocess import run_preprocess
+    from issue_titles.split import SplitSettings, run_split
+    from issue_titles.text import TextConfig
+    from issue_titles.train import TrainSettings, run_train
+
+    path = Path(path)
+    with tempfile.TemporaryDirectory(prefix="tiny-bundle-") as scratch:
+        work = Path(scratch)
+        (work / "raw").mkdir()
+        write_issues(work / "raw" / "issues.csv", tiny_issues())
+        run_split(work / "raw", work / "split", SplitSettings(test_fraction=0.2, seed=1))
+        run_preprocess(work / "split", work / "pre_process",
+                       TextConfig(body_vocab_size=120, body_length=24, title_vocab_size=60, title_length=8))  # fmt: skip
+        run_train(work / "pre_process", work / "train",
+                  TrainSettings(epochs=4, batch_size=16, embedding_dim=16, hidden_dim=16, dropout=0.0,
+                                learning_rate=0.01, verbose=0))  # fmt: skip
+        run_build([work / "train", work / "split"], path, env={})
+    return path

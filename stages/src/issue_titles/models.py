@@ -1,0 +1,224 @@
+"""The two seq2seq architectures, rebuilt in code from model.json (weights alone come from the .h5 file).
+
+`tutorial`: the original tutorial's model, layer for layer — embeddings and GRUs of 300, batch-norm, a softmax
+over the title vocabulary, the encoder's last state as the decoder's first state.
+
+`pointer_generator` (the default): a bidirectional GRU encoder, a GRU decoder with Luong attention over the
+encoder states and a copy switch (See et al., 2017): each output word is either generated from the title
+vocabulary or copied from a body position, so titles can reuse body words even when they are rare identifiers.
+
+Both expose the same three calls the decoders use: `encode` (once per body), `step` (one token for a batch, over
+the whole output space), and `call` (teacher-forced training output).
+"""
+
+from dataclasses import asdict, dataclass, fields
+
+import keras
+from keras import layers, ops
+
+TUTORIAL = "tutorial"
+POINTER_GENERATOR = "pointer_generator"
+DEFAULT_ARCHITECTURE = POINTER_GENERATOR
+ARCHITECTURE_ALIASES = {"default": DEFAULT_ARCHITECTURE, TUTORIAL: TUTORIAL, POINTER_GENERATOR: POINTER_GENERATOR}
+
+NEG_INF = -1e9
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild the network (stored in model.json)."""
+
+    architecture: str
+    body_vocab_size: int
+    title_vocab_size: int
+    body_length: int
+    title_length: int
+    embedding_dim: int
+    hidden_dim: int
+    dropout: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = {field.name for field in fields(cls)}
+        missing = sorted(known - set(data) - {"dropout"})
+        if missing:
+            raise ValueError(f"model config lacks {', '.join(missing)}")
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+    @property
+    def output_size(self) -> int:
+        """Width of a decoding step's scores: the title vocabulary, plus one copy slot per body position."""
+        if self.architecture == POINTER_GENERATOR:
+            return self.title_vocab_size + self.body_length
+        return self.title_vocab_size
+
+
+def resolve_architecture(name: str) -> str:
+    try:
+        return ARCHITECTURE_ALIASES[name]
+    except KeyError:
+        raise ValueError(f"unknown architecture '{name}' (choose from {', '.join(ARCHITECTURE_ALIASES)})") from None
+
+
+def build_model(config: ModelConfig) -> "Seq2SeqModel":
+    """A built (weights created) model for `config`; call `load_weights` on it to restore a trained one."""
+    cls = {TUTORIAL: TutorialSeq2Seq, POINTER_GENERATOR: PointerGenerator}[resolve_architecture(config.architecture)]
+    model = cls(config)
+    model.build_weights()
+    return model
+
+
+class Seq2SeqModel(keras.Model):
+    """Common interface of both architectures."""
+
+    def __init__(self, config: ModelConfig, **kwargs) -> None:
+        super().__init__(name=config.architecture, **kwargs)
+        self.config = config
+
+    def build_weights(self) -> None:
+        """Create every weight by running one tiny batch through training and decoding paths."""
+        body = ops.ones((1, self.config.body_length), dtype="int32")
+        inputs = {
+            "body": body,
+            "body_copy": body,
+            "decoder_input": ops.ones((1, self.config.title_length - 1), dtype="int32"),
+            "target": ops.ones((1, self.config.title_length - 1), dtype="int32"),
+        }
+        self(inputs, training=False)
+
+    def encode(self, body, body_copy, training: bool = False):
+        raise NotImplementedError
+
+    def step(self, tokens, memory, state):
+        """(B,) previous tokens -> ((B, output_size) scores, next state); greedy decoding takes the argmax."""
+        raise NotImplementedError
+
+    def training_loss(self):
+        raise NotImplementedError
+
+
+class TutorialSeq2Seq(Seq2SeqModel):
+    """Tutorial model: y_t = softmax(BN(GRU_dec(BN(emb(y_<t)); h0 = GRU_enc(BN(emb(body)))))."""
+
+    def __init__(self, config: ModelConfig, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        size = config.hidden_dim
+        self.body_embedding = layers.Embedding(config.body_vocab_size, config.embedding_dim, name="body_embedding")
+        self.encoder_bn = layers.BatchNormalization(name="encoder_bn")
+        self.encoder_gru = layers.GRU(size, return_state=True, name="encoder_gru")
+        self.title_embedding = layers.Embedding(
+            config.title_vocab_size, config.embedding_dim, name="title_embedding"
+        )
+        self.decoder_bn = layers.BatchNormalization(name="decoder_bn")
+        self.decoder_gru = layers.GRU(size, return_sequences=True, return_state=True, name="decoder_gru")
+        self.output_bn = layers.BatchNormalization(name="output_bn")
+        self.output_dense = layers.Dense(config.title_vocab_size, activation="softmax", name="output_dense")
+
+    def encode(self, body, body_copy=None, training: bool = False):
+        embedded = self.encoder_bn(self.body_embedding(body), training=training)
+        _, state = self.encoder_gru(embedded, training=training)
+        return {}, state
+
+    def _decode(self, tokens, state, training: bool):
+        embedded = self.decoder_bn(self.title_embedding(tokens), training=training)
+        sequence, state = self.decoder_gru(embedded, initial_state=state, training=training)
+        return self.output_dense(self.output_bn(sequence, training=training)), state
+
+    def call(self, inputs, training: bool = False):
+        _, state = self.encode(inputs["body"], training=training)
+        probabilities, _ = self._decode(inputs["decoder_input"], state, training)
+        return probabilities
+
+    def step(self, tokens, memory, state):
+        probabilities, state = self._decode(ops.expand_dims(tokens, 1), state, training=False)
+        return probabilities[:, 0, :], state
+
+    def training_loss(self):
+        # As in the tutorial: plain cross-entropy over every position, padding included.
+        return keras.losses.SparseCategoricalCrossentropy()
+
+
+class PointerGenerator(Seq2SeqModel):
+    """Attention seq2seq with a copy switch; trained on P(target) = g·P_vocab + (1-g)·Σ attention on copies."""
+
+    def __init__(self, config: ModelConfig, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        size = config.hidden_dim
+        self.body_embedding = layers.Embedding(config.body_vocab_size, config.embedding_dim, name="body_embedding")
+        self.encoder = layers.Bidirectional(
+            layers.GRU(size // 2, return_sequences=True, return_state=True), name="encoder_bigru"
+        )
+        self.bridge = layers.Dense(size, activation="tanh", name="bridge")
+        self.attention_keys = layers.Dense(size, use_bias=False, name="attention_keys")
+        self.title_embedding = layers.Embedding(
+            config.title_vocab_size, config.embedding_dim, name="title_embedding"
+        )
+        self.decoder_gru = layers.GRU(size, return_sequences=True, return_state=True, name="decoder_gru")
+        self.attentional = layers.Dense(size, activation="tanh", name="attentional")
+        self.dropout = layers.Dropout(config.dropout, name="dropout")
+        self.vocab_logits = layers.Dense(config.title_vocab_size, name="vocab_logits")
+        self.generate_gate = layers.Dense(1, activation="sigmoid", name="generate_gate")
+
+    def encode(self, body, body_copy, training: bool = False):
+        mask = ops.not_equal(body, 0)
+        embedded = self.dropout(self.body_embedding(body), training=training)
+        states, forward, backward = self.encoder(embedded, mask=mask, training=training)
+        memory = {
+            "states": states,
+            "keys": self.attention_keys(states),
+            "bias": ops.where(mask, 0.0, NEG_INF),
+            "body_copy": ops.cast(body_copy, "int32"),
+        }
+        return memory, self.bridge(ops.concatenate([forward, backward], axis=-1))
+
+    def _decode(self, tokens, memory, state, training: bool):
+        embedded = self.dropout(self.title_embedding(tokens), training=training)
+        sequence, state = self.decoder_gru(embedded, initial_state=state, training=training)
+        scores = ops.einsum("btd,bld->btl", sequence, memory["keys"]) + memory["bias"][:, None, :]
+        attention = ops.softmax(scores, axis=-1)
+        context = ops.einsum("btl,bld->btd", attention, memory["states"])
+        hidden = self.attentional(ops.concatenate([sequence, context], axis=-1))
+        hidden = self.dropout(hidden, training=training)
+        vocab = ops.softmax(self.vocab_logits(hidden), axis=-1)
+        generate = self.generate_gate(ops.concatenate([hidden, context, embedded], axis=-1))
+        return vocab, attention, generate, state
+
+    def call(self, inputs, training: bool = False):
+        memory, state = self.encode(inputs["body"], inputs["body_copy"], training=training)
+        vocab, attention, generate, _ = self._decode(inputs["decoder_input"], memory, state, training)
+        target = ops.cast(inputs["target"], "int32")
+        size = self.config.title_vocab_size
+        in_vocab = ops.cast(target < size, vocab.dtype)
+        vocab_target = ops.take_along_axis(vocab, ops.expand_dims(ops.minimum(target, size - 1), -1), axis=-1)
+        vocab_target = vocab_target[..., 0] * in_vocab
+        hits = ops.cast(ops.equal(memory["body_copy"][:, None, :], target[:, :, None]), attention.dtype)
+        copy_target = ops.sum(attention * hits, axis=-1)
+        generate = generate[..., 0]
+        return generate * vocab_target + (1.0 - generate) * copy_target
+
+    def step(self, tokens, memory, state):
+        import tensorflow as tf  # the scatter of copy probabilities onto ids is done with a TF segment sum
+
+        vocab, attention, generate, state = self._decode(ops.expand_dims(tokens, 1), memory, state, training=False)
+        vocab, attention, generate = vocab[:, 0, :], attention[:, 0, :], generate[:, 0, :]
+        batch = tf.shape(vocab)[0]
+        width = self.config.output_size
+        generated = tf.pad(generate * vocab, [[0, 0], [0, self.config.body_length]])
+        slots = memory["body_copy"] + tf.range(batch, dtype=tf.int32)[:, None] * width
+        copied = tf.math.unsorted_segment_sum(
+            tf.reshape((1.0 - generate) * attention, [-1]), tf.reshape(slots, [-1]), batch * width
+        )
+        return generated + tf.reshape(copied, [batch, width]), state
+
+    def training_loss(self):
+        return masked_negative_log_likelihood
+
+
+def masked_negative_log_likelihood(target, probability_of_target):
+    """Mean -log P(target) over the real (non-padding) title tokens."""
+    mask = ops.cast(ops.not_equal(target, 0), probability_of_target.dtype)
+    nll = -ops.log(ops.clip(probability_of_target, 1e-9, 1.0))
+    return ops.sum(nll * mask) / ops.maximum(ops.sum(mask), 1.0)

@@ -1,0 +1,40 @@
+"""`python -m issue_titles.serving --model DIR [--host H] [--port P]`: the server without the `stages` CLI.
+
+Handy for development and the serving tests; the serving image runs `stages serve`, which calls the same
+`serve()`. Limits come from `ISSUE_TITLES_*` variables (see README.md).
+"""
+
+import argparse
+import sys
+
+from issue_titles.errors import StageError
+
+from .server import serve
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m issue_titles.serving", description=__doc__)
+    parser.add_argument("--model", required=True, help="serving bundle folder (what `stages build` writes)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--grpc-port", type=int, default=None, help="turn gRPC on at this port (default: off)")
+    parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port")
+    parser.add_argument("--predictor-loader", default=None, help="'module:callable' replacing TitlePredictor.load")
+    args = parser.parse_args(argv)
+    try:
+        serve(
+            args.model,
+            args.host,
+            args.port,
+            grpc_port=args.grpc_port,
+            metrics_port=args.metrics_port,
+            predictor_loader=args.predictor_loader,
+        )
+    except StageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

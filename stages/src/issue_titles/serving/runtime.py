@@ -1,0 +1,169 @@
+"""MLServer custom runtime: issue bodies in, generated titles out, over V2 and the Seldon v1 protocol.
+
+How it sits in MLServer 1.7 (read in mlserver/server.py, batching/hooks.py, rest/server.py):
+- On load, MLServer first registers the `@custom_handler` routes, then `load_batching` replaces the
+  instance's `predict` with the adaptive batcher's entry point, and only then calls `load()`.
+- The batcher merges concurrent requests into one `predict` call; if that call raises, *every* request in the
+  batch gets the error. So `load()` puts a checker in front of the batcher: each request is validated on its
+  own (a bad one gets its own 400/413) and only a clean, canonical request is queued for merging.
+- The Seldon routes check their own format, then queue the same clean request, so v1 and V2 share model calls.
+"""
+
+import asyncio
+import importlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Protocol
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from mlserver import MLModel
+from mlserver.context import model_context
+from mlserver.errors import MLServerError
+from mlserver.handlers import custom_handler
+from mlserver.types import InferenceRequest, InferenceResponse
+from mlserver.utils import get_model_uri
+
+from .limits import ServingLimits
+from .protocol import (
+    PayloadTooLarge,
+    bodies_from_seldon,
+    bodies_from_v2,
+    parse_json,
+    seldon_response,
+    titles_from_v2,
+    v2_request,
+    v2_response,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PREDICTOR_LOADER = "issue_titles.predictor:TitlePredictor.load"
+WARM_UP_BODY = "warm up: compile the decoder before the first real request"
+
+
+class Predictor(Protocol):
+    def predict(self, bodies: list[str]) -> list[str]: ...
+
+
+class ModelNotLoaded(MLServerError):
+    def __init__(self) -> None:
+        super().__init__("the model is still loading; retry when /v2/health/ready answers 200", status_code=503)
+
+
+class PredictionFailed(MLServerError):
+    def __init__(self) -> None:
+        super().__init__("the model failed on this batch; see the server log", status_code=500)
+
+
+def import_loader(spec: str) -> Callable[[Path], Predictor]:
+    """`"package.module:Attr.attr"` -> the callable; how tests swap in a fake predictor."""
+    module_name, _, attribute_path = spec.partition(":")
+    if not module_name or not attribute_path:
+        raise ValueError(f"predictor_loader must look like 'package.module:callable', got {spec!r}")
+    target: Any = importlib.import_module(module_name)
+    for part in attribute_path.split("."):
+        target = getattr(target, part)
+    return target
+
+
+class IssueTitleRuntime(MLModel):
+    """Loads `TitlePredictor` from the bundle at `parameters.uri` and serves it (see module docstring)."""
+
+    _predictor: Predictor | None = None
+    _limits: ServingLimits = ServingLimits()
+
+    async def load(self) -> bool:
+        extra = dict((self.settings.parameters.extra or {}) if self.settings.parameters else {})
+        limit_names = {field.name for field in fields(ServingLimits)}
+        self._limits = ServingLimits.from_env(**{k: v for k, v in extra.items() if k in limit_names})
+        loader = import_loader(str(extra.get("predictor_loader") or DEFAULT_PREDICTOR_LOADER))
+        model_dir = Path(await get_model_uri(self.settings))
+
+        # One model thread: batches queue up instead of fighting over the CPU cores, and the event loop stays
+        # free to answer health checks and reject bad requests while a batch runs.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="issue-titles-model")
+        loop = asyncio.get_running_loop()
+        predictor = await loop.run_in_executor(self._executor, loader, model_dir)
+        await loop.run_in_executor(self._executor, predictor.predict, [WARM_UP_BODY])
+        self._predictor = predictor
+
+        # Whatever MLServer installed as `predict` (the adaptive batcher, or the plain method when batching is
+        # off) now sits behind the per-request checker.
+        self._queue_for_model = self.predict
+        self.predict = self._check_then_queue  # type: ignore[method-assign]
+        logger.info("loaded issue-title model from %s (limits: %s)", model_dir, self._limits.as_dict())
+        return True
+
+    async def unload(self) -> bool:
+        self._predictor = None
+        executor = getattr(self, "_executor", None)
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+        return True
+
+    @property
+    def limits(self) -> ServingLimits:
+        return self._limits
+
+    async def _check_then_queue(self, payload: InferenceRequest) -> InferenceResponse:
+        """V2 entry point: reject this request alone if it is bad, else queue its clean copy for batching."""
+        bodies = bodies_from_v2(payload, self._limits)
+        return await self._queue_for_model(v2_request(bodies, payload.id))
+
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        """One model call for a (possibly merged) batch; inputs were checked per request already."""
+        predictor = self._predictor
+        if predictor is None:
+            raise ModelNotLoaded()
+        bodies = bodies_from_v2(payload, limits=None)
+        loop = asyncio.get_running_loop()
+        try:
+            titles = await loop.run_in_executor(self._executor, predictor.predict, bodies)
+        except Exception:
+            logger.exception("prediction failed for a batch of %d bodies", len(bodies))
+            raise PredictionFailed() from None
+        if len(titles) != len(bodies):
+            logger.error("predictor returned %d titles for %d bodies", len(titles), len(bodies))
+            raise PredictionFailed()
+        return v2_response([str(title) for title in titles], self.name, self.version)
+
+    async def _answer_seldon(self, request: Request) -> JSONResponse:
+        if self._predictor is None:
+            raise ModelNotLoaded()
+        raw = await request.body()
+        if len(raw) > self._limits.max_request_bytes:
+            raise PayloadTooLarge(
+                f"request has {len(raw)} bytes; at most {self._limits.max_request_bytes} are allowed"
+            )
+        bodies = bodies_from_seldon(parse_json(raw), self._limits)
+        # The batcher logs queue metrics labelled by model, which MLServer's V2 path sets up via this context.
+        with model_context(self.settings):
+            response = await self._queue_for_model(v2_request(bodies))
+        return JSONResponse(seldon_response(titles_from_v2(response), request.headers.get("seldon-puid")))
+
+    # MLServer keeps one route per decorated method, so each Seldon path gets its own small method.
+    @custom_handler(rest_path="/api/v1.0/predictions")
+    async def seldon_predictions(self, request: Request) -> JSONResponse:
+        """The tutorial's external Seldon path, for calling the container directly."""
+        return await self._answer_seldon(request)
+
+    @custom_handler(rest_path="/api/v0.1/predictions")
+    async def seldon_predictions_v01(self, request: Request) -> JSONResponse:
+        """The path the tutorial's curl used (Seldon Core 0.x)."""
+        return await self._answer_seldon(request)
+
+    @custom_handler(rest_path="/predict")
+    async def seldon_executor_predict(self, request: Request) -> JSONResponse:
+        """Where Seldon Core 1.17's executor POSTs the unchanged request body for protocol "seldon"."""
+        return await self._answer_seldon(request)
+
+    @custom_handler(rest_path="/health/status", rest_method="GET")
+    async def seldon_executor_status(self) -> JSONResponse:
+        """Where the executor's `/api/v1.0/status/<model>` lands; 200 only once the model is loaded."""
+        if self._predictor is None:
+            raise ModelNotLoaded()
+        return JSONResponse({"status": "ready", "model": self.name})

@@ -1,0 +1,147 @@
+"""Start MLServer in-process for one serving bundle: `serve(model_dir, host, port, **limits)`.
+
+MLServer's own `mlserver start <folder>` would also work with the files `write_settings` puts in a bundle,
+but only this path adds the HTTP guard (size limits, JSON 4xx for every bad request, no model-repository
+API) and turns gRPC off unless asked for, so the serving image runs `stages serve`, which calls this.
+"""
+
+import asyncio
+import logging
+import socket
+from pathlib import Path
+from typing import Any
+
+from mlserver import MLServer
+from mlserver.settings import ModelSettings, Settings
+
+from issue_titles.errors import StageError
+
+from . import http_guard
+from .limits import ServingLimits
+from .settings import MODEL_NAME, build_settings
+
+logger = logging.getLogger(__name__)
+
+
+class ModelLoadFailed(StageError):
+    """The server stopped because the model could not be loaded (MLServer logged the cause)."""
+
+
+class _GRPCOff:
+    """Stands in for MLServer's gRPC server when gRPC is not wanted: nothing listens, nothing to stop."""
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self, sig: int | None = None) -> None:
+        return None
+
+
+class IssueTitleServer(MLServer):
+    """MLServer with the HTTP guard installed on its FastAPI app before the app starts serving."""
+
+    def __init__(self, settings: Settings, limits: ServingLimits, *, grpc_enabled: bool) -> None:
+        self._limits = limits
+        self._grpc_enabled = grpc_enabled
+        super().__init__(settings)
+
+    def _create_servers(self) -> None:
+        super()._create_servers()
+        app = getattr(getattr(self, "_rest_server", None), "_app", None)
+        if app is None:  # MLServer 1.7 keeps the FastAPI app at `_rest_server._app`
+            raise RuntimeError("this MLServer version does not expose its REST app; pin mlserver 1.7.x")
+        http_guard.install(app, self._limits.max_request_bytes)
+        if not self._grpc_enabled:
+            self._grpc_server = _GRPCOff()  # type: ignore[assignment]
+
+    async def model_loaded(self, name: str) -> bool:
+        try:
+            models = await self._model_registry.get_models(name)
+        except Exception:
+            return False
+        return any(model.ready for model in models)
+
+
+async def _run(settings: Settings, model_settings: ModelSettings, limits: ServingLimits, grpc_enabled: bool) -> None:
+    server = IssueTitleServer(settings, limits, grpc_enabled=grpc_enabled)
+    await server.start([model_settings])
+    if not await server.model_loaded(model_settings.name):
+        raise ModelLoadFailed(f"model {model_settings.name!r} could not be loaded; see the log above")
+
+
+def serve(
+    model_dir: Path | str,
+    host: str = "127.0.0.1",
+    port: int = 9000,
+    *,
+    grpc_port: int | None = None,
+    metrics_port: int | None = None,
+    predictor_loader: str | None = None,
+    **limits: Any,
+) -> None:
+    """Serve the bundle at `model_dir` until SIGINT/SIGTERM.
+
+    Raises `StageError` (one line for the CLI) for a missing folder, a bad limit or a busy port, and its
+    subclass `ModelLoadFailed` when the model cannot be loaded.
+
+    `grpc_port` / `metrics_port`: None keeps gRPC / the Prometheus endpoint off. `limits`: any
+    `ServingLimits` field (e.g. `max_request_bytes=1_000_000`); unset ones come from `ISSUE_TITLES_*`
+    variables or the defaults. `predictor_loader` ("module:callable") replaces `TitlePredictor.load`.
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise StageError("model bundle folder not found", path=model_dir)
+    try:
+        resolved = ServingLimits.from_env(**limits)
+    except (TypeError, ValueError) as error:
+        raise StageError(f"bad serving limit: {error}") from None
+    for label, wanted in (("HTTP", port), ("gRPC", grpc_port), ("metrics", metrics_port)):
+        if wanted is not None:
+            _check_port_free(host, wanted, label)
+    settings, model_settings = build_settings(
+        model_dir,
+        host,
+        port,
+        resolved,
+        grpc_port=grpc_port,
+        metrics_port=metrics_port,
+        predictor_loader=predictor_loader,
+    )
+    _configure_logging()
+    base = f"http://{host}:{port}"
+    logger.info(
+        "serving model %r from %s on %s: V2 POST %s/v2/models/%s/infer, Seldon POST %s/api/v1.0/predictions "
+        "(also /api/v0.1/predictions, /predict), ready GET %s/v2/health/ready; gRPC %s; metrics %s; limits %s",
+        MODEL_NAME,
+        model_dir.resolve(),
+        base,
+        base,
+        MODEL_NAME,
+        base,
+        base,
+        f"on {host}:{grpc_port}" if grpc_port is not None else "off",
+        f"on {host}:{metrics_port}/metrics" if metrics_port is not None else "off",
+        resolved.as_dict(),
+    )
+    asyncio.run(_run(settings, model_settings, resolved, grpc_port is not None))
+
+
+def _check_port_free(host: str, port: int, label: str) -> None:
+    """Fail with one clear line instead of uvicorn's SystemExit traceback when the port is taken."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise StageError(f"cannot listen for {label} on {host}:{port}: {error.strerror}") from None
+
+
+def _configure_logging() -> None:
+    """Make our INFO lines visible when nobody configured logging (MLServer only sets up its own logger)."""
+    ours = logging.getLogger("issue_titles")
+    if not logging.getLogger().handlers and not ours.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s [%(name)s] %(levelname)s %(message)s"))
+        ours.addHandler(handler)
+    if ours.level == logging.NOTSET:
+        ours.setLevel(logging.INFO)

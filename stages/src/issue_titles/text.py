@@ -1,0 +1,162 @@
+"""Text <-> ids: one standardisation for bodies and titles, vocabularies as plain token lists, copy ids.
+
+Tokens are lower-cased words; dots, slashes, dashes and underscores inside a word are kept
+(`helm.v4.chart`, `yaml/v2`, `skip_await`) so that identifiers survive as one token the copy mechanism can
+reuse; other punctuation separates words. Vocabularies are lists whose index is the id: 0 is padding (""),
+1 is the out-of-vocabulary token ("[UNK]"); title vocabularies also hold the start/end markers.
+
+"Copy" ids put body tokens into the title's id space: a body token that is in the title vocabulary keeps its
+title id; one that is not gets `title_vocab_size + p`, where p is the position of its first occurrence in the
+(truncated) body. A title token gets the same treatment, so a title word missing from the vocabulary can still
+be produced by pointing at the body.
+"""
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+PAD, UNK = "", "[UNK]"
+START, END = "_start_", "_end_"  # standardize() strips edge underscores, so no real word can collide
+STANDARDIZATION = "issue_titles.text.standardize/v1"
+MAX_CHARS = 20_000  # bodies are cut here before tokenising: only the first few dozen tokens are ever used
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """The sizes pre_process used; recorded in preprocess.json and needed to encode new text the same way."""
+
+    body_vocab_size: int = 8000
+    body_length: int = 70
+    title_vocab_size: int = 4500
+    title_length: int = 12
+    standardization: str = STANDARDIZATION
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def standardize(texts):  # tf.Tensor[string] -> tf.Tensor[string]
+    """Lower-case, keep letters/digits and in-word `._/-`, turn everything else into single spaces."""
+    import tensorflow as tf
+
+    texts = tf.strings.substr(texts, 0, MAX_CHARS, unit="UTF8_CHAR")
+    texts = tf.strings.lower(texts, encoding="utf-8")
+    texts = tf.strings.regex_replace(texts, r"['\x{2019}`]", "")
+    texts = tf.strings.regex_replace(texts, r"[^\p{L}\p{N}._/\-]+", " ")
+    texts = tf.strings.regex_replace(texts, r"(^|\s)[._/\-]+", " ")
+    texts = tf.strings.regex_replace(texts, r"[._/\-]+(\s|$)", " ")
+    return tf.strings.strip(texts)
+
+
+def fit_vocabulary(standardized: Sequence[str], max_tokens: int) -> list[str]:
+    """Most frequent tokens first, with "" and "[UNK]" at ids 0 and 1 (keras TextVectorization.adapt)."""
+    import keras
+    import tensorflow as tf
+
+    if max_tokens < 3:
+        raise ValueError(f"a vocabulary needs room for padding, [UNK] and one word; got max_tokens={max_tokens}")
+    layer = keras.layers.TextVectorization(max_tokens=max_tokens, standardize=None, split="whitespace")
+    layer.adapt(tf.data.Dataset.from_tensor_slices(list(standardized)).batch(2048))
+    vocabulary = [str(token) for token in layer.get_vocabulary()]
+    if vocabulary[:2] != [PAD, UNK]:
+        raise AssertionError(f"unexpected reserved tokens {vocabulary[:2]}")
+    return vocabulary
+
+
+def title_with_markers(standardized_titles, title_length: int):  # tf.Tensor[string] -> tf.Tensor[string]
+    """`_start_ w1 .. wk _end_` with k <= title_length - 2, so the end marker always fits."""
+    import tensorflow as tf
+
+    words = tf.strings.split(standardized_titles)[:, : title_length - 2]
+    return tf.strings.join([START, tf.strings.reduce_join(words, axis=1, separator=" "), END], separator=" ")
+
+
+class TextEncoder:
+    """Encodes bodies and titles with fixed vocabularies; decodes model output ids back to words."""
+
+    def __init__(self, body_vocab: list[str], title_vocab: list[str], config: TextConfig) -> None:
+        import keras
+
+        for name, vocab in (("body", body_vocab), ("title", title_vocab)):
+            if vocab[:2] != [PAD, UNK]:
+                raise ValueError(f"{name} vocabulary must start with '' and '[UNK]', got {vocab[:2]}")
+        if START not in title_vocab or END not in title_vocab:
+            raise ValueError("title vocabulary lacks the start/end markers")
+        self.body_vocab = body_vocab
+        self.title_vocab = title_vocab
+        self.config = config
+        self.start_id = title_vocab.index(START)
+        self.end_id = title_vocab.index(END)
+
+        def vectorizer(vocab: list[str], length: int):
+            return keras.layers.TextVectorization(
+                standardize=None, split="whitespace", vocabulary=vocab[2:], output_sequence_length=length
+            )
+
+        self._body_ids = vectorizer(body_vocab, config.body_length)
+        self._body_title_ids = vectorizer(title_vocab, config.body_length)
+        self._title_ids = vectorizer(title_vocab, config.title_length)
+        self._title_array = np.array(title_vocab, dtype=object)
+
+    @property
+    def title_vocab_size(self) -> int:
+        return len(self.title_vocab)
+
+    def body_tokens(self, standardized_bodies):  # -> tf.Tensor[string] (B, body_length), "" padded
+        import tensorflow as tf
+
+        tokens = tf.strings.split(standardized_bodies)[:, : self.config.body_length]
+        return tokens.to_tensor(default_value=PAD, shape=[None, self.config.body_length])
+
+    def encode_bodies(self, bodies: Sequence[str]) -> dict[str, np.ndarray]:
+        """`body` (body-vocab ids), `body_copy` (copy ids) and `body_tokens` (the words, for decoding)."""
+        import tensorflow as tf
+
+        standardized = standardize(tf.constant(list(bodies), dtype=tf.string))
+        tokens = self.body_tokens(standardized)
+        body = self._body_ids(standardized)
+        in_title_vocab = self._body_title_ids(standardized)
+        same = tf.equal(tokens[:, :, None], tokens[:, None, :])
+        first = tf.argmax(tf.cast(same, tf.int32), axis=2, output_type=tf.int32)
+        copy = tf.where(in_title_vocab == 1, self.title_vocab_size + first, tf.cast(in_title_vocab, tf.int32))
+        copy = tf.where(tokens == PAD, 0, copy)
+        return {
+            "body": tf.cast(body, tf.int32).numpy(),
+            "body_copy": copy.numpy().astype(np.int32),
+            "body_tokens": tokens.numpy().astype(object),
+        }
+
+    def encode_titles(self, titles: Sequence[str], body_tokens: np.ndarray) -> dict[str, np.ndarray]:
+        """`title` (title-vocab ids with markers) and `title_copy` (unknown words that the body holds -> copy ids)."""
+        import tensorflow as tf
+
+        marked = title_with_markers(standardize(tf.constant(list(titles), dtype=tf.string)), self.config.title_length)
+        ids = tf.cast(self._title_ids(marked), tf.int32)
+        words = tf.strings.split(marked).to_tensor(default_value=PAD, shape=[None, self.config.title_length])
+        body_tokens = tf.constant(body_tokens)  # an object array of bytes: no fixed-width copy of long tokens
+        match = tf.logical_and(tf.equal(words[:, :, None], body_tokens[:, None, :]), body_tokens[:, None, :] != PAD)
+        first = tf.argmax(tf.cast(match, tf.int32), axis=2, output_type=tf.int32)
+        copy = tf.where(tf.logical_and(ids == 1, tf.reduce_any(match, axis=2)), self.title_vocab_size + first, ids)
+        return {"title": ids.numpy(), "title_copy": copy.numpy().astype(np.int32)}
+
+    def decode(self, ids: np.ndarray, body_tokens: np.ndarray) -> list[str]:
+        """Ids (title vocab or copy ids) -> titles; stops at the end marker, drops padding and markers."""
+        titles = []
+        vocab_size = self.title_vocab_size
+        for row, tokens in zip(np.asarray(ids), body_tokens, strict=True):
+            words = []
+            for token_id in row:
+                token_id = int(token_id)
+                if token_id == self.end_id:
+                    break
+                if token_id >= vocab_size:
+                    word = tokens[token_id - vocab_size]
+                    word = word.decode("utf-8", errors="replace") if isinstance(word, bytes) else str(word)
+                else:
+                    word = self.title_vocab[token_id]
+                if word in (PAD, UNK, START, END):
+                    continue
+                words.append(word)
+            titles.append(" ".join(words))
+        return titles

@@ -1,0 +1,234 @@
+"""`stages train`: fit the chosen architecture on pre_process's arrays, keep the best epoch by validation loss."""
+
+import csv
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from issue_titles.atomic import atomic_output_dir
+from issue_titles.errors import StageError
+from issue_titles.jsonio import load_array, read_json, read_vocabulary, write_json
+from issue_titles.models import POINTER_GENERATOR, TUTORIAL, ModelConfig, build_model, resolve_architecture
+
+MODEL_FILES = ("model.weights.h5", "model.json", "body_vocab.json", "title_vocab.json", "preprocess.json")
+FORMAT_VERSION = 1
+
+# Per-architecture defaults; the CLI flags override them. The tutorial's are the tutorial's own settings.
+ARCHITECTURE_DEFAULTS: dict[str, dict] = {
+    TUTORIAL: {
+        "epochs": 7, "batch_size": 1200, "learning_rate": 0.001,
+        "embedding_dim": 300, "hidden_dim": 300, "dropout": 0.0, "patience": None,
+    },
+    POINTER_GENERATOR: {
+        "epochs": 12, "batch_size": 64, "learning_rate": 0.001,
+        "embedding_dim": 128, "hidden_dim": 256, "dropout": 0.5, "patience": 2,
+    },
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """None means: the architecture's default (ARCHITECTURE_DEFAULTS)."""
+
+    architecture: str = "default"
+    epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    embedding_dim: int | None = None
+    hidden_dim: int | None = None
+    dropout: float | None = None
+    patience: int | None = None
+    validation_split: float = 0.12
+    max_minutes: float | None = None
+    seed: int = 42
+    verbose: int = 2
+
+    def resolved(self) -> "TrainSettings":
+        """Fill every None with the architecture's default and check the ranges."""
+        try:
+            architecture = resolve_architecture(self.architecture)
+        except ValueError as error:
+            raise StageError(str(error)) from None
+        defaults = ARCHITECTURE_DEFAULTS[architecture]
+        filled = replace(
+            self,
+            architecture=architecture,
+            **{key: value for key, value in defaults.items() if getattr(self, key) is None},
+        )
+        checks = {
+            "--epochs": filled.epochs >= 1,
+            "--batch-size": filled.batch_size >= 1,
+            "--learning-rate": filled.learning_rate > 0,
+            "--embedding-dim": filled.embedding_dim >= 1,
+            "--hidden-dim": filled.hidden_dim >= 2,
+            "--dropout": 0.0 <= filled.dropout < 1.0,
+            "--validation-split": 0.0 < filled.validation_split < 1.0,
+        }
+        for flag, ok in checks.items():
+            if not ok:
+                raise StageError(f"{flag} is out of range: {getattr(filled, flag[2:].replace('-', '_'))}")
+        return filled
+
+
+def load_training_data(input_dir: Path) -> tuple[dict, list[str], list[str]]:
+    """pre_process output -> (arrays by name, body vocabulary, title vocabulary), with consistency checks."""
+    input_dir = Path(input_dir)
+    summary = read_json(input_dir / "preprocess.json")
+    body_vocab = read_vocabulary(input_dir / "body_vocab.json")
+    title_vocab = read_vocabulary(input_dir / "title_vocab.json")
+    arrays = {
+        name: load_array(input_dir / f"{name}.npy")
+        for name in ("train_body", "train_title", "train_body_copy", "train_title_copy")
+    }
+    rows = arrays["train_body"].shape[0]
+    for name, array in arrays.items():
+        if array.ndim != 2 or array.shape[0] != rows or not np.issubdtype(array.dtype, np.integer):
+            raise StageError(f"expected a 2-D integer array with {rows} rows, got {array.dtype} {array.shape}",
+                             path=input_dir / f"{name}.npy")
+    if arrays["train_body"].shape[1] != summary.get("body_length") or arrays["train_title"].shape[1] != summary.get(
+        "title_length"
+    ):
+        raise StageError("array lengths do not match preprocess.json", path=input_dir / "preprocess.json")
+    if rows < 2:
+        raise StageError(f"need at least 2 training rows, got {rows}", path=input_dir / "train_body.npy")
+    return arrays | {"summary": summary}, body_vocab, title_vocab
+
+
+def training_inputs(arrays: dict, architecture: str) -> tuple[dict, np.ndarray]:
+    """(x, y) for keras fit: teacher forcing, the decoder reads title[:-1] and predicts title[1:]."""
+    x = {"body": arrays["train_body"], "decoder_input": arrays["train_title"][:, :-1]}
+    if architecture == POINTER_GENERATOR:
+        target = arrays["train_title_copy"][:, 1:]
+        return x | {"body_copy": arrays["train_body_copy"], "target": target}, target
+    return x, arrays["train_title"][:, 1:]
+
+
+def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = TrainSettings()) -> dict:
+    requested_architecture = settings.architecture
+    settings = settings.resolved()
+    arrays, body_vocab, title_vocab = load_training_data(input_dir)
+    summary = arrays.pop("summary")
+    config = ModelConfig(
+        architecture=settings.architecture,
+        body_vocab_size=len(body_vocab),
+        title_vocab_size=len(title_vocab),
+        body_length=int(summary["body_length"]),
+        title_length=int(summary["title_length"]),
+        embedding_dim=settings.embedding_dim,
+        hidden_dim=settings.hidden_dim,
+        dropout=settings.dropout,
+    )
+    keras.utils.set_random_seed(settings.seed)
+    model = build_model(config)
+    model.compile(
+        optimizer=keras.optimizers.Nadam(
+            learning_rate=settings.learning_rate,
+            clipnorm=None if settings.architecture == TUTORIAL else 5.0,  # the tutorial did not clip
+        ),
+        loss=model.training_loss(),
+    )
+    x, y = training_inputs(arrays, settings.architecture)
+    keeper = BestEpoch(settings.patience, settings.max_minutes)
+    started = time.monotonic()
+    history = model.fit(
+        x, y, epochs=settings.epochs, batch_size=settings.batch_size,
+        validation_split=settings.validation_split, callbacks=[keeper], verbose=settings.verbose,
+    )  # fmt: skip
+    seconds = time.monotonic() - started
+    keeper.restore(model)
+    losses = history.history
+    training = {
+        "epochs_requested": settings.epochs,
+        "epochs_run": len(losses["loss"]),
+        "best_epoch": keeper.best_epoch + 1,
+        "best_val_loss": keeper.best,
+        "first_loss": float(losses["loss"][0]),
+        "final_loss": float(losses["loss"][-1]),
+        "batch_size": settings.batch_size,
+        "learning_rate": settings.learning_rate,
+        "validation_split": settings.validation_split,
+        "patience": settings.patience,
+        "seed": settings.seed,
+        "train_rows": int(arrays["train_body"].shape[0]),
+        "seconds": round(seconds, 1),
+    }
+    info = {
+        "format": FORMAT_VERSION,
+        "architecture": settings.architecture,
+        "requested_architecture": requested_architecture,
+        "config": config.as_dict(),
+        "weights": "model.weights.h5",
+        "training": training,
+    }
+    with atomic_output_dir(output_dir) as staging:
+        model.save_weights(staging / "model.weights.h5")
+        write_json(staging / "model.json", info)
+        for name in ("body_vocab.json", "title_vocab.json", "preprocess.json"):
+            shutil.copyfile(Path(input_dir) / name, staging / name)
+        _write_history(staging / "history.csv", losses, keeper.epoch_seconds)
+        _plot_losses(staging / "loss.png", losses, settings.architecture)
+    return info
+
+
+class BestEpoch(keras.callbacks.Callback):
+    """Keeps the weights of the epoch with the lowest validation loss; stops after `patience` worse epochs."""
+
+    def __init__(self, patience: int | None, max_minutes: float | None) -> None:
+        super().__init__()
+        self.patience = patience
+        self.max_minutes = max_minutes
+        self.best = float("inf")
+        self.best_epoch = 0
+        self.best_weights: list | None = None
+        self.epoch_seconds: list[float] = []
+        self._started = self._epoch_started = time.monotonic()
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self._epoch_started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        now = time.monotonic()
+        self.epoch_seconds.append(round(now - self._epoch_started, 2))
+        value = float((logs or {}).get("val_loss", np.inf))
+        if value < self.best:
+            self.best, self.best_epoch = value, epoch
+            self.best_weights = self.model.get_weights()
+        elif self.patience is not None and epoch - self.best_epoch >= self.patience:
+            self.model.stop_training = True
+        if self.max_minutes is not None and now - self._started > self.max_minutes * 60:
+            self.model.stop_training = True
+
+    def restore(self, model) -> None:
+        if self.best_weights is not None:
+            model.set_weights(self.best_weights)
+
+
+def _write_history(path: Path, losses: dict, seconds: list[float]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["epoch", "loss", "val_loss", "seconds"])
+        for epoch, loss in enumerate(losses["loss"]):
+            val = losses.get("val_loss", [None] * len(losses["loss"]))[epoch]
+            writer.writerow([epoch + 1, f"{loss:.6f}", "" if val is None else f"{val:.6f}", seconds[epoch]])
+
+
+def _plot_losses(path: Path, losses: dict, architecture: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(6, 4))
+    epochs = range(1, len(losses["loss"]) + 1)
+    axes.plot(epochs, losses["loss"], marker="o", label="train")
+    if "val_loss" in losses:
+        axes.plot(epochs, losses["val_loss"], marker="o", label="validation")
+    axes.set(xlabel="epoch", ylabel="loss", title=f"{architecture}: loss per epoch")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    pyplot.close(figure)

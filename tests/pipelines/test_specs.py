@@ -1,0 +1,85 @@
+"""The pipeline specs are valid Pachyderm 2.x requests and chain raw_data -> ... -> export."""
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from pachyderm_sdk.api.pps import CreatePipelineRequest
+
+from pipelines import PipelineSettings, SpecError, all_pipelines, validate_specs
+
+SCHEMA = Path(__file__).resolve().parents[2].parent / "shared" / "schemas" / "pachyderm-CreatePipelineRequest.schema.json"
+CPU = PipelineSettings(stage_image="registry.example.com/stages:0123abcd", serving_image_repo="registry.example.com/serve")
+GPU = PipelineSettings(stage_image="registry.example.com/stages:0123abcd", serving_image_repo="registry.example.com/serve",
+                       gpus=1, sample_size=None, epochs=12)
+
+
+def by_name(settings):
+    return {spec["pipeline"]["name"]: spec for spec in all_pipelines(settings)}
+
+
+@pytest.mark.parametrize("settings", [CPU, GPU], ids=["cpu", "gpu"])
+def test_every_spec_validates_against_the_published_schema(settings):
+    validator = jsonschema.Draft4Validator(json.loads(SCHEMA.read_text()))
+    for spec in all_pipelines(settings):
+        errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(spec)]
+        assert errors == [], spec["pipeline"]["name"]
+
+
+@pytest.mark.parametrize("settings", [CPU, GPU], ids=["cpu", "gpu"])
+def test_every_spec_parses_into_the_sdk_request_without_losing_fields(settings):
+    for spec in all_pipelines(settings):
+        request = CreatePipelineRequest().from_dict(spec)
+        assert request.pipeline.name == spec["pipeline"]["name"]
+        assert request.transform.cmd == spec["transform"]["cmd"]
+        assert request.transform.image == settings.stage_image
+        assert request.reprocess_spec == settings.reprocess_spec
+
+
+def test_pipelines_chain_in_the_tutorial_order():
+    specs = all_pipelines(CPU)
+    assert [s["pipeline"]["name"] for s in specs] == ["split", "pre_process", "train", "build", "export"]
+    assert specs[0]["input"]["pfs"]["repo"] == "raw_data"
+    assert [i["pfs"]["repo"] for i in specs[3]["input"]["cross"]] == ["train", "split"]
+    validate_specs(specs)
+
+
+def test_gpu_is_requested_with_its_toleration_only_when_asked():
+    assert "resourceLimits" not in by_name(CPU)["train"] and "tolerations" not in by_name(CPU)["train"]
+    train = by_name(GPU)["train"]
+    assert train["resourceLimits"]["gpu"] == {"type": "nvidia.com/gpu", "number": 1}
+    assert {"key": "nvidia.com/gpu", "operator": "EXISTS", "effect": "NO_SCHEDULE"} in train["tolerations"]
+    assert all("gpu" not in s.get("resourceLimits", {}) for n, s in by_name(GPU).items() if n != "train")
+
+
+def test_export_mounts_the_registry_secret_and_carries_no_credential():
+    export = by_name(CPU)["export"]
+    assert export["transform"]["secrets"] == [{"name": "registry-credentials", "mountPath": "/var/run/secrets/registry"}]
+    assert export["transform"]["env"] == {"REGISTRY_AUTH_FILE": "/var/run/secrets/registry/.dockerconfigjson"}
+    assert export["transform"]["cmd"][-2:] == ["--image", "registry.example.com/serve"]  # the job ID becomes the tag
+
+
+def test_unset_training_knobs_leave_the_stage_defaults():
+    assert by_name(CPU)["train"]["transform"]["cmd"][-2:] == ["--architecture", "default"]
+    assert by_name(GPU)["train"]["transform"]["cmd"][-2:] == ["--epochs", "12"]
+    assert "--sample-size" not in by_name(GPU)["split"]["transform"]["cmd"]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"architecture": "transformer"}, "architecture must be one of default, tutorial"),
+    ({"gpus": -1}, "gpus must be a non-negative integer"),
+    ({"serving_image_repo": "r/serve:v1"}, "must not carry a tag"),
+    ({"registry_secret": "Bad_Name"}, "is not a Kubernetes secret name"),
+    ({"test_fraction": 1.5}, "test_fraction must be between 0 and 1"),
+])
+def test_bad_settings_name_the_field(changes, message):
+    with pytest.raises(ValueError, match=message):
+        PipelineSettings(**{"stage_image": "s:1", "serving_image_repo": "r/serve", **changes})
+
+
+def test_a_spec_reading_an_undeclared_repo_is_refused():
+    specs = all_pipelines(CPU)
+    specs[1]["input"] = {"pfs": {"repo": "nowhere", "glob": "/"}}
+    with pytest.raises(SpecError, match="pipeline pre_process: input repo 'nowhere'"):
+        validate_specs(specs)

@@ -1,0 +1,49 @@
+"""Fixtures: the main model server (session-wide) and an HTTP session.
+
+The main server is `stages serve` on `issue_titles.fixtures.tiny_bundle` (a real, tiny trained model). Where
+that fixture or the predictor is not importable the tests fall back to `fake_predictor` (an echo model) so the
+HTTP behaviour is still checked; the header line of the test run says which one was used.
+"""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.serving.serving_harness import LIMITS_ENV, ServerProcess, real_model_available
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str | None]:
+    """(model folder, predictor loader): the real tiny bundle when available, else the echo fake."""
+    if real_model_available():
+        from issue_titles.fixtures import tiny_bundle
+
+        return tiny_bundle(tmp_path_factory.mktemp("tiny_bundle")), None
+    return tmp_path_factory.mktemp("fake_bundle"), "fake_predictor:load"
+
+
+@pytest.fixture(scope="session")
+def server(bundle: tuple[Path, str | None], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    model_dir, loader = bundle
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    process = ServerProcess(
+        model_dir, log_path, predictor_loader=loader, env=LIMITS_ENV, via_stages_cli=loader is None
+    ).start()
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def http() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        yield session
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    model = "tiny_bundle (real model)" if real_model_available() else "fake_predictor (echo model)"
+    return f"serving tests model: {model}"

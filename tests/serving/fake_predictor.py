@@ -1,0 +1,30 @@
+"""A stand-in for `TitlePredictor` with the same `load` / `predict` shape, for server tests that must not
+depend on TensorFlow: its title is visibly derived from its body, so order and batching can be checked."""
+
+import os
+import time
+from pathlib import Path
+
+
+class EchoPredictor:
+    def __init__(self, model_dir: Path) -> None:
+        self.model_dir = model_dir
+        self.calls: list[int] = []
+
+    def predict(self, bodies: list[str]) -> list[str]:
+        self.calls.append(len(bodies))
+        return ["title: " + " ".join(body.split()[:3]) for body in bodies]
+
+
+def load(model_dir: Path) -> EchoPredictor:
+    return EchoPredictor(model_dir)
+
+
+def load_slowly(model_dir: Path) -> EchoPredictor:
+    """Takes FAKE_LOAD_SECONDS to load, so a test can see the server live but not yet ready."""
+    time.sleep(float(os.environ.get("FAKE_LOAD_SECONDS", "5")))
+    return EchoPredictor(model_dir)
+
+
+def load_broken(model_dir: Path) -> EchoPredictor:
+    raise OSError(f"no model weights in {model_dir}")

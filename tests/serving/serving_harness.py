@@ -1,0 +1,131 @@
+"""Running a real model server on 127.0.0.1 for tests: a subprocess on a free port, stopped at the end.
+
+Shared by the serving tests (and usable by other suites): `ServerProcess(model_dir, log_path).start()`.
+"""
+
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+HERE = Path(__file__).resolve().parent
+STAGES_CLI = "import sys; from issue_titles.cli import main; sys.exit(main(sys.argv[1:]))"
+START_TIMEOUT_S = 90.0
+
+# Small limits for the main server, set through the documented environment variables.
+LIMITS_ENV = {
+    "ISSUE_TITLES_MAX_REQUEST_BYTES": "262144",
+    "ISSUE_TITLES_MAX_BATCH_BODIES": "64",
+    "ISSUE_TITLES_MAX_BODY_CHARS": "20000",
+}
+
+TUTORIAL_PAYLOAD = (
+    '{"data":{"ndarray":[["issue overview add a new property to disable detection of image stream files those'
+    " ended with -is.yml from target directory. expected behaviour by default cube should ot process image"
+    " stream files if user does not set it. current behaviour cube always try to execute -is.yml files which"
+    " can cause some problems in most of cases, for example if you are using kuberentes instead of openshift"
+    ' or if you use together fabric8 maven plugin with cube"]]}}'
+)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def real_model_available() -> bool:
+    try:
+        return all(importlib.util.find_spec(name) for name in ("issue_titles.fixtures", "issue_titles.predictor"))
+    except ModuleNotFoundError:
+        return False
+
+
+@dataclass
+class ServerProcess:
+    """A model server in a subprocess, with its log kept for failure messages.
+
+    `via_stages_cli=True` starts it exactly as the serving image does (`stages serve`); otherwise through
+    `python -m issue_titles.serving`, which can also swap in a fake predictor.
+    """
+
+    model_dir: Path
+    log_path: Path
+    predictor_loader: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    via_stages_cli: bool = False
+    start_arguments: list[str] = field(default_factory=list)
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "ServerProcess":
+        arguments = ["--model", str(self.model_dir), "--port", str(self.port), *self.start_arguments]
+        if self.via_stages_cli:
+            assert self.predictor_loader is None, "`stages serve` always loads the real TitlePredictor"
+            # The `stages` console script's entry point, runnable without the package being pip-installed.
+            command = [sys.executable, "-c", STAGES_CLI, "serve", *arguments]
+        else:
+            command = [sys.executable, "-m", "issue_titles.serving", *arguments]
+        if self.predictor_loader:
+            command += ["--predictor-loader", self.predictor_loader]
+        env = {**os.environ, **self.env, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH", "")]))
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def is_live(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/v2/health/live", timeout=5).status_code == 200
+        except requests.RequestException:  # not listening yet, or too busy loading to answer
+            return False
+
+    def wait_until(self, condition, what: str, timeout: float = START_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"server exited ({self.process.returncode}) before {what}:\n{self.log()}")
+            if condition():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"server not {what} after {timeout}s:\n{self.log()}")
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> "ServerProcess":
+        def ready() -> bool:
+            try:
+                return requests.get(f"{self.url}/v2/health/ready", timeout=5).status_code == 200
+            except requests.RequestException:  # not listening yet, or too busy loading to answer
+                return False
+
+        self.wait_until(ready, "ready", timeout)
+        return self
+
+    def stop(self, how: int = signal.SIGINT) -> int | None:
+        """Signal the server (as Kubernetes or Ctrl-C would), wait for it, and return its exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(how)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
