@@ -1,0 +1,155 @@
+"""Datums as in Pachyderm: glob patterns cut each input commit into units of work; cross and union combine them.
+
+A `pfs` input with glob "/" is one datum (the whole commit); "/*" is one datum per top-level entry (file or
+directory, with everything below it); deeper patterns match deeper paths, `**` any number of levels. A `cross`
+input is the cartesian product of its children's datums, a `union` their concatenation.
+
+Each datum has a hash over the pipeline spec and the exact file contents it sees: a datum whose hash was already
+processed successfully is skipped and its earlier output reused (Pachyderm's incremental processing).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from localpach.errors import SpecError
+from localpach.fsutil import sha256_json
+from localpach.pfs import DEFAULT_BRANCH, Commit, normalize_path
+from localpach.store import StoredObject
+
+SUPPORTED_INPUTS = ("pfs", "cross", "union")
+
+
+@dataclass(frozen=True)
+class PfsInput:
+    """One `pfs` leaf of a pipeline's input tree."""
+
+    name: str
+    repo: str
+    branch: str
+    glob: str
+
+
+@dataclass(frozen=True)
+class DatumInput:
+    """The part of one input that a datum sees: the glob match and the files at or below it."""
+
+    name: str
+    repo: str
+    commit: str
+    path: str  # the glob match, '' for the whole commit
+    files: dict[str, StoredObject]
+
+
+@dataclass(frozen=True)
+class Datum:
+    inputs: tuple[DatumInput, ...]
+
+    def hash(self, spec_hash: str) -> str:
+        return sha256_json(
+            {
+                "spec": spec_hash,
+                "inputs": [
+                    [item.name, item.path, sorted((path, obj.hash) for path, obj in item.files.items())]
+                    for item in self.inputs
+                ],
+            }
+        )
+
+    def describe(self) -> str:
+        return ", ".join(f"{item.name}:/{item.path}" for item in self.inputs)
+
+    @property
+    def size(self) -> int:
+        return sum(obj.size for item in self.inputs for obj in item.files.values())
+
+
+def pfs_inputs(spec_input: dict[str, Any], pipeline: str) -> list[PfsInput]:
+    """Every `pfs` leaf of an input tree, checked for what the local runner supports."""
+    if not isinstance(spec_input, dict) or len(spec_input) != 1:
+        raise SpecError(f"pipeline {pipeline}: input must have exactly one of {', '.join(SUPPORTED_INPUTS)}")
+    (kind, value), = spec_input.items()
+    if kind == "pfs":
+        if not isinstance(value, dict) or not value.get("repo"):
+            raise SpecError(f"pipeline {pipeline}: pfs input needs a repo")
+        if value.get("glob") is None:
+            raise SpecError(f"pipeline {pipeline}: pfs input {value['repo']} needs a glob")
+        return [
+            PfsInput(
+                name=value.get("name") or value["repo"],
+                repo=value["repo"],
+                branch=value.get("branch") or DEFAULT_BRANCH,
+                glob=value["glob"],
+            )
+        ]
+    if kind in ("cross", "union"):
+        if not isinstance(value, list) or not value:
+            raise SpecError(f"pipeline {pipeline}: {kind} input needs a non-empty list")
+        leaves = [leaf for child in value for leaf in pfs_inputs(child, pipeline)]
+        names = [leaf.name for leaf in leaves]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates and kind == "cross":
+            raise SpecError(f"pipeline {pipeline}: input name(s) {', '.join(duplicates)} used twice in a cross")
+        return leaves
+    raise SpecError(
+        f"pipeline {pipeline}: input type {kind!r} is not supported by the local runner "
+        f"(supported: {', '.join(SUPPORTED_INPUTS)})"
+    )
+
+
+def _match_segments(parts: list[str], pattern: list[str]) -> bool:
+    if not pattern:
+        return not parts
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        return any(_match_segments(parts[i:], rest) for i in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], head) and _match_segments(parts[1:], rest)
+
+
+def glob_matches(paths: list[str], glob: str) -> list[str]:
+    """Repo paths (files or directories) that `glob` selects, sorted; [''] means the whole commit."""
+    pattern = normalize_path(glob) if glob.strip() not in ("", "/") else ""
+    if not paths:
+        return []
+    if pattern == "":
+        return [""]
+    candidates: set[str] = set()
+    for path in paths:
+        parts = path.split("/")
+        for depth in range(1, len(parts) + 1):
+            candidates.add("/".join(parts[:depth]))
+    segments = pattern.split("/")
+    return sorted(path for path in candidates if _match_segments(path.split("/"), segments))
+
+
+def _files_at(commit: Commit, path: str) -> dict[str, StoredObject]:
+    if not path:
+        return dict(commit.files)
+    if path in commit.files:
+        return {path: commit.files[path]}
+    prefix = path + "/"
+    return {name: obj for name, obj in commit.files.items() if name.startswith(prefix)}
+
+
+def expand(spec_input: dict[str, Any], commits: dict[str, Commit], pipeline: str) -> list[Datum]:
+    """The datums of an input tree, given the commit each input name reads."""
+    (kind, value), = spec_input.items()
+    if kind == "pfs":
+        leaf = pfs_inputs(spec_input, pipeline)[0]
+        commit = commits[leaf.name]
+        return [
+            Datum((DatumInput(leaf.name, leaf.repo, commit.id, match, _files_at(commit, match)),))
+            for match in glob_matches(sorted(commit.files), leaf.glob)
+        ]
+    children = [expand(child, commits, pipeline) for child in value]
+    if kind == "union":
+        return [datum for child in children for datum in child]
+    if kind == "cross":
+        return [
+            Datum(tuple(item for datum in combination for item in datum.inputs))
+            for combination in itertools.product(*children)
+        ]
+    raise SpecError(f"pipeline {pipeline}: input type {kind!r} is not supported by the local runner")

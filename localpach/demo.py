@@ -1,0 +1,246 @@
+"""`localpach demo`: the tutorial's steps 4-9 on one machine, in a fresh state directory.
+
+put the sample -> run split, pre_process, train, build, export -> serve build@master on 127.0.0.1 -> send the
+tutorial's request -> print the title, the jobs and the served model's provenance -> remove a few rows and put the
+file again (step 9) -> show which jobs re-ran -> stop the server. Leaves the loss curve and a metrics table in the
+demo directory.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+
+from localpach import humanize, serve, views
+from localpach.data import put_file
+from localpach.errors import LocalPachError
+from localpach.jobs import JobStore
+from localpach.pfs import PFS, Commit
+from localpach.report import ConsoleReporter
+from localpach.runner import RunSummary, run_pipelines
+from localpach.sample import remove_rows
+from localpach.specs import local_settings, project_specs, raw_data_repo
+
+SAMPLE_NAME = "github_issues_sample.csv"
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class DemoOptions:
+    directory: Path | None = None
+    sample: Path | None = None
+    remove_rows: int = 5
+    stream: bool = False
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def find_sample() -> Path:
+    for candidate in (Path.cwd() / "data" / "sample" / SAMPLE_NAME, PACKAGE_ROOT / "data" / "sample" / SAMPLE_NAME):
+        if candidate.is_file():
+            return candidate
+    raise LocalPachError(f"cannot find data/sample/{SAMPLE_NAME}; run from the project root or pass --sample FILE")
+
+
+def fresh_directory(requested: Path | None) -> Path:
+    root = requested or Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    if root.exists() and any(root.iterdir()):
+        raise LocalPachError(f"{root} is not empty; the demo needs a fresh directory (pass another --dir)")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _number(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def metrics_table_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Columns and rows for metrics.json: systems side by side (model vs. baseline), then the scalars.
+
+    `{"model": {"rouge_l": .2}, "lead_baseline": {"rouge_l": .3}, "test_rows": 30}` becomes
+    METRIC | model | lead_baseline with a `rouge_l` row, then `test_rows` in the first column.
+    """
+    systems = [
+        name for name, value in metrics.items()
+        if isinstance(value, dict) and any(_number(v) is not None for v in value.values())
+    ]
+    columns = ["METRIC", *systems] if systems else ["METRIC", "VALUE"]
+    rows: list[list[str]] = []
+    measures: list[str] = []
+    for system in systems:
+        for key, value in metrics[system].items():
+            if _number(value) is not None and key not in measures:
+                measures.append(key)
+    for measure in measures:
+        rows.append([measure, *[_number(metrics[system].get(measure)) or "-" for system in systems]])
+    width = max(len(columns) - 1, 1)
+    for key, value in metrics.items():
+        if key in systems or key in measures:
+            continue
+        shown = _number(value)
+        if shown is None and isinstance(value, (bool, str)):
+            shown = str(value)
+        if shown is not None and len(shown) <= 60:
+            rows.append([key, shown, *[""] * (width - 1)])
+    return columns, rows
+
+
+def write_metrics_table(metrics: dict[str, Any], target: Path, source: str) -> Table:
+    """Write metrics.md (a Markdown table) and return the same table for the console."""
+    columns, rows = metrics_table_rows(metrics)
+    lines = [f"# Metrics of the served model\n\nFrom `{source}` (test split).\n"]
+    lines.append("| " + " | ".join(columns) + " |")
+    lines.append("|" + "---|" * len(columns))
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for index, column in enumerate(columns):
+        table.add_column(column, justify="left" if index == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def examples_table(metrics: dict[str, Any], limit: int = 3) -> Table | None:
+    examples = [e for e in metrics.get("examples", []) if isinstance(e, dict)][:limit]
+    if not examples:
+        return None
+    table = Table(box=None, header_style="bold", pad_edge=False, show_lines=False)
+    table.add_column("BODY (start)", max_width=60, overflow="ellipsis", no_wrap=True)
+    table.add_column("TRUE TITLE", max_width=40)
+    table.add_column("PREDICTED", max_width=40)
+    for example in examples:
+        body, title, predicted = (str(example.get(key, "")) for key in ("body", "title", "predicted"))
+        table.add_row(body[:60], title, predicted)
+    return table
+
+
+class Demo:
+    def __init__(self, options: DemoOptions, console: Console) -> None:
+        self.options = options
+        self.console = console
+        self.started = time.time()
+        self.root = fresh_directory(options.directory)
+        self.state = self.root / "pfs"
+        self.pfs = PFS(self.state)
+        self.jobs = JobStore(self.state)
+        self.raw_repo = raw_data_repo()
+        self.specs = project_specs(local_settings(**options.settings))
+
+    def step(self, number: int, title: str) -> None:
+        elapsed = humanize.precise(time.time() - self.started)
+        self.console.rule(f"[bold]{number}. {title}[/]  [dim]{elapsed}[/]", align="left")
+
+    def run_pipelines(self) -> RunSummary:
+        reporter = ConsoleReporter(self.console, stream=self.options.stream)
+        summary = run_pipelines(self.state, self.specs, reporter)
+        if not summary.ok:
+            failed = ", ".join(f"{s.pipeline} ({s.detail})" for s in summary.failed)
+            raise LocalPachError(
+                f"pipeline(s) failed: {failed}\ninspect with: localpach --state {self.state} list-job / logs JOB_ID"
+            )
+        return summary
+
+    def run(self) -> int:
+        console = self.console
+        sample = self.options.sample or find_sample()
+        console.print(Panel.fit(
+            f"demo directory: [bold]{self.root}[/]\nstate:          {self.state}\n"
+            f"look around later with: localpach --state {self.state} list-job",
+            title="localpach demo",
+        ))
+
+        self.step(1, f"version the data: put-file {self.raw_repo} {SAMPLE_NAME}")
+        put = put_file(self.state, self.raw_repo, SAMPLE_NAME, sample)
+        assert put.commit is not None
+        console.print(f"committed {self.raw_repo}@{put.commit.id} ({put.rows} rows from {sample})")
+        console.print(views.repo_table(self.pfs, self.pfs.list_repos()))
+
+        self.step(2, "run the pipelines: split -> pre_process -> train -> build -> export")
+        first = self.run_pipelines()
+        console.print(views.job_table(self.jobs.all()))
+
+        build = serve.latest_build(self.pfs)
+        self.export_artifacts(build)
+
+        self.step(3, "serve build@master on 127.0.0.1 and send the tutorial's request")
+        bundle = serve.checkout(self.pfs, build)
+        port = serve.free_port()
+        base = f"http://127.0.0.1:{port}"
+        with open(self.root / "serve.log", "wb") as server_log:
+            process = serve.start_server(bundle, "127.0.0.1", port, log=server_log)
+            try:
+                ready = serve.wait_ready(base, process)
+                console.print(f"model server ready on {base} in {ready:.1f}s (log: {self.root / 'serve.log'})")
+                console.print(f"[dim]$ {escape(serve.curl_command(base))}[/]")
+                answer = serve.predict_v1(base, serve.TUTORIAL_PAYLOAD)
+                console.print_json(json.dumps(answer))
+                title = answer["data"]["ndarray"][0][0]
+                console.print(Panel.fit(f"[bold green]{escape(str(title))}[/]", title="predicted title"))
+                if not str(title).strip():
+                    raise LocalPachError("the model answered an empty title")
+
+                self.step(4, "provenance of the served model")
+                console.print(views.inspect_commit(self.pfs, self.jobs, build))
+
+                self.step(5, f"update the data: remove {self.options.remove_rows} rows and put the file again")
+                edited = self.root / SAMPLE_NAME
+                removed = remove_rows(sample, edited, self.options.remove_rows)
+                for url in removed:
+                    console.print(f"  [dim]removed {url}[/]")
+                update = put_file(self.state, self.raw_repo, SAMPLE_NAME, edited, overwrite=True)
+                assert update.commit is not None
+                console.print(
+                    f"committed {self.raw_repo}@{update.commit.id} ({update.rows} rows; -o replaced the file)"
+                )
+                second = self.run_pipelines()
+                rerun = {job.id for job in second.jobs}
+                self.step(6, "jobs after the update (the ones that re-ran are bold)")
+                console.print(views.job_table(self.jobs.all(), highlight=rerun))
+                names = [job.pipeline for job in second.jobs if job.datums_processed]
+                console.print(f"re-ran: {', '.join(names) or 'nothing'}")
+                new_build = serve.latest_build(self.pfs)
+                console.print(f"new model: build@{new_build.id} from {self.raw_repo}@"
+                              f"{new_build.provenance_map().get(self.raw_repo)}")
+            finally:
+                serve.stop_server(process)
+                console.print("model server stopped")
+
+        self.step(7, "done")
+        total = time.time() - self.started
+        console.print(f"demo finished in {humanize.precise(total)} ({len(first.jobs) + len(second.jobs)} jobs)")
+        console.print(f"loss curve:     {self.root / 'loss.png'}")
+        console.print(f"metrics table:  {self.root / 'metrics.md'}")
+        console.print(f"state:          {self.state}  (localpach --state {self.state} list-job)")
+        return 0
+
+    def export_artifacts(self, build: Commit) -> None:
+        """Copy the loss curve and write the metrics table of the model about to be served."""
+        train_id = build.provenance_map().get("train")
+        if train_id:
+            train = self.pfs.get_commit("train", train_id)
+            if "loss.png" in train.files:
+                (self.root / "loss.png").write_bytes(self.pfs.objects.read_bytes(train.files["loss.png"].hash))
+                self.console.print(f"loss curve: {self.root / 'loss.png'} (from train@{train.id})")
+        if "metrics.json" in build.files:
+            metrics = json.loads(self.pfs.objects.read_bytes(build.files["metrics.json"].hash))
+            (self.root / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+            table = write_metrics_table(metrics, self.root / "metrics.md", f"build@{build.id}:metrics.json")
+            self.console.print(table)
+            examples = examples_table(metrics)
+            if examples is not None:
+                self.console.print(examples)
+            self.console.print(f"metrics table: {self.root / 'metrics.md'}")
+
+
+def run_demo(options: DemoOptions, console: Console) -> int:
+    return Demo(options, console).run()

@@ -1,0 +1,33 @@
+"""Errors that reach the user as a one-line message and an exit code, never as a traceback."""
+
+from __future__ import annotations
+
+
+class LocalPachError(Exception):
+    """A problem the user can act on; the CLI prints `message` and exits with `exit_code`."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(LocalPachError):
+    """A repo, branch, commit, job or file that does not exist."""
+
+
+class InputRefused(LocalPachError):
+    """Input data that was refused before anything was written (the repo is unchanged)."""
+
+    exit_code = 2
+
+
+class SpecError(LocalPachError):
+    """A pipeline spec the local runner cannot run (unsupported input type, missing field, cycle)."""
+
+
+class StateLocked(LocalPachError):
+    """Another localpach process holds the state lock and the caller asked not to wait."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again later

@@ -1,0 +1,585 @@
+"""The pipeline runner: Pachyderm's job semantics on the folders of a `PFS`.
+
+For every pipeline, in dependency order, the runner looks at the head commits of its inputs. If a successful job
+already exists for exactly those input commits and that spec commit, nothing happens. Otherwise a new job cuts the
+inputs into datums, runs `transform.cmd` once per datum that has not been processed before (with `/pfs/<input>`
+and `/pfs/out` mapped to folders and Pachyderm's environment variables set), merges the datum outputs and commits
+them to the pipeline's output repo with the full provenance chain.
+
+Failure handling: a failing step fails its job (state, reason and log tail recorded), nothing is committed, the
+previous output commit stays the head, and the next run retries with a new job. A runner killed mid-job leaves
+only scratch files and a job record still marked running; whoever takes the state lock next marks that job killed,
+removes what was never committed, and the following pass runs it again.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import io
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from localpach.datums import Datum, expand
+from localpach.errors import SpecError
+from localpach.fsutil import atomic_write_json, make_tree_read_only, read_json, remove_tree
+from localpach.jobs import FAILURE, KILLED, SUCCESS, Job, JobKey, JobStore
+from localpach.lock import StateLock
+from localpach.pfs import PFS, SPEC_REPO, Commit, CommitRef, new_id
+from localpach.specs import PipelineDef, dependency_order
+from localpach.store import StoredObject
+
+LOG_TAIL_LINES = 30
+_PFS_ARG = re.compile(r"/pfs/([A-Za-z0-9_.\-]+)")
+
+try:  # Linux: the step gets SIGKILL when the runner dies, so no orphan keeps writing after a kill -9
+    _LIBC: Any = ctypes.CDLL("libc.so.6", use_errno=True)
+    _PR_SET_PDEATHSIG = 1
+except OSError:  # pragma: no cover - non-Linux
+    _LIBC = None
+
+
+def _die_with_runner() -> None:
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class StepFailed(Exception):
+    """A datum's command failed or produced output that cannot be committed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# ------------------------------------------------------------------------------------------------ reporting
+
+
+class Reporter(Protocol):
+    """What the runner tells its caller while it works (the CLI renders it, tests record it)."""
+
+    def note(self, message: str) -> None: ...
+    def job_started(self, job: Job, pipeline: PipelineDef) -> None: ...
+    def datum_started(self, job: Job, index: int, datum: Datum, skipped: bool) -> None: ...
+    def output(self, job: Job, text: str) -> None: ...
+    def job_finished(self, job: Job) -> None: ...
+    def pipeline_status(self, status: "PipelineStatus") -> None: ...
+
+
+class SilentReporter:
+    """Collects notes and output; prints nothing."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+        self.lines: list[str] = []
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+    def job_started(self, job: Job, pipeline: PipelineDef) -> None:
+        pass
+
+    def datum_started(self, job: Job, index: int, datum: Datum, skipped: bool) -> None:
+        pass
+
+    def output(self, job: Job, text: str) -> None:
+        self.lines.append(text)
+
+    def job_finished(self, job: Job) -> None:
+        pass
+
+    def pipeline_status(self, status: "PipelineStatus") -> None:
+        pass
+
+
+@dataclass
+class PipelineStatus:
+    """What one pipeline did in one pass: ran, up_to_date, no_input, waiting, failed, not_retried."""
+
+    pipeline: str
+    status: str
+    job: Job | None = None
+    detail: str = ""
+
+
+@dataclass
+class RunSummary:
+    statuses: list[PipelineStatus] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
+
+    @property
+    def jobs(self) -> list[Job]:
+        """Jobs created by this pass, in the order they ran."""
+        return [status.job for status in self.statuses if status.job is not None]
+
+    @property
+    def failed(self) -> list[PipelineStatus]:
+        return [status for status in self.statuses if status.status in ("failed", "not_retried")]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+# ------------------------------------------------------------------------------------------------ runner
+
+
+def _signal_name(code: int) -> str:
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+def _tail(data: bytes, lines: int = LOG_TAIL_LINES) -> list[str]:
+    """The last lines of a log; carriage-return progress bars collapse to their final state."""
+    text = data.decode("utf-8", "replace")
+    rows = [segment.split("\r")[-1].rstrip() for segment in text.split("\n")]
+    rows = [row for row in rows if row.strip() and not row.startswith("== job failed")]
+    return rows[-lines:]
+
+
+class Runner:
+    """Runs pipelines against one state directory. Callers hold the state lock (see `run_pipelines`)."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        specs: list[dict[str, Any]],
+        reporter: Reporter | None = None,
+        command_dirs: Iterable[Path] | None = None,
+    ) -> None:
+        state_dir = Path(os.path.abspath(state_dir))  # steps run in their own cwd: every path must be absolute
+        self.state_dir = state_dir
+        self.pfs = PFS(state_dir)
+        self.jobs = JobStore(state_dir)
+        self.pipelines = dependency_order(specs)
+        self.reporter: Reporter = reporter or SilentReporter()
+        # Spec commands such as `stages` resolve to the current virtualenv first (transform.image is ignored).
+        self.command_dirs = list(command_dirs) if command_dirs is not None else [Path(sys.executable).parent]
+        self.work_root = state_dir / "work"
+        self.datum_root = state_dir / "datums"
+        for pipeline in self.pipelines:
+            if any(leaf.name == "out" for leaf in pipeline.inputs):
+                raise SpecError(f"pipeline {pipeline.name}: an input cannot be named 'out' (/pfs/out is the output)")
+
+    # -------------------------------------------------------------------------------------------- recovery
+
+    def recover(self) -> list[str]:
+        """Undo what an interrupted writer left behind; returns what was done, for the user to see."""
+        notes: list[str] = []
+        for job in self.jobs.running():
+            self._kill_leftover_step(job)
+            head = self.pfs.head(job.pipeline)
+            job.finished = time.time()
+            job.step_pid = None
+            if head == job.output_commit:
+                job.state = SUCCESS
+                notes.append(f"job {job.id} ({job.pipeline}) had committed before the runner stopped: success")
+            else:
+                job.state = KILLED
+                job.reason = "interrupted: the runner stopped during this job; nothing was committed, it is retried"
+                notes.append(f"job {job.id} ({job.pipeline}) was interrupted; nothing was committed, retrying")
+            self.jobs.save(job)
+        for commit in self.pfs.remove_unreachable_commits():
+            notes.append(f"removed uncommitted record {commit}")
+        self.pfs.objects.clean_tmp()
+        remove_tree(self.work_root)
+        return notes
+
+    @staticmethod
+    def _kill_leftover_step(job: Job) -> None:
+        """Kill a step process group that outlived its runner, but only if it really belongs to this job."""
+        if not job.step_pid:
+            return
+        try:
+            environ = Path(f"/proc/{job.step_pid}/environ").read_bytes()
+        except OSError:
+            return
+        if f"PACH_JOB_ID={job.id}".encode() in environ.split(b"\0"):
+            try:
+                os.killpg(job.step_pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    # -------------------------------------------------------------------------------------------- specs
+
+    def sync_specs(self) -> dict[str, Commit]:
+        """Record each pipeline's spec as a commit in `__spec__` (branch = pipeline) when it changed."""
+        self.pfs.create_repo(SPEC_REPO, kind="spec", description="pipeline spec versions")
+        spec_commits: dict[str, Commit] = {}
+        pipeline_names = {pipeline.name for pipeline in self.pipelines}
+        for pipeline in self.pipelines:
+            existing = self.pfs.find_repo(pipeline.name)
+            if existing is not None and existing.kind != "pipeline":
+                raise SpecError(f"pipeline {pipeline.name}: a {existing.kind} repo already has that name")
+            self.pfs.create_repo(pipeline.name, kind="pipeline", description=f"output of pipeline {pipeline.name}")
+            for leaf in pipeline.inputs:
+                if leaf.repo not in pipeline_names and self.pfs.find_repo(leaf.repo) is None:
+                    self.pfs.create_repo(leaf.repo, kind="input")
+            body = (json_dumps(pipeline.spec) + "\n").encode("utf-8")
+            head = self.pfs.head_commit(SPEC_REPO, pipeline.name)
+            stored = self.pfs.objects.put_bytes(body)
+            if head is None or head.files.get("spec.json") != stored:
+                head = self.pfs.commit(
+                    SPEC_REPO,
+                    {"spec.json": stored},
+                    origin="spec",
+                    branch=pipeline.name,
+                    description=f"spec of pipeline {pipeline.name}",
+                )
+            spec_commits[pipeline.name] = head
+        return spec_commits
+
+    # -------------------------------------------------------------------------------------------- passes
+
+    def run(self, not_retried: set[JobKey] | None = None) -> RunSummary:
+        """One pass over all pipelines in dependency order; brings every pipeline up to date it can."""
+        not_retried = not_retried if not_retried is not None else set()
+        summary = RunSummary()
+        spec_commits = self.sync_specs()
+        index = self.jobs.by_key()
+        for pipeline in self.pipelines:
+            status = self._bring_up_to_date(pipeline, spec_commits[pipeline.name], index, not_retried)
+            summary.statuses.append(status)
+            self.reporter.pipeline_status(status)
+        return summary
+
+    def _bring_up_to_date(
+        self,
+        pipeline: PipelineDef,
+        spec_commit: Commit,
+        index: dict[JobKey, list[Job]],
+        not_retried: set[JobKey],
+    ) -> PipelineStatus:
+        commits: dict[str, Commit] = {}
+        for leaf in pipeline.inputs:
+            head = self.pfs.head_commit(leaf.repo, leaf.branch)
+            if head is None:
+                return PipelineStatus(pipeline.name, "no_input", detail=f"{leaf.repo}@{leaf.branch} has no commits")
+            commits[leaf.name] = head
+        conflict = self._inconsistency(commits)
+        if conflict:
+            return PipelineStatus(pipeline.name, "waiting", detail=conflict)
+        key: JobKey = (
+            pipeline.name,
+            spec_commit.id,
+            tuple(sorted((leaf.name, leaf.repo, commits[leaf.name].id) for leaf in pipeline.inputs)),
+        )
+        previous = index.get(key, [])
+        done = next((job for job in previous if job.state == SUCCESS), None)
+        if done is not None:
+            return PipelineStatus(pipeline.name, "up_to_date", detail=f"job {done.id}")
+        if key in not_retried:
+            return PipelineStatus(pipeline.name, "not_retried", detail="failed earlier in this session")
+        job = self.run_job(pipeline, spec_commit, commits)
+        index.setdefault(key, []).insert(0, job)
+        if job.state != SUCCESS:
+            not_retried.add(key)
+            return PipelineStatus(pipeline.name, "failed", job=job, detail=job.reason)
+        return PipelineStatus(pipeline.name, "ran", job=job)
+
+    @staticmethod
+    def _inconsistency(commits: dict[str, Commit]) -> str:
+        """Inputs that derive from different commits of the same repo must not be combined (Pachyderm's rule)."""
+        seen: dict[str, tuple[str, str]] = {}
+        for name, commit in commits.items():
+            for repo, commit_id in commit.provenance_map().items():
+                if repo in seen and seen[repo][0] != commit_id:
+                    other_name, other_commit = seen[repo][1], seen[repo][0]
+                    return (
+                        f"inputs disagree on {repo}: {name} comes from {repo}@{commit_id[:12]}, "
+                        f"{other_name} from {repo}@{other_commit[:12]} (an upstream job has not succeeded yet)"
+                    )
+                seen.setdefault(repo, (commit_id, name))
+        return ""
+
+    # -------------------------------------------------------------------------------------------- jobs
+
+    def run_job(self, pipeline: PipelineDef, spec_commit: Commit, commits: dict[str, Commit]) -> Job:
+        job = Job(
+            id=new_id(),
+            pipeline=pipeline.name,
+            spec_commit=spec_commit.id,
+            inputs=[
+                {"name": leaf.name, "repo": leaf.repo, "commit": commits[leaf.name].id} for leaf in pipeline.inputs
+            ],
+            output_commit=new_id(),
+            started=time.time(),
+        )
+        datums = expand(pipeline.spec["input"], commits, pipeline.name)
+        job.datums_total = len(datums)
+        self.jobs.save(job)
+        self.jobs.logs.mkdir(parents=True, exist_ok=True)
+        self.reporter.job_started(job, pipeline)
+        work = self.work_root / job.id
+        outputs: list[tuple[Datum, dict[str, StoredObject]]] = []
+        with open(self.jobs.log_path(job.id), "ab") as log:
+            try:
+                for number, datum in enumerate(datums, start=1):
+                    datum_hash = datum.hash(pipeline.spec_hash)
+                    cached = None if pipeline.reprocess_every_job else self._cached_datum(pipeline.name, datum_hash)
+                    self.reporter.datum_started(job, number, datum, skipped=cached is not None)
+                    if cached is not None:
+                        job.datums_skipped += 1
+                        outputs.append((datum, cached))
+                        log.write(f"== datum {number}/{len(datums)} ({datum.describe()}): skipped, "
+                                  "already processed with the same inputs and spec\n".encode())
+                        continue
+                    tree = self._run_datum(job, pipeline, datum, number, len(datums), work / f"datum-{number}", log)
+                    self._remember_datum(pipeline.name, datum_hash, job.id, tree)
+                    job.datums_processed += 1
+                    outputs.append((datum, tree))
+                merged = self._merge(outputs)
+                direct = [CommitRef(commit.repo, commit.id, commit.branch) for commit in commits.values()]
+                direct.append(CommitRef(SPEC_REPO, spec_commit.id, pipeline.name))
+                self.pfs.commit(
+                    pipeline.name,
+                    merged,
+                    origin="job",
+                    commit_id=job.output_commit,
+                    started=job.started,
+                    job=job.id,
+                    direct_provenance=direct,
+                    description=f"output of job {job.id}",
+                )
+                job.bytes_out = sum(obj.size for obj in merged.values())
+                job.state = SUCCESS
+            except StepFailed as failure:
+                job.state = FAILURE
+                job.datums_failed += int(failure.reason.startswith("datum "))
+                job.reason = failure.reason
+                log.write(f"== job failed: {failure.reason}\n".encode())
+            except (KeyboardInterrupt, SystemExit):  # Ctrl-C / SIGTERM: record it, commit nothing, let the caller exit
+                job.state = KILLED
+                job.reason = "interrupted by the user; nothing was committed, the next run retries it"
+                raise
+            except Exception as error:  # the runner itself failed (disk full, state unreadable): fail this job only
+                job.state = FAILURE
+                job.reason = f"the runner failed during this job: {type(error).__name__}: {error}"
+                log.write(f"== job failed: {job.reason}\n".encode())
+            finally:
+                log.flush()
+                job.finished = time.time()
+                job.step_pid = None
+                if job.state != SUCCESS:
+                    job.log_tail = _tail(self.jobs.log_path(job.id).read_bytes())
+                self.jobs.save(job)
+                remove_tree(work)
+                self.reporter.job_finished(job)
+        return job
+
+    def _cached_datum(self, pipeline: str, datum_hash: str) -> dict[str, StoredObject] | None:
+        record = self.datum_root / pipeline / f"{datum_hash}.json"
+        if not record.is_file():
+            return None
+        files = {path: StoredObject(obj["hash"], obj["size"]) for path, obj in read_json(record)["files"].items()}
+        if not all(self.pfs.objects.has(obj.hash) for obj in files.values()):
+            return None
+        return files
+
+    def _remember_datum(self, pipeline: str, datum_hash: str, job_id: str, files: dict[str, StoredObject]) -> None:
+        atomic_write_json(
+            self.datum_root / pipeline / f"{datum_hash}.json",
+            {"job": job_id, "files": {path: {"hash": o.hash, "size": o.size} for path, o in files.items()}},
+        )
+
+    def _resolve_command(self, program: str) -> str:
+        if os.path.isabs(program):
+            return program
+        for directory in self.command_dirs:
+            candidate = directory / program
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
+        found = shutil.which(program)
+        if found is None:
+            hint = " (install the stages package: `pip install -e ./stages[serve]`)" if program == "stages" else ""
+            raise StepFailed(f"command not found: {program}{hint}")
+        return found
+
+    def _run_datum(
+        self, job: Job, pipeline: PipelineDef, datum: Datum, number: int, total: int, work: Path, log: Any
+    ) -> dict[str, StoredObject]:
+        pfs_dir = work / "pfs"
+        out = pfs_dir / "out"
+        out.mkdir(parents=True)
+        mounts: dict[str, Path] = {"out": out}
+        env = dict(os.environ)
+        env.update(pipeline.env)
+        for item in datum.inputs:
+            target = pfs_dir / item.name
+            job.bytes_in += self.pfs.materialize(item.files, target)
+            make_tree_read_only(target)
+            mounts[item.name] = target
+            env[item.name] = str(target / item.path) if item.path else str(target)
+            env[f"{item.name}_COMMIT"] = item.commit
+        env.update(
+            PACH_JOB_ID=job.id,
+            PACH_OUTPUT_COMMIT_ID=job.output_commit,
+            PPS_PIPELINE_NAME=pipeline.name,
+            PACH_DATUM_ID=datum.hash(pipeline.spec_hash)[:32],
+            PYTHONUNBUFFERED="1",
+        )
+
+        def substitute(text: str) -> str:
+            return _PFS_ARG.sub(lambda m: str(mounts[m.group(1)]) if m.group(1) in mounts else m.group(0), text)
+
+        argv = [substitute(part) for part in pipeline.cmd]
+        argv[0] = self._resolve_command(argv[0])
+        stdin = "".join(substitute(line) + "\n" for line in pipeline.stdin).encode() if pipeline.stdin else None
+        log.write(f"== datum {number}/{total} ({datum.describe()}): {' '.join(argv)}\n".encode())
+        log.flush()
+        start = log.tell()
+        try:
+            process = subprocess.Popen(
+                argv,
+                cwd=work,
+                env=env,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_runner,
+            )
+        except OSError as error:
+            raise StepFailed(f"cannot start {argv[0]}: {error.strerror or error}") from None
+        job.step_pid = process.pid
+        self.jobs.save(job)
+        try:
+            if stdin is not None:
+                assert process.stdin is not None
+                try:
+                    process.stdin.write(stdin)
+                    process.stdin.close()
+                except BrokenPipeError:
+                    pass
+            stdout = process.stdout
+            assert isinstance(stdout, io.BufferedReader)
+            while chunk := stdout.read1(65536):  # whatever is there now: progress shows as it happens
+                log.write(chunk)
+                log.flush()
+                self.reporter.output(job, chunk.decode("utf-8", "replace"))
+            code = process.wait()
+        except BaseException:
+            self._stop(process)
+            raise
+        if code != 0:
+            how = f"exit code {code}" if code > 0 else f"killed by {_signal_name(code)}"
+            log.flush()
+            with open(log.name, "rb") as reader:
+                reader.seek(start)
+                last = _tail(reader.read(), 1)
+            detail = f": {last[0]}" if last else ""
+            raise StepFailed(f"datum {number}/{total} failed ({how}){detail}")
+        return self._ingest(out)
+
+    @staticmethod
+    def _stop(process: subprocess.Popen) -> None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            process.wait()
+
+    def _ingest(self, out: Path) -> dict[str, StoredObject]:
+        """Store a datum's /pfs/out; refuse what cannot be versioned faithfully, naming the path."""
+        files: dict[str, StoredObject] = {}
+        root = out.resolve()
+        def unreadable(error: OSError) -> None:  # os.walk would otherwise skip the folder and lose its files
+            where = Path(error.filename).relative_to(out).as_posix() if error.filename else "/pfs/out"
+            raise StepFailed(f"cannot read output directory {where}: {error.strerror or error}")
+
+        for dirpath, dirnames, filenames in os.walk(out, onerror=unreadable, followlinks=False):
+            for name in sorted(filenames) + sorted(d for d in dirnames if os.path.islink(os.path.join(dirpath, d))):
+                full = Path(dirpath) / name
+                relative = full.relative_to(out).as_posix()
+                try:
+                    relative.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise StepFailed(f"output file name is not UTF-8: {relative!r}") from None
+                mode = os.lstat(full).st_mode
+                source = full
+                if stat.S_ISLNK(mode):
+                    target = full.resolve()
+                    if not target.is_relative_to(root) or not target.is_file():
+                        raise StepFailed(f"output {relative} is a symlink to {os.readlink(full)} outside /pfs/out "
+                                         "or not to a file; write a regular file instead")
+                    source = target
+                elif not stat.S_ISREG(mode):
+                    raise StepFailed(f"output {relative} is not a regular file (fifo, socket or device)")
+                try:
+                    os.close(os.open(source, os.O_RDONLY))
+                except OSError as error:
+                    raise StepFailed(f"cannot read output file {relative}: {error.strerror or error}") from None
+                try:
+                    files[relative] = self.pfs.objects.put_file(source)
+                except OSError as error:
+                    raise StepFailed(
+                        f"cannot store output file {relative} in {self.pfs.objects.root}: {error.strerror or error}"
+                    ) from None
+        return files
+
+    @staticmethod
+    def _merge(outputs: list[tuple[Datum, dict[str, StoredObject]]]) -> dict[str, StoredObject]:
+        """Union of the datum outputs; two datums writing one path with different bytes fail the job."""
+        merged: dict[str, StoredObject] = {}
+        writer: dict[str, str] = {}
+        for datum, tree in outputs:
+            for path, obj in tree.items():
+                if path in merged and merged[path].hash != obj.hash:
+                    raise StepFailed(
+                        f"datums ({writer[path]}) and ({datum.describe()}) both wrote {path} with different "
+                        "content; write one file per datum"
+                    )
+                merged[path] = obj
+                writer[path] = datum.describe()
+        paths = sorted(merged)
+        for before, after in zip(paths, paths[1:], strict=False):
+            if after.startswith(before + "/"):
+                raise StepFailed(f"datum outputs collide: {before} is a file in one datum and a directory in another")
+        return merged
+
+
+def json_dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, indent=2, sort_keys=True)
+
+
+def run_pipelines(
+    state_dir: Path,
+    specs: list[dict[str, Any]],
+    reporter: Reporter | None = None,
+    *,
+    wait: bool = True,
+    not_retried: set[JobKey] | None = None,
+    command_dirs: Iterable[Path] | None = None,
+) -> RunSummary:
+    """Take the state lock, recover from any interrupted writer, and run one pass over all pipelines."""
+    reporter = reporter or SilentReporter()
+    runner = Runner(state_dir, specs, reporter, command_dirs)  # parses specs before touching the state
+    runner.pfs.init()
+    lock = StateLock(state_dir, purpose="run")
+    lock.acquire(wait=wait, on_wait=reporter.note)
+    try:
+        recovered = runner.recover()
+        for note in recovered:
+            reporter.note(note)
+        summary = runner.run(not_retried)
+        summary.recovered = recovered
+        return summary
+    finally:
+        lock.release()

@@ -1,0 +1,170 @@
+"""Pipeline specs for the local runner: the project's own (`pipelines/`) or any Pachyderm 2.x spec files.
+
+The runner reads only what it can honour locally: `pipeline.name`, `transform.cmd` / `stdin` / `env`, the input
+tree (`pfs`, `cross`, `union`) and `reprocessSpec`. `transform.image`, resource requests, parallelism, secrets and
+pod patches are cluster concerns and are ignored here (the command runs from the current virtualenv instead).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from localpach.datums import PfsInput, pfs_inputs
+from localpach.errors import SpecError
+from localpach.fsutil import sha256_json
+
+LOCAL_STAGE_IMAGE = "local"
+LOCAL_SERVING_IMAGE_REPO = "local/issue-summarization"
+
+# Settings the CLI exposes (`localpach run --epochs 3 ...`); the values left out keep PipelineSettings' defaults.
+SETTING_FLAGS: dict[str, type] = {
+    "sample_size": int,
+    "test_fraction": float,
+    "seed": int,
+    "epochs": int,
+    "batch_size": int,
+    "learning_rate": float,
+    "architecture": str,
+    "min_rouge_l": float,
+}
+
+
+@dataclass(frozen=True)
+class PipelineDef:
+    """A validated spec plus what the runner derives from it."""
+
+    name: str
+    spec: dict[str, Any]
+    spec_hash: str
+    inputs: tuple[PfsInput, ...]
+    cmd: tuple[str, ...]
+    stdin: tuple[str, ...]
+    env: dict[str, str]
+    reprocess_every_job: bool
+
+    @property
+    def input_repos(self) -> set[str]:
+        return {leaf.repo for leaf in self.inputs}
+
+
+def parse_spec(spec: dict[str, Any]) -> PipelineDef:
+    """Check the fields the runner needs, with a message naming the pipeline and the field."""
+    if not isinstance(spec, dict):
+        raise SpecError("a pipeline spec must be a JSON object")
+    name = (spec.get("pipeline") or {}).get("name")
+    if not isinstance(name, str) or not name:
+        raise SpecError("pipeline spec without pipeline.name")
+    transform = spec.get("transform") or {}
+    cmd = transform.get("cmd")
+    if not isinstance(cmd, list) or not cmd or not all(isinstance(part, str) for part in cmd):
+        raise SpecError(f"pipeline {name}: transform.cmd must be a non-empty list of strings")
+    stdin = transform.get("stdin") or []
+    env = transform.get("env") or {}
+    if "input" not in spec:
+        raise SpecError(f"pipeline {name}: no input")
+    reprocess = spec.get("reprocessSpec") or "until_success"
+    if reprocess not in ("until_success", "every_job"):
+        raise SpecError(f"pipeline {name}: reprocessSpec must be until_success or every_job, not {reprocess!r}")
+    return PipelineDef(
+        name=name,
+        spec=spec,
+        spec_hash=sha256_json(spec),
+        inputs=tuple(pfs_inputs(spec["input"], name)),
+        cmd=tuple(cmd),
+        stdin=tuple(str(line) for line in stdin),
+        env={str(key): str(value) for key, value in env.items()},
+        reprocess_every_job=reprocess == "every_job",
+    )
+
+
+def dependency_order(specs: list[dict[str, Any]]) -> list[PipelineDef]:
+    """Parse and order pipelines so each runs after the pipelines whose repos it reads."""
+    parsed = [parse_spec(spec) for spec in specs]
+    by_name: dict[str, PipelineDef] = {}
+    for pipeline in parsed:
+        if pipeline.name in by_name:
+            raise SpecError(f"pipeline {pipeline.name} is defined twice")
+        by_name[pipeline.name] = pipeline
+    ordered: list[PipelineDef] = []
+    state: dict[str, str] = {}
+
+    def visit(pipeline: PipelineDef, trail: list[str]) -> None:
+        if state.get(pipeline.name) == "done":
+            return
+        if state.get(pipeline.name) == "visiting":
+            raise SpecError(f"pipelines form a cycle: {' -> '.join([*trail, pipeline.name])}")
+        state[pipeline.name] = "visiting"
+        for repo in sorted(pipeline.input_repos):
+            if repo in by_name:
+                visit(by_name[repo], [*trail, pipeline.name])
+        state[pipeline.name] = "done"
+        ordered.append(pipeline)
+
+    for pipeline in parsed:
+        visit(pipeline, [])
+    return ordered
+
+
+def load_spec_path(path: Path) -> list[dict[str, Any]]:
+    """Specs from a JSON file (one spec or a list) or from every *.json in a directory (sorted by name)."""
+    files = sorted(path.glob("*.json")) if path.is_dir() else [path]
+    if not files:
+        raise SpecError(f"no *.json pipeline specs in {path}")
+    specs: list[dict[str, Any]] = []
+    for file in files:
+        try:
+            loaded = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise SpecError(f"cannot read pipeline spec {file}: {error}") from None
+        specs.extend(loaded if isinstance(loaded, list) else [loaded])
+    return specs
+
+
+# Demo-sized training for the default architecture: the stages package's own defaults for it (small batches, early
+# stopping), not PipelineSettings' 7 epochs x 1,200 rows, which are the tutorial model's and leave the default model
+# with two optimizer steps per epoch on the 1,800-row demo split. `--architecture tutorial` keeps the tutorial's.
+LOCAL_TRAINING_DEFAULTS: dict[str, Any] = {"epochs": 12, "batch_size": 64}
+
+
+def local_settings(**overrides: Any) -> Any:
+    """The project's PipelineSettings for the local mode: local images, demo-sized training."""
+    try:
+        from pipelines.settings import PipelineSettings
+    except ImportError as error:  # the pipelines part not installed / not built yet
+        raise SpecError(
+            f"cannot import the project's pipeline specs ({error}); install the project with "
+            "`pip install -e .` or pass --specs FILE"
+        ) from None
+    known = {field.name for field in dataclasses.fields(PipelineSettings)}
+    values: dict[str, Any] = {"stage_image": LOCAL_STAGE_IMAGE, "serving_image_repo": LOCAL_SERVING_IMAGE_REPO}
+    if overrides.get("architecture") in (None, "default"):
+        values.update(LOCAL_TRAINING_DEFAULTS)
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SpecError(f"PipelineSettings has no field(s) {', '.join(unknown)}")
+    return PipelineSettings(**values)
+
+
+def project_specs(settings: Any) -> list[dict[str, Any]]:
+    """The same specs the Pulumi program creates, rendered for `settings`."""
+    try:
+        from pipelines.specs import all_pipelines
+    except ImportError:
+        try:
+            from pipelines import all_pipelines  # type: ignore[no-redef]
+        except ImportError as error:
+            raise SpecError(f"cannot import pipelines.all_pipelines ({error})") from None
+    return list(all_pipelines(settings))
+
+
+def raw_data_repo() -> str:
+    try:
+        from pipelines import RAW_DATA_REPO
+    except ImportError:
+        return "raw_data"
+    return RAW_DATA_REPO

@@ -1,0 +1,56 @@
+"""Fixtures for the local-runner tests: a fresh state directory and a control folder for the fake stage."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from localpach.data import put_file
+from localpach.pfs import PFS
+from localpach.runner import RunSummary, run_pipelines
+
+HERE = Path(__file__).parent
+PROJECT_ROOT = HERE.parent.parent
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def control(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Files dropped here steer the fake stage (fail-NAME, slow-NAME, ...); steps inherit FAKE_CONTROL."""
+    folder = tmp_path / "control"
+    folder.mkdir()
+    monkeypatch.setenv("FAKE_CONTROL", str(folder))
+    return folder
+
+
+@pytest.fixture
+def pfs(state: Path) -> PFS:
+    return PFS(state)
+
+
+def run(state: Path, specs: list[dict]) -> RunSummary:
+    return run_pipelines(state, specs)
+
+
+def put(state: Path, source: Path, path: str = "issues.csv", overwrite: bool = True):
+    return put_file(state, "raw_data", path, source, overwrite=overwrite)
+
+
+def localpach_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run the real console entry point in a child process (what a user runs)."""
+    return subprocess.run(
+        [sys.executable, "-m", "localpach", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=PROJECT_ROOT,
+    )

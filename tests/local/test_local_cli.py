@@ -1,0 +1,143 @@
+"""The `localpach` CLI: pachctl-shaped tables, provenance, help everywhere, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tests.local.conftest import put, run
+from tests.local.localpach_fakes import issue_csv, project_like_specs
+
+from localpach.cli import build_parser, main
+from localpach.jobs import JobStore
+from localpach.pfs import PFS
+
+SUBCOMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def populated(state: Path, tmp_path: Path, control: Path) -> Path:
+    put(state, issue_csv(tmp_path / "issues.csv", rows=3))
+    run(state, project_like_specs())
+    return state
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_subcommand_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    assert f"usage: localpach {command}" in capsys.readouterr().out
+
+
+def test_the_cli_offers_the_conventional_subcommands() -> None:
+    expected = {"put-file", "list-repo", "list-job", "list-file", "inspect-commit", "run", "serve", "demo"}
+    assert expected <= set(SUBCOMMANDS)
+
+
+def test_list_repo_shows_every_repo_with_its_size(populated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "--state", str(populated), "list-repo")
+
+    assert code == 0
+    assert out.split("\n")[0].split()[:3] == ["NAME", "CREATED", "SIZE"]
+    names = [line.split()[0] for line in out.strip().split("\n")[1:]]
+    assert sorted(names) == sorted(["raw_data", "split", "pre_process", "train", "build", "export"])
+
+
+def test_list_job_shows_pachctl_columns_and_every_job(populated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "--state", str(populated), "list-job")
+
+    header, *rows = out.strip().split("\n")
+    columns = ["ID", "OUTPUT", "COMMIT", "STARTED", "DURATION", "RESTART", "PROGRESS", "DL", "UL", "STATE"]
+    assert header.split() == columns
+    assert len(rows) == 5
+    assert all(row.rstrip().endswith("success") and "1 + 0 / 1" in row for row in rows)
+    for job in JobStore(populated).all():
+        assert f"{job.id}  {job.pipeline}@{job.output_commit}" in out
+
+
+def test_list_file_lists_a_commit_and_a_directory(populated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, top, _ = cli(capsys, "--state", str(populated), "list-file", "split@master")
+    _, below, _ = cli(capsys, "--state", str(populated), "list-file", "split@master", "seen")
+
+    assert top.split("\n")[0].split() == ["NAME", "TYPE", "SIZE"]
+    assert "result.json  file" in top and "seen         dir" in top
+    assert "seen/raw_data__issues.csv.seen" in below
+
+
+def test_inspect_commit_prints_the_full_provenance_chain(populated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pfs = PFS(populated)
+    build = pfs.resolve("build", "master")
+
+    code, out, _ = cli(capsys, "--state", str(populated), "inspect-commit", f"build@{build.id[:10]}")
+
+    assert code == 0
+    assert f"build@{build.id}" in out
+    for repo in ("raw_data", "split", "pre_process", "train"):
+        assert f"{repo} " in out and pfs.head(repo) in out
+    for pipeline in ("split", "pre_process", "train", "build"):
+        assert pfs.head("__spec__", pipeline) in out
+
+
+def test_a_failed_job_shows_its_reason_and_log_tail(
+    state: Path, tmp_path: Path, control: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    put(state, issue_csv(tmp_path / "issues.csv", rows=3))
+    (control / "fail-split").touch()
+    failed = run(state, project_like_specs()).jobs[0]
+
+    _, shown, _ = cli(capsys, "--state", str(state), "inspect-job", failed.id)
+    _, log, _ = cli(capsys, "--state", str(state), "logs", failed.id)
+
+    assert "failure" in shown and "exit code 1" in shown and "boom, failing on purpose" in shown
+    assert "split: boom, failing on purpose" in log
+
+
+def test_run_exits_non_zero_when_a_job_fails(
+    state: Path, tmp_path: Path, control: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    put(state, issue_csv(tmp_path / "issues.csv", rows=3))
+    (control / "fail-train").touch()
+    specs = tmp_path / "specs.json"
+    from tests.local.localpach_fakes import write_specs
+
+    write_specs(specs, project_like_specs())
+
+    code, out, _ = cli(capsys, "--state", str(state), "run", "--specs", str(specs))
+
+    assert code == 3
+    assert "✗ train" in out and "1 failed" in out
+
+
+def test_serve_without_a_built_model_says_how_to_build_one(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli(capsys, "--state", str(state), "serve")
+
+    assert code == 1
+    assert "no built model yet" in err and "localpach run" in err and "localpach demo" in err
+
+
+def test_reading_commands_on_a_missing_state_explain_how_to_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli(capsys, "--state", str(tmp_path / "nowhere"), "list-job")
+
+    assert code == 1
+    assert "no localpach state" in err and "localpach demo" in err
+
+
+def test_the_state_directory_comes_from_the_environment(
+    populated: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOCALPACH_STATE", str(populated))
+
+    code, out, _ = cli(capsys, "list-repo")
+
+    assert code == 0 and "raw_data" in out

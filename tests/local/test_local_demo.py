@@ -1,0 +1,29 @@
+"""The newcomer's demo, for real: put, all pipelines with the demo settings, serve, request, update, re-run."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tests.local.conftest import PROJECT_ROOT
+
+
+@pytest.mark.slow
+def test_the_demo_answers_the_tutorial_request_and_reruns_every_job_after_the_update(tmp_path: Path) -> None:
+    demo_dir = tmp_path / "demo"
+
+    result = subprocess.run(
+        [sys.executable, "-m", "localpach", "demo", "--dir", str(demo_dir)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600,
+    )
+
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    title = re.search(r"predicted title ─+╮\n│ (.+?)\s*│", result.stdout)
+    assert title and title.group(1).strip()
+    assert "re-ran: split, pre_process, train, build, export" in result.stdout
+    assert "model server stopped" in result.stdout
+    assert (demo_dir / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| rouge_l |" in (demo_dir / "metrics.md").read_text()
