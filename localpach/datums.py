@@ -17,7 +17,7 @@ from typing import Any
 
 from localpach.errors import SpecError
 from localpach.fsutil import sha256_json
-from localpach.pfs import DEFAULT_BRANCH, Commit, normalize_path
+from localpach.pfs import DEFAULT_BRANCH, Commit, files_under, normalize_path
 from localpach.store import StoredObject
 
 SUPPORTED_INPUTS = ("pfs", "cross", "union")
@@ -125,15 +125,6 @@ def glob_matches(paths: list[str], glob: str) -> list[str]:
     return sorted(path for path in candidates if _match_segments(path.split("/"), segments))
 
 
-def _files_at(commit: Commit, path: str) -> dict[str, StoredObject]:
-    if not path:
-        return dict(commit.files)
-    if path in commit.files:
-        return {path: commit.files[path]}
-    prefix = path + "/"
-    return {name: obj for name, obj in commit.files.items() if name.startswith(prefix)}
-
-
 def expand(spec_input: dict[str, Any], commits: dict[str, Commit], pipeline: str) -> list[Datum]:
     """The datums of an input tree, given the commit each input name reads."""
     (kind, value), = spec_input.items()
@@ -141,7 +132,7 @@ def expand(spec_input: dict[str, Any], commits: dict[str, Commit], pipeline: str
         leaf = pfs_inputs(spec_input, pipeline)[0]
         commit = commits[leaf.name]
         return [
-            Datum((DatumInput(leaf.name, leaf.repo, commit.id, match, _files_at(commit, match)),))
+            Datum((DatumInput(leaf.name, leaf.repo, commit.id, match, files_under(commit, match)),))
             for match in glob_matches(sorted(commit.files), leaf.glob)
         ]
     children = [expand(child, commits, pipeline) for child in value]

@@ -412,13 +412,7 @@ class PFS:
 
     def files_under(self, commit: Commit, path: str) -> dict[str, StoredObject]:
         """The file `path` or every file below directory `path` (keys keep their full repo path)."""
-        path = normalize_path(path)
-        if not path:
-            return dict(commit.files)
-        if path in commit.files:
-            return {path: commit.files[path]}
-        prefix = path + "/"
-        return {name: obj for name, obj in commit.files.items() if name.startswith(prefix)}
+        return files_under(commit, normalize_path(path))
 
     def materialize(self, files: dict[str, StoredObject], target: Path) -> int:
         """Write `files` (repo path -> object) under `target` as private copies; returns the bytes written."""
@@ -428,3 +422,13 @@ class PFS:
             self.objects.copy_to(obj.hash, target / path)
             total += obj.size
         return total
+
+
+def files_under(commit: Commit, path: str) -> dict[str, StoredObject]:
+    """The file at normalised `path`, or every file below that directory ("" = all); keys keep their full path."""
+    if not path:
+        return dict(commit.files)
+    if path in commit.files:
+        return {path: commit.files[path]}
+    prefix = path + "/"
+    return {name: obj for name, obj in commit.files.items() if name.startswith(prefix)}

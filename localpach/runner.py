@@ -34,6 +34,7 @@ from localpach.errors import SpecError
 from localpach.fsutil import atomic_write_json, make_tree_read_only, read_json, remove_tree
 from localpach.jobs import FAILURE, KILLED, SUCCESS, Job, JobKey, JobStore
 from localpach.lock import StateLock
+from localpach.procs import stop_process_group
 from localpach.pfs import PFS, SPEC_REPO, Commit, CommitRef, new_id
 from localpach.specs import PipelineDef, dependency_order
 from localpach.store import StoredObject
@@ -470,7 +471,7 @@ class Runner:
                 self.reporter.output(job, chunk.decode("utf-8", "replace"))
             code = process.wait()
         except BaseException:
-            self._stop(process)
+            stop_process_group(process)
             raise
         if code != 0:
             how = f"exit code {code}" if code > 0 else f"killed by {_signal_name(code)}"
@@ -481,18 +482,6 @@ class Runner:
             detail = f": {last[0]}" if last else ""
             raise StepFailed(f"datum {number}/{total} failed ({how}){detail}")
         return self._ingest(out)
-
-    @staticmethod
-    def _stop(process: subprocess.Popen) -> None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            process.wait()
 
     def _ingest(self, out: Path) -> dict[str, StoredObject]:
         """Store a datum's /pfs/out; refuse what cannot be versioned faithfully, naming the path."""

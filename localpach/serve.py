@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from typing import IO
 from localpach.errors import LocalPachError, NotFound
 from localpach.fsutil import make_tree_read_only, remove_tree
 from localpach.pfs import PFS, Commit
+from localpach.procs import stop_process_group
 
 BUILD_REPO = "build"
 MODEL_NAME = "issue-summarization"
@@ -112,17 +112,8 @@ def wait_ready(base_url: str, process: subprocess.Popen, timeout: float = 180.0)
 
 
 def stop_server(process: subprocess.Popen, timeout: float = 20.0) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        process.wait()
+    if process.poll() is None:
+        stop_process_group(process, timeout)
 
 
 def predict_v1(base_url: str, payload: dict, timeout: float = 60.0, path: str = "/api/v0.1/predictions") -> dict:
