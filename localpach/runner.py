@@ -34,8 +34,8 @@ from localpach.errors import SpecError
 from localpach.fsutil import atomic_write_json, make_tree_read_only, read_json, remove_tree
 from localpach.jobs import FAILURE, KILLED, SUCCESS, Job, JobKey, JobStore
 from localpach.lock import StateLock
-from localpach.procs import stop_process_group
 from localpach.pfs import PFS, SPEC_REPO, Commit, CommitRef, new_id
+from localpach.procs import stop_process_group
 from localpach.specs import PipelineDef, dependency_order
 from localpach.store import StoredObject
 

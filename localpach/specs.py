@@ -124,12 +124,6 @@ def load_spec_path(path: Path) -> list[dict[str, Any]]:
     return specs
 
 
-# Demo-sized training for the default architecture: the stages package's own defaults for it (small batches, early
-# stopping), not PipelineSettings' 7 epochs x 1,200 rows, which are the tutorial model's and leave the default model
-# with two optimizer steps per epoch on the 1,800-row demo split. `--architecture tutorial` keeps the tutorial's.
-LOCAL_TRAINING_DEFAULTS: dict[str, Any] = {"epochs": 12, "batch_size": 64}
-
-
 def local_settings(**overrides: Any) -> Any:
     """The project's PipelineSettings for the local mode: local images, demo-sized training."""
     try:
@@ -140,14 +134,16 @@ def local_settings(**overrides: Any) -> Any:
             "`pip install -e .` or pass --specs FILE"
         ) from None
     known = {field.name for field in dataclasses.fields(PipelineSettings)}
+    # Training knobs left unset use the stages CLI's defaults for the chosen architecture (demo-sized on CPU).
     values: dict[str, Any] = {"stage_image": LOCAL_STAGE_IMAGE, "serving_image_repo": LOCAL_SERVING_IMAGE_REPO}
-    if overrides.get("architecture") in (None, "default"):
-        values.update(LOCAL_TRAINING_DEFAULTS)
     values.update({key: value for key, value in overrides.items() if value is not None})
     unknown = sorted(set(values) - known)
     if unknown:
         raise SpecError(f"PipelineSettings has no field(s) {', '.join(unknown)}")
-    return PipelineSettings(**values)
+    try:
+        return PipelineSettings(**values)
+    except ValueError as error:  # PipelineSettings checks its ranges: say so as a usage error, not a traceback
+        raise SpecError(str(error)) from None
 
 
 def project_specs(settings: Any) -> list[dict[str, Any]]:
