@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench clean
+.PHONY: venv demo test test-slow bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt stages/pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -12,6 +12,8 @@ $(STAMP): requirements.txt requirements-dev.txt stages/pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
+
+venv: $(STAMP)  ## the environment alone (the Pulumi program runs from it: Pulumi.yaml names .venv)
 
 demo: $(STAMP)
 	$(BIN)/localpach demo

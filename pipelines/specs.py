@@ -27,12 +27,14 @@ def _spec(name: str, description: str, settings: PipelineSettings, input_: dict,
     return {
         "pipeline": {"project": {"name": PROJECT}, "name": name},
         "description": description,
-        "transform": {"image": settings.stage_image, "cmd": cmd},
+        # Pachyderm passes global.imagePullSecrets to workers too; naming it here keeps the spec self-contained.
+        "transform": {"image": settings.stage_image, "cmd": cmd, "imagePullSecrets": [settings.registry_secret]},
         "input": input_,
         "parallelismSpec": {"constant": 1},
         "datumTries": 2,
         "reprocessSpec": settings.reprocess_spec,
         "resourceRequests": {"cpu": 1.0, "memory": "2Gi"},
+        "resourceLimits": {"cpu": 2.0, "memory": "4Gi"},
     }
 
 
@@ -64,9 +66,10 @@ def train(settings: PipelineSettings) -> Spec:
     cmd += _flags(epochs=settings.epochs, batch_size=settings.batch_size, learning_rate=settings.learning_rate)
     spec = _spec("train", "Train the sequence-to-sequence title model.", settings, pfs("pre_process"), cmd)
     spec["resourceRequests"] = {"cpu": 2.0, "memory": "6Gi"}
+    spec["resourceLimits"] = {"cpu": 4.0, "memory": "12Gi"}
     if settings.gpus:
         # GKE taints GPU nodes with nvidia.com/gpu: without the toleration the worker never schedules there.
-        spec["resourceLimits"] = {"gpu": {"type": "nvidia.com/gpu", "number": settings.gpus}}
+        spec["resourceLimits"]["gpu"] = {"type": "nvidia.com/gpu", "number": settings.gpus}
         spec["tolerations"] = [dict(GPU_TOLERATION)]
     return spec
 

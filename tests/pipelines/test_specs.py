@@ -46,11 +46,18 @@ def test_pipelines_chain_in_the_tutorial_order():
 
 
 def test_gpu_is_requested_with_its_toleration_only_when_asked():
-    assert "resourceLimits" not in by_name(CPU)["train"] and "tolerations" not in by_name(CPU)["train"]
+    assert "gpu" not in by_name(CPU)["train"]["resourceLimits"] and "tolerations" not in by_name(CPU)["train"]
     train = by_name(GPU)["train"]
     assert train["resourceLimits"]["gpu"] == {"type": "nvidia.com/gpu", "number": 1}
     assert {"key": "nvidia.com/gpu", "operator": "EXISTS", "effect": "NO_SCHEDULE"} in train["tolerations"]
     assert all("gpu" not in s.get("resourceLimits", {}) for n, s in by_name(GPU).items() if n != "train")
+
+
+def test_every_pipeline_has_cpu_and_memory_requests_and_limits_and_pulls_with_the_registry_secret():
+    for spec in all_pipelines(CPU):
+        assert set(spec["resourceRequests"]) >= {"cpu", "memory"}, spec["pipeline"]["name"]
+        assert set(spec["resourceLimits"]) >= {"cpu", "memory"}, spec["pipeline"]["name"]
+        assert spec["transform"]["imagePullSecrets"] == ["registry-credentials"]
 
 
 def test_export_mounts_the_registry_secret_and_carries_no_credential():

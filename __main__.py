@@ -1,0 +1,74 @@
+"""The issue-titles platform, one stack at a time: read the config once, then wire the components.
+
+    cluster ─ namespace ─┬─ registry secret ─────────────────────────────┐
+                         ├─ training operator (Kubeflow, TFJob CRD)      │
+                         ├─ Seldon Core ─────────────── model serving ◄──┤
+                         └─ Pachyderm ─┐                                 │
+    stage image ───────────────────────┴─ repos + pipelines ◄────────────┘
+"""
+import pulumi
+
+from infra.cluster import ClusterAccess, ClusterAccessArgs
+from infra.config import load_config
+from infra.images import StageImage, StageImageArgs
+from infra.operators import (IngressController, IngressControllerArgs, Pachyderm, PachydermArgs, SeldonCore,
+                             SeldonCoreArgs, TrainingOperator, TrainingOperatorArgs)
+from infra.pachyderm_pipelines import STAGE_IMAGE_PLACEHOLDER, PachydermPipelines, PachydermPipelinesArgs
+from infra.platform import PlatformNamespace, PlatformNamespaceArgs, RegistrySecret, RegistrySecretArgs
+from infra.serving import ModelServing, ModelServingArgs
+from pipelines import PipelineSettings
+
+cfg = load_config()
+
+cluster = ClusterAccess("cluster", ClusterAccessArgs(cfg.cluster, cfg.namespace, cfg.kube_context, cfg.gke))
+on_cluster = pulumi.ResourceOptions(provider=cluster.provider)
+
+namespace = PlatformNamespace("namespace", PlatformNamespaceArgs(name=cfg.namespace), on_cluster)
+in_namespace = pulumi.ResourceOptions(provider=cluster.provider, depends_on=[namespace])
+
+registry = RegistrySecret("registry", RegistrySecretArgs(
+    namespace=namespace.name, server=cfg.registry.server, username=cfg.registry.username,
+    password=cfg.registry.password), in_namespace)
+
+training_operator = TrainingOperator("training-operator", TrainingOperatorArgs(cfg.training_operator_ref), on_cluster)
+
+seldon = SeldonCore("seldon-core", SeldonCoreArgs(namespace.name, cfg.seldon_chart_version), in_namespace)
+
+pachyderm = Pachyderm("pachyderm", PachydermArgs(
+    namespace=namespace.name, version=cfg.pachyderm_chart_version, cluster=cfg.cluster,
+    registry_secret=registry.secret_name, pachd_address=cfg.pachd_address,
+    bucket=cluster.bucket_name, storage_service_account=cluster.storage_service_account), in_namespace)
+
+stage_image = StageImage("stages", StageImageArgs(
+    repository=cfg.stage_image_repo, gpu=cfg.training.gpus > 0, registry_server=cfg.registry.server,
+    registry_username=cfg.registry.username, registry_password=cfg.registry.password))
+
+pipelines = PachydermPipelines("pipelines", PachydermPipelinesArgs(
+    pachd_address=pachyderm.pachd_address,
+    stage_image=stage_image.image_ref,
+    settings=PipelineSettings(
+        stage_image=STAGE_IMAGE_PLACEHOLDER, serving_image_repo=cfg.serving.image_repo,
+        sample_size=cfg.training.sample_size, epochs=cfg.training.epochs, architecture=cfg.training.architecture,
+        min_rouge_l=cfg.training.min_rouge_l, gpus=cfg.training.gpus),
+), pulumi.ResourceOptions(depends_on=[pachyderm, stage_image, registry]))
+
+ingress_host = cfg.serving.ingress_host
+if cfg.on_gke and cfg.serving.ingress == "nginx":  # minikube has ingress-nginx as an addon
+    ingress_host = IngressController(
+        "ingress", IngressControllerArgs(cfg.ingress_controller_chart_version), on_cluster).address
+
+serving = ModelServing("serving", ModelServingArgs(
+    namespace=cfg.namespace, image_repo=cfg.serving.image_repo, model_tag=cfg.serving.model_tag,
+    image_pull_secret=registry.secret_name, replicas=cfg.serving.replicas, ingress=cfg.serving.ingress,
+    ingress_host=ingress_host, gateway_namespace=cfg.serving.gateway_namespace,
+), pulumi.ResourceOptions(provider=cluster.provider, depends_on=[namespace, seldon, registry]))  # CRD first
+
+pulumi.export("namespace", namespace.name)
+pulumi.export("cluster", cluster.description)
+pulumi.export("pachd_address", pachyderm.pachd_address)
+pulumi.export("pachctl", pachyderm.pachd_address.apply(lambda address: f"pachctl connect {address}"))
+pulumi.export("stage_image", stage_image.image_ref)
+pulumi.export("pipelines", pipelines.pipelines)
+pulumi.export("serving_status", serving.status)
+pulumi.export("prediction_url", serving.prediction_url)
+pulumi.export("curl", serving.curl)

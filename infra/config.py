@@ -1,0 +1,289 @@
+"""Stack configuration, read once and validated before any resource is declared.
+
+Every error names the config key and the command that fixes it, so `pulumi preview` stops before any resource
+changes (a ConfigError is a `pulumi.RunError`: Pulumi prints the message, not a Python traceback).
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+
+import pulumi
+from pulumi.runtime import config as runtime_config
+
+PROJECT = "issue-titles"
+CLUSTER_KINDS = ("minikube", "gke")
+INGRESS_KINDS = ("nginx", "none")
+ARCHITECTURES = ("default", "tutorial")
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_IMAGE_REPO = re.compile(r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+$")
+_PACHD = re.compile(r"^(grpc|grpcs)://[^/:]+(:[0-9]+)?$")
+
+# Every key a stack may set, by namespace. Anything else is a typo and stops the preview.
+KNOWN_KEYS: dict[str, tuple[str, ...]] = {
+    PROJECT: (
+        "namespace", "cluster", "kubeContext", "gpus", "pachydermChartVersion", "seldonChartVersion",
+        "trainingOperatorRef", "pachdAddress", "stageImageRepo", "sampleSize", "epochs", "architecture",
+        "minRougeL", "gkeLocation", "cpuMachineType", "gpuMachineType", "gpuType", "gpuNodesMax",
+        "bucketForceDestroy", "ingressControllerChartVersion",
+    ),
+    "registry": ("server", "username", "password"),
+    "serving": ("imageRepo", "modelTag", "replicas", "ingress", "ingressHost", "gatewayNamespace"),
+}
+
+
+class ConfigError(pulumi.RunError, ValueError):
+    """A stack config value is missing or wrong; the message names the key and the fix."""
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    server: str
+    username: str
+    password: pulumi.Output[str]  # always a secret Output
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    image_repo: str
+    model_tag: str | None
+    replicas: int
+    ingress: str  # "nginx": an Ingress routes /seldon/<ns>/<name>/ to Seldon; "none": port-forward
+    ingress_host: str
+    gateway_namespace: str  # the namespace whose pods may reach the model pods
+
+
+@dataclass(frozen=True)
+class GkeConfig:
+    project: str
+    location: str
+    cpu_machine_type: str
+    gpu_machine_type: str
+    gpu_type: str
+    gpu_nodes_max: int
+    bucket_force_destroy: bool
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    gpus: int
+    sample_size: int | None
+    epochs: int | None
+    architecture: str
+    min_rouge_l: float
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    stack: str
+    namespace: str
+    cluster: str  # "minikube" or "gke"
+    kube_context: str | None
+    pachd_address: str | None  # None on GKE: read from the pachyderm-proxy load balancer
+    pachyderm_chart_version: str
+    seldon_chart_version: str
+    training_operator_ref: str
+    ingress_controller_chart_version: str
+    stage_image_repo: str
+    registry: RegistryConfig
+    serving: ServingConfig
+    training: TrainingConfig
+    gke: GkeConfig | None
+
+    @property
+    def on_gke(self) -> bool:
+        return self.cluster == "gke"
+
+
+def _fix(key: str, example: str, secret: bool = False) -> str:
+    return f"`pulumi config set {'--secret ' if secret else ''}{key} {example}`"
+
+
+def _set_keys() -> set[str]:
+    """All config keys the stack sets (the engine passes them to the program before it starts)."""
+    return set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
+
+
+def _check_unknown_keys(keys: set[str]) -> None:
+    for key in sorted(keys):
+        namespace, _, name = key.partition(":")
+        known = KNOWN_KEYS.get(namespace)
+        if known is None or name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean `{namespace}:{close[0]}`? " if close else ""
+        raise ConfigError(
+            f"unknown config key `{key}`: {hint}remove it with `pulumi config rm {key}`; "
+            f"known `{namespace}:` keys are {', '.join(known)}"
+        )
+
+
+class _Reader:
+    """Typed getters that turn bad values into ConfigErrors naming the key."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.cfg = pulumi.Config(namespace)
+
+    def key(self, name: str) -> str:
+        return f"{self.namespace}:{name}"
+
+    def text(self, name: str, default: str | None = None) -> str | None:
+        value = self.cfg.get(name)
+        return default if value in (None, "") else value
+
+    def required(self, name: str, example: str) -> str:
+        value = self.text(name)
+        if value is None:
+            raise ConfigError(f"missing config `{self.key(name)}`: set it with {_fix(self.key(name), example)}")
+        return value
+
+    def integer(self, name: str, default: int | None, minimum: int, example: str) -> int | None:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(
+                f"invalid `{self.key(name)}` {raw!r}: use a whole number, e.g. {_fix(self.key(name), example)}"
+            ) from None
+        if value < minimum:
+            raise ConfigError(f"invalid `{self.key(name)}` {value}: must be {minimum} or more")
+        return value
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            value = float("nan")
+        if not low <= value <= high:
+            raise ConfigError(f"invalid `{self.key(name)}` {raw!r}: use a number between {low} and {high}")
+        return value
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(name, default)
+        if value not in choices:
+            raise ConfigError(
+                f"invalid `{self.key(name)}` {value!r}: use one of {', '.join(choices)}, "
+                f"e.g. {_fix(self.key(name), choices[0])}"
+            )
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        if raw.lower() not in ("true", "false"):
+            raise ConfigError(f"invalid `{self.key(name)}` {raw!r}: use true or false")
+        return raw.lower() == "true"
+
+
+def load_config() -> StackConfig:
+    """Read and validate the whole stack config; raise ConfigError naming the key and the fix."""
+    _check_unknown_keys(_set_keys())
+    stack = pulumi.get_stack()
+    app, reg, srv = _Reader(PROJECT), _Reader("registry"), _Reader("serving")
+
+    namespace = app.text("namespace", PROJECT)
+    if len(namespace) > 63 or not _DNS1123_LABEL.match(namespace):
+        raise ConfigError(
+            f"invalid `{app.key('namespace')}` {namespace!r}: a namespace must be a DNS-1123 label (lowercase "
+            f"letters, digits and '-', at most 63 characters), e.g. {_fix(app.key('namespace'), PROJECT)}"
+        )
+
+    cluster = app.choice("cluster", "minikube", CLUSTER_KINDS)
+    gpus = app.integer("gpus", 0, 0, "1")
+    if cluster == "minikube" and gpus:
+        raise ConfigError(
+            f"`{app.key('gpus')}` is {gpus} but stack {stack!r} runs on minikube, which has no GPU node pool: "
+            f"run {_fix(app.key('gpus'), '0')}, or use the gke-gpu stack for GPU training"
+        )
+
+    password = reg.cfg.get_secret("password")
+    if password is None:
+        raise ConfigError(
+            f"missing secret `registry:password`: set it with {_fix('registry:password', '<token>', secret=True)} "
+            "(never as plain config)"
+        )
+    if "registry:password" in _set_keys() and not runtime_config.is_config_secret("registry:password"):
+        raise ConfigError(
+            "`registry:password` is stored in plain text: run `pulumi config rm registry:password` and "
+            f"{_fix('registry:password', '<token>', secret=True)}"
+        )
+
+    stage_image_repo = app.required("stageImageRepo", "registry.example.com/issue-titles/stages")
+    serving_repo = srv.required("imageRepo", "registry.example.com/issue-titles/serving")
+    for key, repo in ((app.key("stageImageRepo"), stage_image_repo), (srv.key("imageRepo"), serving_repo)):
+        if not _IMAGE_REPO.match(repo):
+            raise ConfigError(
+                f"invalid `{key}` {repo!r}: give a repository without a tag (the program tags images itself), "
+                f"e.g. {_fix(key, 'registry.example.com/issue-titles/stages')}"
+            )
+
+    pachd_address = app.text("pachdAddress")
+    if cluster == "minikube" and pachd_address is None:
+        raise ConfigError(
+            f"missing config `{app.key('pachdAddress')}`: the program creates the pipelines through pachd's "
+            f"NodePort; set it with {_fix(app.key('pachdAddress'), 'grpc://$(minikube ip):30080')}"
+        )
+    if pachd_address is not None and not _PACHD.match(pachd_address):
+        raise ConfigError(
+            f"invalid `{app.key('pachdAddress')}` {pachd_address!r}: use grpc://HOST:PORT, "
+            f"e.g. {_fix(app.key('pachdAddress'), 'grpc://192.168.49.2:30080')}"
+        )
+
+    model_tag = srv.text("modelTag")
+    if model_tag is not None and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", model_tag):
+        raise ConfigError(f"invalid `{srv.key('modelTag')}` {model_tag!r}: use the export job ID from image.json")
+
+    gke = None
+    if cluster == "gke":
+        gke = GkeConfig(
+            project=_Reader("gcp").required("project", "<your-gcp-project>"),
+            location=app.required("gkeLocation", "us-central1-a"),
+            cpu_machine_type=app.text("cpuMachineType", "e2-standard-4"),
+            gpu_machine_type=app.text("gpuMachineType", "n1-standard-8"),
+            gpu_type=app.text("gpuType", "nvidia-tesla-t4"),
+            gpu_nodes_max=app.integer("gpuNodesMax", 2, 1, "2"),
+            bucket_force_destroy=app.boolean("bucketForceDestroy", False),
+        )
+
+    sample_size = app.integer("sampleSize", 2000, 10, "2000")
+    return StackConfig(
+        stack=stack,
+        namespace=namespace,
+        cluster=cluster,
+        kube_context=app.text("kubeContext"),
+        pachd_address=pachd_address,
+        pachyderm_chart_version=app.text("pachydermChartVersion", "2.12.2"),
+        seldon_chart_version=app.text("seldonChartVersion", "1.17.1"),
+        training_operator_ref=app.text("trainingOperatorRef", "v1.9.0"),
+        ingress_controller_chart_version=app.text("ingressControllerChartVersion", "4.11.3"),
+        stage_image_repo=stage_image_repo,
+        registry=RegistryConfig(
+            server=reg.required("server", "registry.example.com"),
+            username=reg.required("username", "<user>"),
+            password=pulumi.Output.secret(password),
+        ),
+        serving=ServingConfig(
+            image_repo=serving_repo,
+            model_tag=model_tag,
+            replicas=srv.integer("replicas", 2, 1, "2"),
+            ingress=srv.choice("ingress", "nginx", INGRESS_KINDS),
+            ingress_host=srv.text("ingressHost", "localhost"),
+            gateway_namespace=srv.text("gatewayNamespace", "ingress-nginx"),
+        ),
+        training=TrainingConfig(
+            gpus=gpus,
+            sample_size=sample_size,
+            epochs=app.integer("epochs", None, 1, "7"),
+            architecture=app.choice("architecture", "default", ARCHITECTURES),
+            min_rouge_l=app.number("minRougeL", 0.0, 0.0, 1.0),
+        ),
+        gke=gke,
+    )

@@ -1,0 +1,239 @@
+"""The platform operators: Seldon Core, Pachyderm, the Kubeflow training operator and (on GKE) an ingress controller.
+
+Each is a `helm.v3.Release` or a kustomization: Release keeps Helm's own install order (CRDs first), which the
+rendered-manifest resources do not, so the CRDs exist before the custom resources that depend on this component.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.cluster import PACHD_SERVICE_ACCOUNT
+from infra.labels import labels
+
+SELDON_CHART_REPO = "https://storage.googleapis.com/seldon-charts"
+PACHYDERM_CHART_REPO = "https://helm.pachyderm.com"
+INGRESS_NGINX_CHART_REPO = "https://kubernetes.github.io/ingress-nginx"
+TRAINING_OPERATOR_REPO = "https://github.com/kubeflow/training-operator"
+# The proxy multiplexes pachd's gRPC API on its HTTP port; on minikube it is a NodePort at this port.
+PACHD_NODE_PORT = 30080
+
+
+def seldon_values() -> dict[str, Any]:
+    """Usage metrics off, watch only our namespace, no Ambassador/Istio: an Ingress routes to the executor."""
+    return {
+        "usageMetrics": {"enabled": False},
+        "singleNamespace": True,
+        "ambassador": {"enabled": False},
+        "istio": {"enabled": False},
+        "crd": {"create": True},
+        "executor": {
+            "resources": {"cpuRequest": "100m", "memoryRequest": "256Mi", "cpuLimit": "1", "memoryLimit": "512Mi"},
+        },
+    }
+
+
+@dataclass(frozen=True)
+class SeldonCoreArgs:
+    namespace: pulumi.Input[str]
+    version: str = "1.17.1"
+
+
+class SeldonCore(pulumi.ComponentResource):
+    """Seldon Core v1 operator, watching only our namespace (no cluster-admin binding, unlike the tutorial)."""
+
+    def __init__(self, name: str, args: SeldonCoreArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("issue-titles:infra:SeldonCore", name, None, opts)
+        self.release = k8s.helm.v3.Release(
+            name,
+            k8s.helm.v3.ReleaseArgs(
+                name="seldon-core",
+                chart="seldon-core-operator",
+                version=args.version,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=SELDON_CHART_REPO),
+                namespace=args.namespace,
+                values=seldon_values(),
+                atomic=True,  # a failed install rolls back instead of leaving half an operator
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({"status": self.release.status})
+
+
+def pachyderm_values(
+    cluster: str, registry_secret: str, bucket: str | None = None, storage_service_account: str | None = None
+) -> dict[str, Any]:
+    """Helm values: local storage behind a NodePort on minikube, the GCS bucket via Workload Identity on GKE."""
+    values: dict[str, Any] = {
+        "deployTarget": "LOCAL",
+        "console": {"enabled": False},
+        # Pachyderm hands these to every pipeline worker, so workers can pull the private stage image.
+        "global": {"imagePullSecrets": [registry_secret]},
+        "pachd": {
+            "metrics": {"enabled": False},
+            "serviceAccount": {"create": True, "name": PACHD_SERVICE_ACCOUNT},
+            "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "2Gi"}},
+            "defaultPipelineCPURequest": "1",
+            "defaultPipelineMemoryRequest": "1Gi",
+        },
+        "proxy": {
+            "enabled": True,
+            "service": {"type": "NodePort", "httpNodePort": PACHD_NODE_PORT},
+        },
+    }
+    if cluster == "gke":
+        values["deployTarget"] = "GOOGLE"
+        values["pachd"]["storage"] = {"google": {"bucket": bucket}}
+        values["pachd"]["serviceAccount"]["additionalAnnotations"] = {
+            "iam.gke.io/gcp-service-account": storage_service_account,
+        }
+        values["proxy"]["service"] = {"type": "LoadBalancer"}
+    return values
+
+
+def pachd_network_policy_spec() -> dict[str, Any]:
+    """Only pipeline workers, pachw and the proxy (the one door for pachctl and Pulumi) may reach pachd."""
+    def peer(key: str, value: str) -> dict[str, Any]:
+        return {"podSelector": {"matchLabels": {key: value}}}
+
+    return {
+        "podSelector": {"matchLabels": {"app": "pachd"}},
+        "policyTypes": ["Ingress"],
+        "ingress": [{"from": [
+            peer("component", "worker"),
+            peer("app", "pachw"),
+            peer("app", "pachyderm-proxy"),
+            peer("app", "pachd"),
+        ]}],
+    }
+
+
+@dataclass(frozen=True)
+class PachydermArgs:
+    namespace: pulumi.Input[str]
+    version: str
+    cluster: str
+    registry_secret: pulumi.Input[str]
+    pachd_address: str | None = None  # minikube: the NodePort address; GKE: None, read from the load balancer
+    bucket: pulumi.Input[str] | None = None
+    storage_service_account: pulumi.Input[str] | None = None
+
+
+class Pachyderm(pulumi.ComponentResource):
+    """Pachyderm from its official chart, version pinned, storage per stack, pachd fenced by a NetworkPolicy."""
+
+    pachd_address: pulumi.Output[str]
+
+    def __init__(self, name: str, args: PachydermArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("issue-titles:infra:Pachyderm", name, None, opts)
+        values = pulumi.Output.all(args.registry_secret, args.bucket, args.storage_service_account).apply(
+            lambda parts: pachyderm_values(args.cluster, *parts)
+        )
+        self.release = k8s.helm.v3.Release(
+            name,
+            k8s.helm.v3.ReleaseArgs(
+                name="pachyderm",
+                chart="pachyderm",
+                version=args.version,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=PACHYDERM_CHART_REPO),
+                namespace=args.namespace,
+                values=values,
+                atomic=True,
+                timeout=900,  # first pull of pachd, etcd and postgres images on a fresh node
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.network_policy = k8s.networking.v1.NetworkPolicy(
+            f"{name}-pachd",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name="pachd-from-pipelines-only", namespace=args.namespace,
+                                                labels=labels("pachyderm")),
+            spec=pachd_network_policy_spec(),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
+        )
+        if args.pachd_address is not None:
+            self.pachd_address = pulumi.Output.from_input(args.pachd_address)
+        else:
+            proxy = k8s.core.v1.Service.get(
+                f"{name}-proxy",
+                pulumi.Output.concat(args.namespace, "/pachyderm-proxy"),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
+            )
+            self.pachd_address = proxy.status.apply(
+                lambda status: "grpc://" + _load_balancer_address(status, "pachyderm-proxy", "issue-titles:pachdAddress")
+                + ":80"
+            )
+        self.register_outputs({"pachd_address": self.pachd_address, "status": self.release.status})
+
+
+def _load_balancer_address(status: Any, service: str, config_key: str) -> str:
+    """The external IP (or host name) a cloud load balancer gave a Service."""
+    ingress = (status.load_balancer.ingress or []) if status and status.load_balancer else []
+    if not ingress:
+        raise pulumi.RunError(
+            f"{service} has no load-balancer address yet: wait for it (kubectl get svc {service}) "
+            f"and run `pulumi up` again, or set `{config_key}`"
+        )
+    return ingress[0].ip or ingress[0].hostname
+
+
+@dataclass(frozen=True)
+class TrainingOperatorArgs:
+    ref: str = "v1.9.0"
+
+
+class TrainingOperator(pulumi.ComponentResource):
+    """Kubeflow training operator (TFJob CRD) from its standalone kustomize overlay at a pinned git ref."""
+
+    def __init__(self, name: str, args: TrainingOperatorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("issue-titles:infra:TrainingOperator", name, None, opts)
+        self.directory_url = f"{TRAINING_OPERATOR_REPO}//manifests/overlays/standalone?ref={args.ref}"
+        self.manifests = k8s.kustomize.v2.Directory(
+            name,
+            k8s.kustomize.v2.DirectoryArgs(directory=self.directory_url),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({"directory": self.directory_url})
+
+
+@dataclass(frozen=True)
+class IngressControllerArgs:
+    version: str
+    namespace: str = "ingress-nginx"
+
+
+class IngressController(pulumi.ComponentResource):
+    """ingress-nginx behind a cloud load balancer (minikube has it as the `ingress` addon instead)."""
+
+    def __init__(self, name: str, args: IngressControllerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("issue-titles:infra:IngressController", name, None, opts)
+        # Our own Namespace resource, so `pulumi destroy` removes it (helm's --create-namespace would leave it).
+        self.namespace = k8s.core.v1.Namespace(
+            name,
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=args.namespace, labels=labels("ingress")),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.release = k8s.helm.v3.Release(
+            name,
+            k8s.helm.v3.ReleaseArgs(
+                name="ingress-nginx",
+                chart="ingress-nginx",
+                version=args.version,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=INGRESS_NGINX_CHART_REPO),
+                namespace=self.namespace.metadata.name,
+                values={"controller": {"service": {"type": "LoadBalancer"}}},
+                atomic=True,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        service = k8s.core.v1.Service.get(
+            f"{name}-controller",
+            pulumi.Output.concat(args.namespace, "/ingress-nginx-controller"),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
+        )
+        self.address: pulumi.Output[str] = service.status.apply(
+            lambda status: _load_balancer_address(status, "ingress-nginx-controller", "serving:ingressHost")
+        )
+        self.register_outputs({"status": self.release.status, "address": self.address})

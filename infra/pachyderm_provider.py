@@ -1,0 +1,464 @@
+"""Pachyderm repos and pipelines as Pulumi resources: a dynamic provider over `pachyderm_sdk`.
+
+Pulumi pickles a dynamic provider (with dill) into the stack state and runs it in its own process. So the providers
+keep no state and no client, import the SDK only inside their methods, and reach pachd only through `_connect`, the
+one seam tests replace with a fake that has the SDK's `pfs` / `pps` method signatures.
+
+Pulumi 3.x `DiffResult` carries `changes`, `replaces` and `delete_before_replace` to the engine, but no per-field
+detailed diff; the engine then diffs the old and new inputs itself. The spec is therefore kept as a structured input
+(not a JSON string), so `pulumi preview --diff` shows the nested fields that changed (`spec.transform.cmd`, ...).
+The provider's own diff also names them (`PipelineDiff.changed_fields`), and uses them to decide on reprocessing.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping, NoReturn
+
+import pulumi
+from pulumi.dynamic import (CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource,
+                            ResourceProvider, UpdateResult)
+
+DEFAULT_PROJECT = "default"
+# What Pulumi puts in place of a value it does not know yet (a preview before the stage image is built).
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+# Parts of a spec that change what a datum computes: a change there must reprocess data already processed.
+DATUM_FIELDS = ("transform", "input")
+REPROCESS_SPECS = ("until_success", "every_job")
+_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")  # Pachyderm's rule for project, repo and pipeline names
+_ADDRESS = re.compile(r"^((grpc|grpcs|http|https)://)?[^/:\s]+(:[0-9]{1,5})?$")
+_UNREACHABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+_REFUSED = ("UNAUTHENTICATED", "PERMISSION_DENIED")
+# Words too common in pachd's messages to point at a spec field on their own.
+_GENERIC_KEYS = {"pipeline", "name", "project", "spec", "request", "input"}
+
+
+class PachydermError(Exception):
+    """A pachd call failed; the message names the repo or pipeline, the pachd address and what to do."""
+
+
+def _connect(address: str) -> Any:
+    """A pachd client for `address` (grpc://host:port). Tests monkeypatch this with a fake."""
+    from pachyderm_sdk import Client
+
+    try:
+        return Client.from_pachd_address(address)
+    except ValueError as error:
+        raise PachydermError(f"invalid pachd address {address!r} ({error}): use grpc://HOST:PORT") from None
+
+
+# --- pachd errors -----------------------------------------------------------------------------------------------------
+
+def pachd_status(error: BaseException) -> tuple[str, str] | None:
+    """(gRPC status code name, pachd's message) of an error raised by a pachd call; None for any other error.
+
+    pachyderm_sdk raises grpc.RpcError, except that its interceptor turns "failed to connect" into a
+    ConnectionError (from the RpcError) and an inactive auth service into AuthServiceNotActivated.
+    """
+    import grpc
+
+    if isinstance(error, ConnectionError):
+        cause = error.__cause__
+        if isinstance(cause, grpc.RpcError):
+            return pachd_status(cause)
+        if type(error).__name__ == "AuthServiceNotActivated":
+            return "UNAUTHENTICATED", str(error)
+        return "UNAVAILABLE", str(error).strip() or "connection failed"
+    if not isinstance(error, grpc.RpcError):
+        return None
+    code, details = getattr(error, "code", None), getattr(error, "details", None)
+    code_name = getattr(code(), "name", str(code())) if callable(code) else "UNKNOWN"
+    text = details() if callable(details) else None
+    return code_name, (text or str(error) or code_name).strip()
+
+
+def _is_not_found(code: str, details: str) -> bool:
+    """pachd often answers a missing object with code UNKNOWN and a 'not found' message, not NOT_FOUND."""
+    return code == "NOT_FOUND" or "not found" in details.lower() or "does not exist" in details.lower()
+
+
+def _call_pachd(call: Callable[[], Any], *, what: str, address: str, action: str,
+                spec: Mapping[str, Any] | None = None, missing_ok: bool = False) -> bool:
+    """Make one pachd call: True when it went through, False when the object was missing (with `missing_ok`);
+    any pachd error becomes a PachydermError that says what failed, where, and what to check."""
+    try:
+        call()
+        return True
+    except Exception as error:
+        status = pachd_status(error)
+        if status is None:
+            raise
+        if missing_ok and _is_not_found(*status):
+            return False
+        _fail(status, what, address, action, spec)
+
+
+def _spec_paths(value: Any, prefix: str = "") -> Iterator[str]:
+    """Every key path of a spec, e.g. `transform.cmd`, `input.cross[0].pfs.repo`."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            yield path
+            yield from _spec_paths(item, path)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _spec_paths(item, f"{prefix}[{index}]")
+
+
+def _squash(text: str) -> str:
+    """pachd names fields in Go (`request.Transform.Image`) or snake case; specs are camelCase: compare squashed."""
+    return re.sub(r"\[\d+\]", "", text).lower().replace("_", "")
+
+
+def field_in_message(details: str, spec: Mapping[str, Any] | None) -> str | None:
+    """The spec field a pachd message is about, if it names one (`transform.image`, `reprocessSpec`, ...)."""
+    unknown = re.search(r'unknown field "([^"]+)"', details)
+    if unknown:
+        return unknown.group(1)
+    if not spec:
+        return None
+    message = _squash(details).replace("request.", "")
+    paths = list(dict.fromkeys(_spec_paths(spec)))
+
+    def mentioned(word: str) -> bool:
+        return re.search(rf"(?<![\w.]){re.escape(word)}(?![\w])", message) is not None
+
+    dotted = sorted((p for p in paths if "." in p), key=lambda p: -len(p))
+    for path in dotted:
+        if mentioned(_squash(path)):
+            return path
+    for path in sorted(paths, key=lambda p: p.count(".")):
+        key = _squash(path.rsplit(".", 1)[-1])
+        if key not in _GENERIC_KEYS and (mentioned(key) or (key.endswith("s") and mentioned(key[:-1]))):
+            return path
+    return None
+
+
+def _fail(status: tuple[str, str], what: str, address: str, action: str,
+          spec: Mapping[str, Any] | None = None) -> NoReturn:
+    """Raise a PachydermError that says which object, which pachd, what went wrong and what to check."""
+    code, details = status
+    if code in _UNREACHABLE:
+        raise PachydermError(
+            f"{what}: cannot reach pachd at {address} ({code}: {details}). Check that the Pachyderm release is "
+            f"deployed and pachd is running (kubectl get pods -l app=pachd), that the address is right (stack "
+            f"config `issue-titles:pachdAddress`; on minikube grpc://$(minikube ip):30080) and that this machine "
+            f"can reach it.") from None
+    if code in _REFUSED:
+        raise PachydermError(
+            f"{what}: pachd at {address} refused to {action} ({code}: {details}). With Pachyderm auth enabled, "
+            f"give the deployment a token in PACH_PYTHON_AUTH_TOKEN.") from None
+    if code == "ALREADY_EXISTS" or "already exists" in details.lower():
+        raise PachydermError(
+            f"{what}: it already exists at pachd {address}, outside this stack ({details}). Delete it (pachctl) "
+            f"or rename it in the program, then run `pulumi up` again.") from None
+    field = field_in_message(details, spec)
+    raise PachydermError(f"{what}: pachd at {address} rejected the request to {action}: {details}"
+                         + (f" (field: {field})" if field else "") + f" [{code}]") from None
+
+
+# --- values -----------------------------------------------------------------------------------------------------------
+
+def _is_unknown(value: Any) -> bool:
+    return isinstance(value, str) and value == UNKNOWN
+
+
+def _contains_unknown(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return any(_contains_unknown(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_contains_unknown(v) for v in value)
+    return _is_unknown(value)
+
+
+def normalise(value: Any) -> Any:
+    """Plain JSON data with whole numbers as ints: Pulumi hands every number back as a float (1 -> 1.0), and
+    pachd's integer fields (parallelismSpec.constant, datumTries, gpu.number) want integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {str(k): normalise(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [normalise(v) for v in value]
+    return value
+
+
+def changed_fields(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of the spec fields that differ; a list (e.g. `transform.cmd`) counts as one field."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        changed: list[str] = []
+        for key in sorted(set(old) | set(new), key=str):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in old or key not in new:
+                changed.append(path)
+            else:
+                changed += changed_fields(old[key], new[key], path)
+        return changed
+    return [] if normalise(old) == normalise(new) else [prefix or "."]
+
+
+def pipeline_request(project: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The CreatePipelineRequest sent to pachd: the spec as given, in `project` unless it names one itself."""
+    request = copy.deepcopy(normalise(spec))
+    pipeline = request.setdefault("pipeline", {})
+    if not (pipeline.get("project") or {}).get("name"):
+        pipeline["project"] = {"name": project}
+    return request
+
+
+def _pipeline_name(spec: Any) -> Any:
+    return spec.get("pipeline", {}).get("name") if isinstance(spec, Mapping) else None
+
+
+def _spec_project(spec: Any) -> Any:
+    if not isinstance(spec, Mapping):
+        return None
+    project = (spec.get("pipeline") or {}).get("project")
+    return project.get("name") if isinstance(project, Mapping) else None
+
+
+def _address_failures(props: Mapping[str, Any]) -> list[CheckFailure]:
+    address = props.get("pachd_address")
+    if _is_unknown(address):
+        return []
+    if not isinstance(address, str) or not _ADDRESS.match(address):
+        return [CheckFailure("pachd_address", f"{address!r} is not a pachd address: use grpc://HOST:PORT")]
+    return []
+
+
+def _name_failures(props: Mapping[str, Any], keys: tuple[str, ...]) -> list[CheckFailure]:
+    failures = []
+    for key in keys:
+        value = props.get(key)
+        if not _is_unknown(value) and (not isinstance(value, str) or not _NAME.match(value)):
+            failures.append(CheckFailure(key, f"{value!r} is not a Pachyderm name (letters, digits, _ and -)"))
+    return failures
+
+
+def _replaced_keys(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
+    """A pachd object cannot be renamed or moved to another project: those changes replace it."""
+    return [key for key in ("project", "name") if olds.get(key) != news.get(key)]
+
+
+def _stored(props: Mapping[str, Any]) -> dict[str, Any]:
+    """What goes into the state: every input (diff and delete read them back from there), numbers normalised."""
+    return {k: normalise(v) for k, v in props.items() if k != "__provider"}
+
+
+# --- repos ------------------------------------------------------------------------------------------------------------
+
+def _repo_message(props: Mapping[str, Any]) -> Any:
+    from pachyderm_sdk.api import pfs
+
+    return pfs.Repo(name=props["name"], type="user", project=pfs.Project(name=props.get("project") or DEFAULT_PROJECT))
+
+
+def _repo_label(props: Mapping[str, Any]) -> str:
+    return f"repo '{props.get('name')}' (project '{props.get('project') or DEFAULT_PROJECT}')"
+
+
+class RepoProvider(ResourceProvider):
+    """A PFS input repo (`raw_data`): created empty, deleted with its data on destroy."""
+
+    serialize_as_secret_always = False  # nothing secret is captured; keeps the state readable
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        return CheckResult(news, _address_failures(news) + _name_failures(news, ("project", "name")))
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = _replaced_keys(olds, news)
+        changes = bool(replaces) or any(olds.get(k) != news.get(k) for k in ("description", "pachd_address"))
+        return DiffResult(changes=changes, replaces=replaces, delete_before_replace=False)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        address = props["pachd_address"]
+        _call_pachd(lambda: _connect(address).pfs.create_repo(
+            repo=_repo_message(props), description=props.get("description", ""), update=False),
+            what=_repo_label(props), address=address, action="create it")
+        return CreateResult(f"{props.get('project') or DEFAULT_PROJECT}/{props['name']}", _stored(props))
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        if olds.get("description") != news.get("description"):  # a new address alone only updates the state
+            address = news["pachd_address"]
+            _call_pachd(lambda: _connect(address).pfs.create_repo(
+                repo=_repo_message(news), description=news.get("description", ""), update=True),
+                what=_repo_label(news), address=address, action="update its description")
+        return UpdateResult(_stored(news))
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        address = props["pachd_address"]
+        # already gone is what destroy wants
+        _call_pachd(lambda: _connect(address).pfs.delete_repo(repo=_repo_message(props), force=False),
+                    what=_repo_label(props), address=address, action="delete it", missing_ok=True)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        address = props["pachd_address"]
+        found = _call_pachd(lambda: _connect(address).pfs.inspect_repo(repo=_repo_message(props)),
+                            what=_repo_label(props), address=address, action="inspect it", missing_ok=True)
+        # Deleted outside Pulumi: an empty id makes `pulumi refresh` drop it from the state.
+        return ReadResult(id_, dict(props)) if found else ReadResult("", {})
+
+
+# --- pipelines --------------------------------------------------------------------------------------------------------
+
+class PipelineDiff(DiffResult):
+    """A DiffResult that also names the spec fields that changed (`transform.cmd`, `resourceLimits.gpu`)."""
+
+    def __init__(self, changed_fields: list[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.changed_fields = changed_fields
+
+
+def _pipeline_label(props: Mapping[str, Any]) -> str:
+    return f"pipeline '{props.get('name') or _pipeline_name(props.get('spec')) or '?'}'"
+
+
+def should_reprocess(spec: Mapping[str, Any], fields: list[str], override: bool | None = None) -> bool:
+    """Whether an update recomputes datums the previous version already processed.
+
+    pachd keeps their results unless asked (`update pipeline --reprocess`). A new command, image or input changes
+    what a datum computes, so those reprocess; resources, parallelism or a description do not. `every_job`
+    pipelines reprocess anyway. `override` (the resource's `reprocess` input) decides when set.
+    """
+    if override is not None:
+        return bool(override)
+    if spec.get("reprocessSpec") == "every_job":
+        return True
+    return any(re.split(r"[.\[]", field)[0] in DATUM_FIELDS for field in fields)
+
+
+class PipelineProvider(ResourceProvider):
+    """A PPS pipeline from its full CreatePipelineRequest spec: create, update in place, delete."""
+
+    serialize_as_secret_always = False  # nothing secret is captured; keeps the state readable
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures = _address_failures(news) + _name_failures(news, ("project", "name"))
+        spec = news.get("spec")
+        if _is_unknown(spec):
+            return CheckResult(news, failures)
+        if not isinstance(spec, Mapping):
+            return CheckResult(news, failures + [CheckFailure("spec", "must be a CreatePipelineRequest object")])
+        name, project = _pipeline_name(spec), _spec_project(spec)
+        if not isinstance(name, str) or not name:
+            failures.append(CheckFailure("spec", "spec.pipeline.name is missing: every pipeline needs a name"))
+        elif not _is_unknown(name) and name != news.get("name"):
+            failures.append(CheckFailure("name", f"{news.get('name')!r} differs from spec.pipeline.name {name!r}"))
+        if project is not None and not _is_unknown(project) and project != news.get("project"):
+            failures.append(CheckFailure(
+                "project", f"{news.get('project')!r} differs from spec.pipeline.project.name {project!r}"))
+        transform = spec.get("transform")
+        if not isinstance(transform, Mapping):
+            failures.append(CheckFailure("spec", f"pipeline {name!r}: spec.transform is missing"))
+        else:
+            image, cmd = transform.get("image"), transform.get("cmd")
+            if not _is_unknown(image) and (not isinstance(image, str) or not image.strip()):
+                failures.append(CheckFailure("spec", f"pipeline {name!r}: spec.transform.image is empty"))
+            if not _is_unknown(cmd) and (not isinstance(cmd, list) or not cmd):
+                failures.append(CheckFailure("spec", f"pipeline {name!r}: spec.transform.cmd must be a non-empty list"))
+        reprocess_spec = spec.get("reprocessSpec")
+        if reprocess_spec is not None and not _is_unknown(reprocess_spec) and reprocess_spec not in REPROCESS_SPECS:
+            failures.append(CheckFailure("spec", f"pipeline {name!r}: spec.reprocessSpec must be one of "
+                                                 f"{', '.join(REPROCESS_SPECS)}, not {reprocess_spec!r}"))
+        return CheckResult(news, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> PipelineDiff:
+        replaces = _replaced_keys(olds, news)
+        fields = changed_fields(olds.get("spec") or {}, news.get("spec") or {})
+        other = any(normalise(olds.get(k)) != normalise(news.get(k)) for k in ("pachd_address", "reprocess"))
+        return PipelineDiff(fields, changes=bool(replaces or fields or other), replaces=replaces,
+                            delete_before_replace=False)
+
+    def _send(self, props: Mapping[str, Any], *, update: bool, reprocess: bool) -> None:
+        address, spec = props["pachd_address"], props["spec"]
+        request = json.dumps(pipeline_request(props.get("project") or DEFAULT_PROJECT, spec), sort_keys=True)
+        _call_pachd(lambda: _connect(address).pps.create_pipeline_v2(
+            create_pipeline_request_json=request, dry_run=False, update=update, reprocess=reprocess),
+            what=_pipeline_label(props), address=address,
+            action="update the pipeline" if update else "create the pipeline", spec=spec)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        self._send(props, update=False, reprocess=False)
+        return CreateResult(f"{props.get('project') or DEFAULT_PROJECT}/{props['name']}", _stored(props))
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        fields = changed_fields(olds.get("spec") or {}, news.get("spec") or {})
+        if fields:  # a new address or reprocess setting alone only updates the state
+            self._send(news, update=True, reprocess=should_reprocess(news["spec"], fields, news.get("reprocess")))
+        return UpdateResult(_stored(news))
+
+    def _pipeline_message(self, props: Mapping[str, Any]) -> Any:
+        from pachyderm_sdk.api import pfs, pps
+
+        return pps.Pipeline(name=props["name"], project=pfs.Project(name=props.get("project") or DEFAULT_PROJECT))
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        address = props["pachd_address"]
+        # already gone is what destroy wants; its output repo goes with it (keep_repo=False)
+        _call_pachd(lambda: _connect(address).pps.delete_pipeline(
+            pipeline=self._pipeline_message(props), all=False, force=False, keep_repo=False, must_exist=False),
+            what=_pipeline_label(props), address=address, action="delete the pipeline", missing_ok=True)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        address = props["pachd_address"]
+        found = _call_pachd(lambda: _connect(address).pps.inspect_pipeline(
+            pipeline=self._pipeline_message(props), details=False),
+            what=_pipeline_label(props), address=address, action="inspect the pipeline", missing_ok=True)
+        # Deleted outside Pulumi: an empty id makes `pulumi refresh` drop it from the state.
+        return ReadResult(id_, dict(props)) if found else ReadResult("", {})
+
+
+# --- resources --------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PachydermRepoArgs:
+    pachd_address: pulumi.Input[str]
+    name: str
+    project: str = DEFAULT_PROJECT
+    description: str = ""
+
+
+class PachydermRepo(Resource):
+    """A Pachyderm input repo, owned by the stack: `pulumi destroy` deletes it."""
+
+    pachd_address: pulumi.Output[str]
+    project: pulumi.Output[str]
+    name: pulumi.Output[str]
+    description: pulumi.Output[str]
+
+    def __init__(self, name: str, args: PachydermRepoArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(RepoProvider(), name, {
+            "pachd_address": args.pachd_address, "project": args.project, "name": args.name,
+            "description": args.description,
+        }, opts)
+
+
+@dataclass(frozen=True)
+class PachydermPipelineArgs:
+    pachd_address: pulumi.Input[str]
+    spec: pulumi.Input[Mapping[str, Any]]  # CreatePipelineRequest, camelCase JSON form; may hold Outputs
+    project: str = DEFAULT_PROJECT
+    reprocess: bool | None = None  # None: reprocess on updates that change transform or input (should_reprocess)
+
+
+class PachydermPipeline(Resource):
+    """A Pachyderm pipeline, owned by the stack: a changed spec updates it in place, a new name replaces it."""
+
+    pachd_address: pulumi.Output[str]
+    project: pulumi.Output[str]
+    name: pulumi.Output[str]
+    spec: pulumi.Output[dict]
+
+    def __init__(self, name: str, args: PachydermPipelineArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        spec = args.spec
+        if isinstance(spec, Mapping):
+            pipeline_name: Any = (spec.get("pipeline") or {}).get("name")
+        else:
+            pipeline_name = pulumi.Output.from_input(spec).apply(_pipeline_name)
+        props: dict[str, Any] = {"pachd_address": args.pachd_address, "project": args.project,
+                                 "name": pipeline_name, "spec": spec}
+        if args.reprocess is not None:
+            props["reprocess"] = args.reprocess
+        super().__init__(PipelineProvider(), name, props, opts)

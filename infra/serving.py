@@ -1,0 +1,193 @@
+"""The SeldonDeployment that serves the exported model image, and the way in to it.
+
+The route is the tutorial's: `/seldon/<ns>/issue-summarization/api/v0.1/predictions` reaches Seldon's executor
+(protocol `seldon`, port 8000), which forwards the unchanged v1 message to the model container's `/predict`;
+MLServer answers it there (and on `/api/v1.0|v0.1/predictions`) through the runtime's `custom_handler`s.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.labels import labels
+
+MODEL_NAME = "issue-summarization"
+PREDICTOR = "default"
+SERVER_PORT = 9000  # MLServer HTTP inside the model container
+EXECUTOR_PORT = 8000  # Seldon's executor (the service the Ingress points at)
+SERVICE_ACCOUNT = "issue-summarization"
+TUTORIAL_BODY = (
+    "I am trying to run the tutorial but the build fails with a missing dependency. Steps to reproduce: clone the "
+    "repo, run make, see the error about protobuf."
+)
+RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
+EXECUTOR_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}
+
+
+def _probe(path: str, initial_delay: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": SERVER_PORT, "scheme": "HTTP"},
+        "initialDelaySeconds": initial_delay,
+        "periodSeconds": 10,
+        "timeoutSeconds": 5,
+        "failureThreshold": 6,
+    }
+
+
+def seldon_deployment_spec(image: str, image_pull_secret: str, replicas: int) -> dict[str, Any]:
+    """Two replicas of the model container behind Seldon's executor, speaking Seldon's v1 protocol."""
+    container = {
+        "name": MODEL_NAME,
+        "image": image,
+        "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
+        # MLServer's own V2 health: ready once the model is loaded, live while the process answers.
+        "readinessProbe": _probe("/v2/health/ready", 10),
+        "livenessProbe": _probe("/v2/health/live", 30),
+        "resources": RESOURCES,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    return {
+        "name": MODEL_NAME,
+        "protocol": "seldon",  # the executor speaks v1 to the model: the tutorial's request passes unchanged
+        "predictors": [
+            {
+                "name": PREDICTOR,
+                "replicas": replicas,
+                "graph": {
+                    "name": MODEL_NAME,  # must match the container name
+                    "type": "MODEL",
+                    "endpoint": {"type": "REST", "httpPort": SERVER_PORT},
+                    "children": [],
+                },
+                "svcOrchSpec": {"resources": EXECUTOR_RESOURCES},
+                "componentSpecs": [
+                    {
+                        "spec": {
+                            "serviceAccountName": SERVICE_ACCOUNT,
+                            "automountServiceAccountToken": False,
+                            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001},
+                            "containers": [container],
+                            "imagePullSecrets": [{"name": image_pull_secret}],
+                            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+                        }
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def model_network_policy_spec(gateway_namespace: str) -> dict[str, Any]:
+    """Only the ingress gateway may reach the model pods (the executor talks to the model inside the pod)."""
+    return {
+        "podSelector": {"matchLabels": {"seldon-deployment-id": MODEL_NAME}},
+        "policyTypes": ["Ingress"],
+        "ingress": [{
+            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": gateway_namespace}}}],
+            "ports": [{"protocol": "TCP", "port": EXECUTOR_PORT}],
+        }],
+    }
+
+
+def ingress_spec(namespace: str) -> dict[str, Any]:
+    """`/seldon/<ns>/issue-summarization/<rest>` -> the executor's `/<rest>`: the tutorial's URL, unchanged."""
+    return {
+        "ingressClassName": "nginx",
+        "rules": [{"http": {"paths": [{
+            "path": f"/seldon/{namespace}/{MODEL_NAME}(/|$)(.*)",
+            "pathType": "ImplementationSpecific",
+            "backend": {"service": {"name": f"{MODEL_NAME}-{PREDICTOR}", "port": {"number": EXECUTOR_PORT}}},
+        }]}}],
+    }
+
+
+def curl_command(url: str) -> str:
+    body = json.dumps({"data": {"ndarray": [[TUTORIAL_BODY]]}})
+    return f"curl -s -X POST -H 'Content-Type: application/json' -d '{body}' {url}"
+
+
+@dataclass(frozen=True)
+class ModelServingArgs:
+    namespace: str
+    image_repo: str
+    model_tag: str | None  # the export job ID; None means "nothing trained yet"
+    image_pull_secret: pulumi.Input[str]
+    replicas: int = 2
+    ingress: str = "nginx"
+    ingress_host: pulumi.Input[str] = "localhost"
+    gateway_namespace: str = "ingress-nginx"
+
+
+class ModelServing(pulumi.ComponentResource):
+    """The model behind Seldon; not created until `serving:modelTag` names an exported image (the program says so)."""
+
+    def __init__(self, name: str, args: ModelServingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("issue-titles:infra:ModelServing", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.deployment: k8s.apiextensions.CustomResource | None = None
+        if args.ingress == "nginx":
+            self.prediction_url = pulumi.Output.concat(
+                "http://", args.ingress_host, f"/seldon/{args.namespace}/{MODEL_NAME}/api/v1.0/predictions")
+        else:  # `kubectl port-forward svc/issue-summarization-default 8000`
+            self.prediction_url = pulumi.Output.from_input("http://localhost:8000/api/v1.0/predictions")
+        if args.model_tag is None:
+            self.status = (
+                "not deployed: no model yet. Put data in raw_data, wait for the export job, then "
+                "`pulumi config set serving:modelTag <export job ID>` (the tag in export's image.json) and `pulumi up`"
+            )
+        else:
+            image = f"{args.image_repo}:{args.model_tag}"
+            # Its own identity with no API access and no token: the model never talks to Kubernetes.
+            self.service_account = k8s.core.v1.ServiceAccount(
+                name,
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=SERVICE_ACCOUNT, namespace=args.namespace,
+                                                    labels=labels("serving")),
+                automount_service_account_token=False,
+                image_pull_secrets=[k8s.core.v1.LocalObjectReferenceArgs(name=args.image_pull_secret)],
+                opts=child,
+            )
+            self.deployment = k8s.apiextensions.CustomResource(
+                name,
+                api_version="machinelearning.seldon.io/v1",
+                kind="SeldonDeployment",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=MODEL_NAME, namespace=args.namespace,
+                                                    labels=labels("serving")),
+                spec=pulumi.Output.from_input(args.image_pull_secret).apply(
+                    lambda secret: seldon_deployment_spec(image, secret, args.replicas)
+                ),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service_account]),
+            )
+            self.network_policy = k8s.networking.v1.NetworkPolicy(
+                name,
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{MODEL_NAME}-from-gateway-only", namespace=args.namespace,
+                                                    labels=labels("serving")),
+                spec=model_network_policy_spec(args.gateway_namespace),
+                opts=child,
+            )
+            if args.ingress == "nginx":
+                self.ingress = k8s.networking.v1.Ingress(
+                    name,
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        name=MODEL_NAME, namespace=args.namespace, labels=labels("serving"),
+                        annotations={"nginx.ingress.kubernetes.io/rewrite-target": "/$2",
+                                     "nginx.ingress.kubernetes.io/use-regex": "true",
+                                     "nginx.ingress.kubernetes.io/proxy-body-size": "2m"},
+                    ),
+                    spec=ingress_spec(args.namespace),
+                    opts=child,
+                )
+            self.status = f"deployed {image} ({args.replicas} replicas)"
+        self.curl = self.prediction_url.apply(curl_command)
+        self.register_outputs({"status": self.status, "prediction_url": self.prediction_url})

@@ -1,0 +1,65 @@
+"""The real schemas the rendered objects must satisfy (from ../shared/schemas and kubernetes-validate).
+
+CRD schemas and the Helm values schema list properties without forbidding others; the API server silently prunes
+unknown fields of a structural CRD schema and Helm ignores unknown values, so a typo would vanish without an error.
+`strict` closes every object schema that lists properties, so a misspelt field fails the test instead.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SHARED_SCHEMAS = Path(__file__).resolve().parents[3] / "shared" / "schemas"
+KUBERNETES_VERSION = "1.30"
+
+
+def strict(schema: Any) -> Any:
+    schema = copy.deepcopy(schema)
+
+    def close(node: Any) -> None:
+        if isinstance(node, dict):
+            if (node.get("type") == "object" and "properties" in node and "additionalProperties" not in node
+                    and not node.get("x-kubernetes-preserve-unknown-fields")):
+                node["additionalProperties"] = False
+            for value in node.values():
+                close(value)
+        elif isinstance(node, list):
+            for value in node:
+                close(value)
+
+    close(schema)
+    return schema
+
+
+def _crd_schema(filename: str, version: str) -> dict[str, Any]:
+    crd = yaml.safe_load((SHARED_SCHEMAS / filename).read_text())
+    served = next(v for v in crd["spec"]["versions"] if v["name"] == version)
+    return served["schema"]["openAPIV3Schema"]
+
+
+@lru_cache
+def seldon_deployment_validator() -> jsonschema.Validator:
+    return jsonschema.Draft7Validator(strict(_crd_schema("seldon-core-1.17.1-seldondeployments.crd.yaml", "v1")))
+
+
+@lru_cache
+def pachyderm_values_validator() -> jsonschema.Validator:
+    schema = json.loads((SHARED_SCHEMAS / "pachyderm-helm-values.schema.json").read_text())
+    return jsonschema.Draft7Validator(strict(schema))
+
+
+@lru_cache
+def pipeline_spec_validator() -> jsonschema.Validator:
+    schema = json.loads((SHARED_SCHEMAS / "pachyderm-CreatePipelineRequest.schema.json").read_text())
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
+def errors(validator: jsonschema.Validator, document: Any) -> list[str]:
+    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+            for e in validator.iter_errors(document)]

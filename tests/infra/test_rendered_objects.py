@@ -1,0 +1,85 @@
+"""Every object the program renders validates against the real schema it will meet in the cluster."""
+from __future__ import annotations
+
+import kubernetes_validate
+import pytest
+
+from tests.infra.harness import ProgramRun
+from tests.infra.schemas import (KUBERNETES_VERSION, errors, pachyderm_values_validator,
+                                 seldon_deployment_validator)
+
+CORE_GROUPS = ("v1", "apps/v1", "networking.k8s.io/v1", "rbac.authorization.k8s.io/v1", "batch/v1")
+
+
+def test_every_core_object_validates_with_kubernetes_validate(serving_program: ProgramRun) -> None:
+    core = [m for m in serving_program.manifests() if m["apiVersion"] in CORE_GROUPS]
+    assert {m["kind"] for m in core} >= {"Namespace", "Secret", "ServiceAccount", "NetworkPolicy"}
+    for manifest in core:
+        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_only_custom_resource_is_the_seldon_deployment(serving_program: ProgramRun) -> None:
+    custom = [m for m in serving_program.manifests() if m["apiVersion"] not in CORE_GROUPS]
+    assert [(m["apiVersion"], m["kind"]) for m in custom] == [("machinelearning.seldon.io/v1", "SeldonDeployment")]
+
+
+def test_seldon_deployment_validates_against_the_1_17_1_crd(serving_program: ProgramRun) -> None:
+    manifest = next(m for m in serving_program.manifests() if m["kind"] == "SeldonDeployment")
+    assert errors(seldon_deployment_validator(), manifest) == []
+
+
+def test_a_misspelt_seldon_field_would_be_caught(serving_program: ProgramRun) -> None:
+    manifest = next(m for m in serving_program.manifests() if m["kind"] == "SeldonDeployment")
+    manifest["spec"]["predictors"][0]["replica"] = 2
+    assert any("replica" in e for e in errors(seldon_deployment_validator(), manifest))
+
+
+def test_pachyderm_helm_values_validate_against_the_chart_schema(program: ProgramRun) -> None:
+    values = next(r for r in program.of_type("kubernetes:helm.sh/v3:Release")
+                  if r.inputs["chart"] == "pachyderm").inputs["values"]
+    assert errors(pachyderm_values_validator(), values) == []
+
+
+def test_seldon_deployment_serves_two_replicas_of_the_exported_image(serving_program: ProgramRun) -> None:
+    from tests.infra.conftest import MODEL_TAG
+
+    spec = next(m for m in serving_program.manifests() if m["kind"] == "SeldonDeployment")["spec"]
+    predictor = spec["predictors"][0]
+    pod = predictor["componentSpecs"][0]["spec"]
+    container = pod["containers"][0]
+    assert spec["name"] == "issue-summarization" and predictor["replicas"] == 2
+    assert container["image"].endswith(f"/issue-titles-serving:{MODEL_TAG}") or \
+        container["image"].endswith(f"/serving:{MODEL_TAG}")
+    assert pod["imagePullSecrets"] == [{"name": "registry-credentials"}]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+
+
+def test_the_tutorial_route_reaches_the_v1_handler(serving_program: ProgramRun) -> None:
+    """Ingress strips /seldon/<ns>/<name>; the executor (protocol seldon) passes the v1 message to /predict."""
+    spec = next(m for m in serving_program.manifests() if m["kind"] == "SeldonDeployment")["spec"]
+    assert spec["protocol"] == "seldon"
+    assert "seldon.io/no-engine" not in (spec.get("annotations") or {})
+    graph = spec["predictors"][0]["graph"]
+    assert graph["name"] == spec["predictors"][0]["componentSpecs"][0]["spec"]["containers"][0]["name"]
+    assert graph["endpoint"] == {"type": "REST", "httpPort": 9000}
+    ingress = next(m for m in serving_program.manifests() if m["kind"] == "Ingress")
+    path = ingress["spec"]["rules"][0]["http"]["paths"][0]
+    assert path["path"] == "/seldon/issue-titles/issue-summarization(/|$)(.*)"
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/rewrite-target"] == "/$2"
+    assert path["backend"]["service"] == {"name": "issue-summarization-default", "port": {"number": 8000}}
+
+
+def test_without_a_model_tag_nothing_is_served_and_the_output_says_why(program: ProgramRun) -> None:
+    assert not [m for m in program.manifests() if m["kind"] == "SeldonDeployment"]
+    assert program.outputs["serving_status"].startswith("not deployed: no model yet")
+    assert "pulumi config set serving:modelTag" in program.outputs["serving_status"]
+
+
+@pytest.mark.parametrize("kind", ["Namespace", "Secret", "ServiceAccount", "NetworkPolicy", "Ingress",
+                                  "SeldonDeployment"])
+def test_every_object_is_labelled_as_part_of_the_system(serving_program: ProgramRun, kind: str) -> None:
+    for manifest in serving_program.manifests():
+        if manifest["kind"] == kind:
+            assert manifest["metadata"]["labels"]["app.kubernetes.io/part-of"] == "issue-titles"
