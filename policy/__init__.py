@@ -1,0 +1,1 @@
+"""The pulumi-policy pack; `rules` holds the checks as plain functions."""

@@ -1,0 +1,1 @@
+"""Delivery: GitHub workflows and the policy pack."""
