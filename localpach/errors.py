@@ -31,3 +31,7 @@ class StateLocked(LocalPachError):
     """Another localpach process holds the state lock and the caller asked not to wait."""
 
     exit_code = 75  # EX_TEMPFAIL: try again later
+
+
+class CorruptObject(LocalPachError):
+    """A stored file whose bytes no longer match its content hash (disk fault, someone edited the store)."""

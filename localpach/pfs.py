@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from localpach.errors import InputRefused, LocalPachError, NotFound
+from localpach.errors import CorruptObject, InputRefused, LocalPachError, NotFound
 from localpach.fsutil import atomic_write_json, read_json, sha256_json
 from localpach.store import ObjectStore, StoredObject
 
@@ -419,7 +419,10 @@ class PFS:
         target.mkdir(parents=True, exist_ok=True)
         total = 0
         for path, obj in sorted(files.items()):
-            self.objects.copy_to(obj.hash, target / path)
+            try:
+                self.objects.copy_to(obj.hash, target / path)
+            except CorruptObject as error:
+                raise CorruptObject(f"{path}: {error.message}") from None
             total += obj.size
         return total
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from localpach.datums import Datum, expand
-from localpach.errors import SpecError
+from localpach.errors import CorruptObject, SpecError
 from localpach.fsutil import atomic_write_json, make_tree_read_only, read_json, remove_tree
 from localpach.jobs import FAILURE, KILLED, SUCCESS, Job, JobKey, JobStore
 from localpach.lock import StateLock
@@ -278,7 +278,7 @@ class Runner:
         )
         previous = index.get(key, [])
         done = next((job for job in previous if job.state == SUCCESS), None)
-        if done is not None:
+        if done is not None and not self._output_lost(pipeline.name, done):
             return PipelineStatus(pipeline.name, "up_to_date", detail=f"job {done.id}")
         if key in not_retried:
             return PipelineStatus(pipeline.name, "not_retried", detail="failed earlier in this session")
@@ -288,6 +288,19 @@ class Runner:
             not_retried.add(key)
             return PipelineStatus(pipeline.name, "failed", job=job, detail=job.reason)
         return PipelineStatus(pipeline.name, "ran", job=job)
+
+    def _output_lost(self, pipeline: str, job: Job) -> bool:
+        """A job's output commit whose stored files went missing (quarantined as corrupt) is produced again."""
+        head = self.pfs.head_commit(pipeline)
+        if head is None or head.id != job.output_commit:
+            return False
+        lost = [path for path, obj in head.files.items() if not self.pfs.objects.has(obj.hash)]
+        if lost:
+            self.reporter.note(
+                f"{pipeline}: {len(lost)} stored file(s) of {pipeline}@{head.id[:12]} are missing or were "
+                f"quarantined as corrupt ({', '.join(sorted(lost)[:3])}); running the job again"
+            )
+        return bool(lost)
 
     @staticmethod
     def _inconsistency(commits: dict[str, Commit]) -> str:
@@ -418,7 +431,13 @@ class Runner:
         env.update(pipeline.env)
         for item in datum.inputs:
             target = pfs_dir / item.name
-            job.bytes_in += self.pfs.materialize(item.files, target)
+            try:
+                job.bytes_in += self.pfs.materialize(item.files, target)
+            except CorruptObject as error:
+                raise StepFailed(
+                    f"input {item.name} ({item.repo}@{item.commit[:12]}) {error.message}; the step was not run "
+                    "(put the file again, or re-run the upstream pipeline, to restore it)"
+                ) from None
             make_tree_read_only(target)
             mounts[item.name] = target
             env[item.name] = str(target / item.path) if item.path else str(target)

@@ -1,8 +1,9 @@
 """Content-addressed object store: every file version is kept once, named by the sha256 of its bytes.
 
 Objects are immutable and only ever appear under their final name after being fully written and fsynced, so a
-commit that references an object can always read it back intact. Identical files (the same CSV put twice, a vocab
-copied through train and build) are stored once.
+commit that references an object can always read it back intact; and because disks and people still change
+files, every copy handed to a step is re-hashed: a corrupt object is moved to `corrupt/` and refused, never fed
+on. Identical files (the same CSV put twice, a vocab copied through train and build) are stored once.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from localpach.errors import CorruptObject
 from localpach.fsutil import CHUNK, fsync_dir
 
 
@@ -85,9 +87,37 @@ class ObjectStore:
         return self.path_of(digest).read_bytes()
 
     def copy_to(self, digest: str, target: Path) -> None:
-        """Materialise one object as a private, writable copy (a step can never alter the store)."""
+        """Materialise one object as a private, writable copy (a step can never alter the store), verified.
+
+        Raises CorruptObject (and quarantines the object, so putting the original file again restores it) when
+        the stored bytes no longer hash to `digest`.
+        """
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self.path_of(digest), target)
+        source = self.path_of(digest)
+        actual = hashlib.sha256()
+        try:
+            with open(source, "rb") as reader, open(target, "wb") as writer:
+                while chunk := reader.read(CHUNK):
+                    actual.update(chunk)
+                    writer.write(chunk)
+        except FileNotFoundError:
+            target.unlink(missing_ok=True)
+            raise CorruptObject(f"stored object {digest[:12]} is missing from {self.root}") from None
+        if actual.hexdigest() != digest:
+            target.unlink(missing_ok=True)
+            moved = self.quarantine(digest)
+            raise CorruptObject(
+                f"stored object {digest[:12]} is corrupt: its bytes now hash to {actual.hexdigest()[:12]}; "
+                f"moved it to {moved}"
+            )
+
+    def quarantine(self, digest: str) -> Path:
+        """Move a corrupt object out of the way (kept for inspection); a later put of the same bytes stores it anew."""
+        corrupt = self.root / "corrupt"
+        corrupt.mkdir(parents=True, exist_ok=True)
+        moved = corrupt / f"{digest}-{secrets.token_hex(4)}"
+        os.replace(self.path_of(digest), moved)
+        return moved
 
     def clean_tmp(self) -> None:
         """Drop half-copied objects left by a killed writer (only called under the state lock)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from issue_titles.errors import StageError
+from issue_titles.errors import StageError, TamperedBundleError
 from issue_titles.jsonio import read_json, read_vocabulary
 from issue_titles.models import ModelConfig, POINTER_GENERATOR, build_model
 from issue_titles.provenance import PROVENANCE, verify_bundle
@@ -70,7 +70,10 @@ class TitlePredictor:
         )
         if (len(encoder.body_vocab), len(encoder.title_vocab)) != (config.body_vocab_size, config.title_vocab_size):
             raise StageError("vocabulary sizes do not match model.json", path=folder / "model.json")
-        model = build_model(config)
+        try:
+            model = build_model(config)  # only the architectures in models.py; nothing named in the file is imported
+        except (KeyError, TypeError, ValueError) as error:
+            raise StageError(f"cannot build the model described: {error}", path=folder / "model.json") from None
         weights = folder / "model.weights.h5"
         if not weights.is_file():
             raise StageError("file not found", path=weights)
@@ -79,6 +82,21 @@ class TitlePredictor:
         except (ValueError, OSError) as error:
             raise StageError(f"weights do not fit the model described in model.json: {error}", path=weights) from None
         return cls(model, encoder, info, folder)
+
+    @classmethod
+    def load_bundle(cls, folder: Path | str) -> "TitlePredictor":
+        """Load a `stages build` bundle for serving: provenance.json must be there, so no file goes unverified.
+
+        `load` accepts a training output too (it has no provenance); a server must not, or deleting
+        provenance.json would be enough to serve changed weights.
+        """
+        folder = Path(folder)
+        if folder.is_dir() and not (folder / PROVENANCE).is_file():
+            raise TamperedBundleError(
+                f"{PROVENANCE} is missing, so the bundle's files cannot be verified; serve what `stages build` wrote",
+                path=folder,
+            )
+        return cls.load(folder, verify=True)
 
     @property
     def architecture(self) -> str:

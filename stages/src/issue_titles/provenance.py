@@ -52,7 +52,12 @@ def verify_bundle(folder: Path) -> None:
         if name not in files:
             raise TamperedBundleError(f"does not list {name}, so it cannot be verified", path=folder / PROVENANCE)
     for name, expected in files.items():
+        if not _inside_bundle(name):
+            # A forged table could otherwise make the loader read (hash) any file on the machine.
+            raise TamperedBundleError(f"lists {name!r}, which is not a file inside the bundle", path=folder / PROVENANCE)
         path = folder / name
+        if not isinstance(expected, str):
+            raise TamperedBundleError(f"{PROVENANCE} records no sha256 string for this file", path=path)
         if not path.is_file():
             raise TamperedBundleError(f"bundle file listed in {PROVENANCE} is missing", path=path)
         actual = sha256_file(path)
@@ -62,3 +67,10 @@ def verify_bundle(folder: Path) -> None:
                 "the bundle was changed after `stages build`",
                 path=path,
             )
+
+
+def _inside_bundle(name: object) -> bool:
+    """A relative POSIX path below the bundle folder: no absolute path, no `..`, no empty or odd parts."""
+    if not isinstance(name, str) or not name or name.startswith("/") or "\\" in name or "\0" in name:
+        return False
+    return all(part not in ("", ".", "..") for part in name.split("/"))

@@ -10,6 +10,7 @@ How it sits in MLServer 1.7 (read in mlserver/server.py, batching/hooks.py, rest
 """
 
 import asyncio
+import gc
 import importlib
 import logging
 from collections.abc import Callable
@@ -41,7 +42,8 @@ from .protocol import (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PREDICTOR_LOADER = "issue_titles.predictor:TitlePredictor.load"
+# A server only loads verified bundles: provenance.json present and every recorded sha256 matching.
+DEFAULT_PREDICTOR_LOADER = "issue_titles.predictor:TitlePredictor.load_bundle"
 WARM_UP_BODY = "warm up: compile the decoder before the first real request"
 
 
@@ -71,7 +73,7 @@ def import_loader(spec: str) -> Callable[[Path], Predictor]:
 
 
 class IssueTitleRuntime(MLModel):
-    """Loads `TitlePredictor` from the bundle at `parameters.uri` and serves it (see module docstring)."""
+    """Loads the verified bundle at `parameters.uri` (`TitlePredictor.load_bundle`) and serves it (see module doc)."""
 
     _predictor: Predictor | None = None
     _limits: ServingLimits = ServingLimits()
@@ -90,6 +92,10 @@ class IssueTitleRuntime(MLModel):
         predictor = await loop.run_in_executor(self._executor, loader, model_dir)
         await loop.run_in_executor(self._executor, predictor.predict, [WARM_UP_BODY])
         self._predictor = predictor
+        # TensorFlow, Keras and MLServer leave hundreds of thousands of long-lived Python objects: a full collection
+        # walked them all, stalling every request for ~200 ms (p99 at 8x the p50 under load). Frozen, it skips them.
+        gc.collect()
+        gc.freeze()
 
         # Whatever MLServer installed as `predict` (the adaptive batcher, or the plain method when batching is
         # off) now sits behind the per-request checker.

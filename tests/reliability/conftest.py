@@ -1,0 +1,62 @@
+"""Shared by the reliability tests: one tiny real model and one real `stages serve` on it, both per session.
+
+The server runs with the *default* limits (no `ISSUE_TITLES_*` variables), as a serving image would, so the fuzz
+and load tests exercise the limits a user gets out of the box.
+"""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.serving.serving_harness import ServerProcess
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real, tiny serving bundle (what `stages build` writes), trained once."""
+    from issue_titles.fixtures import tiny_bundle
+
+    return tiny_bundle(tmp_path_factory.mktemp("reliability") / "bundle")
+
+
+@pytest.fixture(scope="session")
+def default_server(
+    tiny_model: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch_session: pytest.MonkeyPatch
+) -> Iterator[ServerProcess]:
+    """`stages serve` exactly as the image runs it, default limits."""
+    for variable in [name for name in os.environ if name.startswith("ISSUE_TITLES_")]:
+        monkeypatch_session.delenv(variable)
+    process = ServerProcess(tiny_model, tmp_path_factory.mktemp("server") / "server.log", via_stages_cli=True)
+    process.start()
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def monkeypatch_session() -> Iterator[pytest.MonkeyPatch]:
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+@pytest.fixture(scope="session")
+def http() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        yield session
+
+
+def resident_memory_mb(pid: int) -> float:
+    """Resident set size of a process (psutil when installed, else /proc/<pid>/status VmRSS)."""
+    try:
+        import psutil
+    except ImportError:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError(f"no VmRSS line for pid {pid}") from None
+    return psutil.Process(pid).memory_info().rss / 1024 / 1024
