@@ -1,15 +1,16 @@
 """The issue-titles platform, one stack at a time: read the config once, then wire the components.
 
-    cluster ─ namespace ─┬─ registry secret ─────────────────────────────┐
-                         ├─ training operator (Kubeflow, TFJob CRD)      │
-                         ├─ Seldon Core ─────────────── model serving ◄──┤
-                         └─ Pachyderm ─┐                                 │
-    stage image ───────────────────────┴─ repos + pipelines ◄────────────┘
+    cluster ─ namespace ─┬─ registry secret ───────────────────────────────────┐
+                         ├─ training operator ──── stage image check (TFJob) ◄─┤
+                         ├─ Seldon Core ────────────────────── model serving ◄─┤
+                         └─ Pachyderm ─┐                                       │
+    stage image ───────────────────────┴───────────────── repos + pipelines ◄──┘
 """
 import pulumi
 
 from infra.cluster import ClusterAccess, ClusterAccessArgs
 from infra.config import load_config
+from infra.image_check import StageImageCheck, StageImageCheckArgs
 from infra.images import StageImage, StageImageArgs
 from infra.operators import (IngressController, IngressControllerArgs, Pachyderm, PachydermArgs, SeldonCore,
                              SeldonCoreArgs, TrainingOperator, TrainingOperatorArgs)
@@ -42,6 +43,11 @@ pachyderm = Pachyderm("pachyderm", PachydermArgs(
 stage_image = StageImage("stages", StageImageArgs(
     repository=cfg.stage_image_repo, gpu=cfg.training.gpus > 0, registry_server=cfg.registry.server,
     registry_username=cfg.registry.username, registry_password=cfg.registry.password))
+
+StageImageCheck("stage-image-check", StageImageCheckArgs(
+    namespace=cfg.namespace, image=stage_image.image_ref, image_pull_secret=registry.secret_name,
+    gpus=cfg.training.gpus,
+), pulumi.ResourceOptions(provider=cluster.provider, depends_on=[namespace, training_operator, registry]))  # TFJob CRD first
 
 pipelines = PachydermPipelines("pipelines", PachydermPipelinesArgs(
     pachd_address=pachyderm.pachd_address,

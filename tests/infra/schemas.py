@@ -63,3 +63,8 @@ def pipeline_spec_validator() -> jsonschema.Validator:
 def errors(validator: jsonschema.Validator, document: Any) -> list[str]:
     return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
             for e in validator.iter_errors(document)]
+
+
+@lru_cache
+def tfjob_validator() -> jsonschema.Validator:
+    return jsonschema.Draft7Validator(strict(_crd_schema("kubeflow-training-operator-1.9.0-tfjobs.crd.yaml", "v1")))

@@ -16,6 +16,7 @@ COMPONENTS = {
     "issue-titles:infra:StageImage",
     "issue-titles:infra:PachydermPipelines",
     "issue-titles:infra:ModelServing",
+    "issue-titles:infra:StageImageCheck",
 }
 SELDON_DEPLOYMENT = "kubernetes:machinelearning.seldon.io/v1:SeldonDeployment"
 RELEASE = "kubernetes:helm.sh/v3:Release"

@@ -18,9 +18,10 @@ def test_every_core_object_validates_with_kubernetes_validate(serving_program: P
         kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
 
 
-def test_the_only_custom_resource_is_the_seldon_deployment(serving_program: ProgramRun) -> None:
+def test_the_only_custom_resources_are_the_seldon_deployment_and_the_image_check(serving_program: ProgramRun) -> None:
     custom = [m for m in serving_program.manifests() if m["apiVersion"] not in CORE_GROUPS]
-    assert [(m["apiVersion"], m["kind"]) for m in custom] == [("machinelearning.seldon.io/v1", "SeldonDeployment")]
+    assert sorted((m["apiVersion"], m["kind"]) for m in custom) == [
+        ("kubeflow.org/v1", "TFJob"), ("machinelearning.seldon.io/v1", "SeldonDeployment")]
 
 
 def test_seldon_deployment_validates_against_the_1_17_1_crd(serving_program: ProgramRun) -> None:
@@ -83,3 +84,31 @@ def test_every_object_is_labelled_as_part_of_the_system(serving_program: Program
     for manifest in serving_program.manifests():
         if manifest["kind"] == kind:
             assert manifest["metadata"]["labels"]["app.kubernetes.io/part-of"] == "issue-titles"
+
+
+def tfjob(run: ProgramRun) -> dict:
+    return next(m for m in run.manifests() if m["kind"] == "TFJob")
+
+
+def test_stage_image_check_validates_against_the_training_operator_tfjob_crd(program: ProgramRun) -> None:
+    from tests.infra.schemas import tfjob_validator
+
+    assert errors(tfjob_validator(), tfjob(program)) == []
+
+
+def test_stage_image_check_runs_the_built_image_and_wants_a_gpu_only_on_the_gpu_stack(program: ProgramRun) -> None:
+    worker = tfjob(program)["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]
+    container = worker["containers"][0]
+    assert container["name"] == "tensorflow" and container["image"] == program.outputs["stage_image"]
+    if program.stack == "gke-gpu":
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in worker["tolerations"]
+        assert "len(gpus) >= 1" in container["command"][-1]
+    else:
+        assert "nvidia.com/gpu" not in container["resources"]["limits"] and "tolerations" not in worker
+
+
+def test_stage_image_check_waits_for_the_training_operator(program: ProgramRun) -> None:
+    job = next(r for r in program if r.inputs.get("kind") == "TFJob")
+    operator = program.one("kubernetes:kustomize/v2:Directory")
+    assert program.depends_transitively(job, operator)
