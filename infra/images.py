@@ -23,11 +23,16 @@ def content_tag(folder: Path, variant: str) -> str:
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
         for path in files:
             rel = path.relative_to(folder)
-            if _IGNORED_PARTS & set(rel.parts) or path.suffix == ".pyc" or rel.parts[-1].endswith(".egg-info") or \
-                    any(part.endswith(".egg-info") for part in rel.parts):
+            if _is_build_debris(rel):
                 continue
             digest.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
     return f"{variant}-{digest.hexdigest()[:16]}"
+
+
+def _is_build_debris(rel: Path) -> bool:
+    """Caches and local install metadata: present in a developer's checkout, absent from a fresh clone."""
+    return bool(_IGNORED_PARTS & set(rel.parts)) or rel.suffix == ".pyc" or \
+        any(part.endswith(".egg-info") for part in rel.parts)
 
 
 @dataclass(frozen=True)
