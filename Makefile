@@ -28,4 +28,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf .pfs bench/out
+	rm -rf .pfs bench/out runs

@@ -71,7 +71,7 @@ def model_settings() -> dict:
         limits = ServingLimits()
         batch_size, batch_time = limits.adaptive_batch_size, limits.adaptive_batch_time
     except ImportError:  # the serving part is optional for the training image
-        batch_size, batch_time = 16, 0.01
+        batch_size, batch_time = 16, 0.001
     return {
         "name": MODEL_NAME,
         "implementation": RUNTIME,

@@ -77,6 +77,7 @@ class TextEncoder:
 
     def __init__(self, body_vocab: list[str], title_vocab: list[str], config: TextConfig) -> None:
         import keras
+        import tensorflow as tf
 
         for name, vocab in (("body", body_vocab), ("title", title_vocab)):
             if vocab[:2] != [PAD, UNK]:
@@ -98,6 +99,9 @@ class TextEncoder:
         self._body_title_ids = vectorizer(title_vocab, config.body_length)
         self._title_ids = vectorizer(title_vocab, config.title_length)
         self._title_array = np.array(title_vocab, dtype=object)
+        # Eager, the ~20 string ops below cost ~3 ms of Python dispatch per call whatever the batch size: a third
+        # of serving one body. Compiled once (any batch size), one body encodes in ~0.4 ms, to the same ids.
+        self._encode_compiled = tf.function(self._encode_tensors, input_signature=[tf.TensorSpec([None], tf.string)])
 
     @property
     def title_vocab_size(self) -> int:
@@ -113,7 +117,17 @@ class TextEncoder:
         """`body` (body-vocab ids), `body_copy` (copy ids) and `body_tokens` (the words, for decoding)."""
         import tensorflow as tf
 
-        standardized = standardize(tf.constant(list(bodies), dtype=tf.string))
+        body, copy, tokens = self._encode_compiled(tf.constant(list(bodies), dtype=tf.string))
+        return {
+            "body": body.numpy(),
+            "body_copy": copy.numpy(),
+            "body_tokens": tokens.numpy().astype(object),
+        }
+
+    def _encode_tensors(self, bodies):  # tf.Tensor[string] (B,) -> (body ids, copy ids, tokens), all (B, body_length)
+        import tensorflow as tf
+
+        standardized = standardize(bodies)
         tokens = self.body_tokens(standardized)
         body = self._body_ids(standardized)
         in_title_vocab = self._body_title_ids(standardized)
@@ -121,11 +135,7 @@ class TextEncoder:
         first = tf.argmax(tf.cast(same, tf.int32), axis=2, output_type=tf.int32)
         copy = tf.where(in_title_vocab == 1, self.title_vocab_size + first, tf.cast(in_title_vocab, tf.int32))
         copy = tf.where(tokens == PAD, 0, copy)
-        return {
-            "body": tf.cast(body, tf.int32).numpy(),
-            "body_copy": copy.numpy().astype(np.int32),
-            "body_tokens": tokens.numpy().astype(object),
-        }
+        return tf.cast(body, tf.int32), tf.cast(copy, tf.int32), tokens
 
     def encode_titles(self, titles: Sequence[str], body_tokens: np.ndarray) -> dict[str, np.ndarray]:
         """`title` (title-vocab ids with markers) and `title_copy` (unknown words that the body holds -> copy ids)."""

@@ -7,12 +7,15 @@ How it sits in MLServer 1.7 (read in mlserver/server.py, batching/hooks.py, rest
   batch gets the error. So `load()` puts a checker in front of the batcher: each request is validated on its
   own (a bad one gets its own 400/413) and only a clean, canonical request is queued for merging.
 - The Seldon routes check their own format, then queue the same clean request, so v1 and V2 share model calls.
+- The batcher's `predict` calls run on one model thread through `MergingModelThread`, which merges the batches
+  that queue while the model is busy, so the batch window can stay short (see the class).
 """
 
 import asyncio
 import gc
 import importlib
 import logging
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
@@ -88,6 +91,7 @@ class IssueTitleRuntime(MLModel):
         # One model thread: batches queue up instead of fighting over the CPU cores, and the event loop stays
         # free to answer health checks and reject bad requests while a batch runs.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="issue-titles-model")
+        self._model_thread = MergingModelThread(self._executor, self._limits.max_batch_bodies)
         loop = asyncio.get_running_loop()
         predictor = await loop.run_in_executor(self._executor, loader, model_dir)
         await loop.run_in_executor(self._executor, predictor.predict, [WARM_UP_BODY])
@@ -126,15 +130,7 @@ class IssueTitleRuntime(MLModel):
         if predictor is None:
             raise ModelNotLoaded()
         bodies = bodies_from_v2(payload, limits=None)
-        loop = asyncio.get_running_loop()
-        try:
-            titles = await loop.run_in_executor(self._executor, predictor.predict, bodies)
-        except Exception:
-            logger.exception("prediction failed for a batch of %d bodies", len(bodies))
-            raise PredictionFailed() from None
-        if len(titles) != len(bodies):
-            logger.error("predictor returned %d titles for %d bodies", len(titles), len(bodies))
-            raise PredictionFailed()
+        titles = await self._model_thread.predict(predictor, bodies)
         return v2_response([str(title) for title in titles], self.name, self.version)
 
     async def _answer_seldon(self, request: Request) -> JSONResponse:
@@ -173,3 +169,73 @@ class IssueTitleRuntime(MLModel):
         if self._predictor is None:
             raise ModelNotLoaded()
         return JSONResponse({"status": "ready", "model": self.name})
+
+
+class MergingModelThread:
+    """Runs model calls on the one model thread; batches that queue while it is busy go in together as one call.
+
+    MLServer's adaptive batcher (1.7, batching/adaptive.py) closes a batch `max_batch_time` after its first
+    request and hands it over even while the previous batch is still running. A long window makes a lone request
+    wait for company that never comes; a short one, without this, splits a burst into small batches that queue
+    behind each other. Merging what waits behind the busy model keeps batching under load with a short window.
+    A merged call holds whole batches up to `max_bodies` (at least one batch), so one huge call cannot build up.
+    """
+
+    def __init__(self, executor: ThreadPoolExecutor, max_bodies: int) -> None:
+        self._executor = executor
+        self._max_bodies = max_bodies
+        self._waiting: deque[tuple[list[str], asyncio.Future[list[str]]]] = deque()
+        self._busy = False
+        self._drainer: asyncio.Task[None] | None = None  # held: the event loop keeps only a weak reference
+
+    async def predict(self, predictor: Predictor, bodies: list[str]) -> list[str]:
+        """Titles for `bodies`, in order; raises `PredictionFailed` if the model call they were part of failed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[str]] = loop.create_future()
+        self._waiting.append((bodies, future))
+        if not self._busy:
+            self._busy = True
+            self._drainer = loop.create_task(self._drain(predictor))
+        return await future
+
+    def _next_group(self) -> list[tuple[list[str], asyncio.Future[list[str]]]]:
+        group = [self._waiting.popleft()]
+        size = len(group[0][0])
+        while self._waiting and size + len(self._waiting[0][0]) <= self._max_bodies:
+            size += len(self._waiting[0][0])
+            group.append(self._waiting.popleft())
+        return group
+
+    async def _drain(self, predictor: Predictor) -> None:
+        loop = asyncio.get_running_loop()
+        group: list[tuple[list[str], asyncio.Future[list[str]]]] = []
+        try:
+            while self._waiting:
+                group = self._next_group()
+                merged = [body for bodies, _ in group for body in bodies]
+                try:
+                    titles = await loop.run_in_executor(self._executor, predictor.predict, merged)
+                except Exception:
+                    logger.exception("prediction failed for a batch of %d bodies", len(merged))
+                    _fail(group)
+                    continue
+                if len(titles) != len(merged):
+                    logger.error("predictor returned %d titles for %d bodies", len(titles), len(merged))
+                    _fail(group)
+                    continue
+                start = 0
+                for bodies, future in group:
+                    if not future.done():
+                        future.set_result([str(title) for title in titles[start : start + len(bodies)]])
+                    start += len(bodies)
+                group = []
+        finally:  # cancelled (server shutting down): nobody may wait forever
+            _fail(group + list(self._waiting))
+            self._waiting.clear()
+            self._busy = False
+
+
+def _fail(group: list[tuple[list[str], "asyncio.Future[list[str]]"]]) -> None:
+    for _, future in group:
+        if not future.done():
+            future.set_exception(PredictionFailed())

@@ -1,0 +1,75 @@
+"""`python -m bench [--quick] [--only decoding,serving,pipeline,program]`: run the benchmarks, write results.md."""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from bench.common import BENCH_DIR, Section, machine_facts, pick_model, scratch_dir
+
+ALL = ("decoding", "serving", "pipeline", "program")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split(":")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny model, few sizes and requests: a smoke run (~2 min)")
+    parser.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {','.join(ALL)}")
+    parser.add_argument("--output", type=Path, default=BENCH_DIR / "results.md", help="where to write the markdown")
+    args = parser.parse_args(argv)
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(ALL))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(ALL)}")
+
+    from bench import report
+
+    plots_dir = args.output.resolve().parent / "plots"  # next to results.md, so its image links work
+    started = time.perf_counter()
+    sections: list[Section] = []
+    with scratch_dir() as scratch_name:
+        scratch = Path(scratch_name)
+        model = pick_model(scratch, args.quick) if {"decoding", "serving"} & set(chosen) else None
+        server_rss = None
+        if "decoding" in chosen:
+            from bench import decoding
+
+            sections.append(_announce(decoding.run(model, args.quick, plots_dir)))
+        if "serving" in chosen:
+            from bench import serving
+
+            section, extra = serving.run(model, args.quick, scratch, plots_dir)
+            server_rss = extra.get("server_peak_rss_kb")
+            sections.append(_announce(section))
+        if "pipeline" in chosen:
+            from bench import pipeline
+
+            for section in pipeline.run(args.quick, scratch, server_rss, plots_dir):
+                sections.append(_announce(section))
+        if "program" in chosen:
+            from bench import program
+
+            sections.append(_announce(program.run(args.quick)))
+    facts = machine_facts()
+    if model is not None:
+        facts["model"] = model.origin
+    facts["mode"] = "quick" if args.quick else "default"
+    facts["bench wall time"] = f"{time.perf_counter() - started:.0f} s"
+    command = (
+        "python -m bench"
+        + (" --quick" if args.quick else "")
+        + (f" --only {','.join(chosen)}" if tuple(chosen) != ALL else "")
+    )
+    text = report.render(facts, sections, command, args.output.resolve().parent)
+    report.write(text, args.output)
+    print(text)
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _announce(section: Section) -> Section:
+    print(f"[bench] {section.title}: done", file=sys.stderr, flush=True)
+    return section
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Shared helpers: where the model comes from, machine facts, timing and the markdown table."""
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_DIR = REPO / "bench"
+SAMPLE_CSV = REPO / "data" / "sample" / "github_issues_sample.csv"
+SHARED_CSV = REPO.parent / "shared" / "data" / "github_pr_issues.csv"
+RUNS_BUNDLE = REPO / "runs" / "bundle"
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Section:
+    """One benchmark's outcome: a table, notes, target verdicts and plots, rendered into results.md."""
+
+    title: str
+    header: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    targets: list[tuple[str, str, str]] = field(default_factory=list)  # (target, measured, "met"/"not met")
+    plots: list[Path] = field(default_factory=list)
+
+    def table(self) -> str:
+        if not self.header:
+            return ""
+        lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
+        lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in self.rows]
+        return "\n".join(lines)
+
+
+@dataclass
+class Model:
+    """The bundle the benchmarks use, and a sentence saying where it came from."""
+
+    path: Path
+    origin: str
+
+
+def pick_model(scratch: Path, quick: bool) -> Model:
+    """The trained `runs/bundle` when present (a realistic model), else the tiny fixture model (loop overhead only)."""
+    if not quick and (RUNS_BUNDLE / "model.json").exists():
+        return Model(RUNS_BUNDLE, "runs/bundle (trained on the shared data, see its model.json)")
+    from issue_titles.fixtures import tiny_bundle
+
+    return Model(tiny_bundle(scratch / "tiny_bundle"), "issue_titles.fixtures.tiny_bundle (tiny fixture model)")
+
+
+def machine_facts() -> dict[str, str]:
+    """What the numbers were measured on: CPU, cores, memory, versions, date."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f"{mem_kb / 1024 / 1024:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        memory = "?"
+    facts = {
+        "date (UTC)": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{cpu}, {os.cpu_count()} cores visible (shared), {memory} RAM",
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "git commit": _git_commit(),
+    }
+    for package in ("tensorflow", "tensorflow-cpu", "keras", "mlserver", "pulumi", "issue-titles"):
+        try:
+            facts[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return facts
+
+
+def _git_commit() -> str:
+    """Short HEAD, marked when tracked files differ from it (the numbers are then of code not yet committed)."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        changed = subprocess.run(["git", "-C", str(REPO), "diff", "--quiet", "HEAD"], timeout=10).returncode == 1
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return (head + " + uncommitted changes" if changed else head) or "?"
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile (p99 of few samples is the max, which is what it honestly is)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def timed(function, *args, **kwargs) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    return time.perf_counter() - started, result
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "not met"
+
+
+def scratch_dir() -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix="bench-")
