@@ -13,6 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.labels import labels
+from infra.pods import TMP_MOUNT, TMP_VOLUME, container_security_context, pod_security_context
 
 JOB_NAME = "stage-image-check"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
@@ -30,18 +31,17 @@ def tfjob_spec(image: str, image_pull_secret: str, gpus: int) -> dict[str, Any]:
     pod: dict[str, Any] = {
         "imagePullSecrets": [{"name": image_pull_secret}],
         "automountServiceAccountToken": False,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+        "securityContext": pod_security_context(),
         "containers": [{
             "name": "tensorflow",  # the name the training operator requires
             "image": image,
             "command": ["python", "-c", CHECK_SCRIPT.replace("{need}", str(gpus))],
             "resources": resources,
-            "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                "capabilities": {"drop": ["ALL"]}},
+            "securityContext": container_security_context(),
             "env": [{"name": "TF_CPP_MIN_LOG_LEVEL", "value": "2"}],
-            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            "volumeMounts": [dict(TMP_MOUNT)],
         }],
-        "volumes": [{"name": "tmp", "emptyDir": {}}],
+        "volumes": [dict(TMP_VOLUME)],
     }
     if gpus:
         resources["limits"]["nvidia.com/gpu"] = str(gpus)

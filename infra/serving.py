@@ -14,6 +14,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.labels import labels
+from infra.pods import TMP_MOUNT, TMP_VOLUME, container_security_context, pod_security_context
 
 MODEL_NAME = "issue-summarization"
 PREDICTOR = "default"
@@ -48,15 +49,8 @@ def seldon_deployment_spec(image: str, image_pull_secret: str, replicas: int) ->
         "readinessProbe": _probe("/v2/health/ready", 10),
         "livenessProbe": _probe("/v2/health/live", 30),
         "resources": RESOURCES,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": 10001,
-            "readOnlyRootFilesystem": True,
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "securityContext": container_security_context(),
+        "volumeMounts": [dict(TMP_MOUNT)],
     }
     return {
         "name": MODEL_NAME,
@@ -77,10 +71,10 @@ def seldon_deployment_spec(image: str, image_pull_secret: str, replicas: int) ->
                         "spec": {
                             "serviceAccountName": SERVICE_ACCOUNT,
                             "automountServiceAccountToken": False,
-                            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001},
+                            "securityContext": pod_security_context(),
                             "containers": [container],
                             "imagePullSecrets": [{"name": image_pull_secret}],
-                            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+                            "volumes": [dict(TMP_VOLUME)],
                         }
                     }
                 ],

@@ -25,8 +25,9 @@ PROJECT = "issue-titles"
 STACKS = ("minikube", "gke-gpu")
 # A password no real value could contain by accident: finding it anywhere in plain text is a leak.
 TEST_PASSWORD = "pw-7d1e3a-must-never-appear-in-plain-text"
-_SECRET_SIG = rpc._special_secret_sig if hasattr(rpc, "_special_secret_sig") else "1b47061264138c4ac30d75fd1eb44270"
-_SIG_KEY = rpc._special_sig_key if hasattr(rpc, "_special_sig_key") else "4dabf18193072939515e22adb298388d"
+# How the wire format marks a secret: {_SIG_KEY: _SECRET_SIG, "value": ...} (pulumi.runtime.rpc's own constants).
+_SECRET_SIG = rpc._special_secret_sig
+_SIG_KEY = rpc._special_sig_key
 
 
 @dataclass

@@ -29,13 +29,9 @@ def default_server(
     """`stages serve` exactly as the image runs it, default limits."""
     for variable in [name for name in os.environ if name.startswith("ISSUE_TITLES_")]:
         monkeypatch_session.delenv(variable)
-    process = ServerProcess(tiny_model, tmp_path_factory.mktemp("server") / "server.log", via_stages_cli=True)
-    process.start()
-    try:
-        process.wait_ready()
+    server = ServerProcess(tiny_model, tmp_path_factory.mktemp("server") / "server.log", via_stages_cli=True)
+    with server.running() as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="session")

@@ -28,14 +28,11 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str | None]:
 def server(bundle: tuple[Path, str | None], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     model_dir, loader = bundle
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    process = ServerProcess(
+    server = ServerProcess(
         model_dir, log_path, predictor_loader=loader, env=LIMITS_ENV, via_stages_cli=loader is None
-    ).start()
-    try:
-        process.wait_ready()
+    )
+    with server.running() as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="session")

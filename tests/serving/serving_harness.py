@@ -1,6 +1,6 @@
 """Running a real model server on 127.0.0.1 for tests: a subprocess on a free port, stopped at the end.
 
-Shared by the serving tests (and usable by other suites): `ServerProcess(model_dir, log_path).start()`.
+Shared by the serving tests (and usable by other suites): `with ServerProcess(model_dir, log_path).running():`.
 """
 
 import importlib.util
@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,6 +115,15 @@ class ServerProcess:
 
         self.wait_until(ready, "ready", timeout)
         return self
+
+    @contextmanager
+    def running(self) -> Iterator["ServerProcess"]:
+        """Started and ready inside the block, stopped when it ends however it ends (fixtures' one pattern)."""
+        self.start()
+        try:
+            yield self.wait_ready()
+        finally:
+            self.stop()
 
     def stop(self, how: int = signal.SIGINT) -> int | None:
         """Signal the server (as Kubernetes or Ctrl-C would), wait for it, and return its exit code."""

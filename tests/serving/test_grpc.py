@@ -23,10 +23,8 @@ def grpc_server(tmp_path):
     port = free_port()
     process = ServerProcess(tmp_path, tmp_path / "grpc.log", predictor_loader="fake_predictor:load")
     process.start_arguments = ["--grpc-port", str(port)]
-    process.start().wait_ready()
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    with process.running(), grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         yield grpc_api.GRPCInferenceServiceStub(channel)
-    process.stop()
 
 
 def test_grpc_answers_one_title_per_body(grpc_server) -> None:
