@@ -16,10 +16,13 @@ from infra.operators import (IngressController, IngressControllerArgs, Pachyderm
                              SeldonCoreArgs, TrainingOperator, TrainingOperatorArgs)
 from infra.pachyderm_pipelines import STAGE_IMAGE_PLACEHOLDER, PachydermPipelines, PachydermPipelinesArgs
 from infra.platform import PlatformNamespace, PlatformNamespaceArgs, RegistrySecret, RegistrySecretArgs
+from infra.rollout import OUTPUT as SERVING_MODELS
+from infra.rollout import load_rollout_config, rollout_models
 from infra.serving import ModelServing, ModelServingArgs
 from pipelines import PipelineSettings
 
 cfg = load_config()
+rollout = load_rollout_config()
 
 cluster = ClusterAccess("cluster", ClusterAccessArgs(cfg.cluster, cfg.namespace, cfg.kube_context, cfg.gke))
 on_cluster = pulumi.ResourceOptions(provider=cluster.provider)
@@ -67,6 +70,9 @@ serving = ModelServing("serving", ModelServingArgs(
     namespace=cfg.namespace, image_repo=cfg.serving.image_repo, model_tag=cfg.serving.model_tag,
     image_pull_secret=registry.secret_name, replicas=cfg.serving.replicas, ingress=cfg.serving.ingress,
     ingress_host=ingress_host, gateway_namespace=cfg.serving.gateway_namespace,
+    # pinned job IDs, or the newest export that passed the gate (read from pachd now, so the preview shows it)
+    models=rollout_models(rollout, cfg.serving.image_repo, pachyderm.pachd_address) if rollout.model else None,
+    canary=rollout.canary is not None,
 ), pulumi.ResourceOptions(provider=cluster.provider, depends_on=[namespace, seldon, registry]))  # CRD first
 
 pulumi.export("namespace", namespace.name)
@@ -76,5 +82,7 @@ pulumi.export("pachctl", pachyderm.pachd_address.apply(lambda address: f"pachctl
 pulumi.export("stage_image", stage_image.image_ref)
 pulumi.export("pipelines", pipelines.pipelines)
 pulumi.export("serving_status", serving.status)
+pulumi.export(SERVING_MODELS, serving.models)  # image, share and provenance per predictor; read back if pachd is down
+pulumi.export("serving_traffic", serving.traffic)  # which model serves what share
 pulumi.export("prediction_url", serving.prediction_url)
 pulumi.export("curl", serving.curl)

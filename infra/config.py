@@ -29,7 +29,8 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "bucketForceDestroy", "ingressControllerChartVersion",
     ),
     "registry": ("server", "username", "password"),
-    "serving": ("imageRepo", "modelTag", "replicas", "ingress", "ingressHost", "gatewayNamespace"),
+    "serving": ("imageRepo", "modelTag", "replicas", "ingress", "ingressHost", "gatewayNamespace",
+                "canaryTag", "canaryTraffic"),  # rollout keys: read by infra.rollout
 }
 
 

@@ -18,6 +18,8 @@ from infra.pods import TMP_MOUNT, TMP_VOLUME, container_security_context, pod_se
 
 MODEL_NAME = "issue-summarization"
 PREDICTOR = "default"
+CANARY_PREDICTOR = "canary"
+CANARY_REPLICAS = 1
 SERVER_PORT = 9000  # MLServer HTTP inside the model container
 EXECUTOR_PORT = 8000  # Seldon's executor (the service the Ingress points at)
 SERVICE_ACCOUNT = "issue-summarization"
@@ -39,8 +41,9 @@ def _probe(path: str, initial_delay: int) -> dict[str, Any]:
     }
 
 
-def seldon_deployment_spec(image: str, image_pull_secret: str, replicas: int) -> dict[str, Any]:
-    """Two replicas of the model container behind Seldon's executor, speaking Seldon's v1 protocol."""
+def predictor_spec(name: str, image: str, image_pull_secret: str, replicas: int,
+                   traffic: int | None = None) -> dict[str, Any]:
+    """One predictor: the model container behind Seldon's executor; `traffic` only when it shares the traffic."""
     container = {
         "name": MODEL_NAME,
         "image": image,
@@ -52,35 +55,62 @@ def seldon_deployment_spec(image: str, image_pull_secret: str, replicas: int) ->
         "securityContext": container_security_context(),
         "volumeMounts": [dict(TMP_MOUNT)],
     }
-    return {
-        "name": MODEL_NAME,
-        "protocol": "seldon",  # the executor speaks v1 to the model: the tutorial's request passes unchanged
-        "predictors": [
+    predictor: dict[str, Any] = {
+        "name": name,
+        "replicas": replicas,
+        "graph": {
+            "name": MODEL_NAME,  # must match the container name
+            "type": "MODEL",
+            "endpoint": {"type": "REST", "httpPort": SERVER_PORT},
+            "children": [],
+        },
+        "svcOrchSpec": {"resources": EXECUTOR_RESOURCES},
+        "componentSpecs": [
             {
-                "name": PREDICTOR,
-                "replicas": replicas,
-                "graph": {
-                    "name": MODEL_NAME,  # must match the container name
-                    "type": "MODEL",
-                    "endpoint": {"type": "REST", "httpPort": SERVER_PORT},
-                    "children": [],
-                },
-                "svcOrchSpec": {"resources": EXECUTOR_RESOURCES},
-                "componentSpecs": [
-                    {
-                        "spec": {
-                            "serviceAccountName": SERVICE_ACCOUNT,
-                            "automountServiceAccountToken": False,
-                            "securityContext": pod_security_context(),
-                            "containers": [container],
-                            "imagePullSecrets": [{"name": image_pull_secret}],
-                            "volumes": [dict(TMP_VOLUME)],
-                        }
-                    }
-                ],
+                "spec": {
+                    "serviceAccountName": SERVICE_ACCOUNT,
+                    "automountServiceAccountToken": False,
+                    "securityContext": pod_security_context(),
+                    "containers": [container],
+                    "imagePullSecrets": [{"name": image_pull_secret}],
+                    "volumes": [dict(TMP_VOLUME)],
+                }
             }
         ],
     }
+    if traffic is not None:
+        predictor["traffic"] = traffic
+    return predictor
+
+
+def seldon_deployment_spec(image: str, image_pull_secret: str, replicas: int,
+                           canary: tuple[str, int] | None = None) -> dict[str, Any]:
+    """Two replicas of the model container behind Seldon's executor, speaking Seldon's v1 protocol.
+
+    With `canary` (image, percent) a second predictor `canary` (one replica) takes that share. Seldon's admission
+    webhook wants the shares of several predictors to sum to 100 (checkTraffic in
+    operator/apis/machinelearning.seldon.io/v1/seldondeployment_webhook.go, SeldonIO/seldon-core v1.17.1); the
+    operator routes by `traffic` only through Istio or Ambassador, so with ingress-nginx the canary Ingress carries
+    the same share (`canary_ingress_annotations`).
+    """
+    if canary is None:
+        predictors = [predictor_spec(PREDICTOR, image, image_pull_secret, replicas)]
+    else:
+        canary_image, share = canary
+        predictors = [predictor_spec(PREDICTOR, image, image_pull_secret, replicas, 100 - share),
+                      predictor_spec(CANARY_PREDICTOR, canary_image, image_pull_secret, CANARY_REPLICAS, share)]
+    return {
+        "name": MODEL_NAME,
+        "protocol": "seldon",  # the executor speaks v1 to the model: the tutorial's request passes unchanged
+        "predictors": predictors,
+    }
+
+
+def spec_for_models(models: list[dict[str, Any]], image_pull_secret: str, replicas: int) -> dict[str, Any]:
+    """The SeldonDeployment spec for infra.rollout's predictor list (main first, then an optional canary)."""
+    main = models[0]
+    canary = (models[1]["image"], int(models[1]["traffic"])) if len(models) > 1 else None
+    return seldon_deployment_spec(main["image"], image_pull_secret, replicas, canary)
 
 
 def model_network_policy_spec(gateway_namespace: str) -> dict[str, Any]:
@@ -95,16 +125,28 @@ def model_network_policy_spec(gateway_namespace: str) -> dict[str, Any]:
     }
 
 
-def ingress_spec(namespace: str) -> dict[str, Any]:
+def ingress_spec(namespace: str, predictor: str = PREDICTOR) -> dict[str, Any]:
     """`/seldon/<ns>/issue-summarization/<rest>` -> the executor's `/<rest>`: the tutorial's URL, unchanged."""
     return {
         "ingressClassName": "nginx",
         "rules": [{"http": {"paths": [{
             "path": f"/seldon/{namespace}/{MODEL_NAME}(/|$)(.*)",
             "pathType": "ImplementationSpecific",
-            "backend": {"service": {"name": f"{MODEL_NAME}-{PREDICTOR}", "port": {"number": EXECUTOR_PORT}}},
+            "backend": {"service": {"name": f"{MODEL_NAME}-{predictor}", "port": {"number": EXECUTOR_PORT}}},
         }]}}],
     }
+
+
+def canary_ingress_annotations(share: int) -> dict[str, str]:
+    """ingress-nginx sends `share` percent of the requests on the main Ingress's path to the canary Ingress's backend
+    (docs/user-guide/nginx-configuration/annotations.md#canary, kubernetes/ingress-nginx); a canary Ingress inherits
+    the main one's other annotations (the rewrite). Weight 0 while no canary predictor exists."""
+    return {"nginx.ingress.kubernetes.io/canary": "true", "nginx.ingress.kubernetes.io/canary-weight": str(share)}
+
+
+def traffic_table(models: list[dict[str, Any]]) -> dict[str, str]:
+    """predictor -> "90% <image> (job <id>, <source>)": what `pulumi stack output serving_traffic` shows."""
+    return {m["predictor"]: f"{m['traffic']}% {m['image']} (job {m['job_id']}, {m['source']})" for m in models}
 
 
 def curl_command(url: str) -> str:
@@ -122,6 +164,22 @@ class ModelServingArgs:
     ingress: str = "nginx"
     ingress_host: pulumi.Input[str] = "localhost"
     gateway_namespace: str = "ingress-nginx"
+    # infra.rollout's predictor list (main first, then an optional canary); None: serve `model_tag` pinned.
+    models: pulumi.Input[list[dict[str, Any]]] | None = None
+    canary: bool = False  # a canary is configured: declare the canary Ingress (weight 0 while it is promoted)
+
+
+def pinned_models(image_repo: str, model_tag: str) -> list[dict[str, Any]]:
+    return [{"predictor": PREDICTOR, "image": f"{image_repo}:{model_tag}", "job_id": model_tag, "traffic": 100,
+             "source": "pinned (serving:modelTag)"}]
+
+
+def serving_status(models: list[dict[str, Any]], replicas: int) -> str:
+    if len(models) == 1:
+        return f"deployed {models[0]['image']} ({replicas} replicas)"
+    main, canary = models[0], models[1]
+    return (f"deployed {main['image']} ({replicas} replicas, {main['traffic']}% of requests) and canary "
+            f"{canary['image']} ({CANARY_REPLICAS} replica, {canary['traffic']}%)")
 
 
 class ModelServing(pulumi.ComponentResource):
@@ -136,13 +194,15 @@ class ModelServing(pulumi.ComponentResource):
                 "http://", args.ingress_host, f"/seldon/{args.namespace}/{MODEL_NAME}/api/v1.0/predictions")
         else:  # `kubectl port-forward svc/issue-summarization-default 8000`
             self.prediction_url = pulumi.Output.from_input("http://localhost:8000/api/v1.0/predictions")
+        self.models: pulumi.Output[list[dict[str, Any]]] = pulumi.Output.from_input([])
         if args.model_tag is None:
             self.status = (
                 "not deployed: no model yet. Put data in raw_data, wait for the export job, then "
                 "`pulumi config set serving:modelTag <export job ID>` (the tag in export's image.json) and `pulumi up`"
             )
         else:
-            image = f"{args.image_repo}:{args.model_tag}"
+            models = pulumi.Output.from_input(
+                args.models if args.models is not None else pinned_models(args.image_repo, args.model_tag))
             # Its own identity with no API access and no token: the model never talks to Kubernetes.
             self.service_account = k8s.core.v1.ServiceAccount(
                 name,
@@ -158,8 +218,8 @@ class ModelServing(pulumi.ComponentResource):
                 kind="SeldonDeployment",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=MODEL_NAME, namespace=args.namespace,
                                                     labels=labels("serving")),
-                spec=pulumi.Output.from_input(args.image_pull_secret).apply(
-                    lambda secret: seldon_deployment_spec(image, secret, args.replicas)
+                spec=pulumi.Output.all(args.image_pull_secret, models).apply(
+                    lambda values: spec_for_models(values[1], values[0], args.replicas)
                 ),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service_account]),
             )
@@ -182,6 +242,21 @@ class ModelServing(pulumi.ComponentResource):
                     spec=ingress_spec(args.namespace),
                     opts=child,
                 )
-            self.status = f"deployed {image} ({args.replicas} replicas)"
+                if args.canary:
+                    self.canary_ingress = k8s.networking.v1.Ingress(
+                        f"{name}-canary",
+                        metadata=k8s.meta.v1.ObjectMetaArgs(
+                            name=f"{MODEL_NAME}-{CANARY_PREDICTOR}", namespace=args.namespace,
+                            labels=labels("serving"),
+                            annotations=models.apply(
+                                lambda m: canary_ingress_annotations(int(m[1]["traffic"]) if len(m) > 1 else 0)),
+                        ),
+                        spec=models.apply(lambda m: ingress_spec(
+                            args.namespace, CANARY_PREDICTOR if len(m) > 1 else PREDICTOR)),
+                        opts=pulumi.ResourceOptions(parent=self, depends_on=[self.ingress, self.deployment]),
+                    )
+            self.models = models
+            self.status = models.apply(lambda m: serving_status(m, args.replicas))
         self.curl = self.prediction_url.apply(curl_command)
-        self.register_outputs({"status": self.status, "prediction_url": self.prediction_url})
+        self.traffic = self.models.apply(traffic_table)
+        self.register_outputs({"status": self.status, "prediction_url": self.prediction_url, "models": self.models})
