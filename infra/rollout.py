@@ -77,7 +77,7 @@ Lookup = Callable[[str, str], Selection]
 
 
 def _entry(predictor: str, image: str, job_id: str, source: str, **provenance: Any) -> dict[str, Any]:
-    return {"predictor": predictor, "image": image, "job_id": job_id, "source": source, "traffic": 100, **provenance}
+    return {**provenance, "predictor": predictor, "image": image, "job_id": job_id, "source": source, "traffic": 100}
 
 
 def _pinned(predictor: str, tag: str, image_repo: str) -> dict[str, Any]:
@@ -99,9 +99,10 @@ def _previous(previous: Any, predictor: str) -> dict[str, Any] | None:
 
 
 def resolve(config: RolloutConfig, image_repo: str, pachd_address: str | None, previous: Any = None,
-            lookup: Lookup = newest_exported_model, warn: Callable[[str], None] = pulumi.log.warn,
-            ) -> list[dict[str, Any]]:
+            lookup: Lookup | None = None, warn: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """The predictors to serve, main first, each with its image, traffic share and provenance."""
+    lookup = lookup or newest_exported_model
+    warn = warn or pulumi.log.warn
     selection: Selection | None = None
     unreachable: str | None = None
 
@@ -121,8 +122,9 @@ def resolve(config: RolloutConfig, image_repo: str, pachd_address: str | None, p
                 unreachable = str(error)
         if selection is not None and selection.model is not None:
             model = selection.model
+            provenance = {k: v for k, v in model.provenance().items() if k != "job_id"}
             return _entry(predictor, model.image, model.job_id, f"latest export (serving:{_key(predictor)})",
-                          **model.provenance())
+                          **provenance)
         last = _previous(previous, predictor)
         why = unreachable or "no export commit has passed the quality gate and verified yet" + (
             f" ({'; '.join(selection.refused)})" if selection and selection.refused else "")

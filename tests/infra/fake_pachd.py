@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import grpc
 
@@ -40,6 +40,9 @@ class FakePachd:
     pipelines: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (project, name) -> request
     calls: list[Call] = field(default_factory=list)
     failures: dict[str, PachdRpcError] = field(default_factory=dict)  # method -> error raised by its next call
+    # PFS commits, newest last per repo, and their files: what list_commit / inspect_commit / get_file read.
+    commits: dict[str, list[Any]] = field(default_factory=dict)  # repo -> [pfs.CommitInfo]
+    files: dict[tuple[str, str, str], bytes] = field(default_factory=dict)  # (repo, commit id, path) -> content
 
     def __post_init__(self) -> None:
         self.pfs = _Pfs(self)
@@ -62,6 +65,25 @@ class FakePachd:
                 # pachyderm_sdk's interceptor turns this one into a ConnectionError
                 raise ConnectionError("Could not connect to pachyderm instance\n") from error
             raise error
+
+    def add_commit(self, repo: str, commit_id: str, files: dict[str, bytes] | None = None,
+                   provenance: list[tuple[str, str]] = (), error: str = "", finished: bool = True) -> Any:
+        """A finished (or still open) commit in `repo` with its files and direct provenance [(repo, id)]."""
+        from datetime import UTC, datetime
+
+        from pachyderm_sdk.api import pfs
+
+        def commit(name: str, id_: str) -> Any:
+            return pfs.Commit(id=id_, repo=pfs.Repo(name=name, type="user", project=pfs.Project(name="default")))
+
+        info = pfs.CommitInfo(commit=commit(repo, commit_id), error=error,
+                              direct_provenance=[commit(r, i) for r, i in provenance])
+        if finished:
+            info.finished = datetime(2026, 1, 1, tzinfo=UTC)
+        self.commits.setdefault(repo, []).append(info)
+        for path, content in (files or {}).items():
+            self.files[(repo, commit_id, path.lstrip("/"))] = content
+        return info
 
     def called(self, method: str) -> list[dict[str, Any]]:
         return [c.kwargs for c in self.calls if c.method == method]
@@ -95,6 +117,39 @@ class _Pfs:
         if key not in self._pachd.repos:
             raise PachdRpcError(grpc.StatusCode.NOT_FOUND, f"repo {key[0]}/{key[1]} not found")
         del self._pachd.repos[key]
+
+    def list_commit(self, *, repo: Any = None, from_: Any = None, to: Any = None, number: int = 0,
+                    reverse: bool = False, all: bool = False, origin_kind: Any = None,  # noqa: A002
+                    started_time: Any = None) -> Iterator[Any]:
+        """Newest first (pachd's order unless `reverse`), at most `number` (0: all)."""
+        self._pachd.record("list_commit", repo=repo, number=number, reverse=reverse)
+        if repo.name not in self._pachd.commits:
+            raise PachdRpcError(grpc.StatusCode.UNKNOWN, f"repo {repo.name} not found")
+        infos = list(reversed(self._pachd.commits[repo.name]))
+        infos = infos[::-1] if reverse else infos
+        return iter(infos[:number] if number else infos)
+
+    def inspect_commit(self, *, commit: Any = None, wait: Any = None) -> Any:
+        self._pachd.record("inspect_commit", commit=commit, wait=wait)
+        for info in self._pachd.commits.get(commit.repo.name, []):
+            if info.commit.id == commit.id:
+                return info
+        raise PachdRpcError(grpc.StatusCode.NOT_FOUND, f"commit {commit.repo.name}@{commit.id} not found")
+
+    def get_file(self, *, file: Any = None, url: str = "", offset: int = 0, path_range: Any = None) -> Iterator[Any]:
+        """The file's bytes in chunks with `.value`, like the BytesValue stream the SDK yields."""
+        self._pachd.record("get_file", file=file)
+        key = (file.commit.repo.name, file.commit.id, file.path.lstrip("/"))
+        if key not in self._pachd.files:
+            raise PachdRpcError(grpc.StatusCode.NOT_FOUND,
+                                f"file {file.path} not found in repo {key[0]} at commit {key[1]}")
+        content = self._pachd.files[key]
+        return iter([_Chunk(content[i:i + 1024]) for i in range(0, max(len(content), 1), 1024)])
+
+
+@dataclass
+class _Chunk:
+    value: bytes
 
 
 class _Pps:
