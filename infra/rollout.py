@@ -158,7 +158,8 @@ def previous_models(opts: pulumi.ResourceOptions | None = None) -> pulumi.Output
     `get_output` keeps it plain unless that one output was secret (the whole `outputs` map is secret as soon as any
     output is, which would hide the image diff of the SeldonDeployment in the preview).
     """
-    name = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+    # <organization>/<project>/<stack>; a DIY (file/bucket) backend's organization is literally `organization`
+    name = f"{pulumi.get_organization() or 'organization'}/{pulumi.get_project()}/{pulumi.get_stack()}"
     return pulumi.StackReference("serving-last-deployed", stack_name=name, opts=opts).get_output(OUTPUT)
 
 
