@@ -299,16 +299,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     from localpach import serve
     from localpach.pfs import PFS
 
     console = _console()
     pfs = PFS(state_dir(args))
-    commit = pfs.resolve(serve.BUILD_REPO, args.commit) if args.commit else serve.latest_build(pfs)
+    if args.commit:  # pinned; refused by name when it failed the gate or does not verify
+        commit = pfs.resolve(serve.BUILD_REPO, args.commit)
+        serve.check_servable(pfs, commit)
+    else:  # the newest build that may be served
+        commit = serve.latest_build(pfs, on_refused=lambda why: _console(stderr=True).print(f"[yellow]{escape(why)}[/]"))
     bundle = serve.checkout(pfs, commit)
     port = args.port or serve.free_port(args.host)
     base = f"http://{args.host}:{port}"
-    console.print(f"serving build@{commit.id} (job {commit.job}) from {bundle}")
+    console.print(f"serving {escape(serve.describe(serve.model_summary(pfs, commit)))} from {bundle}")
     console.print(f"model {serve.MODEL_NAME} on {base}  (Ctrl-C stops)")
     console.print(f"[dim]try: {serve.curl_command(base)}[/]")
     process = serve.start_server(bundle, args.host, port)
@@ -439,10 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--specs", metavar="PATH", help="run these Pachyderm spec JSON files instead of the project's")
     _add_settings(p)
 
-    p = add("serve", cmd_serve, "serve the latest build (or --commit) with `stages serve` on 127.0.0.1")
+    p = add("serve", cmd_serve, "serve the newest build that passed the gate (or --commit) on 127.0.0.1")
     p.add_argument("--port", type=int, default=9000, help="HTTP port (0 picks a free one; default 9000)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--commit", help="a build commit ID instead of build@master")
+    p.add_argument("--commit", help="pin a build commit ID instead of the newest build that passed the gate")
 
     p = add("demo", cmd_demo, "the whole tutorial on the sample data: put, run, serve, request, update, re-run")
     p.add_argument("--dir", help="demo directory (default: runs/demo-<timestamp>)")

@@ -2,7 +2,8 @@
 
 put the sample -> run split, pre_process, train, build, export -> serve build@master on 127.0.0.1 -> send the
 tutorial's request -> print the title, the jobs and the served model's provenance -> remove a few rows and put the
-file again (step 9) -> show which jobs re-ran -> stop the server. Leaves the loss curve and a metrics table in the
+file again (step 9) -> show which jobs re-ran -> serve the new build and show old and new side by side with their
+provenance -> stop the servers. Leaves the loss curve and a metrics table in the
 demo directory.
 """
 
@@ -20,6 +21,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from localpach import humanize, serve, views
+from localpach.compare import show_model_change
 from localpach.data import put_file
 from localpach.errors import LocalPachError
 from localpach.jobs import JobStore
@@ -211,11 +213,13 @@ class Demo:
                 new_build = serve.latest_build(self.pfs)
                 console.print(f"new model: build@{new_build.id} from {self.raw_repo}@"
                               f"{new_build.provenance_map().get(self.raw_repo)}")
+                self.step(7, "the served model changes: old and new side by side, with their provenance")
+                show_model_change(console, self.pfs, self.root, build, str(title), new_build, self.raw_repo)
             finally:
                 serve.stop_server(process)
                 console.print("model server stopped")
 
-        self.step(7, "done")
+        self.step(8, "done")
         total = time.time() - self.started
         console.print(f"demo finished in {humanize.precise(total)} ({len(first.jobs) + len(second.jobs)} jobs)")
         console.print(f"loss curve:     {self.root / 'loss.png'}")

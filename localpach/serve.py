@@ -1,4 +1,5 @@
-"""Serving the latest build locally: check out build@master and start `stages serve` on 127.0.0.1."""
+"""Serving a build locally: the newest build that passed the gate and verifies (or a pinned commit), checked out and
+served by `stages serve` on 127.0.0.1 — the local mirror of the cluster's `serving:modelTag latest` / `<job ID>`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Callable
 
 from localpach.errors import LocalPachError, NotFound
 from localpach.fsutil import make_tree_read_only, remove_tree
@@ -17,6 +18,7 @@ from localpach.pfs import PFS, Commit
 from localpach.procs import stop_process_group
 
 BUILD_REPO = "build"
+PROVENANCE = "provenance.json"
 MODEL_NAME = "issue-summarization"
 
 # The tutorial's request (step 8), unchanged: one issue body in Seldon's v1 `ndarray` format.
@@ -37,14 +39,81 @@ HOW_TO_BUILD = (
 )
 
 
-def latest_build(pfs: PFS) -> Commit:
-    """The newest successful build output (the build repo's master head)."""
-    if not pfs.exists() or pfs.find_repo(BUILD_REPO) is None:
+def _provenance(pfs: PFS, commit: Commit) -> dict:
+    import json
+
+    if PROVENANCE not in commit.files:
+        raise LocalPachError(f"build@{commit.id}: refusing to serve it: it has no {PROVENANCE} "
+                             "(not the output of `stages build`)")
+    try:
+        record = json.loads(pfs.objects.read_bytes(commit.files[PROVENANCE].hash))
+    except (OSError, ValueError) as error:
+        raise LocalPachError(f"build@{commit.id}: refusing to serve it: {PROVENANCE} is unreadable ({error})") from None
+    return record if isinstance(record, dict) else {}
+
+
+def check_servable(pfs: PFS, commit: Commit) -> dict:
+    """The build's provenance when it may be served; a LocalPachError naming `build@<id>` when not.
+
+    Served only when the quality gate passed and every file provenance.json lists is in the commit with that
+    sha256 (the store addresses objects by sha256, so this needs no reading of the model files).
+    """
+    record = _provenance(pfs, commit)
+    gate = record.get("quality_gate")
+    if not isinstance(gate, dict) or gate.get("passed") is not True:
+        raise LocalPachError(f"build@{commit.id}: refusing to serve it: the model did not pass the quality gate "
+                             f"({PROVENANCE}: quality_gate={gate!r})")
+    files = record.get("files")
+    if not isinstance(files, dict) or not files:
+        raise LocalPachError(f"build@{commit.id}: refusing to serve it: {PROVENANCE} lists no file checksums")
+    for name, expected in sorted(files.items()):
+        stored = commit.files.get(name)
+        if stored is None or stored.hash != expected:
+            why = "is missing" if stored is None else "does not match its recorded sha256"
+            raise LocalPachError(f"build@{commit.id}: refusing to serve it: provenance does not verify: {name} {why}")
+    return record
+
+
+def latest_build(pfs: PFS, on_refused: Callable[[str], None] | None = None) -> Commit:
+    """The newest build output that may be served (see check_servable), newest first along build@master."""
+    if not pfs.exists() or pfs.find_repo(BUILD_REPO) is None or pfs.head_commit(BUILD_REPO) is None:
         raise NotFound(HOW_TO_BUILD)
-    head = pfs.head_commit(BUILD_REPO)
-    if head is None:
-        raise NotFound(HOW_TO_BUILD)
-    return head
+    refused: list[str] = []
+    for commit in pfs.history(BUILD_REPO):
+        try:
+            check_servable(pfs, commit)
+            return commit
+        except LocalPachError as refusal:
+            refused.append(str(refusal))
+            if on_refused is not None:
+                on_refused(str(refusal))
+    raise NotFound("no build commit can be served:\n  " + "\n  ".join(refused))
+
+
+def model_summary(pfs: PFS, commit: Commit, data_repo: str = "raw_data") -> dict:
+    """Which model this is and where it came from: build commit, job, data commit, ROUGE-L against the baseline."""
+    record = _provenance(pfs, commit)
+    metrics = record.get("metrics") if isinstance(record.get("metrics"), dict) else {}
+
+    def rouge(system: str) -> float | None:
+        value = (metrics.get(system) or {}).get("rouge_l") if isinstance(metrics.get(system), dict) else None
+        return float(value) if isinstance(value, (int, float)) else None
+
+    return {"build_commit": commit.id, "job": commit.job, "data_commit": commit.provenance_map().get(data_repo),
+            "rouge_l": rouge("model"), "baseline_rouge_l": rouge("lead_baseline"),
+            "gate_passed": (record.get("quality_gate") or {}).get("passed") is True}
+
+
+def describe(summary: dict, data_repo: str = "raw_data") -> str:
+    """One line: `build@<id> (job <id>) from raw_data@<id>, ROUGE-L 0.3100 vs lead-words 0.2200`."""
+    text = f"build@{summary['build_commit']} (job {summary['job']})"
+    if summary.get("data_commit"):
+        text += f" from {data_repo}@{summary['data_commit']}"
+    if summary.get("rouge_l") is not None:
+        text += f", ROUGE-L {summary['rouge_l']:.4f}"
+        if summary.get("baseline_rouge_l") is not None:
+            text += f" vs lead-words {summary['baseline_rouge_l']:.4f}"
+    return text
 
 
 def checkout(pfs: PFS, commit: Commit) -> Path:
