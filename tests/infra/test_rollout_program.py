@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+import kubernetes_validate
 import pulumi
 import pytest
 
@@ -18,7 +19,7 @@ from tests.infra import harness
 from tests.infra.fake_pachd import FakePachd
 from tests.infra.harness import STACKS, ProgramRun, Recorded, run_program, stack_config
 from tests.infra.rollout_fixtures import add_commit_set
-from tests.infra.schemas import errors, seldon_deployment_validator
+from tests.infra.schemas import KUBERNETES_VERSION, errors, seldon_deployment_validator
 
 SELDON_DEPLOYMENT = "kubernetes:machinelearning.seldon.io/v1:SeldonDeployment"
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
@@ -120,6 +121,22 @@ def test_the_canary_ingress_sends_the_same_share_to_the_canary_service(stack: st
     main = next(r for r in run.of_type(INGRESS) if r.inputs["metadata"]["name"] == "issue-summarization")
     assert paths[0]["path"] == main.inputs["spec"]["rules"][0]["http"]["paths"][0]["path"]  # same route, other backend
     assert paths[0]["backend"]["service"]["name"] == "issue-summarization-canary"  # Seldon: <sdep>-<predictor>
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_canary_stack_renders_valid_objects_and_passes_the_policy_pack(stack: str, pachd: FakePachd) -> None:
+    from policy import rules
+
+    run = run_program(stack, {"serving:modelTag": OLD, "serving:canaryTag": NEW})
+    for manifest in run.manifests():
+        if manifest["kind"] == "Ingress":
+            kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+        if manifest["kind"] == "SeldonDeployment":
+            assert errors(seldon_deployment_validator(), manifest) == []
+    found = {f"{r.type_} {r.name}": v for r in run if not r.read
+             if (v := rules.violations(r.type_, r.inputs, gpu_allowed=rules.gpu_allowed_for(stack, ["gke-gpu"]),
+                                       password=harness.TEST_PASSWORD, urn=r.urn))}
+    assert found == {}
 
 
 @pytest.mark.parametrize("stack", STACKS)
