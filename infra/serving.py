@@ -174,7 +174,7 @@ def pinned_models(image_repo: str, model_tag: str) -> list[dict[str, Any]]:
              "source": "pinned (serving:modelTag)"}]
 
 
-def serving_status(models: list[dict[str, Any]], replicas: int) -> str:
+def rollout_status(models: list[dict[str, Any]], replicas: int) -> str:
     if len(models) == 1:
         return f"deployed {models[0]['image']} ({replicas} replicas)"
     main, canary = models[0], models[1]
@@ -256,7 +256,7 @@ class ModelServing(pulumi.ComponentResource):
                         opts=pulumi.ResourceOptions(parent=self, depends_on=[self.ingress, self.deployment]),
                     )
             self.models = models
-            self.status = models.apply(lambda m: serving_status(m, args.replicas))
+            self.status = models.apply(lambda m: rollout_status(m, args.replicas))
         self.curl = self.prediction_url.apply(curl_command)
         self.traffic = self.models.apply(traffic_table)
         self.register_outputs({"status": self.status, "prediction_url": self.prediction_url, "models": self.models})
