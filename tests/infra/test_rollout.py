@@ -171,3 +171,15 @@ def test_no_gated_export_keeps_the_last_deployed_model() -> None:
                       warn=warnings.append)
     assert model["image"] == f"{REPO}:{OLD}"
     assert warnings[0] == f"not serving export@{NEW}: its job failed (inputs failed)"
+
+
+@pytest.mark.cluster
+def test_the_newest_export_is_read_from_a_real_pachd() -> None:
+    """With PACHD_ADDRESS set (a cluster where the pipelines ran), the real SDK calls answer: a model or refusals."""
+    import os
+
+    address = os.environ.get("PACHD_ADDRESS")
+    if not address:
+        pytest.skip("set PACHD_ADDRESS (e.g. grpc://$(minikube ip):30080) to run against a real pachd")
+    selection = newest_exported_model(address, os.environ.get("SERVING_IMAGE_REPO", REPO))
+    assert selection.model is not None or selection.refused
