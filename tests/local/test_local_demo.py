@@ -25,5 +25,10 @@ def test_the_demo_answers_the_tutorial_request_and_reruns_every_job_after_the_up
     assert title and title.group(1).strip()
     assert "re-ran: split, pre_process, train, build, export" in result.stdout
     assert "model server stopped" in result.stdout
+    # the demo ends with the served model changing: old and new side by side, each with its provenance
+    before_after = re.search(r"served before the update +served after the update", result.stdout)
+    assert before_after
+    data_row = re.search(r"data commit +raw_data@(\w+) +raw_data@(\w+)", result.stdout)
+    assert data_row and data_row.group(1) != data_row.group(2)
     assert (demo_dir / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| rouge_l |" in (demo_dir / "metrics.md").read_text()
