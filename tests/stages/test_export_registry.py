@@ -348,9 +348,11 @@ def test_in_a_cluster_without_credentials_the_registry_answers_401_and_export_fa
 
 
 def test_in_a_cluster_refused_credentials_fail_the_step(registry, tmp_path, monkeypatch, capsys):
-    code = cli_export(registry, tmp_path, monkeypatch, auth_file(tmp_path, registry.host, password="wrong"))
+    code = cli_export(registry, tmp_path, monkeypatch, auth_file(tmp_path, registry.host, password="wrong-Pa55"))
+    err = capsys.readouterr().err
     assert code != 0
-    assert capsys.readouterr().err.strip().endswith("token request HTTP 401: the credentials were refused")
+    assert err.strip().endswith("token request HTTP 401: the credentials were refused")
+    assert "wrong-Pa55" not in err and base64.b64encode(b"robot:wrong-Pa55").decode() not in err
     assert not (tmp_path / "out").exists()
 
 

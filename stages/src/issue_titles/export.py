@@ -93,7 +93,11 @@ def image_reference(image: str, bundle: Path, env: Mapping[str, str]) -> tuple[s
 
 
 def in_cluster(env: Mapping[str, str]) -> bool:
-    """Inside a Kubernetes pod (a Pachyderm worker): the kubelet sets KUBERNETES_SERVICE_HOST in every container."""
+    """Inside a Kubernetes pod (a Pachyderm worker): the kubelet sets KUBERNETES_SERVICE_HOST in every container.
+
+    The same test as kubernetes/client-go's rest.InClusterConfig (rest/config.go). Not PACH_JOB_ID: localpach sets
+    it too, and a local run must not fail for want of a registry.
+    """
     return bool(env.get("KUBERNETES_SERVICE_HOST"))
 
 

@@ -273,7 +273,9 @@ class RegistryClient:
         self._credentials = credentials
         self._scopes = list(dict.fromkeys(scopes))
         self._session = session or requests.Session()
-        self._session.trust_env = False  # no ~/.netrc or proxy credentials sneak in
+        # Proxy and CA settings from the environment still apply (Pachyderm passes its proxy settings to workers);
+        # a session-level auth that changes nothing stops requests from adding ~/.netrc credentials of its own.
+        self._session.auth = _headers_only
         self._timeout = timeout
         self._base: str | None = None
         self._authorization: str | None = None
@@ -463,6 +465,10 @@ def copy_blob(source: RegistryClient, source_repo: str, target: RegistryClient, 
         target.finish_upload(location or target.start_upload(target_repo), digest, body, size)
     if body.sent != size or f"{digest.split(':')[0]}:{body.hash.hexdigest()}" != digest:
         raise RegistryError(f"registry {source.registry}: blob {source_repo}@{digest} did not match its descriptor")
+
+
+def _headers_only(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    return request
 
 
 def _digest_of(data: bytes, like: str) -> str:
