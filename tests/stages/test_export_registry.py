@@ -401,3 +401,30 @@ def test_a_successful_push_never_prints_or_stores_the_credentials(registry, tmp_
 def test_image_references_are_split_as_docker_does(text, expected):
     reference = parse_reference(text)
     assert (reference.registry, reference.repository, reference.tag, reference.digest) == expected
+
+
+# -- a real registry ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.cluster
+def test_push_onto_a_real_stage_image_in_a_real_registry(tmp_path):
+    """EXPORT_TEST_BASE (an image in a real registry, e.g. the stage image the e2e run pushed to the kind registry)
+    and EXPORT_TEST_REPO (where to push); REGISTRY_AUTH_FILE when the registry wants credentials."""
+    import os
+
+    from issue_titles.registry import RegistryClient
+
+    base, target = os.environ.get("EXPORT_TEST_BASE"), os.environ.get("EXPORT_TEST_REPO")
+    if not (base and target):
+        pytest.skip("set EXPORT_TEST_BASE and EXPORT_TEST_REPO (and REGISTRY_AUTH_FILE if needed) to push for real")
+    bundle = make_bundle(tmp_path / "bundle", base)
+    env = {"KUBERNETES_SERVICE_HOST": "real", "PACH_JOB_ID": JOB, **{
+        key: os.environ[key] for key in ("REGISTRY_AUTH_FILE",) if key in os.environ}}
+    record = run_export(bundle, tmp_path / "out", target, env=env)
+    reference = parse_reference(record["image"])
+    credentials = load_credentials(Path(env["REGISTRY_AUTH_FILE"])) if "REGISTRY_AUTH_FILE" in env else {}
+    client = RegistryClient(reference.registry, credentials.get(reference.registry),
+                            scopes=[f"repository:{reference.repository}:pull"])
+    body, _, digest = client.get_manifest(reference.repository, JOB)
+    assert digest == record["digest"]
+    assert json.loads(body)["layers"][-1]["digest"] == record["layer"]["digest"]
