@@ -289,12 +289,12 @@ class RegistryClient:
     def ping(self) -> None:
         """GET /v2/ (end-1) over https, or http where allowed; remembers the scheme and authenticates."""
         schemes = ["https", "http"] if _may_use_http(self.host) else ["https"]
-        last: Exception | None = None
+        failures: list[str] = []
         for scheme in schemes:
             try:
                 response = self._session.get(f"{scheme}://{self.host}/v2/", timeout=self._timeout)
             except requests.RequestException as error:
-                last = error
+                failures.append(f"{scheme}: {type(error).__name__}: {_short(error)}")
                 continue
             self._base = f"{scheme}://{self.host}"
             if response.status_code == 401:
@@ -303,7 +303,7 @@ class RegistryClient:
             elif response.status_code != 200:
                 raise self._fail("GET /v2/", f"HTTP {response.status_code} ({_registry_errors(response)})")
             return
-        raise self._fail("cannot connect", f"{type(last).__name__}: {_short(last)}")
+        raise self._fail("cannot connect", "; ".join(failures))
 
     def _authenticate(self, extra_scopes: Iterable[str] = ()) -> None:
         scheme, params = self._challenge or ("", {})
@@ -349,7 +349,9 @@ class RegistryClient:
         data = kwargs.get("data")
         for attempt in (1, 2):
             headers = dict(base_headers)
-            if self._authorization:
+            if self._authorization and urlsplit(url).netloc == self.host:
+                # An upload Location may point at another server (spec: "does not necessarily need to be provided
+                # by the registry itself"); the registry's token or password stays with the registry.
                 headers["Authorization"] = self._authorization
             if hasattr(data, "seek"):
                 data.seek(0)
@@ -478,5 +480,5 @@ def _digest_of(data: bytes, like: str) -> str:
 
 
 def _short(error: Exception | None) -> str:
-    text = str(error) if error is not None else "unknown error"
+    text = " ".join((str(error) if error is not None else "unknown error").split())  # one line, whatever it held
     return text if len(text) <= 200 else text[:200] + "…"
