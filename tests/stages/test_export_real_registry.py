@@ -18,7 +18,6 @@ import socket
 import subprocess
 import tarfile
 import time
-from pathlib import Path
 
 import pytest
 import requests

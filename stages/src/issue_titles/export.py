@@ -238,8 +238,8 @@ def choose_platform(index: Mapping[str, Any], where: str) -> Mapping[str, Any]:
     for entry in entries:
         platform = entry.get("platform") or {}
         seen.append(f"{platform.get('os', '?')}/{platform.get('architecture', '?')}")
-        if all(platform.get(key) == value for key, value in PLATFORM.items()) and entry.get("mediaType",
-                                                                                             MANIFEST_TYPES[0]) in MANIFEST_TYPES:
+        matches = all(platform.get(key) == value for key, value in PLATFORM.items())
+        if matches and entry.get("mediaType", OCI_MANIFEST) in MANIFEST_TYPES:
             return entry
     raise StageError(f"base image {where} has no linux/amd64 image (platforms: {', '.join(seen) or 'none'})")
 
