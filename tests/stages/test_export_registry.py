@@ -295,6 +295,20 @@ def test_the_token_is_asked_for_with_the_secret_and_push_and_pull_scopes(registr
                if r.path.startswith("/v2/") and r.path != "/v2/")
 
 
+def test_the_registry_token_never_goes_to_an_upload_location_on_another_host(registry):
+    from issue_titles.registry import Credentials, RegistryClient
+
+    client = RegistryClient(registry.host, Credentials("robot", PASSWORD), scopes=[f"repository:{TARGET_REPO}:push"])
+    client.ping()
+    with FakeRegistry(auth="none") as storage:  # the spec lets a registry hand uploads to another server
+        storage.state.uploads["s1"] = TARGET_REPO
+        client.finish_upload(f"http://{storage.host}/v2/{TARGET_REPO}/blobs/uploads/s1?_state=x", digest_of(b"blob"),
+                             b"blob", 4)
+        (put,) = storage.state.requests
+    assert put.method == "PUT" and "Authorization" not in put.headers
+    assert storage.blob(digest_of(b"blob")) == b"blob"
+
+
 def test_a_basic_auth_registry_gets_basic_credentials(tmp_path):
     with FakeRegistry(auth="basic") as registry:
         registry.state.username, registry.state.password = "robot", PASSWORD
