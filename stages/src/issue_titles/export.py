@@ -301,17 +301,15 @@ def push_serving_image(
     credentials: Mapping[str, Credentials],
     scratch: Path,
     log: Callable[[str], None],
-    session_factory: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
     """Append the bundle to the base image and push it as `target`; returns what image.json records."""
     same_registry = base_ref.registry == target.registry
     target_scopes = [f"repository:{target.repository}:pull,push"]
     base_scopes = [f"repository:{base_ref.repository}:pull"]
-    new_session = session_factory or (lambda: None)
     target_client = RegistryClient(target.registry, credentials.get(target.registry),
-                                   scopes=target_scopes + (base_scopes if same_registry else []), session=new_session())
+                                   scopes=target_scopes + (base_scopes if same_registry else []))
     base_client = target_client if same_registry else RegistryClient(
-        base_ref.registry, credentials.get(base_ref.registry), scopes=base_scopes, session=new_session())
+        base_ref.registry, credentials.get(base_ref.registry), scopes=base_scopes)
 
     base = resolve_base(base_client, base_ref)
     log(f"base image {base_ref} -> {base.digest} ({len(base.manifest['layers'])} layers)")
@@ -381,7 +379,6 @@ def run_export(
     output_dir: Path,
     image: str,
     env: Mapping[str, str] | None = None,
-    session_factory: Callable[[], Any] | None = None,
 ) -> dict:
     env = os.environ if env is None else env
     bundle = Path(input_dir).absolute()
@@ -419,7 +416,7 @@ def run_export(
                 pushed = push_serving_image(
                     bundle, target, base_ref,
                     lambda base: image_labels(provenance, provenance_sha256, job_id, base_ref, base.digest, created),
-                    created, mtime, comment, _credentials(env), Path(scratch), log, session_factory,
+                    created, mtime, comment, _credentials(env), Path(scratch), log,
                 )
             except StageError as error:
                 raise RegistryError(f"cannot push {reference}: {error}") from None
