@@ -92,6 +92,8 @@ def seed_base(registry: FakeRegistry, repository: str = BASE_REPO, docker: bool 
         entries.append({"mediaType": manifest["mediaType"], "digest": digest, "size": len(manifest_bytes),
                         "platform": {"os": os_name, "architecture": architecture}})
     index = {"schemaVersion": 2, "mediaType": DOCKER_LIST if docker else OCI_INDEX, "manifests": entries}
+    if not docker:
+        schema_validator("image-index-schema.json").validate(index)  # the fixture itself is a valid OCI index
     index_bytes = json.dumps(index).encode()
     index_digest = state.add_manifest(repository, "cpu", index_bytes, index["mediaType"])
     return {"manifest": manifest, "manifest_digest": manifest_digest, "config": config, "index_digest": index_digest,
