@@ -17,7 +17,7 @@ import pulumi
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import rpc, settings
+from pulumi.runtime import rpc
 
 from infra import pachyderm_pipelines, pachyderm_provider
 from infra.pachyderm_pipelines import PachydermPipelines, PachydermPipelinesArgs, pipeline_specs
@@ -383,7 +383,7 @@ class _Recorder(pulumi_mocks.MockMonitor):
 
 @pytest.fixture
 def recorder() -> _Recorder:
-    settings.ROOT.set(None)
+    pulumi.runtime.reset_options(project="issue-titles", stack="test")  # a fresh root Stack for set_mocks
     monitor = _Recorder(_Mocks())
     pulumi.runtime.set_mocks(_Mocks(), project="issue-titles", stack="test", preview=False, monitor=monitor)
     return monitor
