@@ -5,7 +5,6 @@ or `time_cap_s` passed, so every scenario stops by itself. Loopback only.
 """
 
 import json
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-from bench.common import REPO, SAMPLE_CSV, Model, Section, median, percentile, verdict
+from bench.common import Model, Section, median, percentile, sample_bodies, verdict
 
 V1_PATH = "/api/v1.0/predictions"
 V2_PATH = "/v2/models/issue-summarization/infer"
@@ -103,12 +102,9 @@ def server_vm_hwm_kb(pid: int) -> int | None:
 
 def run(model: Model, quick: bool, scratch: Path, plots_dir: Path) -> tuple[Section, dict]:
     """Returns the section and extra facts (server peak RSS) for the pipeline section."""
-    sys.path.insert(0, str(REPO / "tests" / "serving"))
-    from serving_harness import ServerProcess  # noqa: E402  (test harness reused, not copied)
+    from tests.serving.serving_harness import ServerProcess  # the one way to run a server process, reused
 
-    from issue_titles.benchmarks import sample_bodies
-
-    bodies = sample_bodies(64, SAMPLE_CSV if SAMPLE_CSV.exists() else None)
+    bodies = sample_bodies(64)
     concurrencies = (1, 8) if quick else (1, 8, 32)
     protocols = ("v1",) if quick else ("v1", "v2")
     sizes = (1,) if quick else (1, 32)
