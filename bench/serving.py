@@ -102,7 +102,7 @@ def server_vm_hwm_kb(pid: int) -> int | None:
 
 def run(model: Model, quick: bool, scratch: Path, plots_dir: Path) -> tuple[Section, dict]:
     """Returns the section and extra facts (server peak RSS) for the pipeline section."""
-    from tests.serving.serving_harness import ServerProcess  # the one way to run a server process, reused
+    from localpach.serve import free_port, start_server, stop_server, wait_ready  # how `localpach serve` runs it
 
     bodies = sample_bodies(64)
     concurrencies = (1, 8) if quick else (1, 8, 32)
@@ -112,30 +112,31 @@ def run(model: Model, quick: bool, scratch: Path, plots_dir: Path) -> tuple[Sect
     time_cap_s = 5.0 if quick else 15.0
 
     floors = in_process_floor(model, bodies, repeats=10 if quick else 50)
-    server = ServerProcess(model.path, scratch / "server.log", via_stages_cli=True).start()
+    base_url = f"http://127.0.0.1:{(port := free_port())}"
     results: list[tuple[Scenario, dict]] = []
-    try:
-        server.wait_ready(timeout=180)
-        for protocol in protocols:  # warm both routes and both batch shapes
-            for size in sizes:
-                load(
-                    server.url + (V1_PATH if protocol == "v1" else V2_PATH), payload(protocol, bodies[:size]), 2, 10, 30
-                )
-        for protocol in protocols:
-            for size in sizes:
-                for concurrency in concurrencies:
-                    scenario = Scenario(protocol, size, concurrency)
-                    url = server.url + (V1_PATH if protocol == "v1" else V2_PATH)
-                    if size == 1:  # at least 30 per client: a burst on the shared cores must not decide the ratio
-                        total = max(requests_total, 30 * concurrency)
-                    else:
-                        total = max(concurrency * 4, requests_total // 4)
-                    results.append(
-                        (scenario, load(url, payload(protocol, bodies[:size]), concurrency, total, time_cap_s))
-                    )
-        rss_kb = server_vm_hwm_kb(server.process.pid) if server.process else None
-    finally:
-        server.stop()
+    with open(scratch / "server.log", "wb") as log:
+        server = start_server(model.path, "127.0.0.1", port, log)
+        try:
+            wait_ready(base_url, server, timeout=180)
+            for protocol in protocols:  # warm both routes and both batch shapes
+                for size in sizes:
+                    load(base_url + (V1_PATH if protocol == "v1" else V2_PATH), payload(protocol, bodies[:size]),
+                         2, 10, 30)
+            for protocol in protocols:
+                for size in sizes:
+                    for concurrency in concurrencies:
+                        scenario = Scenario(protocol, size, concurrency)
+                        url = base_url + (V1_PATH if protocol == "v1" else V2_PATH)
+                        if size == 1:  # at least 30 per client: a burst on the shared cores must not decide the ratio
+                            total = max(requests_total, 30 * concurrency)
+                        else:
+                            total = max(concurrency * 4, requests_total // 4)
+                        results.append(
+                            (scenario, load(url, payload(protocol, bodies[:size]), concurrency, total, time_cap_s))
+                        )
+            rss_kb = server_vm_hwm_kb(server.pid)
+        finally:
+            stop_server(server)
 
     section = Section(
         "Serving (stages serve on 127.0.0.1, closed-loop load)",
