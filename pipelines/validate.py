@@ -114,8 +114,8 @@ def spec_problems(spec: Any, *, image_required: bool = True, pending: Pending = 
             input_leaves(spec["input"], name)
         except SpecError as error:
             problems.append(str(error))
-    reprocess = spec.get("reprocessSpec")
-    if reprocess is not None and not pending(reprocess) and reprocess not in REPROCESS_SPECS:
+    reprocess = spec.get("reprocessSpec")  # absent or "" (the proto default) means until_success
+    if reprocess not in (None, "") and not pending(reprocess) and reprocess not in REPROCESS_SPECS:
         problems.append(f"pipeline {name}: reprocessSpec must be one of {', '.join(REPROCESS_SPECS)}, "
                         f"not {reprocess!r}")
     return problems
