@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import pulumi
 
 from pipelines.settings import ARCHITECTURES
+from pipelines.settings import K8S_NAME as _DNS1123_LABEL
 
 PROJECT = "issue-titles"
 CLUSTER_KINDS = ("minikube", "gke")
 INGRESS_KINDS = ("nginx", "none")
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _IMAGE_REPO = re.compile(r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+$")
 _PACHD = re.compile(r"^(grpc|grpcs)://[^/:]+(:[0-9]+)?$")
 

@@ -20,12 +20,11 @@ from typing import Any, Callable, Iterator, Mapping, NoReturn
 import pulumi
 from pulumi.dynamic import (CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource,
                             ResourceProvider, UpdateResult)
+from pulumi.runtime.rpc import UNKNOWN  # what Pulumi puts in place of a value it does not know yet (a preview)
 
 from pipelines.validate import pipeline_name, spec_problems
 
 DEFAULT_PROJECT = "default"
-# What Pulumi puts in place of a value it does not know yet (a preview before the stage image is built).
-UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 # Parts of a spec that change what a datum computes: a change there must reprocess data already processed.
 DATUM_FIELDS = ("transform", "input")
 _NAME = re.compile(r"^[a-zA-Z0-9_-]+$")  # Pachyderm's rule for project, repo and pipeline names

@@ -9,7 +9,7 @@ from typing import Any
 # The one definition of each choice: infra/config.py, localpach and the spec validator read these.
 ARCHITECTURES = ("default", "tutorial")
 REPROCESS_SPECS = ("until_success", "every_job")
-_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # a DNS-1123 label: namespaces, secret names
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def _problems(s: PipelineSettings):
         yield "serving_image_repo must be a non-empty image repository"
     elif ":" in s.serving_image_repo.rsplit("/", 1)[-1]:
         yield "serving_image_repo must not carry a tag: export tags each image with its Pachyderm job ID"
-    if not _K8S_NAME.match(s.registry_secret or ""):
+    if not K8S_NAME.match(s.registry_secret or ""):
         yield f"registry_secret {s.registry_secret!r} is not a Kubernetes secret name"
     if s.sample_size is not None and (not isinstance(s.sample_size, int) or s.sample_size < 10):
         yield "sample_size must be an integer >= 10, or None for all rows"
