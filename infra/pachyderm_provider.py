@@ -437,11 +437,11 @@ class PachydermPipeline(Resource):
     def __init__(self, name: str, args: PachydermPipelineArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         spec = args.spec
         if isinstance(spec, Mapping):
-            pipeline_name: Any = (spec.get("pipeline") or {}).get("name")
+            name_: Any = pipeline_name(spec)
         else:
-            pipeline_name = pulumi.Output.from_input(spec).apply(_pipeline_name)
+            name_ = pulumi.Output.from_input(spec).apply(pipeline_name)
         props: dict[str, Any] = {"pachd_address": args.pachd_address, "project": args.project,
-                                 "name": pipeline_name, "spec": spec}
+                                 "name": name_, "spec": spec}
         if args.reprocess is not None:
             props["reprocess"] = args.reprocess
         super().__init__(PipelineProvider(), name, props, opts)

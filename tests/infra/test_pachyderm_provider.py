@@ -21,7 +21,8 @@ from pulumi.runtime import rpc
 
 from infra import pachyderm_pipelines, pachyderm_provider
 from infra.pachyderm_pipelines import PachydermPipelines, PachydermPipelinesArgs, pipeline_specs
-from infra.pachyderm_provider import UNKNOWN, PachydermError, PipelineProvider, RepoProvider
+from infra.pachyderm_provider import (UNKNOWN, PachydermError, PachydermPipeline, PachydermPipelineArgs,
+                                     PipelineProvider, RepoProvider)
 from pipelines import PipelineSettings, SpecError, all_pipelines
 from tests.infra.fake_pachd import FakePachd, _Pfs, _Pps
 from tests.infra.harness import ROOT
@@ -437,6 +438,16 @@ def test_each_pipeline_waits_for_what_it_reads_and_for_pachd(recorder: _Recorder
     for pipeline, reads in upstream.items():
         depends_on = recorder.registered[f"pipelines-{pipeline}"]["depends_on"]
         assert {urn[f"pipelines-{repo}"] for repo in reads} | {urn["pachd"]} <= depends_on, pipeline
+
+
+def test_a_spec_given_as_one_output_names_the_pipeline_once_it_resolves(recorder: _Recorder) -> None:
+    @pulumi.runtime.test
+    def program() -> None:
+        PachydermPipeline("whole-output", PachydermPipelineArgs(
+            pachd_address=ADDRESS, spec=pulumi.Output.from_input(spec_of("train"))))
+
+    program()
+    assert recorder.registered["whole-output"]["inputs"]["name"] == "train"
 
 
 def test_another_project_holds_the_pipelines_and_the_repos_they_read() -> None:
