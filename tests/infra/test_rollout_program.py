@@ -124,18 +124,22 @@ def test_the_canary_ingress_sends_the_same_share_to_the_canary_service(stack: st
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_a_canary_stack_renders_valid_objects_and_passes_the_policy_pack(stack: str, pachd: FakePachd) -> None:
-    from policy import rules
+def test_a_canary_stack_renders_valid_objects_and_passes_the_policy_pack(stack: str, pachd: FakePachd,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pack's policies as tests/delivery/test_policies_on_stacks.py runs them, on the canary's extra objects."""
+    from policy import pack
+    from tests.delivery.test_policies import run_policy
 
+    monkeypatch.setattr(pack, "current_stack", lambda: stack)
+    monkeypatch.setattr(pack, "stack_registry_password", lambda: harness.TEST_PASSWORD)
     run = run_program(stack, {"serving:modelTag": OLD, "serving:canaryTag": NEW})
     for manifest in run.manifests():
         if manifest["kind"] == "Ingress":
             kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
         if manifest["kind"] == "SeldonDeployment":
             assert errors(seldon_deployment_validator(), manifest) == []
-    found = {f"{r.type_} {r.name}": v for r in run if not r.read
-             if (v := rules.violations(r.type_, r.inputs, gpu_allowed=rules.gpu_allowed_for(stack, ["gke-gpu"]),
-                                       password=harness.TEST_PASSWORD, urn=r.urn))}
+    found = {f"{policy.name}: {r.type_} {r.name}": reported for r in run if not r.read for policy in pack.POLICIES
+             if (reported := run_policy(policy.name, r.type_, r.inputs, urn=r.urn))}
     assert found == {}
 
 
