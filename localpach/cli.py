@@ -309,8 +309,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.commit:  # pinned; refused by name when it failed the gate or does not verify
         commit = pfs.resolve(serve.BUILD_REPO, args.commit)
         serve.check_servable(pfs, commit)
-    else:  # the newest build that may be served
-        commit = serve.latest_build(pfs, on_refused=lambda why: _console(stderr=True).print(f"[yellow]{escape(why)}[/]"))
+    else:  # the newest build that may be served; the ones skipped on the way are named
+        warn = _console(stderr=True)
+        commit = serve.latest_build(pfs, on_refused=lambda why: warn.print(f"[yellow]{escape(why)}[/]"))
     bundle = serve.checkout(pfs, commit)
     port = args.port or serve.free_port(args.host)
     base = f"http://{args.host}:{port}"
