@@ -172,18 +172,38 @@ def test_list_repo_lists_the_intact_repos_and_names_the_broken_one(
     assert damaged in err and "localpach fsck" in err
 
 
-def test_run_brings_up_to_date_what_a_damaged_record_does_not_feed(
-    state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    damaged = truncate(head_record(state, "build"))
+def test_run_brings_up_to_date_what_a_damaged_record_does_not_feed(state: Path, tmp_path: Path) -> None:
+    damaged = truncate(state / "repos" / "__spec__" / "branches" / "export.json")
     put_file(state, "raw_data", "issues.csv", issue_csv(tmp_path / "c.csv", rows=5), overwrite=True)
 
     summary = run_pipelines(state, project_like_specs())
 
     status = {item.pipeline: item for item in summary.statuses}
-    assert [status[name].status for name in ("split", "pre_process", "train")] == ["ran", "ran", "ran"]
+    assert [status[name].status for name in ("split", "pre_process", "train", "build")] == ["ran"] * 4
+    assert status["export"].status == "failed" and damaged in status["export"].detail
+
+
+def test_a_pipeline_whose_output_head_is_damaged_fails_alone_naming_it(state: Path) -> None:
+    damaged = str(head_record(state, "build"))
+    truncate(Path(damaged))
+
+    summary = run_pipelines(state, project_like_specs())
+
+    status = {item.pipeline: item for item in summary.statuses}
+    assert [status[name].status for name in ("split", "pre_process", "train")] == ["up_to_date"] * 3
     assert status["build"].status == "failed" and damaged in status["build"].detail
     assert status["export"].status == "failed" and damaged in status["export"].detail
+
+
+def test_a_pipeline_makes_its_next_output_on_top_of_a_damaged_head(state: Path, tmp_path: Path) -> None:
+    damaged = str(head_record(state, "train"))
+    truncate(Path(damaged))
+    put_file(state, "raw_data", "issues.csv", issue_csv(tmp_path / "c.csv", rows=5), overwrite=True)
+
+    summary = run_pipelines(state, project_like_specs())
+
+    assert [item.status for item in summary.statuses] == ["ran"] * 5
+    assert PFS(state).head_commit("train").parent == Path(damaged).stem
 
 
 def test_an_unreadable_job_record_does_not_block_runs(state: Path, tmp_path: Path) -> None:
@@ -269,7 +289,7 @@ def test_fsck_finds_no_errors_in_a_healthy_state(state: Path, capsys: pytest.Cap
 
 def test_fsck_names_every_damaged_record_and_exits_1(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
     damaged = [DAMAGE[name](state) for name in (
-        "split head commit truncated", "split parent commit deleted", "train repo record truncated",
+        "split parent commit deleted", "split head commit truncated", "train repo record truncated",
         "job record truncated", "datum record truncated",
     )]
     damaged.append(delete_object_of(state, "pre_process"))
@@ -296,7 +316,7 @@ def test_fsck_finds_an_object_whose_bytes_changed(state: Path, capsys: pytest.Ca
 
     code, out, _ = cli(capsys, "--state", str(state), "fsck")
 
-    assert code == 1 and str(path) in out and "does not match" in out
+    assert code == 1 and str(path) in out and "do not match" in out
 
 
 def test_fsck_fix_moves_unreadable_job_and_datum_records_to_lost_and_found(
