@@ -286,9 +286,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0 if summary.ok else EXIT_FAILED_JOBS
     pfs = PFS(state_dir(args))
 
+    def head_or_problem(repo: str, branch: str) -> str | None:
+        try:
+            return pfs.head(repo, branch)
+        except LocalPachError as error:  # a damaged branch record: the next pass names it; keep watching
+            return error.message
+
     def fingerprint() -> tuple:
         return tuple(
-            (repo.name, branch, pfs.head(repo.name, branch))
+            (repo.name, branch, head_or_problem(repo.name, branch))
             for repo in pfs.list_repos()
             for branch in pfs.branches(repo.name)
         )

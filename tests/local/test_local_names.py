@@ -156,3 +156,14 @@ def test_a_head_record_naming_a_path_is_refused_not_followed(ran: Path, capsys: 
 
     assert code != 0
     assert str(branch) in err
+
+
+def test_an_invalid_branch_on_a_fresh_state_creates_nothing(
+    state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = issue_csv(tmp_path / "issues.csv", rows=2)
+
+    code, _, err = cli(capsys, "--state", str(state), "put-file", "raw_data@dev/x", "issues.csv", "-f", str(source))
+
+    assert code == 2 and "invalid branch name" in err
+    assert not state.exists()
