@@ -38,13 +38,12 @@ class Finding:
 
     message: str
     fix: Callable[[], str] | None = None
+    fix_text: str = ""  # what --fix would do, said when it is not asked for
 
 
-def _own(message: str) -> str:
-    """A record error as fsck prints it: without the 'run localpach fsck' hint it carries elsewhere."""
-    for suffix in (f", or {FSCK_HINT}", f"; {FSCK_HINT}", f" ({FSCK_HINT})"):
-        message = message.replace(suffix, "")
-    return message
+def _problem(message: str) -> str:
+    """The '<path>: what is wrong (why)' part of a record error, without the repair it carries elsewhere."""
+    return message.split("; ", 1)[0]
 
 
 class Checker:
@@ -56,12 +55,12 @@ class Checker:
         self._reported: set[str] = set()
         self._links: list[tuple[Commit, str | None, bool, str]] = []  # checked after every branch walk
 
-    def add(self, message: str, fix: Callable[[], str] | None = None) -> None:
+    def add(self, message: str, fix: Callable[[], str] | None = None, fix_text: str = "") -> None:
         """Record a problem once per file (every message starts with the file's path)."""
         path = message.split(": ", 1)[0]
         if path not in self._reported:
             self._reported.add(path)
-            self.findings.append(Finding(_own(message), fix))
+            self.findings.append(Finding(message, fix, fix_text))
 
     def to_lost_and_found(self, path: Path) -> Callable[[], str]:
         def move() -> str:
@@ -101,7 +100,8 @@ class Checker:
         try:
             found = read_record(marker, "state marker").get("format")
         except CorruptState as error:
-            self.add(f"{error.message.split(';')[0]}; it should hold {{\"format\": {STATE_FORMAT}}}", rewrite)
+            should = f'it should hold {{"format": {STATE_FORMAT}}}'
+            self.add(f"{_problem(error.message)}; {should}", rewrite, "rewrites it")
             return
         if found != STATE_FORMAT:
             self.add(f"{marker}: the state is format {found!r}, this version reads {STATE_FORMAT}; use a fresh --state")
@@ -117,7 +117,7 @@ class Checker:
             repo = self.pfs.find_repo(name)
             kind = repo.kind if repo else None
         except CorruptState as error:
-            self.add(error.message)
+            self.add(error.message.replace(f"; {FSCK_HINT}", ""))
             kind = None
         reachable: set[str] = set()
         intact = True
@@ -138,11 +138,11 @@ class Checker:
         try:
             commit_id = self.pfs.head(repo, branch)
         except CorruptState as error:
-            self.add(error.message + self.intact_hint(repo, branch, None))
+            self.add(f"{_problem(error.message)}; restore it from a backup{self.intact_hint(repo, branch, None)}")
             return False
         child: Commit | None = None
         while commit_id is not None:
-            referenced_by = f"the head of {repo}@{branch}" if child is None else f"{repo}@{child.id} names it as parent"
+            referenced_by = f"it is the parent of {repo}@{child.id}" if child else f"{repo}@{branch} points to it"
             try:
                 commit = self.pfs.get_commit(repo, commit_id, referenced_by=referenced_by)
             except CorruptState as error:
@@ -153,7 +153,7 @@ class Checker:
                                 "makes it again"
                 else:
                     hint = f"; until then the history before {repo}@{child.id} cannot be listed (newer commits work)"
-                self.add(error.message + hint)
+                self.add(f"{_problem(error.message)}; restore it from a backup{hint}")
                 return False
             reachable.add(commit.id)
             self._links.append((commit, kind, child is None, branch))
@@ -176,7 +176,7 @@ class Checker:
             return "; no intact commit of this branch is left"
         newest = sorted(intact, key=lambda commit: commit.finished, reverse=True)[:3]
         listed = ", ".join(commit.id for commit in newest)
-        return (f"; or point the branch at an intact commit by writing {{\"head\": \"<ID>\"}} into "
+        return (f", or point the branch at an intact commit by writing {{\"head\": \"<ID>\"}} into "
                 f"{self.pfs._branch_path(repo, branch)} (newest intact: {listed}; later commits leave the branch)")
 
     def check_commit_links(self, commit: Commit, kind: str | None, is_head: bool, branch: str) -> None:
@@ -194,9 +194,10 @@ class Checker:
             self.add(f"{location}: the stored object of {commit.repo}@{commit.id}:{path} is missing; {repair}")
         for ref in commit.direct_provenance:
             try:
-                self.pfs.get_commit(ref.repo, ref.id, referenced_by=f"{commit.repo}@{commit.id} (as its input)")
+                self.pfs.get_commit(ref.repo, ref.id, referenced_by=f"{commit.repo}@{commit.id} names it as an input")
             except CorruptState as error:
-                self.add(error.message + "; until then inspect-commit cannot follow that input")
+                self.add(f"{_problem(error.message)}; restore it from a backup (until then inspect-commit cannot "
+                         "follow that input)")
             except NotFound:  # not a name a record can hold (from_record refuses those): nothing to follow
                 continue
 
@@ -209,10 +210,10 @@ class Checker:
                     try:
                         self.pfs.get_commit(repo, path.stem)
                     except CorruptState as error:
-                        self.add(error.message)
+                        self.add(f"{_problem(error.message)}; restore it from a backup")
                 continue
             self.add(f"{path}: a commit record no branch of {repo} reaches (a writer stopped before moving the "
-                     "branch, or the record is not one)", self.to_lost_and_found(path))
+                     "branch, or it is not a record)", self.to_lost_and_found(path), "moves it to lost+found")
 
     def check_objects(self) -> None:
         root = self.pfs.objects.root
@@ -230,9 +231,10 @@ class Checker:
                 if actual != digest:
                     self.add(
                         f"{path}: the stored object's bytes do not match its name (they hash to {actual[:12]}); "
-                        "put the file again or `localpach run` once it is quarantined",
+                        "once it is quarantined, put the file again or `localpach run` to restore it",
                         lambda digest=digest: f"quarantined {self.pfs.objects.path_of(digest)} as "
                         f"{self.pfs.objects.quarantine(digest)}",
+                        "moves it to objects/corrupt/",
                     )
 
     def check_jobs(self) -> None:
@@ -246,7 +248,8 @@ class Checker:
                     raise CorruptState(f"{path}: not a job record (its name is not a job ID)")
                 self.jobs.load(path)
             except CorruptState as error:
-                self.add(error.message, self.to_lost_and_found(path))
+                self.add(f"{_problem(error.message)}; a pipeline whose job it was simply runs again",
+                         self.to_lost_and_found(path), "moves it to lost+found")
 
     def check_datums(self) -> None:
         root = self.state_dir / "datums"
@@ -255,7 +258,8 @@ class Checker:
         for path in sorted(root.rglob("*.json")):
             problem = _datum_problem(path)
             if problem:
-                self.add(f"{path}: {problem}; the datum runs again without it", self.to_lost_and_found(path))
+                self.add(f"{path}: {problem}; the datum runs again without it", self.to_lost_and_found(path),
+                         "moves it to lost+found")
 
 
 def _datum_problem(path: Path) -> str:
@@ -299,7 +303,7 @@ def fsck(state_dir: Path, fix: bool = False, wait: bool = True, out: Callable[[s
                 out(f"Fix applied: {finding.fix()}")
                 continue
             remaining += 1
-            suffix = " (`localpach fsck --fix` does this safely)" if finding.fix is not None else ""
+            suffix = f"; `localpach fsck --fix` {finding.fix_text}" if finding.fix is not None else ""
             out(f"Error: {finding.message}{suffix}")
     finally:
         lock.release()

@@ -14,7 +14,16 @@ from typing import Iterator
 
 from localpach.errors import CorruptState, NotFound
 from localpach.fsutil import atomic_write_json
-from localpach.records import BadField, check_commit_id, checked, is_commit_id, is_name, parse_record, read_record, typed
+from localpach.records import (
+    BadField,
+    check_commit_id,
+    checked,
+    is_commit_id,
+    is_name,
+    parse_record,
+    read_record,
+    typed,
+)
 
 RUNNING, SUCCESS, FAILURE, KILLED = "running", "success", "failure", "killed"
 STATES = (RUNNING, SUCCESS, FAILURE, KILLED)

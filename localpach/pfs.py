@@ -384,7 +384,7 @@ class PFS:
         commit_id = self.head(repo, branch)
         if commit_id is None:
             return None
-        return self.get_commit(repo, commit_id, referenced_by=f"the head of {repo}@{branch}")
+        return self.get_commit(repo, commit_id, referenced_by=f"{repo}@{branch} points to it")
 
     def _set_head(self, repo: str, branch: str, commit_id: str) -> None:
         atomic_write_json(self._branch_path(repo, branch), {"head": check_commit_id(commit_id)})
@@ -404,7 +404,7 @@ class PFS:
         if not path.exists():
             if referenced_by:
                 raise CorruptState(
-                    f"{path}: the {what} is missing ({referenced_by} points to it); restore it from a backup, "
+                    f"{path}: the {what} is missing ({referenced_by}); restore it from a backup, "
                     f"or {FSCK_HINT}"
                 )
             raise NotFound(f"commit {repo}@{commit_id} not found")
@@ -444,12 +444,12 @@ class PFS:
 
     def history(self, repo: str, branch: str = DEFAULT_BRANCH) -> Iterator[Commit]:
         commit_id = self.head(repo, branch)
-        referenced_by = f"the head of {repo}@{branch}"
+        referenced_by = f"{repo}@{branch} points to it"
         while commit_id is not None:
             commit = self.get_commit(repo, commit_id, referenced_by=referenced_by)
             yield commit
             commit_id = commit.parent
-            referenced_by = f"{repo}@{commit.id} names it as its parent"
+            referenced_by = f"it is the parent of {repo}@{commit.id}"
 
     def full_provenance(self, direct: Iterable[CommitRef]) -> list[CommitRef]:
         """The direct inputs plus, transitively, everything they came from (deduplicated, order kept)."""
@@ -459,7 +459,7 @@ class PFS:
             if ref.repo == SPEC_REPO:
                 upstream = [ref]
             else:
-                upstream = [ref, *self.get_commit(ref.repo, ref.id, referenced_by=f"input {ref}").provenance]
+                upstream = [ref, *self.get_commit(ref.repo, ref.id, referenced_by="a pipeline's input").provenance]
             for item in upstream:
                 if (item.repo, item.id) not in seen:
                     seen.add((item.repo, item.id))

@@ -269,7 +269,7 @@ class Runner:
                     raise spec_commit
                 status = self._bring_up_to_date(pipeline, spec_commit, index, not_retried)
             except (CorruptState, InputRefused) as error:  # this pipeline's records or names: it alone fails
-                status = PipelineStatus(pipeline.name, "failed", detail=f"{pipeline.name}: {error.message}")
+                status = PipelineStatus(pipeline.name, "failed", detail=error.message)
             summary.statuses.append(status)
             self.reporter.pipeline_status(status)
         return summary
