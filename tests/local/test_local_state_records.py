@@ -376,3 +376,19 @@ def test_fsck_leaves_commit_records_alone_in_a_repo_whose_branch_is_unreadable(
 
     assert code == 1
     assert sorted(os.listdir(state / "repos" / "split" / "commits")) == records
+
+
+def test_put_file_over_a_lost_object_says_to_put_that_file_again_and_doing_so_repairs_it(
+    state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pfs = PFS(state)
+    lost = pfs.objects.path_of(pfs.head_commit("raw_data").files["issues.csv"].hash)
+    lost.unlink()
+    other = issue_csv(tmp_path / "other.csv", rows=2)
+
+    refused, _, err = cli(capsys, "--state", str(state), "put-file", "raw_data", "other.csv", "-f", str(other))
+    repaired, _, _ = cli(capsys, "--state", str(state), "put-file", "raw_data", "issues.csv", "-o", "-f",
+                         str(issue_csv(tmp_path / "again.csv", rows=4)))
+
+    assert refused == 1 and "issues.csv" in err and "put those files again" in err
+    assert repaired == 0
