@@ -311,7 +311,6 @@ class PFS:
             if not holds_data:  # nothing there, or a create_repo interrupted before its record: no repo yet
                 return None
         what = f"repo record of {name}"
-        data = read_record(record, what, self.repo_repair(name))
 
         def parse() -> Repo:
             if data.get("name") != name:
@@ -321,7 +320,9 @@ class PFS:
             typed(data, "description", str, optional=True)
             return Repo(data["name"], data["kind"], data["created"], data.get("description") or "")
 
-        return parse_record(record, what, parse, self.repo_repair(name))
+        repair = lambda: self.repo_repair(name)  # noqa: E731 - reads the repo's commits, so only on error
+        data = read_record(record, what, repair)
+        return parse_record(record, what, parse, repair)
 
     def repo_repair(self, name: str) -> str:
         """How to rewrite a lost repo record: its kind follows from the repo's name and commits."""

@@ -94,23 +94,29 @@ class BadField(ValueError):
     """A record field with the wrong type or value (the message names the field)."""
 
 
-def read_record(path: Path, what: str, repair: str = "") -> dict[str, Any]:
+Repair = str | Callable[[], str]  # a callable when working out the repair costs something (only on error)
+
+
+def _repair(repair: Repair) -> str:
+    text = repair() if callable(repair) else repair
+    return text or f"restore it from a backup, or {FSCK_HINT}"
+
+
+def read_record(path: Path, what: str, repair: Repair = "") -> dict[str, Any]:
     """The JSON object in `path`, or CorruptState: '<path>: the <what> is missing/unreadable (...); <repair>'."""
-    repair = repair or f"restore it from a backup, or {FSCK_HINT}"
     try:
         data = read_json(path)
     except FileNotFoundError:
-        raise CorruptState(f"{path}: the {what} is missing; {repair}") from None
+        raise CorruptState(f"{path}: the {what} is missing; {_repair(repair)}") from None
     except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise CorruptState(f"{path}: the {what} is unreadable ({_why(error)}); {repair}") from None
+        raise CorruptState(f"{path}: the {what} is unreadable ({_why(error)}); {_repair(repair)}") from None
     if not isinstance(data, dict):
-        raise CorruptState(f"{path}: the {what} is not a JSON object; {repair}")
+        raise CorruptState(f"{path}: the {what} is not a JSON object; {_repair(repair)}")
     return data
 
 
-def parse_record(path: Path, what: str, parse: Callable[[], T], repair: str = "") -> T:
+def parse_record(path: Path, what: str, parse: Callable[[], T], repair: Repair = "") -> T:
     """Run `parse` on a record already read; a missing or wrong field becomes CorruptState naming it."""
-    repair = repair or f"restore it from a backup, or {FSCK_HINT}"
     try:
         return parse()
     except KeyError as error:
@@ -119,7 +125,7 @@ def parse_record(path: Path, what: str, parse: Callable[[], T], repair: str = ""
         problem = getattr(error, "message", None) or str(error)
     except (TypeError, ValueError, AttributeError) as error:
         problem = str(error)
-    raise CorruptState(f"{path}: the {what} is invalid ({problem}); {repair}")
+    raise CorruptState(f"{path}: the {what} is invalid ({problem}); {_repair(repair)}")
 
 
 def typed(data: dict[str, Any], name: str, kind: type | tuple[type, ...], optional: bool = False) -> Any:

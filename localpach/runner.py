@@ -34,7 +34,7 @@ from localpach.errors import CorruptObject, CorruptState, InputRefused, SpecErro
 from localpach.fsutil import atomic_write_json, make_tree_read_only, remove_tree
 from localpach.jobs import FAILURE, KILLED, SUCCESS, Job, JobKey, JobStore
 from localpach.lock import StateLock
-from localpach.pfs import PFS, SPEC_REPO, Commit, CommitRef, new_id
+from localpach.pfs import PFS, SPEC_REPO, Commit, CommitRef, is_repo_name, new_id
 from localpach.procs import stop_process_group
 from localpach.records import is_clean_repo_path, is_digest, read_record
 from localpach.specs import PipelineDef, dependency_order
@@ -173,6 +173,12 @@ class Runner:
         for pipeline in self.pipelines:
             if any(leaf.name == "out" for leaf in pipeline.inputs):
                 raise SpecError(f"pipeline {pipeline.name}: an input cannot be named 'out' (/pfs/out is the output)")
+            for leaf in pipeline.inputs:  # /pfs/<name> is a folder: the name must not climb out of /pfs
+                if not is_clean_repo_path(leaf.name) or "/" in leaf.name:
+                    raise SpecError(
+                        f"pipeline {pipeline.name}: input name {leaf.name!r} must be one folder name under /pfs "
+                        "(no '/', '.' or '..')"
+                    )
 
     # -------------------------------------------------------------------------------------------- recovery
 
@@ -418,16 +424,17 @@ class Runner:
         record = self._datum_path(pipeline, datum_hash)
         if not record.exists():
             return None
+        again = "the datum runs again (`localpach fsck --fix` moves the record aside)"
         try:
-            entries = read_record(record, "datum record").get("files")
-            if not isinstance(entries, dict):
-                raise CorruptState(f"{record}: the datum record has no 'files'")
+            entries = read_record(record, "datum record", again).get("files")
             files = {path: StoredObject(obj["hash"], obj["size"]) for path, obj in entries.items()}
             if not all(is_clean_repo_path(path) and is_digest(obj.hash) for path, obj in files.items()):
-                raise CorruptState(f"{record}: the datum record names an invalid path or hash")
-        except (CorruptState, KeyError, TypeError, AttributeError) as error:  # a cache miss, not a failure
-            detail = error.message if isinstance(error, CorruptState) else f"{record}: the datum record is invalid"
-            self.reporter.note(f"{detail}; the datum runs again (`localpach fsck --fix` removes the record)")
+                raise ValueError("an invalid path or hash")
+        except CorruptState as error:  # a cache miss, not a failure
+            self.reporter.note(error.message)
+            return None
+        except (KeyError, TypeError, AttributeError, ValueError):
+            self.reporter.note(f"{record}: the datum record is invalid; {again}")
             return None
         if not all(self.pfs.objects.has(obj.hash) for obj in files.values()):
             return None
@@ -435,7 +442,8 @@ class Runner:
 
     def _datum_path(self, pipeline: str, datum_hash: str) -> Path:
         """The one way to a datum record: a checked pipeline (repo) name and a sha256 hex digest."""
-        self.pfs._repo_dir(pipeline)  # checks the name
+        if not is_repo_name(pipeline):
+            raise SpecError(f"invalid pipeline name {pipeline!r}")
         if not is_digest(datum_hash):
             raise ValueError(f"datum hash {datum_hash!r} is not a sha256 hex digest")
         return self.datum_root / pipeline / f"{datum_hash}.json"

@@ -16,7 +16,7 @@ from tests.local.conftest import put, run
 from tests.local.localpach_fakes import issue_csv, pfs as pfs_input, project_like_specs, spec
 
 from localpach.cli import main
-from localpach.errors import InputRefused
+from localpach.errors import InputRefused, SpecError
 from localpach.pfs import PFS
 
 
@@ -167,3 +167,15 @@ def test_an_invalid_branch_on_a_fresh_state_creates_nothing(
 
     assert code == 2 and "invalid branch name" in err
     assert not state.exists()
+
+
+def test_a_spec_input_name_that_climbs_out_of_pfs_is_refused_before_anything_runs(
+    ran: Path, tmp_path: Path
+) -> None:
+    specs = project_like_specs()
+    specs[0] = spec("split", pfs_input("raw_data", name="../../../../../../escaped"), ["raw_data"])
+    jobs = sorted(path.name for path in (ran / "jobs").iterdir())
+
+    with pytest.raises(SpecError, match="input name '../../../../../../escaped'"):
+        run(ran, specs)
+    assert sorted(path.name for path in (ran / "jobs").iterdir()) == jobs

@@ -19,7 +19,7 @@ from tests.local.localpach_fakes import issue_csv, project_like_specs, write_spe
 from localpach.cli import main
 from localpach.data import put_file
 from localpach.pfs import PFS
-from localpach.runner import run_pipelines
+from localpach.runner import SilentReporter, run_pipelines
 
 
 @pytest.fixture(scope="module")
@@ -392,3 +392,17 @@ def test_put_file_over_a_lost_object_says_to_put_that_file_again_and_doing_so_re
 
     assert refused == 1 and "issues.csv" in err and "put those files again" in err
     assert repaired == 0
+
+
+def test_a_damaged_datum_record_is_a_cache_miss_named_in_a_note(state: Path) -> None:
+    head_job = PFS(state).head_commit("split").job
+    record = next(path for path in (state / "datums" / "split").glob("*.json")
+                  if json.loads(path.read_text())["job"] == head_job)
+    truncate(record)
+    (state / "repos" / "split" / "branches" / "master.json").unlink()  # split's output must be made again
+    reporter = SilentReporter()
+
+    summary = run_pipelines(state, project_like_specs(), reporter)
+
+    assert summary.statuses[0].status == "ran" and summary.ok
+    assert any(str(record) in note and "runs again" in note for note in reporter.notes)
