@@ -63,6 +63,11 @@ def drop_fields(path: Path) -> str:
     return str(path)
 
 
+def delete(path: Path) -> str:
+    path.unlink()
+    return str(path)
+
+
 def delete_parent(state: Path) -> str:
     parent = PFS(state).head_commit("split").parent
     record = state / "repos" / "split" / "commits" / f"{parent}.json"
@@ -90,6 +95,7 @@ DAMAGE: dict[str, Callable[[Path], str]] = {
     "split head commit truncated": lambda s: truncate(head_record(s, "split")),
     "split head commit missing fields": lambda s: drop_fields(head_record(s, "split")),
     "split parent commit deleted": delete_parent,
+    "split head commit deleted": lambda s: delete(head_record(s, "split")),
     "split branch truncated": lambda s: truncate(s / "repos" / "split" / "branches" / "master.json"),
     "train repo record truncated": lambda s: truncate(s / "repos" / "train" / "repo.json"),
     "split object missing": delete_object,
@@ -406,3 +412,17 @@ def test_a_damaged_datum_record_is_a_cache_miss_named_in_a_note(state: Path) -> 
 
     assert summary.statuses[0].status == "ran" and summary.ok
     assert any(str(record) in note and "runs again" in note for note in reporter.notes)
+
+
+def test_fsck_fix_rewrites_a_damaged_state_marker_and_writers_work_again(
+    state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    truncate(state / "localpach.json")
+
+    code, out, _ = cli(capsys, "--state", str(state), "fsck", "--fix")
+    put, _, _ = cli(capsys, "--state", str(state), "put-file", "raw_data", "new.csv", "-f",
+                    str(issue_csv(tmp_path / "new.csv", rows=2)))
+
+    assert code == 0 and "Fix applied: rewrote" in out
+    assert json.loads((state / "localpach.json").read_text())["format"] == 1
+    assert put == 0
