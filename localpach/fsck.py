@@ -150,7 +150,7 @@ class Checker:
                     hint = self.intact_hint(repo, branch, commit_id)
                     if kind == "pipeline":
                         hint += f"; or, as {repo} is a pipeline's output, remove {branch_path} and `localpach run` " \
-                                "makes it again"
+                                "makes it again (dropping that branch's history)"
                 else:
                     hint = f"; until then the history before {repo}@{child.id} cannot be listed (newer commits work)"
                 self.add(f"{_problem(error.message)}; restore it from a backup{hint}")
@@ -180,7 +180,8 @@ class Checker:
                 f"{self.pfs._branch_path(repo, branch)} (newest intact: {listed}; later commits leave the branch)")
 
     def check_commit_links(self, commit: Commit, kind: str | None, is_head: bool, branch: str) -> None:
-        """Objects and direct provenance a readable commit names must exist (Pachyderm's provenance check)."""
+        """The objects a readable commit names must exist; so must a branch head's direct provenance (Pachyderm's
+        `checkBranchCommitProvenance` looks at heads only: older commits may outlive a dropped upstream history)."""
         for path, obj in sorted(commit.files.items()):
             location = self.pfs.objects.path_of(obj.hash)
             if location.exists():
@@ -192,7 +193,7 @@ class Checker:
             else:
                 repair = "only this older commit needs it; restore it from a backup, or leave it"
             self.add(f"{location}: the stored object of {commit.repo}@{commit.id}:{path} is missing; {repair}")
-        for ref in commit.direct_provenance:
+        for ref in commit.direct_provenance if is_head else []:
             try:
                 self.pfs.get_commit(ref.repo, ref.id, referenced_by=f"{commit.repo}@{commit.id} names it as an input")
             except CorruptState as error:

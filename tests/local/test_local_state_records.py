@@ -68,9 +68,9 @@ def delete(path: Path) -> str:
     return str(path)
 
 
-def delete_parent(state: Path) -> str:
-    parent = PFS(state).head_commit("split").parent
-    record = state / "repos" / "split" / "commits" / f"{parent}.json"
+def delete_parent(state: Path, repo: str = "split") -> str:
+    parent = PFS(state).head_commit(repo).parent
+    record = state / "repos" / repo / "commits" / f"{parent}.json"
     record.unlink()
     return str(record)
 
@@ -295,10 +295,9 @@ def test_fsck_finds_no_errors_in_a_healthy_state(state: Path, capsys: pytest.Cap
 
 def test_fsck_names_every_damaged_record_and_exits_1(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
     damaged = [DAMAGE[name](state) for name in (
-        "split parent commit deleted", "split head commit truncated", "train repo record truncated",
-        "job record truncated", "datum record truncated",
+        "split head commit truncated", "train repo record truncated", "job record truncated", "datum record truncated",
     )]
-    damaged.append(delete_object_of(state, "pre_process"))
+    damaged += [delete_parent(state, "pre_process"), delete_object_of(state, "pre_process")]
 
     code, out, _ = cli(capsys, "--state", str(state), "fsck")
 
@@ -426,3 +425,20 @@ def test_fsck_fix_rewrites_a_damaged_state_marker_and_writers_work_again(
     assert code == 0 and "Fix applied: rewrote" in out
     assert json.loads((state / "localpach.json").read_text())["format"] == 1
     assert put == 0
+
+
+def test_the_repair_fsck_offers_for_a_pipeline_head_makes_the_output_again(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    truncate(head_record(state, "train"))
+    branch = state / "repos" / "train" / "branches" / "master.json"
+    _, advice, _ = cli(capsys, "--state", str(state), "fsck")
+
+    branch.unlink()
+    summary = run_pipelines(state, project_like_specs())
+    code, out, _ = cli(capsys, "--state", str(state), "fsck")
+
+    assert f"remove {branch}" in advice
+    status = {item.pipeline: item.status for item in summary.statuses}
+    assert status["train"] == "ran" and summary.ok
+    assert code == 0 and out.strip().endswith("No errors found.")
