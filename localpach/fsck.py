@@ -2,8 +2,8 @@
 
 Modelled on `pachctl fsck` (pachyderm/pachyderm v2.12.0-rc.3: src/server/pfs/cmds/cmds.go prints `Error: ...` per
 problem, `Fix applied: ...` per fix and `No errors found.`; src/server/pfs/server/server_fsck.go checks that each
-branch's head commit and each commit's parent exist, `ErrCommitInfoNotFound`, and that a commit's direct provenance
-can be followed). A folder can also lose or garble a file, so this also reads every record field by field and
+branch's head commit and each commit's parent exist, `ErrCommitInfoNotFound`, and that a branch head's direct
+provenance can be followed, `checkBranchCommitProvenance`). A folder can also lose or garble a file, so this also reads every record field by field and
 re-hashes every stored object.
 
 `--fix` only does what cannot lose data or change what a branch means: unreadable job and datum records, and commit
