@@ -24,7 +24,7 @@ def build_commit(pfs: PFS, *, passed: bool = True, rouge_l: float = 0.31, tamper
     pfs.init()
     pfs.create_repo("raw_data")
     raw = pfs.commit("raw_data", {"issues.csv": pfs.objects.put_bytes(rows.encode())}, origin="user")
-    pfs.create_repo("build", kind="output")
+    pfs.create_repo("build", kind="pipeline")
     model = pfs.objects.put_bytes(MODEL)
     provenance = {
         "quality_gate": {"min_rouge_l": 0.2, "passed": passed},
