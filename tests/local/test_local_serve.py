@@ -13,7 +13,7 @@ from localpach import serve
 from localpach.cli import main
 from localpach.compare import models_table
 from localpach.errors import LocalPachError
-from localpach.pfs import PFS, Commit, CommitRef
+from localpach.pfs import PFS, Commit, CommitRef, new_id
 
 MODEL = b"weights"
 
@@ -33,7 +33,7 @@ def build_commit(pfs: PFS, *, passed: bool = True, rouge_l: float = 0.31, tamper
     }
     files = {"model.weights.h5": pfs.objects.put_bytes(b"changed" if tamper else MODEL),
              "provenance.json": pfs.objects.put_bytes(json.dumps(provenance).encode())}
-    return pfs.commit("build", files, origin="job", job="job-" + rows,
+    return pfs.commit("build", files, origin="job", job=new_id(),
                       direct_provenance=[CommitRef("raw_data", raw.id)])
 
 
@@ -84,7 +84,7 @@ def test_the_served_model_is_described_with_its_provenance(pfs: PFS) -> None:
     commit = build_commit(pfs, rouge_l=0.3)
     summary = serve.model_summary(pfs, commit)
     data = commit.provenance_map()["raw_data"]
-    assert serve.describe(summary) == (f"build@{commit.id} (job job-a) from raw_data@{data}, "
+    assert serve.describe(summary) == (f"build@{commit.id} (job {commit.job}) from raw_data@{data}, "
                                        "ROUGE-L 0.3000 vs lead-words 0.2200")
 
 
