@@ -2,7 +2,9 @@
 
 Pulumi pickles a dynamic provider (with dill) into the stack state and runs it in its own process. So the providers
 keep no state and no client, import the SDK only inside their methods, and reach pachd only through `_connect`, the
-one seam tests replace with a fake that has the SDK's `pfs` / `pps` method signatures.
+one seam tests replace with a fake that has the SDK's `pfs` / `pps` method signatures. How they are pickled is
+explained at `BySource` below: by this module's source text, not by its import path, and that is why this module
+imports nothing from the repository.
 
 Pulumi 3.x `DiffResult` carries `changes`, `replaces` and `delete_before_replace` to the engine, but no per-field
 detailed diff; the engine then diffs the old and new inputs itself. The spec is therefore kept as a structured input
@@ -12,6 +14,7 @@ The provider's own diff also names them (`PipelineDiff.changed_fields`), and use
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -259,7 +262,46 @@ def _repo_label(props: Mapping[str, Any]) -> str:
     return f"repo '{props.get('name')}' (project '{props.get('project') or DEFAULT_PROJECT}')"
 
 
-class RepoProvider(ResourceProvider):
+# --- serialization ----------------------------------------------------------------------------------------------------
+
+# Evaluated by the dynamic provider host when it unpickles a provider; `source`, `module_name` and `class_name` are its
+# globals. It loads `source` as module `module_name` once per host process (the name carries the source's hash, so two
+# versions of this file, an old resource's and a new one's, load side by side) and returns a new `class_name`.
+_REBUILD = (
+    "getattr((lambda sys, types: sys.modules.get(module_name) or (lambda module: ("
+    "module.__dict__.update(__provider_source__=source), sys.modules.__setitem__(module_name, module), "
+    "exec(compile(source, module_name, 'exec'), module.__dict__), module)[-1])(types.ModuleType(module_name)))"
+    "(__import__('sys'), __import__('types')), class_name)()"
+)
+
+
+class BySource:
+    """Pickles a provider as this module's source text plus the class name, never as an import path.
+
+    Pulumi stores `dill.dumps(provider, recurse=True)` in the state (pulumi/pulumi sdk/python/lib/pulumi/dynamic/
+    dynamic.py, serialize_provider) and, for every later preview, update, refresh or destroy, loads it with
+    `dill.loads` in a separate `python -u -m pulumi.dynamic` process (dynamic/__main__.py, get_provider;
+    sdk/python/dist/pulumi-resource-pulumi-python starts it from the project directory). dill pickles a class that
+    can be imported by reference: the state would say `infra.pachyderm_provider.PipelineProvider`, and renaming or
+    moving this module would break `refresh` and `destroy` of every stack created before. Pickling the class's
+    bytecode instead would tie the state to one Python minor version. So `__reduce__` hands pickle a call of the
+    builtin `eval` on `_REBUILD` with this module's source as a string: unpickling compiles that source afresh,
+    with whatever Python the host runs, and depends on no module of this repository. The price: this module may
+    import only the standard library, pulumi and the Pachyderm SDK (tests/infra/test_provider_serialization.py
+    loads a pickled provider in a host whose working directory holds no repository at all).
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        source = globals().get("__provider_source__")
+        if source is None:
+            with open(__file__, encoding="utf-8") as handle:
+                source = handle.read()
+        module_name = "issue_titles_pachyderm_provider_" + hashlib.sha256(source.encode()).hexdigest()[:16]
+        scope = {"source": source, "module_name": module_name, "class_name": type(self).__name__}
+        return eval, (_REBUILD, scope), (self.__dict__ or None)
+
+
+class RepoProvider(BySource, ResourceProvider):
     """A PFS input repo (`raw_data`): created empty, deleted with its data on destroy."""
 
     serialize_as_secret_always = False  # nothing secret is captured; keeps the state readable
@@ -329,7 +371,7 @@ def should_reprocess(spec: Mapping[str, Any], fields: list[str], override: bool 
     return any(re.split(r"[.\[]", field)[0] in DATUM_FIELDS for field in fields)
 
 
-class PipelineProvider(ResourceProvider):
+class PipelineProvider(BySource, ResourceProvider):
     """A PPS pipeline from its full CreatePipelineRequest spec: create, update in place, delete."""
 
     serialize_as_secret_always = False  # nothing secret is captured; keeps the state readable
