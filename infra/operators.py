@@ -111,6 +111,10 @@ def pachyderm_values(
             "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "2Gi"}},
             "defaultPipelineCPURequest": "1",
             "defaultPipelineMemoryRequest": "1Gi",
+            # The storage sidecar's request for a pipeline that names none: 1 CPU otherwise (src/internal/
+            # pachconfig/config.go SIDECAR_DEFAULT_CPU_REQUEST); our specs set sidecarResourceRequests anyway.
+            "defaultSidecarCPURequest": "100m",
+            "defaultSidecarMemoryRequest": "256Mi",
         },
         "etcd": {"resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}},
         "pgbouncer": {"resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}},
