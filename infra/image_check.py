@@ -73,14 +73,19 @@ def _condition(status: Any, kind: str) -> dict[str, Any] | None:
     return None
 
 
-def check_result(image: str, status: Any) -> str:
-    """What the finished TFJob says about `image`; a RunError naming the image when the check failed."""
+def check_result(image: str, status: Any, urn: str = "") -> str:
+    """What the finished TFJob says about `image`; a RunError naming the image when the check failed.
+
+    The failed job stays (no TTL), so every `pulumi up` with the same image fails the same way until the image
+    changes (a new image replaces the job) or the check is re-run on purpose (`--replace`, e.g. after a GPU quota
+    was raised)."""
     failed = _condition(status, "Failed")
     if failed is not None:
+        rerun = f" or re-run the check with `pulumi up --replace '{urn}'`" if urn else ""
         raise pulumi.RunError(
             f"stage image {image} failed its check (TFJob {JOB_NAME}: {failed.get('message') or failed.get('reason')}):"
             f" see `kubectl logs -l training.kubeflow.org/job-name={JOB_NAME}`; fix the image and run `pulumi up` "
-            f"again"
+            f"again{rerun}"
         )
     if not status:
         # Only without the wait (`pulumi.com/skipAwait`, or a test's mock): nothing to judge yet.
@@ -117,6 +122,6 @@ class StageImageCheck(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["spec"], delete_before_replace=True),
         )
         # Export this (the program does): evaluating it is what turns a failed check into a failed `pulumi up`.
-        self.result: pulumi.Output[str] = pulumi.Output.all(args.image, self.job.status).apply(
-            lambda parts: check_result(parts[0], parts[1]))
+        self.result: pulumi.Output[str] = pulumi.Output.all(args.image, self.job.status, self.job.urn).apply(
+            lambda parts: check_result(*parts))
         self.register_outputs({"job": JOB_NAME, "result": self.result})
