@@ -53,9 +53,7 @@ def seldon_values() -> dict[str, Any]:
         "istio": {"enabled": False},
         "crd": {"create": True},
         "manager": {"containerSecurityContext": {"securityContext": dict(RESTRICTED_CONTAINER)}},
-        "executor": {
-            "resources": {"cpuRequest": "100m", "memoryRequest": "256Mi", "cpuLimit": "1", "memoryLimit": "512Mi"},
-        },
+        # No executor values: the model's predictor runs without one (infra/serving.py says why).
     }
 
 
