@@ -26,7 +26,8 @@ from infra.pods import TMP_MOUNT, TMP_VOLUME, container_security_context, pod_se
 
 JOB_NAME = "stage-image-check"
 # Terminal either way (the training operator's JobSucceeded / JobFailed conditions), so a failure is reported at once
-# rather than after the timeout; the status then says which.
+# rather than after the timeout; the status then says which. The same filter form is in pulumi/pulumi-kubernetes
+# v4.24.0 provider/pkg/jsonpath/jsonpath_test.go (`[?(@.type=="Failed"||@.type=="Complete")].status}=True`).
 WAIT_FOR = "jsonpath={.status.conditions[?(@.type=='Succeeded'||@.type=='Failed')].status}=True"
 # Pulling a TensorFlow image on a fresh node, plus scaling a GPU node up from zero on gke-gpu.
 TIMEOUT_SECONDS = 1800
