@@ -3,8 +3,8 @@
 Pulumi pickles a dynamic provider (with dill) into the stack state and runs it in its own process. So the providers
 keep no state and no client, import the SDK only inside their methods, and reach pachd only through `_connect`, the
 one seam tests replace with a fake that has the SDK's `pfs` / `pps` method signatures. How they are pickled is
-explained at `BySource` below: by this module's source text, not by its import path, and that is why this module
-imports nothing from the repository.
+explained at `BySource` below: by source text (this module's and that of the repository modules it imports), not
+by import path.
 
 Pulumi 3.x `DiffResult` carries `changes`, `replaces` and `delete_before_replace` to the engine, but no per-field
 detailed diff; the engine then diffs the old and new inputs itself. The spec is therefore kept as a structured input
@@ -23,13 +23,13 @@ from typing import Any, Callable, Iterator, Mapping, NoReturn
 import pulumi
 from pulumi.dynamic import (CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource,
                             ResourceProvider, UpdateResult)
+from pulumi.runtime.rpc import UNKNOWN  # what Pulumi puts in place of a value it does not know yet (a preview)
+
+from pipelines.validate import pipeline_name, spec_problems
 
 DEFAULT_PROJECT = "default"
-# What Pulumi puts in place of a value it does not know yet (a preview before the stage image is built).
-UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 # Parts of a spec that change what a datum computes: a change there must reprocess data already processed.
 DATUM_FIELDS = ("transform", "input")
-REPROCESS_SPECS = ("until_success", "every_job")
 _NAME = re.compile(r"^[a-zA-Z0-9_-]+$")  # Pachyderm's rule for project, repo and pipeline names
 _ADDRESS = re.compile(r"^((grpc|grpcs|http|https)://)?[^/:\s]+(:[0-9]{1,5})?$")
 _UNREACHABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED")
@@ -211,10 +211,6 @@ def pipeline_request(project: str, spec: Mapping[str, Any]) -> dict[str, Any]:
     return request
 
 
-def _pipeline_name(spec: Any) -> Any:
-    return spec.get("pipeline", {}).get("name") if isinstance(spec, Mapping) else None
-
-
 def _spec_project(spec: Any) -> Any:
     if not isinstance(spec, Mapping):
         return None
@@ -264,41 +260,105 @@ def _repo_label(props: Mapping[str, Any]) -> str:
 
 # --- serialization ----------------------------------------------------------------------------------------------------
 
-# Evaluated by the dynamic provider host when it unpickles a provider; `source`, `module_name` and `class_name` are its
-# globals. It loads `source` as module `module_name` once per host process (the name carries the source's hash, so two
-# versions of this file, an old resource's and a new one's, load side by side) and returns a new `class_name`.
-_REBUILD = (
-    "getattr((lambda sys, types: sys.modules.get(module_name) or (lambda module: ("
-    "module.__dict__.update(__provider_source__=source), sys.modules.__setitem__(module_name, module), "
-    "exec(compile(source, module_name, 'exec'), module.__dict__), module)[-1])(types.ModuleType(module_name)))"
-    "(__import__('sys'), __import__('types')), class_name)()"
-)
+# Packages of this repository: a module of theirs that the provider imports travels with it, as source.
+REPOSITORY_PACKAGES = ("pipelines", "infra")
+# Evaluated by the dynamic provider host when it unpickles a provider (its globals: `loader`, the source of
+# `_load_by_source`, and that function's arguments): defines the loader, then calls it.
+_REBUILD = "(exec(loader, scope), scope['_load_by_source'](source, bundle, class_name, tag, loader))[1]"
+
+
+def _repository_sources(source: str, found: dict[str, str] | None = None) -> dict[str, str]:
+    """The source of every repository module `source` imports at module level (`from pkg.mod import ...`),
+    recursively, by module name."""
+    import ast
+    import importlib.util
+
+    found = {} if found is None else found
+    for node in ast.parse(source).body:
+        if (isinstance(node, ast.ImportFrom) and not node.level and node.module
+                and node.module.split(".")[0] in REPOSITORY_PACKAGES and node.module not in found):
+            spec = importlib.util.find_spec(node.module)
+            if spec is None or spec.origin is None:
+                raise ImportError(f"cannot find the source of {node.module}, which the Pachyderm provider imports")
+            with open(spec.origin, encoding="utf-8") as handle:
+                found[node.module] = handle.read()
+            _repository_sources(found[node.module], found)
+    return found
+
+
+def _load_by_source(source: str, bundle: dict[str, str], class_name: str, tag: str, loader: str) -> Any:
+    """In the dynamic provider host: load `source` and the repository modules it imports (`bundle`) under private
+    names, once per host process and version (`tag`), and return a new `class_name` from it."""
+    import builtins
+    import sys
+    import types
+
+    prefix = "issue_titles_provider_" + tag
+    main = sys.modules.get(prefix)
+    if main is None:
+        def bundled_import(name: str, globals_: Any = None, locals_: Any = None, fromlist: Any = (),
+                           level: int = 0) -> Any:
+            if level or name not in bundle:
+                return builtins.__import__(name, globals_, locals_, fromlist, level)
+            private = f"{prefix}.{name}"
+            if private not in sys.modules:
+                sys.modules[private] = module = types.ModuleType(private)
+                module.__dict__["__builtins__"] = scope
+                exec(compile(bundle[name], f"<{name}, by source>", "exec"), module.__dict__)
+            module = sys.modules[private]
+            if fromlist:
+                return module
+            raise ImportError(f"`import {name}` is not supported by source; use `from {name} import ...`")
+
+        scope = dict(builtins.__dict__, __import__=bundled_import)
+        sys.modules[prefix] = main = types.ModuleType(prefix)
+        main.__dict__.update(__builtins__=scope, __provider_source__=source, __provider_bundle__=bundle,
+                             __provider_loader__=loader)
+        exec(compile(source, f"<{prefix}, by source>", "exec"), main.__dict__)
+    return getattr(main, class_name)()
 
 
 class BySource:
-    """Pickles a provider as this module's source text plus the class name, never as an import path.
+    """Pickles a provider as source text (its module's and that of the repository modules it imports) plus the
+    class name, never as an import path.
 
     Pulumi stores `dill.dumps(provider, recurse=True)` in the state (pulumi/pulumi sdk/python/lib/pulumi/dynamic/
     dynamic.py, serialize_provider) and, for every later preview, update, refresh or destroy, loads it with
     `dill.loads` in a separate `python -u -m pulumi.dynamic` process (dynamic/__main__.py, get_provider;
     sdk/python/dist/pulumi-resource-pulumi-python starts it from the project directory). dill pickles a class that
-    can be imported by reference: the state would say `infra.pachyderm_provider.PipelineProvider`, and renaming or
-    moving this module would break `refresh` and `destroy` of every stack created before. Pickling the class's
-    bytecode instead would tie the state to one Python minor version. So `__reduce__` hands pickle a call of the
-    builtin `eval` on `_REBUILD` with this module's source as a string: unpickling compiles that source afresh,
-    with whatever Python the host runs, and depends on no module of this repository. The price: this module may
-    import only the standard library, pulumi and the Pachyderm SDK (tests/infra/test_provider_serialization.py
-    loads a pickled provider in a host whose working directory holds no repository at all).
+    can be imported by reference: the state would say `infra.pachyderm_provider.PipelineProvider` (and the import
+    of `pipelines.validate` inside it would be resolved again in the host), so renaming or moving either module
+    would break `refresh` and `destroy` of every stack created before. Pickling the classes' bytecode instead would
+    tie the state to one Python minor version. So `__reduce__` hands pickle a call of the builtin `eval` with the
+    sources as strings: unpickling compiles them afresh, with whatever Python the host runs, under private module
+    names (tagged by a hash of the sources, so an old resource's provider and a new one's load side by side), and
+    resolves no module of this repository from the host's path. Only `from pkg.mod import ...` at module level is
+    followed for repository modules (tests/infra/test_provider_serialization.py loads a pickled provider in a host
+    where `infra` and `pipelines` cannot be imported at all).
     """
 
     def __reduce__(self) -> tuple[Any, ...]:
         source = globals().get("__provider_source__")
+        bundle = globals().get("__provider_bundle__")
         if source is None:
             with open(__file__, encoding="utf-8") as handle:
                 source = handle.read()
-        module_name = "issue_titles_pachyderm_provider_" + hashlib.sha256(source.encode()).hexdigest()[:16]
-        scope = {"source": source, "module_name": module_name, "class_name": type(self).__name__}
+            bundle = _repository_sources(source)
+        digest = hashlib.sha256(source.encode())
+        for name in sorted(bundle):
+            digest.update(name.encode() + b"\0" + bundle[name].encode())
+        scope = {"loader": _loader_source(), "scope": {}, "source": source, "bundle": bundle,
+                 "class_name": type(self).__name__, "tag": digest.hexdigest()[:16]}
         return eval, (_REBUILD, scope), (self.__dict__ or None)
+
+
+def _loader_source() -> str:
+    """The source of `_load_by_source`, also where it was itself loaded by source (no file to read there)."""
+    import inspect
+    import textwrap
+
+    stored = globals().get("__provider_loader__")
+    return stored if stored else textwrap.dedent(inspect.getsource(_load_by_source))
 
 
 class RepoProvider(BySource, ResourceProvider):
@@ -354,7 +414,7 @@ class PipelineDiff(DiffResult):
 
 
 def _pipeline_label(props: Mapping[str, Any]) -> str:
-    return f"pipeline '{props.get('name') or _pipeline_name(props.get('spec')) or '?'}'"
+    return f"pipeline '{props.get('name') or pipeline_name(props.get('spec')) or '?'}'"
 
 
 def should_reprocess(spec: Mapping[str, Any], fields: list[str], override: bool | None = None) -> bool:
@@ -383,27 +443,14 @@ class PipelineProvider(BySource, ResourceProvider):
             return CheckResult(news, failures)
         if not isinstance(spec, Mapping):
             return CheckResult(news, failures + [CheckFailure("spec", "must be a CreatePipelineRequest object")])
-        name, project = _pipeline_name(spec), _spec_project(spec)
-        if not isinstance(name, str) or not name:
-            failures.append(CheckFailure("spec", "spec.pipeline.name is missing: every pipeline needs a name"))
-        elif not _is_unknown(name) and name != news.get("name"):
+        # The spec's own rules are pipelines/validate.py's, the same the program and localpach apply.
+        failures += [CheckFailure("spec", problem) for problem in spec_problems(spec, pending=_is_unknown)]
+        name, project = pipeline_name(spec), _spec_project(spec)
+        if isinstance(name, str) and name and not _is_unknown(name) and name != news.get("name"):
             failures.append(CheckFailure("name", f"{news.get('name')!r} differs from spec.pipeline.name {name!r}"))
         if project is not None and not _is_unknown(project) and project != news.get("project"):
             failures.append(CheckFailure(
                 "project", f"{news.get('project')!r} differs from spec.pipeline.project.name {project!r}"))
-        transform = spec.get("transform")
-        if not isinstance(transform, Mapping):
-            failures.append(CheckFailure("spec", f"pipeline {name!r}: spec.transform is missing"))
-        else:
-            image, cmd = transform.get("image"), transform.get("cmd")
-            if not _is_unknown(image) and (not isinstance(image, str) or not image.strip()):
-                failures.append(CheckFailure("spec", f"pipeline {name!r}: spec.transform.image is empty"))
-            if not _is_unknown(cmd) and (not isinstance(cmd, list) or not cmd):
-                failures.append(CheckFailure("spec", f"pipeline {name!r}: spec.transform.cmd must be a non-empty list"))
-        reprocess_spec = spec.get("reprocessSpec")
-        if reprocess_spec is not None and not _is_unknown(reprocess_spec) and reprocess_spec not in REPROCESS_SPECS:
-            failures.append(CheckFailure("spec", f"pipeline {name!r}: spec.reprocessSpec must be one of "
-                                                 f"{', '.join(REPROCESS_SPECS)}, not {reprocess_spec!r}"))
         return CheckResult(news, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> PipelineDiff:
@@ -496,11 +543,11 @@ class PachydermPipeline(Resource):
     def __init__(self, name: str, args: PachydermPipelineArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         spec = args.spec
         if isinstance(spec, Mapping):
-            pipeline_name: Any = (spec.get("pipeline") or {}).get("name")
+            name_: Any = pipeline_name(spec)
         else:
-            pipeline_name = pulumi.Output.from_input(spec).apply(_pipeline_name)
+            name_ = pulumi.Output.from_input(spec).apply(pipeline_name)
         props: dict[str, Any] = {"pachd_address": args.pachd_address, "project": args.project,
-                                 "name": pipeline_name, "spec": spec}
+                                 "name": name_, "spec": spec}
         if args.reprocess is not None:
             props["reprocess"] = args.reprocess
         super().__init__(PipelineProvider(), name, props, opts)

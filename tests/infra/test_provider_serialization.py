@@ -7,9 +7,10 @@ How Pulumi does it (pulumi/pulumi v3.259.0, read against the installed SDK):
   virtualenv) and reads the gRPC port it prints;
 - sdk/python/lib/pulumi/dynamic/__main__.py, `get_provider`: `dill.loads(base64.b64decode(props["__provider"]))` on
   every Check / Diff / Create / Read / Update / Delete.
-The host below runs in an empty directory: as after the module was renamed or moved, `infra` cannot be imported
-there. A provider pickled by reference (`infra.pachyderm_provider.PipelineProvider`) fails to load; ours is pickled
-by source (infra/pachyderm_provider.py, `BySource`) and answers.
+The host below runs in a project directory where, as after the modules were renamed or moved, neither `infra` nor
+`pipelines` (which the provider imports) can be imported. A provider pickled by reference
+(`infra.pachyderm_provider.PipelineProvider`) fails to load; ours is pickled by source (infra/pachyderm_provider.py,
+`BySource`) and answers.
 """
 from __future__ import annotations
 
@@ -49,9 +50,19 @@ def host_env() -> dict[str, str]:
     return env
 
 
+def moved_away(project: Path) -> Path:
+    """A project directory (first on the host's sys.path, as with `python -m`) where the repository's packages are
+    gone: importing `infra` or `pipelines` fails, as after a rename or move."""
+    for package in ("infra", "pipelines"):
+        (project / package).mkdir()
+        (project / package / "__init__.py").write_text("raise ImportError('moved away')\n")
+    return project
+
+
 @pytest.fixture
 def host(tmp_path: Path) -> Iterator[provider_pb2_grpc.ResourceProviderStub]:
     """`python -u -m pulumi.dynamic` as pulumi-resource-pulumi-python starts it, in a directory without the repo."""
+    moved_away(tmp_path)
     process = subprocess.Popen([sys.executable, "-u", "-m", "pulumi.dynamic"], cwd=tmp_path, env=host_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -77,11 +88,13 @@ def wire(props: dict[str, Any]) -> struct_pb2.Struct:
         loop.close()
 
 
-def test_host_cannot_import_the_repository(tmp_path: Path) -> None:
-    """The premise: in the host's directory `infra` does not resolve, as after a rename or move of the module."""
-    probe = subprocess.run([sys.executable, "-c", "import infra.pachyderm_provider"], cwd=tmp_path, env=host_env(),
-                           capture_output=True, text=True, timeout=60)
-    assert probe.returncode != 0 and "No module named 'infra'" in probe.stderr
+@pytest.mark.parametrize("module", ["infra.pachyderm_provider", "pipelines.validate"])
+def test_host_cannot_import_the_repository(tmp_path: Path, module: str) -> None:
+    """The premise: in the host's directory the repository's modules do not resolve (`-m` puts it first on the path)."""
+    moved_away(tmp_path)
+    probe = subprocess.run([sys.executable, "-m", module], cwd=tmp_path, env=host_env(), capture_output=True,
+                           text=True, timeout=60)
+    assert probe.returncode != 0 and "moved away" in probe.stderr
 
 
 def test_the_pipeline_provider_checks_a_spec_in_a_host_that_cannot_import_infra(host: Any) -> None:
