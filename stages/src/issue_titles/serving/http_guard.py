@@ -22,6 +22,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from . import binary_tensors
+
 logger = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
@@ -142,6 +144,19 @@ class RequestGuard:
             # V2 REST bodies are JSON whatever the client declares (`curl -d` says form-urlencoded); FastAPI would
             # otherwise not parse them and answer "Input should be a valid dictionary".
             replaced[b"content-type"] = b"application/json"
+        if path.endswith("/infer"):
+            header_length = _header(scope, binary_tensors.HEADER)
+            if header_length is not None:  # tritonclient's default: binary tensors after the JSON
+                try:
+                    raw = binary_tensors.decode_request(raw, header_length)
+                except binary_tensors.BinaryFormatError as error:
+                    await send_json_error(send, 400, f"binary tensor data: {error}")
+                    return
+                replaced[binary_tensors.HEADER] = b""
+                replaced[b"content-length"] = str(len(raw)).encode()
+            default, per_output = binary_tensors.binary_outputs_wanted(raw)
+            if default or any(per_output.values()):
+                send = _binary_response(send, default, per_output)
         scope = dict(scope)
         headers = [(key, value) for key, value in scope.get("headers", []) if key.lower() not in replaced]
         scope["headers"] = headers + [(key, value) for key, value in replaced.items() if value]
@@ -232,6 +247,36 @@ def _gunzip_bounded(data: bytes, limit: int) -> bytes:
     if not decompressor.eof:
         raise EOFError("truncated gzip data")
     return output
+
+
+def _binary_response(send: Send, default: bool, per_output: dict[str, bool]) -> Send:
+    """`send`, turning a 200 JSON inference response into the binary-extension response the client asked for."""
+    start: Message | None = None
+    chunks: list[bytes] = []
+
+    async def send_binary(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start" and message.get("status") == 200:
+            start = message
+            return
+        if start is None:
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        body = b"".join(chunks)
+        encoded = binary_tensors.encode_response(body, default, per_output)
+        headers = [(key, value) for key, value in start.get("headers", []) if key.lower() != b"content-length"]
+        if encoded is not None:
+            body, json_size = encoded
+            headers = [(key, value) for key, value in headers if key.lower() != b"content-type"]
+            headers += [(b"content-type", b"application/octet-stream"), (binary_tensors.HEADER, str(json_size).encode())]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    return send_binary
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
