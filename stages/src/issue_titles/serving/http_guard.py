@@ -1,11 +1,16 @@
-"""HTTP hardening MLServer 1.7 does not do itself: a request-size limit, bounded gzip, JSON 4xx everywhere.
+"""HTTP hardening MLServer 1.7 does not do itself: request size and time limits, bounded gzip, JSON 4xx everywhere.
 
-What MLServer does on its own (mlserver/rest/app.py, rest/errors.py, rest/requests.py):
+What MLServer and uvicorn do on their own (mlserver/rest/app.py, rest/errors.py, rest/requests.py; uvicorn
+protocols/http/h11_impl.py):
 - `MLServerError` -> `{"error": str(exc)}` with the exception's status code (we reuse that for our errors);
 - a V2 body that is not valid JSON or not a valid `InferenceRequest` -> FastAPI's 422 `{"detail": [...]}`;
-- any other exception -> a plain-text 500; no body-size limit at all; gzip bodies are decompressed unbounded;
-- the model-repository API (`/v2/repository/...`) lets any client unload the model.
-`install(app, limits)` fixes each of these on MLServer's FastAPI app before the server starts.
+- any other exception -> a plain-text 500; no body-size limit at all, and no time limit on a body that never ends;
+- `Request.body()` gunzips, without a bound, whenever any `Content-Encoding` field contains "gzip";
+- the model-repository API (`/v2/repository/...`) lets any client unload the model;
+- uvicorn answers a request it cannot parse with a plain-text 400, and a refusal sent with `Connection: close`
+  before the body is read makes the kernel reset the connection under clients still sending (urllib, requests).
+`install(app, ...)` fixes each of these on MLServer's FastAPI app before the server starts; `JSONErrorsH11Protocol`
+is the uvicorn protocol `server.IssueTitleServer` runs with.
 """
 
 import asyncio
@@ -154,9 +159,10 @@ class RequestGuard:
                     return
                 replaced[binary_tensors.HEADER] = b""
                 replaced[b"content-length"] = str(len(raw)).encode()
-            default, per_output = binary_tensors.binary_outputs_wanted(raw)
-            if default or any(per_output.values()):
-                send = _binary_response(send, default, per_output)
+            if b"binary_data" in raw:  # only then can the request ask for binary outputs; skip parsing it otherwise
+                default, per_output = binary_tensors.binary_outputs_wanted(raw)
+                if default or any(per_output.values()):
+                    send = _binary_response(send, default, per_output)
         scope = dict(scope)
         headers = [(key, value) for key, value in scope.get("headers", []) if key.lower() not in replaced]
         scope["headers"] = headers + [(key, value) for key, value in replaced.items() if value]
