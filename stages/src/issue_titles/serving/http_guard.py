@@ -63,6 +63,7 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
 # `x-gzip` is the same coding (RFC 9110 §8.4.1.3); `identity` means "no coding" wherever it appears.
 GZIP_CODINGS = {"gzip", "x-gzip"}
+MAX_GZIP_LAYERS = 2
 
 
 class RequestGuard:
@@ -116,6 +117,10 @@ class RequestGuard:
         unsupported = [coding for coding in codings if coding not in GZIP_CODINGS]
         if unsupported:
             await refuse(415, f"Content-Encoding {unsupported[0]!r} is not supported; send plain or gzip JSON")
+            return
+        if len(codings) > MAX_GZIP_LAYERS:
+            # Each layer is bounded, but thousands of them (a long header) would still keep the event loop busy.
+            await refuse(415, f"Content-Encoding lists {len(codings)} gzip layers; at most {MAX_GZIP_LAYERS} are undone")
             return
 
         try:
