@@ -226,6 +226,19 @@ def test_urllib_reads_the_413_of_a_chunked_body_over_the_limit(edge_server: Serv
     assert json.loads(refused.value.read())["error"].startswith("request body is too large")
 
 
+def test_a_client_expecting_100_continue_gets_the_413_without_sending_the_body(edge_server: ServerProcess) -> None:
+    # curl sends `Expect: 100-continue` with large bodies: told the final status first, it never sends them.
+    answer = raw_exchange(
+        edge_server,
+        f"POST {SELDON} HTTP/1.1\r\nHost: x\r\nContent-Length: {8 * LIMIT}\r\nExpect: 100-continue\r\n\r\n".encode(),
+    )
+    status, headers, body = split_response(answer)
+
+    assert (status, headers["connection"]) == (413, "close")
+    assert b"100 Continue" not in answer
+    assert json.loads(body)["error"].startswith("request body is too large")
+
+
 def test_connection_is_usable_after_an_early_refusal_of_a_small_body(edge_server: ServerProcess) -> None:
     with requests.Session() as session:
         refused = session.post(edge_server.url + SELDON, data=b"x" * 10, headers={"Content-Encoding": "br"}, timeout=30)

@@ -116,5 +116,6 @@ def test_sigterm_stops_a_server_waiting_for_a_body(fake_server: ServerProcess) -
 def test_sigterm_stops_an_idle_server_at_once_and_cleanly(fake_server: ServerProcess) -> None:
     fake_server.wait_ready()
 
-    assert seconds_to_stop(fake_server) < 3, fake_server.log()
+    assert seconds_to_stop(fake_server) < 5, fake_server.log()
     assert fake_server.process.returncode == 0
+    assert "did not stop within" not in fake_server.log()  # stopped by itself, not by the 6 s backstop

@@ -111,7 +111,10 @@ class RequestGuard:
                 await send_json_error(send, 400, "Content-Length is not a number", close=True)
                 return
             if declared_size > limit:
-                await refuse(413, _too_large(f"{declared_size} bytes", limit))
+                if declared_size > DRAIN_LIMIT_BYTES:  # not worth reading: answer now, closing
+                    await send_json_error(send, 413, _too_large(f"{declared_size} bytes", limit), close=True)
+                else:
+                    await refuse(413, _too_large(f"{declared_size} bytes", limit))
                 return
         codings = content_codings(scope)
         unsupported = [coding for coding in codings if coding not in GZIP_CODINGS]
