@@ -241,7 +241,9 @@ def test_a_client_expecting_100_continue_gets_the_413_without_sending_the_body(e
 
 def test_connection_is_usable_after_an_early_refusal_of_a_small_body(edge_server: ServerProcess) -> None:
     with requests.Session() as session:
-        refused = session.post(edge_server.url + SELDON, data=b"x" * 10, headers={"Content-Encoding": "br"}, timeout=30)
+        refused = session.post(
+            edge_server.url + SELDON, data=b"x" * 10, headers={"Content-Encoding": "br"}, timeout=30
+        )
         answered = session.post(edge_server.url + SELDON, data=TUTORIAL_PAYLOAD, timeout=30)
 
     assert (refused.status_code, answered.status_code) == (415, 200)
@@ -264,4 +266,6 @@ def test_unparsable_requests_get_a_json_400(edge_server: ServerProcess, request_
     status, headers, body = split_response(raw_exchange(edge_server, request_bytes))
 
     assert (status, headers["content-type"], headers["connection"]) == (400, "application/json", "close")
-    assert json.loads(body) == {"error": "invalid HTTP request: its request line, headers or framing could not be parsed"}
+    assert json.loads(body) == {
+        "error": "invalid HTTP request: its request line, headers or framing could not be parsed"
+    }

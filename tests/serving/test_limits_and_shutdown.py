@@ -79,7 +79,10 @@ def fake_server(tmp_path, request) -> ServerProcess:
     process.stop(signal.SIGKILL)
 
 
-@pytest.mark.parametrize("fake_server", [("fake_predictor:load_slowly", {"FAKE_LOAD_SECONDS": "120"})], indirect=True)
+SLOW_LOADER = ("fake_predictor:load_slowly", {"FAKE_LOAD_SECONDS": "120"})
+
+
+@pytest.mark.parametrize("fake_server", [SLOW_LOADER], indirect=True)
 def test_sigterm_stops_a_server_still_loading_its_model(fake_server: ServerProcess) -> None:
     fake_server.wait_until(fake_server.is_live, "live")
 
@@ -89,12 +92,9 @@ def test_sigterm_stops_a_server_still_loading_its_model(fake_server: ServerProce
 @pytest.mark.parametrize("fake_server", [("fake_predictor:load_stuck", {})], indirect=True)
 def test_sigterm_stops_a_server_whose_model_call_never_returns(fake_server: ServerProcess) -> None:
     fake_server.wait_ready()
-    answers: list = []
+    stuck = {"data": {"ndarray": [["stuck"]]}}
     client = threading.Thread(
-        target=lambda: answers.append(
-            requests.post(fake_server.url + "/api/v1.0/predictions", json={"data": {"ndarray": [["stuck"]]}}, timeout=60)
-        ),
-        daemon=True,
+        target=lambda: requests.post(fake_server.url + "/api/v1.0/predictions", json=stuck, timeout=60), daemon=True
     )
     client.start()
     time.sleep(1)  # the request is in the model now

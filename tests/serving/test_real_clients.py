@@ -115,7 +115,9 @@ if call == "predict":
     answer = client.predict(gateway="ambassador", gateway_endpoint=f"127.0.0.1:{port}", gateway_prefix="", data=data)
 else:
     answer = client.microservice(method="predict", microservice_endpoint=f"127.0.0.1:{port}", data=data)
-response = answer.response if isinstance(answer.response, dict) or answer.response is None else MessageToDict(answer.response)
+response = answer.response
+if response is not None and not isinstance(response, dict):  # microservice() answers a proto
+    response = MessageToDict(response)
 print(json.dumps({"success": answer.success, "msg": answer.msg, "response": response}))
 """
 

@@ -123,7 +123,8 @@ class RequestGuard:
             return
         if len(codings) > MAX_GZIP_LAYERS:
             # Each layer is bounded, but thousands of them (a long header) would still keep the event loop busy.
-            await refuse(415, f"Content-Encoding lists {len(codings)} gzip layers; at most {MAX_GZIP_LAYERS} are undone")
+            layers = f"Content-Encoding lists {len(codings)} gzip layers; at most {MAX_GZIP_LAYERS} are undone"
+            await refuse(415, layers)
             return
 
         try:
@@ -285,7 +286,8 @@ def _binary_response(send: Send, default: bool, per_output: dict[str, bool]) -> 
         if encoded is not None:
             body, json_size = encoded
             headers = [(key, value) for key, value in headers if key.lower() != b"content-type"]
-            headers += [(b"content-type", b"application/octet-stream"), (binary_tensors.HEADER, str(json_size).encode())]
+            headers.append((b"content-type", b"application/octet-stream"))
+            headers.append((binary_tensors.HEADER, str(json_size).encode()))
         headers.append((b"content-length", str(len(body)).encode()))
         await send({**start, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -105,7 +105,7 @@ class IssueTitleServer(MLServer):
 
 
 def _exit_after_timeout() -> None:
-    logger.error("the server did not stop within %g s (a request or the model load still running): exiting", HARD_EXIT_S)
+    logger.error("the server did not stop within %g s (a request or the model load still runs): exiting", HARD_EXIT_S)
     _exit_now(0)
 
 
