@@ -103,6 +103,7 @@ def test_sigterm_stops_a_server_whose_model_call_never_returns(fake_server: Serv
     time.sleep(1)  # the request is in the model now
 
     assert seconds_to_stop(fake_server) < STOPS_WITHIN_S, fake_server.log()
+    assert "did not stop within 6 s" in fake_server.log()  # the model thread was stuck: the backstop ended it
 
 
 @pytest.mark.parametrize("fake_server", [("fake_predictor:load", {})], indirect=True)

@@ -86,9 +86,10 @@ class IssueTitleServer(MLServer):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
 
     def _on_stop_signal(self, sig: int) -> None:
+        # Only the first signal counts: uvicorn (0.54, server.py `capture_signals`) also catches it and raises it
+        # again once it has stopped, so a "second" signal is not necessarily the user's.
         if self._stopping:
-            logger.warning("second %s: exiting now", signal.Signals(sig).name)
-            _exit_now(0)
+            return
         self._stopping = True
         logger.info("%s: stopping (at most %g s)", signal.Signals(sig).name, HARD_EXIT_S)
         watchdog = threading.Timer(HARD_EXIT_S, _exit_after_timeout)
@@ -105,18 +106,14 @@ class IssueTitleServer(MLServer):
 
 
 def _exit_after_timeout() -> None:
-    logger.error("the server did not stop within %g s (a request or the model load still runs): exiting", HARD_EXIT_S)
-    _exit_now(0)
-
-
-def _exit_now(code: int) -> None:
     """Leave without waiting for threads that cannot be interrupted (the model thread, a model still loading)."""
+    logger.error("the server did not stop within %g s (a request or the model load still runs): exiting", HARD_EXIT_S)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except Exception:
             pass
-    os._exit(code)
+    os._exit(0)
 
 
 async def _run(settings: Settings, model_settings: ModelSettings, limits: ServingLimits, grpc_enabled: bool) -> None:
