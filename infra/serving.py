@@ -1,8 +1,14 @@
 """The SeldonDeployment that serves the exported model image, and the way in to it.
 
-The route is the tutorial's: `/seldon/<ns>/issue-summarization/api/v0.1/predictions` reaches Seldon's executor
-(protocol `seldon`, port 8000), which forwards the unchanged v1 message to the model container's `/predict`;
-MLServer answers it there (and on `/api/v1.0|v0.1/predictions`) through the runtime's `custom_handler`s.
+The route is the tutorial's: `/seldon/<ns>/issue-summarization/api/v1.0/predictions` (or `/api/v0.1/...`) reaches the
+model container, where MLServer answers Seldon's v1 message through the runtime's `custom_handler`s, unchanged.
+
+No executor: the predictor carries `seldon.io/no-engine: "true"`. The serving namespace enforces the `restricted`
+Pod Security level, and the executor container Seldon Core 1.17.1 injects gets at most `runAsUser` and
+`allowPrivilegeEscalation: false` (SeldonIO/seldon-core v1.17.1 operator/controllers/seldondeployment_engine.go,
+createEngineContainer), never `capabilities.drop: [ALL]`, so `restricted` would refuse every model pod. With the
+annotation (operator/controllers/seldondeployment_controller.go, `noEngine`) the pod holds only the container below,
+and the predictor Service `issue-summarization-default` points at its HTTP port.
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.custom_resources import CustomResourceWithStatus, wait_annotations
 from infra.labels import labels
 from infra.pods import TMP_MOUNT, TMP_VOLUME, container_security_context, pod_security_context
 
@@ -20,15 +27,18 @@ MODEL_NAME = "issue-summarization"
 PREDICTOR = "default"
 CANARY_PREDICTOR = "canary"
 CANARY_REPLICAS = 1
-SERVER_PORT = 9000  # MLServer HTTP inside the model container
-EXECUTOR_PORT = 8000  # Seldon's executor (the service the Ingress points at)
+SERVER_PORT = 9000  # MLServer HTTP inside the model container, and the predictor Service's port (no executor)
+NO_ENGINE = "seldon.io/no-engine"
+# Ready when Seldon says the deployment is Available (status.state: Creating -> Available | Failed); a model image
+# that cannot be pulled or never gets ready fails `pulumi up` after the timeout instead of passing silently.
+WAIT_FOR = "jsonpath={.status.state}=Available"
+TIMEOUT_SECONDS = 900
 SERVICE_ACCOUNT = "issue-summarization"
 TUTORIAL_BODY = (
     "I am trying to run the tutorial but the build fails with a missing dependency. Steps to reproduce: clone the "
     "repo, run make, see the error about protobuf."
 )
-RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
-EXECUTOR_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}
+RESOURCES = {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
 
 
 def _probe(path: str, initial_delay: int) -> dict[str, Any]:
@@ -43,7 +53,8 @@ def _probe(path: str, initial_delay: int) -> dict[str, Any]:
 
 def predictor_spec(name: str, image: str, image_pull_secret: str, replicas: int,
                    traffic: int | None = None) -> dict[str, Any]:
-    """One predictor: the model container behind Seldon's executor; `traffic` only when it shares the traffic."""
+    """One predictor: the model container, answering Seldon's v1 protocol itself (no executor, see above);
+    `traffic` only when it shares the requests with another predictor."""
     container = {
         "name": MODEL_NAME,
         "image": image,
@@ -58,13 +69,13 @@ def predictor_spec(name: str, image: str, image_pull_secret: str, replicas: int,
     predictor: dict[str, Any] = {
         "name": name,
         "replicas": replicas,
+        "annotations": {NO_ENGINE: "true"},
         "graph": {
             "name": MODEL_NAME,  # must match the container name
             "type": "MODEL",
             "endpoint": {"type": "REST", "httpPort": SERVER_PORT},
             "children": [],
         },
-        "svcOrchSpec": {"resources": EXECUTOR_RESOURCES},
         "componentSpecs": [
             {
                 "spec": {
@@ -85,7 +96,7 @@ def predictor_spec(name: str, image: str, image_pull_secret: str, replicas: int,
 
 def seldon_deployment_spec(image: str, image_pull_secret: str, replicas: int,
                            canary: tuple[str, int] | None = None) -> dict[str, Any]:
-    """Two replicas of the model container behind Seldon's executor, speaking Seldon's v1 protocol.
+    """Two replicas of the model container, answering Seldon's v1 protocol itself (no executor, see above).
 
     With `canary` (image, percent) a second predictor `canary` (one replica) takes that share. Seldon's admission
     webhook wants the shares of several predictors to sum to 100 (checkTraffic in
@@ -101,7 +112,7 @@ def seldon_deployment_spec(image: str, image_pull_secret: str, replicas: int,
                       predictor_spec(CANARY_PREDICTOR, canary_image, image_pull_secret, CANARY_REPLICAS, share)]
     return {
         "name": MODEL_NAME,
-        "protocol": "seldon",  # the executor speaks v1 to the model: the tutorial's request passes unchanged
+        "protocol": "seldon",  # Seldon's v1 message, which MLServer's custom handlers answer unchanged
         "predictors": predictors,
     }
 
@@ -114,25 +125,25 @@ def spec_for_models(models: list[dict[str, Any]], image_pull_secret: str, replic
 
 
 def model_network_policy_spec(gateway_namespace: str) -> dict[str, Any]:
-    """Only the ingress gateway may reach the model pods (the executor talks to the model inside the pod)."""
+    """Only the ingress gateway may reach the model pods, and only on the model's HTTP port."""
     return {
         "podSelector": {"matchLabels": {"seldon-deployment-id": MODEL_NAME}},
         "policyTypes": ["Ingress"],
         "ingress": [{
             "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": gateway_namespace}}}],
-            "ports": [{"protocol": "TCP", "port": EXECUTOR_PORT}],
+            "ports": [{"protocol": "TCP", "port": SERVER_PORT}],
         }],
     }
 
 
 def ingress_spec(namespace: str, predictor: str = PREDICTOR) -> dict[str, Any]:
-    """`/seldon/<ns>/issue-summarization/<rest>` -> the executor's `/<rest>`: the tutorial's URL, unchanged."""
+    """`/seldon/<ns>/issue-summarization/<rest>` -> the model's `/<rest>`: the tutorial's URL, unchanged."""
     return {
         "ingressClassName": "nginx",
         "rules": [{"http": {"paths": [{
             "path": f"/seldon/{namespace}/{MODEL_NAME}(/|$)(.*)",
             "pathType": "ImplementationSpecific",
-            "backend": {"service": {"name": f"{MODEL_NAME}-{predictor}", "port": {"number": EXECUTOR_PORT}}},
+            "backend": {"service": {"name": f"{MODEL_NAME}-{predictor}", "port": {"number": SERVER_PORT}}},
         }]}}],
     }
 
@@ -152,6 +163,20 @@ def traffic_table(models: list[dict[str, Any]]) -> dict[str, str]:
 def curl_command(url: str) -> str:
     body = json.dumps({"data": {"ndarray": [[TUTORIAL_BODY]]}})
     return f"curl -s -X POST -H 'Content-Type: application/json' -d '{body}' {url}"
+
+
+def serving_status(image: str, replicas: int, status: Any) -> str:
+    """The SeldonDeployment's own account of itself (status.state, and its description when not Available)."""
+    if not status:
+        return f"{image}: no status reported yet"
+    state = status.get("state") or "Unknown"
+    replicas_ready = status.get("replicas")
+    line = f"{state}: {image}"
+    if replicas_ready is not None:
+        line += f" ({replicas_ready}/{replicas} replicas)"
+    if state != "Available" and status.get("description"):
+        line += f": {status['description']}"
+    return line
 
 
 @dataclass(frozen=True)
@@ -175,11 +200,11 @@ def pinned_models(image_repo: str, model_tag: str) -> list[dict[str, Any]]:
 
 
 def rollout_status(models: list[dict[str, Any]], replicas: int) -> str:
+    """What serves what share: `<image>` alone, or `<image> 90% + canary <image> 10%`."""
     if len(models) == 1:
-        return f"deployed {models[0]['image']} ({replicas} replicas)"
+        return models[0]["image"]
     main, canary = models[0], models[1]
-    return (f"deployed {main['image']} ({replicas} replicas, {main['traffic']}% of requests) and canary "
-            f"{canary['image']} ({CANARY_REPLICAS} replica, {canary['traffic']}%)")
+    return f"{main['image']} {main['traffic']}% + canary {canary['image']} {canary['traffic']}%"
 
 
 class ModelServing(pulumi.ComponentResource):
@@ -189,12 +214,12 @@ class ModelServing(pulumi.ComponentResource):
         super().__init__("issue-titles:infra:ModelServing", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.deployment: k8s.apiextensions.CustomResource | None = None
+        self.models: pulumi.Output[list[dict[str, Any]]] = pulumi.Output.from_input([])
         if args.ingress == "nginx":
             self.prediction_url = pulumi.Output.concat(
                 "http://", args.ingress_host, f"/seldon/{args.namespace}/{MODEL_NAME}/api/v1.0/predictions")
-        else:  # `kubectl port-forward svc/issue-summarization-default 8000`
-            self.prediction_url = pulumi.Output.from_input("http://localhost:8000/api/v1.0/predictions")
-        self.models: pulumi.Output[list[dict[str, Any]]] = pulumi.Output.from_input([])
+        else:  # `kubectl port-forward svc/issue-summarization-default 9000`
+            self.prediction_url = pulumi.Output.from_input(f"http://localhost:{SERVER_PORT}/api/v1.0/predictions")
         if args.model_tag is None:
             self.status = (
                 "not deployed: no model yet. Put data in raw_data, wait for the export job, then "
@@ -212,12 +237,13 @@ class ModelServing(pulumi.ComponentResource):
                 image_pull_secrets=[k8s.core.v1.LocalObjectReferenceArgs(name=args.image_pull_secret)],
                 opts=child,
             )
-            self.deployment = k8s.apiextensions.CustomResource(
+            self.deployment = CustomResourceWithStatus(
                 name,
                 api_version="machinelearning.seldon.io/v1",
                 kind="SeldonDeployment",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=MODEL_NAME, namespace=args.namespace,
-                                                    labels=labels("serving")),
+                                                    labels=labels("serving"),
+                                                    annotations=wait_annotations(WAIT_FOR, TIMEOUT_SECONDS)),
                 spec=pulumi.Output.all(args.image_pull_secret, models).apply(
                     lambda values: spec_for_models(values[1], values[0], args.replicas)
                 ),
@@ -256,7 +282,9 @@ class ModelServing(pulumi.ComponentResource):
                         opts=pulumi.ResourceOptions(parent=self, depends_on=[self.ingress, self.deployment]),
                     )
             self.models = models
-            self.status = models.apply(lambda m: rollout_status(m, args.replicas))
+            self.status = pulumi.Output.all(models, self.deployment.status).apply(
+                lambda values: serving_status(rollout_status(values[0], args.replicas), args.replicas + (
+                    CANARY_REPLICAS if len(values[0]) > 1 else 0), values[1]))
         self.curl = self.prediction_url.apply(curl_command)
         self.traffic = self.models.apply(traffic_table)
         self.register_outputs({"status": self.status, "prediction_url": self.prediction_url, "models": self.models})
