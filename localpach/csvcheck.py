@@ -3,6 +3,9 @@
 `put-file` checks the whole file before writing anything. Structural problems (not text, not UTF-8, broken
 quoting, rows with the wrong number of fields, missing columns, no rows) are refused with the file name and line
 number of each problem; row *content* (an empty title, say) is left to `stages split`, which skips and counts it.
+Rows are read as `stages split` reads them (issue_titles/csvio.py): a record ends at LF, CRLF or a lone CR outside
+quotes, so a file with old-Mac CR-only line endings is accepted by both; a repeated header line (`cat a.csv b.csv`)
+is not a data row for either (split counts it as `repeated_header`).
 """
 
 from __future__ import annotations
@@ -92,7 +95,7 @@ def check_issue_csv(path: Path, display_name: str | None = None) -> CsvSummary:
                 if len(row) != width:
                     total_problems += 1
                     problems.append(f"{name}:{start_line}: row has {len(row)} field(s), the header has {width}")
-                else:
+                elif tuple(value.strip() for value in row) != columns:
                     rows += 1
                 start_line = reader.line_num + 1
         except csv.Error as error:

@@ -1,11 +1,16 @@
 """Read issue CSVs robustly: every row is either kept or counted under the reason it was skipped.
 
 Skip reasons (keys of `report.json`'s `skipped`): `empty_title`, `empty_body`, `broken_quoting`,
-`undecodable_bytes`, `wrong_field_count`. A missing column, an unreadable file or a folder without CSVs is not a
-row problem but an error for the whole step (StageError naming the file).
+`undecodable_bytes`, `wrong_field_count`, `repeated_header` (the header line again inside the file, as
+`cat a.csv b.csv` makes). A missing column, an unreadable file or a folder without CSVs is not a row problem but
+an error for the whole step (StageError naming the file).
+
+Records end at LF, CRLF or a lone CR outside quotes, as Python's csv module reads a file opened with
+`newline=""`; localpach/csvcheck.py (the `put-file` gate) reads files that way, so both see the same rows.
 """
 
 import csv
+import io
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -89,12 +94,13 @@ def read_issue_file(
     positions = {name: header.index(name) for name in COLUMNS if name in header}
     issues: list[Issue] = []
     file_report = {"rows_read": 0, "rows_kept": 0, "skipped": Counter()}
-    for _line_number, outcome in _records(lines, first=1):
+    for _line_number, outcome in _records(lines, first=1, width=len(header)):
         file_report["rows_read"] += 1
         if isinstance(outcome, str):
             file_report["skipped"][outcome] += 1
             continue
-        reason = _problem(outcome, len(header), positions, need_title=TITLE in require)
+        reason = "repeated_header" if _is_header(outcome, header) else None
+        reason = reason or _problem(outcome, len(header), positions, need_title=TITLE in require)
         if reason:
             file_report["skipped"][reason] += 1
             continue
@@ -124,23 +130,22 @@ def write_issues(path: Path, issues: Iterable[Issue]) -> None:
 
 
 def _physical_lines(text: str) -> list[str]:
-    """Split on '\\n' only (csv handles '\\r\\n'); unlike str.splitlines, other breaks stay inside fields."""
-    parts = text.split("\n")
-    lines = [part + "\n" for part in parts[:-1]]
-    if parts[-1]:
-        lines.append(parts[-1])
-    return lines
+    """Split after LF, CRLF or a lone CR (what csv treats as a line end); unlike str.splitlines, other breaks
+    (form feed, U+2028, ...) stay inside fields."""
+    return io.StringIO(text, newline="").readlines()
 
 
-def _records(lines: list[str], first: int) -> Iterator[tuple[int, list[str] | str]]:
+def _records(lines: list[str], first: int, width: int) -> Iterator[tuple[int, list[str] | str]]:
     """Yield (line number, fields) for each record after the header, or (line number, skip reason).
 
-    A quote that is never closed would swallow the rest of the file into one field; when that happens the record
-    is counted as broken and parsing resumes on the line after the one where it started.
+    A quote that is never closed swallows the lines after it into one field, until the next quote character
+    ends it (a broken record) or the file ends. So a broken record, or one that spans several lines and has the
+    wrong number of fields, is counted once under its reason and parsing resumes on the line after the one where
+    it started: the lines it swallowed are read again as records of their own, kept or counted.
     """
     start = first
     while start < len(lines):
-        reader = csv.reader(iter(lines[start:]), strict=True)
+        reader = csv.reader((lines[index] for index in range(start, len(lines))), strict=True)
         consumed = 0
         restart_at = None
         while True:
@@ -149,21 +154,26 @@ def _records(lines: list[str], first: int) -> Iterator[tuple[int, list[str] | st
                 fields = next(reader)
             except StopIteration:
                 break
-            except csv.Error as error:
-                if "unexpected end of data" in str(error):
-                    yield record_start + 1, "broken_quoting"
-                    restart_at = record_start + 1
-                    break
-                consumed = reader.line_num
+            except csv.Error:
                 yield record_start + 1, "broken_quoting"
-                continue
+                restart_at = record_start + 1
+                break
+            spanned = reader.line_num - consumed
             consumed = reader.line_num
             if not fields:
                 continue  # a blank line is not a row
+            if spanned > 1 and len(fields) != width:
+                yield record_start + 1, "wrong_field_count"
+                restart_at = record_start + 1
+                break
             yield record_start + 1, fields
         if restart_at is None:
             return
         start = restart_at
+
+
+def _is_header(fields: list[str], header: list[str]) -> bool:
+    return len(fields) == len(header) and [value.strip() for value in fields] == header
 
 
 def _problem(fields: list[str], width: int, positions: dict[str, int], need_title: bool = True) -> str | None:
