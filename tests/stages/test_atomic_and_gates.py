@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from tests.stages.conftest import run_stages
 
-from issue_titles.atomic import atomic_output_dir
+from issue_titles.atomic import MARKER, atomic_output_dir, marker_content
 from issue_titles.errors import TamperedBundleError
 from issue_titles.predictor import TitlePredictor
 
@@ -18,18 +18,23 @@ def leftovers(folder: Path) -> list[str]:
 
 def test_a_failing_step_leaves_no_output_folder(tmp_path):
     with pytest.raises(RuntimeError):
-        with atomic_output_dir(tmp_path / "out") as staging:
+        with atomic_output_dir(tmp_path / "out", step="split") as staging:
             (staging / "half.csv").write_text("written before the failure")
             raise RuntimeError("disk full")
     assert not (tmp_path / "out").exists()
     assert leftovers(tmp_path) == []
 
 
+def previous_output(folder: Path, step: str = "split") -> None:
+    folder.mkdir()
+    (folder / MARKER).write_text(json.dumps(marker_content(step)))
+
+
 def test_a_failing_step_keeps_the_previous_output(tmp_path):
-    (tmp_path / "out").mkdir()
+    previous_output(tmp_path / "out")
     (tmp_path / "out" / "train.csv").write_text("previous result")
     with pytest.raises(RuntimeError):
-        with atomic_output_dir(tmp_path / "out") as staging:
+        with atomic_output_dir(tmp_path / "out", step="split") as staging:
             (staging / "train.csv").write_text("half")
             raise RuntimeError("killed")
     assert (tmp_path / "out" / "train.csv").read_text() == "previous result"
@@ -38,18 +43,18 @@ def test_a_failing_step_keeps_the_previous_output(tmp_path):
 
 def test_a_successful_step_fills_an_existing_empty_output(tmp_path):
     (tmp_path / "out").mkdir()  # like Pachyderm's /pfs/out
-    with atomic_output_dir(tmp_path / "out") as staging:
+    with atomic_output_dir(tmp_path / "out", step="split") as staging:
         (staging / "result.json").write_text("{}")
-    assert [path.name for path in (tmp_path / "out").iterdir()] == ["result.json"]
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [MARKER, "result.json"]
     assert leftovers(tmp_path) == []
 
 
-def test_a_successful_step_replaces_a_previous_output_whole(tmp_path):
-    (tmp_path / "out").mkdir()
+def test_a_successful_step_replaces_its_previous_output_whole(tmp_path):
+    previous_output(tmp_path / "out")
     (tmp_path / "out" / "stale.csv").write_text("old")
-    with atomic_output_dir(tmp_path / "out") as staging:
+    with atomic_output_dir(tmp_path / "out", step="split") as staging:
         (staging / "fresh.csv").write_text("new")
-    assert [path.name for path in (tmp_path / "out").iterdir()] == ["fresh.csv"]
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [MARKER, "fresh.csv"]
 
 
 def test_quality_gate_refuses_a_weak_model_and_writes_nothing(chain, tmp_path, capsys):

@@ -11,7 +11,7 @@ from issue_titles.errors import QualityGateError, StageError
 from issue_titles.evaluate import evaluate, read_test_split
 from issue_titles.jsonio import read_json, write_json
 from issue_titles.predictor import TitlePredictor
-from issue_titles.provenance import PROVENANCE, checksums, code_version
+from issue_titles.provenance import BUNDLE_FORMAT, PROVENANCE, checksums, code_version
 from issue_titles.train import MODEL_FILES
 
 MODEL_NAME = "issue-summarization"
@@ -98,7 +98,7 @@ def run_build(
             f"--min-rouge-l {min_rouge_l:.4f} (lead-words baseline: {metrics['lead_baseline']['rouge_l']:.4f})"
         )
     model_info = read_json(train_dir / "model.json")
-    with atomic_output_dir(output_dir) as staging:
+    with atomic_output_dir(output_dir, step="build", inputs=inputs) as staging:
         for name in MODEL_FILES:
             shutil.copyfile(train_dir / name, staging / name)
         for name in OPTIONAL_TRAIN_FILES:
@@ -108,6 +108,7 @@ def run_build(
         (staging / "Dockerfile").write_text(dockerfile(base_image), encoding="utf-8")
         write_json(staging / "model-settings.json", model_settings())
         provenance = {
+            "bundle_format": BUNDLE_FORMAT,
             "model_name": MODEL_NAME,
             "job_id": env.get("PACH_JOB_ID"),
             "output_commit": env.get("PACH_OUTPUT_COMMIT_ID"),

@@ -116,6 +116,6 @@ def run_export(
             f"to build it by hand: docker build -t {reference} {bundle}",
             file=sys.stderr,
         )
-    with atomic_output_dir(output_dir) as staging:
+    with atomic_output_dir(output_dir, step="export", inputs=[input_dir]) as staging:
         write_json(staging / "image.json", record)
     return record
