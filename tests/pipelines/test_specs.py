@@ -67,6 +67,14 @@ def test_export_mounts_the_registry_secret_and_carries_no_credential():
     assert export["transform"]["cmd"][-2:] == ["--image", "registry.example.com/serve"]  # the job ID becomes the tag
 
 
+def test_no_pipeline_asks_for_a_user_so_every_worker_runs_as_the_images_non_root_user():
+    # pachyderm/pachyderm 2.12.x src/server/pps/server/worker_rc.go: a transform.user becomes the pod's RunAsUser
+    # together with RunAsNonRoot: true and the user container's ReadOnlyRootFilesystem: true, so "0" (what the
+    # kaniko export once asked for) is refused by the kubelet. Export now pushes through the registry API as uid 10001.
+    assert {spec["pipeline"]["name"]: spec["transform"].get("user") for spec in all_pipelines(CPU)} == dict.fromkeys(
+        ["split", "pre_process", "train", "build", "export"])
+
+
 def test_unset_training_knobs_leave_the_stage_defaults():
     assert by_name(CPU)["train"]["transform"]["cmd"][-2:] == ["--architecture", "default"]
     assert by_name(GPU)["train"]["transform"]["cmd"][-2:] == ["--epochs", "12"]

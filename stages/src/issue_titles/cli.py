@@ -2,7 +2,7 @@
 
 Every failure the user can fix is one line on stderr naming the file (and line) and a non-zero exit:
 2 bad input or arguments (a refused --output included), 3 quality gate refused, 4 bundle changed after build,
-141 stdout closed before the report was printed (the output is complete; 128 + SIGPIPE, as a shell reports a
+5 export could not push in a cluster, 141 stdout closed before the report was printed (the output is complete; 128 + SIGPIPE, as a shell reports a
 process a closed pipe stopped), 1 anything unexpected.
 """
 
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--min-rouge-l", type=_non_negative_float, default=0.0, help="refuse models below this ROUGE-L")
     build.add_argument("--base-image", default=None, help="the stage image the serving image starts FROM")
 
-    export = commands.add_parser("export", help="build and push the serving image (kaniko, in a cluster)")
+    export = commands.add_parser("export", help="push the serving image (stage image + bundle layer) through the registry API, in a cluster")
     export.add_argument("--input", type=Path, required=True, help="the build output (bundle)")
     export.add_argument("--output", type=Path, required=True, help="folder to write image.json")
     export.add_argument("--image", required=True, help="REPO or REPO:TAG; without a tag, PACH_JOB_ID is the tag")
