@@ -7,7 +7,7 @@ import jsonschema
 import pytest
 from pachyderm_sdk.api.pps import CreatePipelineRequest
 
-from pipelines import PipelineSettings, SpecError, all_pipelines, validate_specs
+from pipelines import PipelineSettings, SpecError, all_pipelines, input_leaves, spec_problems, validate_specs
 
 SCHEMA = Path(__file__).resolve().parents[2].parent / "shared" / "schemas" / "pachyderm-CreatePipelineRequest.schema.json"
 CPU = PipelineSettings(stage_image="registry.example.com/stages:0123abcd", serving_image_repo="registry.example.com/serve")
@@ -98,3 +98,38 @@ def test_a_spec_reading_an_undeclared_repo_is_refused():
     specs[1]["input"] = {"pfs": {"repo": "nowhere", "glob": "/"}}
     with pytest.raises(SpecError, match="pipeline pre_process: input repo 'nowhere'"):
         validate_specs(specs)
+
+
+def spec_with(**changes):
+    spec = by_name(CPU)["build"]
+    spec.update(changes)
+    return spec
+
+
+@pytest.mark.parametrize("spec, problem", [
+    (spec_with(transform={"image": "s:1", "cmd": []}), "pipeline build: transform.cmd must be a non-empty list"),
+    (spec_with(transform={"cmd": ["stages"]}), "pipeline build: transform.image is required"),
+    (spec_with(reprocessSpec="sometimes"), "pipeline build: reprocessSpec must be one of until_success, every_job"),
+    (spec_with(input={"join": []}), "pipeline build: input type 'join' is not supported"),
+    (spec_with(input={"pfs": {"repo": "train"}}), "pipeline build: pfs input train needs a glob"),
+    (spec_with(input={"cross": []}), "pipeline build: cross input needs a non-empty list"),
+    (spec_with(input={"cross": [{"pfs": {"repo": "split", "glob": "/"}}] * 2}),
+     "pipeline build: input name(s) split used twice in a cross"),
+    ({"transform": {"image": "s:1", "cmd": ["x"]}}, "pipeline.name is missing"),
+])
+def test_the_one_validator_names_the_pipeline_and_the_field(spec, problem):
+    (found,) = spec_problems(spec)
+    assert found.startswith(problem)
+
+
+def test_values_still_to_come_are_left_to_whoever_knows_them():
+    later = object()
+    spec = by_name(CPU)["build"]
+    spec["transform"]["image"] = later
+    spec["transform"]["cmd"][-1] = later
+    assert spec_problems(spec)  # an unknown image is not a string
+    assert spec_problems(spec, pending=lambda value: value is later) == []
+
+
+def test_the_walker_visits_every_leaf_of_a_cross_in_order():
+    assert [leaf["repo"] for leaf in input_leaves(by_name(CPU)["build"]["input"], "build")] == ["train", "split"]
