@@ -1,10 +1,14 @@
 """The issue-titles platform, one stack at a time: read the config once, then wire the components.
 
-    cluster ─ namespace ─┬─ registry secret ───────────────────────────────────┐
-                         ├─ training operator ──── stage image check (TFJob) ◄─┤
-                         ├─ Seldon Core ────────────────────── model serving ◄─┤
-                         └─ Pachyderm ─┐                                       │
-    stage image ───────────────────────┴───────────────── repos + pipelines ◄──┘
+    cluster ─┬─ namespace (Pachyderm) ─┬─ registry secret ─────────────────────────────┐
+             │                         ├─ stage image check (TFJob) ◄─ training operator │
+             │                         └─ Pachyderm ─┐                                   │
+             │  stage image ─────────────────────────┴─────────────── repos + pipelines ◄┘
+             └─ serving namespace (restricted) ─┬─ registry secret ─┐
+                                                └─ Seldon Core ─────┴── model serving
+
+Two namespaces, because their Pod Security levels differ: Pachyderm on minikube mounts host paths (`privileged`;
+`baseline` on GKE), while Seldon and the model run at `restricted` (infra/platform.py says why).
 """
 import pulumi
 
@@ -15,7 +19,8 @@ from infra.images import StageImage, StageImageArgs
 from infra.operators import (IngressController, IngressControllerArgs, Pachyderm, PachydermArgs, SeldonCore,
                              SeldonCoreArgs, TrainingOperator, TrainingOperatorArgs)
 from infra.pachyderm_pipelines import PachydermPipelines, PachydermPipelinesArgs
-from infra.platform import PlatformNamespace, PlatformNamespaceArgs, RegistrySecret, RegistrySecretArgs
+from infra.platform import (PlatformNamespace, PlatformNamespaceArgs, RegistrySecret, RegistrySecretArgs,
+                            pachyderm_pod_security)
 from infra.serving import ModelServing, ModelServingArgs
 from pipelines import PipelineSettings
 
@@ -24,27 +29,40 @@ cfg = load_config()
 cluster = ClusterAccess("cluster", ClusterAccessArgs(cfg.cluster, cfg.namespace, cfg.kube_context, cfg.gke))
 on_cluster = pulumi.ResourceOptions(provider=cluster.provider)
 
-namespace = PlatformNamespace("namespace", PlatformNamespaceArgs(name=cfg.namespace), on_cluster)
+namespace = PlatformNamespace("namespace", PlatformNamespaceArgs(
+    name=cfg.namespace, pod_security=pachyderm_pod_security(cfg.cluster)), on_cluster)
 in_namespace = pulumi.ResourceOptions(provider=cluster.provider, depends_on=[namespace])
+# Seldon Core 1.17.1 with singleNamespace only validates SeldonDeployments in namespaces labelled
+# seldon.io/controller-id=<its own namespace> (helm-charts/seldon-core-operator/templates/webhook.yaml).
+serving_namespace = PlatformNamespace("serving-namespace", PlatformNamespaceArgs(
+    name=cfg.serving.namespace, pod_security="restricted", component="serving",
+    extra_labels={"seldon.io/controller-id": cfg.serving.namespace}), on_cluster)
+in_serving_namespace = pulumi.ResourceOptions(provider=cluster.provider, depends_on=[serving_namespace])
 
 registry = RegistrySecret("registry", RegistrySecretArgs(
     namespace=namespace.name, server=cfg.registry.server, username=cfg.registry.username,
     password=cfg.registry.password), in_namespace)
+serving_registry = RegistrySecret("serving-registry", RegistrySecretArgs(
+    namespace=serving_namespace.name, server=cfg.registry.server, username=cfg.registry.username,
+    password=cfg.registry.password), in_serving_namespace)
 
 training_operator = TrainingOperator("training-operator", TrainingOperatorArgs(cfg.training_operator_ref), on_cluster)
 
-seldon = SeldonCore("seldon-core", SeldonCoreArgs(namespace.name, cfg.seldon_chart_version), in_namespace)
+# singleNamespace: the operator watches the namespace it is installed in, so it goes with the model.
+seldon = SeldonCore("seldon-core", SeldonCoreArgs(serving_namespace.name, cfg.seldon_chart_version),
+                    in_serving_namespace)
 
 pachyderm = Pachyderm("pachyderm", PachydermArgs(
     namespace=namespace.name, version=cfg.pachyderm_chart_version, cluster=cfg.cluster,
     registry_secret=registry.secret_name, pachd_address=cfg.pachd_address,
-    bucket=cluster.bucket_name, storage_service_account=cluster.storage_service_account), in_namespace)
+    bucket=cluster.bucket_name, storage_service_account=cluster.storage_service_account,
+    loki_deploy=cfg.loki_deploy), in_namespace)
 
 stage_image = StageImage("stages", StageImageArgs(
     repository=cfg.stage_image_repo, gpu=cfg.training.gpus > 0, registry_server=cfg.registry.server,
     registry_username=cfg.registry.username, registry_password=cfg.registry.password))
 
-StageImageCheck("stage-image-check", StageImageCheckArgs(
+image_check = StageImageCheck("stage-image-check", StageImageCheckArgs(
     namespace=cfg.namespace, image=stage_image.image_ref, image_pull_secret=registry.secret_name,
     gpus=cfg.training.gpus,
 ), pulumi.ResourceOptions(provider=cluster.provider, depends_on=[namespace, training_operator, registry]))  # TFJob CRD first
@@ -63,16 +81,19 @@ if cfg.on_gke and cfg.serving.ingress == "nginx":  # minikube has ingress-nginx 
         "ingress", IngressControllerArgs(cfg.ingress_controller_chart_version), on_cluster).address
 
 serving = ModelServing("serving", ModelServingArgs(
-    namespace=cfg.namespace, image_repo=cfg.serving.image_repo, model_tag=cfg.serving.model_tag,
-    image_pull_secret=registry.secret_name, replicas=cfg.serving.replicas, ingress=cfg.serving.ingress,
+    namespace=cfg.serving.namespace, image_repo=cfg.serving.image_repo, model_tag=cfg.serving.model_tag,
+    image_pull_secret=serving_registry.secret_name, replicas=cfg.serving.replicas, ingress=cfg.serving.ingress,
     ingress_host=ingress_host, gateway_namespace=cfg.serving.gateway_namespace,
-), pulumi.ResourceOptions(provider=cluster.provider, depends_on=[namespace, seldon, registry]))  # CRD first
+), pulumi.ResourceOptions(provider=cluster.provider,
+                          depends_on=[serving_namespace, seldon, serving_registry]))  # CRD and webhook first
 
 pulumi.export("namespace", namespace.name)
+pulumi.export("serving_namespace", serving_namespace.name)
 pulumi.export("cluster", cluster.description)
 pulumi.export("pachd_address", pachyderm.pachd_address)
 pulumi.export("pachctl", pachyderm.pachd_address.apply(lambda address: f"pachctl connect {address}"))
 pulumi.export("stage_image", stage_image.image_ref)
+pulumi.export("stage_image_check", image_check.result)  # a failed check fails `pulumi up` here, naming the image
 pulumi.export("pipelines", pipelines.pipelines)
 pulumi.export("serving_status", serving.status)
 pulumi.export("prediction_url", serving.prediction_url)

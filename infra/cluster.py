@@ -11,6 +11,11 @@ from infra.config import GkeConfig
 
 # The Kubernetes service account the Pachyderm chart runs pachd under; it reads and writes the bucket.
 PACHD_SERVICE_ACCOUNT = "pachyderm"
+# The one pipeline workers run under: pachd reads it from WORKER_SERVICE_ACCOUNT, which the chart fills from
+# `pachd.worker.serviceAccount.name` (pachyderm/pachyderm 2.12.x etc/helm/pachyderm/templates/pachd/deployment.yaml;
+# src/server/pps/server/worker_rc.go falls back to "pachyderm-worker"). The workers' storage sidecars read and write
+# the bucket themselves, so this account needs the same Workload Identity binding as pachd's.
+PACHYDERM_WORKER_SERVICE_ACCOUNT = "pachyderm-worker"
 
 
 @dataclass(frozen=True)
@@ -142,13 +147,14 @@ class ClusterAccess(pulumi.ComponentResource):
             member=self.storage_account.email.apply(lambda email: f"serviceAccount:{email}"),
             opts=child,
         )
-        gcp.serviceaccount.IAMMember(
-            f"{name}-pachyderm-workload-identity",
-            service_account_id=self.storage_account.name,
-            role="roles/iam.workloadIdentityUser",
-            member=f"serviceAccount:{gke.project}.svc.id.goog[{namespace}/{PACHD_SERVICE_ACCOUNT}]",
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.cluster]),
-        )
+        for suffix, account in (("", PACHD_SERVICE_ACCOUNT), ("-worker", PACHYDERM_WORKER_SERVICE_ACCOUNT)):
+            gcp.serviceaccount.IAMMember(
+                f"{name}-pachyderm{suffix}-workload-identity",
+                service_account_id=self.storage_account.name,
+                role="roles/iam.workloadIdentityUser",
+                member=f"serviceAccount:{gke.project}.svc.id.goog[{namespace}/{account}]",
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.cluster]),
+            )
         self.bucket_name = self.bucket.name
         self.storage_service_account = self.storage_account.email
         kubeconfig = pulumi.Output.all(

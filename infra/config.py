@@ -26,10 +26,10 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "namespace", "cluster", "kubeContext", "gpus", "pachydermChartVersion", "seldonChartVersion",
         "trainingOperatorRef", "pachdAddress", "stageImageRepo", "sampleSize", "epochs", "architecture",
         "minRougeL", "gkeLocation", "cpuMachineType", "gpuMachineType", "gpuType", "gpuNodesMax",
-        "bucketForceDestroy", "ingressControllerChartVersion",
+        "bucketForceDestroy", "ingressControllerChartVersion", "lokiDeploy",
     ),
     "registry": ("server", "username", "password"),
-    "serving": ("imageRepo", "modelTag", "replicas", "ingress", "ingressHost", "gatewayNamespace"),
+    "serving": ("imageRepo", "modelTag", "replicas", "ingress", "ingressHost", "gatewayNamespace", "namespace"),
 }
 
 
@@ -52,6 +52,8 @@ class ServingConfig:
     ingress: str  # "nginx": an Ingress routes /seldon/<ns>/<name>/ to Seldon; "none": port-forward
     ingress_host: str
     gateway_namespace: str  # the namespace whose pods may reach the model pods
+    # Seldon and the model, apart from Pachyderm: this namespace enforces the `restricted` Pod Security level.
+    namespace: str = "issue-titles-serving"
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class StackConfig:
     serving: ServingConfig
     training: TrainingConfig
     gke: GkeConfig | None
+    loki_deploy: bool = False  # Pachyderm's own Loki + promtail (a hostPath DaemonSet); off unless a stack asks
 
     @property
     def on_gke(self) -> bool:
@@ -199,6 +202,14 @@ def load_config() -> StackConfig:
             f"letters, digits and '-', at most 63 characters), e.g. {_fix(app.key('namespace'), PROJECT)}"
         )
 
+    serving_namespace = srv.text("namespace", f"{namespace}-serving")
+    if len(serving_namespace) > 63 or not _DNS1123_LABEL.match(serving_namespace) or serving_namespace == namespace:
+        raise ConfigError(
+            f"invalid `{srv.key('namespace')}` {serving_namespace!r}: the model gets its own namespace (a DNS-1123 "
+            f"label other than `{app.key('namespace')}` {namespace!r}, which runs Pachyderm), "
+            f"e.g. {_fix(srv.key('namespace'), namespace + '-serving')}"
+        )
+
     cluster = app.choice("cluster", "minikube", CLUSTER_KINDS)
     gpus = app.integer("gpus", 0, 0, "1")
     if cluster == "minikube" and gpus:
@@ -280,6 +291,7 @@ def load_config() -> StackConfig:
             ingress=srv.choice("ingress", "nginx", INGRESS_KINDS),
             ingress_host=srv.text("ingressHost", "localhost"),
             gateway_namespace=srv.text("gatewayNamespace", "ingress-nginx"),
+            namespace=serving_namespace,
         ),
         training=TrainingConfig(
             gpus=gpus,
@@ -289,4 +301,5 @@ def load_config() -> StackConfig:
             min_rouge_l=app.number("minRougeL", 0.0, 0.0, 1.0),
         ),
         gke=gke,
+        loki_deploy=app.boolean("lokiDeploy", False),
     )

@@ -1,38 +1,59 @@
 """The platform operators: Seldon Core, Pachyderm, the Kubeflow training operator and (on GKE) an ingress controller.
 
-Each is a `helm.v3.Release` or a kustomization: Release keeps Helm's own install order (CRDs first), which the
-rendered-manifest resources do not, so the CRDs exist before the custom resources that depend on this component.
+Each is a `helm.v3.Release` or manifests vendored in this repository: Release keeps Helm's own install order (CRDs
+first), and `yaml.v2.ConfigFile` applies CRDs and namespaces before the objects that need them, so the CRDs exist
+before the custom resources that depend on this component.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.cluster import PACHD_SERVICE_ACCOUNT
+from infra.cluster import PACHD_SERVICE_ACCOUNT, PACHYDERM_WORKER_SERVICE_ACCOUNT
 from infra.labels import labels
 
 SELDON_CHART_REPO = "https://storage.googleapis.com/seldon-charts"
 PACHYDERM_CHART_REPO = "https://helm.pachyderm.com"
 INGRESS_NGINX_CHART_REPO = "https://kubernetes.github.io/ingress-nginx"
-TRAINING_OPERATOR_REPO = "https://github.com/kubeflow/training-operator"
+# The training operator's standalone overlay, rendered and committed (see its PROVENANCE.md): a preview needs neither
+# git nor GitHub, and every preview of the same commit applies the same objects. Relative to the project root, where
+# Pulumi runs the program and the Kubernetes provider reads the file.
+TRAINING_OPERATOR_MANIFESTS = {
+    "v1.9.0": "infra/manifests/training-operator-v1.9.0/standalone.yaml",
+}
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# What the `restricted` Pod Security level asks of a container, no more: the manager keeps its image's user (the
+# chart's pod-level runAsUser 8888) and its writable root filesystem, which it may use for its webhook certificates.
+RESTRICTED_CONTAINER = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 # The proxy multiplexes pachd's gRPC API on its HTTP port; on minikube it is a NodePort at this port.
 PACHD_NODE_PORT = 30080
 
 
 def seldon_values() -> dict[str, Any]:
-    """Usage metrics off, watch only our namespace, no Ambassador/Istio: an Ingress routes to the executor."""
+    """Usage metrics off, watch only the serving namespace, no Ambassador/Istio: an Ingress routes to the model.
+
+    The operator runs in the serving namespace, which enforces `restricted`: the chart gives its manager pod only
+    `runAsUser: 8888` (SeldonIO/seldon-core v1.17.1 helm-charts/seldon-core-operator/templates/
+    deployment_seldon-controller-manager.yaml), and inserts `manager.containerSecurityContext` verbatim among the
+    container's fields, so the value carries the whole `securityContext` the restricted level asks for.
+    """
     return {
         "usageMetrics": {"enabled": False},
         "singleNamespace": True,
         "ambassador": {"enabled": False},
         "istio": {"enabled": False},
         "crd": {"create": True},
-        "executor": {
-            "resources": {"cpuRequest": "100m", "memoryRequest": "256Mi", "cpuLimit": "1", "memoryLimit": "512Mi"},
-        },
+        "manager": {"containerSecurityContext": {"securityContext": dict(RESTRICTED_CONTAINER)}},
+        # No executor values: the model's predictor runs without one (infra/serving.py says why).
     }
 
 
@@ -64,9 +85,14 @@ class SeldonCore(pulumi.ComponentResource):
 
 
 def pachyderm_values(
-    cluster: str, registry_secret: str, bucket: str | None = None, storage_service_account: str | None = None
+    cluster: str, registry_secret: str, bucket: str | None = None, storage_service_account: str | None = None,
+    loki_deploy: bool = False,
 ) -> dict[str, Any]:
-    """Helm values: local storage behind a NodePort on minikube, the GCS bucket via Workload Identity on GKE."""
+    """Helm values: local storage behind a NodePort on minikube, the GCS bucket via Workload Identity on GKE.
+
+    Requests are set for every pod the chart leaves without them (etcd, pgbouncer; pachw inherits pachd's), so the
+    resource budget (tests/infra/test_resource_budget.py) adds up what really gets scheduled.
+    """
     values: dict[str, Any] = {
         "deployTarget": "LOCAL",
         "console": {"enabled": False},
@@ -74,11 +100,22 @@ def pachyderm_values(
         "global": {"imagePullSecrets": [registry_secret]},
         "pachd": {
             "metrics": {"enabled": False},
+            # The chart's default (true) adds Loki and a promtail DaemonSet with hostPath volumes: off unless a
+            # stack sets `issue-titles:lokiDeploy` (pachyderm/pachyderm 2.12.x etc/helm/pachyderm/Chart.yaml,
+            # `condition: pachd.lokiDeploy`).
+            "lokiDeploy": loki_deploy,
             "serviceAccount": {"create": True, "name": PACHD_SERVICE_ACCOUNT},
+            "worker": {"serviceAccount": {"create": True, "name": PACHYDERM_WORKER_SERVICE_ACCOUNT}},
             "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "2Gi"}},
             "defaultPipelineCPURequest": "1",
             "defaultPipelineMemoryRequest": "1Gi",
+            # The storage sidecar's request for a pipeline that names none: 1 CPU otherwise (src/internal/
+            # pachconfig/config.go SIDECAR_DEFAULT_CPU_REQUEST); our specs set sidecarResourceRequests anyway.
+            "defaultSidecarCPURequest": "100m",
+            "defaultSidecarMemoryRequest": "256Mi",
         },
+        "etcd": {"resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}},
+        "pgbouncer": {"resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}},
         "proxy": {
             "enabled": True,
             "service": {"type": "NodePort", "httpNodePort": PACHD_NODE_PORT},
@@ -86,10 +123,15 @@ def pachyderm_values(
     }
     if cluster == "gke":
         values["deployTarget"] = "GOOGLE"
-        values["pachd"]["storage"] = {"google": {"bucket": bucket}}
-        values["pachd"]["serviceAccount"]["additionalAnnotations"] = {
-            "iam.gke.io/gcp-service-account": storage_service_account,
-        }
+        # Off LOCAL the pachd and pachw templates fail without it: `required "storage URL required"
+        # .Values.pachd.storage.storageURL` (etc/helm/pachyderm/templates/pachd/deployment.yaml and
+        # pachw/deployment.yaml); upstream's etc/helm/examples/gcp-values.yaml sets it to gs://<bucket>.
+        values["pachd"]["storage"] = {"storageURL": f"gs://{bucket}", "google": {"bucket": bucket}}
+        identity = {"iam.gke.io/gcp-service-account": storage_service_account}
+        values["pachd"]["serviceAccount"]["additionalAnnotations"] = dict(identity)
+        # Pipeline workers' storage sidecars reach the bucket as pachyderm-worker: same identity (gcp-values.yaml
+        # annotates both accounts).
+        values["pachd"]["worker"]["serviceAccount"]["additionalAnnotations"] = dict(identity)
         values["proxy"]["service"] = {"type": "LoadBalancer"}
     return values
 
@@ -120,6 +162,7 @@ class PachydermArgs:
     pachd_address: str | None = None  # minikube: the NodePort address; GKE: None, read from the load balancer
     bucket: pulumi.Input[str] | None = None
     storage_service_account: pulumi.Input[str] | None = None
+    loki_deploy: bool = False
 
 
 class Pachyderm(pulumi.ComponentResource):
@@ -130,7 +173,7 @@ class Pachyderm(pulumi.ComponentResource):
     def __init__(self, name: str, args: PachydermArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("issue-titles:infra:Pachyderm", name, None, opts)
         values = pulumi.Output.all(args.registry_secret, args.bucket, args.storage_service_account).apply(
-            lambda parts: pachyderm_values(args.cluster, *parts)
+            lambda parts: pachyderm_values(args.cluster, *parts, loki_deploy=args.loki_deploy)
         )
         self.release = k8s.helm.v3.Release(
             name,
@@ -184,18 +227,30 @@ class TrainingOperatorArgs:
     ref: str = "v1.9.0"
 
 
+def training_operator_manifests(ref: str) -> str:
+    """The committed rendering of the standalone overlay at `ref`, relative to the project root."""
+    path = TRAINING_OPERATOR_MANIFESTS.get(ref)
+    if path is None or not (PROJECT_ROOT / path).is_file():
+        raise pulumi.RunError(
+            f"no vendored training operator manifests for `issue-titles:trainingOperatorRef` {ref!r}: use one of "
+            f"{', '.join(TRAINING_OPERATOR_MANIFESTS)}, or render the standalone overlay of {ref} as "
+            f"infra/manifests/training-operator-v1.9.0/PROVENANCE.md says and list it in TRAINING_OPERATOR_MANIFESTS"
+        )
+    return path
+
+
 class TrainingOperator(pulumi.ComponentResource):
-    """Kubeflow training operator (TFJob CRD) from its standalone kustomize overlay at a pinned git ref."""
+    """Kubeflow training operator (TFJob CRD) from its standalone overlay, rendered and committed at a pinned tag."""
 
     def __init__(self, name: str, args: TrainingOperatorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("issue-titles:infra:TrainingOperator", name, None, opts)
-        self.directory_url = f"{TRAINING_OPERATOR_REPO}//manifests/overlays/standalone?ref={args.ref}"
-        self.manifests = k8s.kustomize.v2.Directory(
+        self.file = training_operator_manifests(args.ref)
+        self.manifests = k8s.yaml.v2.ConfigFile(
             name,
-            k8s.kustomize.v2.DirectoryArgs(directory=self.directory_url),
+            file=self.file,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.register_outputs({"directory": self.directory_url})
+        self.register_outputs({"file": self.file})
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 Pulumi pickles a dynamic provider (with dill) into the stack state and runs it in its own process. So the providers
 keep no state and no client, import the SDK only inside their methods, and reach pachd only through `_connect`, the
-one seam tests replace with a fake that has the SDK's `pfs` / `pps` method signatures.
+one seam tests replace with a fake that has the SDK's `pfs` / `pps` method signatures. How they are pickled is
+explained at `BySource` below: by source text (this module's and that of the repository modules it imports), not
+by import path.
 
 Pulumi 3.x `DiffResult` carries `changes`, `replaces` and `delete_before_replace` to the engine, but no per-field
 detailed diff; the engine then diffs the old and new inputs itself. The spec is therefore kept as a structured input
@@ -12,6 +14,7 @@ The provider's own diff also names them (`PipelineDiff.changed_fields`), and use
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -255,7 +258,110 @@ def _repo_label(props: Mapping[str, Any]) -> str:
     return f"repo '{props.get('name')}' (project '{props.get('project') or DEFAULT_PROJECT}')"
 
 
-class RepoProvider(ResourceProvider):
+# --- serialization ----------------------------------------------------------------------------------------------------
+
+# Packages of this repository: a module of theirs that the provider imports travels with it, as source.
+REPOSITORY_PACKAGES = ("pipelines", "infra")
+# Evaluated by the dynamic provider host when it unpickles a provider (its globals: `loader`, the source of
+# `_load_by_source`, and that function's arguments): defines the loader, then calls it.
+_REBUILD = "(exec(loader, scope), scope['_load_by_source'](source, bundle, class_name, tag, loader))[1]"
+
+
+def _repository_sources(source: str, found: dict[str, str] | None = None) -> dict[str, str]:
+    """The source of every repository module `source` imports at module level (`from pkg.mod import ...`),
+    recursively, by module name."""
+    import ast
+    import importlib.util
+
+    found = {} if found is None else found
+    for node in ast.parse(source).body:
+        if (isinstance(node, ast.ImportFrom) and not node.level and node.module
+                and node.module.split(".")[0] in REPOSITORY_PACKAGES and node.module not in found):
+            spec = importlib.util.find_spec(node.module)
+            if spec is None or spec.origin is None:
+                raise ImportError(f"cannot find the source of {node.module}, which the Pachyderm provider imports")
+            with open(spec.origin, encoding="utf-8") as handle:
+                found[node.module] = handle.read()
+            _repository_sources(found[node.module], found)
+    return found
+
+
+def _load_by_source(source: str, bundle: dict[str, str], class_name: str, tag: str, loader: str) -> Any:
+    """In the dynamic provider host: load `source` and the repository modules it imports (`bundle`) under private
+    names, once per host process and version (`tag`), and return a new `class_name` from it."""
+    import builtins
+    import sys
+    import types
+
+    prefix = "issue_titles_provider_" + tag
+    main = sys.modules.get(prefix)
+    if main is None:
+        def bundled_import(name: str, globals_: Any = None, locals_: Any = None, fromlist: Any = (),
+                           level: int = 0) -> Any:
+            if level or name not in bundle:
+                return builtins.__import__(name, globals_, locals_, fromlist, level)
+            private = f"{prefix}.{name}"
+            if private not in sys.modules:
+                sys.modules[private] = module = types.ModuleType(private)
+                module.__dict__["__builtins__"] = scope
+                exec(compile(bundle[name], f"<{name}, by source>", "exec"), module.__dict__)
+            module = sys.modules[private]
+            if fromlist:
+                return module
+            raise ImportError(f"`import {name}` is not supported by source; use `from {name} import ...`")
+
+        scope = dict(builtins.__dict__, __import__=bundled_import)
+        sys.modules[prefix] = main = types.ModuleType(prefix)
+        main.__dict__.update(__builtins__=scope, __provider_source__=source, __provider_bundle__=bundle,
+                             __provider_loader__=loader)
+        exec(compile(source, f"<{prefix}, by source>", "exec"), main.__dict__)
+    return getattr(main, class_name)()
+
+
+class BySource:
+    """Pickles a provider as source text (its module's and that of the repository modules it imports) plus the
+    class name, never as an import path.
+
+    Pulumi stores `dill.dumps(provider, recurse=True)` in the state (pulumi/pulumi sdk/python/lib/pulumi/dynamic/
+    dynamic.py, serialize_provider) and, for every later preview, update, refresh or destroy, loads it with
+    `dill.loads` in a separate `python -u -m pulumi.dynamic` process (dynamic/__main__.py, get_provider;
+    sdk/python/dist/pulumi-resource-pulumi-python starts it from the project directory). dill pickles a class that
+    can be imported by reference: the state would say `infra.pachyderm_provider.PipelineProvider` (and the import
+    of `pipelines.validate` inside it would be resolved again in the host), so renaming or moving either module
+    would break `refresh` and `destroy` of every stack created before. Pickling the classes' bytecode instead would
+    tie the state to one Python minor version. So `__reduce__` hands pickle a call of the builtin `eval` with the
+    sources as strings: unpickling compiles them afresh, with whatever Python the host runs, under private module
+    names (tagged by a hash of the sources, so an old resource's provider and a new one's load side by side), and
+    resolves no module of this repository from the host's path. Only `from pkg.mod import ...` at module level is
+    followed for repository modules (tests/infra/test_provider_serialization.py loads a pickled provider in a host
+    where `infra` and `pipelines` cannot be imported at all).
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        source = globals().get("__provider_source__")
+        bundle = globals().get("__provider_bundle__")
+        if source is None:
+            with open(__file__, encoding="utf-8") as handle:
+                source = handle.read()
+            bundle = _repository_sources(source)
+        digest = hashlib.sha256(source.encode())
+        for name in sorted(bundle):
+            digest.update(name.encode() + b"\0" + bundle[name].encode())
+        scope = {"loader": _loader_source(), "scope": {}, "source": source, "bundle": bundle,
+                 "class_name": type(self).__name__, "tag": digest.hexdigest()[:16]}
+        return eval, (_REBUILD, scope), (self.__dict__ or None)
+
+
+def _loader_source() -> str:
+    """The source of `_load_by_source`, also where it was itself loaded by source (no file to read there)."""
+    import inspect
+    import textwrap
+
+    stored = globals().get("__provider_loader__")
+    return stored if stored else textwrap.dedent(inspect.getsource(_load_by_source))
+
+
+class RepoProvider(BySource, ResourceProvider):
     """A PFS input repo (`raw_data`): created empty, deleted with its data on destroy."""
 
     serialize_as_secret_always = False  # nothing secret is captured; keeps the state readable
@@ -325,7 +431,7 @@ def should_reprocess(spec: Mapping[str, Any], fields: list[str], override: bool 
     return any(re.split(r"[.\[]", field)[0] in DATUM_FIELDS for field in fields)
 
 
-class PipelineProvider(ResourceProvider):
+class PipelineProvider(BySource, ResourceProvider):
     """A PPS pipeline from its full CreatePipelineRequest spec: create, update in place, delete."""
 
     serialize_as_secret_always = False  # nothing secret is captured; keeps the state readable

@@ -1,9 +1,9 @@
-"""The namespace and the registry credentials every other component uses."""
+"""The namespaces and the registry credentials every other component uses."""
 from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -11,23 +11,46 @@ import pulumi_kubernetes as k8s
 from infra.labels import labels
 
 
+POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
+
+
+def pachyderm_pod_security(cluster: str) -> str:
+    """The Pod Security level the Pachyderm namespace (pachd, pachw, etcd, postgres, pipeline workers) can live with.
+
+    On minikube the chart deploys with `deployTarget: LOCAL`, and then pachd and pachw mount their storage as a
+    `hostPath` volume (pachyderm/pachyderm 2.12.x etc/helm/pachyderm/templates/pachd/deployment.yaml and
+    pachw/deployment.yaml, `pach-disk`), and so does every pipeline worker (src/server/pps/server/worker_rc.go: the
+    `pach-disk` hostPath volume whenever STORAGE_HOST_PATH is set). `baseline` forbids hostPath volumes, so LOCAL
+    needs `privileged`. On GKE the storage is the bucket, nothing mounts a host path, and `baseline` holds.
+    """
+    return "privileged" if cluster == "minikube" else "baseline"
+
+
 @dataclass(frozen=True)
 class PlatformNamespaceArgs:
     name: str
+    # The Pod Security Standard the namespace enforces (pod-security.kubernetes.io/enforce); warnings and audit
+    # entries are always against `restricted`, so anything short of it stays visible.
+    pod_security: str = "baseline"
+    extra_labels: dict[str, str] = field(default_factory=dict)
+    component: str = "namespace"
 
 
 class PlatformNamespace(pulumi.ComponentResource):
-    """One namespace for the whole system, so Seldon can watch only it and destroy removes it cleanly."""
+    """A namespace the program owns, with its Pod Security level, so `pulumi destroy` removes it cleanly."""
 
     def __init__(self, name: str, args: PlatformNamespaceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("issue-titles:infra:PlatformNamespace", name, None, opts)
+        if args.pod_security not in POD_SECURITY_LEVELS:
+            raise ValueError(f"pod_security must be one of {', '.join(POD_SECURITY_LEVELS)}, not {args.pod_security!r}")
         self.namespace = k8s.core.v1.Namespace(
             name,
             metadata=k8s.meta.v1.ObjectMetaArgs(name=args.name, labels={
-                **labels("namespace"),
-                # Baseline (not restricted): export runs kaniko as root to build the serving image.
-                "pod-security.kubernetes.io/enforce": "baseline",
+                **labels(args.component),
+                **args.extra_labels,
+                "pod-security.kubernetes.io/enforce": args.pod_security,
                 "pod-security.kubernetes.io/warn": "restricted",
+                "pod-security.kubernetes.io/audit": "restricted",
             }),
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -51,7 +74,8 @@ def dockerconfigjson(server: str, username: str, password: str) -> str:
 
 
 class RegistrySecret(pulumi.ComponentResource):
-    """Registry credentials for export (push) and serving (imagePullSecrets); the password stays a secret."""
+    """Registry credentials for export (push) and serving (imagePullSecrets), one copy per namespace that uses them
+    (a pod can only name a Secret of its own namespace); the password stays a secret."""
 
     def __init__(self, name: str, args: RegistrySecretArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("issue-titles:infra:RegistrySecret", name, None, opts)

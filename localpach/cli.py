@@ -35,6 +35,13 @@ def _console(stderr: bool = False) -> Any:
     return Console(file=stream, width=width, highlight=False, soft_wrap=False)
 
 
+def _warn(problems: list[str]) -> None:
+    """Damaged records a listing skipped: one line each on stderr, after the output they are missing from."""
+    console = _console(stderr=True)
+    for problem in problems:
+        console.print(f"[yellow]warning:[/] {_escape(problem)}", soft_wrap=True)
+
+
 def state_dir(args: argparse.Namespace) -> Path:
     return Path(args.state or os.environ.get(STATE_ENV_VAR) or DEFAULT_STATE_DIR)
 
@@ -118,6 +125,7 @@ def cmd_list_repo(args: argparse.Namespace) -> int:
 
     pfs = _pfs(args)
     _console().print(repo_table(pfs, pfs.list_repos(include_system=args.all)))
+    _warn(pfs.problems)
     return 0
 
 
@@ -186,7 +194,9 @@ def cmd_list_job(args: argparse.Namespace) -> int:
     from localpach.views import job_table
 
     _pfs(args)
-    jobs = JobStore(state_dir(args)).all()
+    store = JobStore(state_dir(args))
+    jobs = store.all()
+    _warn([f"{problem} (not listed)" for problem in store.problems])
     if args.pipeline:
         jobs = [job for job in jobs if job.pipeline == args.pipeline]
     if args.json:
@@ -201,7 +211,9 @@ def cmd_inspect_job(args: argparse.Namespace) -> int:
     from localpach.views import inspect_job
 
     _pfs(args)
-    job = JobStore(state_dir(args)).get(args.job)
+    store = JobStore(state_dir(args))
+    job = store.get(args.job)
+    _warn(store.problems)
     if args.json:
         print(json.dumps(job.to_json(), indent=2))
         return 0
@@ -274,9 +286,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0 if summary.ok else EXIT_FAILED_JOBS
     pfs = PFS(state_dir(args))
 
+    def head_or_problem(repo: str, branch: str) -> str | None:
+        try:
+            return pfs.head(repo, branch)
+        except LocalPachError as error:  # a damaged branch record: the next pass names it; keep watching
+            return error.message
+
     def fingerprint() -> tuple:
         return tuple(
-            (repo.name, branch, pfs.head(repo.name, branch))
+            (repo.name, branch, head_or_problem(repo.name, branch))
             for repo in pfs.list_repos()
             for branch in pfs.branches(repo.name)
         )
@@ -296,6 +314,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         console.print("stopped watching")
         return 0
+
+
+def cmd_fsck(args: argparse.Namespace) -> int:
+    from localpach.fsck import fsck
+
+    return fsck(state_dir(args), fix=args.fix, wait=not args.no_wait, out=print)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -439,6 +463,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--specs", metavar="PATH", help="run these Pachyderm spec JSON files instead of the project's")
     _add_settings(p)
 
+    p = add("fsck", cmd_fsck, "check the state for damaged or missing records and objects (like `pachctl fsck`); "
+            "exit 1 while a problem remains")
+    p.add_argument("-f", "--fix", action="store_true",
+                   help="apply the safe fixes: move unreadable job and datum records and commit records no branch "
+                   "reaches to lost+found, quarantine altered objects, rewrite a damaged state marker; branches are "
+                   "never re-pointed")
+    p.add_argument("--no-wait", action="store_true", help="fail instead of waiting when another run holds the state")
+
     p = add("serve", cmd_serve, "serve the latest build (or --commit) with `stages serve` on 127.0.0.1")
     p.add_argument("--port", type=int, default=9000, help="HTTP port (0 picks a free one; default 9000)")
     p.add_argument("--host", default="127.0.0.1")
@@ -464,7 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except LocalPachError as error:
-        _console(stderr=True).print(f"[bold red]error:[/] {_escape(error.message)}")
+        _console(stderr=True).print(f"[bold red]error:[/] {_escape(error.message)}", soft_wrap=True)
         return error.exit_code
     except KeyboardInterrupt:
         _console(stderr=True).print("[yellow]interrupted; nothing partial was committed[/]")

@@ -13,6 +13,7 @@ from localpach.csvcheck import CsvSummary, check_issue_csv
 from localpach.errors import InputRefused, NotFound
 from localpach.lock import StateLock
 from localpach.pfs import DEFAULT_BRANCH, PFS, SPEC_REPO, Commit, normalize_path
+from localpach.records import check_branch_name, check_repo_name
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ def put_file(
     on_wait: Callable[[str], None] | None = None,
 ) -> PutResult:
     """Commit `source` as `repo@branch:path`; an issue CSV is required unless `validate` is False."""
+    _check_names(repo, branch)
     target = normalize_path(path or source.name)
     if not target:
         raise InputRefused("put-file needs a file path inside the repo, not the repo root")
@@ -91,6 +93,7 @@ def delete_file(
     on_wait: Callable[[str], None] | None = None,
 ) -> Commit:
     """Commit `repo@branch` without `path` (a file, or a directory and everything below it)."""
+    _check_names(repo, branch)
     target = normalize_path(path)
     pfs = PFS(state_dir)
     pfs.require()
@@ -111,6 +114,7 @@ def delete_file(
 
 def create_repo(state_dir: Path, name: str, description: str = "") -> bool:
     """Create an input repo; returns False when it already existed."""
+    check_repo_name(name)
     pfs = PFS(state_dir)
     pfs.init()
     with _locked(state_dir, "create-repo", True, None):
@@ -118,6 +122,13 @@ def create_repo(state_dir: Path, name: str, description: str = "") -> bool:
             return False
         pfs.create_repo(name, kind="input", description=description)
         return True
+
+
+def _check_names(repo: str, branch: str) -> None:
+    """Refuse a bad repo or branch name before anything (even the state folder) is created."""
+    if repo != SPEC_REPO:
+        check_repo_name(repo)
+    check_branch_name(branch)
 
 
 class _locked:

@@ -35,3 +35,10 @@ class StateLocked(LocalPachError):
 
 class CorruptObject(LocalPachError):
     """A stored file whose bytes no longer match its content hash (disk fault, someone edited the store)."""
+
+
+class CorruptState(LocalPachError):
+    """A state record (commit, branch, repo, job) that is missing or unreadable: named with how to repair it.
+
+    Only what depends on that record stops; `localpach fsck` lists every such problem and fixes the safe ones.
+    """

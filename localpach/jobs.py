@@ -12,10 +12,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from localpach.errors import NotFound
-from localpach.fsutil import atomic_write_json, read_json
+from localpach.errors import CorruptState, NotFound
+from localpach.fsutil import atomic_write_json
+from localpach.records import (
+    BadField,
+    check_commit_id,
+    checked,
+    is_commit_id,
+    is_name,
+    parse_record,
+    read_record,
+    typed,
+)
 
 RUNNING, SUCCESS, FAILURE, KILLED = "running", "success", "failure", "killed"
+STATES = (RUNNING, SUCCESS, FAILURE, KILLED)
+JOB_REPAIR = "`localpach fsck --fix` moves it to lost+found (a pipeline whose job it was runs again)"
 JobKey = tuple[str, str, tuple[tuple[str, str, str], ...]]
 
 
@@ -56,6 +68,31 @@ class Job:
         return dict(self.__dict__)
 
     @classmethod
+    def from_record(cls, data: dict, job_id: str) -> "Job":
+        """A job record read from disk, its fields checked (IDs and names end up in paths and job keys)."""
+        if data.get("id") != job_id:
+            raise BadField(f"field 'id' is {data.get('id')!r} but the file is named {job_id}.json")
+        checked(data, "pipeline", lambda value: is_name(value, 63), "a pipeline name")
+        checked(data, "spec_commit", is_commit_id, "a commit ID")
+        checked(data, "output_commit", is_commit_id, "a commit ID")
+        checked(data, "state", lambda value: value in STATES, " or ".join(STATES))
+        typed(data, "started", (int, float))
+        typed(data, "finished", (int, float), optional=True)
+        for name in ("datums_total", "datums_processed", "datums_skipped", "datums_failed", "bytes_in", "bytes_out",
+                     "restart"):
+            typed(data, name, int, optional=True)
+        typed(data, "step_pid", int, optional=True)
+        typed(data, "reason", str, optional=True)
+        for item in typed(data, "inputs", list):
+            if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in ("name", "repo", "commit")):
+                raise BadField(f"field 'inputs' holds {item!r}, not {{name, repo, commit}}")
+            checked(item, "commit", is_commit_id, "a commit ID (in inputs)")
+        tail = typed(data, "log_tail", list, optional=True) or []
+        if not all(isinstance(line, str) for line in tail):
+            raise BadField("field 'log_tail' holds something other than text lines")
+        return cls.from_json(data)
+
+    @classmethod
     def from_json(cls, data: dict) -> "Job":
         known = {name for name in cls.__dataclass_fields__}
         return cls(**{key: value for key, value in data.items() if key in known})
@@ -65,18 +102,29 @@ class JobStore:
     def __init__(self, state_dir: Path) -> None:
         self.dir = state_dir / "jobs"
         self.logs = state_dir / "logs"
+        self.problems: list[str] = []  # unreadable job records that `all` skipped
+
+    def path_of(self, job_id: str) -> Path:
+        """The one way to a job's record: only a 32-hex job ID becomes a file name."""
+        return self.dir / f"{check_commit_id(job_id)}.json"
 
     def save(self, job: Job) -> None:
-        atomic_write_json(self.dir / f"{job.id}.json", job.to_json())
+        atomic_write_json(self.path_of(job.id), job.to_json())
 
     def log_path(self, job_id: str) -> Path:
-        return self.logs / f"{job_id}.log"
+        return self.logs / f"{check_commit_id(job_id)}.log"
+
+    def load(self, path: Path) -> Job:
+        """One job record; CorruptState names the file when it is unreadable or a field is wrong."""
+        what = f"job record {path.stem}"
+        data = read_record(path, what, JOB_REPAIR)
+        return parse_record(path, what, lambda: Job.from_record(data, path.stem), JOB_REPAIR)
 
     def get(self, job_id: str) -> Job:
         if re.fullmatch(r"[0-9a-f]{32}", job_id):
-            path = self.dir / f"{job_id}.json"
-            if path.is_file():
-                return Job.from_json(read_json(path))
+            path = self.path_of(job_id)
+            if path.exists():
+                return self.load(path)
         elif re.fullmatch(r"[0-9a-f]{4,31}", job_id):
             matches = [job for job in self.all() if job.id.startswith(job_id)]
             if len(matches) == 1:
@@ -89,7 +137,13 @@ class JobStore:
         """Every job, newest first (the order `list-job` prints)."""
         if not self.dir.is_dir():
             return []
-        jobs = [Job.from_json(read_json(path)) for path in self.dir.glob("*.json")]
+        jobs = []
+        for path in sorted(self.dir.glob("*.json")):
+            try:
+                jobs.append(self.load(path))
+            except CorruptState as error:  # one damaged record must not block every run and listing
+                if error.message not in self.problems:
+                    self.problems.append(error.message)
         return sorted(jobs, key=lambda job: job.started, reverse=True)
 
     def by_key(self) -> dict[JobKey, list[Job]]:

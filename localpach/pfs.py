@@ -16,10 +16,15 @@ list), which is what decides whether anything changed.
 A commit becomes visible only when its branch head moves to it, and the head moves only after the commit record
 and every object it names are durable. A record that no branch reaches (the writer died in between) is removed by
 `remove_unreachable_commits` under the state lock.
+
+Names become paths only through `_repo_dir`, `_branch_path` and `_commit_path`, which check them first
+(localpach/records.py has the rules, Pachyderm's). Every record is read through `records.read_record` and checked
+field by field, so a damaged one stops only what needs it, with a message naming the file and its repair.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import re
@@ -29,15 +34,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from localpach.errors import CorruptObject, InputRefused, LocalPachError, NotFound
-from localpach.fsutil import atomic_write_json, read_json, sha256_json
+from localpach.errors import CorruptObject, CorruptState, InputRefused, LocalPachError, NotFound
+from localpach.fsutil import atomic_write_json, sha256_json
+from localpach.records import (
+    FSCK_HINT,
+    BadField,
+    check_branch_name,
+    check_commit_id,
+    check_repo_name,
+    checked,
+    is_branch_name,
+    is_clean_repo_path,
+    is_commit_id,
+    is_digest,
+    is_name,
+    parse_record,
+    read_record,
+    typed,
+)
 from localpach.store import ObjectStore, StoredObject
 
 STATE_FORMAT = 1
 SPEC_REPO = "__spec__"
 DEFAULT_BRANCH = "master"
-_REPO_NAME = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
+ORIGINS = ("user", "job", "spec")
+REPO_KINDS = ("input", "pipeline", "spec")
 _ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def is_repo_name(name: object) -> bool:
+    return name == SPEC_REPO or is_name(name, 63)
 
 
 def new_id() -> str:
@@ -116,6 +142,39 @@ class Commit:
         }
 
     @classmethod
+    def from_record(cls, data: dict, repo: str, commit_id: str) -> "Commit":
+        """A commit record read from disk, every field checked (its paths and names end up in paths)."""
+        if data.get("id") != commit_id:
+            raise BadField(f"field 'id' is {data.get('id')!r} but the file is named {commit_id}.json")
+        if data.get("repo") != repo:
+            raise BadField(f"field 'repo' is {data.get('repo')!r} but the record lies in repo {repo}")
+        checked(data, "branch", is_branch_name, "a branch name")
+        checked(data, "parent", is_commit_id, "a commit ID", optional=True)
+        checked(data, "origin", lambda value: value in ORIGINS, " or ".join(ORIGINS))
+        checked(data, "job", is_commit_id, "a job ID", optional=True)
+        for name in ("started", "finished"):
+            typed(data, name, (int, float))
+        typed(data, "size_bytes", int)
+        checked(data, "tree_hash", is_digest, "a sha256 hex digest")
+        typed(data, "description", str, optional=True)
+        for path, entry in typed(data, "files", dict).items():
+            if not is_clean_repo_path(path):
+                raise BadField(f"file path {path!r} is not a clean relative path inside the repo")
+            if not isinstance(entry, dict):
+                raise BadField(f"file {path!r} is not a JSON object")
+            checked(entry, "hash", is_digest, f"a sha256 hex digest (file {path!r})")
+            if not isinstance(entry.get("size"), int) or isinstance(entry["size"], bool) or entry["size"] < 0:
+                raise BadField(f"file {path!r} has no valid 'size'")
+        for name in ("direct_provenance", "provenance"):
+            for ref in typed(data, name, list, optional=True) or []:
+                if not isinstance(ref, dict):
+                    raise BadField(f"field {name!r} holds {ref!r}, not a commit reference")
+                checked(ref, "repo", is_repo_name, f"a repo name (in {name})")
+                checked(ref, "id", is_commit_id, f"a commit ID (in {name})")
+                checked(ref, "branch", is_branch_name, f"a branch name (in {name})", optional=True)
+        return cls.from_json(data)
+
+    @classmethod
     def from_json(cls, data: dict) -> "Commit":
         return cls(
             repo=data["repo"],
@@ -171,6 +230,7 @@ class PFS:
         self.objects = ObjectStore(state_dir / "objects")
         self.repos_dir = state_dir / "repos"
         self._commit_cache: dict[tuple[str, str], Commit] = {}
+        self.problems: list[str] = []  # damaged records that listings skipped (see _problem)
 
     # ---------------------------------------------------------------- state directory
 
@@ -184,7 +244,10 @@ class PFS:
     def init(self) -> None:
         """Create the state layout (idempotent); refuses a directory written by another format."""
         if self.exists():
-            found = read_json(self.marker).get("format")
+            found = read_record(
+                self.marker, "state marker",
+                f'it should hold {{"format": {STATE_FORMAT}}}: write that into it, or run `localpach fsck --fix`',
+            ).get("format")
             if found != STATE_FORMAT:
                 raise LocalPachError(
                     f"{self.state_dir} holds localpach state format {found}, this version reads {STATE_FORMAT}; "
@@ -205,11 +268,25 @@ class PFS:
     # ---------------------------------------------------------------- repos
 
     def _repo_dir(self, name: str) -> Path:
+        """The one way to a repo's folder: the name is checked first, so it can never climb out of repos/."""
+        if name != SPEC_REPO:
+            check_repo_name(name)
         return self.repos_dir / name
 
+    def _branch_path(self, repo: str, branch: str) -> Path:
+        return self._repo_dir(repo) / "branches" / f"{check_branch_name(branch)}.json"
+
+    def _commit_path(self, repo: str, commit_id: str) -> Path:
+        return self._repo_dir(repo) / "commits" / f"{check_commit_id(commit_id)}.json"
+
+    def _problem(self, message: str) -> None:
+        """Something unreadable a listing skipped; the CLI prints these as warnings after its output."""
+        if message not in self.problems:
+            self.problems.append(message)
+
     def create_repo(self, name: str, kind: str = "input", description: str = "") -> Repo:
-        if name != SPEC_REPO and not _REPO_NAME.match(name):
-            raise InputRefused(f"invalid repo name {name!r}: use letters, digits, '_' and '-' (at most 63)")
+        if name != SPEC_REPO:
+            check_repo_name(name)
         existing = self.find_repo(name)
         if existing is not None:
             return existing
@@ -224,12 +301,42 @@ class PFS:
         return repo
 
     def find_repo(self, name: str) -> Repo | None:
-        valid_name = name == SPEC_REPO or _REPO_NAME.match(name) is not None
-        record = self._repo_dir(name) / "repo.json"
-        if not valid_name or not record.is_file():
+        """The repo, None when there is none; CorruptState when its folder holds data but its record is damaged."""
+        if not is_repo_name(name):
             return None
-        data = read_json(record)
-        return Repo(data["name"], data["kind"], data["created"], data.get("description", ""))
+        directory = self._repo_dir(name)
+        record = directory / "repo.json"
+        if not record.exists():
+            holds_data = any((directory / "commits").glob("*.json")) or any((directory / "branches").glob("*.json"))
+            if not holds_data:  # nothing there, or a create_repo interrupted before its record: no repo yet
+                return None
+        what = f"repo record of {name}"
+
+        def parse() -> Repo:
+            if data.get("name") != name:
+                raise BadField(f"field 'name' is {data.get('name')!r} but the folder is repos/{name}")
+            checked(data, "kind", lambda value: value in REPO_KINDS, " or ".join(REPO_KINDS))
+            typed(data, "created", (int, float))
+            typed(data, "description", str, optional=True)
+            return Repo(data["name"], data["kind"], data["created"], data.get("description") or "")
+
+        repair = lambda: self.repo_repair(name)  # noqa: E731 - reads the repo's commits, so only on error
+        data = read_record(record, what, repair)
+        return parse_record(record, what, parse, repair)
+
+    def repo_repair(self, name: str) -> str:
+        """How to rewrite a lost repo record: its kind follows from the repo's name and commits."""
+        kind = "spec" if name == SPEC_REPO else "input"
+        if kind == "input":
+            for path in (self.repos_dir / name / "commits").glob("*.json"):
+                try:
+                    if read_record(path, "commit record").get("origin") == "job":
+                        kind = "pipeline"
+                        break
+                except CorruptState:
+                    continue
+        body = json.dumps({"name": name, "kind": kind, "created": 0, "description": ""})
+        return f"write {body} into it (the repo's commits are untouched); {FSCK_HINT}"
 
     def get_repo(self, name: str) -> Repo:
         repo = self.find_repo(name)
@@ -241,8 +348,15 @@ class PFS:
     def list_repos(self, include_system: bool = False) -> list[Repo]:
         if not self.repos_dir.is_dir():
             return []
-        repos = [self.find_repo(path.name) for path in sorted(self.repos_dir.iterdir())]
-        found = [repo for repo in repos if repo is not None]
+        found: list[Repo] = []
+        for path in sorted(self.repos_dir.iterdir()):
+            try:
+                repo = self.find_repo(path.name)
+            except CorruptState as error:  # one damaged repo must not hide the others
+                self._problem(error.message)
+                continue
+            if repo is not None:
+                found.append(repo)
         if not include_system:
             found = [repo for repo in found if repo.kind != "spec"]
         return sorted(found, key=lambda repo: repo.created, reverse=True)
@@ -253,35 +367,50 @@ class PFS:
         directory = self._repo_dir(repo) / "branches"
         if not directory.is_dir():
             return []
-        return sorted(path.stem for path in directory.glob("*.json"))
+        return sorted(path.stem for path in directory.glob("*.json") if is_branch_name(path.stem))
 
     def head(self, repo: str, branch: str = DEFAULT_BRANCH) -> str | None:
-        record = self._repo_dir(repo) / "branches" / f"{branch}.json"
-        if not record.is_file():
+        record = self._branch_path(repo, branch)
+        if not record.exists():
             return None
-        return read_json(record)["head"]
+        what = f"branch record of {repo}@{branch}"
+        repair = (
+            f"restore it from a backup, or write {{\"head\": \"<commit ID>\"}} into it naming an intact commit "
+            f"({FSCK_HINT})"
+        )
+        data = read_record(record, what, repair)
+        return parse_record(record, what, lambda: checked(data, "head", is_commit_id, "a commit ID"), repair)
 
     def head_commit(self, repo: str, branch: str = DEFAULT_BRANCH) -> Commit | None:
         commit_id = self.head(repo, branch)
-        return None if commit_id is None else self.get_commit(repo, commit_id)
+        if commit_id is None:
+            return None
+        return self.get_commit(repo, commit_id, referenced_by=f"{repo}@{branch} points to it")
 
     def _set_head(self, repo: str, branch: str, commit_id: str) -> None:
-        atomic_write_json(self._repo_dir(repo) / "branches" / f"{branch}.json", {"head": commit_id})
+        atomic_write_json(self._branch_path(repo, branch), {"head": check_commit_id(commit_id)})
 
     # ---------------------------------------------------------------- commits
 
-    def _commit_path(self, repo: str, commit_id: str) -> Path:
-        return self._repo_dir(repo) / "commits" / f"{commit_id}.json"
-
-    def get_commit(self, repo: str, commit_id: str) -> Commit:
+    def get_commit(self, repo: str, commit_id: str, referenced_by: str = "") -> Commit:
+        """A commit by full ID. Missing is NotFound for a user's ref, CorruptState when a record points to it."""
         key = (repo, commit_id)
         cached = self._commit_cache.get(key)
         if cached is not None:
             return cached
-        path = self._commit_path(repo, commit_id)
-        if not _ID.match(commit_id) or not path.is_file():
+        if not is_repo_name(repo) or not _ID.match(commit_id):
             raise NotFound(f"commit {repo}@{commit_id} not found")
-        commit = Commit.from_json(read_json(path))
+        path = self._commit_path(repo, commit_id)
+        what = f"commit record of {repo}@{commit_id}"
+        if not path.exists():
+            if referenced_by:
+                raise CorruptState(
+                    f"{path}: the {what} is missing ({referenced_by}); restore it from a backup, "
+                    f"or {FSCK_HINT}"
+                )
+            raise NotFound(f"commit {repo}@{commit_id} not found")
+        data = read_record(path, what)
+        commit = parse_record(path, what, lambda: Commit.from_record(data, repo, commit_id))
         self._commit_cache[key] = commit
         return commit
 
@@ -316,17 +445,22 @@ class PFS:
 
     def history(self, repo: str, branch: str = DEFAULT_BRANCH) -> Iterator[Commit]:
         commit_id = self.head(repo, branch)
+        referenced_by = f"{repo}@{branch} points to it"
         while commit_id is not None:
-            commit = self.get_commit(repo, commit_id)
+            commit = self.get_commit(repo, commit_id, referenced_by=referenced_by)
             yield commit
             commit_id = commit.parent
+            referenced_by = f"it is the parent of {repo}@{commit.id}"
 
     def full_provenance(self, direct: Iterable[CommitRef]) -> list[CommitRef]:
         """The direct inputs plus, transitively, everything they came from (deduplicated, order kept)."""
         chain: list[CommitRef] = []
         seen: set[tuple[str, str]] = set()
         for ref in direct:
-            upstream = [ref] if ref.repo == SPEC_REPO else [ref, *self.get_commit(ref.repo, ref.id).provenance]
+            if ref.repo == SPEC_REPO:
+                upstream = [ref]
+            else:
+                upstream = [ref, *self.get_commit(ref.repo, ref.id, referenced_by="a pipeline's input").provenance]
             for item in upstream:
                 if (item.repo, item.id) not in seen:
                     seen.add((item.repo, item.id))
@@ -368,21 +502,36 @@ class PFS:
         )
         missing = [path for path, obj in files.items() if not self.objects.has(obj.hash)]
         if missing:
-            raise LocalPachError(f"refusing to commit {repo}: objects missing for {', '.join(missing[:3])}")
+            raise LocalPachError(
+                f"refusing to commit {repo}@{branch}: the stored objects of {', '.join(sorted(missing)[:3])} are "
+                f"missing (put those files again with -o, or delete-file them); {FSCK_HINT}; nothing was written"
+            )
         atomic_write_json(self._commit_path(repo, record.id), record.to_json())
         self._set_head(repo, branch, record.id)
         self._commit_cache[(repo, record.id)] = record
         return record
 
+    def unreachable_records(self, repo: str) -> list[Path]:
+        """Commit records of `repo` that no branch reaches; CorruptState when a branch or chain cannot be read
+        (then nobody can tell what is reachable, and nothing may be removed)."""
+        reachable = {commit.id for commit in self.iter_commits(repo)}
+        records = sorted((self._repo_dir(repo) / "commits").glob("*.json"))
+        return [record for record in records if record.stem not in reachable]
+
     def remove_unreachable_commits(self) -> list[str]:
-        """Delete commit records no branch reaches: a writer died after writing one but before the head flip."""
+        """Delete commit records no branch reaches: a writer died after writing one but before the head flip.
+
+        A repo whose branches or history cannot be read is left alone (and named in `problems`)."""
         removed: list[str] = []
         for repo in self.list_repos(include_system=True):
-            reachable = {commit.id for commit in self.iter_commits(repo.name)}
-            for record in (self._repo_dir(repo.name) / "commits").glob("*.json"):
-                if record.stem not in reachable:
-                    record.unlink()
-                    removed.append(f"{repo.name}@{record.stem}")
+            try:
+                unreachable = self.unreachable_records(repo.name)
+            except CorruptState as error:
+                self._problem(f"{error.message} (left the commit records of {repo.name} alone)")
+                continue
+            for record in unreachable:
+                record.unlink()
+                removed.append(f"{repo.name}@{record.stem}")
         self._commit_cache.clear()
         return removed
 

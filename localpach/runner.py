@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from localpach.datums import Datum, expand
-from localpach.errors import CorruptObject, SpecError
-from localpach.fsutil import atomic_write_json, make_tree_read_only, read_json, remove_tree
+from localpach.errors import CorruptObject, CorruptState, InputRefused, SpecError
+from localpach.fsutil import atomic_write_json, make_tree_read_only, remove_tree
 from localpach.jobs import FAILURE, KILLED, SUCCESS, Job, JobKey, JobStore
 from localpach.lock import StateLock
-from localpach.pfs import PFS, SPEC_REPO, Commit, CommitRef, new_id
+from localpach.pfs import PFS, SPEC_REPO, Commit, CommitRef, is_repo_name, new_id
 from localpach.procs import stop_process_group
+from localpach.records import is_clean_repo_path, is_digest, read_record
 from localpach.specs import PipelineDef, dependency_order
 from localpach.store import StoredObject
 
@@ -172,13 +173,21 @@ class Runner:
         for pipeline in self.pipelines:
             if any(leaf.name == "out" for leaf in pipeline.inputs):
                 raise SpecError(f"pipeline {pipeline.name}: an input cannot be named 'out' (/pfs/out is the output)")
+            for leaf in pipeline.inputs:  # /pfs/<name> is a folder: the name must not climb out of /pfs
+                if not is_clean_repo_path(leaf.name) or "/" in leaf.name:
+                    raise SpecError(
+                        f"pipeline {pipeline.name}: input name {leaf.name!r} must be one folder name under /pfs "
+                        "(no '/', '.' or '..')"
+                    )
 
     # -------------------------------------------------------------------------------------------- recovery
 
     def recover(self) -> list[str]:
         """Undo what an interrupted writer left behind; returns what was done, for the user to see."""
         notes: list[str] = []
-        for job in self.jobs.running():
+        running = list(self.jobs.running())
+        notes.extend(f"skipped a damaged record: {problem}" for problem in self.jobs.problems)
+        for job in running:
             self._kill_leftover_step(job)
             head = self.pfs.head(job.pipeline)
             job.finished = time.time()
@@ -193,6 +202,7 @@ class Runner:
             self.jobs.save(job)
         for commit in self.pfs.remove_unreachable_commits():
             notes.append(f"removed uncommitted record {commit}")
+        notes.extend(f"skipped a damaged record: {problem}" for problem in self.pfs.problems)
         self.pfs.objects.clean_tmp()
         remove_tree(self.work_root)
         return notes
@@ -214,32 +224,41 @@ class Runner:
 
     # -------------------------------------------------------------------------------------------- specs
 
-    def sync_specs(self) -> dict[str, Commit]:
-        """Record each pipeline's spec as a commit in `__spec__` (branch = pipeline) when it changed."""
+    def sync_specs(self) -> dict[str, Commit | CorruptState | InputRefused]:
+        """Record each pipeline's spec as a commit in `__spec__` (branch = pipeline) when it changed.
+
+        A pipeline whose records are damaged (or whose input names an invalid branch) gets its error instead of a
+        spec commit: it fails alone and the others still run."""
         self.pfs.create_repo(SPEC_REPO, kind="spec", description="pipeline spec versions")
-        spec_commits: dict[str, Commit] = {}
+        spec_commits: dict[str, Commit | CorruptState | InputRefused] = {}
         pipeline_names = {pipeline.name for pipeline in self.pipelines}
         for pipeline in self.pipelines:
-            existing = self.pfs.find_repo(pipeline.name)
-            if existing is not None and existing.kind != "pipeline":
-                raise SpecError(f"pipeline {pipeline.name}: a {existing.kind} repo already has that name")
-            self.pfs.create_repo(pipeline.name, kind="pipeline", description=f"output of pipeline {pipeline.name}")
-            for leaf in pipeline.inputs:
-                if leaf.repo not in pipeline_names and self.pfs.find_repo(leaf.repo) is None:
-                    self.pfs.create_repo(leaf.repo, kind="input")
-            body = (json_dumps(pipeline.spec) + "\n").encode("utf-8")
-            head = self.pfs.head_commit(SPEC_REPO, pipeline.name)
-            stored = self.pfs.objects.put_bytes(body)
-            if head is None or head.files.get("spec.json") != stored:
-                head = self.pfs.commit(
-                    SPEC_REPO,
-                    {"spec.json": stored},
-                    origin="spec",
-                    branch=pipeline.name,
-                    description=f"spec of pipeline {pipeline.name}",
-                )
-            spec_commits[pipeline.name] = head
+            try:
+                spec_commits[pipeline.name] = self._sync_spec(pipeline, pipeline_names)
+            except (CorruptState, InputRefused) as error:
+                spec_commits[pipeline.name] = error
         return spec_commits
+
+    def _sync_spec(self, pipeline: PipelineDef, pipeline_names: set[str]) -> Commit:
+        existing = self.pfs.find_repo(pipeline.name)
+        if existing is not None and existing.kind != "pipeline":
+            raise SpecError(f"pipeline {pipeline.name}: a {existing.kind} repo already has that name")
+        self.pfs.create_repo(pipeline.name, kind="pipeline", description=f"output of pipeline {pipeline.name}")
+        for leaf in pipeline.inputs:
+            if leaf.repo not in pipeline_names and self.pfs.find_repo(leaf.repo) is None:
+                self.pfs.create_repo(leaf.repo, kind="input")
+        body = (json_dumps(pipeline.spec) + "\n").encode("utf-8")
+        head = self.pfs.head_commit(SPEC_REPO, pipeline.name)
+        stored = self.pfs.objects.put_bytes(body)
+        if head is None or head.files.get("spec.json") != stored:
+            head = self.pfs.commit(
+                SPEC_REPO,
+                {"spec.json": stored},
+                origin="spec",
+                branch=pipeline.name,
+                description=f"spec of pipeline {pipeline.name}",
+            )
+        return head
 
     # -------------------------------------------------------------------------------------------- passes
 
@@ -250,7 +269,13 @@ class Runner:
         spec_commits = self.sync_specs()
         index = self.jobs.by_key()
         for pipeline in self.pipelines:
-            status = self._bring_up_to_date(pipeline, spec_commits[pipeline.name], index, not_retried)
+            spec_commit = spec_commits[pipeline.name]
+            try:
+                if isinstance(spec_commit, Exception):
+                    raise spec_commit
+                status = self._bring_up_to_date(pipeline, spec_commit, index, not_retried)
+            except (CorruptState, InputRefused) as error:  # this pipeline's records or names: it alone fails
+                status = PipelineStatus(pipeline.name, "failed", detail=error.message)
             summary.statuses.append(status)
             self.reporter.pipeline_status(status)
         return summary
@@ -292,7 +317,10 @@ class Runner:
     def _output_lost(self, pipeline: str, job: Job) -> bool:
         """A job's output commit whose stored files went missing (quarantined as corrupt) is produced again."""
         head = self.pfs.head_commit(pipeline)
-        if head is None or head.id != job.output_commit:
+        if head is None:  # the output branch was removed (e.g. to repair a damaged head): make it again
+            self.reporter.note(f"{pipeline}: the output branch is gone; running the job again")
+            return True
+        if head.id != job.output_commit:
             return False
         lost = [path for path, obj in head.files.items() if not self.pfs.objects.has(obj.hash)]
         if lost:
@@ -393,17 +421,36 @@ class Runner:
         return job
 
     def _cached_datum(self, pipeline: str, datum_hash: str) -> dict[str, StoredObject] | None:
-        record = self.datum_root / pipeline / f"{datum_hash}.json"
-        if not record.is_file():
+        record = self._datum_path(pipeline, datum_hash)
+        if not record.exists():
             return None
-        files = {path: StoredObject(obj["hash"], obj["size"]) for path, obj in read_json(record)["files"].items()}
+        again = "the datum runs again (`localpach fsck --fix` moves the record aside)"
+        try:
+            entries = read_record(record, "datum record", again).get("files")
+            files = {path: StoredObject(obj["hash"], obj["size"]) for path, obj in entries.items()}
+            if not all(is_clean_repo_path(path) and is_digest(obj.hash) for path, obj in files.items()):
+                raise ValueError("an invalid path or hash")
+        except CorruptState as error:  # a cache miss, not a failure
+            self.reporter.note(error.message)
+            return None
+        except (KeyError, TypeError, AttributeError, ValueError):
+            self.reporter.note(f"{record}: the datum record is invalid; {again}")
+            return None
         if not all(self.pfs.objects.has(obj.hash) for obj in files.values()):
             return None
         return files
 
+    def _datum_path(self, pipeline: str, datum_hash: str) -> Path:
+        """The one way to a datum record: a checked pipeline (repo) name and a sha256 hex digest."""
+        if not is_repo_name(pipeline):
+            raise SpecError(f"invalid pipeline name {pipeline!r}")
+        if not is_digest(datum_hash):
+            raise ValueError(f"datum hash {datum_hash!r} is not a sha256 hex digest")
+        return self.datum_root / pipeline / f"{datum_hash}.json"
+
     def _remember_datum(self, pipeline: str, datum_hash: str, job_id: str, files: dict[str, StoredObject]) -> None:
         atomic_write_json(
-            self.datum_root / pipeline / f"{datum_hash}.json",
+            self._datum_path(pipeline, datum_hash),
             {"job": job_id, "files": {path: {"hash": o.hash, "size": o.size} for path, o in files.items()}},
         )
 

@@ -17,6 +17,12 @@ from pathlib import Path
 
 from localpach.errors import CorruptObject
 from localpach.fsutil import CHUNK, fsync_dir
+from localpach.records import FSCK_HINT, is_digest
+
+MISSING_HINT = (
+    "put the file again if it came from put-file, or `localpach run` to make a pipeline's latest output again; "
+    + FSCK_HINT
+)
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,9 @@ class ObjectStore:
         self.tmp = root / "tmp"
 
     def path_of(self, digest: str) -> Path:
+        """The one way to an object's file: only a sha256 hex digest becomes a path."""
+        if not is_digest(digest):
+            raise CorruptObject(f"invalid object hash {digest!r}: expected 64 lowercase hex characters")
         return self.root / digest[:2] / digest[2:]
 
     def has(self, digest: str) -> bool:
@@ -84,7 +93,20 @@ class ObjectStore:
         return StoredObject(hash=digest, size=len(data))
 
     def read_bytes(self, digest: str) -> bytes:
-        return self.path_of(digest).read_bytes()
+        """An object's bytes, verified like `copy_to` (a missing or altered object is named, never returned)."""
+        path = self.path_of(digest)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise CorruptObject(f"{path}: stored object {digest[:12]} is missing; {MISSING_HINT}") from None
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            moved = self.quarantine(digest)
+            raise CorruptObject(
+                f"{path}: stored object {digest[:12]} is corrupt: its bytes now hash to {actual[:12]}; moved it to "
+                f"{moved}; {MISSING_HINT}"
+            )
+        return data
 
     def copy_to(self, digest: str, target: Path) -> None:
         """Materialise one object as a private, writable copy (a step can never alter the store), verified.
@@ -102,7 +124,7 @@ class ObjectStore:
                     writer.write(chunk)
         except FileNotFoundError:
             target.unlink(missing_ok=True)
-            raise CorruptObject(f"stored object {digest[:12]} is missing from {self.root}") from None
+            raise CorruptObject(f"stored object {digest[:12]} is missing ({source})") from None
         if actual.hexdigest() != digest:
             target.unlink(missing_ok=True)
             moved = self.quarantine(digest)

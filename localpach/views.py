@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from localpach import humanize
+from localpach.errors import CorruptState
 from localpach.jobs import FAILURE, KILLED, RUNNING, SUCCESS, Job, JobStore
 from localpach.pfs import PFS, SPEC_REPO, Commit, FileInfo, Repo
 
@@ -27,13 +28,18 @@ def repo_table(pfs: PFS, repos: Iterable[Repo]) -> Table:
     table = _table("NAME", "CREATED", "SIZE (MASTER)", "HEAD", "KIND")
     now = time.time()
     for repo in repos:
-        head = pfs.head_commit(repo.name) if repo.kind != "spec" else None
-        size = head.size_bytes if head else 0
         if repo.kind == "spec":
-            heads = [pfs.head(repo.name, branch) for branch in pfs.branches(repo.name)]
-            head_text = f"{len(heads)} pipeline spec(s)"
-        else:
-            head_text = head.id if head else "-"
+            table.add_row(repo.name, humanize.ago(repo.created, now), humanize.size(0),
+                          f"{len(pfs.branches(repo.name))} pipeline spec(s)", repo.kind)
+            continue
+        try:
+            head = pfs.head_commit(repo.name)
+        except CorruptState as error:  # list the repo, name the damage once below the table
+            pfs.problems.append(error.message)
+            table.add_row(repo.name, humanize.ago(repo.created, now), "?", "(damaged: see below)", repo.kind)
+            continue
+        size = head.size_bytes if head else 0
+        head_text = head.id if head else "-"
         table.add_row(repo.name, humanize.ago(repo.created, now), humanize.size(size), head_text, repo.kind)
     return table
 

@@ -20,6 +20,8 @@ set -euo pipefail
 CLUSTER_NAME="${CLUSTER_NAME:-issue-titles-e2e}"
 STACK="${STACK:-minikube}"
 NAMESPACE="${NAMESPACE:-issue-titles}"
+SERVING_NAMESPACE="${SERVING_NAMESPACE:-$NAMESPACE-serving}"  # = serving:namespace (Seldon and the model)
+MODEL_PORT=9000  # the model's own HTTP port: no Seldon executor (infra/serving.py says why)
 REGISTRY_NAME="${REGISTRY_NAME:-kind-registry}"
 PART_OF="app.kubernetes.io/part-of=issue-titles"
 MODEL="issue-summarization"
@@ -113,12 +115,12 @@ cmd_serve() {
   log "serve the model exported by job $tag"
   pulumi config set serving:modelTag "$tag"
   pulumi up --yes --policy-pack policy --diff
-  kubectl -n "$NAMESPACE" wait "seldondeployment/$MODEL" --for=jsonpath='{.status.state}'=Available --timeout=15m
+  kubectl -n "$SERVING_NAMESPACE" wait "seldondeployment/$MODEL" --for=jsonpath='{.status.state}'=Available --timeout=15m
 }
 
 cmd_predict() {
   log "the tutorial's request"
-  kubectl -n "$NAMESPACE" port-forward "svc/$MODEL-default" 8000:8000 > port-forward.log 2>&1 &
+  kubectl -n "$SERVING_NAMESPACE" port-forward "svc/$MODEL-default" "8000:$MODEL_PORT" > port-forward.log 2>&1 &
   local forward=$!
   trap 'kill "$forward" 2>/dev/null || true' RETURN
   local body='{"data":{"ndarray":[["The training fails with an out of memory error on the GPU node when the batch size is above 64. Steps to reproduce: run the train pipeline with the default settings."]]}}'
@@ -143,12 +145,14 @@ cmd_destroy() {
   pulumi destroy --yes
   .github/scripts/verify-destroyed.sh "$STACK"
 
-  log "the namespace is gone"
-  local attempt
-  for attempt in $(seq 1 60); do
-    kubectl get namespace "$NAMESPACE" >/dev/null 2>&1 || break
-    [[ "$attempt" -lt 60 ]] || fail "namespace $NAMESPACE still exists 10 minutes after destroy"
-    sleep 10
+  log "the namespaces are gone"
+  local attempt namespace
+  for namespace in "$NAMESPACE" "$SERVING_NAMESPACE"; do
+    for attempt in $(seq 1 60); do
+      kubectl get namespace "$namespace" >/dev/null 2>&1 || break
+      [[ "$attempt" -lt 60 ]] || fail "namespace $namespace still exists 10 minutes after destroy"
+      sleep 10
+    done
   done
 
   log "no cluster-scoped object labelled $PART_OF"
@@ -179,7 +183,8 @@ cmd_diagnose() {
   for pipeline in split pre_process train build export; do
     pachctl logs --pipeline "$pipeline" 2>/dev/null | tail -n 30
   done
-  kubectl -n "$NAMESPACE" describe seldondeployment "$MODEL"
+  kubectl -n "$SERVING_NAMESPACE" get events --sort-by=.lastTimestamp | tail -n 50
+  kubectl -n "$SERVING_NAMESPACE" describe seldondeployment "$MODEL"
   cat port-forward.log 2>/dev/null
 }
 

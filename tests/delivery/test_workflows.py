@@ -176,3 +176,45 @@ def test_the_program_runs_in_the_venv_the_makefile_builds(name: str) -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert "STAMP  := $(VENV)/.installed" in makefile and "VENV   := .venv" in makefile
     assert "make .venv/.installed" in [s.get("run", "").strip() for s in steps(load(name))]
+
+
+# --- cluster credentials (issue 12) ------------------------------------------------------------------------------------
+# The gke-gpu kubeconfig runs gke-gcloud-auth-plugin (infra/cluster.py). google-github-actions/auth README.md (v2.1.13):
+# `credentials_json` for a service-account key (actionlint's action data confirms the input for @v3, the node24
+# release); google-github-actions/setup-gcloud action.yml (v3.0.1): `install_components`, comma-separated.
+
+def _index(workflow_steps: list[dict[str, Any]], predicate: Any) -> int:
+    return next(i for i, s in enumerate(workflow_steps) if predicate(s))
+
+
+@pytest.mark.parametrize(("name", "stack"), [("preview.yml", "matrix.stack"), ("deploy.yml", "matrix.stack"),
+                                             ("destroy.yml", "inputs.stack")])
+def test_gke_runs_authenticate_and_install_the_auth_plugin_before_pulumi(name: str, stack: str) -> None:
+    workflow_steps = steps(load(name))
+    auth = _index(workflow_steps, lambda s: s.get("uses", "").startswith("google-github-actions/auth@"))
+    gcloud = _index(workflow_steps, lambda s: s.get("uses", "").startswith("google-github-actions/setup-gcloud@"))
+    command = _index(workflow_steps, lambda s: (s.get("with") or {}).get("command"))
+    assert auth < gcloud < command
+    assert workflow_steps[auth]["with"] == {"credentials_json": "${{ secrets.GCP_CREDENTIALS }}"}
+    assert "gke-gcloud-auth-plugin" in workflow_steps[gcloud]["with"]["install_components"].split(",")
+    for step in (workflow_steps[auth], workflow_steps[gcloud]):
+        assert step["if"] == f"startsWith({stack}, 'gke')"
+
+
+def test_the_gcp_key_reaches_only_the_auth_action() -> None:
+    for path in WORKFLOWS.glob("*.yml"):
+        text = path.read_text()
+        assert "GOOGLE_CREDENTIALS:" not in text, f"{path.name}: the key is no environment variable of every step"
+        assert text.count("secrets.GCP_CREDENTIALS") <= 1, path.name
+
+
+def test_the_minikube_preview_runs_against_a_kind_cluster_the_workflow_creates() -> None:
+    workflow_steps = steps(load("preview.yml"))
+    kind = _index(workflow_steps, lambda s: s.get("uses", "").startswith("helm/kind-action@"))
+    assert workflow_steps[kind]["if"] == "matrix.stack == 'minikube'"
+    cluster = workflow_steps[kind]["with"]["cluster_name"]
+    point = _index(workflow_steps, lambda s: "issue-titles:kubeContext" in s.get("run", ""))
+    assert f"issue-titles:kubeContext kind-{cluster}" in workflow_steps[point]["run"]  # kind names contexts kind-<name>
+    select = _index(workflow_steps, lambda s: "pulumi-stack.sh" in s.get("run", ""))
+    preview = _index(workflow_steps, lambda s: (s.get("with") or {}).get("command") == "preview")
+    assert kind < select < point < preview

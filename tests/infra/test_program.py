@@ -42,11 +42,12 @@ def test_each_component_owns_its_kind_of_resources(serving_program: ProgramRun) 
     def parent_type(resource):
         return serving_program.by_urn(resource.parent).type_
 
-    assert parent_type(serving_program.one("kubernetes:core/v1:Secret")) == "issue-titles:infra:RegistrySecret"
+    assert {parent_type(s) for s in serving_program.of_type("kubernetes:core/v1:Secret")} == \
+        {"issue-titles:infra:RegistrySecret"}
     assert parent_type(serving_program.one(SELDON_DEPLOYMENT)) == "issue-titles:infra:ModelServing"
     assert parent_type(release(serving_program, "pachyderm")) == "issue-titles:infra:Pachyderm"
     assert parent_type(release(serving_program, "seldon-core-operator")) == "issue-titles:infra:SeldonCore"
-    assert parent_type(serving_program.one("kubernetes:kustomize/v2:Directory")) == \
+    assert parent_type(serving_program.one("kubernetes:yaml/v2:ConfigFile")) == \
         "issue-titles:infra:TrainingOperator"
     assert parent_type(serving_program.one("docker:index/image:Image")) == "issue-titles:infra:StageImage"
 
@@ -98,7 +99,7 @@ def test_gke_stack_creates_cluster_gpu_pool_bucket_and_identity() -> None:
     assert run.one("gcp:storage/bucket:Bucket").inputs["uniformBucketLevelAccess"] is True
     binding = run.one("gcp:storage/bucketIAMMember:BucketIAMMember")
     assert binding.inputs["role"] == "roles/storage.objectAdmin"
-    identity = run.one("gcp:serviceaccount/iAMMember:IAMMember")
+    identity = run.one("gcp:serviceaccount/iAMMember:IAMMember", "cluster-pachyderm-workload-identity")
     assert identity.inputs["member"] == "serviceAccount:example-project.svc.id.goog[issue-titles/pachyderm]"
     kubeconfig = run.one("pulumi:providers:kubernetes").inputs["kubeconfig"]
     assert "server: https://203.0.113.10" in kubeconfig and "gke-gcloud-auth-plugin" in kubeconfig
@@ -115,15 +116,16 @@ def test_pipelines_run_the_stage_image_pinned_by_digest(program: ProgramRun) -> 
     assert "@sha256:" in program.outputs["stage_image"]
 
 
-def test_training_operator_comes_from_the_pinned_standalone_overlay(program: ProgramRun) -> None:
-    directory = program.one("kubernetes:kustomize/v2:Directory").inputs["directory"]
-    assert directory == "https://github.com/kubeflow/training-operator//manifests/overlays/standalone?ref=v1.9.0"
+def test_training_operator_comes_from_the_vendored_standalone_overlay(program: ProgramRun) -> None:
+    manifests = program.one("kubernetes:yaml/v2:ConfigFile").inputs["file"]
+    assert manifests == "infra/manifests/training-operator-v1.9.0/standalone.yaml"
+    assert not [r for r in program if r.type_.startswith("kubernetes:kustomize/")], "no remote kustomization"
 
 
 def test_seldon_operator_is_the_apache_licensed_release_watching_one_namespace(program: ProgramRun) -> None:
     seldon = release(program, "seldon-core-operator")
     assert seldon.inputs["version"] == "1.17.1"
-    assert seldon.inputs["namespace"] == "issue-titles"
+    assert seldon.inputs["namespace"] == "issue-titles-serving"
     assert seldon.inputs["values"]["usageMetrics"] == {"enabled": False}
     assert seldon.inputs["values"]["singleNamespace"] is True
 
@@ -148,7 +150,7 @@ def test_outputs_tell_how_to_reach_pachd_and_the_model(serving_program: ProgramR
     assert outputs["namespace"] == "issue-titles"
     assert outputs["pachd_address"].startswith("grpc://")
     assert outputs["pachctl"] == f"pachctl connect {outputs['pachd_address']}"
-    assert outputs["prediction_url"].endswith("/seldon/issue-titles/issue-summarization/api/v1.0/predictions")
+    assert outputs["prediction_url"].endswith("/seldon/issue-titles-serving/issue-summarization/api/v1.0/predictions")
     assert outputs["curl"].startswith("curl -s -X POST -H 'Content-Type: application/json'")
     assert '{"data": {"ndarray": [["' in outputs["curl"] and outputs["prediction_url"] in outputs["curl"]
 

@@ -58,18 +58,20 @@ def test_seldon_deployment_serves_two_replicas_of_the_exported_image(serving_pro
 
 
 def test_the_tutorial_route_reaches_the_v1_handler(serving_program: ProgramRun) -> None:
-    """Ingress strips /seldon/<ns>/<name>; the executor (protocol seldon) passes the v1 message to /predict."""
+    """Ingress strips /seldon/<ns>/<name>; with no executor (see test_pod_security) MLServer's v1 handlers answer."""
     spec = next(m for m in serving_program.manifests() if m["kind"] == "SeldonDeployment")["spec"]
     assert spec["protocol"] == "seldon"
-    assert "seldon.io/no-engine" not in (spec.get("annotations") or {})
+    assert spec["predictors"][0]["annotations"] == {"seldon.io/no-engine": "true"}
     graph = spec["predictors"][0]["graph"]
     assert graph["name"] == spec["predictors"][0]["componentSpecs"][0]["spec"]["containers"][0]["name"]
     assert graph["endpoint"] == {"type": "REST", "httpPort": 9000}
     ingress = next(m for m in serving_program.manifests() if m["kind"] == "Ingress")
     path = ingress["spec"]["rules"][0]["http"]["paths"][0]
-    assert path["path"] == "/seldon/issue-titles/issue-summarization(/|$)(.*)"
+    assert path["path"] == "/seldon/issue-titles-serving/issue-summarization(/|$)(.*)"
     assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/rewrite-target"] == "/$2"
-    assert path["backend"]["service"] == {"name": "issue-summarization-default", "port": {"number": 8000}}
+    # No executor: the predictor Service carries the model's own HTTP port (seldon-core v1.17.1
+    # operator/controllers/seldondeployment_controller.go, createContainerService: Port = pu.Endpoint.HttpPort).
+    assert path["backend"]["service"] == {"name": "issue-summarization-default", "port": {"number": 9000}}
 
 
 def test_without_a_model_tag_nothing_is_served_and_the_output_says_why(program: ProgramRun) -> None:
@@ -110,5 +112,5 @@ def test_stage_image_check_runs_the_built_image_and_wants_a_gpu_only_on_the_gpu_
 
 def test_stage_image_check_waits_for_the_training_operator(program: ProgramRun) -> None:
     job = next(r for r in program if r.inputs.get("kind") == "TFJob")
-    operator = program.one("kubernetes:kustomize/v2:Directory")
+    operator = program.one("kubernetes:yaml/v2:ConfigFile")
     assert program.depends_transitively(job, operator)

@@ -45,11 +45,14 @@ def test_password_never_appears_in_plain_text_in_inputs_or_outputs(stack: str) -
 @pytest.mark.parametrize("stack", ["minikube", "gke-gpu"])
 def test_password_reaches_the_registry_secret_and_the_image_push_as_a_secret(stack: str) -> None:
     run = run_program(stack)
-    secret = run.one("kubernetes:core/v1:Secret")
-    assert secret.inputs["type"] == "kubernetes.io/dockerconfigjson"
-    assert "stringData" in secret.secret_paths
-    auth = json.loads(secret.inputs["stringData"][".dockerconfigjson"])["auths"]
-    assert list(auth.values())[0]["password"] == TEST_PASSWORD
+    secrets = run.of_type("kubernetes:core/v1:Secret")
+    # One copy in each namespace whose pods use it: Pachyderm's (export pushes) and serving's (pulls).
+    assert sorted(s.inputs["metadata"]["namespace"] for s in secrets) == ["issue-titles", "issue-titles-serving"]
+    for secret in secrets:
+        assert secret.inputs["type"] == "kubernetes.io/dockerconfigjson"
+        assert "stringData" in secret.secret_paths
+        auth = json.loads(secret.inputs["stringData"][".dockerconfigjson"])["auths"]
+        assert list(auth.values())[0]["password"] == TEST_PASSWORD
     image = run.one("docker:index/image:Image")
     assert "registry.password" in image.secret_paths
 

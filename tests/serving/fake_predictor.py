@@ -2,6 +2,7 @@
 depend on TensorFlow: its title is visibly derived from its body, so order and batching can be checked."""
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -28,3 +29,16 @@ def load_slowly(model_dir: Path) -> EchoPredictor:
 
 def load_broken(model_dir: Path) -> EchoPredictor:
     raise OSError(f"no model weights in {model_dir}")
+
+
+class StuckPredictor(EchoPredictor):
+    """Never returns for a body containing "stuck": a model call that hangs (the server must still stop)."""
+
+    def predict(self, bodies: list[str]) -> list[str]:
+        if any("stuck" in body for body in bodies):
+            threading.Event().wait()
+        return super().predict(bodies)
+
+
+def load_stuck(model_dir: Path) -> StuckPredictor:
+    return StuckPredictor(model_dir)

@@ -1,23 +1,33 @@
-"""HTTP hardening MLServer 1.7 does not do itself: a request-size limit, bounded gzip, JSON 4xx everywhere.
+"""HTTP hardening MLServer 1.7 does not do itself: request size and time limits, bounded gzip, JSON 4xx everywhere.
 
-What MLServer does on its own (mlserver/rest/app.py, rest/errors.py, rest/requests.py):
+What MLServer and uvicorn do on their own (mlserver/rest/app.py, rest/errors.py, rest/requests.py; uvicorn
+protocols/http/h11_impl.py):
 - `MLServerError` -> `{"error": str(exc)}` with the exception's status code (we reuse that for our errors);
 - a V2 body that is not valid JSON or not a valid `InferenceRequest` -> FastAPI's 422 `{"detail": [...]}`;
-- any other exception -> a plain-text 500; no body-size limit at all; gzip bodies are decompressed unbounded;
-- the model-repository API (`/v2/repository/...`) lets any client unload the model.
-`install(app, limits)` fixes each of these on MLServer's FastAPI app before the server starts.
+- any other exception -> a plain-text 500; no body-size limit at all, and no time limit on a body that never ends;
+- `Request.body()` gunzips, without a bound, whenever any `Content-Encoding` field contains "gzip";
+- the model-repository API (`/v2/repository/...`) lets any client unload the model;
+- uvicorn answers a request it cannot parse with a plain-text 400, and a refusal sent with `Connection: close`
+  before the body is read makes the kernel reset the connection under clients still sending (urllib, requests).
+`install(app, ...)` fixes each of these on MLServer's FastAPI app before the server starts; `JSONErrorsH11Protocol`
+is the uvicorn protocol `server.IssueTitleServer` runs with.
 """
 
+import asyncio
 import logging
 import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import h11
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from . import binary_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -47,28 +57,51 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-class RequestGuard:
-    """ASGI middleware: reads the body once, bounded, and refuses what the server should never parse."""
+# An over-limit body is read and thrown away up to this size before the 413 goes out, so clients that send the
+# whole body before reading (urllib, requests) get the 413 instead of "connection reset" (the kernel resets a
+# connection closed with unread data). Beyond it the server closes while the client still sends.
+DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
+# `x-gzip` is the same coding (RFC 9110 §8.4.1.3); `identity` means "no coding" wherever it appears.
+GZIP_CODINGS = {"gzip", "x-gzip"}
+MAX_GZIP_LAYERS = 2
 
-    def __init__(self, app: ASGIApp, max_request_bytes: int) -> None:
+
+class RequestGuard:
+    """ASGI middleware: reads the body once, bounded in size and time, and refuses what the server should never
+    parse. Every refusal of a request with a body first reads the rest of that body (bounded), see
+    `DRAIN_LIMIT_BYTES`."""
+
+    def __init__(self, app: ASGIApp, max_request_bytes: int, body_timeout: float) -> None:
         self.app = app
         self.max_request_bytes = max_request_bytes
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        if path.startswith("/v2/repository"):
-            await send_json_error(send, 403, "the model repository API is disabled on this server")
-            return
-        if path.endswith("_stream"):
-            await send_json_error(send, 404, "streaming inference is not supported; use /infer")
-            return
         if scope.get("method") not in BODY_METHODS:
-            await self.app(scope, receive, send)
+            if path.startswith("/v2/repository"):
+                await send_json_error(send, 403, "the model repository API is disabled on this server")
+            elif path.endswith("_stream"):
+                await send_json_error(send, 404, "streaming inference is not supported; use /infer")
+            else:
+                await self.app(scope, receive, send)
             return
 
+        body = _BodyReader(receive, _header(scope, b"expect") == b"100-continue", self.body_timeout)
+
+        async def refuse(status: int, message: str) -> None:
+            await body.drain()
+            await send_json_error(send, status, message, close=True)
+
+        if path.startswith("/v2/repository"):
+            await refuse(403, "the model repository API is disabled on this server")
+            return
+        if path.endswith("_stream"):
+            await refuse(404, "streaming inference is not supported; use /infer")
+            return
         limit = self.max_request_bytes
         declared = _header(scope, b"content-length")
         if declared is not None:
@@ -78,51 +111,138 @@ class RequestGuard:
                 await send_json_error(send, 400, "Content-Length is not a number", close=True)
                 return
             if declared_size > limit:
-                await send_json_error(send, 413, _too_large(f"{declared_size} bytes", limit), close=True)
+                if declared_size > DRAIN_LIMIT_BYTES:  # not worth reading: answer now, closing
+                    await send_json_error(send, 413, _too_large(f"{declared_size} bytes", limit), close=True)
+                else:
+                    await refuse(413, _too_large(f"{declared_size} bytes", limit))
                 return
-        encoding = (_header(scope, b"content-encoding") or b"identity").decode("latin-1").strip().lower()
-        if encoding not in ("identity", "gzip"):
-            await send_json_error(send, 415, f"Content-Encoding {encoding!r} is not supported; send plain or gzip JSON")
+        codings = content_codings(scope)
+        unsupported = [coding for coding in codings if coding not in GZIP_CODINGS]
+        if unsupported:
+            await refuse(415, f"Content-Encoding {unsupported[0]!r} is not supported; send plain or gzip JSON")
+            return
+        if len(codings) > MAX_GZIP_LAYERS:
+            # Each layer is bounded, but thousands of them (a long header) would still keep the event loop busy.
+            layers = f"Content-Encoding lists {len(codings)} gzip layers; at most {MAX_GZIP_LAYERS} are undone"
+            await refuse(415, layers)
             return
 
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                await send_json_error(send, 413, _too_large(f"more than {limit} bytes", limit), close=True)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        try:
+            raw = await body.read(limit)
+        except _TooLarge:
+            await refuse(413, _too_large(f"more than {limit} bytes", limit))
+            return
+        except TimeoutError:
+            await send_json_error(
+                send, 408, f"the request body did not arrive within {self.body_timeout:g} s; send it whole", close=True
+            )
+            return
+        if raw is None:  # the client went away
+            return
 
-        replaced: dict[bytes, bytes] = {}
-        if encoding == "gzip":
+        # Codings apply in the order listed, so they are undone in reverse (RFC 9110 §8.4); each step is bounded.
+        for _ in codings:
             try:
-                body = _gunzip_bounded(body, limit)
+                raw = _gunzip_bounded(raw, limit)
             except _TooLarge:
                 await send_json_error(send, 413, _too_large(f"more than {limit} bytes once decompressed", limit))
                 return
             except (zlib.error, EOFError):
                 await send_json_error(send, 400, "the body is not valid gzip data")
                 return
-            # MLServer's Request.body() would decompress again (unbounded) while this header is present.
-            replaced[b"content-encoding"] = b""
-            replaced[b"content-length"] = str(len(body)).encode()
+
+        # Always drop Content-Encoding: MLServer's Request.body() gunzips, without a bound, whenever any of these
+        # fields says gzip (mlserver 1.7, rest/requests.py), and the body handed on is already decoded.
+        replaced: dict[bytes, bytes] = {b"content-encoding": b"", b"content-length": str(len(raw)).encode()}
         if path.endswith(V2_JSON_ROUTES):
             # V2 REST bodies are JSON whatever the client declares (`curl -d` says form-urlencoded); FastAPI would
             # otherwise not parse them and answer "Input should be a valid dictionary".
             replaced[b"content-type"] = b"application/json"
-        if replaced:
-            scope = dict(scope)
-            headers = [(key, value) for key, value in scope.get("headers", []) if key.lower() not in replaced]
-            scope["headers"] = headers + [(key, value) for key, value in replaced.items() if value]
+        if path.endswith("/infer"):
+            header_length = _header(scope, binary_tensors.HEADER)
+            if header_length is not None:  # tritonclient's default: binary tensors after the JSON
+                try:
+                    raw = binary_tensors.decode_request(raw, header_length)
+                except binary_tensors.BinaryFormatError as error:
+                    await send_json_error(send, 400, f"binary tensor data: {error}")
+                    return
+                replaced[binary_tensors.HEADER] = b""
+                replaced[b"content-length"] = str(len(raw)).encode()
+            if b"binary_data" in raw:  # only then can the request ask for binary outputs; skip parsing it otherwise
+                default, per_output = binary_tensors.binary_outputs_wanted(raw)
+                if default or any(per_output.values()):
+                    send = _binary_response(send, default, per_output)
+        scope = dict(scope)
+        headers = [(key, value) for key, value in scope.get("headers", []) if key.lower() not in replaced]
+        scope["headers"] = headers + [(key, value) for key, value in replaced.items() if value]
 
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, _replay(raw, receive), send)
+
+
+def content_codings(scope: Scope) -> list[str]:
+    """Every `Content-Encoding` field, as the one comma-separated list HTTP says they are, without `identity`.
+
+    Duplicate fields and commas are equivalent (RFC 9110 §5.3, §8.4): `identity` + `gzip` is `identity, gzip`.
+    """
+    codings = []
+    for key, value in scope.get("headers", []):
+        if key.lower() == b"content-encoding":
+            for coding in value.decode("latin-1").split(","):
+                coding = coding.strip().lower()
+                if coding and coding != "identity":
+                    codings.append(coding)
+    return codings
+
+
+class _BodyReader:
+    """Reads a request body through ASGI `receive`, within a total time, and can throw the rest away."""
+
+    def __init__(self, receive: Receive, expects_continue: bool, timeout: float) -> None:
+        self._receive = receive
+        self._expects_continue = expects_continue
+        self._deadline = asyncio.get_running_loop().time() + timeout
+        self._size = 0
+        self._ended = False
+
+    async def _next(self) -> bytes | None:
+        """The next chunk; None once the client has disconnected. TimeoutError past the deadline."""
+        remaining = self._deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            raise TimeoutError()
+        message = await asyncio.wait_for(self._receive(), remaining)
+        if message["type"] == "http.disconnect":
+            self._ended = True
+            return None
+        chunk = message.get("body", b"")
+        self._size += len(chunk)
+        self._ended = not message.get("more_body", False)
+        return chunk
+
+    async def read(self, limit: int) -> bytes | None:
+        """The whole body, or None if the client left; `_TooLarge` as soon as it passes `limit` bytes."""
+        chunks = []
+        while not self._ended:
+            chunk = await self._next()
+            if chunk is None:
+                return None
+            if self._size > limit:
+                raise _TooLarge()
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def drain(self) -> None:
+        """Read and discard the rest of the body, up to `DRAIN_LIMIT_BYTES` and the deadline.
+
+        Not when the client waits for `100 Continue`: it has not sent the body and, told the final status
+        first, never will (uvicorn sends the 100 on the first `receive`)."""
+        if self._expects_continue and self._size == 0:
+            return
+        try:
+            while not self._ended and self._size <= DRAIN_LIMIT_BYTES:
+                if await self._next() is None:
+                    return
+        except TimeoutError:
+            return
 
 
 class _TooLarge(Exception):
@@ -142,6 +262,37 @@ def _gunzip_bounded(data: bytes, limit: int) -> bytes:
     if not decompressor.eof:
         raise EOFError("truncated gzip data")
     return output
+
+
+def _binary_response(send: Send, default: bool, per_output: dict[str, bool]) -> Send:
+    """`send`, turning a 200 JSON inference response into the binary-extension response the client asked for."""
+    start: Message | None = None
+    chunks: list[bytes] = []
+
+    async def send_binary(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start" and message.get("status") == 200:
+            start = message
+            return
+        if start is None:
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        body = b"".join(chunks)
+        encoded = binary_tensors.encode_response(body, default, per_output)
+        headers = [(key, value) for key, value in start.get("headers", []) if key.lower() != b"content-length"]
+        if encoded is not None:
+            body, json_size = encoded
+            headers = [(key, value) for key, value in headers if key.lower() != b"content-type"]
+            headers.append((b"content-type", b"application/octet-stream"))
+            headers.append((binary_tensors.HEADER, str(json_size).encode()))
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    return send_binary
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -194,9 +345,32 @@ async def _on_unexpected_error(request: Request, error: Exception) -> JSONRespon
     return _json_error(500, "internal server error; see the server log")
 
 
-def install(app: FastAPI, max_request_bytes: int) -> None:
+def install(app: FastAPI, max_request_bytes: int, body_timeout: float) -> None:
     """Add the guard and the JSON error handlers to MLServer's app (before it starts serving)."""
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected_error)
-    app.add_middleware(RequestGuard, max_request_bytes=max_request_bytes)
+    app.add_middleware(RequestGuard, max_request_bytes=max_request_bytes, body_timeout=body_timeout)
+
+
+UNPARSABLE_REQUEST = "invalid HTTP request: its request line, headers or framing could not be parsed"
+
+
+class JSONErrorsH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, answering the requests it cannot parse with a JSON 400 instead of plain text.
+
+    uvicorn 0.54 (protocols/http/h11_impl.py, `send_400_response`) writes `text/plain` "Invalid HTTP request
+    received." itself, before any ASGI app sees the request, so no middleware can change it. Chosen explicitly
+    (uvicorn's "auto" would pick httptools where it is installed, with its own plain-text 400)."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = orjson.dumps({"error": UNPARSABLE_REQUEST})
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body)):
+            self.transport.write(self.conn.send(event))
+        self.transport.write(self.conn.send(h11.EndOfMessage()))
+        self.transport.close()

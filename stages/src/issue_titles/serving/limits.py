@@ -4,6 +4,7 @@ Limits exist so that a hostile or careless client gets a clear 413 instead of ex
 holding the model for minutes. Precedence: explicit argument > environment variable > default.
 """
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
@@ -30,17 +31,13 @@ class ServingLimits:
     Short, because a lone request pays all of it; batches that queue behind a busy model are merged anyway
     (`runtime.MergingModelThread`), so a longer window buys no throughput (1, 2, 3 ms measured side by side: the
     same concurrency-32 throughput within noise; with 10 ms a lone request took 21 ms at p50 instead of 9 ms)."""
+    body_timeout: float = 30.0
+    """Seconds a request body may take to arrive, from its headers to its last byte. Over it: 408, connection
+    closed (a Content-Length larger than what is sent, or a missing last chunk, would hold a connection forever)."""
 
     def __post_init__(self) -> None:
         for field in fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"{field.name} must be a number, got {value!r}")
-            if field.name == "adaptive_batch_time":
-                if value < 0:
-                    raise ValueError(f"adaptive_batch_time must be >= 0 seconds, got {value}")
-            elif value < 1 or value != int(value):
-                raise ValueError(f"{field.name} must be a whole number >= 1, got {value}")
+            check_limit(field.name, getattr(self, field.name), field.name)
 
     @staticmethod
     def env_name(field_name: str) -> str:
@@ -49,7 +46,10 @@ class ServingLimits:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "ServingLimits":
-        """Defaults, replaced by `ISSUE_TITLES_*` variables, replaced by non-None `overrides`."""
+        """Defaults, replaced by `ISSUE_TITLES_*` variables, replaced by non-None `overrides`.
+
+        A bad variable is named in the error (`ISSUE_TITLES_ADAPTIVE_BATCH_TIME must be ...`), so the server
+        refuses to start with one line instead of starting with a limit that wedges it."""
         env = os.environ if env is None else env
         known = {field.name: field for field in fields(cls)}
         unknown = sorted(set(overrides) - set(known))
@@ -57,14 +57,43 @@ class ServingLimits:
             raise TypeError(f"unknown serving limit(s): {', '.join(unknown)}; known: {', '.join(known)}")
         values: dict[str, Any] = {}
         for name in known:
-            raw = env.get(cls.env_name(name))
-            if raw is not None and raw.strip() != "":
-                values[name] = _parse_number(cls.env_name(name), raw, float_ok=name == "adaptive_batch_time")
+            variable = cls.env_name(name)
+            raw = env.get(variable)
+            if raw is not None and raw.strip() != "" and overrides.get(name) is None:
+                values[name] = check_limit(name, _parse_number(variable, raw, float_ok=name in SECONDS), variable)
         values.update({name: value for name, value in overrides.items() if value is not None})
         return replace(cls(), **values)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# Sane ranges: outside them a limit is a typo or a unit mistake (`inf`, `1e9` seconds, a batch of a billion), and
+# some would wedge the server (an infinite batch window makes every request wait forever).
+WHOLE_NUMBER_RANGES = {
+    "max_request_bytes": (1, 1024**3),
+    "max_batch_bodies": (1, 100_000),
+    "max_body_chars": (1, 100_000_000),
+    "adaptive_batch_size": (1, 4096),
+}
+SECONDS = {"adaptive_batch_time": (0.0, 1.0), "body_timeout": (0.1, 3600.0)}
+
+
+def check_limit(name: str, value: Any, label: str) -> int | float:
+    """`value` if it is a sane `name`, else ValueError naming `label` (the field or its variable)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{label} must be a number, got {value!r}")
+    if name in SECONDS:
+        low, high = SECONDS[name]
+        if not math.isfinite(value) or not low <= value <= high:
+            raise ValueError(f"{label} must be a finite number of seconds from {low:g} to {high:g}, got {value}")
+        return value
+    low, high = WHOLE_NUMBER_RANGES[name]
+    if not math.isfinite(value) or value != int(value) or value < low:
+        raise ValueError(f"{label} must be a whole number >= {low}, got {value}")
+    if value > high:
+        raise ValueError(f"{label} must be at most {high}, got {value}")
+    return int(value)
 
 
 def _parse_number(variable: str, raw: str, *, float_ok: bool) -> int | float:

@@ -5,6 +5,7 @@ exception handler turns it into `{"error": "<message>"}` with our status code) t
 field, instead of surfacing later as a 500 from deep inside the model.
 """
 
+import urllib.parse
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -58,6 +59,38 @@ def parse_json(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         raise BadRequest(f"malformed JSON: {error}") from None
+
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+
+def seldon_payload(raw: bytes, content_type: str | None, query_string: bytes = b"") -> Any:
+    """The Seldon request in a body: JSON, or the form field `json=` (or `?json=`) the Seldon Python wrapper took.
+
+    seldon-core 1.17.1's `SeldonClient.microservice` posts `data={"json": ...}` (form-urlencoded, seldon_client.py
+    `microservice_api_rest_seldon_message`), which its wrapper read with `request.form.get("json")` after
+    `request.args.get("json")` (flask_utils.py `get_request`). A body that is a JSON object stays JSON even with a
+    form Content-Type (`curl -d` sends one), so a body text containing "&json=" is never mistaken for a form.
+    """
+    if raw.lstrip()[:1] in (b"{", b"["):
+        return parse_json(raw)
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    fields = {}
+    if media_type == FORM_CONTENT_TYPE:
+        fields = _form_fields(raw, "the form body")
+    if "json" not in fields and query_string:
+        fields = _form_fields(query_string, "the query string")
+    if "json" in fields:
+        return parse_json(fields["json"].encode("utf-8"))
+    return parse_json(raw)
+
+
+def _form_fields(encoded: bytes, where: str) -> dict[str, str]:
+    try:
+        text = encoded.decode("ascii")
+        return dict(urllib.parse.parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=100))
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest(f"{where} is not valid form data: send JSON, or the form field json=<JSON>") from None
 
 
 def check_body(value: Any, where: str, limits: ServingLimits | None) -> str:

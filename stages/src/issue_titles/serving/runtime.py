@@ -36,7 +36,7 @@ from .protocol import (
     PayloadTooLarge,
     bodies_from_seldon,
     bodies_from_v2,
-    parse_json,
+    seldon_payload,
     seldon_response,
     titles_from_v2,
     v2_request,
@@ -141,7 +141,8 @@ class IssueTitleRuntime(MLModel):
             raise PayloadTooLarge(
                 f"request has {len(raw)} bytes; at most {self._limits.max_request_bytes} are allowed"
             )
-        bodies = bodies_from_seldon(parse_json(raw), self._limits)
+        payload = seldon_payload(raw, request.headers.get("content-type"), request.scope.get("query_string", b""))
+        bodies = bodies_from_seldon(payload, self._limits)
         # The batcher logs queue metrics labelled by model, which MLServer's V2 path sets up via this context.
         with model_context(self.settings):
             response = await self._queue_for_model(v2_request(bodies))

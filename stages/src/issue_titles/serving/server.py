@@ -7,7 +7,11 @@ API) and turns gRPC off unless asked for, so the serving image runs `stages serv
 
 import asyncio
 import logging
+import os
+import signal
 import socket
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -37,22 +41,61 @@ class _GRPCOff:
         return None
 
 
+# On SIGTERM/SIGINT: in-flight requests get this long to finish (uvicorn's graceful shutdown), then are cancelled.
+GRACEFUL_SHUTDOWN_S = 3
+# ...and whatever still runs after this long (a model call that never returns, a model still loading: neither can
+# be cancelled from Python) is cut short by leaving the process. Kubernetes waits 30 s before SIGKILL.
+HARD_EXIT_S = 6.0
+
+
 class IssueTitleServer(MLServer):
-    """MLServer with the HTTP guard installed on its FastAPI app before the app starts serving."""
+    """MLServer with the HTTP guard installed on its FastAPI app before the app starts serving, JSON 400s from
+    uvicorn itself, and a stop on SIGTERM/SIGINT that never waits more than `HARD_EXIT_S`."""
 
     def __init__(self, settings: Settings, limits: ServingLimits, *, grpc_enabled: bool) -> None:
         self._limits = limits
         self._grpc_enabled = grpc_enabled
+        self._stopping = False
         super().__init__(settings)
 
     def _create_servers(self) -> None:
         super()._create_servers()
-        app = getattr(getattr(self, "_rest_server", None), "_app", None)
-        if app is None:  # MLServer 1.7 keeps the FastAPI app at `_rest_server._app`
+        rest_server = getattr(self, "_rest_server", None)
+        app = getattr(rest_server, "_app", None)
+        if app is None or not callable(getattr(rest_server, "_get_config", None)):
+            # MLServer 1.7 keeps the FastAPI app at `_rest_server._app` and builds uvicorn's config in `_get_config`
             raise RuntimeError("this MLServer version does not expose its REST app; pin mlserver 1.7.x")
-        http_guard.install(app, self._limits.max_request_bytes)
+        http_guard.install(app, self._limits.max_request_bytes, self._limits.body_timeout)
+        mlserver_config = rest_server._get_config
+
+        def uvicorn_config() -> Any:
+            config = mlserver_config()
+            config.http = http_guard.JSONErrorsH11Protocol
+            config.timeout_graceful_shutdown = GRACEFUL_SHUTDOWN_S
+            return config
+
+        rest_server._get_config = uvicorn_config
         if not self._grpc_enabled:
             self._grpc_server = _GRPCOff()  # type: ignore[assignment]
+
+    def _add_signal_handlers(self) -> None:
+        """MLServer's handlers only ask its servers to stop, which waits for every request and for a model that is
+        still loading (mlserver 1.7, server.py): a request stuck in the model kept the process alive forever."""
+        loop = asyncio.get_event_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+
+    def _on_stop_signal(self, sig: int) -> None:
+        # Only the first signal counts: uvicorn (0.54, server.py `capture_signals`) also catches it and raises it
+        # again once it has stopped, so a "second" signal is not necessarily the user's.
+        if self._stopping:
+            return
+        self._stopping = True
+        logger.info("%s: stopping (at most %g s)", signal.Signals(sig).name, HARD_EXIT_S)
+        watchdog = threading.Timer(HARD_EXIT_S, _exit_after_timeout)
+        watchdog.daemon = True
+        watchdog.start()
+        self._stop_task = asyncio.get_event_loop().create_task(self.stop(sig=sig))
 
     async def model_loaded(self, name: str) -> bool:
         try:
@@ -62,10 +105,21 @@ class IssueTitleServer(MLServer):
         return any(model.ready for model in models)
 
 
+def _exit_after_timeout() -> None:
+    """Leave without waiting for threads that cannot be interrupted (the model thread, a model still loading)."""
+    logger.error("the server did not stop within %g s (a request or the model load still runs): exiting", HARD_EXIT_S)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(0)
+
+
 async def _run(settings: Settings, model_settings: ModelSettings, limits: ServingLimits, grpc_enabled: bool) -> None:
     server = IssueTitleServer(settings, limits, grpc_enabled=grpc_enabled)
     await server.start([model_settings])
-    if not await server.model_loaded(model_settings.name):
+    if not server._stopping and not await server.model_loaded(model_settings.name):
         raise ModelLoadFailed(f"model {model_settings.name!r} could not be loaded; see the log above")
 
 
