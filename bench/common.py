@@ -16,8 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_DIR = REPO / "bench"
-SAMPLE_CSV = REPO / "data" / "sample" / "github_issues_sample.csv"
-SHARED_CSV = REPO.parent / "shared" / "data" / "github_pr_issues.csv"
+DATA_SET = REPO / "data" / "github_pr_issues_large.csv.gz"  # the vendored data set (data/README.md)
 RUNS_BUNDLE = REPO / "runs" / "bundle"
 BIN = Path(sys.executable).parent
 
@@ -52,7 +51,7 @@ class Model:
 def pick_model(scratch: Path, quick: bool) -> Model:
     """The trained `runs/bundle` when present (a realistic model), else the tiny fixture model (loop overhead only)."""
     if not quick and (RUNS_BUNDLE / "model.json").exists():
-        return Model(RUNS_BUNDLE, "runs/bundle (trained on the shared data, see its model.json)")
+        return Model(RUNS_BUNDLE, "runs/bundle (trained on the vendored data, see its model.json)")
     from issue_titles.fixtures import tiny_bundle
 
     return Model(tiny_bundle(scratch / "tiny_bundle"), "issue_titles.fixtures.tiny_bundle (tiny fixture model)")

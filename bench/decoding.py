@@ -3,7 +3,7 @@
 import time
 from pathlib import Path
 
-from bench.common import SAMPLE_CSV, Model, Section, verdict
+from bench.common import DATA_SET, Model, Section, verdict
 
 SIZES = (1, 32, 256, 1024)
 QUICK_SIZES = (1, 32)
@@ -16,7 +16,7 @@ def measure(model: Model, sizes: tuple[int, ...], reference_cap: int) -> list[di
     from issue_titles.predictor import TitlePredictor
 
     predictor = TitlePredictor.load(model.path)
-    pool = sample_bodies(max(sizes), SAMPLE_CSV if SAMPLE_CSV.exists() else None)
+    pool = sample_bodies(max(sizes), DATA_SET if DATA_SET.exists() else None)
     predictor.predict(pool[:8])  # warm up: compile, first-call costs
     predictor.predict_reference(pool[:2])
     results = []

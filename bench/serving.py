@@ -13,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-from bench.common import REPO, SAMPLE_CSV, Model, Section, median, percentile, verdict
+from bench.common import DATA_SET, REPO, Model, Section, median, percentile, verdict
 
 V1_PATH = "/api/v1.0/predictions"
 V2_PATH = "/v2/models/issue-summarization/infer"
@@ -108,7 +108,7 @@ def run(model: Model, quick: bool, scratch: Path, plots_dir: Path) -> tuple[Sect
 
     from issue_titles.benchmarks import sample_bodies
 
-    bodies = sample_bodies(64, SAMPLE_CSV if SAMPLE_CSV.exists() else None)
+    bodies = sample_bodies(64, DATA_SET if DATA_SET.exists() else None)
     concurrencies = (1, 8) if quick else (1, 8, 32)
     protocols = ("v1",) if quick else ("v1", "v2")
     sizes = (1,) if quick else (1, 32)

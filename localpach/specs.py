@@ -30,6 +30,7 @@ SETTING_FLAGS: dict[str, type] = {
     "learning_rate": float,
     "architecture": str,
     "min_rouge_l": float,
+    "beat_baseline": bool,  # the CLI spells it --allow-below-baseline (sets it to False)
 }
 
 
@@ -125,7 +126,7 @@ def load_spec_path(path: Path) -> list[dict[str, Any]]:
 
 
 def local_settings(**overrides: Any) -> Any:
-    """The project's PipelineSettings for the local mode: local images, demo-sized training."""
+    """The project's PipelineSettings for the local mode: local images; the rest as given, else the defaults."""
     try:
         from pipelines.settings import PipelineSettings
     except ImportError as error:  # the pipelines part not installed / not built yet
@@ -134,7 +135,7 @@ def local_settings(**overrides: Any) -> Any:
             "`pip install -e .` or pass --specs FILE"
         ) from None
     known = {field.name for field in dataclasses.fields(PipelineSettings)}
-    # Training knobs left unset use the stages CLI's defaults for the chosen architecture (demo-sized on CPU).
+    # Training knobs left unset use the stages CLI's defaults for the chosen architecture.
     values: dict[str, Any] = {"stage_image": LOCAL_STAGE_IMAGE, "serving_image_repo": LOCAL_SERVING_IMAGE_REPO}
     values.update({key: value for key, value in overrides.items() if value is not None})
     unknown = sorted(set(values) - known)

@@ -1,6 +1,6 @@
 """Decoding benchmark: batched compiled greedy decoding vs the tutorial-style per-token loop (target >= 20x).
 
-    python stages/bench_decode.py --model runs/bundle --bodies 256 [--data ../shared/data/github_pr_issues.csv]
+    python stages/bench_decode.py --model runs/bundle --bodies 256 [--data data/github_pr_issues_large.csv.gz]
 
 Without --model it trains the tiny fixture model first (seconds), which measures the loop overhead rather than
 a realistic model; pass a real bundle for the number that matters.

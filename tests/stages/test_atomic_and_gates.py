@@ -83,7 +83,9 @@ def test_build_refuses_by_default_a_model_that_does_not_beat_the_baseline_naming
     assert not (tmp_path / "bundle").exists()
 
 
-@pytest.mark.parametrize(("model", "baseline", "refused"), [(0.30, 0.31, True), (0.31, 0.31, True), (0.32, 0.31, False)])
+@pytest.mark.parametrize(
+    ("model", "baseline", "refused"), [(0.30, 0.31, True), (0.31, 0.31, True), (0.32, 0.31, False)]
+)
 def test_the_baseline_gate_passes_only_a_model_strictly_above_the_baseline(model, baseline, refused):
     metrics = {"rouge_l": model, "lead_baseline": {"rouge_l": baseline, "words": 7}, "test_rows": 100}
     if refused:
