@@ -21,10 +21,14 @@ def path(name: str) -> Path:
     return plain if plain.is_file() else SCHEMAS / f"{name}.gz"
 
 
-def text(name: str) -> str:
+def raw(name: str) -> bytes:
+    """The upstream file's bytes (decompressed when stored as .gz)."""
     file = path(name)
-    data = gzip.decompress(file.read_bytes()) if file.suffix == ".gz" else file.read_bytes()
-    return data.decode("utf-8")
+    return gzip.decompress(file.read_bytes()) if file.suffix == ".gz" else file.read_bytes()
+
+
+def text(name: str) -> str:
+    return raw(name).decode("utf-8")
 
 
 def load_json(name: str) -> Any:
