@@ -14,7 +14,7 @@ from infra.image_check import StageImageCheck, StageImageCheckArgs
 from infra.images import StageImage, StageImageArgs
 from infra.operators import (IngressController, IngressControllerArgs, Pachyderm, PachydermArgs, SeldonCore,
                              SeldonCoreArgs, TrainingOperator, TrainingOperatorArgs)
-from infra.pachyderm_pipelines import STAGE_IMAGE_PLACEHOLDER, PachydermPipelines, PachydermPipelinesArgs
+from infra.pachyderm_pipelines import PachydermPipelines, PachydermPipelinesArgs
 from infra.platform import PlatformNamespace, PlatformNamespaceArgs, RegistrySecret, RegistrySecretArgs
 from infra.serving import ModelServing, ModelServingArgs
 from pipelines import PipelineSettings
@@ -51,9 +51,8 @@ StageImageCheck("stage-image-check", StageImageCheckArgs(
 
 pipelines = PachydermPipelines("pipelines", PachydermPipelinesArgs(
     pachd_address=pachyderm.pachd_address,
-    stage_image=stage_image.image_ref,
     settings=PipelineSettings(
-        stage_image=STAGE_IMAGE_PLACEHOLDER, serving_image_repo=cfg.serving.image_repo,
+        stage_image=stage_image.image_ref, serving_image_repo=cfg.serving.image_repo,
         sample_size=cfg.training.sample_size, epochs=cfg.training.epochs, architecture=cfg.training.architecture,
         min_rouge_l=cfg.training.min_rouge_l, beat_baseline=cfg.training.beat_baseline, gpus=cfg.training.gpus),
 ), pulumi.ResourceOptions(depends_on=[pachyderm, stage_image, registry]))

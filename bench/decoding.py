@@ -3,7 +3,7 @@
 import time
 from pathlib import Path
 
-from bench.common import DATA_SET, Model, Section, verdict
+from bench.common import Model, Section, sample_bodies, verdict
 
 SIZES = (1, 32, 256, 1024)
 QUICK_SIZES = (1, 32)
@@ -12,11 +12,10 @@ QUICK_SIZES = (1, 32)
 def measure(model: Model, sizes: tuple[int, ...], reference_cap: int) -> list[dict]:
     """Titles/s of both decoders per batch size; the per-token loop runs on at most `reference_cap` bodies and its
     per-body time is extrapolated (it is linear in bodies: one call per token per body)."""
-    from issue_titles.benchmarks import sample_bodies
     from issue_titles.predictor import TitlePredictor
 
     predictor = TitlePredictor.load(model.path)
-    pool = sample_bodies(max(sizes), DATA_SET if DATA_SET.exists() else None)
+    pool = sample_bodies(max(sizes))
     predictor.predict(pool[:8])  # warm up: compile, first-call costs
     predictor.predict_reference(pool[:2])
     results = []

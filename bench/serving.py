@@ -5,7 +5,6 @@ or `time_cap_s` passed, so every scenario stops by itself. Loopback only.
 """
 
 import json
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-from bench.common import DATA_SET, REPO, Model, Section, median, percentile, verdict
+from bench.common import Model, Section, median, percentile, sample_bodies, verdict
 
 V1_PATH = "/api/v1.0/predictions"
 V2_PATH = "/v2/models/issue-summarization/infer"
@@ -103,12 +102,9 @@ def server_vm_hwm_kb(pid: int) -> int | None:
 
 def run(model: Model, quick: bool, scratch: Path, plots_dir: Path) -> tuple[Section, dict]:
     """Returns the section and extra facts (server peak RSS) for the pipeline section."""
-    sys.path.insert(0, str(REPO / "tests" / "serving"))
-    from serving_harness import ServerProcess  # noqa: E402  (test harness reused, not copied)
+    from localpach.serve import free_port, start_server, stop_server, wait_ready  # how `localpach serve` runs it
 
-    from issue_titles.benchmarks import sample_bodies
-
-    bodies = sample_bodies(64, DATA_SET if DATA_SET.exists() else None)
+    bodies = sample_bodies(64)
     concurrencies = (1, 8) if quick else (1, 8, 32)
     protocols = ("v1",) if quick else ("v1", "v2")
     sizes = (1,) if quick else (1, 32)
@@ -116,30 +112,31 @@ def run(model: Model, quick: bool, scratch: Path, plots_dir: Path) -> tuple[Sect
     time_cap_s = 5.0 if quick else 15.0
 
     floors = in_process_floor(model, bodies, repeats=10 if quick else 50)
-    server = ServerProcess(model.path, scratch / "server.log", via_stages_cli=True).start()
+    base_url = f"http://127.0.0.1:{(port := free_port())}"
     results: list[tuple[Scenario, dict]] = []
-    try:
-        server.wait_ready(timeout=180)
-        for protocol in protocols:  # warm both routes and both batch shapes
-            for size in sizes:
-                load(
-                    server.url + (V1_PATH if protocol == "v1" else V2_PATH), payload(protocol, bodies[:size]), 2, 10, 30
-                )
-        for protocol in protocols:
-            for size in sizes:
-                for concurrency in concurrencies:
-                    scenario = Scenario(protocol, size, concurrency)
-                    url = server.url + (V1_PATH if protocol == "v1" else V2_PATH)
-                    if size == 1:  # at least 30 per client: a burst on the shared cores must not decide the ratio
-                        total = max(requests_total, 30 * concurrency)
-                    else:
-                        total = max(concurrency * 4, requests_total // 4)
-                    results.append(
-                        (scenario, load(url, payload(protocol, bodies[:size]), concurrency, total, time_cap_s))
-                    )
-        rss_kb = server_vm_hwm_kb(server.process.pid) if server.process else None
-    finally:
-        server.stop()
+    with open(scratch / "server.log", "wb") as log:
+        server = start_server(model.path, "127.0.0.1", port, log)
+        try:
+            wait_ready(base_url, server, timeout=180)
+            for protocol in protocols:  # warm both routes and both batch shapes
+                for size in sizes:
+                    load(base_url + (V1_PATH if protocol == "v1" else V2_PATH), payload(protocol, bodies[:size]),
+                         2, 10, 30)
+            for protocol in protocols:
+                for size in sizes:
+                    for concurrency in concurrencies:
+                        scenario = Scenario(protocol, size, concurrency)
+                        url = base_url + (V1_PATH if protocol == "v1" else V2_PATH)
+                        if size == 1:  # at least 30 per client: a burst on the shared cores must not decide the ratio
+                            total = max(requests_total, 30 * concurrency)
+                        else:
+                            total = max(concurrency * 4, requests_total // 4)
+                        results.append(
+                            (scenario, load(url, payload(protocol, bodies[:size]), concurrency, total, time_cap_s))
+                        )
+            rss_kb = server_vm_hwm_kb(server.pid)
+        finally:
+            stop_server(server)
 
     section = Section(
         "Serving (stages serve on 127.0.0.1, closed-loop load)",

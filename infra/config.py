@@ -10,13 +10,13 @@ import re
 from dataclasses import dataclass
 
 import pulumi
-from pulumi.runtime import config as runtime_config
+
+from pipelines.settings import ARCHITECTURES
+from pipelines.settings import K8S_NAME as _DNS1123_LABEL
 
 PROJECT = "issue-titles"
 CLUSTER_KINDS = ("minikube", "gke")
 INGRESS_KINDS = ("nginx", "none")
-ARCHITECTURES = ("default", "tutorial")
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _IMAGE_REPO = re.compile(r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+$")
 _PACHD = re.compile(r"^(grpc|grpcs)://[^/:]+(:[0-9]+)?$")
 
@@ -102,8 +102,10 @@ def _fix(key: str, example: str, secret: bool = False) -> str:
 
 
 def _set_keys() -> set[str]:
-    """All config keys the stack sets (the engine passes them to the program before it starts)."""
-    return set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
+    """All config keys the stack sets. The engine hands the whole config to the program in PULUMI_CONFIG, which
+    `pulumi.runtime.get_config_env` reads (pulumi/pulumi sdk/python/cmd/pulumi-language-python-exec loads the same
+    map into `pulumi.Config`); `pulumi.Config` itself can only look keys up, not list them."""
+    return set(pulumi.runtime.get_config_env())
 
 
 def _check_unknown_keys(keys: set[str]) -> None:
@@ -145,8 +147,8 @@ class _Reader:
         if raw is None:
             return default
         try:
-            value = int(raw)
-        except ValueError:
+            value = self.cfg.get_int(name)
+        except pulumi.ConfigTypeError:
             raise ConfigError(
                 f"invalid `{self.key(name)}` {raw!r}: use a whole number, e.g. {_fix(self.key(name), example)}"
             ) from None
@@ -159,8 +161,8 @@ class _Reader:
         if raw is None:
             return default
         try:
-            value = float(raw)
-        except ValueError:
+            value = self.cfg.get_float(name)
+        except pulumi.ConfigTypeError:
             value = float("nan")
         if not low <= value <= high:
             raise ConfigError(f"invalid `{self.key(name)}` {raw!r}: use a number between {low} and {high}")
@@ -179,9 +181,10 @@ class _Reader:
         raw = self.text(name)
         if raw is None:
             return default
-        if raw.lower() not in ("true", "false"):
-            raise ConfigError(f"invalid `{self.key(name)}` {raw!r}: use true or false")
-        return raw.lower() == "true"
+        try:
+            return self.cfg.get_bool(name)
+        except pulumi.ConfigTypeError:
+            raise ConfigError(f"invalid `{self.key(name)}` {raw!r}: use true or false") from None
 
 
 def load_config() -> StackConfig:
@@ -211,7 +214,7 @@ def load_config() -> StackConfig:
             f"missing secret `registry:password`: set it with {_fix('registry:password', '<token>', secret=True)} "
             "(never as plain config)"
         )
-    if "registry:password" in _set_keys() and not runtime_config.is_config_secret("registry:password"):
+    if "registry:password" in _set_keys() and not pulumi.runtime.is_config_secret("registry:password"):
         raise ConfigError(
             "`registry:password` is stored in plain text: run `pulumi config rm registry:password` and "
             f"{_fix('registry:password', '<token>', secret=True)}"

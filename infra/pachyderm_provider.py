@@ -20,13 +20,13 @@ from typing import Any, Callable, Iterator, Mapping, NoReturn
 import pulumi
 from pulumi.dynamic import (CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource,
                             ResourceProvider, UpdateResult)
+from pulumi.runtime.rpc import UNKNOWN  # what Pulumi puts in place of a value it does not know yet (a preview)
+
+from pipelines.validate import pipeline_name, spec_problems
 
 DEFAULT_PROJECT = "default"
-# What Pulumi puts in place of a value it does not know yet (a preview before the stage image is built).
-UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 # Parts of a spec that change what a datum computes: a change there must reprocess data already processed.
 DATUM_FIELDS = ("transform", "input")
-REPROCESS_SPECS = ("until_success", "every_job")
 _NAME = re.compile(r"^[a-zA-Z0-9_-]+$")  # Pachyderm's rule for project, repo and pipeline names
 _ADDRESS = re.compile(r"^((grpc|grpcs|http|https)://)?[^/:\s]+(:[0-9]{1,5})?$")
 _UNREACHABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED")
@@ -208,10 +208,6 @@ def pipeline_request(project: str, spec: Mapping[str, Any]) -> dict[str, Any]:
     return request
 
 
-def _pipeline_name(spec: Any) -> Any:
-    return spec.get("pipeline", {}).get("name") if isinstance(spec, Mapping) else None
-
-
 def _spec_project(spec: Any) -> Any:
     if not isinstance(spec, Mapping):
         return None
@@ -312,7 +308,7 @@ class PipelineDiff(DiffResult):
 
 
 def _pipeline_label(props: Mapping[str, Any]) -> str:
-    return f"pipeline '{props.get('name') or _pipeline_name(props.get('spec')) or '?'}'"
+    return f"pipeline '{props.get('name') or pipeline_name(props.get('spec')) or '?'}'"
 
 
 def should_reprocess(spec: Mapping[str, Any], fields: list[str], override: bool | None = None) -> bool:
@@ -341,27 +337,14 @@ class PipelineProvider(ResourceProvider):
             return CheckResult(news, failures)
         if not isinstance(spec, Mapping):
             return CheckResult(news, failures + [CheckFailure("spec", "must be a CreatePipelineRequest object")])
-        name, project = _pipeline_name(spec), _spec_project(spec)
-        if not isinstance(name, str) or not name:
-            failures.append(CheckFailure("spec", "spec.pipeline.name is missing: every pipeline needs a name"))
-        elif not _is_unknown(name) and name != news.get("name"):
+        # The spec's own rules are pipelines/validate.py's, the same the program and localpach apply.
+        failures += [CheckFailure("spec", problem) for problem in spec_problems(spec, pending=_is_unknown)]
+        name, project = pipeline_name(spec), _spec_project(spec)
+        if isinstance(name, str) and name and not _is_unknown(name) and name != news.get("name"):
             failures.append(CheckFailure("name", f"{news.get('name')!r} differs from spec.pipeline.name {name!r}"))
         if project is not None and not _is_unknown(project) and project != news.get("project"):
             failures.append(CheckFailure(
                 "project", f"{news.get('project')!r} differs from spec.pipeline.project.name {project!r}"))
-        transform = spec.get("transform")
-        if not isinstance(transform, Mapping):
-            failures.append(CheckFailure("spec", f"pipeline {name!r}: spec.transform is missing"))
-        else:
-            image, cmd = transform.get("image"), transform.get("cmd")
-            if not _is_unknown(image) and (not isinstance(image, str) or not image.strip()):
-                failures.append(CheckFailure("spec", f"pipeline {name!r}: spec.transform.image is empty"))
-            if not _is_unknown(cmd) and (not isinstance(cmd, list) or not cmd):
-                failures.append(CheckFailure("spec", f"pipeline {name!r}: spec.transform.cmd must be a non-empty list"))
-        reprocess_spec = spec.get("reprocessSpec")
-        if reprocess_spec is not None and not _is_unknown(reprocess_spec) and reprocess_spec not in REPROCESS_SPECS:
-            failures.append(CheckFailure("spec", f"pipeline {name!r}: spec.reprocessSpec must be one of "
-                                                 f"{', '.join(REPROCESS_SPECS)}, not {reprocess_spec!r}"))
         return CheckResult(news, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> PipelineDiff:
@@ -454,11 +437,11 @@ class PachydermPipeline(Resource):
     def __init__(self, name: str, args: PachydermPipelineArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         spec = args.spec
         if isinstance(spec, Mapping):
-            pipeline_name: Any = (spec.get("pipeline") or {}).get("name")
+            name_: Any = pipeline_name(spec)
         else:
-            pipeline_name = pulumi.Output.from_input(spec).apply(_pipeline_name)
+            name_ = pulumi.Output.from_input(spec).apply(pipeline_name)
         props: dict[str, Any] = {"pachd_address": args.pachd_address, "project": args.project,
-                                 "name": pipeline_name, "spec": spec}
+                                 "name": name_, "spec": spec}
         if args.reprocess is not None:
             props["reprocess"] = args.reprocess
         super().__init__(PipelineProvider(), name, props, opts)

@@ -19,8 +19,8 @@ from localpach.errors import SpecError
 from localpach.fsutil import sha256_json
 from localpach.pfs import DEFAULT_BRANCH, Commit, files_under, normalize_path
 from localpach.store import StoredObject
-
-SUPPORTED_INPUTS = ("pfs", "cross", "union")
+from pipelines.validate import SpecError as PipelineSpecError
+from pipelines.validate import input_leaves, input_name, walk_input
 
 
 @dataclass(frozen=True)
@@ -68,36 +68,13 @@ class Datum:
 
 
 def pfs_inputs(spec_input: dict[str, Any], pipeline: str) -> list[PfsInput]:
-    """Every `pfs` leaf of an input tree, checked for what the local runner supports."""
-    if not isinstance(spec_input, dict) or len(spec_input) != 1:
-        raise SpecError(f"pipeline {pipeline}: input must have exactly one of {', '.join(SUPPORTED_INPUTS)}")
-    (kind, value), = spec_input.items()
-    if kind == "pfs":
-        if not isinstance(value, dict) or not value.get("repo"):
-            raise SpecError(f"pipeline {pipeline}: pfs input needs a repo")
-        if value.get("glob") is None:
-            raise SpecError(f"pipeline {pipeline}: pfs input {value['repo']} needs a glob")
-        return [
-            PfsInput(
-                name=value.get("name") or value["repo"],
-                repo=value["repo"],
-                branch=value.get("branch") or DEFAULT_BRANCH,
-                glob=value["glob"],
-            )
-        ]
-    if kind in ("cross", "union"):
-        if not isinstance(value, list) or not value:
-            raise SpecError(f"pipeline {pipeline}: {kind} input needs a non-empty list")
-        leaves = [leaf for child in value for leaf in pfs_inputs(child, pipeline)]
-        names = [leaf.name for leaf in leaves]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates and kind == "cross":
-            raise SpecError(f"pipeline {pipeline}: input name(s) {', '.join(duplicates)} used twice in a cross")
-        return leaves
-    raise SpecError(
-        f"pipeline {pipeline}: input type {kind!r} is not supported by the local runner "
-        f"(supported: {', '.join(SUPPORTED_INPUTS)})"
-    )
+    """Every `pfs` leaf of an input tree (pipelines/validate.py's walker and its checks)."""
+    try:
+        leaves = input_leaves(spec_input, pipeline)
+    except PipelineSpecError as error:
+        raise SpecError(str(error)) from None
+    return [PfsInput(name=input_name(leaf), repo=leaf["repo"], branch=leaf.get("branch") or DEFAULT_BRANCH,
+                     glob=leaf["glob"]) for leaf in leaves]
 
 
 def _match_segments(parts: list[str], pattern: list[str]) -> bool:
@@ -127,20 +104,20 @@ def glob_matches(paths: list[str], glob: str) -> list[str]:
 
 def expand(spec_input: dict[str, Any], commits: dict[str, Commit], pipeline: str) -> list[Datum]:
     """The datums of an input tree, given the commit each input name reads."""
-    (kind, value), = spec_input.items()
-    if kind == "pfs":
-        leaf = pfs_inputs(spec_input, pipeline)[0]
-        commit = commits[leaf.name]
+
+    def leaf_datums(leaf: dict[str, Any]) -> list[Datum]:
+        commit = commits[input_name(leaf)]
         return [
-            Datum((DatumInput(leaf.name, leaf.repo, commit.id, match, files_under(commit, match)),))
-            for match in glob_matches(sorted(commit.files), leaf.glob)
+            Datum((DatumInput(input_name(leaf), leaf["repo"], commit.id, match, files_under(commit, match)),))
+            for match in glob_matches(sorted(commit.files), leaf["glob"])
         ]
-    children = [expand(child, commits, pipeline) for child in value]
-    if kind == "union":
-        return [datum for child in children for datum in child]
-    if kind == "cross":
-        return [
-            Datum(tuple(item for datum in combination for item in datum.inputs))
-            for combination in itertools.product(*children)
-        ]
-    raise SpecError(f"pipeline {pipeline}: input type {kind!r} is not supported by the local runner")
+
+    def crossed(children: list[list[Datum]]) -> list[Datum]:
+        return [Datum(tuple(item for datum in combination for item in datum.inputs))
+                for combination in itertools.product(*children)]
+
+    try:
+        return walk_input(spec_input, pipeline, leaf=leaf_datums, cross=crossed,
+                          union=lambda children: [datum for child in children for datum in child])
+    except PipelineSpecError as error:
+        raise SpecError(str(error)) from None

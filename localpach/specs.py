@@ -16,6 +16,8 @@ from typing import Any
 from localpach.datums import PfsInput, pfs_inputs
 from localpach.errors import SpecError
 from localpach.fsutil import sha256_json
+from pipelines import RAW_DATA_REPO, PipelineSettings, all_pipelines
+from pipelines.validate import spec_problems
 
 LOCAL_STAGE_IMAGE = "local"
 LOCAL_SERVING_IMAGE_REPO = "local/issue-summarization"
@@ -53,23 +55,16 @@ class PipelineDef:
 
 
 def parse_spec(spec: dict[str, Any]) -> PipelineDef:
-    """Check the fields the runner needs, with a message naming the pipeline and the field."""
-    if not isinstance(spec, dict):
-        raise SpecError("a pipeline spec must be a JSON object")
-    name = (spec.get("pipeline") or {}).get("name")
-    if not isinstance(name, str) or not name:
-        raise SpecError("pipeline spec without pipeline.name")
-    transform = spec.get("transform") or {}
-    cmd = transform.get("cmd")
-    if not isinstance(cmd, list) or not cmd or not all(isinstance(part, str) for part in cmd):
-        raise SpecError(f"pipeline {name}: transform.cmd must be a non-empty list of strings")
+    """Check the spec (pipelines/validate.py's rules, less transform.image) with a message naming the pipeline."""
+    problems = spec_problems(spec, image_required=False)
+    if problems:
+        raise SpecError(problems[0])
+    name = spec["pipeline"]["name"]
+    transform = spec["transform"]
+    cmd = transform["cmd"]
     stdin = transform.get("stdin") or []
     env = transform.get("env") or {}
-    if "input" not in spec:
-        raise SpecError(f"pipeline {name}: no input")
     reprocess = spec.get("reprocessSpec") or "until_success"
-    if reprocess not in ("until_success", "every_job"):
-        raise SpecError(f"pipeline {name}: reprocessSpec must be until_success or every_job, not {reprocess!r}")
     return PipelineDef(
         name=name,
         spec=spec,
@@ -127,13 +122,6 @@ def load_spec_path(path: Path) -> list[dict[str, Any]]:
 
 def local_settings(**overrides: Any) -> Any:
     """The project's PipelineSettings for the local mode: local images; the rest as given, else the defaults."""
-    try:
-        from pipelines.settings import PipelineSettings
-    except ImportError as error:  # the pipelines part not installed / not built yet
-        raise SpecError(
-            f"cannot import the project's pipeline specs ({error}); install the project with "
-            "`pip install -e .` or pass --specs FILE"
-        ) from None
     known = {field.name for field in dataclasses.fields(PipelineSettings)}
     # Training knobs left unset use the stages CLI's defaults for the chosen architecture.
     values: dict[str, Any] = {"stage_image": LOCAL_STAGE_IMAGE, "serving_image_repo": LOCAL_SERVING_IMAGE_REPO}
@@ -149,19 +137,8 @@ def local_settings(**overrides: Any) -> Any:
 
 def project_specs(settings: Any) -> list[dict[str, Any]]:
     """The same specs the Pulumi program creates, rendered for `settings`."""
-    try:
-        from pipelines.specs import all_pipelines
-    except ImportError:
-        try:
-            from pipelines import all_pipelines  # type: ignore[no-redef]
-        except ImportError as error:
-            raise SpecError(f"cannot import pipelines.all_pipelines ({error})") from None
     return list(all_pipelines(settings))
 
 
 def raw_data_repo() -> str:
-    try:
-        from pipelines import RAW_DATA_REPO
-    except ImportError:
-        return "raw_data"
     return RAW_DATA_REPO

@@ -2,6 +2,7 @@
 
 from pipelines.settings import PipelineSettings
 from pipelines.specs import RAW_DATA_REPO, all_pipelines
-from pipelines.validate import SpecError, validate_specs
+from pipelines.validate import SpecError, input_leaves, spec_problems, validate_spec, validate_specs, walk_input
 
-__all__ = ["PipelineSettings", "RAW_DATA_REPO", "SpecError", "all_pipelines", "validate_specs"]
+__all__ = ["PipelineSettings", "RAW_DATA_REPO", "SpecError", "all_pipelines", "input_leaves", "spec_problems",
+           "validate_spec", "validate_specs", "walk_input"]

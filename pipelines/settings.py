@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
+# The one definition of each choice: infra/config.py, localpach and the spec validator read these.
 ARCHITECTURES = ("default", "tutorial")
 REPROCESS_SPECS = ("until_success", "every_job")
-_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # a DNS-1123 label: namespaces, secret names
 
 
 @dataclass(frozen=True)
@@ -19,7 +21,9 @@ class PipelineSettings:
     test split (`beat_baseline`); `min_rouge_l` adds an absolute floor on top for stricter gates.
     """
 
-    stage_image: str
+    # The image every step runs: a reference, or a value that resolves to one later (the Pulumi program passes the
+    # image build's `pulumi.Output`; it lands as is in transform.image and build's --base-image).
+    stage_image: str | Any
     serving_image_repo: str
     registry_secret: str = "registry-credentials"
     sample_size: int | None = None
@@ -40,14 +44,19 @@ class PipelineSettings:
             raise ValueError("invalid pipeline settings: " + "; ".join(problems))
 
 
+def _resolves_later(value: Any) -> bool:
+    """A `pulumi.Output` (told by its `apply`, so this package need not import Pulumi)."""
+    return not isinstance(value, str) and callable(getattr(value, "apply", None))
+
+
 def _problems(s: PipelineSettings):
-    if not isinstance(s.stage_image, str) or not s.stage_image.strip():
-        yield "stage_image must be a non-empty image reference"
+    if not (_resolves_later(s.stage_image) or isinstance(s.stage_image, str) and s.stage_image.strip()):
+        yield "stage_image must be a non-empty image reference (or an Output of one)"
     if not isinstance(s.serving_image_repo, str) or not s.serving_image_repo.strip():
         yield "serving_image_repo must be a non-empty image repository"
     elif ":" in s.serving_image_repo.rsplit("/", 1)[-1]:
         yield "serving_image_repo must not carry a tag: export tags each image with its Pachyderm job ID"
-    if not _K8S_NAME.match(s.registry_secret or ""):
+    if not K8S_NAME.match(s.registry_secret or ""):
         yield f"registry_secret {s.registry_secret!r} is not a Kubernetes secret name"
     if s.sample_size is not None and (not isinstance(s.sample_size, int) or s.sample_size < 10):
         yield "sample_size must be an integer >= 10, or None for all rows"

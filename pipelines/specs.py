@@ -85,12 +85,14 @@ def build(settings: PipelineSettings) -> Spec:
 
 def export(settings: PipelineSettings) -> Spec:
     cmd = ["stages", "export", "--input", "/pfs/build", "--output", "/pfs/out", "--image", settings.serving_image_repo]
-    spec = _spec("export", "Build and push the serving image, tagged with the Pachyderm job ID (kaniko).",
-                 settings, pfs("build"), cmd)
+    spec = _spec("export", "Push the serving image (the stage image plus the bundle as one layer, through the "
+                 "registry API), tagged with the Pachyderm job ID.", settings, pfs("build"), cmd)
     transform = spec["transform"]
     transform["secrets"] = [{"name": settings.registry_secret, "mountPath": REGISTRY_MOUNT}]
     transform["env"] = {"REGISTRY_AUTH_FILE": f"{REGISTRY_MOUNT}/.dockerconfigjson"}
-    transform["user"] = "0"  # kaniko unpacks the base image over / and must run as root
+    # No transform.user: export runs as the stage image's non-root user like every step. Pachyderm 2.12 turns a
+    # transform.user into RunAsUser plus RunAsNonRoot and a read-only root filesystem (src/server/pps/server/
+    # worker_rc.go), so "0" would never start; the registry push needs neither root nor a writable /.
     return spec
 
 

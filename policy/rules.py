@@ -22,10 +22,9 @@ K8S_SECRET = "kubernetes:core/v1:Secret"
 DOCKER_CONFIG_JSON = "kubernetes.io/dockerconfigjson"
 # Tags that move: an image named by one of these is not pinned even though it has a tag.
 FLOATING_TAGS = frozenset({"latest", "stable", "main", "master", "edge", "nightly", "dev", "develop", "head"})
-# Pipelines whose container must run as root, and why. Anything else that asks for uid 0 is a violation.
-ROOT_PIPELINES = {
-    "export": "kaniko unpacks the serving image's base layers over / and must run as uid 0 (see docs/CONTRACTS.md)",
-}
+# Pipelines whose container must run as root, and why. Anything else that asks for uid 0 is a violation. None today:
+# export pushes the serving image through the registry API as the stage image's non-root user (docs/CONTRACTS.md).
+ROOT_PIPELINES: dict[str, str] = {}
 # Components that render third-party manifests we do not author (their pod specs are upstream's): resources under
 # one of these are checked by an advisory copy of the workload rules instead of the mandatory one.
 THIRD_PARTY_BUNDLES = (
@@ -38,6 +37,16 @@ THIRD_PARTY_BUNDLES = (
     "kubernetes:helm.sh/v4:Chart",
     "kubernetes:helm.sh/v3:Chart",
 )
+# Training-operator jobs: the spec key holding each kind's replica specs (the `json:"..."` tags of
+# kubeflow/training-operator v1.9.0 pkg/apis/kubeflow.org/v1/{tensorflow,pytorch,mpi,xgboost,jax,paddlepaddle}_types.go).
+REPLICA_SPECS_KEY = {
+    "TFJob": "tfReplicaSpecs",
+    "PyTorchJob": "pytorchReplicaSpecs",
+    "MPIJob": "mpiReplicaSpecs",
+    "XGBoostJob": "xgbReplicaSpecs",
+    "JAXJob": "jaxReplicaSpecs",
+    "PaddleJob": "paddleReplicaSpecs",
+}
 # Kinds whose pod template sits at spec.template.spec.
 _TEMPLATED_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "ReplicationController"}
 _SECRETISH_ENV = re.compile(r"(PASSWORD|PASSWD|TOKEN|SECRET|API_?KEY)", re.IGNORECASE)
@@ -89,12 +98,11 @@ def pod_specs(resource_type: str, props: Props) -> list[tuple[str, Mapping[str, 
         for p, predictor in enumerate(_list(_get(spec, "predictors"))):
             for c, component in enumerate(_list(_get(predictor, "componentSpecs"))):
                 found.append((f"spec.predictors[{p}].componentSpecs[{c}].spec", _get(component, "spec")))
-    elif kind in {"TFJob", "PyTorchJob", "MPIJob", "XGBoostJob", "JAXJob", "PaddleJob"}:
-        replica_specs = spec.get(f"{kind[0].lower()}{kind[1:-3]}ReplicaSpecs") if isinstance(spec, Mapping) else None
-        if not isinstance(replica_specs, Mapping) and isinstance(spec, Mapping):
-            replica_specs = next((v for k, v in spec.items() if k.endswith("ReplicaSpecs")), None)
-        for role, replica in (replica_specs or {}).items():
-            found.append((f"spec.*ReplicaSpecs.{role}.template.spec", _get(replica, "template", "spec")))
+    elif kind in REPLICA_SPECS_KEY:
+        key = REPLICA_SPECS_KEY[kind]
+        replica_specs = _get(spec, key)
+        for role, replica in (replica_specs.items() if isinstance(replica_specs, Mapping) else ()):
+            found.append((f"spec.{key}.{role}.template.spec", _get(replica, "template", "spec")))
     return [(where, pod) for where, pod in found if isinstance(pod, Mapping)]
 
 
@@ -222,8 +230,8 @@ def container_non_root(resource_type: str, props: Props) -> list[str]:
         user = _get(spec, "transform", "user")
         name = pipeline_name(spec)
         if isinstance(user, (str, int)) and str(user).split(":")[0] in ("0", "root") and name not in ROOT_PIPELINES:
-            messages.append(f"pipeline {name}: transform.user is {user!r} (root); only {sorted(ROOT_PIPELINES)} "
-                            "may run as root")
+            allowed = f"only {sorted(ROOT_PIPELINES)} may run as root" if ROOT_PIPELINES else "no pipeline may run as root"
+            messages.append(f"pipeline {name}: transform.user is {user!r} (root); {allowed}")
     return messages
 
 
@@ -401,20 +409,3 @@ def registry_password_exposures(resource_type: str, props: Props, password: str 
         if any(password in variant for variant in _decoded_variants(props["__provider"])):
             messages.append("__provider: the serialized dynamic provider captured the registry password")
     return messages
-
-
-def violations(resource_type: str, props: Props, *, gpu_allowed: bool, password: str | None = None,
-               urn: str = "") -> dict[str, list[str]]:
-    """Every rule's verdict on one resource, by policy name (what the pack reports), non-empty lists only."""
-    found: dict[str, list[str]] = {
-        "no-cluster-admin-binding": no_cluster_admin_binding(resource_type, props),
-        "pinned-images": pinned_images(resource_type, props),
-        "gpu-only-on-gpu-stack": gpu_only_on_gpu_stack(resource_type, props, gpu_allowed),
-        "registry-password-not-plain": registry_password_exposures(resource_type, props, password),
-    }
-    hardening = container_resources(resource_type, props), container_non_root(resource_type, props)
-    if is_third_party(urn):
-        found["third-party-workload-hardening"] = hardening[0] + hardening[1]
-    else:
-        found["workload-resources"], found["workload-non-root"] = hardening
-    return {name: messages for name, messages in found.items() if messages}

@@ -10,10 +10,11 @@
 #   destroy FILE      pulumi destroy; check the namespace and every cluster-scoped object the stack made are gone
 #   diagnose          print what helps after a failure
 #
-# Why the registry is named by its IP on the kind network: kaniko (the export pipeline) pushes to and pulls its base
-# image from it from inside a pod, where `localhost:5001` is the pod itself; go-containerregistry talks plain HTTP to
-# private (RFC 1918) addresses without an --insecure flag, containerd gets a hosts.toml for it, and the runner's
-# Docker lists 172.16.0.0/12 as an insecure registry range. One name then works for the runner, the nodes and pods.
+# Why the registry is named by its IP on the kind network: the export pipeline (`stages export`) pushes to and pulls
+# its base image from it from inside a pod, where `localhost:5001` is the pod itself; like go-containerregistry it
+# talks plain HTTP to private (RFC 1918) addresses without an --insecure flag, containerd gets a hosts.toml for it,
+# and the runner's Docker lists 172.16.0.0/12 as an insecure registry range. One name then works for the runner, the
+# nodes and pods.
 set -euo pipefail
 
 CLUSTER_NAME="${CLUSTER_NAME:-issue-titles-e2e}"

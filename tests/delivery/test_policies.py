@@ -106,6 +106,22 @@ def test_a_pipeline_without_resource_limits_is_refused() -> None:
     assert message == "pipeline train: resourceLimits lacks memory"
 
 
+@pytest.mark.parametrize("kind, key", [
+    ("TFJob", "tfReplicaSpecs"), ("PyTorchJob", "pytorchReplicaSpecs"), ("MPIJob", "mpiReplicaSpecs"),
+    ("XGBoostJob", "xgbReplicaSpecs"), ("JAXJob", "jaxReplicaSpecs"), ("PaddleJob", "paddleReplicaSpecs"),
+])  # the json tags of kubeflow/training-operator v1.9.0 pkg/apis/kubeflow.org/v1/*_types.go
+def test_a_training_job_replica_is_read_under_its_kinds_own_key(kind: str, key: str) -> None:
+    job = {"kind": kind, "spec": {key: {"Worker": {"template": {"spec": {"containers": [{"name": "w"}]}}}}}}
+    assert rules.container_resources(f"kubernetes:kubeflow.org/v1:{kind}", job) == [
+        f"spec.{key}.Worker.template.spec containers[0] w: resources.{section} lacks cpu and memory"
+        for section in ("requests", "limits")]
+
+
+def test_a_replica_spec_key_spelt_by_case_munging_is_not_a_pod_spec() -> None:
+    job = {"kind": "TFJob", "spec": {"tFReplicaSpecs": {"Worker": {"template": {"spec": {"containers": [{}]}}}}}}
+    assert rules.pod_specs("kubernetes:kubeflow.org/v1:TFJob", job) == []  # the TFJob CRD has no such field
+
+
 # --- non-root ------------------------------------------------------------------------------------------------------------
 
 
@@ -128,14 +144,15 @@ def test_a_container_that_may_run_as_root_is_refused(container_security: dict, p
     assert message.startswith("spec.template.spec containers[0] web may run as root: " + reason)
 
 
-def test_only_the_documented_pipeline_may_run_as_root() -> None:
-    export = pipeline("export")
+def test_no_pipeline_may_run_as_root() -> None:
+    export = pipeline("export")  # it once ran kaniko as uid 0; it now pushes through the registry API as non-root
     export["spec"]["transform"]["user"] = "0"
-    assert rules.container_non_root(rules.DYNAMIC_RESOURCE, export) == []
+    (message,) = rules.container_non_root(rules.DYNAMIC_RESOURCE, export)
+    assert message == "pipeline export: transform.user is '0' (root); no pipeline may run as root"
     train = pipeline("train")
     train["spec"]["transform"]["user"] = "root"
     (message,) = rules.container_non_root(rules.DYNAMIC_RESOURCE, train)
-    assert message == "pipeline train: transform.user is 'root' (root); only ['export'] may run as root"
+    assert message == "pipeline train: transform.user is 'root' (root); no pipeline may run as root"
 
 
 # --- pinned images ------------------------------------------------------------------------------------------------------

@@ -6,21 +6,16 @@ registry password, which a Python policy cannot see (the SDK unwraps secrets), i
 from __future__ import annotations
 
 import functools
-import importlib.util
 from typing import Any
 
 import pytest
 
-from policy import rules
-
-if importlib.util.find_spec("tests.infra.harness") is None:  # pragma: no cover - until the infra harness lands
-    pytest.skip("tests/infra/harness.py (run_program) does not exist yet", allow_module_level=True)
-
-from tests.infra import harness  # noqa: E402
+from policy import pack, rules
+from tests.delivery.test_policies import run_policy
+from tests.infra import harness
 
 # With a model tag the program also declares the SeldonDeployment, its ServiceAccount, NetworkPolicy and Ingress.
 RUNS = [(stack, tag) for stack in ("minikube", "gke-gpu") for tag in (None, "0123456789abcdef0123456789abcdef")]
-GPU_STACKS = ["gke-gpu"]  # what the pack allows by default (policy config `gpuStacks`)
 
 
 @functools.lru_cache(maxsize=None)
@@ -34,12 +29,15 @@ def declared(run: Any) -> list[Any]:
 
 
 @pytest.mark.parametrize("stack, model_tag", RUNS)
-def test_the_stack_passes_every_policy(stack: str, model_tag: str | None) -> None:
+def test_the_stack_passes_every_policy_of_the_pack(stack: str, model_tag: str | None,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pack's registered policies, as the engine runs them: the stack and its password come from the engine."""
+    monkeypatch.setattr(pack, "current_stack", lambda: stack)
+    monkeypatch.setattr(pack, "stack_registry_password", lambda: harness.TEST_PASSWORD)
     run = program(stack, model_tag)
     found = {
-        f"{r.type_} {r.name}": v for r in declared(run)
-        if (v := rules.violations(r.type_, r.inputs, gpu_allowed=rules.gpu_allowed_for(stack, GPU_STACKS),
-                                  password=harness.TEST_PASSWORD, urn=r.urn))
+        f"{policy.name}: {r.type_} {r.name}": reported for r in declared(run) for policy in pack.POLICIES
+        if (reported := run_policy(policy.name, r.type_, r.inputs, urn=r.urn))
     }
     assert found == {}
 
@@ -64,7 +62,7 @@ def test_the_gpu_stack_asks_for_gpus_and_the_rule_would_refuse_them_elsewhere() 
 def _plain_strings(value: Any, path: str = "") -> list[tuple[str, str]]:
     """Every string in a wire-format value that is not inside a secret wrapper."""
     if isinstance(value, dict):
-        if value.get(harness._SIG_KEY) == harness._SECRET_SIG:
+        if harness.is_secret_wrapper(value):
             return []
         return [hit for k, v in value.items() for hit in _plain_strings(v, f"{path}.{k}" if path else k)]
     if isinstance(value, list):

@@ -7,6 +7,8 @@ secrets (read from the wire format, before the secret wrapper is unwrapped).
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,18 +18,16 @@ import pulumi
 import yaml
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import rpc, settings
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
+from pulumi.runtime import rpc
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "issue-titles"
 STACKS = ("minikube", "gke-gpu")
 # A password no real value could contain by accident: finding it anywhere in plain text is a leak.
 TEST_PASSWORD = "pw-7d1e3a-must-never-appear-in-plain-text"
-# How the wire format marks a secret: {_SIG_KEY: _SECRET_SIG, "value": ...} (pulumi.runtime.rpc's own constants).
-_SECRET_SIG = rpc._special_secret_sig
-_SIG_KEY = rpc._special_sig_key
+# How the wire format marks a secret ({sig: secret-sig, "value": ...}) is told by the SDK's public
+# `rpc.is_rpc_secret` / `rpc.unwrap_rpc_secret` (pulumi 3.272.0, sdk/python/lib/pulumi/runtime/rpc.py).
+is_secret_wrapper = rpc.is_rpc_secret
 
 
 @dataclass
@@ -115,8 +115,8 @@ def normalise(value: Any) -> Any:
 def unwrap_secrets(value: Any) -> Any:
     """Inputs with secrets replaced by their plain values (the wire format wraps them in a marker object)."""
     if isinstance(value, dict):
-        if value.get(_SIG_KEY) == _SECRET_SIG:
-            return unwrap_secrets(value.get("value"))
+        if is_secret_wrapper(value):
+            return unwrap_secrets(rpc.unwrap_rpc_secret(value))
         return {k: unwrap_secrets(v) for k, v in value.items()}
     if isinstance(value, list):
         return [unwrap_secrets(v) for v in value]
@@ -126,7 +126,7 @@ def unwrap_secrets(value: Any) -> Any:
 def _secret_paths(value: Any, path: str = "") -> set[str]:
     found: set[str] = set()
     if isinstance(value, dict):
-        if value.get(_SIG_KEY) == _SECRET_SIG:
+        if is_secret_wrapper(value):
             return {path or "."}
         for key, item in value.items():
             found |= _secret_paths(item, f"{path}.{key}" if path else key)
@@ -216,35 +216,48 @@ def run_program(
             config[key] = value
     secret_keys = ["registry:password"] if password_is_secret else []
 
-    settings.ROOT.set(None)  # a fresh Stack resource per run, so outputs do not leak between runs
+    # As the Python language host does (pulumi/pulumi sdk/python/cmd/pulumi-language-python-exec): the engine hands
+    # the config over in PULUMI_CONFIG / PULUMI_CONFIG_SECRET_KEYS, and the host loads them with set_all_config.
+    saved_env = {key: os.environ.get(key) for key in ("PULUMI_CONFIG", "PULUMI_CONFIG_SECRET_KEYS")}
+    os.environ["PULUMI_CONFIG"], os.environ["PULUMI_CONFIG_SECRET_KEYS"] = json.dumps(config), json.dumps(secret_keys)
+    pulumi.runtime.set_all_config(pulumi.runtime.get_config_env(), pulumi.runtime.get_config_secret_keys_env())
+    pulumi.runtime.reset_options(project=PROJECT, stack=stack)  # a fresh Stack resource per run: no leaked outputs
     monitor = _RecordingMonitor(_Mocks())
     pulumi.runtime.set_mocks(_Mocks(), project=PROJECT, stack=stack, preview=preview, monitor=monitor)
-    pulumi.runtime.set_all_config(config, secret_keys)
     run = ProgramRun()
     run.stack = stack
     run.outputs, run.secret_outputs = {}, set()
 
     failures: list[BaseException] = []
 
-    async def program() -> None:
-        try:
-            runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
-        except BaseException as error:  # noqa: BLE001 - re-raised below, after Pulumi's own cleanup
-            failures.append(error)
-            return
-        for key, value in settings.get_root_resource().outputs.items():
+    async def read_outputs() -> None:
+        for key, value in pulumi.runtime.get_root_resource().outputs.items():
             output = pulumi.Output.from_input(value)
             run.outputs[key] = normalise(await output.future(with_unknowns=True))
             if await output.is_secret():
                 run.secret_outputs.add(key)
 
+    @pulumi.runtime.test  # evaluates, then waits for every registration and output the program started
+    def program() -> Any:
+        try:
+            runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+        except BaseException as error:  # noqa: BLE001 - re-raised below, after Pulumi's own cleanup
+            failures.append(error)
+            return None
+        return read_outputs()
+
     try:
-        _sync_await(run_pulumi_func(program))
+        program()
     except BaseException:
         if not failures:
             raise
     finally:
         pulumi.runtime.set_all_config({}, [])
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     if failures:
         # The program's own error (e.g. a ConfigError), not the follow-on errors of resources it left half-made.
         raise failures[0]

@@ -17,13 +17,13 @@ import pulumi
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import rpc, settings
+from pulumi.runtime import rpc
 
-from infra import pachyderm_provider
-from infra.pachyderm_pipelines import (STAGE_IMAGE_PLACEHOLDER, PachydermPipelines, PachydermPipelinesArgs,
-                                      pipeline_specs)
-from infra.pachyderm_provider import UNKNOWN, PachydermError, PipelineProvider, RepoProvider
-from pipelines import PipelineSettings, all_pipelines
+from infra import pachyderm_pipelines, pachyderm_provider
+from infra.pachyderm_pipelines import PachydermPipelines, PachydermPipelinesArgs, pipeline_specs
+from infra.pachyderm_provider import (UNKNOWN, PachydermError, PachydermPipeline, PachydermPipelineArgs,
+                                     PipelineProvider, RepoProvider)
+from pipelines import PipelineSettings, SpecError, all_pipelines
 from tests.infra.fake_pachd import FakePachd, _Pfs, _Pps
 from tests.infra.harness import ROOT
 
@@ -213,7 +213,9 @@ def test_delete_of_a_pipeline_already_gone_succeeds(pachd: FakePachd) -> None:
 
 def test_delete_tolerates_pachd_reporting_a_missing_pipeline_with_code_unknown(pachd: FakePachd) -> None:
     pachd.fail_next("delete_pipeline", grpc.StatusCode.UNKNOWN, "pipeline default/train not found")
-    PipelineProvider().delete("default/train", pipeline_props())
+    assert PipelineProvider().delete("default/train", pipeline_props()) is None  # no PachydermError
+    (call,) = pachd.called("delete_pipeline")
+    assert call["pipeline"].name == "train" and call["must_exist"] is False
 
 
 def test_delete_of_a_repo_already_gone_succeeds(pachd: FakePachd) -> None:
@@ -303,7 +305,7 @@ def test_check_accepts_the_real_specs() -> None:
 def test_check_rejects_a_spec_without_pipeline_name() -> None:
     spec = spec_of("train")
     del spec["pipeline"]["name"]
-    assert "spec.pipeline.name is missing" in failures(PipelineProvider(), {**pipeline_props(), "spec": spec})["spec"]
+    assert "pipeline.name is missing" in failures(PipelineProvider(), {**pipeline_props(), "spec": spec})["spec"]
 
 
 def test_check_rejects_a_name_that_differs_from_the_spec() -> None:
@@ -382,7 +384,7 @@ class _Recorder(pulumi_mocks.MockMonitor):
 
 @pytest.fixture
 def recorder() -> _Recorder:
-    settings.ROOT.set(None)
+    pulumi.runtime.reset_options(project="issue-titles", stack="test")  # a fresh root Stack for set_mocks
     monitor = _Recorder(_Mocks())
     pulumi.runtime.set_mocks(_Mocks(), project="issue-titles", stack="test", preview=False, monitor=monitor)
     return monitor
@@ -400,11 +402,11 @@ def deploy_pipelines() -> dict[str, Any]:
     @pulumi.runtime.test
     def program() -> pulumi.Output:
         pachd = _Pachd("pachd")
-        placeholder = PipelineSettings(stage_image=STAGE_IMAGE_PLACEHOLDER,
-                                       serving_image_repo=SETTINGS.serving_image_repo)
+        settings = PipelineSettings(stage_image=pulumi.Output.from_input(IMAGE),
+                                    serving_image_repo=SETTINGS.serving_image_repo)
         component = PachydermPipelines("pipelines", PachydermPipelinesArgs(
-            pachd_address=pulumi.Output.from_input(ADDRESS), settings=placeholder,
-            stage_image=pulumi.Output.from_input(IMAGE)), pulumi.ResourceOptions(depends_on=[pachd]))
+            pachd_address=pulumi.Output.from_input(ADDRESS), settings=settings),
+            pulumi.ResourceOptions(depends_on=[pachd]))
         return pulumi.Output.all(component.repo, component.pipelines).apply(lambda v: outputs.update(
             repo=v[0], pipelines=v[1]))
 
@@ -418,7 +420,7 @@ def test_the_component_creates_raw_data_and_the_five_pipelines_with_their_specs(
     dynamic = {n: r for n, r in recorder.registered.items() if r["type"] == "pulumi-python:dynamic:Resource"}
     assert set(dynamic) == {"pipelines-raw_data", "pipelines-split", "pipelines-pre_process", "pipelines-train",
                             "pipelines-build", "pipelines-export"}
-    for spec in all_pipelines(SETTINGS):  # the stage image resolved in place of the placeholder
+    for spec in all_pipelines(SETTINGS):  # the stage image's Output resolved where the specs name it
         inputs = dynamic[f"pipelines-{spec['pipeline']['name']}"]["inputs"]
         assert pachyderm_provider.normalise(inputs["spec"]) == spec
         assert inputs["pachd_address"] == ADDRESS and inputs["project"] == "default"
@@ -438,6 +440,16 @@ def test_each_pipeline_waits_for_what_it_reads_and_for_pachd(recorder: _Recorder
         assert {urn[f"pipelines-{repo}"] for repo in reads} | {urn["pachd"]} <= depends_on, pipeline
 
 
+def test_a_spec_given_as_one_output_names_the_pipeline_once_it_resolves(recorder: _Recorder) -> None:
+    @pulumi.runtime.test
+    def program() -> None:
+        PachydermPipeline("whole-output", PachydermPipelineArgs(
+            pachd_address=ADDRESS, spec=pulumi.Output.from_input(spec_of("train"))))
+
+    program()
+    assert recorder.registered["whole-output"]["inputs"]["name"] == "train"
+
+
 def test_another_project_holds_the_pipelines_and_the_repos_they_read() -> None:
     specs = pipeline_specs(PachydermPipelinesArgs(pachd_address=ADDRESS, settings=SETTINGS, project="nlp"))
     build = next(s for s in specs if s["pipeline"]["name"] == "build")
@@ -445,10 +457,16 @@ def test_another_project_holds_the_pipelines_and_the_repos_they_read() -> None:
     assert [item["pfs"]["project"] for item in build["input"]["cross"]] == ["nlp", "nlp"]
 
 
-def test_the_stage_image_placeholder_without_an_image_is_refused() -> None:
-    placeholder = PipelineSettings(stage_image=STAGE_IMAGE_PLACEHOLDER, serving_image_repo="r.example.com/s")
-    with pytest.raises(ValueError, match="no stage_image is given"):
-        pipeline_specs(PachydermPipelinesArgs(pachd_address=ADDRESS, settings=placeholder))
+def test_a_spec_reading_a_repo_nothing_provides_stops_the_program_before_anything_is_declared(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def misrouted(settings: PipelineSettings) -> list[dict[str, Any]]:
+        specs = all_pipelines(settings)
+        specs[1]["input"] = {"pfs": {"repo": "nowhere", "glob": "/"}}
+        return specs
+
+    monkeypatch.setattr(pachyderm_pipelines, "all_pipelines", misrouted)
+    with pytest.raises(SpecError, match="pipeline pre_process: input repo 'nowhere' is neither raw_data"):
+        pipeline_specs(PachydermPipelinesArgs(pachd_address=ADDRESS, settings=SETTINGS))
 
 
 # --- a real pachd -----------------------------------------------------------------------------------------------------

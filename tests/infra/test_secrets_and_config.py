@@ -9,7 +9,7 @@ import pytest
 
 from infra.config import ConfigError
 from tests.infra.conftest import MODEL_TAG
-from tests.infra.harness import _SECRET_SIG, _SIG_KEY, TEST_PASSWORD, run_program
+from tests.infra.harness import TEST_PASSWORD, is_secret_wrapper, run_program
 
 LEAK_FORMS = (
     TEST_PASSWORD,
@@ -22,7 +22,7 @@ LEAK_FORMS = (
 def without_secrets(value: Any) -> Any:
     """The wire inputs with every secret-wrapped value cut out: what would be stored in plain state."""
     if isinstance(value, dict):
-        if value.get(_SIG_KEY) == _SECRET_SIG:
+        if is_secret_wrapper(value):
             return "[secret]"
         return {k: without_secrets(v) for k, v in value.items()}
     if isinstance(value, list):

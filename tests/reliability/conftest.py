@@ -17,7 +17,7 @@ from tests.serving.serving_harness import ServerProcess
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real, tiny serving bundle (what `stages build` writes), trained once."""
-    from issue_titles.fixtures import tiny_bundle
+    from tests.tiny_model import tiny_bundle
 
     return tiny_bundle(tmp_path_factory.mktemp("reliability") / "bundle")
 

@@ -1,6 +1,6 @@
 """Fixtures: the main model server (session-wide) and an HTTP session.
 
-The main server is `stages serve` on `issue_titles.fixtures.tiny_bundle` (a real, tiny trained model). Where
+The main server is `stages serve` on `tests.tiny_model.tiny_bundle` (a real, tiny trained model). Where
 that fixture or the predictor is not importable the tests fall back to `fake_predictor` (an echo model) so the
 HTTP behaviour is still checked; the header line of the test run says which one was used.
 """
@@ -18,7 +18,7 @@ from tests.serving.serving_harness import LIMITS_ENV, ServerProcess, real_model_
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str | None]:
     """(model folder, predictor loader): the real tiny bundle when available, else the echo fake."""
     if real_model_available():
-        from issue_titles.fixtures import tiny_bundle
+        from tests.tiny_model import tiny_bundle
 
         return tiny_bundle(tmp_path_factory.mktemp("tiny_bundle")), None
     return tmp_path_factory.mktemp("fake_bundle"), "fake_predictor:load"

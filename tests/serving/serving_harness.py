@@ -45,7 +45,7 @@ def free_port() -> int:
 
 def real_model_available() -> bool:
     try:
-        return all(importlib.util.find_spec(name) for name in ("issue_titles.fixtures", "issue_titles.predictor"))
+        return all(importlib.util.find_spec(name) for name in ("issue_titles.csvio", "issue_titles.predictor"))
     except ModuleNotFoundError:
         return False
 

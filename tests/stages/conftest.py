@@ -67,6 +67,6 @@ def chain(tmp_path_factory, sample_dir) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory) -> Path:
     """The fixture other parts use, built once."""
-    from issue_titles.fixtures import tiny_bundle
+    from tests.tiny_model import tiny_bundle
 
     return tiny_bundle(tmp_path_factory.mktemp("tiny") / "bundle")

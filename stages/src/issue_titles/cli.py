@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "(refused by default)")  # fmt: skip
     build.add_argument("--base-image", default=None, help="the stage image the serving image starts FROM")
 
-    export = commands.add_parser("export", help="build and push the serving image (kaniko, in a cluster)")
+    export = commands.add_parser("export", help="push the serving image (stage image + bundle layer) through the registry API, in a cluster")
     export.add_argument("--input", type=Path, required=True, help="the build output (bundle)")
     export.add_argument("--output", type=Path, required=True, help="folder to write image.json")
     export.add_argument("--image", required=True, help="REPO or REPO:TAG; without a tag, PACH_JOB_ID is the tag")

@@ -1,4 +1,6 @@
-"""A real, tiny model for tests elsewhere (serving, local runner, bench): trained in seconds on generated rows.
+"""A real, tiny model for the tests (serving, stages, reliability): trained in seconds on generated rows.
+
+A test fixture, kept out of the `stages` package so it does not ship in the stage and serving images.
 
 `tiny_bundle(path)` runs the real split -> pre_process -> train -> build code on a few dozen synthetic issues
 and leaves a complete serving bundle (what `stages build` writes) at `path`. Its titles are not good; it is the
