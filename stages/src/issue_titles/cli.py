@@ -109,7 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--input", type=Path, action="append", required=True,
                        help="the train output and the split output (give --input twice, any order)")  # fmt: skip
     build.add_argument("--output", type=Path, required=True)
-    build.add_argument("--min-rouge-l", type=_non_negative_float, default=0.0, help="refuse models below this ROUGE-L")
+    build.add_argument("--min-rouge-l", type=_non_negative_float, default=0.0,
+                       help="also refuse models below this ROUGE-L (default 0: only the baseline gate)")  # fmt: skip
+    build.add_argument("--allow-below-baseline", action="store_true",
+                       help="build even a model that does not beat the lead-words baseline on ROUGE-L "
+                       "(refused by default)")  # fmt: skip
     build.add_argument("--base-image", default=None, help="the stage image the serving image starts FROM")
 
     export = commands.add_parser("export", help="push the serving image (stage image + bundle layer) through the registry API, in a cluster")
@@ -204,7 +208,8 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "build":
         from issue_titles.build import DEFAULT_BASE_IMAGE, run_build
 
-        provenance = run_build(args.input, args.output, args.min_rouge_l, args.base_image or DEFAULT_BASE_IMAGE)
+        provenance = run_build(args.input, args.output, args.min_rouge_l, args.base_image or DEFAULT_BASE_IMAGE,
+                               beat_baseline=not args.allow_below_baseline)
         _report({key: provenance[key] for key in ("job_id", "inputs", "metrics", "code")})
     elif args.command == "export":
         from issue_titles.export import run_export

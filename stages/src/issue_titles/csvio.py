@@ -1,5 +1,8 @@
 """Read issue CSVs robustly: every row is either kept or counted under the reason it was skipped.
 
+A `*.csv.gz` file is read like the `*.csv` it holds (decompressed on the way): the project's data set is vendored
+gzipped, and `pachctl put file` stores a file as given, so the stage is where it gets decompressed.
+
 Skip reasons (keys of `report.json`'s `skipped`): `empty_title`, `empty_body`, `broken_quoting`,
 `undecodable_bytes`, `wrong_field_count`, `repeated_header` (the header line again inside the file, as
 `cat a.csv b.csv` makes). A missing column, an unreadable file or a folder without CSVs is not a row problem but
@@ -10,8 +13,10 @@ Records end at LF, CRLF or a lone CR outside quotes, as Python's csv module read
 """
 
 import csv
+import gzip
 import io
 import sys
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +26,7 @@ from issue_titles.errors import StageError
 
 URL, TITLE, BODY = "issue_url", "issue_title", "body"
 COLUMNS = (URL, TITLE, BODY)
+CSV_SUFFIXES = (".csv", ".csv.gz")
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
@@ -50,15 +56,35 @@ class ReadReport:
         }
 
 
+def is_csv_name(name: str) -> bool:
+    """*.csv, or *.csv.gz (gzipped CSV)."""
+    return name.lower().endswith(CSV_SUFFIXES)
+
+
 def find_csv_files(folder: Path) -> list[Path]:
-    """All *.csv files below `folder`, sorted; an error if there are none."""
+    """All *.csv and *.csv.gz files below `folder`, sorted; an error if there are none."""
     folder = Path(folder)
     if not folder.is_dir():
         raise StageError("input folder does not exist or is not a folder", path=folder)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() == ".csv")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and is_csv_name(p.name))
     if not files:
-        raise StageError("input folder has no *.csv files", path=folder)
+        raise StageError("input folder has no *.csv or *.csv.gz files", path=folder)
     return files
+
+
+def read_csv_bytes(path: Path) -> bytes:
+    """The bytes of a CSV file, decompressed when its name ends in .gz."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise StageError(f"cannot read file: {error.strerror}", path=path) from None
+    if not path.name.lower().endswith(".gz"):
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as error:  # BadGzipFile is an OSError; a cut-off file is an EOFError
+        raise StageError(f"not a readable gzip file ({error or 'truncated'})", path=path) from None
 
 
 def read_issue_folder(folder: Path, require: Iterable[str] = COLUMNS) -> tuple[list[Issue], ReadReport]:
@@ -77,10 +103,7 @@ def read_issue_file(
     path = Path(path)
     require = tuple(require)
     report = report if report is not None else ReadReport()
-    try:
-        text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
-    except OSError as error:
-        raise StageError(f"cannot read file: {error.strerror}", path=path) from None
+    text = read_csv_bytes(path).decode("utf-8-sig", errors="surrogateescape")
     lines = _physical_lines(text)
     if not lines or not lines[0].strip():
         raise StageError("file is empty: expected a header with columns " + ",".join(COLUMNS), path=path, line=1)
