@@ -6,12 +6,28 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: venv demo test test-slow bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt stages/pyproject.toml
-	$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
-	touch $(STAMP)
+LOG    := $(VENV)/install.log
+
+# One line per install phase (no commas in a label: it is a make argument); pip's and setuptools' output goes to $(LOG). On a failure, the log's last lines
+# (warnings left out) are shown and make stops.
+define phase
+	@printf '%s\n' $(2)
+	@$(1) >> $(LOG) 2>&1 || { \
+	  printf 'install failed: %s\nlast lines of %s (warnings left out):\n' $(2) $(LOG) >&2; \
+	  grep -v -i '^ *warning' $(LOG) | tail -n 30 >&2; exit 1; }
+endef
+
+$(STAMP): requirements.txt requirements-dev.txt stages/pyproject.toml pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	@$(PYTHON) -m venv $(VENV)
+	@: > $(LOG)
+	@echo "install: into $(VENV) (details in $(LOG))"
+	$(call phase,$(BIN)/python -m pip install --upgrade pip,'  1/4 pip')
+	$(call phase,$(BIN)/python -m pip install -r requirements.txt,'  2/4 the Pulumi program (pulumi + providers + pachyderm-sdk)')
+	$(call phase,$(BIN)/python -m pip install -e './stages[serve]','  3/4 the model package stages (TensorFlow + Keras + MLServer: the longest)')
+	$(call phase,$(BIN)/python -m pip install -r requirements-dev.txt,'  4/4 localpach and the test tools')
+	@touch $(STAMP)
+	@echo "install: done"
 
 venv: $(STAMP)  ## the environment alone (the Pulumi program runs from it: Pulumi.yaml names .venv)
 

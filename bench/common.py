@@ -16,8 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_DIR = REPO / "bench"
-SAMPLE_CSV = REPO / "data" / "sample" / "github_issues_sample.csv"
-SHARED_CSV = REPO.parent / "shared" / "data" / "github_pr_issues.csv"
+DATA_SET = REPO / "data" / "github_pr_issues_large.csv.gz"  # the vendored data set (data/README.md)
 RUNS_BUNDLE = REPO / "runs" / "bundle"
 BIN = Path(sys.executable).parent
 
@@ -52,38 +51,39 @@ class Model:
 def pick_model(scratch: Path, quick: bool) -> Model:
     """The trained `runs/bundle` when present (a realistic model), else a tiny one (loop overhead only)."""
     if not quick and (RUNS_BUNDLE / "model.json").exists():
-        return Model(RUNS_BUNDLE, "runs/bundle (trained on the shared data, see its model.json)")
-    return Model(tiny_model(scratch / "tiny"), f"a tiny model: `stages` on {TINY_ROWS} rows of the demo sample")
+        return Model(RUNS_BUNDLE, "runs/bundle (trained on the vendored data, see its model.json)")
+    return Model(tiny_model(scratch / "tiny"), f"a tiny model: `stages` on {TINY_ROWS} rows of the data set")
 
 
 TINY_ROWS = 60
 
 
 def tiny_model(work: Path) -> Path:
-    """A real, tiny bundle in seconds, made the way users make one: the `stages` CLI on the committed sample."""
+    """A real, tiny bundle in seconds, made the way users make one: the `stages` CLI on the vendored data set."""
     def stages(*arguments: str) -> None:
         done = subprocess.run([str(BIN / "stages"), *arguments], capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"stages {arguments[0]} exited {done.returncode}:\n{done.stderr[-3000:]}")
 
-    stages("split", "--input", str(SAMPLE_CSV.parent), "--output", str(work / "split"),
+    stages("split", "--input", str(DATA_SET.parent), "--output", str(work / "split"),
            "--sample-size", str(TINY_ROWS), "--test-fraction", "0.2", "--seed", "1")
     stages("pre_process", "--input", str(work / "split"), "--output", str(work / "pre_process"),
            "--body-vocab-size", "120", "--body-length", "24", "--title-vocab-size", "60", "--title-length", "8")
     stages("train", "--input", str(work / "pre_process"), "--output", str(work / "train"), "--epochs", "4",
            "--batch-size", "16", "--embedding-dim", "16", "--hidden-dim", "16", "--dropout", "0",
            "--learning-rate", "0.01")
-    stages("build", "--input", str(work / "train"), "--input", str(work / "split"), "--output", str(work / "bundle"))
+    stages("build", "--input", str(work / "train"), "--input", str(work / "split"), "--output", str(work / "bundle"),
+           "--allow-below-baseline")  # a tiny model times the decoding loop; it is not meant to beat the baseline
     return work / "bundle"
 
 
 def sample_bodies(count: int) -> list[str]:
-    """`count` issue bodies from the demo sample, repeated as needed."""
+    """`count` issue bodies from the vendored data set, repeated as needed."""
     from issue_titles.csvio import BODY, read_issue_file
 
-    bodies = [issue.body for issue in read_issue_file(SAMPLE_CSV, require=(BODY,))]
+    bodies = [issue.body for issue in read_issue_file(DATA_SET, require=(BODY,))]
     if not bodies:
-        raise ValueError(f"no bodies in {SAMPLE_CSV}")
+        raise ValueError(f"no bodies in {DATA_SET}")
     return [bodies[index % len(bodies)] for index in range(count)]
 
 

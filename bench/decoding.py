@@ -67,7 +67,7 @@ def run(model: Model, quick: bool, plots_dir: Path) -> Section:
             ]
         )
     section.notes.append(
-        f"Model: {model.origin}. Bodies from the demo sample. The per-token loop is capped and its per-body time "
+        f"Model: {model.origin}. Bodies from the vendored data set. The per-token loop is capped and its per-body time "
         "extrapolated linearly where marked; both decoders are warmed up first."
     )
     at_256 = next((item for item in results if item["bodies"] == 256), None)

@@ -1,4 +1,4 @@
-"""Benchmarks 3 and 4: the local pipeline (localpach) on the demo data, and incremental re-runs.
+"""Benchmarks 3 and 4: the local pipeline (localpach) on a sample of the data set, and incremental re-runs.
 
 One state folder serves both: a full run from scratch, a re-run with nothing new, then +1% rows and a re-run.
 Per-step wall times and training throughput come from localpach's job table (`list-job --json`).
@@ -6,13 +6,13 @@ Per-step wall times and training throughput come from localpach's job table (`li
 
 import csv
 import json
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench.common import BIN, SAMPLE_CSV, SHARED_CSV, Section, verdict
+from bench.common import BIN, DATA_SET, Section, verdict
+from localpach.sample import draw_sample, open_text
 
 STEPS = ("split", "pre_process", "train", "build", "export")
 # Runs a command and prints the peak RSS (KiB) of it and every descendant it waited for (the largest step).
@@ -51,7 +51,7 @@ def append_rows(source: Path, extra_from: Path, fraction: float, target: Path) -
     wanted = max(1, round(len(body) * fraction))
     known = {row[0] for row in body}
     extra: list[list[str]] = []
-    with extra_from.open(newline="", encoding="utf-8") as handle:
+    with open_text(extra_from) as handle:
         reader = csv.reader(handle)
         next(reader)
         for row in reader:
@@ -67,8 +67,11 @@ def append_rows(source: Path, extra_from: Path, fraction: float, target: Path) -
 def run(quick: bool, scratch: Path, server_peak_rss_kb: int | None, plots_dir: Path) -> list[Section]:
     state = scratch / "pfs"
     raw = scratch / "issues.csv"
-    shutil.copyfile(SAMPLE_CSV, raw)
-    settings = ["--sample-size", "300", "--epochs", "1"] if quick else []
+    draw_sample(DATA_SET, raw, rows=2500, seed=20240501)  # 2,500 seeded-random rows of the vendored data set
+    # The tutorial's sample (2,000 rows) times the pipeline; whether such a model beats the baseline is not the
+    # question here, so build's baseline gate is lifted.
+    settings = ["--sample-size", "300", "--epochs", "1"] if quick else ["--sample-size", "2000"]
+    settings.append("--allow-below-baseline")
 
     put_s, _, _ = localpach(state, "put-file", "raw_data", "issues.csv", "-f", str(raw))
     full_s, _, train_peak_kb = localpach(state, "run", *settings, peak_rss=True)
@@ -80,7 +83,7 @@ def run(quick: bool, scratch: Path, server_peak_rss_kb: int | None, plots_dir: P
     seen |= {job["id"] for job in unchanged_jobs}
 
     grown = scratch / "issues-grown.csv"
-    extra_source = SHARED_CSV if SHARED_CSV.exists() else SAMPLE_CSV
+    extra_source = DATA_SET
     added = append_rows(raw, extra_source, 0.01, grown)
     localpach(state, "put-file", "raw_data", "issues.csv", "-o", "-f", str(grown))
     incremental_s, _, _ = localpach(state, "run", *settings)
@@ -120,7 +123,7 @@ def run(quick: bool, scratch: Path, server_peak_rss_kb: int | None, plots_dir: P
             "-",
         ]
     )
-    described = "quick (--sample-size 300 --epochs 1)" if quick else "localpach defaults (demo: sample 2000 rows)"
+    described = "quick (--sample-size 300 --epochs 1)" if quick else "--sample-size 2000 (the tutorial's sample)"
     pipeline.notes.append(
         f"Settings: {described}. "
         "Step times from `localpach list-job --json`. GPU training throughput: not measured (no GPU on this machine; "

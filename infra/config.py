@@ -25,7 +25,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     PROJECT: (
         "namespace", "cluster", "kubeContext", "gpus", "pachydermChartVersion", "seldonChartVersion",
         "trainingOperatorRef", "pachdAddress", "stageImageRepo", "sampleSize", "epochs", "architecture",
-        "minRougeL", "gkeLocation", "cpuMachineType", "gpuMachineType", "gpuType", "gpuNodesMax",
+        "minRougeL", "beatBaseline", "gkeLocation", "cpuMachineType", "gpuMachineType", "gpuType", "gpuNodesMax",
         "bucketForceDestroy", "ingressControllerChartVersion", "lokiDeploy",
     ),
     "registry": ("server", "username", "password"),
@@ -75,6 +75,7 @@ class TrainingConfig:
     epochs: int | None
     architecture: str
     min_rouge_l: float
+    beat_baseline: bool = True
 
 
 @dataclass(frozen=True)
@@ -268,7 +269,7 @@ def load_config() -> StackConfig:
             bucket_force_destroy=app.boolean("bucketForceDestroy", False),
         )
 
-    sample_size = app.integer("sampleSize", 2000, 10, "2000")
+    sample_size = app.integer("sampleSize", None, 10, "2000")  # unset: every row (the tutorial sampled 2000)
     return StackConfig(
         stack=stack,
         namespace=namespace,
@@ -300,6 +301,7 @@ def load_config() -> StackConfig:
             epochs=app.integer("epochs", None, 1, "7"),
             architecture=app.choice("architecture", "default", ARCHITECTURES),
             min_rouge_l=app.number("minRougeL", 0.0, 0.0, 1.0),
+            beat_baseline=app.boolean("beatBaseline", True),  # build refuses a model that loses to the baseline
         ),
         gke=gke,
         loki_deploy=app.boolean("lokiDeploy", False),

@@ -5,7 +5,7 @@
     localpach list-repo | list-job | list-file REPO      look at the state
     localpach inspect-commit build@master                provenance of a model
     localpach serve                                      serve the latest build on 127.0.0.1
-    localpach demo                                       the whole tutorial on the sample data
+    localpach demo                                       the whole tutorial on the vendored data
 """
 
 from __future__ import annotations
@@ -369,20 +369,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _add_settings(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("pipeline settings (PipelineSettings fields; defaults: demo-sized)")
+    group = parser.add_argument_group(
+        "pipeline settings (PipelineSettings fields; unset: `run` uses their defaults, `demo` its own configuration)")
     helps = {
-        "sample_size": "rows split keeps (the tutorial's --sample_size, default 2000)",
+        "sample_size": "rows split keeps (default: all; the tutorial's --sample_size was 2000)",
         "test_fraction": "share of rows held out for evaluation",
         "seed": "random seed for sampling and splitting",
         "epochs": "training epochs",
         "batch_size": "training batch size",
         "learning_rate": "optimizer learning rate",
         "architecture": "model architecture (default or tutorial)",
-        "min_rouge_l": "quality gate: build refuses a model below this ROUGE-L",
+        "min_rouge_l": "quality gate: build also refuses a model below this ROUGE-L",
+        "beat_baseline": "build even a model that does not beat the lead-words baseline (refused by default)",
     }
     from localpach.specs import SETTING_FLAGS
 
     for name, kind in SETTING_FLAGS.items():
+        if kind is bool:  # an on-by-default gate: the flag turns it off
+            group.add_argument("--allow-below-baseline", dest=name, action="store_const", const=False, default=None,
+                               help=helps.get(name))
+            continue
         group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None, help=helps.get(name))
 
 
@@ -483,9 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--commit", help="pin a build commit ID instead of the newest build that passed the gate")
 
-    p = add("demo", cmd_demo, "the whole tutorial on the sample data: put, run, serve, request, update, re-run")
+    p = add("demo", cmd_demo, "the whole tutorial on the vendored data: put, run, serve, request, update, re-run")
     p.add_argument("--dir", help="demo directory (default: runs/demo-<timestamp>)")
-    p.add_argument("--sample", help="CSV to use instead of data/sample/github_issues_sample.csv")
+    p.add_argument("--sample", help="CSV (or .csv.gz) to use instead of data/github_pr_issues_large.csv.gz")
     p.add_argument("--remove-rows", type=int, default=5, help="rows the update step removes (tutorial step 9)")
     p.add_argument("--stream", action="store_true", help="print every line of stage output")
     _add_settings(p)

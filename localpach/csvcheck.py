@@ -3,12 +3,19 @@
 `put-file` checks the whole file before writing anything. Structural problems (not text, not UTF-8, broken
 quoting, rows with the wrong number of fields, missing columns, no rows) are refused with the file name and line
 number of each problem; row *content* (an empty title, say) is left to `stages split`, which skips and counts it.
+Rows are read as `stages split` reads them (issue_titles/csvio.py): a record ends at LF, CRLF or a lone CR outside
+quotes, so a file with old-Mac CR-only line endings is accepted by both; a repeated header line (`cat a.csv b.csv`)
+is not a data row for either (split counts it as `repeated_header`).
+A gzipped CSV (stored under a `*.csv.gz` path, as `pachctl put file` would store it: as given) is checked through
+its decompressed text; `stages split` decompresses it the same way.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import io
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +24,7 @@ from localpach.errors import InputRefused
 REQUIRED_COLUMNS = ("issue_url", "issue_title", "body")
 MAX_FIELD_BYTES = 16 * 1024 * 1024
 MAX_REPORTED = 5
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(frozen=True)
@@ -37,9 +45,23 @@ def _refuse(name: str, problems: list[str], total: int | None = None) -> InputRe
     return InputRefused("\n".join(lines))
 
 
-def _check_text(path: Path, name: str) -> None:
-    """Refuse binary or non-UTF-8 files, naming the first offending line."""
+def _open_bytes(path: Path, compressed: bool):
+    return gzip.open(path, "rb") if compressed else open(path, "rb")
+
+
+def _check_compression(path: Path, name: str, compressed: bool) -> None:
+    """A gzip file must go under a .csv.gz path and a .csv.gz path must hold a gzip file: split reads by the name."""
     with open(path, "rb") as handle:
+        magic = handle.read(2)
+    if compressed and magic != GZIP_MAGIC:
+        raise _refuse(name, [f"{name}: not gzip-compressed, but the path in the repo ends in .gz (drop the .gz)"])
+    if not compressed and magic == GZIP_MAGIC:
+        raise _refuse(name, [f"{name}: gzip-compressed; put it under a path ending in .csv.gz"])
+
+
+def _check_text(path: Path, name: str, compressed: bool = False) -> None:
+    """Refuse binary or non-UTF-8 files, naming the first offending line."""
+    with _open_bytes(path, compressed) as handle:
         head = handle.read(8192)
         if b"\x00" in head:  # images, archives, spreadsheets: say "binary", not "bad byte on line 1"
             line = head[: head.index(b"\x00")].count(b"\n") + 1
@@ -57,19 +79,31 @@ def _check_text(path: Path, name: str) -> None:
                 ) from None
 
 
-def check_issue_csv(path: Path, display_name: str | None = None) -> CsvSummary:
-    """Validate `path` as an issue CSV; raise InputRefused naming file and line, or return a summary."""
+def check_issue_csv(path: Path, display_name: str | None = None, compressed: bool | None = None) -> CsvSummary:
+    """Validate `path` as an issue CSV; raise InputRefused naming file and line, or return a summary.
+
+    `compressed` (default: the file name ends in .gz) reads the file as a gzipped CSV.
+    """
     name = display_name or str(path)
     if not path.exists():
         raise InputRefused(f"refused {name}: no such file")
     if not path.is_file():
         raise InputRefused(f"refused {name}: not a regular file")
-    _check_text(path, name)
+    compressed = path.name.lower().endswith(".gz") if compressed is None else compressed
+    _check_compression(path, name, compressed)
+    try:
+        return _check_content(path, name, compressed)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+        raise _refuse(name, [f"{name}: not a readable gzip file ({error or 'truncated'})"]) from None
+
+
+def _check_content(path: Path, name: str, compressed: bool) -> CsvSummary:
+    _check_text(path, name, compressed)
     csv.field_size_limit(MAX_FIELD_BYTES)
     problems: list[str] = []
     total_problems = 0
     rows = 0
-    with open(path, "rb") as raw:
+    with _open_bytes(path, compressed) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
         reader = csv.reader(text, strict=True)
         try:
@@ -92,7 +126,7 @@ def check_issue_csv(path: Path, display_name: str | None = None) -> CsvSummary:
                 if len(row) != width:
                     total_problems += 1
                     problems.append(f"{name}:{start_line}: row has {len(row)} field(s), the header has {width}")
-                else:
+                elif tuple(value.strip() for value in row) != columns:
                     rows += 1
                 start_line = reader.line_num + 1
         except csv.Error as error:

@@ -55,12 +55,14 @@ def put_file(
     target = normalize_path(path or source.name)
     if not target:
         raise InputRefused("put-file needs a file path inside the repo, not the repo root")
-    if validate and not target.lower().endswith(".csv"):
+    compressed = target.lower().endswith(".csv.gz")
+    if validate and not (compressed or target.lower().endswith(".csv")):
         raise InputRefused(
-            f"refused {source}: the path in the repo must end in .csv (the split stage reads every *.csv), "
-            f"got {target!r}; nothing was written"
+            f"refused {source}: the path in the repo must end in .csv or .csv.gz (the split stage reads every "
+            f"*.csv and *.csv.gz), got {target!r}; nothing was written"
         )
-    summary: CsvSummary | None = check_issue_csv(source, str(source)) if validate else None
+    # Stored as given, like `pachctl put file`: a .csv.gz stays compressed and the split stage decompresses it.
+    summary: CsvSummary | None = check_issue_csv(source, str(source), compressed) if validate else None
     if not validate and not source.is_file():
         raise InputRefused(f"refused {source}: not a regular file")
     pfs = PFS(state_dir)

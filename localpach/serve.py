@@ -33,7 +33,7 @@ TUTORIAL_PAYLOAD = {"data": {"ndarray": [[TUTORIAL_BODY]]}}
 
 HOW_TO_BUILD = (
     "no built model yet: build@master has no commits. Build one with\n"
-    "  localpach put-file raw_data data/sample/github_issues_sample.csv -f data/sample/github_issues_sample.csv\n"
+    "  localpach put-file raw_data github_pr_issues_large.csv.gz -f data/github_pr_issues_large.csv.gz\n"
     "  localpach run\n"
     "or run the whole tutorial with `localpach demo` (or `make demo`)."
 )

@@ -32,6 +32,7 @@ SETTING_FLAGS: dict[str, type] = {
     "learning_rate": float,
     "architecture": str,
     "min_rouge_l": float,
+    "beat_baseline": bool,  # the CLI spells it --allow-below-baseline (sets it to False)
 }
 
 
@@ -120,9 +121,9 @@ def load_spec_path(path: Path) -> list[dict[str, Any]]:
 
 
 def local_settings(**overrides: Any) -> Any:
-    """The project's PipelineSettings for the local mode: local images, demo-sized training."""
+    """The project's PipelineSettings for the local mode: local images; the rest as given, else the defaults."""
     known = {field.name for field in dataclasses.fields(PipelineSettings)}
-    # Training knobs left unset use the stages CLI's defaults for the chosen architecture (demo-sized on CPU).
+    # Training knobs left unset use the stages CLI's defaults for the chosen architecture.
     values: dict[str, Any] = {"stage_image": LOCAL_STAGE_IMAGE, "serving_image_repo": LOCAL_SERVING_IMAGE_REPO}
     values.update({key: value for key, value in overrides.items() if value is not None})
     unknown = sorted(set(values) - known)

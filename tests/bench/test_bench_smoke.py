@@ -14,6 +14,6 @@ def test_quick_decoding_benchmark_writes_results_with_ratio_and_its_plot_beside_
     decoding_rows = [line for line in text.splitlines() if line.startswith("| 1 |") or line.startswith("| 32 |")]
     assert len(decoding_rows) == 2
     assert all(row.split("|")[5].strip().endswith("x") for row in decoding_rows)
-    assert "a tiny model: `stages` on 60 rows of the demo sample" in text
+    assert "a tiny model: `stages` on 60 rows of the data set" in text
     assert "![decoding](plots/decoding.png)" in text  # a relative link that works where results.md is committed
     assert (tmp_path / "plots" / "decoding.png").stat().st_size > 0

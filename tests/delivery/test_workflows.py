@@ -130,7 +130,7 @@ def test_e2e_deploys_on_kind_with_a_registry_predicts_and_checks_nothing_is_left
     assert commands == ["docker-insecure", "registry", "snapshot", "deploy", "put-data", "serve", "predict",
                         "destroy", "diagnose"]
     script = (SCRIPTS / "e2e.sh").read_text()
-    for fragment in ("pachctl put file \"raw_data@master:/issues.csv\" -f \"$SAMPLE\"",
+    for fragment in ("pachctl put file \"raw_data@master:/issues.csv.gz\" -f \"$DATA\"",
                      "pachctl wait commit export@master", "pachctl get file export@master:/image.json",
                      "pulumi config set serving:modelTag", "/api/v1.0/predictions", "pulumi destroy --yes",
                      "kubectl get namespace", "app.kubernetes.io/part-of=issue-titles"):

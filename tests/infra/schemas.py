@@ -1,4 +1,4 @@
-"""The real schemas the rendered objects must satisfy (from ../shared/schemas and kubernetes-validate).
+"""The real schemas the rendered objects must satisfy (vendored in tests/schemas/, and kubernetes-validate).
 
 CRD schemas and the Helm values schema list properties without forbidding others; the API server silently prunes
 unknown fields of a structural CRD schema and Helm ignores unknown values, so a typo would vanish without an error.
@@ -7,15 +7,13 @@ unknown fields of a structural CRD schema and Helm ignores unknown values, so a 
 from __future__ import annotations
 
 import copy
-import json
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
-SHARED_SCHEMAS = Path(__file__).resolve().parents[3] / "shared" / "schemas"
+from tests import schemas as vendored
+
 KUBERNETES_VERSION = "1.30"
 
 
@@ -38,7 +36,7 @@ def strict(schema: Any) -> Any:
 
 
 def _crd_schema(filename: str, version: str) -> dict[str, Any]:
-    crd = yaml.safe_load((SHARED_SCHEMAS / filename).read_text())
+    crd = vendored.load_yaml(filename)
     served = next(v for v in crd["spec"]["versions"] if v["name"] == version)
     return served["schema"]["openAPIV3Schema"]
 
@@ -50,13 +48,13 @@ def seldon_deployment_validator() -> jsonschema.Validator:
 
 @lru_cache
 def pachyderm_values_validator() -> jsonschema.Validator:
-    schema = json.loads((SHARED_SCHEMAS / "pachyderm-helm-values.schema.json").read_text())
+    schema = vendored.load_json("pachyderm-helm-values.schema.json")
     return jsonschema.Draft7Validator(strict(schema))
 
 
 @lru_cache
 def pipeline_spec_validator() -> jsonschema.Validator:
-    schema = json.loads((SHARED_SCHEMAS / "pachyderm-CreatePipelineRequest.schema.json").read_text())
+    schema = vendored.load_json("pachyderm-CreatePipelineRequest.schema.json")
     return jsonschema.validators.validator_for(schema)(schema)
 
 

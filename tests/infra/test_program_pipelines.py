@@ -5,7 +5,7 @@ import json
 
 from pachyderm_sdk.api.pps import CreatePipelineRequest
 
-from tests.infra.harness import ProgramRun
+from tests.infra.harness import ProgramRun, run_program
 from tests.infra.schemas import errors, pipeline_spec_validator
 
 PIPELINES = ["split", "pre_process", "train", "build", "export"]
@@ -42,6 +42,20 @@ def test_every_step_runs_the_stage_image_built_by_this_stack_pinned_by_digest(pr
         assert spec["transform"]["image"] == program.outputs["stage_image"]
     build_cmd = specs(program)["build"]["transform"]["cmd"]
     assert build_cmd[build_cmd.index("--base-image") + 1] == program.outputs["stage_image"]
+
+
+def test_both_stacks_train_on_every_row_and_build_only_a_model_that_beats_the_baseline(program: ProgramRun) -> None:
+    assert "--sample-size" not in specs(program)["split"]["transform"]["cmd"]  # split's default: all rows
+    build_cmd = specs(program)["build"]["transform"]["cmd"]
+    assert "--allow-below-baseline" not in build_cmd  # build's default gate stays on
+    assert build_cmd[build_cmd.index("--min-rouge-l") + 1] == "0.0"
+
+
+def test_a_stack_can_ask_for_the_tutorials_sample_and_lift_the_baseline_gate() -> None:
+    run = run_program("minikube", {"issue-titles:sampleSize": "2000", "issue-titles:beatBaseline": "false"})
+    split_cmd = specs(run)["split"]["transform"]["cmd"]
+    assert split_cmd[split_cmd.index("--sample-size") + 1] == "2000"
+    assert "--allow-below-baseline" in specs(run)["build"]["transform"]["cmd"]
 
 
 def test_train_requests_a_gpu_with_the_taint_toleration_only_on_the_gpu_stack(program: ProgramRun) -> None:

@@ -1,4 +1,4 @@
-"""The newcomer's demo, for real: put, all pipelines with the demo settings, serve, request, update, re-run."""
+"""The newcomer's demo, for real: put, all pipelines with the demo's configuration, serve, request, update, re-run."""
 
 from __future__ import annotations
 
@@ -17,12 +17,15 @@ def test_the_demo_answers_the_tutorial_request_and_reruns_every_job_after_the_up
 
     result = subprocess.run(
         [sys.executable, "-m", "localpach", "demo", "--dir", str(demo_dir)],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600,
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1200,
     )
 
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     title = re.search(r"predicted title ─+╮\n│ (.+?)\s*│", result.stdout)
     assert title and title.group(1).strip()
+    served = re.search(r"served model: model ROUGE-L (\d\.\d{4}) vs lead-words baseline (\d\.\d{4})", result.stdout)
+    assert served and float(served.group(1)) > float(served.group(2)), "the demo serves a model that beats the baseline"
+    assert "configuration:  demo (sample_size=" in result.stdout
     assert "re-ran: split, pre_process, train, build, export" in result.stdout
     assert "model server stopped" in result.stdout
     # the demo ends with the served model changing: old and new side by side, each with its provenance

@@ -16,15 +16,16 @@ from localpach import serve
 from localpach.data import put_file
 from localpach.pfs import PFS
 from localpach.runner import run_pipelines
+from localpach.sample import DATA_SET, open_text
 
 pipelines = pytest.importorskip("pipelines", reason="the pipelines package is not installed")
 STAGES = Path(sys.executable).parent / "stages"
-SAMPLE = PROJECT_ROOT / "data" / "sample" / "github_issues_sample.csv"
 pytestmark = pytest.mark.skipif(not STAGES.is_file(), reason="the stages package is not installed")
 
 
 def tiny_csv(target: Path, rows: int) -> Path:
-    with open(SAMPLE, encoding="utf-8", newline="") as source, open(target, "w", encoding="utf-8", newline="") as out:
+    """The first `rows` rows of the vendored data set (gzipped), as a plain CSV."""
+    with open_text(DATA_SET) as source, open(target, "w", encoding="utf-8", newline="") as out:
         writer = csv.writer(out, lineterminator="\r\n")
         for index, row in enumerate(csv.reader(source)):
             if index > rows:
@@ -43,7 +44,8 @@ def test_the_project_pipelines_run_for_real_and_the_build_is_served(tmp_path: Pa
 
     state = tmp_path / "state"
     put_file(state, pipelines.RAW_DATA_REPO, "issues.csv", tiny_csv(tmp_path / "issues.csv", rows=400))
-    specs = project_specs(local_settings(sample_size=300, epochs=1, batch_size=64))
+    # One epoch on 270 rows is not meant to beat the baseline: lift build's default gate for this run.
+    specs = project_specs(local_settings(sample_size=300, epochs=1, batch_size=64, beat_baseline=False))
 
     summary = run_pipelines(state, specs)
 

@@ -1,15 +1,12 @@
 """The pipeline specs are valid Pachyderm 2.x requests and chain raw_data -> ... -> export."""
 
-import json
-from pathlib import Path
-
 import jsonschema
 import pytest
 from pachyderm_sdk.api.pps import CreatePipelineRequest
 
 from pipelines import PipelineSettings, SpecError, all_pipelines, input_leaves, spec_problems, validate_specs
+from tests import schemas
 
-SCHEMA = Path(__file__).resolve().parents[2].parent / "shared" / "schemas" / "pachyderm-CreatePipelineRequest.schema.json"
 CPU = PipelineSettings(stage_image="registry.example.com/stages:0123abcd", serving_image_repo="registry.example.com/serve")
 GPU = PipelineSettings(stage_image="registry.example.com/stages:0123abcd", serving_image_repo="registry.example.com/serve",
                        gpus=1, sample_size=None, epochs=12)
@@ -21,7 +18,7 @@ def by_name(settings):
 
 @pytest.mark.parametrize("settings", [CPU, GPU], ids=["cpu", "gpu"])
 def test_every_spec_validates_against_the_published_schema(settings):
-    validator = jsonschema.Draft4Validator(json.loads(SCHEMA.read_text()))
+    validator = jsonschema.Draft4Validator(schemas.load_json("pachyderm-CreatePipelineRequest.schema.json"))
     for spec in all_pipelines(settings):
         errors = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(spec)]
         assert errors == [], spec["pipeline"]["name"]

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from tests.stages.conftest import run_stages
 
-from issue_titles.atomic import atomic_output_dir
-from issue_titles.errors import TamperedBundleError
+from issue_titles.atomic import MARKER, atomic_output_dir, marker_content
+from issue_titles.build import check_quality_gate
+from issue_titles.errors import QualityGateError, TamperedBundleError
 from issue_titles.predictor import TitlePredictor
 
 
@@ -18,18 +19,23 @@ def leftovers(folder: Path) -> list[str]:
 
 def test_a_failing_step_leaves_no_output_folder(tmp_path):
     with pytest.raises(RuntimeError):
-        with atomic_output_dir(tmp_path / "out") as staging:
+        with atomic_output_dir(tmp_path / "out", step="split") as staging:
             (staging / "half.csv").write_text("written before the failure")
             raise RuntimeError("disk full")
     assert not (tmp_path / "out").exists()
     assert leftovers(tmp_path) == []
 
 
+def previous_output(folder: Path, step: str = "split") -> None:
+    folder.mkdir()
+    (folder / MARKER).write_text(json.dumps(marker_content(step)))
+
+
 def test_a_failing_step_keeps_the_previous_output(tmp_path):
-    (tmp_path / "out").mkdir()
+    previous_output(tmp_path / "out")
     (tmp_path / "out" / "train.csv").write_text("previous result")
     with pytest.raises(RuntimeError):
-        with atomic_output_dir(tmp_path / "out") as staging:
+        with atomic_output_dir(tmp_path / "out", step="split") as staging:
             (staging / "train.csv").write_text("half")
             raise RuntimeError("killed")
     assert (tmp_path / "out" / "train.csv").read_text() == "previous result"
@@ -38,31 +44,61 @@ def test_a_failing_step_keeps_the_previous_output(tmp_path):
 
 def test_a_successful_step_fills_an_existing_empty_output(tmp_path):
     (tmp_path / "out").mkdir()  # like Pachyderm's /pfs/out
-    with atomic_output_dir(tmp_path / "out") as staging:
+    with atomic_output_dir(tmp_path / "out", step="split") as staging:
         (staging / "result.json").write_text("{}")
-    assert [path.name for path in (tmp_path / "out").iterdir()] == ["result.json"]
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [MARKER, "result.json"]
     assert leftovers(tmp_path) == []
 
 
-def test_a_successful_step_replaces_a_previous_output_whole(tmp_path):
-    (tmp_path / "out").mkdir()
+def test_a_successful_step_replaces_its_previous_output_whole(tmp_path):
+    previous_output(tmp_path / "out")
     (tmp_path / "out" / "stale.csv").write_text("old")
-    with atomic_output_dir(tmp_path / "out") as staging:
+    with atomic_output_dir(tmp_path / "out", step="split") as staging:
         (staging / "fresh.csv").write_text("new")
-    assert [path.name for path in (tmp_path / "out").iterdir()] == ["fresh.csv"]
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [MARKER, "fresh.csv"]
+
+
+def gate_numbers(metrics: dict) -> str:
+    return (f"model ROUGE-L {metrics['rouge_l']:.4f}, lead-words baseline (7 words) "
+            f"{metrics['lead_baseline']['rouge_l']:.4f} on the {metrics['test_rows']} rows of the test split")
 
 
 def test_quality_gate_refuses_a_weak_model_and_writes_nothing(chain, tmp_path, capsys):
     metrics = json.loads((chain["evaluate"] / "metrics.json").read_text())
     code = run_stages("build", "--input", chain["train"], "--input", chain["split"], "--output", tmp_path / "bundle",
-                      "--min-rouge-l", "0.99")  # fmt: skip
+                      "--min-rouge-l", "0.99", "--allow-below-baseline")  # fmt: skip
     assert code == 3
     assert capsys.readouterr().err.strip() == (
-        f"stages build: error: refusing to build: model ROUGE-L {metrics['rouge_l']:.4f} is below the quality gate "
-        f"--min-rouge-l 0.9900 (lead-words baseline: {metrics['lead_baseline']['rouge_l']:.4f})"
+        f"stages build: error: refusing to build: below the quality gate --min-rouge-l 0.9900 ({gate_numbers(metrics)})"
     )
     assert not (tmp_path / "bundle").exists()
     assert leftovers(tmp_path) == []
+
+
+def test_build_refuses_by_default_a_model_that_does_not_beat_the_baseline_naming_both_numbers(chain, tmp_path, capsys):
+    metrics = json.loads((chain["evaluate"] / "metrics.json").read_text())
+    assert metrics["rouge_l"] <= metrics["lead_baseline"]["rouge_l"], "the chain's tiny model is expected to lose"
+    code = run_stages("build", "--input", chain["train"], "--input", chain["split"], "--output", tmp_path / "bundle")
+    assert code == 3
+    assert capsys.readouterr().err.strip() == (
+        f"stages build: error: refusing to build: the model does not beat the lead-words baseline "
+        f"({gate_numbers(metrics)}); train on more rows or for more epochs, or pass --allow-below-baseline "
+        "to build it anyway"
+    )
+    assert not (tmp_path / "bundle").exists()
+
+
+@pytest.mark.parametrize(
+    ("model", "baseline", "refused"), [(0.30, 0.31, True), (0.31, 0.31, True), (0.32, 0.31, False)]
+)
+def test_the_baseline_gate_passes_only_a_model_strictly_above_the_baseline(model, baseline, refused):
+    metrics = {"rouge_l": model, "lead_baseline": {"rouge_l": baseline, "words": 7}, "test_rows": 100}
+    if refused:
+        with pytest.raises(QualityGateError, match=f"model ROUGE-L {model:.4f}, lead-words baseline .* {baseline:.4f}"):
+            check_quality_gate(metrics)
+    else:
+        check_quality_gate(metrics)
+    check_quality_gate(metrics, beat_baseline=False)  # lifted: the absolute floor (0 by default) alone decides
 
 
 def test_build_needs_a_model_and_a_test_split(chain, tmp_path, capsys):

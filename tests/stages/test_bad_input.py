@@ -35,7 +35,9 @@ def test_missing_column_names_file_line_and_column(tmp_path, capsys):
 def test_empty_input_folder_is_an_error(tmp_path, capsys):
     (tmp_path / "raw").mkdir()
     assert run_stages("split", "--input", tmp_path / "raw", "--output", tmp_path / "out") == 2
-    assert capsys.readouterr().err.strip() == f"stages split: error: {tmp_path / 'raw'}: input folder has no *.csv files"
+    assert capsys.readouterr().err.strip() == (
+        f"stages split: error: {tmp_path / 'raw'}: input folder has no *.csv or *.csv.gz files"
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -176,7 +178,7 @@ def test_console_script_reports_errors_as_one_line(tmp_path):
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"stages split: error: {tmp_path / 'raw'}: input folder has no *.csv files"
+        f"stages split: error: {tmp_path / 'raw'}: input folder has no *.csv or *.csv.gz files"
     ]
 
 

@@ -69,10 +69,10 @@ def test_invalid_image_reference_is_refused(chain, tmp_path, capsys):
     )
 
 
-def test_serve_delegates_to_the_serving_part(monkeypatch, tmp_path):
+def test_serve_delegates_to_the_serving_part(monkeypatch, tiny):
     calls = []
     fake = types.ModuleType("issue_titles.serving.server")
     fake.serve = lambda model_dir, host, port: calls.append((Path(model_dir), host, port))
     monkeypatch.setitem(sys.modules, "issue_titles.serving.server", fake)
-    assert run_stages("serve", "--model", tmp_path, "--host", "0.0.0.0", "--port", "9100") == 0
-    assert calls == [(tmp_path, "0.0.0.0", 9100)]
+    assert run_stages("serve", "--model", tiny, "--host", "0.0.0.0", "--port", "9100") == 0
+    assert calls == [(tiny, "0.0.0.0", 9100)]

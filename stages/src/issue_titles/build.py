@@ -10,8 +10,9 @@ from issue_titles.atomic import atomic_output_dir
 from issue_titles.errors import QualityGateError, StageError
 from issue_titles.evaluate import evaluate, read_test_split
 from issue_titles.jsonio import read_json, write_json
+from issue_titles.metrics import LEAD_WORDS
 from issue_titles.predictor import TitlePredictor
-from issue_titles.provenance import PROVENANCE, checksums, code_version
+from issue_titles.provenance import BUNDLE_FORMAT, PROVENANCE, checksums, code_version
 from issue_titles.train import MODEL_FILES
 
 MODEL_NAME = "issue-summarization"
@@ -81,24 +82,39 @@ def model_settings() -> dict:
     }
 
 
+def check_quality_gate(metrics: dict, min_rouge_l: float = 0.0, beat_baseline: bool = True) -> None:
+    """Raise QualityGateError, with the model's and the baseline's ROUGE-L, for a model the gate refuses."""
+    model, baseline = metrics["rouge_l"], metrics["lead_baseline"]["rouge_l"]
+    numbers = (
+        f"model ROUGE-L {model:.4f}, lead-words baseline ({metrics['lead_baseline'].get('words', LEAD_WORDS)} words) "
+        f"{baseline:.4f} on the {metrics['test_rows']} rows of the test split"
+    )
+    if beat_baseline and not model > baseline:
+        raise QualityGateError(
+            f"refusing to build: the model does not beat the lead-words baseline ({numbers}); train on more rows "
+            "or for more epochs, or pass --allow-below-baseline to build it anyway"
+        )
+    if model < min_rouge_l:
+        raise QualityGateError(f"refusing to build: below the quality gate --min-rouge-l {min_rouge_l:.4f} ({numbers})")
+
+
 def run_build(
     inputs: Sequence[Path],
     output_dir: Path,
     min_rouge_l: float = 0.0,
     base_image: str = DEFAULT_BASE_IMAGE,
     env: Mapping[str, str] | None = None,
+    beat_baseline: bool = True,
 ) -> dict:
+    """Evaluate, gate, bundle. The default gate: the model must beat the lead-words baseline on ROUGE-L on this
+    test split (a model worse than a one-liner is not worth serving); `min_rouge_l` is an extra absolute floor."""
     env = os.environ if env is None else env
     train_dir, split_dir = find_inputs(inputs)
     predictor = TitlePredictor.load(train_dir)
     metrics = evaluate(predictor, read_test_split(split_dir))
-    if metrics["rouge_l"] < min_rouge_l:
-        raise QualityGateError(
-            f"refusing to build: model ROUGE-L {metrics['rouge_l']:.4f} is below the quality gate "
-            f"--min-rouge-l {min_rouge_l:.4f} (lead-words baseline: {metrics['lead_baseline']['rouge_l']:.4f})"
-        )
+    check_quality_gate(metrics, min_rouge_l, beat_baseline)
     model_info = read_json(train_dir / "model.json")
-    with atomic_output_dir(output_dir) as staging:
+    with atomic_output_dir(output_dir, step="build", inputs=inputs) as staging:
         for name in MODEL_FILES:
             shutil.copyfile(train_dir / name, staging / name)
         for name in OPTIONAL_TRAIN_FILES:
@@ -108,6 +124,7 @@ def run_build(
         (staging / "Dockerfile").write_text(dockerfile(base_image), encoding="utf-8")
         write_json(staging / "model-settings.json", model_settings())
         provenance = {
+            "bundle_format": BUNDLE_FORMAT,
             "model_name": MODEL_NAME,
             "job_id": env.get("PACH_JOB_ID"),
             "output_commit": env.get("PACH_OUTPUT_COMMIT_ID"),
@@ -117,7 +134,10 @@ def run_build(
             "architecture": model_info.get("architecture"),
             "training": model_info.get("training"),
             "metrics": {key: metrics[key] for key in ("model", "lead_baseline", "test_rows")},
-            "quality_gate": {"min_rouge_l": min_rouge_l, "passed": True},
+            "quality_gate": {
+                "min_rouge_l": min_rouge_l, "beat_baseline": beat_baseline,
+                "baseline_rouge_l": metrics["lead_baseline"]["rouge_l"], "passed": True,
+            },
             "base_image": base_image,
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "files": checksums(staging),

@@ -1,7 +1,9 @@
 """`stages`: one subcommand per pipeline step, plus predict and serve. A thin edge over the stage functions.
 
 Every failure the user can fix is one line on stderr naming the file (and line) and a non-zero exit:
-2 bad input or arguments, 3 quality gate refused, 4 bundle changed after build, 1 anything unexpected.
+2 bad input or arguments (a refused --output included), 3 quality gate refused, 4 bundle changed after build,
+5 export could not push in a cluster, 141 stdout closed before the report was printed (the output is complete; 128 + SIGPIPE, as a shell reports a
+process a closed pipe stopped), 1 anything unexpected.
 """
 
 import argparse
@@ -107,7 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--input", type=Path, action="append", required=True,
                        help="the train output and the split output (give --input twice, any order)")  # fmt: skip
     build.add_argument("--output", type=Path, required=True)
-    build.add_argument("--min-rouge-l", type=_non_negative_float, default=0.0, help="refuse models below this ROUGE-L")
+    build.add_argument("--min-rouge-l", type=_non_negative_float, default=0.0,
+                       help="also refuse models below this ROUGE-L (default 0: only the baseline gate)")  # fmt: skip
+    build.add_argument("--allow-below-baseline", action="store_true",
+                       help="build even a model that does not beat the lead-words baseline on ROUGE-L "
+                       "(refused by default)")  # fmt: skip
     build.add_argument("--base-image", default=None, help="the stage image the serving image starts FROM")
 
     export = commands.add_parser("export", help="push the serving image (stage image + bundle layer) through the registry API, in a cluster")
@@ -128,11 +134,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class StdoutClosed(Exception):
+    """The reader of stdout went away (`stages split ... | head`): the step's work is done, its report is lost."""
+
+
 def _report(result: dict) -> None:
-    print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+    try:
+        print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise StdoutClosed from None
+
+
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null so the interpreter's last flush at exit does not fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+# Each step's input arguments: its --output may not be, contain or lie inside any of them.
+STEP_INPUTS = {"split": ("input",), "pre_process": ("input",), "train": ("input",), "evaluate": ("model", "input"),
+               "build": ("input",), "export": ("input",), "predict": ("model", "input")}  # fmt: skip
+
+
+def check_output(args: argparse.Namespace) -> None:
+    """Refuse a dangerous --output before the step spends any time (the step checks again when it writes)."""
+    from issue_titles.atomic import check_output_dir, check_output_file
+
+    if args.command not in STEP_INPUTS:
+        return
+    inputs: list[Path] = []
+    for name in STEP_INPUTS[args.command]:
+        value = getattr(args, name)
+        inputs.extend(value if isinstance(value, list) else [value])
+    if args.command == "predict":
+        check_output_file(args.output, "predict", inputs, header_ends_with="predicted_title")
+    else:
+        check_output_dir(args.output, args.command, inputs)
 
 
 def run(args: argparse.Namespace) -> None:
+    check_output(args)
     if args.command == "split":
         from issue_titles.split import SplitSettings, run_split
 
@@ -162,7 +208,8 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "build":
         from issue_titles.build import DEFAULT_BASE_IMAGE, run_build
 
-        provenance = run_build(args.input, args.output, args.min_rouge_l, args.base_image or DEFAULT_BASE_IMAGE)
+        provenance = run_build(args.input, args.output, args.min_rouge_l, args.base_image or DEFAULT_BASE_IMAGE,
+                               beat_baseline=not args.allow_below_baseline)
         _report({key: provenance[key] for key in ("job_id", "inputs", "metrics", "code")})
     elif args.command == "export":
         from issue_titles.export import run_export
@@ -173,6 +220,9 @@ def run(args: argparse.Namespace) -> None:
 
         _report(run_predict(args.model, args.input, args.output, args.batch_size))
     elif args.command == "serve":
+        from issue_titles.predictor import check_bundle
+
+        check_bundle(args.model)  # a changed bundle exits 4 here, with one line, before any server starts
         try:
             from issue_titles.serving.server import serve
         except ImportError as error:
@@ -189,6 +239,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StageError as error:
         print(f"stages {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
+    except StdoutClosed:
+        _silence_stdout()
+        print(
+            f"stages {args.command}: stdout was closed, so the report was not printed; the output {args.output} is complete",
+            file=sys.stderr,
+        )
+        return 141
     except KeyboardInterrupt:
         print(f"stages {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -1,12 +1,22 @@
 """Read issue CSVs robustly: every row is either kept or counted under the reason it was skipped.
 
+A `*.csv.gz` file is read like the `*.csv` it holds (decompressed on the way): the project's data set is vendored
+gzipped, and `pachctl put file` stores a file as given, so the stage is where it gets decompressed.
+
 Skip reasons (keys of `report.json`'s `skipped`): `empty_title`, `empty_body`, `broken_quoting`,
-`undecodable_bytes`, `wrong_field_count`. A missing column, an unreadable file or a folder without CSVs is not a
-row problem but an error for the whole step (StageError naming the file).
+`undecodable_bytes`, `wrong_field_count`, `repeated_header` (the header line again inside the file, as
+`cat a.csv b.csv` makes). A missing column, an unreadable file or a folder without CSVs is not a row problem but
+an error for the whole step (StageError naming the file).
+
+Records end at LF, CRLF or a lone CR outside quotes, as Python's csv module reads a file opened with
+`newline=""`; localpach/csvcheck.py (the `put-file` gate) reads files that way, so both see the same rows.
 """
 
 import csv
+import gzip
+import io
 import sys
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -16,6 +26,7 @@ from issue_titles.errors import StageError
 
 URL, TITLE, BODY = "issue_url", "issue_title", "body"
 COLUMNS = (URL, TITLE, BODY)
+CSV_SUFFIXES = (".csv", ".csv.gz")
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
@@ -45,15 +56,35 @@ class ReadReport:
         }
 
 
+def is_csv_name(name: str) -> bool:
+    """*.csv, or *.csv.gz (gzipped CSV)."""
+    return name.lower().endswith(CSV_SUFFIXES)
+
+
 def find_csv_files(folder: Path) -> list[Path]:
-    """All *.csv files below `folder`, sorted; an error if there are none."""
+    """All *.csv and *.csv.gz files below `folder`, sorted; an error if there are none."""
     folder = Path(folder)
     if not folder.is_dir():
         raise StageError("input folder does not exist or is not a folder", path=folder)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() == ".csv")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and is_csv_name(p.name))
     if not files:
-        raise StageError("input folder has no *.csv files", path=folder)
+        raise StageError("input folder has no *.csv or *.csv.gz files", path=folder)
     return files
+
+
+def read_csv_bytes(path: Path) -> bytes:
+    """The bytes of a CSV file, decompressed when its name ends in .gz."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise StageError(f"cannot read file: {error.strerror}", path=path) from None
+    if not path.name.lower().endswith(".gz"):
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as error:  # BadGzipFile is an OSError; a cut-off file is an EOFError
+        raise StageError(f"not a readable gzip file ({error or 'truncated'})", path=path) from None
 
 
 def read_issue_folder(folder: Path, require: Iterable[str] = COLUMNS) -> tuple[list[Issue], ReadReport]:
@@ -72,10 +103,7 @@ def read_issue_file(
     path = Path(path)
     require = tuple(require)
     report = report if report is not None else ReadReport()
-    try:
-        text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
-    except OSError as error:
-        raise StageError(f"cannot read file: {error.strerror}", path=path) from None
+    text = read_csv_bytes(path).decode("utf-8-sig", errors="surrogateescape")
     lines = _physical_lines(text)
     if not lines or not lines[0].strip():
         raise StageError("file is empty: expected a header with columns " + ",".join(COLUMNS), path=path, line=1)
@@ -89,12 +117,13 @@ def read_issue_file(
     positions = {name: header.index(name) for name in COLUMNS if name in header}
     issues: list[Issue] = []
     file_report = {"rows_read": 0, "rows_kept": 0, "skipped": Counter()}
-    for _line_number, outcome in _records(lines, first=1):
+    for _line_number, outcome in _records(lines, first=1, width=len(header)):
         file_report["rows_read"] += 1
         if isinstance(outcome, str):
             file_report["skipped"][outcome] += 1
             continue
-        reason = _problem(outcome, len(header), positions, need_title=TITLE in require)
+        reason = "repeated_header" if _is_header(outcome, header) else None
+        reason = reason or _problem(outcome, len(header), positions, need_title=TITLE in require)
         if reason:
             file_report["skipped"][reason] += 1
             continue
@@ -124,23 +153,22 @@ def write_issues(path: Path, issues: Iterable[Issue]) -> None:
 
 
 def _physical_lines(text: str) -> list[str]:
-    """Split on '\\n' only (csv handles '\\r\\n'); unlike str.splitlines, other breaks stay inside fields."""
-    parts = text.split("\n")
-    lines = [part + "\n" for part in parts[:-1]]
-    if parts[-1]:
-        lines.append(parts[-1])
-    return lines
+    """Split after LF, CRLF or a lone CR (what csv treats as a line end); unlike str.splitlines, other breaks
+    (form feed, U+2028, ...) stay inside fields."""
+    return io.StringIO(text, newline="").readlines()
 
 
-def _records(lines: list[str], first: int) -> Iterator[tuple[int, list[str] | str]]:
+def _records(lines: list[str], first: int, width: int) -> Iterator[tuple[int, list[str] | str]]:
     """Yield (line number, fields) for each record after the header, or (line number, skip reason).
 
-    A quote that is never closed would swallow the rest of the file into one field; when that happens the record
-    is counted as broken and parsing resumes on the line after the one where it started.
+    A quote that is never closed swallows the lines after it into one field, until the next quote character
+    ends it (a broken record) or the file ends. So a broken record, or one that spans several lines and has the
+    wrong number of fields, is counted once under its reason and parsing resumes on the line after the one where
+    it started: the lines it swallowed are read again as records of their own, kept or counted.
     """
     start = first
     while start < len(lines):
-        reader = csv.reader(iter(lines[start:]), strict=True)
+        reader = csv.reader((lines[index] for index in range(start, len(lines))), strict=True)
         consumed = 0
         restart_at = None
         while True:
@@ -149,21 +177,26 @@ def _records(lines: list[str], first: int) -> Iterator[tuple[int, list[str] | st
                 fields = next(reader)
             except StopIteration:
                 break
-            except csv.Error as error:
-                if "unexpected end of data" in str(error):
-                    yield record_start + 1, "broken_quoting"
-                    restart_at = record_start + 1
-                    break
-                consumed = reader.line_num
+            except csv.Error:
                 yield record_start + 1, "broken_quoting"
-                continue
+                restart_at = record_start + 1
+                break
+            spanned = reader.line_num - consumed
             consumed = reader.line_num
             if not fields:
                 continue  # a blank line is not a row
+            if spanned > 1 and len(fields) != width:
+                yield record_start + 1, "wrong_field_count"
+                restart_at = record_start + 1
+                break
             yield record_start + 1, fields
         if restart_at is None:
             return
         start = restart_at
+
+
+def _is_header(fields: list[str], header: list[str]) -> bool:
+    return len(fields) == len(header) and [value.strip() for value in fields] == header
 
 
 def _problem(fields: list[str], width: int, positions: dict[str, int], need_title: bool = True) -> str | None:

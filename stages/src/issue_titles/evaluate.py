@@ -52,6 +52,6 @@ def evaluate(predictor: TitlePredictor, issues: list[Issue]) -> dict:
 
 def run_evaluate(model_dir: Path, split_dir: Path, output_dir: Path) -> dict:
     metrics = evaluate(TitlePredictor.load(model_dir), read_test_split(split_dir))
-    with atomic_output_dir(output_dir) as staging:
+    with atomic_output_dir(output_dir, step="evaluate", inputs=[model_dir, split_dir]) as staging:
         write_json(staging / "metrics.json", metrics)
     return metrics

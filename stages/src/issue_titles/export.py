@@ -430,6 +430,6 @@ def run_export(
             record["layer"] = {"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size}
             log(f"{record['reason']}. Recorded {reference} and the bundle layer {layer.digest} in image.json; "
                 f"to build the same image by hand: docker build -t {reference} {bundle}")
-    with atomic_output_dir(output_dir) as staging:
+    with atomic_output_dir(output_dir, step="export", inputs=[input_dir]) as staging:
         write_json(staging / "image.json", record)
     return record

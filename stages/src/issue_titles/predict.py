@@ -3,7 +3,7 @@
 import csv
 from pathlib import Path
 
-from issue_titles.atomic import atomic_output_file
+from issue_titles.atomic import atomic_output_file, check_output_file
 from issue_titles.csvio import BODY, ReadReport, read_issue_file
 from issue_titles.errors import StageError
 from issue_titles.predictor import TitlePredictor
@@ -13,11 +13,12 @@ def run_predict(model_dir: Path, input_csv: Path, output_csv: Path, batch_size: 
     input_csv = Path(input_csv)
     if not input_csv.is_file():
         raise StageError("input CSV not found", path=input_csv)
+    target = check_output_file(output_csv, "predict", [input_csv, model_dir], header_ends_with="predicted_title")
     report = ReadReport()
     issues = read_issue_file(input_csv, report, require=(BODY,), label=input_csv.name)
     predictor = TitlePredictor.load(model_dir)
     titles = predictor.predict([issue.body for issue in issues], chunk_size=batch_size)
-    with atomic_output_file(output_csv) as staging:
+    with atomic_output_file(target) as staging:
         with open(staging, "w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["issue_url", "issue_title", "body", "predicted_title"])

@@ -2,7 +2,10 @@
 
 Loading reads only plain data — JSON vocabularies and hyper-parameters, HDF5 weights — and rebuilds the
 network in code, so a bundle cannot run code on load. If the folder has a provenance.json (a `stages build`
-bundle) every file is checked against its recorded sha256 first.
+bundle) it is checked first (`check_bundle`): a known bundle format, only regular files (no symlinks), no file that
+provenance.json does not list, and every listed file matching its recorded sha256. Then model.json's format and
+preprocess.json's text preparation must be the ones this code implements, and their lengths must agree, so a
+bundle from another version is refused with one line instead of loading silently or failing inside TensorFlow.
 
 `predict` is the fast path: text is encoded for the whole chunk at once, then one compiled TensorFlow function
 runs the encoder once and the greedy decoder loop for every body together. Greedy decoding never emits padding,
@@ -20,7 +23,9 @@ from issue_titles.errors import StageError, TamperedBundleError
 from issue_titles.jsonio import read_json, read_vocabulary
 from issue_titles.models import ModelConfig, POINTER_GENERATOR, build_model
 from issue_titles.provenance import PROVENANCE, verify_bundle
-from issue_titles.text import START, TextConfig, TextEncoder
+from issue_titles.text import STANDARDIZATION, START, TextConfig, TextEncoder
+
+MODEL_FORMAT = 1  # model.json's "format", as `stages train` writes it (train.FORMAT_VERSION)
 
 UNK_ID = 1
 
@@ -50,21 +55,13 @@ class TitlePredictor:
 
     @classmethod
     def load(cls, folder: Path | str, verify: bool = True) -> "TitlePredictor":
-        """Rebuild from a `stages train` output or a `stages build` bundle (checksums verified if recorded)."""
+        """Rebuild from a `stages train` output or a `stages build` bundle (checked if it has provenance.json)."""
         folder = Path(folder)
         if not folder.is_dir():
             raise StageError("model folder does not exist", path=folder)
         if verify and (folder / PROVENANCE).is_file():
             verify_bundle(folder)
-        info = read_json(folder / "model.json")
-        try:
-            config = ModelConfig.from_dict(info["config"])
-            text_fields = read_json(folder / "preprocess.json")
-            text_config = TextConfig(
-                **{key: text_fields[key] for key in ("body_vocab_size", "body_length", "title_vocab_size", "title_length")}
-            )
-        except (KeyError, TypeError, ValueError) as error:
-            raise StageError(f"incomplete model description: {error}", path=folder / "model.json") from None
+        info, config, text_config = read_description(folder)
         encoder = TextEncoder(
             read_vocabulary(folder / "body_vocab.json"), read_vocabulary(folder / "title_vocab.json"), text_config
         )
@@ -90,13 +87,8 @@ class TitlePredictor:
         `load` accepts a training output too (it has no provenance); a server must not, or deleting
         provenance.json would be enough to serve changed weights.
         """
-        folder = Path(folder)
-        if folder.is_dir() and not (folder / PROVENANCE).is_file():
-            raise TamperedBundleError(
-                f"{PROVENANCE} is missing, so the bundle's files cannot be verified; serve what `stages build` wrote",
-                path=folder,
-            )
-        return cls.load(folder, verify=True)
+        check_bundle(folder)
+        return cls.load(folder, verify=False)
 
     @property
     def architecture(self) -> str:
@@ -174,6 +166,62 @@ class TitlePredictor:
             "start_token": START,
             "copies_from_body": self.architecture == POINTER_GENERATOR,
         }
+
+
+def check_bundle(folder: Path | str) -> None:
+    """Everything `load_bundle` refuses, without TensorFlow: `stages serve` runs it before starting the server, so
+    a changed bundle exits 4 (TamperedBundleError) and one from another version 2, each with one line."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise StageError("model bundle folder not found", path=folder)
+    if not (folder / PROVENANCE).is_file():
+        raise TamperedBundleError(
+            f"{PROVENANCE} is missing, so the bundle's files cannot be verified; serve what `stages build` wrote",
+            path=folder,
+        )
+    verify_bundle(folder)
+    read_description(folder)
+
+
+def read_description(folder: Path) -> tuple[dict, ModelConfig, TextConfig]:
+    """model.json and preprocess.json, checked against the formats this code implements and against each other."""
+    info = read_json(folder / "model.json")
+    if not isinstance(info, dict):
+        raise StageError("is not a JSON object", path=folder / "model.json")
+    version = info.get("format")
+    if version != MODEL_FORMAT or isinstance(version, bool):
+        raise StageError(
+            f"model format {version} is not one this code reads ({MODEL_FORMAT}); retrain with this version",
+            path=folder / "model.json",
+        )
+    try:
+        config = ModelConfig.from_dict(info["config"])
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise StageError(f"incomplete model description: {error}", path=folder / "model.json") from None
+    text_fields = read_json(folder / "preprocess.json")
+    if not isinstance(text_fields, dict):
+        raise StageError("is not a JSON object", path=folder / "preprocess.json")
+    preparation = text_fields.get("standardization")
+    if preparation != STANDARDIZATION:
+        raise StageError(
+            f"text was prepared with {preparation!r}, this code prepares it with {STANDARDIZATION!r}; the model would "
+            "see different tokens: retrain with this version",
+            path=folder / "preprocess.json",
+        )
+    try:
+        text_config = TextConfig(
+            **{key: text_fields[key] for key in ("body_vocab_size", "body_length", "title_vocab_size", "title_length")}
+        )
+    except (KeyError, TypeError) as error:
+        raise StageError(f"incomplete text description: {error}", path=folder / "preprocess.json") from None
+    for key in ("body_length", "title_length"):
+        if getattr(text_config, key) != getattr(config, key):
+            raise StageError(
+                f"{key} {getattr(text_config, key)} does not match the model's {getattr(config, key)} (model.json); "
+                "the two files come from different runs",
+                path=folder / "preprocess.json",
+            )
+    return info, config, text_config
 
 
 def _check_bodies(bodies: Sequence[str]) -> list[str]:

@@ -55,7 +55,7 @@ def run_preprocess(input_dir: Path, output_dir: Path, config: TextConfig = TextC
         "title_tokens_copied_from_body": int((title_copy >= len(title_vocab)).sum()),
         "title_tokens_unknown": int((title_copy == 1).sum()),
     }
-    with atomic_output_dir(output_dir) as staging:
+    with atomic_output_dir(output_dir, step="pre_process", inputs=[input_dir]) as staging:
         write_json(staging / "body_vocab.json", body_vocab)
         write_json(staging / "title_vocab.json", title_vocab)
         write_json(staging / "preprocess.json", summary)

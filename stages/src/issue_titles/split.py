@@ -48,7 +48,7 @@ def run_split(input_dir: Path, output_dir: Path, settings: SplitSettings) -> dic
         "sample_size": settings.sample_size,
         "test_fraction": settings.test_fraction,
     }
-    with atomic_output_dir(output_dir) as staging:
+    with atomic_output_dir(output_dir, step="split", inputs=[input_dir]) as staging:
         write_issues(staging / "train.csv", issues[:train_rows])
         write_issues(staging / "test.csv", issues[train_rows:])
         write_json(staging / "report.json", report)

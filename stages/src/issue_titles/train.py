@@ -164,7 +164,7 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
         "weights": "model.weights.h5",
         "training": training,
     }
-    with atomic_output_dir(output_dir) as staging:
+    with atomic_output_dir(output_dir, step="train", inputs=[input_dir]) as staging:
         model.save_weights(staging / "model.weights.h5")
         write_json(staging / "model.json", info)
         for name in ("body_vocab.json", "title_vocab.json", "preprocess.json"):

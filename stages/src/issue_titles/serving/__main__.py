@@ -22,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--predictor-loader", default=None, help="'module:callable' replacing TitlePredictor.load")
     args = parser.parse_args(argv)
     try:
+        if args.predictor_loader is None:  # a real bundle: a changed one exits 4 with one line, as `stages serve` does
+            from issue_titles.predictor import check_bundle
+
+            check_bundle(args.model)
         serve(
             args.model,
             args.host,
