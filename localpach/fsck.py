@@ -14,7 +14,6 @@ problem that needs a decision (restore a file, choose an intact commit) is print
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from localpach.errors import CorruptState, NotFound
-from localpach.fsutil import CHUNK, atomic_write_json
+from localpach.fsutil import atomic_write_json, sha256_file
 from localpach.jobs import JobStore
 from localpach.lock import StateLock
 from localpach.pfs import PFS, STATE_FORMAT, Commit, is_repo_name
@@ -228,7 +227,7 @@ class Checker:
                 if not is_digest(digest):
                     self.add(f"{path}: not a stored object (its name is not a sha256 digest); move it out of {root}")
                     continue
-                actual = _sha256(path)
+                actual = sha256_file(path)
                 if actual != digest:
                     self.add(
                         f"{path}: the stored object's bytes do not match its name (they hash to {actual[:12]}); "
@@ -276,14 +275,6 @@ def _datum_problem(path: Path) -> str:
                 or not isinstance(entry.get("size"), int):
             return f"the datum record's entry {json.dumps(name)} is invalid"
     return ""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fsck(state_dir: Path, fix: bool = False, wait: bool = True, out: Callable[[str], None] = print) -> int:

@@ -25,7 +25,6 @@ def build_commit(pfs: PFS, *, passed: bool = True, rouge_l: float = 0.31, tamper
     pfs.create_repo("raw_data")
     raw = pfs.commit("raw_data", {"issues.csv": pfs.objects.put_bytes(rows.encode())}, origin="user")
     pfs.create_repo("build", kind="pipeline")
-    model = pfs.objects.put_bytes(MODEL)
     provenance = {
         "quality_gate": {"min_rouge_l": 0.2, "passed": passed},
         "metrics": {"model": {"rouge_l": rouge_l}, "lead_baseline": {"rouge_l": 0.22}, "test_rows": 30},
