@@ -42,6 +42,7 @@ def evaluate(predictor: TitlePredictor, issues: list[Issue]) -> dict:
         "beats_baseline_rouge_l": model_scores["rouge_l"] > baseline_scores["rouge_l"],
         "test_rows": len(issues),
         "distinct_titles": len(set(predictions)),
+        "decoding": predictor.decoding,
         "predict_seconds": round(seconds, 2),
         "examples": [
             {"body": issue.body[:200], "title": issue.issue_title, "predicted": predicted}
@@ -50,8 +51,15 @@ def evaluate(predictor: TitlePredictor, issues: list[Issue]) -> dict:
     }
 
 
-def run_evaluate(model_dir: Path, split_dir: Path, output_dir: Path) -> dict:
-    metrics = evaluate(TitlePredictor.load(model_dir), read_test_split(split_dir))
+def run_evaluate(
+    model_dir: Path,
+    split_dir: Path,
+    output_dir: Path,
+    beam_width: int | None = None,
+    length_penalty: float | None = None,
+) -> dict:
+    predictor = TitlePredictor.load(model_dir, beam_width=beam_width, length_penalty=length_penalty)
+    metrics = evaluate(predictor, read_test_split(split_dir))
     with atomic_output_dir(output_dir, step="evaluate", inputs=[model_dir, split_dir]) as staging:
         write_json(staging / "metrics.json", metrics)
     return metrics

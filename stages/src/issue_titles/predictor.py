@@ -8,10 +8,23 @@ preprocess.json's text preparation must be the ones this code implements, and th
 bundle from another version is refused with one line instead of loading silently or failing inside TensorFlow.
 
 `predict` is the fast path: text is encoded for the whole chunk at once, then one compiled TensorFlow function
-runs the encoder once and the greedy decoder loop for every body together. Greedy decoding never emits padding,
-the unknown-word token or the start marker, never ends before the first word, and never repeats a word (an
-untrained or overfit decoder otherwise loops on its likeliest word: "rule rule rule"). `predict_reference` is the
-tutorial's way — a model call per token per body — kept to prove the fast path gives the same titles.
+runs the encoder once and the decoder loop for every body together. Decoding never emits padding, the unknown-word
+token or the start marker, never ends before the first word (or before `min_length` words), and never repeats a
+word within a title (an untrained or overfit decoder otherwise loops on its likeliest word: "rule rule rule").
+
+`beam_width` 1 is greedy decoding (the argmax at every step). Wider, it is beam search with the GNMT length penalty
+(Wu et al., 2016): a title's score is its summed log-probability divided by ((5 + length) / 6) ** length_penalty,
+where length counts the ids emitted, the end marker included (it is a scored decision like any word). Greedy
+titles are short (5.4 words against 6.9 for real ones) because every extra word costs probability; the penalty
+divides that cost back out. Each step keeps the `beam_width` best unfinished hypotheses per body; a hypothesis that
+takes the end marker leaves the beam, and only the best finished one per body (by normalised score) is kept. At the
+end the best of that and the unfinished ones (normalised at their length) is the title. A chunk stops early once
+no unfinished hypothesis of any body can still beat its body's best finished one (log-probabilities only fall and,
+with a non-negative penalty, the divisor only grows).
+
+`predict_reference` is the tutorial's way — a model call per token per body (per hypothesis, for beam search),
+selection in numpy — kept to prove the fast path gives the same titles. Both paths break ties the same way (the
+lower beam, then the lower id, as `tf.math.top_k` does) and compute in float32 with the same TensorFlow log.
 """
 
 from collections.abc import Sequence
@@ -29,11 +42,25 @@ MODEL_FORMAT = 1  # model.json's "format", as `stages train` writes it (train.FO
 
 UNK_ID = 1
 
+DEFAULT_BEAM_WIDTH = 4
+DEFAULT_LENGTH_PENALTY = 1.0  # GNMT's alpha; 0 ranks titles by their plain summed log-probability
+DEFAULT_MIN_LENGTH = 0  # words before the end marker may be chosen; 0: only "not before the first word"
+PROBABILITY_FLOOR = 1e-9  # tiny probabilities are floored before the log (beam search); exact zeros are impossible ids
+
 
 class TitlePredictor:
     """A trained title model plus the text encoding it was trained with."""
 
-    def __init__(self, model, encoder: TextEncoder, info: dict, source: Path | None = None) -> None:
+    def __init__(
+        self,
+        model,
+        encoder: TextEncoder,
+        info: dict,
+        source: Path | None = None,
+        beam_width: int = DEFAULT_BEAM_WIDTH,
+        length_penalty: float = DEFAULT_LENGTH_PENALTY,
+        min_length: int = DEFAULT_MIN_LENGTH,
+    ) -> None:
         import tensorflow as tf
 
         self.model = model
@@ -42,20 +69,43 @@ class TitlePredictor:
         self.source = source
         self.config: ModelConfig = model.config
         self.max_steps = self.config.title_length - 1
+        self.beam_width, self.length_penalty, self.min_length = _check_decoding(
+            beam_width, length_penalty, min_length, self.max_steps
+        )
         banned = np.zeros(self.config.output_size, dtype=bool)
         banned[[0, UNK_ID, encoder.start_id]] = True  # padding, unknown word and start marker are never output
         self._banned = banned
         self._banned_first = banned.copy()
-        self._banned_first[encoder.end_id] = True  # no empty titles
+        self._banned_first[encoder.end_id] = True  # no empty titles (nor, with min_length, short ones)
+        self._first_end_step = max(1, self.min_length)
+        self._banned_alive = self._banned_first  # an unfinished hypothesis continues with a word, never the end
+        # The length penalty of a title of n ids (index n), float32 as both decoders divide by it.
+        lengths = np.arange(self.max_steps + 1, dtype=np.float64)
+        self._penalty = (((5.0 + lengths) / 6.0) ** self.length_penalty).astype(np.float32)
         length = self.config.body_length
-        self._greedy = tf.function(
-            self._greedy_ids,
-            input_signature=[tf.TensorSpec([None, length], tf.int32), tf.TensorSpec([None, length], tf.int32)],
-        )
+        signature = [tf.TensorSpec([None, length], tf.int32), tf.TensorSpec([None, length], tf.int32)]
+        self._greedy = tf.function(self._greedy_ids, input_signature=signature)
+        self._beam = tf.function(self._beam_ids, input_signature=signature)
 
     @classmethod
-    def load(cls, folder: Path | str, verify: bool = True) -> "TitlePredictor":
-        """Rebuild from a `stages train` output or a `stages build` bundle (checked if it has provenance.json)."""
+    def load(
+        cls,
+        folder: Path | str,
+        verify: bool = True,
+        beam_width: int | None = None,
+        length_penalty: float | None = None,
+        min_length: int | None = None,
+    ) -> "TitlePredictor":
+        """Rebuild from a `stages train` output or a `stages build` bundle (checked if it has provenance.json).
+
+        The decoding options (None: the module defaults) are checked before any file is read, so a bad one fails
+        fast with one line."""
+        decoding = {
+            "beam_width": DEFAULT_BEAM_WIDTH if beam_width is None else beam_width,
+            "length_penalty": DEFAULT_LENGTH_PENALTY if length_penalty is None else length_penalty,
+            "min_length": DEFAULT_MIN_LENGTH if min_length is None else min_length,
+        }
+        _check_decoding(**decoding, max_steps=None)
         folder = Path(folder)
         if not folder.is_dir():
             raise StageError("model folder does not exist", path=folder)
@@ -78,7 +128,7 @@ class TitlePredictor:
             model.load_weights(weights)
         except (ValueError, OSError) as error:
             raise StageError(f"weights do not fit the model described in model.json: {error}", path=weights) from None
-        return cls(model, encoder, info, folder)
+        return cls(model, encoder, info, folder, **decoding)
 
     @classmethod
     def load_bundle(cls, folder: Path | str) -> "TitlePredictor":
@@ -94,18 +144,29 @@ class TitlePredictor:
     def architecture(self) -> str:
         return self.config.architecture
 
+    @property
+    def decoding(self) -> dict:
+        """How titles are chosen, for metrics and logs."""
+        return {
+            "method": "greedy" if self.beam_width == 1 else "beam",
+            "beam_width": self.beam_width,
+            "length_penalty": self.length_penalty,
+            "min_length": self.min_length,
+        }
+
     def predict(self, bodies: Sequence[str], chunk_size: int = 512) -> list[str]:
         """One title per body, in order; bodies are decoded together, `chunk_size` at a time."""
         bodies = _check_bodies(bodies)
+        decode = self._greedy if self.beam_width == 1 else self._beam
         titles: list[str] = []
         for start in range(0, len(bodies), chunk_size):
             encoded = self.encoder.encode_bodies(bodies[start : start + chunk_size])
-            ids = self._greedy(encoded["body"], encoded["body_copy"]).numpy()
+            ids = decode(encoded["body"], encoded["body_copy"]).numpy()
             titles.extend(self.encoder.decode(ids, encoded["body_tokens"]))
         return titles
 
     def predict_reference(self, bodies: Sequence[str]) -> list[str]:
-        """The tutorial-style loop: encode one body, then one model call per generated token."""
+        """The tutorial-style loop: encode one body, then one model call per generated token (and hypothesis)."""
         import tensorflow as tf
 
         bodies = _check_bodies(bodies)
@@ -115,19 +176,75 @@ class TitlePredictor:
             memory, state = self.model.encode(
                 tf.constant(encoded["body"]), tf.constant(encoded["body_copy"]), training=False
             )
-            token, ids = self.encoder.start_id, []
-            for step in range(self.max_steps):
-                scores, state = self.model.step(tf.constant([token], dtype=tf.int32), memory, state)
-                banned = (self._banned_first if step == 0 else self._banned).copy()
-                banned[ids] = True  # a title does not repeat a word
-                token = int(np.argmax(np.where(banned, -1.0, np.asarray(scores)[0])))
-                ids.append(token)
-                if token == self.encoder.end_id:
-                    break
-                if token >= self.config.title_vocab_size:
-                    token = UNK_ID  # a copied body word enters the decoder as "unknown", as in training
+            if self.beam_width == 1:
+                ids = self._greedy_reference_ids(memory, state)
+            else:
+                ids = self._beam_reference_ids(memory, state)
             titles.extend(self.encoder.decode(np.array([ids]), encoded["body_tokens"]))
         return titles
+
+    def _greedy_reference_ids(self, memory, state) -> list[int]:
+        import tensorflow as tf
+
+        token, ids = self.encoder.start_id, []
+        for step in range(self.max_steps):
+            scores, state = self.model.step(tf.constant([token], dtype=tf.int32), memory, state)
+            banned = (self._banned_first if step < self._first_end_step else self._banned).copy()
+            banned[ids] = True  # a title does not repeat a word
+            token = int(np.argmax(np.where(banned, -1.0, np.asarray(scores)[0])))
+            ids.append(token)
+            if token == self.encoder.end_id:
+                break
+            if token >= self.config.title_vocab_size:
+                token = UNK_ID  # a copied body word enters the decoder as "unknown", as in training
+        return ids
+
+    def _beam_reference_ids(self, memory, state) -> list[int]:
+        """One body's beam search, step by step: a model call per live hypothesis, selection in numpy.
+
+        Mirrors `_beam_ids` operation for operation (same float32 sums and divisions, the same TensorFlow log,
+        the same tie order: a stable sort of the flattened (beam, id) candidates), so the titles are the same."""
+        import tensorflow as tf
+
+        width, steps, size = self.beam_width, self.max_steps, self.config.output_size
+        end_id, vocab_size = self.encoder.end_id, self.config.title_vocab_size
+        scores = np.full(width, -np.inf, np.float32)
+        scores[0] = 0.0  # the beams start as copies of one hypothesis: only the first may expand
+        sequences = np.zeros((width, steps), np.int32)
+        tokens, states = [self.encoder.start_id] * width, [state] * width
+        best, best_sequence = np.float32(-np.inf), np.zeros(steps, np.int32)
+        length = 0
+        for step in range(steps):
+            log_probs = np.full((width, size), -np.inf, np.float32)
+            stepped = list(states)
+            for beam in range(width):
+                if scores[beam] == -np.inf:
+                    continue  # a dead hypothesis (fewer allowed words than beams): nothing to compute
+                probs, stepped[beam] = self.model.step(tf.constant([tokens[beam]], dtype=tf.int32), memory, states[beam])
+                log_probs[beam] = _log_probabilities(probs).numpy()[0]
+            if step >= self._first_end_step:
+                ended = (scores + log_probs[:, end_id]) / self._penalty[step + 1]
+                beam = int(np.argmax(ended))
+                if ended[beam] > best:
+                    best, best_sequence = ended[beam], sequences[beam].copy()
+                    best_sequence[step] = end_id
+            masked = np.where(self._banned_alive[None, :], np.float32(-np.inf), log_probs)
+            for beam in range(width):
+                masked[beam, sequences[beam, :step]] = -np.inf  # no word twice within a hypothesis
+            candidates = (scores[:, None] + masked).reshape(-1)
+            chosen = np.argsort(-candidates, kind="stable")[:width]
+            parents, words = chosen // size, (chosen % size).astype(np.int32)
+            scores = candidates[chosen]
+            sequences = sequences[parents]
+            sequences[:, step] = words
+            states = [stepped[parent] for parent in parents]
+            tokens = [UNK_ID if word >= vocab_size else int(word) for word in words]
+            length = step + 1
+            if best >= scores.max() / self._penalty[steps]:
+                break  # no unfinished hypothesis can overtake the best finished one
+        finals = np.concatenate([[best], scores / self._penalty[length]]).astype(np.float32)
+        pick = int(np.argmax(finals))
+        return (best_sequence if pick == 0 else sequences[pick - 1]).tolist()
 
     def _greedy_ids(self, body, body_copy):
         """Compiled: encode once, then argmax-decode every body in lock-step until all have ended."""
@@ -144,7 +261,7 @@ class TitlePredictor:
         used = tf.zeros([batch, self.config.output_size], tf.bool)
         for step in tf.range(self.max_steps):
             scores, state = self.model.step(token, memory, state)
-            mask = tf.logical_or(tf.cond(step == 0, lambda: banned_first, lambda: banned)[None, :], used)
+            mask = tf.logical_or(tf.cond(step < self._first_end_step, lambda: banned_first, lambda: banned)[None, :], used)
             scores = tf.where(mask, tf.constant(-1.0, scores.dtype), scores)
             chosen = tf.argmax(scores, axis=-1, output_type=tf.int32)
             chosen = tf.where(finished, end_id, chosen)
@@ -156,6 +273,66 @@ class TitlePredictor:
                 break
         return tf.transpose(output.stack())
 
+    def _beam_ids(self, body, body_copy):
+        """Compiled beam search: encode once, tile beam-wise, then every body's hypotheses advance in lock-step.
+
+        Rows are body-major (row = body * width + beam). Per step: one model call for all rows, log-probabilities,
+        the end marker's candidates scored against each body's best finished title, then the `width` best word
+        continuations per body from a top-k over its width * output_size candidates; the state follows its parent
+        by a gather. The no-repeat rule is a scatter of the hypothesis' own ids (width * steps updates), not a
+        rows x output_size mask carried and gathered every step."""
+        import tensorflow as tf
+
+        width, steps, size = self.beam_width, self.max_steps, self.config.output_size
+        memory, state = self.model.encode(body, body_copy, training=False)
+        batch = tf.shape(body)[0]
+        rows = batch * width
+        memory = tf.nest.map_structure(lambda tensor: tf.repeat(tensor, width, axis=0), memory)  # a row per beam
+        state = tf.nest.map_structure(lambda tensor: tf.repeat(tensor, width, axis=0), state)
+        negative_infinity = tf.constant(-np.inf, tf.float32)
+        scores = tf.tile(tf.concat([[0.0], tf.fill([width - 1], -np.inf)], 0)[None, :], [batch, 1])  # (B, W)
+        sequences = tf.zeros([rows, steps], tf.int32)
+        token = tf.fill([rows], tf.constant(self.encoder.start_id, tf.int32))
+        best = tf.fill([batch], negative_infinity)
+        best_sequence = tf.zeros([batch, steps], tf.int32)
+        banned_alive = tf.constant(self._banned_alive)[None, :]
+        penalty = tf.constant(self._penalty)
+        end_id = tf.constant(self.encoder.end_id, tf.int32)
+        vocab_size = tf.constant(self.config.title_vocab_size, tf.int32)
+        row_of = tf.repeat(tf.range(rows), steps)  # with sequences flattened: (row, id) pairs to rule out
+        body_base = tf.range(batch)[:, None] * width
+        positions = tf.range(steps)[None, :]
+        length = tf.constant(0)
+        for step in tf.range(steps):
+            probs, stepped = self.model.step(token, memory, state)
+            log_probs = _log_probabilities(probs)
+            if step >= self._first_end_step:
+                ended = (scores + tf.reshape(log_probs[:, self.encoder.end_id], [batch, width])) / penalty[step + 1]
+                top, beam = tf.math.top_k(ended, k=1)  # top_k, not argmax: ties go to the lower beam, documented
+                top, beam = top[:, 0], beam[:, 0]
+                improved = top > best
+                finished = tf.gather(tf.reshape(sequences, [batch, width, steps]), beam, batch_dims=1)
+                finished = tf.where(positions == step, end_id, finished)
+                best = tf.where(improved, top, best)
+                best_sequence = tf.where(improved[:, None], finished, best_sequence)
+            masked = tf.where(banned_alive, negative_infinity, log_probs)
+            used = tf.stack([row_of, tf.reshape(sequences, [-1])], axis=1)  # unfilled positions hold 0: banned anyway
+            masked = tf.tensor_scatter_nd_update(masked, used, tf.fill([rows * steps], negative_infinity))
+            candidates = tf.reshape(scores, [batch * width, 1]) + masked
+            scores, chosen = tf.math.top_k(tf.reshape(candidates, [batch, width * size]), k=width)
+            parents = tf.reshape(body_base + chosen // size, [-1])
+            words = tf.reshape(chosen % size, [-1])
+            sequences = tf.where(positions == step, words[:, None], tf.gather(sequences, parents))
+            state = tf.nest.map_structure(lambda tensor: tf.gather(tensor, parents), stepped)
+            token = tf.where(words >= vocab_size, tf.constant(UNK_ID, tf.int32), words)
+            length = step + 1
+            if tf.reduce_all(best >= tf.reduce_max(scores, axis=1) / penalty[steps]):
+                break
+        finals = tf.concat([best[:, None], scores / penalty[length]], axis=1)  # (B, 1 + W): finished first on ties
+        _, pick = tf.math.top_k(finals, k=1)
+        options = tf.concat([best_sequence[:, None, :], tf.reshape(sequences, [batch, width, steps])], axis=1)
+        return tf.gather(options, pick[:, 0], batch_dims=1)
+
     def describe(self) -> dict:
         """Short facts for logs and serving metadata."""
         return {
@@ -165,6 +342,7 @@ class TitlePredictor:
             "max_title_tokens": self.max_steps - 1,
             "start_token": START,
             "copies_from_body": self.architecture == POINTER_GENERATOR,
+            "decoding": self.decoding,
         }
 
 
@@ -222,6 +400,39 @@ def read_description(folder: Path) -> tuple[dict, ModelConfig, TextConfig]:
                 path=folder / "preprocess.json",
             )
     return info, config, text_config
+
+
+def _log_probabilities(probs):
+    """float32 log-probabilities for beam search; both decoders call this one function, so their sums agree.
+
+    A probability of exactly 0 is -inf: an impossible id, never a candidate. That is what the copy slots of padding
+    and of a word's second occurrence hold (a repeated body word is always copied from its first position), and
+    a beam wider than the plausible words would otherwise fill up with them. Tiny but non-zero probabilities are
+    floored at PROBABILITY_FLOOR so they stay finite."""
+    import tensorflow as tf
+
+    probs = tf.cast(probs, tf.float32)
+    return tf.where(probs > 0.0, tf.math.log(tf.maximum(probs, PROBABILITY_FLOOR)), tf.constant(-np.inf, tf.float32))
+
+
+def _check_decoding(
+    beam_width: int, length_penalty: float, min_length: int, max_steps: int | None
+) -> tuple[int, float, int]:
+    """Refuse decoding options that would fail deep inside TensorFlow or silently mean something else."""
+    if isinstance(beam_width, bool) or not isinstance(beam_width, int | np.integer) or beam_width < 1:
+        raise ValueError(f"beam_width must be a whole number of at least 1 (1 is greedy decoding), got {beam_width!r}")
+    if isinstance(length_penalty, bool) or not isinstance(length_penalty, int | float | np.floating):
+        raise ValueError(f"length_penalty must be a number, got {length_penalty!r}")
+    if not 0.0 <= float(length_penalty) < float("inf"):
+        raise ValueError(
+            f"length_penalty must be 0 or more (0: no length normalisation; 1: GNMT's default), got {length_penalty!r}"
+        )
+    if isinstance(min_length, bool) or not isinstance(min_length, int | np.integer) or min_length < 0:
+        raise ValueError(f"min_length must be a whole number of at least 0, got {min_length!r}")
+    if max_steps is not None and min_length > max_steps - 1:
+        raise ValueError(f"min_length {min_length} leaves no room for the end marker: this model's titles have at most "
+                         f"{max_steps - 1} words")  # fmt: skip
+    return int(beam_width), float(length_penalty), int(min_length)
 
 
 def _check_bodies(bodies: Sequence[str]) -> list[str]:
