@@ -72,6 +72,8 @@ class TitlePredictor:
         self.beam_width, self.length_penalty, self.min_length = _check_decoding(
             beam_width, length_penalty, min_length, self.max_steps
         )
+        if self.beam_width > self.config.output_size:
+            raise ValueError(f"beam_width {self.beam_width} is wider than this model's {self.config.output_size} ids")
         banned = np.zeros(self.config.output_size, dtype=bool)
         banned[[0, UNK_ID, encoder.start_id]] = True  # padding, unknown word and start marker are never output
         self._banned = banned
@@ -202,12 +204,13 @@ class TitlePredictor:
     def _beam_reference_ids(self, memory, state) -> list[int]:
         """One body's beam search, step by step: a model call per live hypothesis, selection in numpy.
 
-        Mirrors `_beam_ids` operation for operation (same float32 sums and divisions, the same TensorFlow log,
-        the same tie order: a stable sort of the flattened (beam, id) candidates), so the titles are the same."""
+        Mirrors `_beam_ids` operation for operation (the same float32 sums and divisions, the same log function,
+        the same tie order: lower id within a hypothesis, lower beam across them), so the titles are the same."""
         import tensorflow as tf
 
-        width, steps, size = self.beam_width, self.max_steps, self.config.output_size
+        width, steps = self.beam_width, self.max_steps
         end_id, vocab_size = self.encoder.end_id, self.config.title_vocab_size
+        ruled_out = np.float32(-1.0)
         scores = np.full(width, -np.inf, np.float32)
         scores[0] = 0.0  # the beams start as copies of one hypothesis: only the first may expand
         sequences = np.zeros((width, steps), np.int32)
@@ -215,25 +218,29 @@ class TitlePredictor:
         best, best_sequence = np.float32(-np.inf), np.zeros(steps, np.int32)
         length = 0
         for step in range(steps):
-            log_probs = np.full((width, size), -np.inf, np.float32)
+            proposals = np.full((width, width), -np.inf, np.float32)
+            proposed = np.zeros((width, width), np.int32)
+            ending = np.full(width, -np.inf, np.float32)
             stepped = list(states)
             for beam in range(width):
                 if scores[beam] == -np.inf:
-                    continue  # a dead hypothesis (fewer allowed words than beams): nothing to compute
+                    continue  # a dead hypothesis (fewer possible words than beams): nothing to compute
                 probs, stepped[beam] = self.model.step(tf.constant([tokens[beam]], dtype=tf.int32), memory, states[beam])
-                log_probs[beam] = _log_probabilities(probs).numpy()[0]
+                row = np.asarray(probs, dtype=np.float32)[0]
+                ending[beam] = _log_probabilities(row[end_id : end_id + 1]).numpy()[0]
+                row = np.where(self._banned_alive, ruled_out, row)
+                row[sequences[beam, :step]] = ruled_out  # no id twice within a hypothesis
+                proposed[beam] = np.argsort(-row, kind="stable")[:width]  # its likeliest ids, lower id first on ties
+                proposals[beam] = _log_probabilities(row[proposed[beam]]).numpy()
             if step >= self._first_end_step:
-                ended = (scores + log_probs[:, end_id]) / self._penalty[step + 1]
+                ended = (scores + ending) / self._penalty[step + 1]
                 beam = int(np.argmax(ended))
                 if ended[beam] > best:
                     best, best_sequence = ended[beam], sequences[beam].copy()
                     best_sequence[step] = end_id
-            masked = np.where(self._banned_alive[None, :], np.float32(-np.inf), log_probs)
-            for beam in range(width):
-                masked[beam, sequences[beam, :step]] = -np.inf  # no word twice within a hypothesis
-            candidates = (scores[:, None] + masked).reshape(-1)
+            candidates = (scores[:, None] + proposals).reshape(-1)
             chosen = np.argsort(-candidates, kind="stable")[:width]
-            parents, words = chosen // size, (chosen % size).astype(np.int32)
+            parents, words = chosen // width, proposed.reshape(-1)[chosen]
             scores = candidates[chosen]
             sequences = sequences[parents]
             sequences[:, step] = words
@@ -276,58 +283,59 @@ class TitlePredictor:
     def _beam_ids(self, body, body_copy):
         """Compiled beam search: encode once, tile beam-wise, then every body's hypotheses advance in lock-step.
 
-        Rows are body-major (row = body * width + beam). Per step: one model call for all rows, log-probabilities,
-        the end marker's candidates scored against each body's best finished title, then the `width` best word
-        continuations per body from a top-k over its width * output_size candidates; the state follows its parent
-        by a gather. The no-repeat rule is a scatter of the hypothesis' own ids (width * steps updates), not a
-        rows x output_size mask carried and gathered every step."""
+        Rows are body-major (row = body * width + beam). Per step: one model call for all rows; the end marker's
+        probability scores each hypothesis' finished title against its body's best; every hypothesis proposes its
+        `width` likeliest allowed ids (a top-k per row, in probability order, so the log is taken of width values
+        per row, not of the whole output); each body keeps the `width` best of its width * width proposals by
+        summed log-probability, and the state follows its parent by a gather. The no-repeat rule is a scatter of
+        the hypothesis' own ids (rows * steps updates), not a rows x output_size mask carried from step to step."""
         import tensorflow as tf
 
-        width, steps, size = self.beam_width, self.max_steps, self.config.output_size
+        width, steps = self.beam_width, self.max_steps
         memory, state = self.model.encode(body, body_copy, training=False)
         batch = tf.shape(body)[0]
         rows = batch * width
         memory = tf.nest.map_structure(lambda tensor: tf.repeat(tensor, width, axis=0), memory)  # a row per beam
         state = tf.nest.map_structure(lambda tensor: tf.repeat(tensor, width, axis=0), state)
-        negative_infinity = tf.constant(-np.inf, tf.float32)
+        ruled_out = tf.constant(-1.0, tf.float32)
         scores = tf.tile(tf.concat([[0.0], tf.fill([width - 1], -np.inf)], 0)[None, :], [batch, 1])  # (B, W)
         sequences = tf.zeros([rows, steps], tf.int32)
         token = tf.fill([rows], tf.constant(self.encoder.start_id, tf.int32))
-        best = tf.fill([batch], negative_infinity)
+        best = tf.fill([batch], tf.constant(-np.inf, tf.float32))
         best_sequence = tf.zeros([batch, steps], tf.int32)
         banned_alive = tf.constant(self._banned_alive)[None, :]
         penalty = tf.constant(self._penalty)
         end_id = tf.constant(self.encoder.end_id, tf.int32)
         vocab_size = tf.constant(self.config.title_vocab_size, tf.int32)
-        row_of = tf.repeat(tf.range(rows), steps)  # with sequences flattened: (row, id) pairs to rule out
+        row_of = tf.repeat(tf.range(rows), steps)  # with sequences flattened: the (row, id) pairs to rule out
         body_base = tf.range(batch)[:, None] * width
         positions = tf.range(steps)[None, :]
         length = tf.constant(0)
         for step in tf.range(steps):
             probs, stepped = self.model.step(token, memory, state)
-            log_probs = _log_probabilities(probs)
+            probs = tf.cast(probs, tf.float32)
             if step >= self._first_end_step:
-                ended = (scores + tf.reshape(log_probs[:, self.encoder.end_id], [batch, width])) / penalty[step + 1]
-                top, beam = tf.math.top_k(ended, k=1)  # top_k, not argmax: ties go to the lower beam, documented
+                ending = tf.reshape(_log_probabilities(probs[:, self.encoder.end_id]), [batch, width])
+                top, beam = tf.math.top_k((scores + ending) / penalty[step + 1], k=1)  # ties: the lower beam
                 top, beam = top[:, 0], beam[:, 0]
                 improved = top > best
                 finished = tf.gather(tf.reshape(sequences, [batch, width, steps]), beam, batch_dims=1)
-                finished = tf.where(positions == step, end_id, finished)
                 best = tf.where(improved, top, best)
-                best_sequence = tf.where(improved[:, None], finished, best_sequence)
-            masked = tf.where(banned_alive, negative_infinity, log_probs)
+                best_sequence = tf.where(improved[:, None], tf.where(positions == step, end_id, finished), best_sequence)
+            masked = tf.where(banned_alive, ruled_out, probs)
             used = tf.stack([row_of, tf.reshape(sequences, [-1])], axis=1)  # unfilled positions hold 0: banned anyway
-            masked = tf.tensor_scatter_nd_update(masked, used, tf.fill([rows * steps], negative_infinity))
-            candidates = tf.reshape(scores, [batch * width, 1]) + masked
-            scores, chosen = tf.math.top_k(tf.reshape(candidates, [batch, width * size]), k=width)
-            parents = tf.reshape(body_base + chosen // size, [-1])
-            words = tf.reshape(chosen % size, [-1])
+            masked = tf.tensor_scatter_nd_update(masked, used, tf.fill([rows * steps], ruled_out))
+            values, proposed = tf.math.top_k(masked, k=width)  # (rows, W), lower id first on ties
+            candidates = tf.reshape(tf.reshape(scores, [rows, 1]) + _log_probabilities(values), [batch, width * width])
+            scores, chosen = tf.math.top_k(candidates, k=width)  # lower (beam, rank) first on ties
+            parents = tf.reshape(body_base + chosen // width, [-1])
+            words = tf.reshape(tf.gather(tf.reshape(proposed, [batch, width * width]), chosen, batch_dims=1), [-1])
             sequences = tf.where(positions == step, words[:, None], tf.gather(sequences, parents))
             state = tf.nest.map_structure(lambda tensor: tf.gather(tensor, parents), stepped)
             token = tf.where(words >= vocab_size, tf.constant(UNK_ID, tf.int32), words)
             length = step + 1
             if tf.reduce_all(best >= tf.reduce_max(scores, axis=1) / penalty[steps]):
-                break
+                break  # no unfinished hypothesis of any body can overtake its best finished one
         finals = tf.concat([best[:, None], scores / penalty[length]], axis=1)  # (B, 1 + W): finished first on ties
         _, pick = tf.math.top_k(finals, k=1)
         options = tf.concat([best_sequence[:, None, :], tf.reshape(sequences, [batch, width, steps])], axis=1)
@@ -405,14 +413,17 @@ def read_description(folder: Path) -> tuple[dict, ModelConfig, TextConfig]:
 def _log_probabilities(probs):
     """float32 log-probabilities for beam search; both decoders call this one function, so their sums agree.
 
-    A probability of exactly 0 is -inf: an impossible id, never a candidate. That is what the copy slots of padding
-    and of a word's second occurrence hold (a repeated body word is always copied from its first position), and
-    a beam wider than the plausible words would otherwise fill up with them. Tiny but non-zero probabilities are
-    floored at PROBABILITY_FLOOR so they stay finite."""
+    A probability of 0 or less is -inf: an impossible id, never a candidate. That covers the ids ruled out (set to
+    -1 before the top-k) and the copy slots of padding and of a word's second occurrence (a repeated body word is
+    always copied from its first position), which a beam wider than the plausible words would otherwise fill up
+    with. Tiny probabilities are floored at PROBABILITY_FLOOR so they stay finite. The log runs in float64: the
+    vectorised and the scalar float32 log may differ in the last bit, and which elements take which path depends
+    on the tensor's size (a batch of hypotheses or one); rounded from float64 the two agree."""
     import tensorflow as tf
 
     probs = tf.cast(probs, tf.float32)
-    return tf.where(probs > 0.0, tf.math.log(tf.maximum(probs, PROBABILITY_FLOOR)), tf.constant(-np.inf, tf.float32))
+    logs = tf.cast(tf.math.log(tf.cast(tf.maximum(probs, PROBABILITY_FLOOR), tf.float64)), tf.float32)
+    return tf.where(probs > 0.0, logs, tf.constant(-np.inf, tf.float32))
 
 
 def _check_decoding(
