@@ -295,23 +295,28 @@ class TitlePredictor:
         memory, state = self.model.encode(body, body_copy, training=False)
         batch = tf.shape(body)[0]
         rows = batch * width
+        ruled_out = tf.constant(-1.0, tf.float32)
+        banned_alive = tf.constant(self._banned_alive)[None, :]
+        vocab_size = tf.constant(self.config.title_vocab_size, tf.int32)
+        # Step 0 once per body, before tiling: the beams would all be copies of the start, so the first hypothesis'
+        # `width` best first words are the beams (what the loop below would select, at a width-th of the cost).
+        probs, state = self.model.step(tf.fill([batch], tf.constant(self.encoder.start_id, tf.int32)), memory, state)
+        values, words = tf.math.top_k(tf.where(banned_alive, ruled_out, tf.cast(probs, tf.float32)), k=width)
+        scores = _log_probabilities(values)  # (B, W); the reference adds these to a score of 0.0, which is exact
+        words = tf.reshape(words, [-1])
         memory = tf.nest.map_structure(lambda tensor: tf.repeat(tensor, width, axis=0), memory)  # a row per beam
         state = tf.nest.map_structure(lambda tensor: tf.repeat(tensor, width, axis=0), state)
-        ruled_out = tf.constant(-1.0, tf.float32)
-        scores = tf.tile(tf.concat([[0.0], tf.fill([width - 1], -np.inf)], 0)[None, :], [batch, 1])  # (B, W)
-        sequences = tf.zeros([rows, steps], tf.int32)
-        token = tf.fill([rows], tf.constant(self.encoder.start_id, tf.int32))
+        sequences = tf.pad(words[:, None], [[0, 0], [0, steps - 1]])
+        token = tf.where(words >= vocab_size, tf.constant(UNK_ID, tf.int32), words)
         best = tf.fill([batch], tf.constant(-np.inf, tf.float32))
         best_sequence = tf.zeros([batch, steps], tf.int32)
-        banned_alive = tf.constant(self._banned_alive)[None, :]
         penalty = tf.constant(self._penalty)
         end_id = tf.constant(self.encoder.end_id, tf.int32)
-        vocab_size = tf.constant(self.config.title_vocab_size, tf.int32)
         row_of = tf.repeat(tf.range(rows), steps)  # with sequences flattened: the (row, id) pairs to rule out
         body_base = tf.range(batch)[:, None] * width
         positions = tf.range(steps)[None, :]
-        length = tf.constant(0)
-        for step in tf.range(steps):
+        length = tf.constant(1)
+        for step in tf.range(1, steps):
             probs, stepped = self.model.step(token, memory, state)
             probs = tf.cast(probs, tf.float32)
             if step >= self._first_end_step:
