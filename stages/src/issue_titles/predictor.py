@@ -287,8 +287,9 @@ class TitlePredictor:
         probability scores each hypothesis' finished title against its body's best; every hypothesis proposes its
         `width` likeliest allowed ids (a top-k per row, in probability order, so the log is taken of width values
         per row, not of the whole output); each body keeps the `width` best of its width * width proposals by
-        summed log-probability, and the state follows its parent by a gather. The no-repeat rule is a scatter of
-        the hypothesis' own ids (rows * steps updates), not a rows x output_size mask carried from step to step."""
+        summed log-probability, and the state follows its parent by a gather. The banned and no-repeat rules are
+        applied to each row's `pool` likeliest ids, not to a rows x output_size mask: a row's `width` best allowed ids
+        are always among its `width` + (banned ids) + (ids used so far) likeliest."""
         import tensorflow as tf
 
         width, steps = self.beam_width, self.max_steps
@@ -312,7 +313,10 @@ class TitlePredictor:
         best_sequence = tf.zeros([batch, steps], tf.int32)
         penalty = tf.constant(self._penalty)
         end_id = tf.constant(self.encoder.end_id, tf.int32)
-        row_of = tf.repeat(tf.range(rows), steps)  # with sequences flattened: the (row, id) pairs to rule out
+        banned_ids = tf.constant(self._banned_alive)
+        # Enough of a row's likeliest ids that `width` remain once its banned and already used ids are taken out: a
+        # top-k of `pool` and a small filter instead of masking the whole rows x output_size tensor every step.
+        pool = min(self.config.output_size, width + int(self._banned_alive.sum()) + steps - 1)
         body_base = tf.range(batch)[:, None] * width
         positions = tf.range(steps)[None, :]
         length = tf.constant(1)
@@ -327,11 +331,14 @@ class TitlePredictor:
                 finished = tf.gather(tf.reshape(sequences, [batch, width, steps]), beam, batch_dims=1)
                 best = tf.where(improved, top, best)
                 best_sequence = tf.where(improved[:, None], tf.where(positions == step, end_id, finished), best_sequence)
-            masked = tf.where(banned_alive, ruled_out, probs)
-            used = tf.stack([row_of, tf.reshape(sequences, [-1])], axis=1)  # unfilled positions hold 0: banned anyway
-            masked = tf.tensor_scatter_nd_update(masked, used, tf.fill([rows * steps], ruled_out))
-            values, proposed = tf.math.top_k(masked, k=width)  # (rows, W), lower id first on ties
-            candidates = tf.reshape(tf.reshape(scores, [rows, 1]) + _log_probabilities(values), [batch, width * width])
+            likeliest, ids = tf.math.top_k(probs, k=pool)  # (rows, pool), lower id first on ties
+            excluded = tf.logical_or(
+                tf.gather(banned_ids, ids),
+                tf.reduce_any(tf.equal(ids[:, :, None], sequences[:, None, :]), axis=2),  # unfilled positions: 0, banned
+            )
+            likeliest, rank = tf.math.top_k(tf.where(excluded, ruled_out, likeliest), k=width)  # lower rank: lower id
+            proposed = tf.gather(ids, rank, batch_dims=1)  # (rows, W)
+            candidates = tf.reshape(tf.reshape(scores, [rows, 1]) + _log_probabilities(likeliest), [batch, width * width])
             scores, chosen = tf.math.top_k(candidates, k=width)  # lower (beam, rank) first on ties
             parents = tf.reshape(body_base + chosen // width, [-1])
             words = tf.reshape(tf.gather(tf.reshape(proposed, [batch, width * width]), chosen, batch_dims=1), [-1])
