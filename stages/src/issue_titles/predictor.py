@@ -42,8 +42,11 @@ MODEL_FORMAT = 1  # model.json's "format", as `stages train` writes it (train.FO
 
 UNK_ID = 1
 
-DEFAULT_BEAM_WIDTH = 4
-DEFAULT_LENGTH_PENALTY = 1.0  # GNMT's alpha; 0 ranks titles by their plain summed log-probability
+# Measured on a trained default model (stages/README.md, "Decoding"): GNMT's usual alpha 1 lets beam search settle on
+# short generic titles (2.2 words, one title for 36% of bodies); 2 brings titles to the real length (6.0 words vs 6.9)
+# and raises ROUGE-L over greedy. Width 2 keeps 1,000 bodies under 3 s even on one core; 3 and 4 add little.
+DEFAULT_BEAM_WIDTH = 2
+DEFAULT_LENGTH_PENALTY = 2.0  # GNMT's alpha; 0 ranks titles by their plain summed log-probability
 DEFAULT_MIN_LENGTH = 0  # words before the end marker may be chosen; 0: only "not before the first word"
 PROBABILITY_FLOOR = 1e-9  # tiny probabilities are floored before the log (beam search); exact zeros are impossible ids
 
