@@ -123,7 +123,7 @@ def run(model: Model, quick: bool, plots_dir: Path) -> Section:
         if decoder.width == DEFAULT_BEAM_WIDTH:
             section.targets.append(
                 (
-                    f"default decoding ({label}): {BUDGET_BODIES:,} bodies in < {BUDGET_SECONDS:g} s",
+                    f"default decoding, beam {decoder.width}: {BUDGET_BODIES:,} bodies in < {BUDGET_SECONDS:g} s",
                     f"{at_budget['batched_s']:.2f} s",
                     verdict(at_budget["batched_s"] < BUDGET_SECONDS),
                 )

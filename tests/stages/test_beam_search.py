@@ -130,6 +130,7 @@ def test_evaluate_command_records_the_decoding_it_was_given(tiny, tmp_path):
 @pytest.mark.parametrize("argument", [["--beam-width", "0"], ["--length-penalty", "-1"]])
 def test_predict_command_refuses_bad_decoding_options(argument, tiny, tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
-        run_stages("predict", "--model", tiny, "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv", *argument)
+        run_stages("predict", "--model", tiny, "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv",
+                   *argument)  # fmt: skip
     assert stopped.value.code == 2
     assert argument[0] in capsys.readouterr().err

@@ -24,7 +24,8 @@ with a non-negative penalty, the divisor only grows).
 
 `predict_reference` is the tutorial's way — a model call per token per body (per hypothesis, for beam search),
 selection in numpy — kept to prove the fast path gives the same titles. Both paths break ties the same way (the
-lower beam, then the lower id, as `tf.math.top_k` does) and compute in float32 with the same TensorFlow log.
+lower id within a hypothesis, then the lower beam, as `tf.math.top_k` does), sum and divide in float32, and take
+their logs with one function (`_log_probabilities`).
 """
 
 from collections.abc import Sequence
@@ -228,7 +229,8 @@ class TitlePredictor:
             for beam in range(width):
                 if scores[beam] == -np.inf:
                     continue  # a dead hypothesis (fewer possible words than beams): nothing to compute
-                probs, stepped[beam] = self.model.step(tf.constant([tokens[beam]], dtype=tf.int32), memory, states[beam])
+                token = tf.constant([tokens[beam]], dtype=tf.int32)
+                probs, stepped[beam] = self.model.step(token, memory, states[beam])
                 row = np.asarray(probs, dtype=np.float32)[0]
                 ending[beam] = _log_probabilities(row[end_id : end_id + 1]).numpy()[0]
                 row = np.where(self._banned_alive, ruled_out, row)
@@ -271,7 +273,8 @@ class TitlePredictor:
         used = tf.zeros([batch, self.config.output_size], tf.bool)
         for step in tf.range(self.max_steps):
             scores, state = self.model.step(token, memory, state)
-            mask = tf.logical_or(tf.cond(step < self._first_end_step, lambda: banned_first, lambda: banned)[None, :], used)
+            rules = tf.cond(step < self._first_end_step, lambda: banned_first, lambda: banned)
+            mask = tf.logical_or(rules[None, :], used)
             scores = tf.where(mask, tf.constant(-1.0, scores.dtype), scores)
             chosen = tf.argmax(scores, axis=-1, output_type=tf.int32)
             chosen = tf.where(finished, end_id, chosen)
@@ -333,15 +336,17 @@ class TitlePredictor:
                 improved = top > best
                 finished = tf.gather(tf.reshape(sequences, [batch, width, steps]), beam, batch_dims=1)
                 best = tf.where(improved, top, best)
-                best_sequence = tf.where(improved[:, None], tf.where(positions == step, end_id, finished), best_sequence)
+                finished = tf.where(positions == step, end_id, finished)
+                best_sequence = tf.where(improved[:, None], finished, best_sequence)
             likeliest, ids = tf.math.top_k(probs, k=pool)  # (rows, pool), lower id first on ties
             excluded = tf.logical_or(
                 tf.gather(banned_ids, ids),
-                tf.reduce_any(tf.equal(ids[:, :, None], sequences[:, None, :]), axis=2),  # unfilled positions: 0, banned
+                tf.reduce_any(tf.equal(ids[:, :, None], sequences[:, None, :]), axis=2),  # unfilled: 0, banned anyway
             )
             likeliest, rank = tf.math.top_k(tf.where(excluded, ruled_out, likeliest), k=width)  # lower rank: lower id
             proposed = tf.gather(ids, rank, batch_dims=1)  # (rows, W)
-            candidates = tf.reshape(tf.reshape(scores, [rows, 1]) + _log_probabilities(likeliest), [batch, width * width])
+            candidates = tf.reshape(scores, [rows, 1]) + _log_probabilities(likeliest)
+            candidates = tf.reshape(candidates, [batch, width * width])
             scores, chosen = tf.math.top_k(candidates, k=width)  # lower (beam, rank) first on ties
             parents = tf.reshape(body_base + chosen // width, [-1])
             words = tf.reshape(tf.gather(tf.reshape(proposed, [batch, width * width]), chosen, batch_dims=1), [-1])
