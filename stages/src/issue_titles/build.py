@@ -114,12 +114,14 @@ def run_build(
     base_image: str = DEFAULT_BASE_IMAGE,
     env: Mapping[str, str] | None = None,
     beat_baseline: bool = True,
+    beam_width: int | None = None,
+    length_penalty: float | None = None,
 ) -> dict:
     """Evaluate, gate, bundle. The default gate: the model must beat the best extractive baseline on ROUGE-L on
     this test split (a model worse than a one-liner is not worth serving); `min_rouge_l` is an extra absolute floor."""
     env = os.environ if env is None else env
     train_dir, split_dir = find_inputs(inputs)
-    predictor = TitlePredictor.load(train_dir)
+    predictor = TitlePredictor.load(train_dir, beam_width=beam_width, length_penalty=length_penalty)
     metrics = evaluate_split(predictor, split_dir)
     check_quality_gate(metrics, min_rouge_l, beat_baseline)
     model_info = read_json(train_dir / "model.json")

@@ -66,6 +66,16 @@ def _repositories(text: str) -> tuple[str, ...]:
     return names
 
 
+def _decoding_arguments(command: argparse.ArgumentParser) -> None:
+    """--beam-width and --length-penalty, for every command that writes titles (None: the predictor's defaults)."""
+    command.add_argument("--beam-width", type=_positive_int, default=None,
+                         help="hypotheses kept per body while decoding; 1 is greedy (default: beam search, "
+                         "issue_titles.predictor.DEFAULT_BEAM_WIDTH)")  # fmt: skip
+    command.add_argument("--length-penalty", type=_non_negative_float, default=None,
+                         help="GNMT length penalty alpha for beam search; 0 ranks by plain log-probability "
+                         "(default: issue_titles.predictor.DEFAULT_LENGTH_PENALTY)")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     from issue_titles.text import TextConfig
 
@@ -120,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", type=Path, required=True, help="a train output or a bundle")
     evaluate.add_argument("--input", type=Path, required=True, help="the split output (test.csv)")
     evaluate.add_argument("--output", type=Path, required=True, help="folder to write metrics.json")
+    _decoding_arguments(evaluate)
 
     build = commands.add_parser("build", help="evaluate, apply the quality gate, write the serving bundle")
     build.add_argument("--input", type=Path, action="append", required=True,
@@ -131,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="build even a model that does not beat the best extractive baseline on ROUGE-L "
                        "(refused by default)")  # fmt: skip
     build.add_argument("--base-image", default=None, help="the stage image the serving image starts FROM")
+    _decoding_arguments(build)
 
     export = commands.add_parser("export", help="push the serving image (stage image + bundle layer) through the registry API, in a cluster")
     export.add_argument("--input", type=Path, required=True, help="the build output (bundle)")
@@ -142,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--input", type=Path, required=True, help="CSV with a 'body' column")
     predict.add_argument("--output", type=Path, required=True, help="CSV to write (input columns + predicted_title)")
     predict.add_argument("--batch-size", type=_positive_int, default=512)
+    _decoding_arguments(predict)
 
     serve = commands.add_parser("serve", help="serve a bundle over HTTP with MLServer")
     serve.add_argument("--model", type=Path, required=True)
@@ -193,6 +206,10 @@ def check_output(args: argparse.Namespace) -> None:
         check_output_dir(args.output, args.command, inputs)
 
 
+def _decoding(args: argparse.Namespace) -> dict:
+    return {"beam_width": args.beam_width, "length_penalty": args.length_penalty}
+
+
 def run(args: argparse.Namespace) -> None:
     check_output(args)
     if args.command == "split":
@@ -224,7 +241,7 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "evaluate":
         from issue_titles.evaluate import run_evaluate
 
-        metrics = run_evaluate(args.model, args.input, args.output)
+        metrics = run_evaluate(args.model, args.input, args.output, **_decoding(args))
         summary = {key: metrics[key] for key in ("model", "lead_baseline", "test_rows")}
         if "heldout" in metrics:
             summary["heldout"] = {key: metrics["heldout"][key] for key in ("rows", "model", "best_baseline", "margin_rouge_l")}
@@ -233,7 +250,7 @@ def run(args: argparse.Namespace) -> None:
         from issue_titles.build import DEFAULT_BASE_IMAGE, run_build
 
         provenance = run_build(args.input, args.output, args.min_rouge_l, args.base_image or DEFAULT_BASE_IMAGE,
-                               beat_baseline=not args.allow_below_baseline)
+                               beat_baseline=not args.allow_below_baseline, **_decoding(args))
         _report({key: provenance[key] for key in ("job_id", "inputs", "metrics", "code")})
     elif args.command == "export":
         from issue_titles.export import run_export
@@ -242,7 +259,7 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "predict":
         from issue_titles.predict import run_predict
 
-        _report(run_predict(args.model, args.input, args.output, args.batch_size))
+        _report(run_predict(args.model, args.input, args.output, args.batch_size, **_decoding(args)))
     elif args.command == "serve":
         from issue_titles.predictor import check_bundle
 

@@ -108,6 +108,7 @@ def evaluate(predictor: TitlePredictor, issues: list[Issue], heldout: list[Issue
         "test_rows": len(issues),
         "test": {key: value for key, value in test.items() if key != "repositories"},
         "distinct_titles": test["distinct_titles"],
+        "decoding": predictor.decoding,
         "predict_seconds": round(seconds, 2),
         "examples": [
             {"body": issue.body[:200], "title": issue.issue_title, "predicted": predicted}
@@ -127,8 +128,15 @@ def evaluate_split(predictor: TitlePredictor, split_dir: Path) -> dict:
     return evaluate(predictor, issues, heldout, lead_k, source)
 
 
-def run_evaluate(model_dir: Path, split_dir: Path, output_dir: Path) -> dict:
-    metrics = evaluate_split(TitlePredictor.load(model_dir), split_dir)
+def run_evaluate(
+    model_dir: Path,
+    split_dir: Path,
+    output_dir: Path,
+    beam_width: int | None = None,
+    length_penalty: float | None = None,
+) -> dict:
+    predictor = TitlePredictor.load(model_dir, beam_width=beam_width, length_penalty=length_penalty)
+    metrics = evaluate_split(predictor, split_dir)
     with atomic_output_dir(output_dir, step="evaluate", inputs=[model_dir, split_dir]) as staging:
         write_json(staging / "metrics.json", metrics)
     return metrics

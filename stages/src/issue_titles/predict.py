@@ -9,14 +9,21 @@ from issue_titles.errors import StageError
 from issue_titles.predictor import TitlePredictor
 
 
-def run_predict(model_dir: Path, input_csv: Path, output_csv: Path, batch_size: int = 512) -> dict:
+def run_predict(
+    model_dir: Path,
+    input_csv: Path,
+    output_csv: Path,
+    batch_size: int = 512,
+    beam_width: int | None = None,
+    length_penalty: float | None = None,
+) -> dict:
     input_csv = Path(input_csv)
     if not input_csv.is_file():
         raise StageError("input CSV not found", path=input_csv)
     target = check_output_file(output_csv, "predict", [input_csv, model_dir], header_ends_with="predicted_title")
     report = ReadReport()
     issues = read_issue_file(input_csv, report, require=(BODY,), label=input_csv.name)
-    predictor = TitlePredictor.load(model_dir)
+    predictor = TitlePredictor.load(model_dir, beam_width=beam_width, length_penalty=length_penalty)
     titles = predictor.predict([issue.body for issue in issues], chunk_size=batch_size)
     with atomic_output_file(target) as staging:
         with open(staging, "w", encoding="utf-8", newline="") as handle:

@@ -1,0 +1,136 @@
+"""Beam search with a length penalty: the compiled batched decoder gives the per-hypothesis reference loop's titles,
+keeps greedy decoding's rules, and refuses options it cannot honour."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from issue_titles.predictor import DEFAULT_BEAM_WIDTH, TitlePredictor
+from tests.stages.conftest import run_stages
+from tests.tiny_model import tiny_issues
+
+# Unseen bodies (other seeds than the training rows) plus the edge cases a server gets.
+BODIES = [issue.body for issue in tiny_issues(14, seed=11)] + [
+    "",
+    "the helm chart fails to render",
+    "cache cache cache cache parser parser",
+    "Ünïcödé 😀",
+]
+
+
+@pytest.fixture(scope="module")
+def tutorial_model(tmp_path_factory) -> Path:
+    """The tutorial architecture, trained in seconds on the tiny model's synthetic issues (a train output)."""
+    from issue_titles.csvio import write_issues
+    from issue_titles.preprocess import run_preprocess
+    from issue_titles.split import SplitSettings, run_split
+    from issue_titles.text import TextConfig
+    from issue_titles.train import TrainSettings, run_train
+
+    work = tmp_path_factory.mktemp("tutorial")
+    (work / "raw").mkdir()
+    write_issues(work / "raw" / "issues.csv", tiny_issues())
+    run_split(work / "raw", work / "split", SplitSettings(test_fraction=0.2, seed=1))
+    run_preprocess(work / "split", work / "pre_process",
+                   TextConfig(body_vocab_size=120, body_length=24, title_vocab_size=60, title_length=8))  # fmt: skip
+    run_train(work / "pre_process", work / "train",
+              TrainSettings(architecture="tutorial", epochs=3, batch_size=16, embedding_dim=16, hidden_dim=16,
+                            dropout=0.0, learning_rate=0.01, verbose=0))  # fmt: skip
+    return work / "train"
+
+
+def test_default_decoding_is_beam_search(tiny):
+    predictor = TitlePredictor.load(tiny)
+    assert predictor.beam_width == DEFAULT_BEAM_WIDTH > 1
+    assert predictor.decoding["method"] == "beam"
+
+
+def test_batched_beam_search_gives_the_reference_loop_titles(tiny):
+    predictor = TitlePredictor.load(tiny, beam_width=3)
+    assert predictor.predict(BODIES, chunk_size=5) == predictor.predict_reference(BODIES)
+
+
+def test_batched_beam_search_gives_the_reference_loop_titles_for_the_tutorial_architecture(tutorial_model):
+    predictor = TitlePredictor.load(tutorial_model, beam_width=3)
+    assert predictor.architecture == "tutorial"
+    assert predictor.predict(BODIES, chunk_size=5) == predictor.predict_reference(BODIES)
+
+
+def test_beam_width_one_is_greedy_decoding(tiny):
+    greedy = TitlePredictor.load(tiny, beam_width=1)
+    assert greedy.decoding["method"] == "greedy"
+    encoded = greedy.encoder.encode_bodies(BODIES)
+    ids = greedy._greedy(encoded["body"], encoded["body_copy"]).numpy()  # the compiled greedy loop, called directly
+    assert greedy.predict(BODIES) == greedy.encoder.decode(ids, encoded["body_tokens"])
+    assert greedy.predict(BODIES) == greedy.predict_reference(BODIES)
+
+
+def test_beam_titles_are_non_empty_and_never_repeat_a_word(tiny):
+    titles = TitlePredictor.load(tiny, beam_width=4).predict([issue.body for issue in tiny_issues(40, seed=5)] + BODIES)
+    assert all(title.strip() for title in titles)
+    assert all(len(title.split()) == len(set(title.split())) for title in titles)
+
+
+def test_chunk_size_does_not_change_beam_titles(tiny):
+    predictor = TitlePredictor.load(tiny, beam_width=4)
+    assert predictor.predict(BODIES, chunk_size=7) == predictor.predict(BODIES, chunk_size=512)
+
+
+def test_min_length_holds_back_the_end_marker(tiny):
+    predictor = TitlePredictor.load(tiny, beam_width=3, min_length=4)
+    titles = predictor.predict(BODIES)
+    assert all(len(title.split()) >= 4 for title in titles)
+    assert titles == predictor.predict_reference(BODIES)
+
+
+def test_a_stronger_length_penalty_never_shortens_a_title(tiny):
+    """The hypotheses kept depend only on log-probabilities; the penalty only ranks the candidates at the end, and a
+    larger alpha favours longer ones. So per body, title length is non-decreasing in alpha."""
+    plain = TitlePredictor.load(tiny, beam_width=4, length_penalty=0.0).predict(BODIES)
+    strong = TitlePredictor.load(tiny, beam_width=4, length_penalty=3.0).predict(BODIES)
+    assert all(len(long.split()) >= len(short.split()) for short, long in zip(plain, strong, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"beam_width": 0}, "beam_width must be a whole number of at least 1"),
+        ({"beam_width": 2.5}, "beam_width must be a whole number of at least 1"),
+        ({"beam_width": True}, "beam_width must be a whole number of at least 1"),
+        ({"length_penalty": -0.5}, "length_penalty must be 0 or more"),
+        ({"length_penalty": float("nan")}, "length_penalty must be 0 or more"),
+        ({"length_penalty": "1"}, "length_penalty must be a number"),
+        ({"min_length": -1}, "min_length must be a whole number of at least 0"),
+    ],
+)
+def test_bad_decoding_options_are_refused_before_loading(options, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        TitlePredictor.load(tmp_path / "no-such-model", **options)  # refused before the missing folder is noticed
+
+
+def test_min_length_longer_than_the_model_titles_is_refused(tiny):
+    with pytest.raises(ValueError, match="leaves no room for the end marker"):
+        TitlePredictor.load(tiny, min_length=50)
+
+
+def test_evaluate_command_records_the_decoding_it_was_given(tiny, tmp_path):
+    from issue_titles.csvio import write_issues
+
+    split = tmp_path / "split"
+    split.mkdir()
+    write_issues(split / "test.csv", tiny_issues(12, seed=9))
+    code = run_stages("evaluate", "--model", tiny, "--input", split, "--output", tmp_path / "metrics",
+                      "--beam-width", "2", "--length-penalty", "0.6")  # fmt: skip
+    assert code == 0
+    decoding = json.loads((tmp_path / "metrics" / "metrics.json").read_text())["decoding"]
+    assert decoding == {"method": "beam", "beam_width": 2, "length_penalty": 0.6, "min_length": 0}
+
+
+@pytest.mark.parametrize("argument", [["--beam-width", "0"], ["--length-penalty", "-1"]])
+def test_predict_command_refuses_bad_decoding_options(argument, tiny, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        run_stages("predict", "--model", tiny, "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv",
+                   *argument)  # fmt: skip
+    assert stopped.value.code == 2
+    assert argument[0] in capsys.readouterr().err
