@@ -68,7 +68,7 @@ class Selection:
 
 
 def _metrics(provenance: dict[str, Any]) -> dict[str, Any]:
-    """ROUGE-L of the model and of the lead-words baseline on the test split, as build recorded them."""
+    """ROUGE-L of the model and of the best extractive baseline on the test split, as build recorded them."""
     metrics = provenance.get("metrics") if isinstance(provenance.get("metrics"), dict) else {}
     out: dict[str, Any] = {}
     for system in ("model", "lead_baseline"):

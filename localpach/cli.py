@@ -380,7 +380,7 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
         "learning_rate": "optimizer learning rate",
         "architecture": "model architecture (default or tutorial)",
         "min_rouge_l": "quality gate: build also refuses a model below this ROUGE-L",
-        "beat_baseline": "build even a model that does not beat the lead-words baseline (refused by default)",
+        "beat_baseline": "build even a model that does not beat the best extractive baseline (refused by default)",
     }
     from localpach.specs import SETTING_FLAGS
 

@@ -54,7 +54,7 @@ def models_table(pfs: PFS, served: list[tuple[str, Commit, str]], data_repo: str
         ("job", [str(s["job"]) for s in summaries]),
         ("data commit", [f"{data_repo}@{s['data_commit']}" if s["data_commit"] else "-" for s in summaries]),
         ("ROUGE-L", [_rouge(s["rouge_l"]) for s in summaries]),
-        ("lead-words ROUGE-L", [_rouge(s["baseline_rouge_l"]) for s in summaries]),
+        ("baseline ROUGE-L", [_rouge(s["baseline_rouge_l"]) for s in summaries]),
         ("quality gate", ["passed" if s["gate_passed"] else "FAILED" for s in summaries]),
         ("predicted title", [escape(title) for _, _, title in served]),
     ]

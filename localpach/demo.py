@@ -2,7 +2,7 @@
 
 put the project's data set -> run split, pre_process, train, build, export with the demo's configuration
 (DEMO_SETTINGS) -> serve build@master on 127.0.0.1 -> send the tutorial's request -> print the title beside the
-served model's and the lead-words baseline's ROUGE-L, the jobs and the served model's provenance -> remove a few rows
+served model's and the best extractive baseline's ROUGE-L, the jobs and the served model's provenance -> remove a few rows
 and put the file again (step 9) -> show which jobs re-ran -> serve the new build and show old and new side
 by side with their provenance -> stop the servers. Leaves the loss curve and a metrics
 table in the demo directory.
@@ -34,7 +34,7 @@ from localpach.specs import local_settings, project_specs, raw_data_repo
 
 # The demo's own configuration, by name: the pipeline defaults (PipelineSettings) train on every row of the data set
 # (many minutes on a laptop); the demo trains on a seeded sample of it that is large enough for the served model to
-# beat the lead-words baseline on its test split, and small enough that both trainings (before and after the data
+# beat the best extractive baseline on its test split, and small enough that both trainings (before and after the data
 # update) fit in a few minutes on 2 CPU cores. Any flag given to `localpach demo` (--sample-size, --epochs, ...)
 # overrides it; build's default gate (beat the baseline) stays on, so a demo model that loses fails loudly.
 # Three epochs: on this sample the validation loss is lowest at epoch 3 (measured on both trainings of the demo;
@@ -65,14 +65,14 @@ def demo_settings(overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def quality_line(metrics: dict[str, Any]) -> str | None:
-    """'model ROUGE-L 0.3512 vs lead-words baseline 0.3101 (1,330 test rows): beats the baseline', from metrics.json."""
+    """'model ROUGE-L 0.3512 vs best extractive baseline 0.3101 (1,330 test rows): beats the baseline', from metrics.json."""
     try:
         model, baseline = float(metrics["model"]["rouge_l"]), float(metrics["lead_baseline"]["rouge_l"])
     except (KeyError, TypeError, ValueError):
         return None
     rows = metrics.get("test_rows")
     verdict = "beats the baseline" if model > baseline else "does NOT beat the baseline"
-    return (f"model ROUGE-L {model:.4f} vs lead-words baseline {baseline:.4f}"
+    return (f"model ROUGE-L {model:.4f} vs best extractive baseline {baseline:.4f}"
             f"{f' ({rows:,} test rows)' if isinstance(rows, int) else ''}: {verdict}")
 
 

@@ -105,14 +105,14 @@ def model_summary(pfs: PFS, commit: Commit, data_repo: str = "raw_data") -> dict
 
 
 def describe(summary: dict, data_repo: str = "raw_data") -> str:
-    """One line: `build@<id> (job <id>) from raw_data@<id>, ROUGE-L 0.3100 vs lead-words 0.2200`."""
+    """One line: `build@<id> (job <id>) from raw_data@<id>, ROUGE-L 0.3100 vs baseline 0.2200`."""
     text = f"build@{summary['build_commit']} (job {summary['job']})"
     if summary.get("data_commit"):
         text += f" from {data_repo}@{summary['data_commit']}"
     if summary.get("rouge_l") is not None:
         text += f", ROUGE-L {summary['rouge_l']:.4f}"
         if summary.get("baseline_rouge_l") is not None:
-            text += f" vs lead-words {summary['baseline_rouge_l']:.4f}"
+            text += f" vs baseline {summary['baseline_rouge_l']:.4f}"
     return text
 
 

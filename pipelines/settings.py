@@ -17,7 +17,7 @@ class PipelineSettings:
     """Knobs of the five pipelines. Training knobs left as None use the `stages` CLI's tuned defaults.
 
     The defaults ship a model that wins: split keeps every row (`sample_size=None`; the tutorial's 2,000-row sample is
-    `sample_size=2000`), and build refuses a model that does not beat the lead-words baseline on ROUGE-L on its own
+    `sample_size=2000`), and build refuses a model that does not beat the best extractive baseline on ROUGE-L on its own
     test split (`beat_baseline`); `min_rouge_l` adds an absolute floor on top for stricter gates.
     """
 

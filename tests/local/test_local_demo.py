@@ -23,7 +23,7 @@ def test_the_demo_answers_the_tutorial_request_and_reruns_every_job_after_the_up
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     title = re.search(r"predicted title ─+╮\n│ (.+?)\s*│", result.stdout)
     assert title and title.group(1).strip()
-    served = re.search(r"served model: model ROUGE-L (\d\.\d{4}) vs lead-words baseline (\d\.\d{4})", result.stdout)
+    served = re.search(r"served model: model ROUGE-L (\d\.\d{4}) vs best extractive baseline (\d\.\d{4})", result.stdout)
     assert served and float(served.group(1)) > float(served.group(2)), "the demo serves a model that beats the baseline"
     assert "configuration:  demo (sample_size=" in result.stdout
     assert "re-ran: split, pre_process, train, build, export" in result.stdout

@@ -84,7 +84,7 @@ def test_the_served_model_is_described_with_its_provenance(pfs: PFS) -> None:
     summary = serve.model_summary(pfs, commit)
     data = commit.provenance_map()["raw_data"]
     assert serve.describe(summary) == (f"build@{commit.id} (job {commit.job}) from raw_data@{data}, "
-                                       "ROUGE-L 0.3000 vs lead-words 0.2200")
+                                       "ROUGE-L 0.3000 vs baseline 0.2200")
 
 
 def test_old_and_new_models_are_shown_side_by_side_with_provenance(pfs: PFS) -> None:

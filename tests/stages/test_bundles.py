@@ -107,7 +107,7 @@ def test_an_unknown_preprocessing_version_is_refused_with_one_line(bundle):
 
     assert str(refused.value) == (
         f"{bundle / 'preprocess.json'}: text was prepared with 'somebody/v7', this code prepares it with "
-        "'issue_titles.text.standardize/v1'; the model would see different tokens: retrain with this version"
+        "'issue_titles.text.standardize/v2'; the model would see different tokens: retrain with this version"
     )
 
 

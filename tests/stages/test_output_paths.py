@@ -129,7 +129,7 @@ def test_a_previous_output_of_the_same_step_is_replaced(tmp_path):
 
     assert run_stages("split", "--input", raw, "--output", tmp_path / "out", "--seed", "7") == 0
 
-    assert sorted(tree(tmp_path / "out")) == sorted([MARKER, "report.json", "test.csv", "train.csv"])
+    assert sorted(tree(tmp_path / "out")) == sorted([MARKER, "heldout.csv", "report.json", "test.csv", "train.csv"])
     assert json.loads((tmp_path / "out" / "report.json").read_text())["seed"] == 7
 
 
@@ -195,7 +195,7 @@ def test_a_symlinked_output_is_filled_through_the_link(tmp_path):
     assert split(raw, tmp_path / "pfs" / "out") == 0
 
     assert (tmp_path / "pfs" / "out").is_symlink()
-    assert sorted(tree(tmp_path / "scratch" / "out")) == sorted([MARKER, "report.json", "test.csv", "train.csv"])
+    assert sorted(tree(tmp_path / "scratch" / "out")) == sorted([MARKER, "heldout.csv", "report.json", "test.csv", "train.csv"])
 
 
 @pytest.mark.parametrize("target", ["missing", "file.txt"])

@@ -71,8 +71,8 @@ def clean_body(text: str) -> str:
 class TextConfig:
     """The sizes pre_process used; recorded in preprocess.json and needed to encode new text the same way."""
 
-    body_vocab_size: int = 8000
-    body_length: int = 70
+    body_vocab_size: int = 20000  # 38 repositories' identifiers: 8,000 (the tutorial's) left many as [UNK]
+    body_length: int = 60  # tokens after clean_body; the title's words are nearly always among the first 60
     title_vocab_size: int = 4500
     title_length: int = 12
     standardization: str = STANDARDIZATION
