@@ -8,7 +8,7 @@ import pytest
 from tests.stages.conftest import run_stages
 
 from issue_titles.atomic import MARKER, atomic_output_dir, marker_content
-from issue_titles.build import check_quality_gate
+from issue_titles.build import baseline_label, check_quality_gate
 from issue_titles.errors import QualityGateError, TamperedBundleError
 from issue_titles.predictor import TitlePredictor
 
@@ -59,7 +59,7 @@ def test_a_successful_step_replaces_its_previous_output_whole(tmp_path):
 
 
 def gate_numbers(metrics: dict) -> str:
-    return (f"model ROUGE-L {metrics['rouge_l']:.4f}, lead-words baseline (7 words) "
+    return (f"model ROUGE-L {metrics['rouge_l']:.4f}, {baseline_label(metrics['lead_baseline'])} "
             f"{metrics['lead_baseline']['rouge_l']:.4f} on the {metrics['test_rows']} rows of the test split")
 
 
@@ -81,7 +81,7 @@ def test_build_refuses_by_default_a_model_that_does_not_beat_the_baseline_naming
     code = run_stages("build", "--input", chain["train"], "--input", chain["split"], "--output", tmp_path / "bundle")
     assert code == 3
     assert capsys.readouterr().err.strip() == (
-        f"stages build: error: refusing to build: the model does not beat the lead-words baseline "
+        f"stages build: error: refusing to build: the model does not beat the best extractive baseline "
         f"({gate_numbers(metrics)}); train on more rows or for more epochs, or pass --allow-below-baseline "
         "to build it anyway"
     )

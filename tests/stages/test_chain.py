@@ -52,12 +52,16 @@ def test_training_loss_falls(chain):
     assert (chain["train"] / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_evaluate_reports_model_and_lead_baseline(chain):
+def test_evaluate_reports_model_and_every_extractive_baseline(chain):
     metrics = json.loads((chain["evaluate"] / "metrics.json").read_text())
     for system in ("model", "lead_baseline"):
         assert 0.0 <= metrics[system]["rouge_l"] <= 1.0
         assert 0.0 <= metrics[system]["bleu"] <= 100.0
-    assert metrics["lead_baseline"]["words"] == 7
+    assert set(metrics["baselines"]) == {"lead_k", "first_sentence", "lead_k_clean", "first_sentence_clean"}
+    best = max(metrics["baselines"].values(), key=lambda scores: scores["rouge_l"])
+    assert metrics["lead_baseline"]["rouge_l"] == best["rouge_l"]  # the gate compares with the strongest
+    assert metrics["lead_words"]["chosen_on"] == "train.csv"
+    assert 3 <= metrics["lead_words"]["k"] <= 15
 
 
 def test_bundle_is_servable(chain):

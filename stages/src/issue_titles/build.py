@@ -8,9 +8,8 @@ from pathlib import Path
 
 from issue_titles.atomic import atomic_output_dir
 from issue_titles.errors import QualityGateError, StageError
-from issue_titles.evaluate import evaluate, read_test_split
+from issue_titles.evaluate import evaluate_split
 from issue_titles.jsonio import read_json, write_json
-from issue_titles.metrics import LEAD_WORDS
 from issue_titles.predictor import TitlePredictor
 from issue_titles.provenance import BUNDLE_FORMAT, PROVENANCE, checksums, code_version
 from issue_titles.train import MODEL_FILES
@@ -82,16 +81,26 @@ def model_settings() -> dict:
     }
 
 
+def baseline_label(baseline: dict) -> str:
+    """'lead-words baseline (9 words)', 'first-sentence baseline (cleaned body)', ... for gate messages."""
+    name = baseline.get("name", "lead_k")
+    kind = "lead-words" if name.startswith("lead") else "first-sentence"
+    details = [f"{baseline['words']} words"] if "words" in baseline else []
+    if name.endswith("_clean"):
+        details.append("cleaned body")
+    return f"{kind} baseline" + (f" ({', '.join(details)})" if details else "")
+
+
 def check_quality_gate(metrics: dict, min_rouge_l: float = 0.0, beat_baseline: bool = True) -> None:
     """Raise QualityGateError, with the model's and the baseline's ROUGE-L, for a model the gate refuses."""
     model, baseline = metrics["rouge_l"], metrics["lead_baseline"]["rouge_l"]
     numbers = (
-        f"model ROUGE-L {model:.4f}, lead-words baseline ({metrics['lead_baseline'].get('words', LEAD_WORDS)} words) "
+        f"model ROUGE-L {model:.4f}, {baseline_label(metrics['lead_baseline'])} "
         f"{baseline:.4f} on the {metrics['test_rows']} rows of the test split"
     )
     if beat_baseline and not model > baseline:
         raise QualityGateError(
-            f"refusing to build: the model does not beat the lead-words baseline ({numbers}); train on more rows "
+            f"refusing to build: the model does not beat the best extractive baseline ({numbers}); train on more rows "
             "or for more epochs, or pass --allow-below-baseline to build it anyway"
         )
     if model < min_rouge_l:
@@ -108,12 +117,12 @@ def run_build(
     beam_width: int | None = None,
     length_penalty: float | None = None,
 ) -> dict:
-    """Evaluate, gate, bundle. The default gate: the model must beat the lead-words baseline on ROUGE-L on this
-    test split (a model worse than a one-liner is not worth serving); `min_rouge_l` is an extra absolute floor."""
+    """Evaluate, gate, bundle. The default gate: the model must beat the best extractive baseline on ROUGE-L on
+    this test split (a model worse than a one-liner is not worth serving); `min_rouge_l` is an extra absolute floor."""
     env = os.environ if env is None else env
     train_dir, split_dir = find_inputs(inputs)
     predictor = TitlePredictor.load(train_dir, beam_width=beam_width, length_penalty=length_penalty)
-    metrics = evaluate(predictor, read_test_split(split_dir))
+    metrics = evaluate_split(predictor, split_dir)
     check_quality_gate(metrics, min_rouge_l, beat_baseline)
     model_info = read_json(train_dir / "model.json")
     with atomic_output_dir(output_dir, step="build", inputs=inputs) as staging:
@@ -135,7 +144,9 @@ def run_build(
             "code": code_version(),
             "architecture": model_info.get("architecture"),
             "training": model_info.get("training"),
-            "metrics": {key: metrics[key] for key in ("model", "lead_baseline", "test_rows")},
+            "metrics": {key: metrics[key] for key in ("model", "lead_baseline", "test_rows")}
+            | ({"heldout": {k: v for k, v in metrics["heldout"].items() if k != "repositories"}}
+               if "heldout" in metrics else {}),
             "quality_gate": {
                 "min_rouge_l": min_rouge_l, "beat_baseline": beat_baseline,
                 "baseline_rouge_l": metrics["lead_baseline"]["rouge_l"], "passed": True,

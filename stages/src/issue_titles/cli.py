@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -57,6 +58,14 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _repositories(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    for name in names:
+        if name.count("/") != 1 or name.startswith("/") or name.endswith("/"):
+            raise argparse.ArgumentTypeError(f"'{name}' is not OWNER/NAME")
+    return names
+
+
 def _decoding_arguments(command: argparse.ArgumentParser) -> None:
     """--beam-width and --length-penalty, for every command that writes titles (None: the predictor's defaults)."""
     command.add_argument("--beam-width", type=_positive_int, default=None,
@@ -83,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--sample-size", type=_positive_int, default=None, help="keep this many rows (default: all)")
     split.add_argument("--test-fraction", type=_fraction, default=0.1, help="share of rows for test (default 0.1)")
     split.add_argument("--seed", type=int, default=42, help="shuffle seed (default 42)")
+    split.add_argument("--heldout-repos", type=_repositories, default=None, metavar="OWNER/NAME,...",
+                       help="repositories kept out of training, written to heldout.csv (default: "
+                            "issue_titles.split.HELDOUT_REPOSITORIES; '' for none)")
 
     pre = commands.add_parser("pre_process", help="fit vocabularies on train.csv and encode it as arrays")
     pre.add_argument("--input", type=Path, required=True, help="the split output (train.csv)")
@@ -106,11 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dropout", type=_non_negative_float, default=None)
     train.add_argument("--patience", type=_positive_int, default=None,
                        help="stop after this many epochs without a better validation loss")  # fmt: skip
+    train.add_argument("--encoder", choices=("bigru", "transformer"), default=None,
+                       help="pointer_generator's body encoder (default bigru)")
+    train.add_argument("--schedule", choices=("constant", "cosine"), default=None,
+                       help="learning-rate schedule (default: cosine for pointer_generator, constant for tutorial)")
     train.add_argument("--validation-split", type=_fraction, default=0.12)
     train.add_argument("--max-minutes", type=_positive_float, default=None, help="stop after the epoch that passes this")
     train.add_argument("--seed", type=int, default=42)
 
-    evaluate = commands.add_parser("evaluate", help="score a model on test.csv against the lead-words baseline")
+    evaluate = commands.add_parser("evaluate", help="score a model on test.csv and heldout.csv against the extractive baselines")
     evaluate.add_argument("--model", type=Path, required=True, help="a train output or a bundle")
     evaluate.add_argument("--input", type=Path, required=True, help="the split output (test.csv)")
     evaluate.add_argument("--output", type=Path, required=True, help="folder to write metrics.json")
@@ -123,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--min-rouge-l", type=_non_negative_float, default=0.0,
                        help="also refuse models below this ROUGE-L (default 0: only the baseline gate)")  # fmt: skip
     build.add_argument("--allow-below-baseline", action="store_true",
-                       help="build even a model that does not beat the lead-words baseline on ROUGE-L "
+                       help="build even a model that does not beat the best extractive baseline on ROUGE-L "
                        "(refused by default)")  # fmt: skip
     build.add_argument("--base-image", default=None, help="the stage image the serving image starts FROM")
     _decoding_arguments(build)
@@ -199,8 +215,12 @@ def run(args: argparse.Namespace) -> None:
     if args.command == "split":
         from issue_titles.split import SplitSettings, run_split
 
-        report = run_split(args.input, args.output, SplitSettings(args.sample_size, args.test_fraction, args.seed))
-        _report({key: report[key] for key in ("rows_read", "rows_kept", "skipped", "train_rows", "test_rows")})
+        settings = SplitSettings(args.sample_size, args.test_fraction, args.seed)
+        if args.heldout_repos is not None:
+            settings = replace(settings, heldout_repositories=args.heldout_repos)
+        report = run_split(args.input, args.output, settings)
+        keys = ("rows_read", "rows_kept", "skipped", "train_rows", "test_rows", "heldout_rows")
+        _report({key: report[key] for key in keys})
     elif args.command == "pre_process":
         from issue_titles.preprocess import run_preprocess
         from issue_titles.text import TextConfig
@@ -213,7 +233,8 @@ def run(args: argparse.Namespace) -> None:
         settings = TrainSettings(
             architecture=args.architecture, epochs=args.epochs, batch_size=args.batch_size,
             learning_rate=args.learning_rate, embedding_dim=args.embedding_dim, hidden_dim=args.hidden_dim,
-            dropout=args.dropout, patience=args.patience, validation_split=args.validation_split,
+            dropout=args.dropout, patience=args.patience, encoder=args.encoder, schedule=args.schedule,
+            validation_split=args.validation_split,
             max_minutes=args.max_minutes, seed=args.seed,
         )  # fmt: skip
         _report(run_train(args.input, args.output, settings)["training"])
@@ -221,7 +242,10 @@ def run(args: argparse.Namespace) -> None:
         from issue_titles.evaluate import run_evaluate
 
         metrics = run_evaluate(args.model, args.input, args.output, **_decoding(args))
-        _report({key: metrics[key] for key in ("model", "lead_baseline", "test_rows")})
+        summary = {key: metrics[key] for key in ("model", "lead_baseline", "test_rows")}
+        if "heldout" in metrics:
+            summary["heldout"] = {key: metrics["heldout"][key] for key in ("rows", "model", "best_baseline", "margin_rouge_l")}
+        _report(summary)
     elif args.command == "build":
         from issue_titles.build import DEFAULT_BASE_IMAGE, run_build
 

@@ -1,29 +1,47 @@
-"""Title quality: ROUGE-L F1 (rouge-score, Porter stemming) and corpus BLEU (sacrebleu, lower-cased).
+"""Title quality: ROUGE-L F1 (rouge-score, Porter stemming) and corpus BLEU (sacrebleu, lower-cased), and the
+extractive baselines a model must beat.
 
 Both compare lower-cased words: the model writes lower-case titles, so case would only penalise it, not the
-baseline. The lead-words baseline is the first `LEAD_WORDS` whitespace-separated words of the body.
+baselines. The baselines copy the body's opening, which is what a title often is:
+
+- `lead_k`: the first k words, k chosen on the training rows (`best_lead_words`; the tutorial era used 7);
+- `first_sentence`: the body up to its first `.`, `!` or `?` followed by a space, at most 12 words;
+- `lead_k_clean`, `first_sentence_clean`: the same on the body after `clean_body` (template headings such as
+  "## Summary" or "## Which problem is this PR solving?" removed), since the raw versions copy those verbatim.
 """
 
-from collections.abc import Sequence
+import random
+import re
+from collections.abc import Callable, Sequence
 
-LEAD_WORDS = 7
+LEAD_WORDS = 7  # the lead baseline's length when no training rows are at hand to choose it
+LEAD_CHOICES = tuple(range(3, 16))
+FIRST_SENTENCE_CAP = 12
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 
 
 def lead_words(body: str, count: int = LEAD_WORDS) -> str:
     return " ".join(body.split()[:count])
 
 
-def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float:
-    """Mean ROUGE-L F1 over pairs (0..1)."""
+def first_sentence(body: str, cap: int = FIRST_SENTENCE_CAP) -> str:
+    return " ".join(_SENTENCE_END.split(body.strip(), maxsplit=1)[0].split()[:cap])
+
+
+def rouge_l_scores(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
+    """ROUGE-L F1 of each pair (0..1)."""
     from rouge_score import rouge_scorer
 
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
-    if not references:
-        return 0.0
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    total = sum(scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references))
-    return total / len(references)
+    return [scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)]
+
+
+def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """Mean ROUGE-L F1 over pairs (0..1)."""
+    scores = rouge_l_scores(predictions, references)
+    return sum(scores) / len(scores) if scores else 0.0
 
 
 def bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
@@ -39,4 +57,31 @@ def score(predictions: Sequence[str], references: Sequence[str]) -> dict[str, fl
     return {
         "rouge_l": round(rouge_l(predictions, references), 4),
         "bleu": round(bleu(predictions, references), 2),
+    }
+
+
+def mean_words(texts: Sequence[str]) -> float:
+    return sum(len(text.split()) for text in texts) / len(texts) if texts else 0.0
+
+
+def best_lead_words(bodies: Sequence[str], titles: Sequence[str], sample: int = 2000, seed: int = 0) -> int:
+    """The k in LEAD_CHOICES whose first-k-words baseline scores the best mean ROUGE-L on (a sample of) these rows."""
+    if not bodies:
+        return LEAD_WORDS
+    rows = list(zip(bodies, titles, strict=True))
+    if len(rows) > sample:
+        rows = random.Random(seed).sample(rows, sample)
+    references = [title for _, title in rows]
+    return max(LEAD_CHOICES, key=lambda k: (rouge_l([lead_words(body, k) for body, _ in rows], references), -k))
+
+
+def extractive_baselines(lead_k: int) -> dict[str, Callable[[str], str]]:
+    """Name -> body-to-title function, for every baseline metrics.json reports."""
+    from issue_titles.text import clean_body
+
+    return {
+        "lead_k": lambda body: lead_words(body, lead_k),
+        "first_sentence": first_sentence,
+        "lead_k_clean": lambda body: lead_words(clean_body(body), lead_k),
+        "first_sentence_clean": lambda body: first_sentence(clean_body(body)),
     }

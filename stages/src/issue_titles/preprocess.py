@@ -9,7 +9,7 @@ from issue_titles.atomic import atomic_output_dir
 from issue_titles.csvio import ReadReport, read_issue_file
 from issue_titles.errors import StageError
 from issue_titles.jsonio import write_json
-from issue_titles.text import TextConfig, TextEncoder, fit_vocabulary, standardize, title_with_markers
+from issue_titles.text import TextConfig, TextEncoder, clean_body, fit_vocabulary, standardize, title_with_markers
 
 ARRAYS = ("train_body", "train_title", "train_body_copy", "train_title_copy")
 
@@ -31,7 +31,7 @@ def run_preprocess(input_dir: Path, output_dir: Path, config: TextConfig = TextC
         raise StageError(f"no usable rows (skipped: {dict(report.skipped)})", path=source)
     bodies = [issue.body for issue in issues]
     titles = [issue.issue_title for issue in issues]
-    standardized_bodies = [text.decode("utf-8") for text in standardize(tf.constant(bodies)).numpy()]
+    standardized_bodies = [text.decode("utf-8") for text in standardize(tf.constant([clean_body(body) for body in bodies])).numpy()]
     marked_titles = title_with_markers(standardize(tf.constant(titles)), config.title_length)
     body_vocab = fit_vocabulary(standardized_bodies, config.body_vocab_size)
     title_vocab = fit_vocabulary([text.decode("utf-8") for text in marked_titles.numpy()], config.title_vocab_size)

@@ -5,6 +5,11 @@ Tokens are lower-cased words; dots, slashes, dashes and underscores inside a wor
 reuse; other punctuation separates words. Vocabularies are lists whose index is the id: 0 is padding (""),
 1 is the out-of-vocabulary token ("[UNK]"); title vocabularies also hold the start/end markers.
 
+Bodies are cleaned first (`clean_body`): pull-request templates put the same headings ("## Summary", "## Which
+issue does this PR close?", "**Description:**") and checkboxes at the start of thousands of bodies, and links,
+images and HTML add nothing a title reuses. Removing them lets both the model and the lead baselines start at the
+text the author wrote.
+
 "Copy" ids put body tokens into the title's id space: a body token that is in the title vocabulary keeps its
 title id; one that is not gets `title_vocab_size + p`, where p is the position of its first occurrence in the
 (truncated) body. A title token gets the same treatment, so a title word missing from the vocabulary can still
@@ -14,12 +19,52 @@ be produced by pointing at the body.
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import re
+
 import numpy as np
 
 PAD, UNK = "", "[UNK]"
 START, END = "_start_", "_end_"  # standardize() strips edge underscores, so no real word can collide
-STANDARDIZATION = "issue_titles.text.standardize/v1"
+STANDARDIZATION = "issue_titles.text.standardize/v2"  # v2: bodies go through clean_body first
 MAX_CHARS = 20_000  # bodies are cut here before tokenising: only the first few dozen tokens are ever used
+
+
+# Template headings seen across the data set's repositories; matched right after a Markdown heading or bold marker.
+TEMPLATE_HEADINGS = (
+    "what changes are included in this pr", "which issue does this pr close", "rationale for this change",
+    "are there any user-facing changes", "are these changes tested", "release notes summary",
+    "what our users need to know", "tasks after submitting", "user-facing changes", "describe your changes",
+    "github issue link", "link to tracking issue", "motivation and context", "how was this tested",
+    "how did you test it", "how has this been tested", "what this pr does", "what does this pr do",
+    "proposed changes", "changes proposed", "changes made", "test plan", "testing plan", "testing done",
+    "related issues", "related issue", "issue link", "potential risks", "is hotfix candidate", "screenshots",
+    "summary", "description", "motivation", "overview", "changes", "change", "context", "background", "problem",
+    "solution", "rationale", "details", "notes", "note", "purpose", "tl;dr", "tldr", "testing", "tests",
+    "checklist", "documentation", "what changed", "why", "fixes", "closes",
+)  # fmt: skip
+_HEADING_MARK = r"(?:#{1,6}|\*\*)[ \t]*"
+_CLEANERS = (
+    (re.compile(r"<!--.*?(?:-->|$)", re.S), " "),  # HTML comments (template instructions), unclosed ones too
+    (re.compile(r"!\[[^\]]*\]\([^)]*\)"), " "),  # images
+    (re.compile(r"\[([^\]]*)\]\([^)]*\)"), r"\1"),  # links keep their text
+    (re.compile(r"</?[a-zA-Z][^>]{0,200}>"), " "),  # HTML tags
+    (re.compile(r"https?://\S+"), " "),  # bare URLs
+    (re.compile(r"(?:^|\s)" + _HEADING_MARK + r"(?:" + "|".join(re.escape(h) for h in TEMPLATE_HEADINGS)
+                + r")(?:\s*\(if applicable\))?\s*[?:]?(?:\*\*)?(?=\s|$)", re.I), " "),
+    (re.compile(r"(?:^|\s)" + _HEADING_MARK + r"[^#*?:\n]{1,60}?[?:](?:\*\*)?(?=\s|$)"), " "),  # "## Why?", "**Risk:**"
+    (re.compile(r"(?:^|\s)(?:#{1,6}|\*\*|[-*] \[[ xX]\]|\[[ xX]\])(?=\s|$)"), " "),  # leftover marks, checkboxes
+)
+
+
+def clean_body(text: str) -> str:
+    """A body without template headings, checkboxes, links' targets, images, HTML and URLs; words kept in order.
+
+    Pure and cheap (a few regular expressions), applied to training bodies, served bodies and the baselines alike.
+    """
+    text = text[:MAX_CHARS]
+    for pattern, replacement in _CLEANERS:
+        text = pattern.sub(replacement, text)
+    return " ".join(text.split())
 
 
 @dataclass(frozen=True)
@@ -117,7 +162,8 @@ class TextEncoder:
         """`body` (body-vocab ids), `body_copy` (copy ids) and `body_tokens` (the words, for decoding)."""
         import tensorflow as tf
 
-        body, copy, tokens = self._encode_compiled(tf.constant(list(bodies), dtype=tf.string))
+        cleaned = [clean_body(body) for body in bodies]
+        body, copy, tokens = self._encode_compiled(tf.constant(cleaned, dtype=tf.string))
         return {
             "body": body.numpy(),
             "body_copy": copy.numpy(),

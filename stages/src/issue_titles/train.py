@@ -1,6 +1,7 @@
 """`stages train`: fit the chosen architecture on pre_process's arrays, keep the best epoch by validation loss."""
 
 import csv
+import math
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -22,12 +23,31 @@ ARCHITECTURE_DEFAULTS: dict[str, dict] = {
     TUTORIAL: {
         "epochs": 7, "batch_size": 1200, "learning_rate": 0.001,
         "embedding_dim": 300, "hidden_dim": 300, "dropout": 0.0, "patience": None,
+        "encoder": "bigru", "schedule": "constant",
     },
     POINTER_GENERATOR: {
-        "epochs": 12, "batch_size": 64, "learning_rate": 0.001,
-        "embedding_dim": 128, "hidden_dim": 256, "dropout": 0.5, "patience": 2,
+        "epochs": 3, "batch_size": 128, "learning_rate": 0.002,
+        "embedding_dim": 128, "hidden_dim": 256, "dropout": 0.3, "patience": 2,
+        "encoder": "bigru", "schedule": "cosine",
     },
 }  # fmt: skip
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate_schedule(settings: "TrainSettings", train_rows: int):
+    """`constant`, or `cosine`: a short linear warm-up, then cosine decay to zero at the last planned step. With
+    the few epochs a CPU budget allows, ending at a small step size gives a clearly lower loss than stopping at a
+    large one."""
+    if settings.schedule == "constant":
+        return settings.learning_rate
+    steps = settings.epochs * math.ceil(train_rows * (1 - settings.validation_split) / settings.batch_size)
+    warmup = min(200, steps // 10)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup else settings.learning_rate, decay_steps=max(1, steps - warmup),
+        warmup_target=settings.learning_rate if warmup else None, warmup_steps=warmup,
+    )
 
 
 @dataclass(frozen=True)
@@ -42,6 +62,8 @@ class TrainSettings:
     hidden_dim: int | None = None
     dropout: float | None = None
     patience: int | None = None
+    encoder: str | None = None
+    schedule: str | None = None
     validation_split: float = 0.12
     max_minutes: float | None = None
     seed: int = 42
@@ -67,6 +89,8 @@ class TrainSettings:
             "--hidden-dim": filled.hidden_dim >= 2,
             "--dropout": 0.0 <= filled.dropout < 1.0,
             "--validation-split": 0.0 < filled.validation_split < 1.0,
+            "--encoder": filled.encoder in ("bigru", "transformer"),
+            "--schedule": filled.schedule in SCHEDULES,
         }
         for flag, ok in checks.items():
             if not ok:
@@ -121,15 +145,18 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
         embedding_dim=settings.embedding_dim,
         hidden_dim=settings.hidden_dim,
         dropout=settings.dropout,
+        encoder=settings.encoder,
     )
     keras.utils.set_random_seed(settings.seed)
     model = build_model(config)
     model.compile(
         optimizer=keras.optimizers.Nadam(
-            learning_rate=settings.learning_rate,
+            learning_rate=learning_rate_schedule(settings, int(arrays["train_body"].shape[0])),
             clipnorm=None if settings.architecture == TUTORIAL else 5.0,  # the tutorial did not clip
         ),
         loss=model.training_loss(),
+        # XLA fuses the unrolled GRU steps: ~1.5x faster on a CPU. The tutorial keeps Keras' default.
+        jit_compile=settings.architecture == POINTER_GENERATOR,
     )
     x, y = training_inputs(arrays, settings.architecture)
     keeper = BestEpoch(settings.patience, settings.max_minutes)
@@ -150,6 +177,9 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
         "final_loss": float(losses["loss"][-1]),
         "batch_size": settings.batch_size,
         "learning_rate": settings.learning_rate,
+        "schedule": settings.schedule,
+        "encoder": settings.encoder,
+        "dropout": settings.dropout,
         "validation_split": settings.validation_split,
         "patience": settings.patience,
         "seed": settings.seed,
