@@ -1,0 +1,51 @@
+"""The pointer-generator's two body encoders train and decode; the cosine schedule warms up and decays to zero."""
+
+import keras
+import numpy as np
+import pytest
+
+from issue_titles.models import ModelConfig, build_model
+from issue_titles.train import TrainSettings, learning_rate_schedule
+
+
+def tiny_batch(rows: int = 32, length: int = 10, vocab: int = 50):
+    rng = np.random.default_rng(0)
+    body = rng.integers(2, vocab, size=(rows, length)).astype("int32")
+    body[:, -2:] = 0  # padding at the end, as pre_process writes it
+    title = np.concatenate([np.full((rows, 1), 2), body[:, :4], np.full((rows, 1), 3)], axis=1).astype("int32")
+    x = {"body": body, "body_copy": body, "decoder_input": title[:, :-1], "target": title[:, 1:]}
+    return x, title[:, 1:]
+
+
+@pytest.mark.parametrize("encoder", ["bigru", "transformer"])
+def test_each_encoder_learns_to_copy_the_opening_words(encoder):
+    keras.utils.set_random_seed(1)
+    config = ModelConfig("pointer_generator", 50, 50, 10, 6, 16, 32, 0.0, encoder=encoder, attention_heads=2)
+    model = build_model(config)
+    model.compile(optimizer=keras.optimizers.Nadam(0.01), loss=model.training_loss())
+    x, y = tiny_batch()
+    history = model.fit(x, y, epochs=15, batch_size=32, verbose=0).history["loss"]
+    assert history[-1] < history[0] / 2
+    memory, state = model.encode(x["body"], x["body_copy"])
+    scores, _ = model.step(x["decoder_input"][:, 0], memory, state)
+    assert scores.shape == (32, config.output_size)
+    np.testing.assert_allclose(np.asarray(scores).sum(axis=1), 1.0, rtol=1e-4)  # a distribution over ids
+
+
+def test_an_unknown_encoder_is_refused_by_name():
+    with pytest.raises(ValueError, match="unknown encoder 'lstm'"):
+        build_model(ModelConfig("pointer_generator", 50, 50, 10, 6, 16, 32, encoder="lstm"))
+
+
+def test_the_cosine_schedule_warms_up_then_decays_to_zero_at_the_last_step():
+    settings = TrainSettings(epochs=2, batch_size=10, learning_rate=0.002, validation_split=0.5).resolved()
+    schedule = learning_rate_schedule(settings, train_rows=4000)  # 2 epochs x 200 steps
+    rates = [float(schedule(step)) for step in (0, 20, 40, 220, 400)]
+    assert rates[0] == 0.0 and rates[1] == pytest.approx(0.001, rel=1e-3) and rates[2] == pytest.approx(0.002)
+    assert 0.0 < rates[3] < 0.002 and rates[4] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_constant_schedule_is_the_plain_learning_rate():
+    settings = TrainSettings(architecture="tutorial").resolved()
+    assert settings.schedule == "constant"
+    assert learning_rate_schedule(settings, train_rows=1000) == settings.learning_rate
