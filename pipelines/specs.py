@@ -59,8 +59,8 @@ def _flags(**values: Any) -> list[str]:
 def split(settings: PipelineSettings) -> Spec:
     cmd = ["stages", "split", "--input", f"/pfs/{RAW_DATA_REPO}", "--output", "/pfs/out"]
     cmd += _flags(sample_size=settings.sample_size, test_fraction=settings.test_fraction, seed=settings.seed)
-    return _spec("split", "Sample the raw issues and split them into train.csv and test.csv.", settings,
-                 pfs(RAW_DATA_REPO), cmd)
+    return _spec("split", "Sample the raw issues, set the held-out repositories aside (heldout.csv), split the rest "
+                 "into train.csv and test.csv.", settings, pfs(RAW_DATA_REPO), cmd)
 
 
 def pre_process(settings: PipelineSettings) -> Spec:
@@ -90,7 +90,7 @@ def build(settings: PipelineSettings) -> Spec:
            "--min-rouge-l", str(settings.min_rouge_l), "--base-image", settings.stage_image]
     if not settings.beat_baseline:  # build's default gate: beat the best extractive baseline; this lifts it
         cmd.append("--allow-below-baseline")
-    return _spec("build", "Evaluate the model on test.csv and assemble the serving bundle with its provenance.",
+    return _spec("build", "Evaluate the model on test.csv and heldout.csv, assemble the serving bundle and provenance.",
                  settings, {"cross": [pfs("train"), pfs("split")]}, cmd)
 
 

@@ -244,7 +244,8 @@ def run(args: argparse.Namespace) -> None:
         metrics = run_evaluate(args.model, args.input, args.output, **_decoding(args))
         summary = {key: metrics[key] for key in ("model", "lead_baseline", "test_rows")}
         if "heldout" in metrics:
-            summary["heldout"] = {key: metrics["heldout"][key] for key in ("rows", "model", "best_baseline", "margin_rouge_l")}
+            keys = ("rows", "model", "best_baseline", "margin_rouge_l")
+            summary["heldout"] = {key: metrics["heldout"][key] for key in keys}
         _report(summary)
     elif args.command == "build":
         from issue_titles.build import DEFAULT_BASE_IMAGE, run_build

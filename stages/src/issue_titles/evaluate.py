@@ -75,7 +75,9 @@ def score_systems(issues: list[Issue], predictions: list[str], lead_k: int) -> d
             "model": systems.pop("model"),
             "baselines": systems,
             "best_baseline": {"name": best, "rouge_l": systems[best]["rouge_l"]},
-            "margin_rouge_l": round(sum(per_row["model"][i] for i in indexes) / len(indexes) - systems[best]["rouge_l"], 4),
+            "margin_rouge_l": round(
+                sum(per_row["model"][i] for i in indexes) / len(indexes) - systems[best]["rouge_l"], 4
+            ),
             "reference_mean_words": round(mean_words(refs), 2),
             "distinct_titles": len(titles),
             "most_common_title": {"title": top_title, "count": top_count, "share": round(top_count / len(indexes), 4)},
