@@ -38,24 +38,31 @@ def tiny_issues(rows: int = 60, seed: int = 7) -> list[Issue]:
     return issues
 
 
-def tiny_bundle(path: Path) -> Path:
-    """Train a tiny real model and write a complete serving bundle at `path` (replaced if present)."""
-    from issue_titles.build import run_build
+def tiny_train(work: Path, architecture: str = "default", epochs: int = 4) -> Path:
+    """split -> pre_process -> train on the synthetic issues under `work`; returns the train output folder."""
     from issue_titles.preprocess import run_preprocess
     from issue_titles.split import SplitSettings, run_split
     from issue_titles.text import TextConfig
     from issue_titles.train import TrainSettings, run_train
 
+    work = Path(work)
+    (work / "raw").mkdir(parents=True)
+    write_issues(work / "raw" / "issues.csv", tiny_issues())
+    run_split(work / "raw", work / "split", SplitSettings(test_fraction=0.2, seed=1))
+    run_preprocess(work / "split", work / "pre_process",
+                   TextConfig(body_vocab_size=120, body_length=24, title_vocab_size=60, title_length=8))  # fmt: skip
+    run_train(work / "pre_process", work / "train",
+              TrainSettings(architecture=architecture, epochs=epochs, batch_size=16, embedding_dim=16, hidden_dim=16,
+                            dropout=0.0, learning_rate=0.01, verbose=0))  # fmt: skip
+    return work / "train"
+
+
+def tiny_bundle(path: Path) -> Path:
+    """Train a tiny real model and write a complete serving bundle at `path` (replaced if present)."""
+    from issue_titles.build import run_build
+
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix="tiny-bundle-") as scratch:
         work = Path(scratch)
-        (work / "raw").mkdir()
-        write_issues(work / "raw" / "issues.csv", tiny_issues())
-        run_split(work / "raw", work / "split", SplitSettings(test_fraction=0.2, seed=1))
-        run_preprocess(work / "split", work / "pre_process",
-                       TextConfig(body_vocab_size=120, body_length=24, title_vocab_size=60, title_length=8))  # fmt: skip
-        run_train(work / "pre_process", work / "train",
-                  TrainSettings(epochs=4, batch_size=16, embedding_dim=16, hidden_dim=16, dropout=0.0,
-                                learning_rate=0.01, verbose=0))  # fmt: skip
-        run_build([work / "train", work / "split"], path, env={}, beat_baseline=False)  # tiny: not meant to win
+        run_build([tiny_train(work), work / "split"], path, env={}, beat_baseline=False)  # tiny: not meant to win
     return path

@@ -8,7 +8,7 @@ import pytest
 
 from issue_titles.predictor import DEFAULT_BEAM_WIDTH, TitlePredictor
 from tests.stages.conftest import run_stages
-from tests.tiny_model import tiny_issues
+from tests.tiny_model import tiny_issues, tiny_train
 
 # Unseen bodies (other seeds than the training rows) plus the edge cases a server gets.
 BODIES = [issue.body for issue in tiny_issues(14, seed=11)] + [
@@ -22,22 +22,7 @@ BODIES = [issue.body for issue in tiny_issues(14, seed=11)] + [
 @pytest.fixture(scope="module")
 def tutorial_model(tmp_path_factory) -> Path:
     """The tutorial architecture, trained in seconds on the tiny model's synthetic issues (a train output)."""
-    from issue_titles.csvio import write_issues
-    from issue_titles.preprocess import run_preprocess
-    from issue_titles.split import SplitSettings, run_split
-    from issue_titles.text import TextConfig
-    from issue_titles.train import TrainSettings, run_train
-
-    work = tmp_path_factory.mktemp("tutorial")
-    (work / "raw").mkdir()
-    write_issues(work / "raw" / "issues.csv", tiny_issues())
-    run_split(work / "raw", work / "split", SplitSettings(test_fraction=0.2, seed=1))
-    run_preprocess(work / "split", work / "pre_process",
-                   TextConfig(body_vocab_size=120, body_length=24, title_vocab_size=60, title_length=8))  # fmt: skip
-    run_train(work / "pre_process", work / "train",
-              TrainSettings(architecture="tutorial", epochs=3, batch_size=16, embedding_dim=16, hidden_dim=16,
-                            dropout=0.0, learning_rate=0.01, verbose=0))  # fmt: skip
-    return work / "train"
+    return tiny_train(tmp_path_factory.mktemp("tutorial"), architecture="tutorial", epochs=3)
 
 
 def test_default_decoding_is_beam_search(tiny):
