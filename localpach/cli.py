@@ -378,6 +378,8 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
         "epochs": "training epochs",
         "batch_size": "training batch size",
         "learning_rate": "optimizer learning rate",
+        "embedding_dim": "word embedding size (default: the stage's, 128)",
+        "hidden_dim": "recurrent state size (default: the stage's, 256)",
         "architecture": "model architecture (default or tutorial)",
         "min_rouge_l": "quality gate: build also refuses a model below this ROUGE-L",
         "beat_baseline": "build even a model that does not beat the best extractive baseline (refused by default)",

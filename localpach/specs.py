@@ -30,6 +30,8 @@ SETTING_FLAGS: dict[str, type] = {
     "epochs": int,
     "batch_size": int,
     "learning_rate": float,
+    "embedding_dim": int,
+    "hidden_dim": int,
     "architecture": str,
     "min_rouge_l": float,
     "beat_baseline": bool,  # the CLI spells it --allow-below-baseline (sets it to False)

@@ -32,6 +32,8 @@ class PipelineSettings:
     epochs: int | None = None
     batch_size: int | None = None
     learning_rate: float | None = None
+    embedding_dim: int | None = None  # the model's size; None: the stage's default (the demo trains a smaller one)
+    hidden_dim: int | None = None
     architecture: str = "default"
     min_rouge_l: float = 0.0
     beat_baseline: bool = True
@@ -62,7 +64,7 @@ def _problems(s: PipelineSettings):
         yield "sample_size must be an integer >= 10, or None for all rows"
     if not 0 < s.test_fraction < 1:
         yield "test_fraction must be between 0 and 1"
-    for field in ("epochs", "batch_size"):
+    for field in ("epochs", "batch_size", "embedding_dim", "hidden_dim"):
         value = getattr(s, field)
         if value is not None and (not isinstance(value, int) or value < 1):
             yield f"{field} must be a positive integer, or None for the stage's default"

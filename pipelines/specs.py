@@ -72,7 +72,8 @@ def pre_process(settings: PipelineSettings) -> Spec:
 def train(settings: PipelineSettings) -> Spec:
     cmd = ["stages", "train", "--input", "/pfs/pre_process", "--output", "/pfs/out", "--architecture",
            settings.architecture]
-    cmd += _flags(epochs=settings.epochs, batch_size=settings.batch_size, learning_rate=settings.learning_rate)
+    cmd += _flags(epochs=settings.epochs, batch_size=settings.batch_size, learning_rate=settings.learning_rate,
+                  embedding_dim=settings.embedding_dim, hidden_dim=settings.hidden_dim)
     spec = _spec("train", "Train the sequence-to-sequence title model.", settings, pfs("pre_process"), cmd)
     # 1 CPU and 4Gi requested (up to 4 CPUs and 12Gi used): with pachd, Seldon and two model replicas this still fits
     # the documented 4-CPU / 12 GiB minikube (tests/infra/test_resource_budget.py adds it up).

@@ -35,3 +35,15 @@ def test_the_demo_answers_the_tutorial_request_and_reruns_every_job_after_the_up
     assert data_row and data_row.group(1) != data_row.group(2)
     assert (demo_dir / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| rouge_l |" in (demo_dir / "metrics.md").read_text()
+
+
+def test_the_demo_trains_its_own_smaller_model_and_flags_override_it() -> None:
+    from localpach.demo import DEMO_SETTINGS, demo_settings
+    from localpach.specs import local_settings
+    from pipelines.specs import train
+
+    settings = demo_settings({"hidden_dim": None, "epochs": 2})
+    assert settings == DEMO_SETTINGS | {"epochs": 2}
+    cmd = train(local_settings(**settings))["transform"]["cmd"]
+    assert cmd[cmd.index("--hidden-dim") + 1] == "128" and cmd[cmd.index("--embedding-dim") + 1] == "64"
+    assert cmd[cmd.index("--epochs") + 1] == "2"

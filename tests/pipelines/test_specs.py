@@ -78,7 +78,13 @@ def test_unset_training_knobs_leave_the_stage_defaults():
     assert "--sample-size" not in by_name(GPU)["split"]["transform"]["cmd"]
 
 
+def test_the_model_size_reaches_the_train_command():
+    small = PipelineSettings(stage_image="s:1", serving_image_repo="r/serve", embedding_dim=64, hidden_dim=128)
+    assert by_name(small)["train"]["transform"]["cmd"][-4:] == ["--embedding-dim", "64", "--hidden-dim", "128"]
+
+
 @pytest.mark.parametrize("changes, message", [
+    ({"hidden_dim": 0}, "hidden_dim must be a positive integer"),
     ({"architecture": "transformer"}, "architecture must be one of default, tutorial"),
     ({"gpus": -1}, "gpus must be a non-negative integer"),
     ({"serving_image_repo": "r/serve:v1"}, "must not carry a tag"),
