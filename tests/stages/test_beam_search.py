@@ -119,3 +119,40 @@ def test_predict_command_refuses_bad_decoding_options(argument, tiny, tmp_path, 
                    *argument)  # fmt: skip
     assert stopped.value.code == 2
     assert argument[0] in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def greedy_bundle(tmp_path_factory) -> Path:
+    """A bundle built (evaluated and gated) with `--beam-width 1`."""
+    from issue_titles.build import run_build
+
+    work = tmp_path_factory.mktemp("greedy")
+    bundle = work / "bundle"
+    run_build([tiny_train(work), work / "split"], bundle, env={}, beat_baseline=False, beam_width=1)
+    return bundle
+
+
+def test_a_bundle_records_the_decoding_its_gate_measured(greedy_bundle):
+    provenance = json.loads((greedy_bundle / "provenance.json").read_text())
+    metrics = json.loads((greedy_bundle / "metrics.json").read_text())
+    assert provenance["decoding"] == {"beam_width": 1, "length_penalty": 2.0, "min_length": 0}
+    assert metrics["decoding"]["beam_width"] == 1
+
+
+def test_a_served_bundle_decodes_as_it_was_gated_unless_told_otherwise(greedy_bundle):
+    assert TitlePredictor.load_bundle(greedy_bundle).decoding["method"] == "greedy"  # what the serving runtime loads
+    assert TitlePredictor.load(greedy_bundle).beam_width == 1
+    assert TitlePredictor.load(greedy_bundle, beam_width=3).beam_width == 3
+
+
+def test_a_bad_recorded_decoding_is_refused_naming_the_file(greedy_bundle, tmp_path):
+    import shutil
+
+    from issue_titles.errors import StageError
+
+    copy = Path(shutil.copytree(greedy_bundle, tmp_path / "bundle"))
+    provenance = json.loads((copy / "provenance.json").read_text())
+    (copy / "provenance.json").write_text(json.dumps(provenance | {"decoding": {"beam_width": 0}}))
+    with pytest.raises(StageError, match="recorded decoding: beam_width must be") as refused:
+        TitlePredictor.load_bundle(copy)
+    assert "provenance.json" in str(refused.value)

@@ -144,6 +144,8 @@ def run_build(
             "code": code_version(),
             "architecture": model_info.get("architecture"),
             "training": model_info.get("training"),
+            # what the gate measured is what is served: the serving runtime and `stages predict` decode this way
+            "decoding": {key: predictor.decoding[key] for key in ("beam_width", "length_penalty", "min_length")},
             "metrics": {key: metrics[key] for key in ("model", "lead_baseline", "test_rows")}
             | ({"heldout": {k: v for k, v in metrics["heldout"].items() if k != "repositories"}}
                if "heldout" in metrics else {}),

@@ -49,6 +49,8 @@ UNK_ID = 1
 DEFAULT_BEAM_WIDTH = 2
 DEFAULT_LENGTH_PENALTY = 2.0  # GNMT's alpha; 0 ranks titles by their plain summed log-probability
 DEFAULT_MIN_LENGTH = 0  # words before the end marker may be chosen; 0: only "not before the first word"
+DECODING_DEFAULTS = {"beam_width": DEFAULT_BEAM_WIDTH, "length_penalty": DEFAULT_LENGTH_PENALTY,
+                     "min_length": DEFAULT_MIN_LENGTH}
 PROBABILITY_FLOOR = 1e-9  # tiny probabilities are floored before the log (beam search); exact zeros are impossible ids
 
 
@@ -104,19 +106,17 @@ class TitlePredictor:
     ) -> "TitlePredictor":
         """Rebuild from a `stages train` output or a `stages build` bundle (checked if it has provenance.json).
 
-        The decoding options (None: the module defaults) are checked before any file is read, so a bad one fails
-        fast with one line."""
-        decoding = {
-            "beam_width": DEFAULT_BEAM_WIDTH if beam_width is None else beam_width,
-            "length_penalty": DEFAULT_LENGTH_PENALTY if length_penalty is None else length_penalty,
-            "min_length": DEFAULT_MIN_LENGTH if min_length is None else min_length,
-        }
-        _check_decoding(**decoding, max_steps=None)
+        Decoding options left as None take the bundle's recorded ones (provenance.json "decoding": what build
+        evaluated and gated), else the module defaults. Given ones are checked before any file is read, so a bad
+        one fails fast with one line."""
+        given = {"beam_width": beam_width, "length_penalty": length_penalty, "min_length": min_length}
+        _check_decoding(**_with_defaults(given), max_steps=None)
         folder = Path(folder)
         if not folder.is_dir():
             raise StageError("model folder does not exist", path=folder)
         if verify and (folder / PROVENANCE).is_file():
             verify_bundle(folder)
+        decoding = _with_defaults(given, recorded_decoding(folder))
         info, config, text_config = read_description(folder)
         encoder = TextEncoder(
             read_vocabulary(folder / "body_vocab.json"), read_vocabulary(folder / "title_vocab.json"), text_config
@@ -444,6 +444,30 @@ def _log_probabilities(probs):
     probs = tf.cast(probs, tf.float32)
     logs = tf.cast(tf.math.log(tf.cast(tf.maximum(probs, PROBABILITY_FLOOR), tf.float64)), tf.float32)
     return tf.where(probs > 0.0, logs, tf.constant(-np.inf, tf.float32))
+
+
+def recorded_decoding(folder: Path) -> dict:
+    """The decoding a bundle was evaluated and gated with (provenance.json "decoding"); {} for a training output or a
+    bundle from before it was recorded. Checked like given options, naming the file when it is wrong."""
+    path = Path(folder) / PROVENANCE
+    if not path.is_file():
+        return {}
+    recorded = read_json(path).get("decoding") or {}
+    if not isinstance(recorded, dict):
+        raise StageError("'decoding' must be an object", path=path)
+    recorded = {key: recorded[key] for key in DECODING_DEFAULTS if key in recorded}
+    try:
+        _check_decoding(**_with_defaults(recorded), max_steps=None)
+    except ValueError as error:
+        raise StageError(f"recorded decoding: {error}", path=path) from None
+    return recorded
+
+
+def _with_defaults(given: dict, fallback: dict | None = None) -> dict:
+    """Each decoding option: the given value, else the fallback's (a bundle's record), else the module default."""
+    fallback = fallback or {}
+    return {key: given.get(key) if given.get(key) is not None else fallback.get(key, default)
+            for key, default in DECODING_DEFAULTS.items()}
 
 
 def _check_decoding(
