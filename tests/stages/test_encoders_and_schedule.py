@@ -49,3 +49,25 @@ def test_the_constant_schedule_is_the_plain_learning_rate():
     settings = TrainSettings(architecture="tutorial").resolved()
     assert settings.schedule == "constant"
     assert learning_rate_schedule(settings, train_rows=1000) == settings.learning_rate
+
+
+def test_label_smoothing_adds_the_spread_over_the_vocabulary_to_the_loss():
+    keras.utils.set_random_seed(1)
+    model = build_model(ModelConfig("pointer_generator", 50, 50, 10, 6, 16, 32, 0.0))
+    x, y = tiny_batch()
+    plain = float(model.training_loss(0.0)(y, model(x)))
+    smoothed_loss = model.training_loss(0.2)  # from now on `call` also returns the spread term
+    outputs = model(x)
+    assert outputs.shape == (*y.shape, 2)
+    mask = y != 0
+    nll, spread = -np.log(np.asarray(outputs[..., 0])), np.asarray(outputs[..., 1])
+    expected = ((0.8 * nll + 0.2 * spread) * mask).sum() / mask.sum()
+    assert float(smoothed_loss(y, outputs)) == pytest.approx(expected, rel=1e-5)
+    assert nll[mask].mean() == pytest.approx(plain, rel=1e-5)  # the same P(target) as without smoothing
+
+
+def test_label_smoothing_is_refused_for_the_tutorial_architecture():
+    from issue_titles.errors import StageError
+
+    with pytest.raises(StageError, match="--label-smoothing is out of range"):
+        TrainSettings(architecture="tutorial", label_smoothing=0.1).resolved()

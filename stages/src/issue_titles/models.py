@@ -103,7 +103,7 @@ class Seq2SeqModel(keras.Model):
         """(B,) previous tokens -> ((B, output_size) scores, next state); greedy decoding takes the argmax."""
         raise NotImplementedError
 
-    def training_loss(self):
+    def training_loss(self, label_smoothing: float = 0.0):
         raise NotImplementedError
 
 
@@ -143,8 +143,10 @@ class TutorialSeq2Seq(Seq2SeqModel):
         probabilities, state = self._decode(ops.expand_dims(tokens, 1), state, training=False)
         return probabilities[:, 0, :], state
 
-    def training_loss(self):
+    def training_loss(self, label_smoothing: float = 0.0):
         # As in the tutorial: plain cross-entropy over every position, padding included.
+        if label_smoothing:
+            raise ValueError("label smoothing is implemented for the pointer_generator architecture only")
         return keras.losses.SparseCategoricalCrossentropy()
 
 
@@ -215,7 +217,13 @@ class PointerGenerator(Seq2SeqModel):
         hits = ops.cast(ops.equal(memory["body_copy"][:, None, :], target[:, :, None]), attention.dtype)
         copy_target = ops.sum(attention * hits, axis=-1)
         generate = generate[..., 0]
-        return generate * vocab_target + (1.0 - generate) * copy_target
+        probability = generate * vocab_target + (1.0 - generate) * copy_target
+        if not self.label_smoothing:
+            return probability
+        # Label smoothing (Szegedy et al., 2016): the loss also pays for the mean -log P over the title vocabulary,
+        # which keeps the generator from staking everything on the frequent words of the training repositories.
+        spread = -ops.mean(ops.log(ops.clip(generate[..., None] * vocab, 1e-9, 1.0)), axis=-1)
+        return ops.stack([probability, spread], axis=-1)
 
     def step(self, tokens, memory, state):
         import tensorflow as tf  # the scatter of copy probabilities onto ids is done with a TF segment sum
@@ -231,8 +239,21 @@ class PointerGenerator(Seq2SeqModel):
         )
         return generated + tf.reshape(copied, [batch, width]), state
 
-    def training_loss(self):
-        return masked_negative_log_likelihood
+    label_smoothing = 0.0  # set by `stages train` before compiling; with it, `call` also returns the spread term
+
+    def training_loss(self, label_smoothing: float = 0.0):
+        self.label_smoothing = float(label_smoothing)
+        if not label_smoothing:
+            return masked_negative_log_likelihood
+
+        def smoothed_negative_log_likelihood(target, outputs):
+            """(1 - e) * -log P(target) + e * mean -log P(word) over the title vocabulary, on real tokens."""
+            mask = ops.cast(ops.not_equal(target, 0), outputs.dtype)
+            nll = -ops.log(ops.clip(outputs[..., 0], 1e-9, 1.0))
+            loss = (1.0 - label_smoothing) * nll + label_smoothing * outputs[..., 1]
+            return ops.sum(loss * mask) / ops.maximum(ops.sum(mask), 1.0)
+
+        return smoothed_negative_log_likelihood
 
 
 class TransformerEncoder(layers.Layer):

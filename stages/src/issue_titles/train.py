@@ -23,12 +23,12 @@ ARCHITECTURE_DEFAULTS: dict[str, dict] = {
     TUTORIAL: {
         "epochs": 7, "batch_size": 1200, "learning_rate": 0.001,
         "embedding_dim": 300, "hidden_dim": 300, "dropout": 0.0, "patience": None,
-        "encoder": "bigru", "schedule": "constant",
+        "encoder": "bigru", "schedule": "constant", "label_smoothing": 0.0,
     },
     POINTER_GENERATOR: {
         "epochs": 3, "batch_size": 128, "learning_rate": 0.002,
         "embedding_dim": 128, "hidden_dim": 256, "dropout": 0.3, "patience": 2,
-        "encoder": "bigru", "schedule": "cosine",
+        "encoder": "bigru", "schedule": "cosine", "label_smoothing": 0.0,
     },
 }  # fmt: skip
 
@@ -65,6 +65,7 @@ class TrainSettings:
     patience: int | None = None
     encoder: str | None = None
     schedule: str | None = None
+    label_smoothing: float | None = None
     validation_split: float = 0.12
     max_minutes: float | None = None
     seed: int = 42
@@ -92,6 +93,8 @@ class TrainSettings:
             "--validation-split": 0.0 < filled.validation_split < 1.0,
             "--encoder": filled.encoder in ("bigru", "transformer"),
             "--schedule": filled.schedule in SCHEDULES,
+            "--label-smoothing": 0.0 <= filled.label_smoothing < 1.0
+            and (filled.label_smoothing == 0.0 or architecture == POINTER_GENERATOR),
         }
         for flag, ok in checks.items():
             if not ok:
@@ -158,7 +161,7 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
             learning_rate=learning_rate_schedule(settings, train_rows),
             clipnorm=None if settings.architecture == TUTORIAL else 5.0,  # the tutorial did not clip
         ),
-        loss=model.training_loss(),
+        loss=model.training_loss(settings.label_smoothing),
         jit_compile=True if compiled else "auto",
     )
     x, y = training_inputs(arrays, settings.architecture)
@@ -183,6 +186,7 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
         "schedule": settings.schedule,
         "encoder": settings.encoder,
         "dropout": settings.dropout,
+        "label_smoothing": settings.label_smoothing,
         "xla_unrolled": compiled,
         "validation_split": settings.validation_split,
         "patience": settings.patience,
