@@ -1,4 +1,7 @@
-"""The pointer-generator's two body encoders train and decode; the cosine schedule warms up and decays to zero."""
+"""The pointer-generator's two body encoders train and decode; the cosine schedule warms up and decays to zero;
+label smoothing and mixed precision are what they say."""
+
+import json
 
 import keras
 import numpy as np
@@ -71,3 +74,36 @@ def test_label_smoothing_is_refused_for_the_tutorial_architecture():
 
     with pytest.raises(StageError, match="--label-smoothing is out of range"):
         TrainSettings(architecture="tutorial", label_smoothing=0.1).resolved()
+
+
+@pytest.mark.parametrize("precision, architecture, gpus, policy", [
+    ("auto", "default", 1, "mixed_float16"),
+    ("auto", "default", 0, "float32"),
+    ("auto", "tutorial", 1, "float32"),
+    ("float32", "default", 1, "float32"),
+    ("mixed", "default", 0, "mixed_float16"),
+])  # fmt: skip
+def test_mixed_precision_is_chosen_for_the_pointer_generator_on_a_gpu(precision, architecture, gpus, policy):
+    from issue_titles.train import dtype_policy
+
+    assert dtype_policy(TrainSettings(architecture, precision=precision).resolved(), gpus=gpus) == policy
+
+
+def test_a_mixed_precision_training_gives_float32_weights_that_a_predictor_loads(tmp_path):
+    """What a GPU training does (forced here on the CPU): float16 compute, float32 weights, probabilities and loss."""
+    from issue_titles.predictor import TitlePredictor
+    from issue_titles.train import run_train
+    from tests.tiny_model import tiny_issues, tiny_train
+
+    trained = tiny_train(tmp_path / "fp32", epochs=1)  # for its pre_process output
+    settings = TrainSettings(epochs=2, batch_size=16, embedding_dim=16, hidden_dim=16, dropout=0.0,
+                             learning_rate=0.01, precision="mixed", verbose=0)  # fmt: skip
+    info = run_train(trained.parent / "pre_process", tmp_path / "mixed", settings)
+    assert info["training"]["precision"] == "mixed_float16"
+    assert np.isfinite(info["training"]["final_loss"]) and info["training"]["final_loss"] < info["training"]["first_loss"]
+    assert keras.mixed_precision.dtype_policy().name == "float32"  # the global policy is put back
+    predictor = TitlePredictor.load(tmp_path / "mixed")
+    assert all(weight.dtype == "float32" for weight in predictor.model.weights)
+    titles = predictor.predict([issue.body for issue in tiny_issues(4, seed=3)])
+    assert len(titles) == 4 and all(titles)
+    assert json.loads((tmp_path / "mixed" / "model.json").read_text())["training"]["precision"] == "mixed_float16"

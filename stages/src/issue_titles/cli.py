@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="pointer_generator's body encoder (default bigru)")
     train.add_argument("--schedule", choices=("constant", "cosine"), default=None,
                        help="learning-rate schedule (default: cosine for pointer_generator, constant for tutorial)")
+    train.add_argument("--precision", choices=("auto", "float32", "mixed"), default="auto",
+                       help="auto (default): mixed float16 on a GPU for pointer_generator, float32 otherwise")
     train.add_argument("--label-smoothing", type=_non_negative_float, default=None,
                        help="share of the loss spread over the title vocabulary (pointer_generator; default 0)")
     train.add_argument("--validation-split", type=_fraction, default=0.12)
@@ -236,7 +238,7 @@ def run(args: argparse.Namespace) -> None:
             architecture=args.architecture, epochs=args.epochs, batch_size=args.batch_size,
             learning_rate=args.learning_rate, embedding_dim=args.embedding_dim, hidden_dim=args.hidden_dim,
             dropout=args.dropout, patience=args.patience, encoder=args.encoder, schedule=args.schedule,
-            label_smoothing=args.label_smoothing,
+            label_smoothing=args.label_smoothing, precision=args.precision,
             validation_split=args.validation_split,
             max_minutes=args.max_minutes, seed=args.seed,
         )  # fmt: skip

@@ -173,8 +173,10 @@ class PointerGenerator(Seq2SeqModel):
         self.decoder_gru = layers.GRU(size, return_sequences=True, return_state=True, unroll=unroll, name="decoder_gru")
         self.attentional = layers.Dense(size, activation="tanh", name="attentional")
         self.dropout = layers.Dropout(config.dropout, name="dropout")
-        self.vocab_logits = layers.Dense(config.title_vocab_size, name="vocab_logits")
-        self.generate_gate = layers.Dense(1, activation="sigmoid", name="generate_gate")
+        # The output distribution, the copy gate and the attention are computed in float32 even under a mixed
+        # float16 policy (GPU training): the loss mixes and logs small probabilities, and -1e9 masks overflow float16.
+        self.vocab_logits = layers.Dense(config.title_vocab_size, dtype="float32", name="vocab_logits")
+        self.generate_gate = layers.Dense(1, activation="sigmoid", dtype="float32", name="generate_gate")
 
     def encode(self, body, body_copy, training: bool = False):
         mask = ops.not_equal(body, 0)
@@ -189,7 +191,7 @@ class PointerGenerator(Seq2SeqModel):
         memory = {
             "states": states,
             "keys": self.attention_keys(states),
-            "bias": ops.where(mask, 0.0, NEG_INF),
+            "bias": ops.cast(ops.where(mask, 0.0, NEG_INF), "float32"),
             "body_copy": ops.cast(body_copy, "int32"),
         }
         return memory, self.bridge(summary)
@@ -197,9 +199,9 @@ class PointerGenerator(Seq2SeqModel):
     def _decode(self, tokens, memory, state, training: bool):
         embedded = self.dropout(self.title_embedding(tokens), training=training)
         sequence, state = self.decoder_gru(embedded, initial_state=state, training=training)
-        scores = ops.einsum("btd,bld->btl", sequence, memory["keys"]) + memory["bias"][:, None, :]
+        scores = ops.cast(ops.einsum("btd,bld->btl", sequence, memory["keys"]), "float32") + memory["bias"][:, None, :]
         attention = ops.softmax(scores, axis=-1)
-        context = ops.einsum("btl,bld->btd", attention, memory["states"])
+        context = ops.einsum("btl,bld->btd", ops.cast(attention, sequence.dtype), memory["states"])
         hidden = self.attentional(ops.concatenate([sequence, context], axis=-1))
         hidden = self.dropout(hidden, training=training)
         vocab = ops.softmax(self.vocab_logits(hidden), axis=-1)
