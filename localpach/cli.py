@@ -508,6 +508,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)  # stop like Ctrl-C: the running job is recorded as killed
+    # Ctrl-C / SIGINT always stops: a shell starts background jobs (`localpach serve &`, a CI step run with `&`) with
+    # SIGINT ignored, and Python then leaves it ignored, so `kill -INT` would not stop the server it started.
+    previous_interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return int(args.handler(args) or 0)
     except LocalPachError as error:
@@ -520,6 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_interrupt)
 
 
 def _escape(text: str) -> str:

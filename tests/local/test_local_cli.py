@@ -141,3 +141,29 @@ def test_the_state_directory_comes_from_the_environment(
     code, out, _ = cli(capsys, "list-repo")
 
     assert code == 0 and "raw_data" in out
+
+
+def test_sigint_stops_localpach_even_when_it_was_started_with_sigint_ignored(monkeypatch) -> None:
+    # A non-interactive shell starts `cmd &` with SIGINT ignored and Python keeps it ignored: `localpach serve &` (or a
+    # CI step run that way) would then never stop on `kill -INT`, and its model server would outlive the test.
+    import argparse
+    import signal
+
+    from localpach import cli
+
+    seen = {}
+
+    def command(args: argparse.Namespace) -> int:
+        seen["sigint"] = signal.getsignal(signal.SIGINT)
+        return 0
+
+    parser = argparse.ArgumentParser()
+    parser.set_defaults(handler=command)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert cli.main([]) == 0
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # put back as it was
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert seen["sigint"] is signal.default_int_handler
