@@ -15,8 +15,6 @@ import shutil
 from collections import defaultdict
 from pathlib import Path
 
-ARRAYS = ("train_body", "train_title", "train_body_copy", "train_title_copy")
-
 
 def balanced_indices(repositories: list[str], alpha: float, seed: int = 0):
     """Row indices: len(repositories) rows in all, repository r getting a share proportional to n_r ** alpha."""
@@ -51,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
+    from issue_titles.preprocess import ARRAYS
     from issue_titles.split import repository_of
 
     with open(args.split / "train.csv", newline="", encoding="utf-8") as handle:

@@ -33,7 +33,7 @@ from localpach.sample import DATA_SET_NAME, find_data_set, remove_rows
 from localpach.specs import local_settings, project_specs, raw_data_repo
 
 # The demo's own configuration, by name: the pipeline defaults (PipelineSettings) train the default model on every row
-# of the data set (about 22 minutes on 2 CPU cores); the demo trains a smaller model (embedding 64, state 128 instead
+# of the data set (about 16 minutes on 2 idle CPU cores); the demo trains a smaller model (embedding 64, state 128 instead
 # of 128 and 256) on a seeded 10,000-row sample: large enough for the served model to beat the best extractive
 # baseline on its test split, small enough that both trainings (before and after the data update) fit in a few
 # minutes on 2 CPU cores. Any flag given to `localpach demo` (--sample-size, --hidden-dim, ...) overrides it; build's

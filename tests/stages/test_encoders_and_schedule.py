@@ -99,8 +99,9 @@ def test_a_mixed_precision_training_gives_float32_weights_that_a_predictor_loads
     settings = TrainSettings(epochs=2, batch_size=16, embedding_dim=16, hidden_dim=16, dropout=0.0,
                              learning_rate=0.01, precision="mixed", verbose=0)  # fmt: skip
     info = run_train(trained.parent / "pre_process", tmp_path / "mixed", settings)
-    assert info["training"]["precision"] == "mixed_float16"
-    assert np.isfinite(info["training"]["final_loss"]) and info["training"]["final_loss"] < info["training"]["first_loss"]
+    training = info["training"]
+    assert training["precision"] == "mixed_float16"
+    assert np.isfinite(training["final_loss"]) and training["final_loss"] < training["first_loss"]
     assert keras.mixed_precision.dtype_policy().name == "float32"  # the global policy is put back
     predictor = TitlePredictor.load(tmp_path / "mixed")
     assert all(weight.dtype == "float32" for weight in predictor.model.weights)

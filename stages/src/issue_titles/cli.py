@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--precision", choices=("auto", "float32", "mixed"), default="auto",
                        help="auto (default): mixed float16 on a GPU for pointer_generator, float32 otherwise")
     train.add_argument("--label-smoothing", type=_non_negative_float, default=None,
-                       help="share of the loss spread over the title vocabulary (default 0.1 for pointer_generator, 0 for tutorial)")
+                       help="share of the loss spread over the title vocabulary "
+                            "(default 0.1 for pointer_generator, 0 for tutorial)")
     train.add_argument("--validation-split", type=_fraction, default=0.12)
     train.add_argument("--max-minutes", type=_positive_float, default=None, help="stop after the epoch that passes this")
     train.add_argument("--seed", type=int, default=42)

@@ -42,7 +42,8 @@ def dtype_policy(settings: "TrainSettings", gpus: int) -> str:
     """The Keras dtype policy to train with. On a GPU, float16 compute roughly halves the GRU and softmax time (tensor
     cores) while the weights, the attention and the output probabilities stay float32 (see models.py); on a CPU it
     only adds casts, so `auto` keeps float32 there. The tutorial architecture keeps the tutorial's float32."""
-    if settings.precision == "mixed" or (settings.precision == "auto" and gpus and settings.architecture == POINTER_GENERATOR):
+    on_gpu = settings.precision == "auto" and gpus and settings.architecture == POINTER_GENERATOR
+    if settings.precision == "mixed" or on_gpu:
         return "mixed_float16"
     return "float32"
 
