@@ -72,10 +72,12 @@ def load(url: str, body: bytes, concurrency: int, requests_total: int, time_cap_
 
 
 def in_process_floor(model: Model, bodies: list[str], repeats: int) -> dict[int, float]:
-    """Median seconds of `TitlePredictor.predict` for 1 and 32 bodies, called directly (no HTTP)."""
-    from issue_titles.predictor import TitlePredictor
+    """Median seconds of `TitlePredictor.predict` for 1 and 32 bodies, called directly (no HTTP), loaded and warmed up
+    the way the server does (small batches XLA-compiled), so the difference is what HTTP and batching cost."""
+    from issue_titles.predictor import SERVING_COMPILED_BATCH_LIMIT, TitlePredictor
 
-    predictor = TitlePredictor.load(model.path)
+    predictor = TitlePredictor.load(model.path, compiled_batch_limit=SERVING_COMPILED_BATCH_LIMIT)
+    predictor.warm_up()
     floors = {}
     for size in (1, 32):
         batch = bodies[:size]

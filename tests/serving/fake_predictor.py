@@ -42,3 +42,18 @@ class StuckPredictor(EchoPredictor):
 
 def load_stuck(model_dir: Path) -> StuckPredictor:
     return StuckPredictor(model_dir)
+
+
+class WarmingPredictor(EchoPredictor):
+    """Offers `warm_up`, as TitlePredictor does (it compiles each batch size there); records how it was warmed."""
+
+    def __init__(self, model_dir: Path) -> None:
+        super().__init__(model_dir)
+        self.warmed_with: list[str] = []
+
+    def warm_up(self, body: str) -> None:
+        self.warmed_with.append(body)
+
+
+def load_warming(model_dir: Path) -> WarmingPredictor:
+    return WarmingPredictor(model_dir)

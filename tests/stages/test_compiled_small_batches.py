@@ -1,0 +1,76 @@
+"""Small batches (a server's one-body requests) decode through XLA: the same titles as the plain graph and the
+reference loop, for any batch size up to the limit (padded to a power of two), greedy and beam, both architectures."""
+
+from pathlib import Path
+
+import pytest
+
+from issue_titles.predictor import SERVING_COMPILED_BATCH_LIMIT, TitlePredictor
+from tests.tiny_model import tiny_issues, tiny_train
+
+BODIES = [issue.body for issue in tiny_issues(6, seed=21)] + ["", "the helm chart fails to render", "Ünïcödé 😀"]
+
+
+@pytest.fixture(scope="module")
+def tutorial_model(tmp_path_factory) -> Path:
+    return tiny_train(tmp_path_factory.mktemp("tutorial"), architecture="tutorial", epochs=2)
+
+
+@pytest.mark.parametrize("beam_width", [1, 2])
+def test_compiled_small_batches_give_the_plain_graph_titles(tiny, beam_width):
+    plain = TitlePredictor.load(tiny, beam_width=beam_width)
+    compiled = TitlePredictor.load(tiny, beam_width=beam_width, compiled_batch_limit=4)
+    # chunks of 3 (padded to 4) and the last chunk of 1 go through XLA
+    assert compiled.predict(BODIES, chunk_size=3) == plain.predict(BODIES)
+    assert compiled.predict(BODIES[:1]) == plain.predict(BODIES[:1]) == plain.predict_reference(BODIES[:1])
+
+
+def test_compiled_greedy_titles_are_not_empty(tiny):
+    """XLA silently dropped the writes of the greedy loop's growing TensorArray: every title came back empty."""
+    titles = TitlePredictor.load(tiny, beam_width=1, compiled_batch_limit=8).predict(BODIES[:5])
+    assert all(title.strip() for title in titles)
+
+
+def test_compiled_small_batches_work_for_the_tutorial_architecture(tutorial_model):
+    plain = TitlePredictor.load(tutorial_model)
+    compiled = TitlePredictor.load(tutorial_model, compiled_batch_limit=2)
+    assert compiled.predict(BODIES[:2]) == plain.predict(BODIES[:2])
+
+
+def record_compiled_sizes(predictor: TitlePredictor) -> list[int]:
+    """Wrap the XLA beam decoder so the test sees the batch sizes it is called with (XLA compiles one per size)."""
+    sizes: list[int] = []
+    compiled = predictor._beam_xla
+
+    def recording(body, body_copy):
+        sizes.append(len(body))
+        return compiled(body, body_copy)
+
+    predictor._beam_xla = recording
+    return sizes
+
+
+def test_batches_above_the_limit_use_the_plain_graph(tiny):
+    predictor = TitlePredictor.load(tiny, compiled_batch_limit=2)
+    sizes = record_compiled_sizes(predictor)
+    predictor.predict(BODIES[:3])
+    assert sizes == []
+    predictor.predict(BODIES[:2])
+    assert sizes == [2]
+
+
+def test_a_served_bundle_compiles_small_batches_and_warm_up_meets_every_size_first(tiny):
+    predictor = TitlePredictor.load_bundle(tiny)  # what the serving runtime loads
+    assert predictor.compiled_batch_limit == SERVING_COMPILED_BATCH_LIMIT
+    sizes = record_compiled_sizes(predictor)
+    predictor.warm_up()
+    warmed = set(sizes)
+    sizes.clear()
+    for size in range(1, SERVING_COMPILED_BATCH_LIMIT + 1):
+        predictor.predict(BODIES[:1] * size)
+    assert set(sizes) <= warmed == {1, 2, 4, 8, 16}
+
+
+def test_a_negative_limit_is_refused(tiny):
+    with pytest.raises(ValueError, match="compiled_batch_limit"):
+        TitlePredictor.load(tiny, compiled_batch_limit=-1)
