@@ -56,11 +56,14 @@ def test_the_constant_schedule_is_the_plain_learning_rate():
 
 def test_label_smoothing_adds_the_spread_over_the_vocabulary_to_the_loss():
     keras.utils.set_random_seed(1)
-    model = build_model(ModelConfig("pointer_generator", 50, 50, 10, 6, 16, 32, 0.0))
+    config = ModelConfig("pointer_generator", 50, 50, 10, 6, 16, 32, 0.0)
+    model = build_model(config)
     x, y = tiny_batch()
-    plain = float(model.training_loss(0.0)(y, model(x)))
-    smoothed_loss = model.training_loss(0.2)  # from now on `call` also returns the spread term
-    outputs = model(x)
+    plain = float(model.training_loss()(y, model(x)))
+    smoothed = build_model(config, label_smoothing=0.2)  # the same network, its training output carries the spread
+    smoothed.set_weights(model.get_weights())
+    smoothed_loss = smoothed.training_loss()
+    outputs = smoothed(x)
     assert outputs.shape == (*y.shape, 2)
     mask = y != 0
     nll, spread = -np.log(np.asarray(outputs[..., 0])), np.asarray(outputs[..., 1])
@@ -74,6 +77,20 @@ def test_label_smoothing_is_refused_for_the_tutorial_architecture():
 
     with pytest.raises(StageError, match="--label-smoothing is out of range"):
         TrainSettings(architecture="tutorial", label_smoothing=0.1).resolved()
+    with pytest.raises(ValueError, match="pointer_generator architecture only"):
+        build_model(ModelConfig("tutorial", 50, 50, 10, 6, 16, 32), label_smoothing=0.1)
+
+
+def test_label_smoothing_is_fixed_when_the_model_is_built_and_inference_is_unchanged():
+    config = ModelConfig("pointer_generator", 50, 50, 10, 6, 16, 32, 0.0)
+    plain, smoothed = build_model(config), build_model(config, label_smoothing=0.1)
+    smoothed.set_weights(plain.get_weights())
+    x, _ = tiny_batch()
+    assert plain.label_smoothing == 0.0 and smoothed.label_smoothing == 0.1
+    memory, state = smoothed.encode(x["body"], x["body_copy"])
+    expected, _ = plain.step(x["decoder_input"][:, 0], *plain.encode(x["body"], x["body_copy"]))
+    scores, _ = smoothed.step(x["decoder_input"][:, 0], memory, state)
+    np.testing.assert_allclose(np.asarray(scores), np.asarray(expected), rtol=1e-5)
 
 
 @pytest.mark.parametrize("precision, architecture, gpus, policy", [

@@ -66,14 +66,20 @@ def resolve_architecture(name: str) -> str:
         raise ValueError(f"unknown architecture '{name}' (choose from {', '.join(ARCHITECTURE_ALIASES)})") from None
 
 
-def build_model(config: ModelConfig, unroll: bool = False) -> "Seq2SeqModel":
+def build_model(config: ModelConfig, unroll: bool = False, label_smoothing: float = 0.0) -> "Seq2SeqModel":
     """A built (weights created) model for `config`; call `load_weights` on it to restore a trained one.
 
     `unroll` (pointer_generator only) unrolls its GRUs over the fixed body and title lengths: with XLA a long
     training runs ~15% faster on a CPU, but compiling the unrolled graph takes minutes, so only large trainings
-    ask for it. The weights are the same either way."""
+    ask for it. `label_smoothing` (pointer_generator only) is a training setting: the model's training output
+    then carries the term its `training_loss` needs. The weights are the same either way."""
     architecture = resolve_architecture(config.architecture)
-    model = PointerGenerator(config, unroll=unroll) if architecture == POINTER_GENERATOR else TutorialSeq2Seq(config)
+    if architecture == POINTER_GENERATOR:
+        model = PointerGenerator(config, unroll=unroll, label_smoothing=label_smoothing)
+    elif label_smoothing:
+        raise ValueError("label smoothing is implemented for the pointer_generator architecture only")
+    else:
+        model = TutorialSeq2Seq(config)
     model.build_weights()
     return model
 
@@ -103,7 +109,8 @@ class Seq2SeqModel(keras.Model):
         """(B,) previous tokens -> ((B, output_size) scores, next state); greedy decoding takes the argmax."""
         raise NotImplementedError
 
-    def training_loss(self, label_smoothing: float = 0.0):
+    def training_loss(self):
+        """The loss `fit` minimises on this model's training output."""
         raise NotImplementedError
 
 
@@ -143,18 +150,20 @@ class TutorialSeq2Seq(Seq2SeqModel):
         probabilities, state = self._decode(ops.expand_dims(tokens, 1), state, training=False)
         return probabilities[:, 0, :], state
 
-    def training_loss(self, label_smoothing: float = 0.0):
+    def training_loss(self):
         # As in the tutorial: plain cross-entropy over every position, padding included.
-        if label_smoothing:
-            raise ValueError("label smoothing is implemented for the pointer_generator architecture only")
         return keras.losses.SparseCategoricalCrossentropy()
 
 
 class PointerGenerator(Seq2SeqModel):
     """Attention seq2seq with a copy switch; trained on P(target) = g·P_vocab + (1-g)·Σ attention on copies."""
 
-    def __init__(self, config: ModelConfig, unroll: bool = False, **kwargs) -> None:
+    def __init__(self, config: ModelConfig, unroll: bool = False, label_smoothing: float = 0.0, **kwargs) -> None:
         super().__init__(config, **kwargs)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        # With smoothing, `call` returns [P(target), spread] per position instead of P(target): see training_loss.
+        self.label_smoothing = float(label_smoothing)
         size = config.hidden_dim
         self.body_embedding = layers.Embedding(config.body_vocab_size, config.embedding_dim, name="body_embedding")
         if config.encoder == "bigru":
@@ -241,10 +250,8 @@ class PointerGenerator(Seq2SeqModel):
         )
         return generated + tf.reshape(copied, [batch, width]), state
 
-    label_smoothing = 0.0  # set by `stages train` before compiling; with it, `call` also returns the spread term
-
-    def training_loss(self, label_smoothing: float = 0.0):
-        self.label_smoothing = float(label_smoothing)
+    def training_loss(self):
+        label_smoothing = self.label_smoothing
         if not label_smoothing:
             return masked_negative_log_likelihood
 

@@ -174,7 +174,7 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
     policy = dtype_policy(settings, gpus=len(tf.config.list_physical_devices("GPU")))
     keras.mixed_precision.set_dtype_policy(policy)
     try:
-        model = build_model(config, unroll=compiled)
+        model = build_model(config, unroll=compiled, label_smoothing=settings.label_smoothing)
     finally:
         keras.mixed_precision.set_dtype_policy("float32")  # the layers keep theirs; later loads build float32 models
     model.compile(
@@ -182,7 +182,7 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
             learning_rate=learning_rate_schedule(settings, train_rows),
             clipnorm=None if settings.architecture == TUTORIAL else 5.0,  # the tutorial did not clip
         ),
-        loss=model.training_loss(settings.label_smoothing),
+        loss=model.training_loss(),
         jit_compile=True if compiled else "auto",
     )
     x, y = training_inputs(arrays, settings.architecture)
