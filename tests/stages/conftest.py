@@ -70,3 +70,11 @@ def tiny(tmp_path_factory) -> Path:
     from tests.tiny_model import tiny_bundle
 
     return tiny_bundle(tmp_path_factory.mktemp("tiny") / "bundle")
+
+
+@pytest.fixture(scope="session")
+def tutorial_model(tmp_path_factory) -> Path:
+    """The tutorial architecture, trained in seconds on the tiny model's synthetic issues (a train output)."""
+    from tests.tiny_model import tiny_train
+
+    return tiny_train(tmp_path_factory.mktemp("tutorial"), architecture="tutorial", epochs=3)

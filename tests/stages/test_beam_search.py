@@ -19,12 +19,6 @@ BODIES = [issue.body for issue in tiny_issues(14, seed=11)] + [
 ]
 
 
-@pytest.fixture(scope="module")
-def tutorial_model(tmp_path_factory) -> Path:
-    """The tutorial architecture, trained in seconds on the tiny model's synthetic issues (a train output)."""
-    return tiny_train(tmp_path_factory.mktemp("tutorial"), architecture="tutorial", epochs=3)
-
-
 def test_default_decoding_is_beam_search(tiny):
     predictor = TitlePredictor.load(tiny)
     assert predictor.beam_width == DEFAULT_BEAM_WIDTH > 1

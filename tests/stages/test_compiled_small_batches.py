@@ -1,19 +1,12 @@
 """Small batches (a server's one-body requests) decode through XLA: the same titles as the plain graph and the
 reference loop, for any batch size up to the limit (padded to a power of two), greedy and beam, both architectures."""
 
-from pathlib import Path
-
 import pytest
 
 from issue_titles.predictor import SERVING_COMPILED_BATCH_LIMIT, TitlePredictor
-from tests.tiny_model import tiny_issues, tiny_train
+from tests.tiny_model import tiny_issues
 
 BODIES = [issue.body for issue in tiny_issues(6, seed=21)] + ["", "the helm chart fails to render", "Ünïcödé 😀"]
-
-
-@pytest.fixture(scope="module")
-def tutorial_model(tmp_path_factory) -> Path:
-    return tiny_train(tmp_path_factory.mktemp("tutorial"), architecture="tutorial", epochs=2)
 
 
 @pytest.mark.parametrize("beam_width", [1, 2])

@@ -30,8 +30,8 @@ their logs with one function (`_log_probabilities`).
 Small batches — one body per request is what a server mostly sees — are dominated not by arithmetic but by the
 cost of running a few hundred small TensorFlow ops per decoding step. With `compiled_batch_limit` set (the serving
 loader sets it), a batch of up to that many bodies runs the same decoding function compiled by XLA, padded to the
-next power of two so each size compiles once: about 3x faster for one body, the same ids. Larger batches keep the
-plain graph, which XLA does not beat there and which needs no compile per batch size.
+next power of two so each size compiles once: 2.4x faster for one body (21.5 -> 8.9 ms), the same ids. Larger
+batches keep the plain graph, which XLA barely beats there and which needs no compile per batch size.
 """
 
 from collections.abc import Sequence
