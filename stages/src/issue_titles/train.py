@@ -26,7 +26,7 @@ ARCHITECTURE_DEFAULTS: dict[str, dict] = {
         "encoder": "bigru", "schedule": "constant", "label_smoothing": 0.0,
     },
     POINTER_GENERATOR: {
-        "epochs": 3, "batch_size": 128, "learning_rate": 0.002,
+        "epochs": 4, "batch_size": 128, "learning_rate": 0.002,
         "embedding_dim": 128, "hidden_dim": 256, "dropout": 0.3, "patience": 2,
         "encoder": "bigru", "schedule": "cosine", "label_smoothing": 0.1,
     },
