@@ -33,13 +33,14 @@ GRAM_BUCKETS = 30_000  # hashed trigram ids 1..GRAM_BUCKETS-1; 0 pads
 
 
 def _encoder(pre_process: Path):
-    from issue_titles.jsonio import read_json, read_vocabulary
-    from issue_titles.text import TextConfig, TextEncoder
+    from issue_titles.jsonio import read_vocabulary
+    from issue_titles.predictor import read_text_config
+    from issue_titles.text import TextEncoder
 
-    summary = read_json(pre_process / "preprocess.json")
-    config = TextConfig(**{key: summary[key] for key in TextConfig.__dataclass_fields__ if key in summary})
     return TextEncoder(
-        read_vocabulary(pre_process / "body_vocab.json"), read_vocabulary(pre_process / "title_vocab.json"), config
+        read_vocabulary(pre_process / "body_vocab.json"),
+        read_vocabulary(pre_process / "title_vocab.json"),
+        read_text_config(pre_process),
     )
 
 
@@ -88,6 +89,7 @@ def export(split: Path, pre_process: Path, output: Path) -> dict:
             ids = trigram_ids(token.decode("utf-8", errors="replace"))
             table[index, : len(ids)] = ids
     grams["gram_table"] = table
+    grams["gram_buckets"] = np.array(GRAM_BUCKETS, dtype=np.int32)  # the port sizes its trigram embedding by it
     output.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(output / "data.npz", **data)
     np.savez_compressed(output / "ngrams.npz", **grams)

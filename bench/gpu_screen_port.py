@@ -45,7 +45,6 @@ VARIANTS = {
     "large_trigrams_word_dropout": {"E": 256, "H": 512, "enc_layers": 2, "input_feed": True, "epochs": 10,
                                     "ng": True, "wd": 0.25},
 }
-BODY_LENGTH, TITLE_LENGTH, GRAM_BUCKETS = 60, 12, 30_000
 
 
 def train_one(name: str, config: dict, data_dir: str, output: str) -> None:
@@ -59,6 +58,8 @@ def train_one(name: str, config: dict, data_dir: str, output: str) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     data = dict(np.load(f"{data_dir}/data.npz")) | dict(np.load(f"{data_dir}/ngrams.npz"))
     title_vocab, start, end, body_vocab = (int(x) for x in data["meta"])
+    body_length, title_length = data["train_body"].shape[1], data["train_title"].shape[1]
+    gram_buckets = int(data["gram_buckets"])
     limit = int(os.environ.get("SCREEN_ROWS", "0"))  # a smoke run on the first rows
     torch.manual_seed(config["seed"])
 
@@ -74,7 +75,7 @@ def train_one(name: str, config: dict, data_dir: str, output: str) -> None:
             self.body_vocab = c.get("bv", body_vocab)
             self.body_embedding = nn.Embedding(self.body_vocab, E)
             if c.get("ng"):
-                self.gram_embedding = nn.Embedding(GRAM_BUCKETS, E, padding_idx=0)
+                self.gram_embedding = nn.Embedding(gram_buckets, E, padding_idx=0)
                 self.gram_table = torch.from_numpy(data["gram_table"].astype(np.int64)).to(device)
             layers = c.get("enc_layers", 1)
             self.encoder = nn.GRU(E, H // 2, num_layers=layers, batch_first=True, bidirectional=True,
@@ -106,7 +107,7 @@ def train_one(name: str, config: dict, data_dir: str, output: str) -> None:
             packed = nn.utils.rnn.pack_padded_sequence(self.dropout(embedded), lengths, batch_first=True,
                                                        enforce_sorted=False)
             states, last = self.encoder(packed)
-            states, _ = nn.utils.rnn.pad_packed_sequence(states, batch_first=True, total_length=BODY_LENGTH)
+            states, _ = nn.utils.rnn.pad_packed_sequence(states, batch_first=True, total_length=body_length)
             memory = {"states": states, "keys": self.keys(states), "copy": body_copy,
                       "bias": torch.where(mask, 0.0, -1e9)}
             return memory, torch.tanh(self.bridge(torch.cat([last[-2], last[-1]], -1)))[None]
@@ -155,18 +156,18 @@ def train_one(name: str, config: dict, data_dir: str, output: str) -> None:
         @torch.no_grad()
         def greedy(self, body, body_copy, token_ids):
             memory, state = self.encode(body, body_copy, token_ids)
-            rows, width = body.shape[0], title_vocab + BODY_LENGTH
+            rows, width = body.shape[0], title_vocab + body_length
             token = torch.full((rows, 1), start, device=device)
             finished = torch.zeros(rows, dtype=torch.bool, device=device)
             used = torch.zeros(rows, width, dtype=torch.bool, device=device)
             banned = torch.zeros(width, dtype=torch.bool, device=device)
             banned[[0, 1, start]] = True
-            output = torch.full((rows, TITLE_LENGTH - 1), end, device=device)
+            output = torch.full((rows, title_length - 1), end, device=device)
             previous = None
-            for step in range(TITLE_LENGTH - 1):
+            for step in range(title_length - 1):
                 vocab, attention, gate, state, previous = self.decode(token, memory, state, previous)
                 vocab, attention, gate = vocab[:, 0], attention[:, 0], gate[:, :1]
-                scores = F.pad(gate * vocab, (0, BODY_LENGTH)).scatter_add(1, memory["copy"], (1 - gate) * attention)
+                scores = F.pad(gate * vocab, (0, body_length)).scatter_add(1, memory["copy"], (1 - gate) * attention)
                 rules = banned.clone()
                 rules[end] = step == 0
                 chosen = scores.masked_fill(rules[None] | used, -1.0).argmax(-1)

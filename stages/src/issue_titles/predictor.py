@@ -445,6 +445,20 @@ def read_description(folder: Path) -> tuple[dict, ModelConfig, TextConfig]:
         config = ModelConfig.from_dict(info["config"])
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise StageError(f"incomplete model description: {error}", path=folder / "model.json") from None
+    text_config = read_text_config(folder)
+    for key in ("body_length", "title_length"):
+        if getattr(text_config, key) != getattr(config, key):
+            raise StageError(
+                f"{key} {getattr(text_config, key)} does not match the model's {getattr(config, key)} (model.json); "
+                "the two files come from different runs",
+                path=folder / "preprocess.json",
+            )
+    return info, config, text_config
+
+
+def read_text_config(folder: Path) -> TextConfig:
+    """preprocess.json (a pre_process output, or the copy in a model folder), checked against this code's text
+    preparation: a model or a screen fed differently prepared tokens would be wrong without any error."""
     text_fields = read_json(folder / "preprocess.json")
     if not isinstance(text_fields, dict):
         raise StageError("is not a JSON object", path=folder / "preprocess.json")
@@ -456,19 +470,11 @@ def read_description(folder: Path) -> tuple[dict, ModelConfig, TextConfig]:
             path=folder / "preprocess.json",
         )
     try:
-        text_config = TextConfig(
+        return TextConfig(
             **{key: text_fields[key] for key in ("body_vocab_size", "body_length", "title_vocab_size", "title_length")}
         )
     except (KeyError, TypeError) as error:
         raise StageError(f"incomplete text description: {error}", path=folder / "preprocess.json") from None
-    for key in ("body_length", "title_length"):
-        if getattr(text_config, key) != getattr(config, key):
-            raise StageError(
-                f"{key} {getattr(text_config, key)} does not match the model's {getattr(config, key)} (model.json); "
-                "the two files come from different runs",
-                path=folder / "preprocess.json",
-            )
-    return info, config, text_config
 
 
 def _log_probabilities(probs):
