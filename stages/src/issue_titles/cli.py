@@ -18,14 +18,22 @@ from issue_titles import __version__
 from issue_titles.errors import StageError
 
 
-def _positive_int(text: str) -> int:
+def _whole_number(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _whole_number(text, 1)
+
+
+def _non_negative_int(text: str) -> int:
+    return _whole_number(text, 0)
 
 
 def _fraction(text: str) -> float:
@@ -127,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--label-smoothing", type=_non_negative_float, default=None,
                        help="share of the loss spread over the title vocabulary "
                             "(default 0.1 for pointer_generator, 0 for tutorial)")
+    train.add_argument("--average-steps", type=_non_negative_int, default=None, metavar="STEPS",
+                       help="save the weights' moving average over about this many last steps, at most a third of "
+                            "the training (default 500 for pointer_generator; 0: the best epoch's, as the tutorial)")
     train.add_argument("--validation-split", type=_fraction, default=0.12)
     train.add_argument("--max-minutes", type=_positive_float, default=None, help="stop after the epoch that passes this")
     train.add_argument("--seed", type=int, default=42)
@@ -239,7 +250,7 @@ def run(args: argparse.Namespace) -> None:
             architecture=args.architecture, epochs=args.epochs, batch_size=args.batch_size,
             learning_rate=args.learning_rate, embedding_dim=args.embedding_dim, hidden_dim=args.hidden_dim,
             dropout=args.dropout, patience=args.patience, encoder=args.encoder, schedule=args.schedule,
-            label_smoothing=args.label_smoothing, precision=args.precision,
+            label_smoothing=args.label_smoothing, average_steps=args.average_steps, precision=args.precision,
             validation_split=args.validation_split,
             max_minutes=args.max_minutes, seed=args.seed,
         )  # fmt: skip

@@ -1,4 +1,11 @@
-"""`stages train`: fit the chosen architecture on pre_process's arrays, keep the best epoch by validation loss."""
+"""`stages train`: fit the chosen architecture on pre_process's arrays, keep the best epoch by validation loss.
+
+With weight averaging (the pointer-generator's default) the saved weights are instead an exponential moving
+average of the weights over the last training steps (Polyak averaging, Keras' `use_ema`): averaged over the last few
+hundred steps of a decaying learning rate, they generalise better than the last step's weights alone. Measured on the
+full data (stages/README.md, variants table): held-out repositories +0.003 ROUGE-L overall and on every one of the
+six, at no training cost. A worse epoch still stops training after `patience`, but the average is not rolled back.
+"""
 
 import csv
 import math
@@ -23,12 +30,12 @@ ARCHITECTURE_DEFAULTS: dict[str, dict] = {
     TUTORIAL: {
         "epochs": 7, "batch_size": 1200, "learning_rate": 0.001,
         "embedding_dim": 300, "hidden_dim": 300, "dropout": 0.0, "patience": None,
-        "encoder": "bigru", "schedule": "constant", "label_smoothing": 0.0,
+        "encoder": "bigru", "schedule": "constant", "label_smoothing": 0.0, "average_steps": 0,
     },
     POINTER_GENERATOR: {
         "epochs": 4, "batch_size": 128, "learning_rate": 0.002,
         "embedding_dim": 128, "hidden_dim": 256, "dropout": 0.3, "patience": 2,
-        "encoder": "bigru", "schedule": "cosine", "label_smoothing": 0.1,
+        "encoder": "bigru", "schedule": "cosine", "label_smoothing": 0.1, "average_steps": 500,
     },
 }  # fmt: skip
 
@@ -48,13 +55,26 @@ def dtype_policy(settings: "TrainSettings", gpus: int) -> str:
     return "float32"
 
 
+def planned_steps(settings: "TrainSettings", train_rows: int) -> int:
+    """Optimizer steps of a full training: epochs x batches of the rows left after the validation split."""
+    return settings.epochs * math.ceil(train_rows * (1 - settings.validation_split) / settings.batch_size)
+
+
+def average_momentum(settings: "TrainSettings", train_rows: int) -> float:
+    """The moving average's momentum per step, 1 - 1/window, or 0 (no averaging). The window is `average_steps`, but
+    at most a third of the planned steps: an average over most of a short training would hold its untrained start.
+    The full data's 1,728 steps average over 500 (momentum 0.998); the demo's ~340 over ~110."""
+    window = min(settings.average_steps, planned_steps(settings, train_rows) / 3)
+    return 1.0 - 1.0 / window if window > 1 else 0.0
+
+
 def learning_rate_schedule(settings: "TrainSettings", train_rows: int):
     """`constant`, or `cosine`: a short linear warm-up, then cosine decay to zero at the last planned step. With
     the few epochs a CPU budget allows, ending at a small step size gives a clearly lower loss than stopping at a
     large one."""
     if settings.schedule == "constant":
         return settings.learning_rate
-    steps = settings.epochs * math.ceil(train_rows * (1 - settings.validation_split) / settings.batch_size)
+    steps = planned_steps(settings, train_rows)
     warmup = min(200, steps // 10)
     return keras.optimizers.schedules.CosineDecay(
         0.0 if warmup else settings.learning_rate, decay_steps=max(1, steps - warmup),
@@ -77,6 +97,7 @@ class TrainSettings:
     encoder: str | None = None
     schedule: str | None = None
     label_smoothing: float | None = None
+    average_steps: int | None = None  # the weights' moving average spans about this many steps; 0: the best epoch's
     precision: str = "auto"
     validation_split: float = 0.12
     max_minutes: float | None = None
@@ -109,6 +130,7 @@ class TrainSettings:
             and (filled.precision != "mixed" or architecture == POINTER_GENERATOR),
             "--label-smoothing": 0.0 <= filled.label_smoothing < 1.0
             and (filled.label_smoothing == 0.0 or architecture == POINTER_GENERATOR),
+            "--average-steps": filled.average_steps >= 0,
         }
         for flag, ok in checks.items():
             if not ok:
@@ -169,6 +191,7 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
     train_rows = int(arrays["train_body"].shape[0])
     # XLA with unrolled GRUs: ~15% faster per step, but compiling takes minutes; worth it only for long trainings.
     compiled = settings.architecture == POINTER_GENERATOR and train_rows * settings.epochs >= COMPILE_PAYS_OFF
+    momentum = average_momentum(settings, train_rows)
     import tensorflow as tf
 
     policy = dtype_policy(settings, gpus=len(tf.config.list_physical_devices("GPU")))
@@ -181,6 +204,8 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
         optimizer=keras.optimizers.Nadam(
             learning_rate=learning_rate_schedule(settings, train_rows),
             clipnorm=None if settings.architecture == TUTORIAL else 5.0,  # the tutorial did not clip
+            # fit() ends by writing the moving average into the model (Optimizer.finalize_variable_values).
+            use_ema=bool(momentum), ema_momentum=momentum or 0.99,
         ),
         loss=model.training_loss(),
         jit_compile=True if compiled else "auto",
@@ -193,7 +218,8 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
         validation_split=settings.validation_split, callbacks=[keeper], verbose=settings.verbose,
     )  # fmt: skip
     seconds = time.monotonic() - started
-    keeper.restore(model)
+    if not momentum:
+        keeper.restore(model)  # with averaging, the model already holds the average; a raw epoch would undo it
     losses = history.history
     training = {
         "epochs_requested": settings.epochs,
@@ -208,6 +234,9 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
         "encoder": settings.encoder,
         "dropout": settings.dropout,
         "label_smoothing": settings.label_smoothing,
+        "average_steps": settings.average_steps,
+        "average_momentum": round(momentum, 6),
+        "saved_weights": "moving average" if momentum else f"epoch {keeper.best_epoch + 1}",
         "precision": policy,
         "xla_unrolled": compiled,
         "validation_split": settings.validation_split,
