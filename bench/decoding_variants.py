@@ -130,21 +130,20 @@ def main(argv: list[str] | None = None) -> int:
           f"test: {len(splits['test'])} rows, best baseline {baselines['test']['(all)']:.3f}")
     print("| variant | held-out ROUGE-L (margin) | smallest margin of one repository | test ROUGE-L | words held-out |")
     print("|---|---|---|---|---|")
+    rows = splits["heldout"] + splits["test"]
+    count = len(splits["heldout"])
     for variant in args.variants.split(","):
-        results = {}
-        for name, rows in splits.items():
-            titles = titles_for(variant, args.model, [row.body for row in rows])
-            results[name] = (titles, rouge_l_scores(titles, [row.issue_title for row in rows]))
-        titles, scores = results["heldout"]
+        titles = titles_for(variant, args.model, [row.body for row in rows])  # one model load for both splits
+        scores = rouge_l_scores(titles, [row.issue_title for row in rows])
         by_repository = defaultdict(list)
-        for row, value in zip(splits["heldout"], scores):
+        for row, value in zip(splits["heldout"], scores[:count]):
             by_repository[repository_of(row.issue_url)].append(value)
+        held = float(np.mean(scores[:count]))
         smallest = min(((np.mean(values) - baselines["heldout"][repository], repository)
                         for repository, values in by_repository.items() if repository in baselines["heldout"]),
-                       default=(np.mean(scores) - baselines["heldout"]["(all)"], "(all)"))  # fmt: skip
-        held = float(np.mean(scores))
+                       default=(held - baselines["heldout"]["(all)"], "(all)"))  # fmt: skip
         print(f"| {variant} | {held:.3f} ({held - baselines['heldout']['(all)']:+.3f}) | {smallest[0]:+.3f} "
-              f"({smallest[1]}) | {np.mean(results['test'][1]):.3f} | {mean_words(titles):.2f} |", flush=True)
+              f"({smallest[1]}) | {np.mean(scores[count:]):.3f} | {mean_words(titles[:count]):.2f} |", flush=True)
     return 0
 
 
