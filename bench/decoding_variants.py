@@ -36,15 +36,8 @@ def copy_biased_step(factor: float):
 
     def step(self, tokens, memory, state):
         vocab, attention, generate, state = self._decode(tf.expand_dims(tokens, 1), memory, state, training=False)
-        vocab, attention, generate = vocab[:, 0, :], attention[:, 0, :], generate[:, 0, :]
-        generate = generate / (generate + factor * (1.0 - generate))
-        batch, width = tf.shape(vocab)[0], self.config.output_size
-        generated = tf.pad(generate * vocab, [[0, 0], [0, self.config.body_length]])
-        slots = memory["body_copy"] + tf.range(batch, dtype=tf.int32)[:, None] * width
-        copied = tf.math.unsorted_segment_sum(
-            tf.reshape((1.0 - generate) * attention, [-1]), tf.reshape(slots, [-1]), batch * width
-        )
-        return generated + tf.reshape(copied, [batch, width]), state
+        generate = generate[:, 0, :] / (generate[:, 0, :] + factor * (1.0 - generate[:, 0, :]))
+        return self.output_scores(vocab[:, 0, :], attention[:, 0, :], generate, memory), state
 
     return step
 

@@ -237,10 +237,14 @@ class PointerGenerator(Seq2SeqModel):
         return ops.stack([probability, spread], axis=-1)
 
     def step(self, tokens, memory, state):
+        vocab, attention, generate, state = self._decode(ops.expand_dims(tokens, 1), memory, state, training=False)
+        return self.output_scores(vocab[:, 0, :], attention[:, 0, :], generate[:, 0, :], memory), state
+
+    def output_scores(self, vocab, attention, generate, memory):
+        """(B, output_size) probabilities of one step: generate·P_vocab on the title ids, (1-generate)·attention
+        summed onto each body position's copy id."""
         import tensorflow as tf  # the scatter of copy probabilities onto ids is done with a TF segment sum
 
-        vocab, attention, generate, state = self._decode(ops.expand_dims(tokens, 1), memory, state, training=False)
-        vocab, attention, generate = vocab[:, 0, :], attention[:, 0, :], generate[:, 0, :]
         batch = tf.shape(vocab)[0]
         width = self.config.output_size
         generated = tf.pad(generate * vocab, [[0, 0], [0, self.config.body_length]])
@@ -248,7 +252,7 @@ class PointerGenerator(Seq2SeqModel):
         copied = tf.math.unsorted_segment_sum(
             tf.reshape((1.0 - generate) * attention, [-1]), tf.reshape(slots, [-1]), batch * width
         )
-        return generated + tf.reshape(copied, [batch, width]), state
+        return generated + tf.reshape(copied, [batch, width])
 
     def training_loss(self):
         label_smoothing = self.label_smoothing

@@ -211,15 +211,15 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
         jit_compile=True if compiled else "auto",
     )
     x, y = training_inputs(arrays, settings.architecture)
-    keeper = BestEpoch(settings.patience, settings.max_minutes)
+    # With averaging the model ends fit() holding the average; keeping a raw epoch's weights would only undo it.
+    keeper = BestEpoch(settings.patience, settings.max_minutes, keep_weights=not momentum)
     started = time.monotonic()
     history = model.fit(
         x, y, epochs=settings.epochs, batch_size=settings.batch_size,
         validation_split=settings.validation_split, callbacks=[keeper], verbose=settings.verbose,
     )  # fmt: skip
     seconds = time.monotonic() - started
-    if not momentum:
-        keeper.restore(model)  # with averaging, the model already holds the average; a raw epoch would undo it
+    keeper.restore(model)
     losses = history.history
     training = {
         "epochs_requested": settings.epochs,
@@ -264,11 +264,13 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
 
 
 class BestEpoch(keras.callbacks.Callback):
-    """Keeps the weights of the epoch with the lowest validation loss; stops after `patience` worse epochs."""
+    """Keeps the weights of the epoch with the lowest validation loss (unless told not to: `keep_weights`); stops
+    after `patience` worse epochs."""
 
-    def __init__(self, patience: int | None, max_minutes: float | None) -> None:
+    def __init__(self, patience: int | None, max_minutes: float | None, keep_weights: bool = True) -> None:
         super().__init__()
         self.patience = patience
+        self.keep_weights = keep_weights
         self.max_minutes = max_minutes
         self.best = float("inf")
         self.best_epoch = 0
@@ -285,7 +287,8 @@ class BestEpoch(keras.callbacks.Callback):
         value = float((logs or {}).get("val_loss", np.inf))
         if value < self.best:
             self.best, self.best_epoch = value, epoch
-            self.best_weights = self.model.get_weights()
+            if self.keep_weights:
+                self.best_weights = self.model.get_weights()
         elif self.patience is not None and epoch - self.best_epoch >= self.patience:
             self.model.stop_training = True
         if self.max_minutes is not None and now - self._started > self.max_minutes * 60:
