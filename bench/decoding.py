@@ -68,6 +68,8 @@ def measure(model: Model, decoder: Decoder) -> list[dict]:
         results.append(
             {
                 "width": decoder.width,
+                "length_penalty": predictor.length_penalty,
+                "copy_bias": predictor.copy_bias,
                 "bodies": size,
                 "batched_s": batched_s,
                 "batched_tps": size / batched_s,
@@ -82,7 +84,7 @@ def measure(model: Model, decoder: Decoder) -> list[dict]:
 
 
 def run(model: Model, quick: bool, plots_dir: Path) -> Section:
-    from issue_titles.predictor import DEFAULT_BEAM_WIDTH, DEFAULT_LENGTH_PENALTY
+    from issue_titles.predictor import DEFAULT_BEAM_WIDTH
 
     results = {decoder.width: (decoder, measure(model, decoder)) for decoder in decoders(quick)}
     section = Section(
@@ -109,9 +111,11 @@ def run(model: Model, quick: bool, plots_dir: Path) -> Section:
                     f"{item['mean_words']:.2f}",
                 ]
             )
+    first = next(iter(results.values()))[1][0]  # every decoder loads the model's recorded (or default) options
     section.notes.append(
         f"Model: {model.origin}. Bodies from the vendored data set. Beam search: length penalty "
-        f"{DEFAULT_LENGTH_PENALTY} (GNMT alpha). Batched: the best of {REPEATS} warm runs of `predict` (text encoding "
+        f"{first['length_penalty']} (GNMT alpha); copy bias {first['copy_bias']} (greedy too). Batched: the best of "
+        f"{REPEATS} warm runs of `predict` (text encoding "
         "included). The per-token loop (one model call per token per hypothesis per body) is capped and its per-body "
         "time extrapolated linearly where marked; both decoders are warmed up first."
     )

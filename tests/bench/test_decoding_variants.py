@@ -23,9 +23,12 @@ def trained(tmp_path_factory):
     return model, split, [issue.body for issue in heldout]
 
 
-def test_copy_factor_one_is_the_plain_decoder(trained):
+def test_a_copy_variant_is_the_predictors_copy_bias(trained):
     model, _, bodies = trained
-    assert titles_for("copy:1", model, bodies) == TitlePredictor.load(model).predict(bodies)
+    assert titles_for("copy:1.7", model, bodies) == TitlePredictor.load(model, copy_bias=1.7).predict(bodies)
+    assert titles_for("beam:2:1.5:1", model, bodies) == TitlePredictor.load(
+        model, beam_width=2, length_penalty=1.5, copy_bias=1.0
+    ).predict(bodies)
 
 
 def test_a_reranked_title_is_the_beam_title_or_an_extractive_candidate(trained):
@@ -45,3 +48,25 @@ def test_main_prints_one_row_per_variant_with_the_held_out_margin(trained, capsy
     rows = [line for line in lines if line.startswith(("| beam", "| copy", "| rerank"))]
     assert [row.split(" | ")[0] for row in rows] == ["| beam:1:0", "| copy:1.5", "| rerank:2"]
     assert all("acme/" in row for row in rows)  # the smallest margin names its repository
+
+
+def test_main_adds_the_validation_columns_when_asked(trained, capsys):
+    model, split, _ = trained
+    assert main(["--model", str(model), "--split", str(split), "--variants", "beam:2:1.5", "--validation"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if line.startswith("| variant"))
+    row = next(line for line in lines if line.startswith("| beam:2:1.5"))
+    assert header.endswith("| validation ROUGE-L | words validation |")
+    assert len(row.split(" | ")) == len(header.split(" | "))
+
+
+def test_main_refuses_validation_rows_from_a_split_the_model_was_not_trained_from(trained, tmp_path, capsys):
+    from issue_titles.evaluate import read_test_split
+
+    model, split, _ = trained
+    write_issues(tmp_path / "train.csv", read_test_split(split, "train.csv")[:-1])
+    write_issues(tmp_path / "test.csv", read_test_split(split, "test.csv"))
+    write_issues(tmp_path / "heldout.csv", read_test_split(split, "heldout.csv"))
+    with pytest.raises(SystemExit):
+        main(["--model", str(model), "--split", str(tmp_path), "--variants", "beam:1:0", "--validation"])
+    assert "not the split it was trained from" in capsys.readouterr().err

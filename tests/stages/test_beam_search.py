@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from issue_titles.predictor import DEFAULT_BEAM_WIDTH, TitlePredictor
+from issue_titles.errors import StageError
+from issue_titles.predictor import DEFAULT_BEAM_WIDTH, DEFAULT_COPY_BIAS, DEFAULT_LENGTH_PENALTY, TitlePredictor
 from tests.stages.conftest import run_stages
 from tests.tiny_model import tiny_issues, tiny_train
 
@@ -89,7 +90,7 @@ def test_bad_decoding_options_are_refused_before_loading(options, message, tmp_p
 
 
 def test_min_length_longer_than_the_model_titles_is_refused(tiny):
-    with pytest.raises(ValueError, match="leaves no room for the end marker"):
+    with pytest.raises(StageError, match="leaves no room for the end marker"):
         TitlePredictor.load(tiny, min_length=50)
 
 
@@ -103,7 +104,8 @@ def test_evaluate_command_records_the_decoding_it_was_given(tiny, tmp_path):
                       "--beam-width", "2", "--length-penalty", "0.6")  # fmt: skip
     assert code == 0
     decoding = json.loads((tmp_path / "metrics" / "metrics.json").read_text())["decoding"]
-    assert decoding == {"method": "beam", "beam_width": 2, "length_penalty": 0.6, "min_length": 0}
+    assert decoding == {"method": "beam", "beam_width": 2, "length_penalty": 0.6, "min_length": 0,
+                        "copy_bias": DEFAULT_COPY_BIAS}
 
 
 @pytest.mark.parametrize("argument", [["--beam-width", "0"], ["--length-penalty", "-1"]])
@@ -129,7 +131,8 @@ def greedy_bundle(tmp_path_factory) -> Path:
 def test_a_bundle_records_the_decoding_its_gate_measured(greedy_bundle):
     provenance = json.loads((greedy_bundle / "provenance.json").read_text())
     metrics = json.loads((greedy_bundle / "metrics.json").read_text())
-    assert provenance["decoding"] == {"beam_width": 1, "length_penalty": 2.0, "min_length": 0}
+    assert provenance["decoding"] == {"beam_width": 1, "length_penalty": DEFAULT_LENGTH_PENALTY, "min_length": 0,
+                                      "copy_bias": DEFAULT_COPY_BIAS}
     assert metrics["decoding"]["beam_width"] == 1
 
 

@@ -8,9 +8,8 @@ from pathlib import Path
 
 from issue_titles.atomic import atomic_output_dir
 from issue_titles.errors import QualityGateError, StageError
-from issue_titles.evaluate import evaluate_split
+from issue_titles.evaluate import evaluate_split, load_for_split
 from issue_titles.jsonio import read_json, write_json
-from issue_titles.predictor import TitlePredictor
 from issue_titles.provenance import BUNDLE_FORMAT, PROVENANCE, checksums, code_version
 from issue_titles.train import MODEL_FILES
 
@@ -116,13 +115,14 @@ def run_build(
     beat_baseline: bool = True,
     beam_width: int | None = None,
     length_penalty: float | None = None,
+    copy_bias: float | None = None,
 ) -> dict:
     """Evaluate, gate, bundle. The default gate: the model must beat the best extractive baseline on ROUGE-L on
     this test split (a model worse than a one-liner is not worth serving); `min_rouge_l` is an extra absolute floor."""
     env = os.environ if env is None else env
     train_dir, split_dir = find_inputs(inputs)
-    predictor = TitlePredictor.load(train_dir, beam_width=beam_width, length_penalty=length_penalty)
-    metrics = evaluate_split(predictor, split_dir)
+    predictor, choice = load_for_split(train_dir, split_dir, beam_width, length_penalty, copy_bias)
+    metrics = evaluate_split(predictor, split_dir) | {"decoding_choice": choice}
     check_quality_gate(metrics, min_rouge_l, beat_baseline)
     model_info = read_json(train_dir / "model.json")
     with atomic_output_dir(output_dir, step="build", inputs=inputs) as staging:
@@ -145,7 +145,9 @@ def run_build(
             "architecture": model_info.get("architecture"),
             "training": model_info.get("training"),
             # what the gate measured is what is served: the serving runtime and `stages predict` decode this way
-            "decoding": {key: predictor.decoding[key] for key in ("beam_width", "length_penalty", "min_length")},
+            "decoding": {
+                key: predictor.decoding[key] for key in ("beam_width", "length_penalty", "min_length", "copy_bias")
+            },
             "metrics": {key: metrics[key] for key in ("model", "lead_baseline", "test_rows")}
             | ({"heldout": {k: v for k, v in metrics["heldout"].items() if k != "repositories"}}
                if "heldout" in metrics else {}),

@@ -75,13 +75,17 @@ def _repositories(text: str) -> tuple[str, ...]:
 
 
 def _decoding_arguments(command: argparse.ArgumentParser) -> None:
-    """--beam-width and --length-penalty, for every command that writes titles (None: the predictor's defaults)."""
+    """--beam-width, --length-penalty and --copy-bias, for every command that writes titles (None: the predictor's defaults)."""
     command.add_argument("--beam-width", type=_positive_int, default=None,
                          help="hypotheses kept per body while decoding; 1 is greedy (default: beam search, "
                          "issue_titles.predictor.DEFAULT_BEAM_WIDTH)")  # fmt: skip
     command.add_argument("--length-penalty", type=_non_negative_float, default=None,
                          help="GNMT length penalty alpha for beam search; 0 ranks by plain log-probability "
                          "(default: issue_titles.predictor.DEFAULT_LENGTH_PENALTY)")  # fmt: skip
+    command.add_argument("--copy-bias", type=_positive_float, default=None, metavar="F",
+                         help="multiply the copy switch's odds by F at every step: above 1 copies more body words, 1 "
+                         "decodes as trained (default: issue_titles.predictor.DEFAULT_COPY_BIAS for the default "
+                         "architecture; the tutorial's model does not copy)")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,7 +227,7 @@ def check_output(args: argparse.Namespace) -> None:
 
 
 def _decoding(args: argparse.Namespace) -> dict:
-    return {"beam_width": args.beam_width, "length_penalty": args.length_penalty}
+    return {"beam_width": args.beam_width, "length_penalty": args.length_penalty, "copy_bias": args.copy_bias}
 
 
 def run(args: argparse.Namespace) -> None:

@@ -5,6 +5,8 @@ the split holds one, the held-out repositories (`heldout.csv`: whole repositorie
 and per repository. The second is what a user running the model on their own repository gets.
 """
 
+import math
+import random
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -12,13 +14,27 @@ from pathlib import Path
 from issue_titles.atomic import atomic_output_dir
 from issue_titles.csvio import Issue, ReadReport, read_issue_file
 from issue_titles.errors import StageError
-from issue_titles.jsonio import write_json
-from issue_titles.metrics import LEAD_WORDS, best_lead_words, bleu, extractive_baselines, mean_words, rouge_l_scores
-from issue_titles.predictor import TitlePredictor
+from issue_titles.jsonio import read_json, write_json
+from issue_titles.metrics import (
+    LEAD_WORDS, best_lead_words, bleu, extractive_baselines, mean_words, rouge_l, rouge_l_scores,
+)  # fmt: skip
+from issue_titles.models import POINTER_GENERATOR
+from issue_titles.predictor import TitlePredictor, recorded_decoding
+from issue_titles.provenance import PROVENANCE
 from issue_titles.split import repository_of
 
 EXAMPLES = 10
 HELDOUT = "heldout.csv"
+
+# Beam search's length penalty and the copy bias change only how titles are picked from a trained model, and the best
+# values depend on the model (stages/README.md, "Decoding"): the full-data default scores best at alpha 1.75, while the
+# demo's small model shortens its titles to 4 words there and wants 2. So `evaluate` and `build`, given a split, choose
+# them on the training's own validation rows (never fitted) unless they are told, or the model is a bundle that
+# records them.
+TUNED_LENGTH_PENALTIES = (1.5, 1.75, 2.0, 2.25)
+TUNED_COPY_BIASES = (1.0, 1.6)  # pointer_generator only; the tutorial's model does not copy
+TUNING_ROWS = 3000  # a seeded sample of the validation rows: ~40 s for the full-data model on 2 cores
+MIN_TUNING_ROWS = 500  # on fewer rows the choice would follow noise: the predictor's defaults apply
 
 
 def read_test_split(split_dir: Path, name: str = "test.csv") -> list[Issue]:
@@ -122,6 +138,63 @@ def evaluate(predictor: TitlePredictor, issues: list[Issue], heldout: list[Issue
     return metrics
 
 
+def validation_rows(split_dir: Path, model_dir: Path) -> tuple[list[Issue], str]:
+    """(the rows `stages train` validated on and never fitted, "") or ([], why there are none). Keras'
+    `validation_split` holds out the arrays from floor(rows x (1 - split)) on, which pre_process wrote in train.csv's
+    order; a train.csv of another length is not the one this model was trained from."""
+    source = Path(split_dir) / "train.csv"
+    if not source.is_file():
+        return [], "the split has no train.csv"
+    training = read_json(Path(model_dir) / "model.json").get("training") or {}
+    rows, fraction = training.get("train_rows"), training.get("validation_split")
+    if not isinstance(rows, int) or not isinstance(fraction, int | float):
+        return [], "model.json does not record train_rows and validation_split"
+    issues = read_issue_file(source, ReadReport(), label="train.csv")
+    if len(issues) != rows:
+        return [], f"train.csv has {len(issues)} rows, the model trained on {rows}: not the split it was trained from"
+    return issues[int(math.floor(rows * (1.0 - fraction))) :], ""
+
+
+def choose_decoding(predictor: TitlePredictor, rows: list[Issue], sample: int = TUNING_ROWS, seed: int = 0) -> dict:
+    """The length penalty and copy bias with the best ROUGE-L on (a seeded sample of) `rows`, at the predictor's beam
+    width; every pair's score is kept. Ties go to the earlier pair (smaller alpha, then no bias)."""
+    rows = list(rows)
+    random.Random(seed).shuffle(rows)
+    rows = rows[:sample]
+    bodies, references = [issue.body for issue in rows], [issue.issue_title for issue in rows]
+    penalties = TUNED_LENGTH_PENALTIES if predictor.beam_width > 1 else (predictor.length_penalty,)
+    biases = TUNED_COPY_BIASES if predictor.architecture == POINTER_GENERATOR else (1.0,)
+    scores = []
+    for length_penalty in penalties:
+        for copy_bias in biases:
+            candidate = predictor.with_decoding(length_penalty=length_penalty, copy_bias=copy_bias)
+            scores.append({"length_penalty": length_penalty, "copy_bias": copy_bias,
+                           "rouge_l": round(rouge_l(candidate.predict(bodies), references), 4)})  # fmt: skip
+    best = max(scores, key=lambda score: score["rouge_l"])  # max keeps the first of equal scores
+    return {"length_penalty": best["length_penalty"], "copy_bias": best["copy_bias"], "rows": len(rows),
+            "scores": scores}  # fmt: skip
+
+
+def load_for_split(model_dir: Path, split_dir: Path, beam_width: int | None = None,
+                   length_penalty: float | None = None, copy_bias: float | None = None) -> tuple[TitlePredictor, dict]:
+    """(the predictor to evaluate, how its decoding was chosen). Options given, or recorded by a bundle, are used as
+    they are; otherwise the length penalty and copy bias are chosen on the model's validation rows in `split_dir`
+    (`choose_decoding`), or the defaults apply when there are fewer than MIN_TUNING_ROWS of them."""
+    predictor = TitlePredictor.load(model_dir, beam_width=beam_width, length_penalty=length_penalty,
+                                    copy_bias=copy_bias)  # fmt: skip
+    if length_penalty is not None or copy_bias is not None:
+        return predictor, {"chosen_on": "given"}
+    if (Path(model_dir) / PROVENANCE).is_file() and recorded_decoding(model_dir):
+        return predictor, {"chosen_on": "recorded by the bundle"}
+    rows, why_not = validation_rows(split_dir, model_dir)
+    if len(rows) < MIN_TUNING_ROWS:
+        why_not = why_not or f"{len(rows)} validation rows, fewer than {MIN_TUNING_ROWS}"
+        return predictor, {"chosen_on": "defaults", "why": why_not}
+    choice = choose_decoding(predictor, rows)
+    tuned = predictor.with_decoding(length_penalty=choice["length_penalty"], copy_bias=choice["copy_bias"])
+    return tuned, {"chosen_on": "validation rows"} | choice
+
+
 def evaluate_split(predictor: TitlePredictor, split_dir: Path) -> dict:
     """evaluate() on a `stages split` output: test.csv, heldout.csv when present, lead-k chosen on train.csv."""
     issues = read_test_split(split_dir)
@@ -136,9 +209,10 @@ def run_evaluate(
     output_dir: Path,
     beam_width: int | None = None,
     length_penalty: float | None = None,
+    copy_bias: float | None = None,
 ) -> dict:
-    predictor = TitlePredictor.load(model_dir, beam_width=beam_width, length_penalty=length_penalty)
-    metrics = evaluate_split(predictor, split_dir)
+    predictor, choice = load_for_split(model_dir, split_dir, beam_width, length_penalty, copy_bias)
+    metrics = evaluate_split(predictor, split_dir) | {"decoding_choice": choice}
     with atomic_output_dir(output_dir, step="evaluate", inputs=[model_dir, split_dir]) as staging:
         write_json(staging / "metrics.json", metrics)
     return metrics

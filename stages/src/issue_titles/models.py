@@ -105,8 +105,9 @@ class Seq2SeqModel(keras.Model):
     def encode(self, body, body_copy, training: bool = False):
         raise NotImplementedError
 
-    def step(self, tokens, memory, state):
-        """(B,) previous tokens -> ((B, output_size) scores, next state); greedy decoding takes the argmax."""
+    def step(self, tokens, memory, state, copy_bias: float = 1.0):
+        """(B,) previous tokens -> ((B, output_size) scores, next state); greedy decoding takes the argmax.
+        `copy_bias` (pointer_generator only) multiplies the odds of copying over generating (see PointerGenerator)."""
         raise NotImplementedError
 
     def training_loss(self):
@@ -146,7 +147,11 @@ class TutorialSeq2Seq(Seq2SeqModel):
         probabilities, _ = self._decode(inputs["decoder_input"], state, training)
         return probabilities
 
-    def step(self, tokens, memory, state):
+    def step(self, tokens, memory, state, copy_bias: float = 1.0):
+        if copy_bias != 1.0:
+            raise ValueError(
+                "copy_bias applies to the pointer_generator architecture only: the tutorial's model does not copy"
+            )
         probabilities, state = self._decode(ops.expand_dims(tokens, 1), state, training=False)
         return probabilities[:, 0, :], state
 
@@ -236,9 +241,15 @@ class PointerGenerator(Seq2SeqModel):
         spread = -ops.mean(ops.log(ops.clip(generate[..., None] * vocab, 1e-9, 1.0)), axis=-1)
         return ops.stack([probability, spread], axis=-1)
 
-    def step(self, tokens, memory, state):
+    def step(self, tokens, memory, state, copy_bias: float = 1.0):
+        """One decoding step. With `copy_bias` F != 1 the copy switch's odds are multiplied by F,
+        g' = g / (g + F (1 - g)): F > 1 copies body words more often than the switch learned to on the training
+        repositories, which suits bodies whose words the title vocabulary lacks (stages/README.md, "Decoding")."""
         vocab, attention, generate, state = self._decode(ops.expand_dims(tokens, 1), memory, state, training=False)
-        return self.output_scores(vocab[:, 0, :], attention[:, 0, :], generate[:, 0, :], memory), state
+        generate = generate[:, 0, :]
+        if copy_bias != 1.0:  # a Python branch: the default graph stays exactly the unbiased one
+            generate = generate / (generate + copy_bias * (1.0 - generate))
+        return self.output_scores(vocab[:, 0, :], attention[:, 0, :], generate, memory), state
 
     def output_scores(self, vocab, attention, generate, memory):
         """(B, output_size) probabilities of one step: generate·P_vocab on the title ids, (1-generate)·attention

@@ -16,6 +16,7 @@ def run_predict(
     batch_size: int = 512,
     beam_width: int | None = None,
     length_penalty: float | None = None,
+    copy_bias: float | None = None,
 ) -> dict:
     input_csv = Path(input_csv)
     if not input_csv.is_file():
@@ -23,7 +24,8 @@ def run_predict(
     target = check_output_file(output_csv, "predict", [input_csv, model_dir], header_ends_with="predicted_title")
     report = ReadReport()
     issues = read_issue_file(input_csv, report, require=(BODY,), label=input_csv.name)
-    predictor = TitlePredictor.load(model_dir, beam_width=beam_width, length_penalty=length_penalty)
+    predictor = TitlePredictor.load(model_dir, beam_width=beam_width, length_penalty=length_penalty,
+                                    copy_bias=copy_bias)
     titles = predictor.predict([issue.body for issue in issues], chunk_size=batch_size)
     with atomic_output_file(target) as staging:
         with open(staging, "w", encoding="utf-8", newline="") as handle:

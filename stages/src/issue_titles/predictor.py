@@ -49,14 +49,20 @@ MODEL_FORMAT = 1  # model.json's "format", as `stages train` writes it (train.FO
 
 UNK_ID = 1
 
-# Measured on a trained default model (stages/README.md, "Decoding"): GNMT's usual alpha 1 lets beam search settle on
-# short generic titles (2.2 words, one title for 36% of bodies); 2 brings titles to the real length (6.0 words vs 6.9)
-# and raises ROUGE-L over greedy. Width 2 keeps 1,000 bodies under 3 s even on one core; 3 and 4 add little.
+# Measured on trained default models (stages/README.md, "Decoding"): GNMT's usual alpha 1 lets beam search settle on
+# short generic titles (2.2 words, one title for 36% of bodies on a small model); 2 brings titles to about the real
+# length on small and full-data models alike. Width 2 keeps 1,000 bodies under 3 s; 3 and 4 add little. `stages
+# evaluate` and `build` choose the length penalty and copy bias per model on its validation rows (evaluate.py); these
+# defaults apply where nothing was chosen or recorded.
 DEFAULT_BEAM_WIDTH = 2
 DEFAULT_LENGTH_PENALTY = 2.0  # GNMT's alpha; 0 ranks titles by their plain summed log-probability
 DEFAULT_MIN_LENGTH = 0  # words before the end marker may be chosen; 0: only "not before the first word"
+# The copy switch's odds x this at every step (pointer_generator; the tutorial's model does not copy: 1). Raised the
+# validation rows' ROUGE-L of both the full-data default and the demo's small model (stages/README.md, "Decoding").
+DEFAULT_COPY_BIAS = 1.6
+# copy_bias None: the architecture's default (DEFAULT_COPY_BIAS, or 1 for a model that does not copy).
 DECODING_DEFAULTS = {"beam_width": DEFAULT_BEAM_WIDTH, "length_penalty": DEFAULT_LENGTH_PENALTY,
-                     "min_length": DEFAULT_MIN_LENGTH}
+                     "min_length": DEFAULT_MIN_LENGTH, "copy_bias": None}
 # Serving: batches of up to this many bodies decode through XLA (sizes 1, 2, 4, 8, 16: five compiles at load time).
 SERVING_COMPILED_BATCH_LIMIT = 16
 PROBABILITY_FLOOR = 1e-9  # tiny probabilities are floored before the log (beam search); exact zeros are impossible ids
@@ -75,6 +81,7 @@ class TitlePredictor:
         length_penalty: float = DEFAULT_LENGTH_PENALTY,
         min_length: int = DEFAULT_MIN_LENGTH,
         compiled_batch_limit: int = 0,
+        copy_bias: float | None = None,
     ) -> None:
         import tensorflow as tf
 
@@ -84,9 +91,14 @@ class TitlePredictor:
         self.source = source
         self.config: ModelConfig = model.config
         self.max_steps = self.config.title_length - 1
-        self.beam_width, self.length_penalty, self.min_length = _check_decoding(
-            beam_width, length_penalty, min_length, self.max_steps
+        self.beam_width, self.length_penalty, self.min_length, copy_bias = _check_decoding(
+            beam_width, length_penalty, min_length, self.max_steps, copy_bias
         )
+        copies = self.config.architecture == POINTER_GENERATOR
+        if copy_bias is not None and copy_bias != 1.0 and not copies:
+            raise ValueError(f"copy_bias {copy_bias} applies to the pointer_generator architecture only: the "
+                             f"{self.config.architecture} model does not copy")  # fmt: skip
+        self.copy_bias = copy_bias if copy_bias is not None else (DEFAULT_COPY_BIAS if copies else 1.0)
         if self.beam_width > self.config.output_size:
             raise ValueError(f"beam_width {self.beam_width} is wider than this model's {self.config.output_size} ids")
         banned = np.zeros(self.config.output_size, dtype=bool)
@@ -119,13 +131,15 @@ class TitlePredictor:
         length_penalty: float | None = None,
         min_length: int | None = None,
         compiled_batch_limit: int = 0,
+        copy_bias: float | None = None,
     ) -> "TitlePredictor":
         """Rebuild from a `stages train` output or a `stages build` bundle (checked if it has provenance.json).
 
         Decoding options left as None take the bundle's recorded ones (provenance.json "decoding": what build
         evaluated and gated), else the module defaults. Given ones are checked before any file is read, so a bad
         one fails fast with one line."""
-        given = {"beam_width": beam_width, "length_penalty": length_penalty, "min_length": min_length}
+        given = {"beam_width": beam_width, "length_penalty": length_penalty, "min_length": min_length,
+                 "copy_bias": copy_bias}
         _check_decoding(**_with_defaults(given), max_steps=None)
         folder = Path(folder)
         if not folder.is_dir():
@@ -150,7 +164,10 @@ class TitlePredictor:
             model.load_weights(weights)
         except (ValueError, OSError) as error:
             raise StageError(f"weights do not fit the model described in model.json: {error}", path=weights) from None
-        return cls(model, encoder, info, folder, compiled_batch_limit=compiled_batch_limit, **decoding)
+        try:
+            return cls(model, encoder, info, folder, compiled_batch_limit=compiled_batch_limit, **decoding)
+        except ValueError as error:  # an option this model cannot take: too wide a beam, a copy bias but no copying
+            raise StageError(str(error), path=folder) from None
 
     @classmethod
     def load_bundle(
@@ -164,6 +181,14 @@ class TitlePredictor:
         check_bundle(folder)
         return cls.load(folder, verify=False, compiled_batch_limit=compiled_batch_limit)
 
+    def with_decoding(self, **options) -> "TitlePredictor":
+        """The same model and text encoding, decoding with `options` changed (beam_width, length_penalty,
+        min_length, copy_bias): no second load of the weights."""
+        current = {"beam_width": self.beam_width, "length_penalty": self.length_penalty, "min_length": self.min_length,
+                   "copy_bias": self.copy_bias}  # fmt: skip
+        return TitlePredictor(self.model, self.encoder, self.info, self.source,
+                              compiled_batch_limit=self.compiled_batch_limit, **(current | options))  # fmt: skip
+
     @property
     def architecture(self) -> str:
         return self.config.architecture
@@ -176,6 +201,7 @@ class TitlePredictor:
             "beam_width": self.beam_width,
             "length_penalty": self.length_penalty,
             "min_length": self.min_length,
+            "copy_bias": self.copy_bias,
         }
 
     def predict(self, bodies: Sequence[str], chunk_size: int = 512) -> list[str]:
@@ -232,7 +258,7 @@ class TitlePredictor:
 
         token, ids = self.encoder.start_id, []
         for step in range(self.max_steps):
-            scores, state = self.model.step(tf.constant([token], dtype=tf.int32), memory, state)
+            scores, state = self.model.step(tf.constant([token], dtype=tf.int32), memory, state, self.copy_bias)
             banned = (self._banned_first if step < self._first_end_step else self._banned).copy()
             banned[ids] = True  # a title does not repeat a word
             token = int(np.argmax(np.where(banned, -1.0, np.asarray(scores)[0])))
@@ -268,7 +294,7 @@ class TitlePredictor:
                 if scores[beam] == -np.inf:
                     continue  # a dead hypothesis (fewer possible words than beams): nothing to compute
                 token = tf.constant([tokens[beam]], dtype=tf.int32)
-                probs, stepped[beam] = self.model.step(token, memory, states[beam])
+                probs, stepped[beam] = self.model.step(token, memory, states[beam], self.copy_bias)
                 row = np.asarray(probs, dtype=np.float32)[0]
                 ending[beam] = _log_probabilities(row[end_id : end_id + 1]).numpy()[0]
                 row = np.where(self._banned_alive, ruled_out, row)
@@ -313,7 +339,7 @@ class TitlePredictor:
         vocab_size = tf.constant(self.config.title_vocab_size, tf.int32)
         used = tf.zeros([batch, self.config.output_size], tf.bool)
         for step in tf.range(self.max_steps):
-            scores, state = self.model.step(token, memory, state)
+            scores, state = self.model.step(token, memory, state, self.copy_bias)
             rules = tf.cond(step < self._first_end_step, lambda: banned_first, lambda: banned)
             mask = tf.logical_or(rules[None, :], used)
             scores = tf.where(mask, tf.constant(-1.0, scores.dtype), scores)
@@ -348,7 +374,8 @@ class TitlePredictor:
         vocab_size = tf.constant(self.config.title_vocab_size, tf.int32)
         # Step 0 once per body, before tiling: the beams would all be copies of the start, so the first hypothesis'
         # `width` best first words are the beams (what the loop below would select, at a width-th of the cost).
-        probs, state = self.model.step(tf.fill([batch], tf.constant(self.encoder.start_id, tf.int32)), memory, state)
+        start = tf.fill([batch], tf.constant(self.encoder.start_id, tf.int32))
+        probs, state = self.model.step(start, memory, state, self.copy_bias)
         values, words = tf.math.top_k(tf.where(banned_alive, ruled_out, tf.cast(probs, tf.float32)), k=width)
         scores = _log_probabilities(values)  # (B, W); the reference adds these to a score of 0.0, which is exact
         words = tf.reshape(words, [-1])
@@ -368,7 +395,7 @@ class TitlePredictor:
         positions = tf.range(steps)[None, :]
         length = tf.constant(1)
         for step in tf.range(1, steps):
-            probs, stepped = self.model.step(token, memory, state)
+            probs, stepped = self.model.step(token, memory, state, self.copy_bias)
             probs = tf.cast(probs, tf.float32)
             if step >= self._first_end_step:
                 ending = tf.reshape(_log_probabilities(probs[:, self.encoder.end_id]), [batch, width])
@@ -502,6 +529,8 @@ def recorded_decoding(folder: Path) -> dict:
     recorded = read_json(path).get("decoding") or {}
     if not isinstance(recorded, dict):
         raise StageError("'decoding' must be an object", path=path)
+    if recorded and "copy_bias" not in recorded:
+        recorded["copy_bias"] = 1.0  # recorded before the copy bias existed: built and gated decoding without one
     recorded = {key: recorded[key] for key in DECODING_DEFAULTS if key in recorded}
     try:
         _check_decoding(**_with_defaults(recorded), max_steps=None)
@@ -518,8 +547,8 @@ def _with_defaults(given: dict, fallback: dict | None = None) -> dict:
 
 
 def _check_decoding(
-    beam_width: int, length_penalty: float, min_length: int, max_steps: int | None
-) -> tuple[int, float, int]:
+    beam_width: int, length_penalty: float, min_length: int, max_steps: int | None, copy_bias: float | None = None
+) -> tuple[int, float, int, float | None]:
     """Refuse decoding options that would fail deep inside TensorFlow or silently mean something else."""
     if isinstance(beam_width, bool) or not isinstance(beam_width, int | np.integer) or beam_width < 1:
         raise ValueError(f"beam_width must be a whole number of at least 1 (1 is greedy decoding), got {beam_width!r}")
@@ -534,7 +563,14 @@ def _check_decoding(
     if max_steps is not None and min_length > max_steps - 1:
         raise ValueError(f"min_length {min_length} leaves no room for the end marker: this model's titles have at most "
                          f"{max_steps - 1} words")  # fmt: skip
-    return int(beam_width), float(length_penalty), int(min_length)
+    if copy_bias is not None:
+        if isinstance(copy_bias, bool) or not isinstance(copy_bias, int | float | np.floating):
+            raise ValueError(f"copy_bias must be a number, got {copy_bias!r}")
+        if not 0.0 < float(copy_bias) < float("inf"):
+            raise ValueError(f"copy_bias must be more than 0 (1: the copy switch as trained; above 1 copies more), "
+                             f"got {copy_bias!r}")  # fmt: skip
+        copy_bias = float(copy_bias)
+    return int(beam_width), float(length_penalty), int(min_length), copy_bias
 
 
 def _check_bodies(bodies: Sequence[str]) -> list[str]:

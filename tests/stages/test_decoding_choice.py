@@ -1,0 +1,111 @@
+"""`stages evaluate` and `build` choose the length penalty and copy bias on the model's own validation rows: the rows
+Keras held out of the fit, scored like every other split; unless told, or there are too few of them."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from issue_titles import evaluate
+from issue_titles.csvio import write_issues
+from issue_titles.evaluate import choose_decoding, load_for_split, read_test_split, validation_rows
+from issue_titles.metrics import rouge_l
+from issue_titles.predictor import DEFAULT_COPY_BIAS, DEFAULT_LENGTH_PENALTY, TitlePredictor
+from tests.tiny_model import tiny_issues, tiny_train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    work = tmp_path_factory.mktemp("choice")
+    return tiny_train(work), work / "split"
+
+
+def test_validation_rows_are_the_rows_keras_held_out_of_the_fit(trained):
+    from keras.src.trainers.data_adapters.array_slicing import train_validation_split
+
+    model, split = trained
+    training = json.loads((model / "model.json").read_text())["training"]
+    (_,), (held,) = train_validation_split((np.arange(training["train_rows"]),),
+                                           validation_split=training["validation_split"])  # fmt: skip
+    rows, why_not = validation_rows(split, model)
+    assert why_not == "" and rows == [read_test_split(split, "train.csv")[i] for i in held]
+    # ... and they are the rows pre_process encoded last, in train.csv's order
+    encoded = TitlePredictor.load(model).encoder.encode_bodies([row.body for row in rows])["body"]
+    assert np.array_equal(encoded, np.load(model.parent / "pre_process" / "train_body.npy")[held])
+
+
+def test_no_validation_rows_from_a_split_the_model_was_not_trained_from(trained, tmp_path):
+    model, split = trained
+    write_issues(tmp_path / "train.csv", read_test_split(split, "train.csv")[:-1])
+    rows, why_not = validation_rows(tmp_path, model)
+    assert rows == [] and "not the split it was trained from" in why_not
+    assert validation_rows(tmp_path / "nothing", model) == ([], "the split has no train.csv")
+
+
+def test_the_choice_is_the_best_scoring_pair_and_each_score_is_that_decodings_rouge_l(trained):
+    model, split = trained
+    predictor = TitlePredictor.load(model)
+    rows = read_test_split(split, "train.csv")  # any rows will do for the arithmetic
+    choice = choose_decoding(predictor, rows, sample=40)
+    pairs = [(score["length_penalty"], score["copy_bias"]) for score in choice["scores"]]
+    assert pairs == [(a, c) for a in evaluate.TUNED_LENGTH_PENALTIES for c in evaluate.TUNED_COPY_BIASES]
+    best = max(choice["scores"], key=lambda score: score["rouge_l"])
+    assert (choice["length_penalty"], choice["copy_bias"]) == (best["length_penalty"], best["copy_bias"])
+    sampled = choice["rows"]
+    assert sampled == 40
+    last = choice["scores"][-1]
+    shuffled = list(rows)
+    __import__("random").Random(0).shuffle(shuffled)
+    titles = predictor.with_decoding(length_penalty=last["length_penalty"], copy_bias=last["copy_bias"]).predict(
+        [row.body for row in shuffled[:sampled]]
+    )
+    assert last["rouge_l"] == round(rouge_l(titles, [row.issue_title for row in shuffled[:sampled]]), 4)
+
+
+def test_the_tutorials_model_is_tuned_without_a_copy_bias(tutorial_model):
+    rows = tiny_issues(20, seed=4)
+    choice = choose_decoding(TitlePredictor.load(tutorial_model), rows)
+    assert {score["copy_bias"] for score in choice["scores"]} == {1.0}
+
+
+def test_too_few_validation_rows_keep_the_defaults_and_say_why(trained):
+    model, split = trained
+    predictor, choice = load_for_split(model, split)
+    assert choice["chosen_on"] == "defaults" and "fewer than" in choice["why"]
+    assert (predictor.length_penalty, predictor.copy_bias) == (DEFAULT_LENGTH_PENALTY, DEFAULT_COPY_BIAS)
+
+
+def test_enough_validation_rows_choose_the_decoding_evaluate_then_uses(trained, tmp_path, monkeypatch):
+    model, split = trained
+    monkeypatch.setattr(evaluate, "MIN_TUNING_ROWS", 1)
+    metrics = evaluate.run_evaluate(model, split, tmp_path / "metrics")
+    choice = metrics["decoding_choice"]
+    assert choice["chosen_on"] == "validation rows"
+    assert metrics["decoding"]["length_penalty"] == choice["length_penalty"]
+    assert metrics["decoding"]["copy_bias"] == choice["copy_bias"]
+
+
+def test_given_options_are_not_tuned(trained, monkeypatch):
+    model, split = trained
+    monkeypatch.setattr(evaluate, "MIN_TUNING_ROWS", 1)
+    predictor, choice = load_for_split(model, split, length_penalty=0.5)
+    assert choice == {"chosen_on": "given"}
+    assert predictor.length_penalty == 0.5
+
+
+def test_a_bundle_records_the_chosen_decoding_and_is_served_with_it(trained, tmp_path, monkeypatch):
+    from issue_titles.build import run_build
+
+    model, split = trained
+    monkeypatch.setattr(evaluate, "MIN_TUNING_ROWS", 1)
+    monkeypatch.setattr(evaluate, "TUNED_LENGTH_PENALTIES", (0.5,))  # an alpha no default has
+    bundle = tmp_path / "bundle"
+    run_build([model, split], bundle, env={}, beat_baseline=False)
+    provenance = json.loads((bundle / "provenance.json").read_text())
+    assert provenance["decoding"]["length_penalty"] == 0.5
+    assert TitlePredictor.load_bundle(bundle).length_penalty == 0.5  # what the serving runtime loads
+    # evaluating the bundle again keeps what it records
+    copy = shutil.copytree(split, tmp_path / "split")
+    _, choice = load_for_split(bundle, copy)
+    assert choice == {"chosen_on": "recorded by the bundle"}
