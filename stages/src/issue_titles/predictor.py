@@ -141,6 +141,8 @@ class TitlePredictor:
         given = {"beam_width": beam_width, "length_penalty": length_penalty, "min_length": min_length,
                  "copy_bias": copy_bias}
         _check_decoding(**_with_defaults(given), max_steps=None)
+        if compiled_batch_limit < 0:  # an API argument, not a model's: a ValueError, as the constructor raises
+            raise ValueError(f"compiled_batch_limit must be >= 0, got {compiled_batch_limit}")
         folder = Path(folder)
         if not folder.is_dir():
             raise StageError("model folder does not exist", path=folder)
