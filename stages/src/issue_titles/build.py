@@ -10,6 +10,7 @@ from issue_titles.atomic import atomic_output_dir
 from issue_titles.errors import QualityGateError, StageError
 from issue_titles.evaluate import evaluate_split, load_for_split
 from issue_titles.jsonio import read_json, write_json
+from issue_titles.predictor import DECODING_DEFAULTS
 from issue_titles.provenance import BUNDLE_FORMAT, PROVENANCE, checksums, code_version
 from issue_titles.train import MODEL_FILES
 
@@ -145,9 +146,7 @@ def run_build(
             "architecture": model_info.get("architecture"),
             "training": model_info.get("training"),
             # what the gate measured is what is served: the serving runtime and `stages predict` decode this way
-            "decoding": {
-                key: predictor.decoding[key] for key in ("beam_width", "length_penalty", "min_length", "copy_bias")
-            },
+            "decoding": {key: predictor.decoding[key] for key in DECODING_DEFAULTS},
             "metrics": {key: metrics[key] for key in ("model", "lead_baseline", "test_rows")}
             | ({"heldout": {k: v for k, v in metrics["heldout"].items() if k != "repositories"}}
                if "heldout" in metrics else {}),

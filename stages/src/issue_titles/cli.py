@@ -75,7 +75,7 @@ def _repositories(text: str) -> tuple[str, ...]:
 
 
 def _decoding_arguments(command: argparse.ArgumentParser) -> None:
-    """--beam-width, --length-penalty and --copy-bias, for every command that writes titles (None: the predictor's defaults)."""
+    """--beam-width, --length-penalty and --copy-bias, for every command that writes titles (None: the defaults)."""
     command.add_argument("--beam-width", type=_positive_int, default=None,
                          help="hypotheses kept per body while decoding; 1 is greedy (default: beam search, "
                          "issue_titles.predictor.DEFAULT_BEAM_WIDTH)")  # fmt: skip

@@ -115,9 +115,7 @@ class TitlePredictor:
         signature = [tf.TensorSpec([None, length], tf.int32), tf.TensorSpec([None, length], tf.int32)]
         self._greedy = tf.function(self._greedy_ids, input_signature=signature)
         self._beam = tf.function(self._beam_ids, input_signature=signature)
-        if compiled_batch_limit < 0:
-            raise ValueError(f"compiled_batch_limit must be >= 0, got {compiled_batch_limit}")
-        self.compiled_batch_limit = compiled_batch_limit
+        self.compiled_batch_limit = _check_batch_limit(compiled_batch_limit)
         # XLA compiles once per batch size it meets; _decode_ids only ever hands it powers of two.
         self._greedy_xla = tf.function(self._greedy_ids, input_signature=signature, jit_compile=True)
         self._beam_xla = tf.function(self._beam_ids, input_signature=signature, jit_compile=True)
@@ -141,8 +139,7 @@ class TitlePredictor:
         given = {"beam_width": beam_width, "length_penalty": length_penalty, "min_length": min_length,
                  "copy_bias": copy_bias}
         _check_decoding(**_with_defaults(given), max_steps=None)
-        if compiled_batch_limit < 0:  # an API argument, not a model's: a ValueError, as the constructor raises
-            raise ValueError(f"compiled_batch_limit must be >= 0, got {compiled_batch_limit}")
+        _check_batch_limit(compiled_batch_limit)  # an API argument: a ValueError, before the StageError wrapping below
         folder = Path(folder)
         if not folder.is_dir():
             raise StageError("model folder does not exist", path=folder)
@@ -186,8 +183,7 @@ class TitlePredictor:
     def with_decoding(self, **options) -> "TitlePredictor":
         """The same model and text encoding, decoding with `options` changed (beam_width, length_penalty,
         min_length, copy_bias): no second load of the weights."""
-        current = {"beam_width": self.beam_width, "length_penalty": self.length_penalty, "min_length": self.min_length,
-                   "copy_bias": self.copy_bias}  # fmt: skip
+        current = {key: getattr(self, key) for key in DECODING_DEFAULTS}
         return TitlePredictor(self.model, self.encoder, self.info, self.source,
                               compiled_batch_limit=self.compiled_batch_limit, **(current | options))  # fmt: skip
 
@@ -573,6 +569,12 @@ def _check_decoding(
                              f"got {copy_bias!r}")  # fmt: skip
         copy_bias = float(copy_bias)
     return int(beam_width), float(length_penalty), int(min_length), copy_bias
+
+
+def _check_batch_limit(compiled_batch_limit: int) -> int:
+    if compiled_batch_limit < 0:
+        raise ValueError(f"compiled_batch_limit must be >= 0, got {compiled_batch_limit}")
+    return compiled_batch_limit
 
 
 def _check_bodies(bodies: Sequence[str]) -> list[str]:
