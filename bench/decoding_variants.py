@@ -45,6 +45,7 @@ def title_log_probabilities(predictor, bodies: list[str], titles: list[str]) -> 
         rows = slice(start, start + 512)
         copy = target["title_copy"][rows]
         probability = model({"body": body["body"][rows], "body_copy": body["body_copy"][rows],
+                             "body_grams": body["body_grams"][rows],
                              "decoder_input": target["title"][rows, :-1], "target": copy[:, 1:]}, training=False)
         real = copy[:, 1:] != 0
         logs = np.where(real, np.log(np.clip(np.asarray(probability, np.float64), 1e-9, 1.0)), 0.0).sum(axis=1)

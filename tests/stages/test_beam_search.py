@@ -41,7 +41,8 @@ def test_beam_width_one_is_greedy_decoding(tiny):
     greedy = TitlePredictor.load(tiny, beam_width=1)
     assert greedy.decoding["method"] == "greedy"
     encoded = greedy.encoder.encode_bodies(BODIES)
-    ids = greedy._greedy(encoded["body"], encoded["body_copy"]).numpy()  # the compiled greedy loop, called directly
+    # the compiled greedy loop, called directly
+    ids = greedy._greedy(encoded["body"], encoded["body_copy"], encoded["body_grams"]).numpy()
     assert greedy.predict(BODIES) == greedy.encoder.decode(ids, encoded["body_tokens"])
     assert greedy.predict(BODIES) == greedy.predict_reference(BODIES)
 

@@ -35,9 +35,9 @@ def record_compiled_sizes(predictor: TitlePredictor) -> list[int]:
     sizes: list[int] = []
     compiled = predictor._beam_xla
 
-    def recording(body, body_copy):
+    def recording(body, body_copy, body_grams):
         sizes.append(len(body))
-        return compiled(body, body_copy)
+        return compiled(body, body_copy, body_grams)
 
     predictor._beam_xla = recording
     return sizes

@@ -21,7 +21,9 @@ def step_scores(predictor: TitlePredictor, copy_bias: float) -> np.ndarray:
     import tensorflow as tf
 
     encoded = predictor.encoder.encode_bodies(BODIES)
-    memory, state = predictor.model.encode(tf.constant(encoded["body"]), tf.constant(encoded["body_copy"]))
+    memory, state = predictor.model.encode(
+        tf.constant(encoded["body"]), tf.constant(encoded["body_copy"]), tf.constant(encoded["body_grams"])
+    )
     start = tf.fill([len(BODIES)], predictor.encoder.start_id)
     return np.asarray(predictor.model.step(start, memory, state, copy_bias)[0], np.float64)
 
@@ -62,7 +64,7 @@ def test_a_larger_copy_bias_copies_more_body_words(tiny):
     def copied_ids(copy_bias: float) -> int:
         predictor = TitlePredictor.load(tiny, beam_width=1, copy_bias=copy_bias)
         encoded = predictor.encoder.encode_bodies(BODIES)
-        ids = predictor._greedy(encoded["body"], encoded["body_copy"]).numpy()
+        ids = predictor._greedy(encoded["body"], encoded["body_copy"], encoded["body_grams"]).numpy()
         return int((ids >= predictor.config.title_vocab_size).sum())
 
     assert copied_ids(0.2) < copied_ids(1.0) < copied_ids(5.0)

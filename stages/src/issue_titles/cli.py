@@ -116,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--title-vocab-size", type=_positive_int, default=text_defaults.title_vocab_size)
     pre.add_argument("--title-length", type=_positive_int, default=text_defaults.title_length,
                      help="title tokens including the start and end markers")  # fmt: skip
+    pre.add_argument("--trigrams-per-token", type=_non_negative_int, default=text_defaults.trigrams_per_token,
+                     help="hashed character trigrams of each body token the encoder also reads (0: none)")
+    pre.add_argument("--trigram-buckets", type=_positive_int, default=text_defaults.trigram_buckets,
+                     help="trigram ids are hashed into this many buckets")  # fmt: skip
 
     train = commands.add_parser("train", help="train the title model (defaults depend on --architecture)")
     train.add_argument("--input", type=Path, required=True, help="the pre_process output")
@@ -142,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--average-steps", type=_non_negative_int, default=None, metavar="STEPS",
                        help="save the weights' moving average over about this many last steps, at most a third of "
                             "the training (default 500 for pointer_generator; 0: the best epoch's, as the tutorial)")
+    train.add_argument("--word-dropout", type=_non_negative_float, default=None,
+                       help="in training, a body word enters the encoder as unknown with this probability "
+                            "(pointer_generator only; default 0; 0.25 with --trigrams-per-token in stages/README)")
     train.add_argument("--validation-split", type=_fraction, default=0.12)
     train.add_argument("--max-minutes", type=_positive_float, default=None, help="stop after the epoch that passes this")
     train.add_argument("--seed", type=int, default=42)
@@ -245,7 +252,8 @@ def run(args: argparse.Namespace) -> None:
         from issue_titles.preprocess import run_preprocess
         from issue_titles.text import TextConfig
 
-        config = TextConfig(args.body_vocab_size, args.body_length, args.title_vocab_size, args.title_length)
+        config = TextConfig(args.body_vocab_size, args.body_length, args.title_vocab_size, args.title_length,
+                            trigrams_per_token=args.trigrams_per_token, trigram_buckets=args.trigram_buckets)
         _report(run_preprocess(args.input, args.output, config))
     elif args.command == "train":
         from issue_titles.train import TrainSettings, run_train
@@ -255,6 +263,7 @@ def run(args: argparse.Namespace) -> None:
             learning_rate=args.learning_rate, embedding_dim=args.embedding_dim, hidden_dim=args.hidden_dim,
             dropout=args.dropout, patience=args.patience, encoder=args.encoder, schedule=args.schedule,
             label_smoothing=args.label_smoothing, average_steps=args.average_steps, precision=args.precision,
+            word_dropout=args.word_dropout,
             validation_split=args.validation_split,
             max_minutes=args.max_minutes, seed=args.seed,
         )  # fmt: skip

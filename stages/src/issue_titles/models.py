@@ -8,7 +8,9 @@ encoder states and a copy switch (See et al., 2017): each output word is either 
 vocabulary or copied from a body position, so titles can reuse body words even when they are rare identifiers.
 
 Both expose the same three calls the decoders use: `encode` (once per body), `step` (one token for a batch, over
-the whole output space), and `call` (teacher-forced training output).
+the whole output space), and `call` (teacher-forced training output). Bodies come as word ids, copy ids and each
+token's character-trigram ids (`text.token_trigrams`); the pointer-generator adds the mean of a token's trigram
+embeddings to its word embedding, the tutorial's model reads the word ids only.
 """
 
 from dataclasses import asdict, dataclass, fields
@@ -39,6 +41,10 @@ class ModelConfig:
     encoder: str = "bigru"  # pointer_generator only: "bigru" (recurrent) or "transformer" (self-attention layers)
     encoder_layers: int = 2  # transformer encoder only
     attention_heads: int = 4  # transformer encoder only
+    trigrams_per_token: int = 0  # the body input's trigram ids per token (text.TextConfig); 0: none
+    trigram_buckets: int = 0  # size of the trigram embedding (pointer_generator); 0 when there are no trigrams
+
+    OPTIONAL = ("dropout", "encoder", "encoder_layers", "attention_heads", "trigrams_per_token", "trigram_buckets")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -46,7 +52,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
         known = {field.name for field in fields(cls)}
-        missing = sorted(known - set(data) - {"dropout", "encoder", "encoder_layers", "attention_heads"})
+        missing = sorted(known - set(data) - set(cls.OPTIONAL))
         if missing:
             raise ValueError(f"model config lacks {', '.join(missing)}")
         return cls(**{key: value for key, value in data.items() if key in known})
@@ -66,18 +72,22 @@ def resolve_architecture(name: str) -> str:
         raise ValueError(f"unknown architecture '{name}' (choose from {', '.join(ARCHITECTURE_ALIASES)})") from None
 
 
-def build_model(config: ModelConfig, unroll: bool = False, label_smoothing: float = 0.0) -> "Seq2SeqModel":
+def build_model(
+    config: ModelConfig, unroll: bool = False, label_smoothing: float = 0.0, word_dropout: float = 0.0
+) -> "Seq2SeqModel":
     """A built (weights created) model for `config`; call `load_weights` on it to restore a trained one.
 
     `unroll` (pointer_generator only) unrolls its GRUs over the fixed body and title lengths: with XLA a long
     training runs ~15% faster on a CPU, but compiling the unrolled graph takes minutes, so only large trainings
     ask for it. `label_smoothing` (pointer_generator only) is a training setting: the model's training output
-    then carries the term its `training_loss` needs. The weights are the same either way."""
+    then carries the term its `training_loss` needs. So is `word_dropout` (pointer_generator only): in training a
+    body word enters the encoder as [UNK] with that probability, its trigrams and copy id kept. The weights are the
+    same either way."""
     architecture = resolve_architecture(config.architecture)
     if architecture == POINTER_GENERATOR:
-        model = PointerGenerator(config, unroll=unroll, label_smoothing=label_smoothing)
-    elif label_smoothing:
-        raise ValueError("label smoothing is implemented for the pointer_generator architecture only")
+        model = PointerGenerator(config, unroll=unroll, label_smoothing=label_smoothing, word_dropout=word_dropout)
+    elif label_smoothing or word_dropout:
+        raise ValueError("label smoothing and word dropout are implemented for the pointer_generator architecture only")
     else:
         model = TutorialSeq2Seq(config)
     model.build_weights()
@@ -97,12 +107,14 @@ class Seq2SeqModel(keras.Model):
         inputs = {
             "body": body,
             "body_copy": body,
+            "body_grams": ops.ones((1, self.config.body_length, self.config.trigrams_per_token), dtype="int32"),
             "decoder_input": ops.ones((1, self.config.title_length - 1), dtype="int32"),
             "target": ops.ones((1, self.config.title_length - 1), dtype="int32"),
         }
         self(inputs, training=False)
 
-    def encode(self, body, body_copy, training: bool = False):
+    def encode(self, body, body_copy, body_grams=None, training: bool = False):
+        """(B, L) word ids, (B, L) copy ids, (B, L, K) trigram ids -> (memory for attention/copying, first state)."""
         raise NotImplementedError
 
     def step(self, tokens, memory, state, copy_bias: float = 1.0):
@@ -132,7 +144,7 @@ class TutorialSeq2Seq(Seq2SeqModel):
         self.output_bn = layers.BatchNormalization(name="output_bn")
         self.output_dense = layers.Dense(config.title_vocab_size, activation="softmax", name="output_dense")
 
-    def encode(self, body, body_copy=None, training: bool = False):
+    def encode(self, body, body_copy=None, body_grams=None, training: bool = False):
         embedded = self.encoder_bn(self.body_embedding(body), training=training)
         _, state = self.encoder_gru(embedded, training=training)
         return {}, state
@@ -163,14 +175,26 @@ class TutorialSeq2Seq(Seq2SeqModel):
 class PointerGenerator(Seq2SeqModel):
     """Attention seq2seq with a copy switch; trained on P(target) = g·P_vocab + (1-g)·Σ attention on copies."""
 
-    def __init__(self, config: ModelConfig, unroll: bool = False, label_smoothing: float = 0.0, **kwargs) -> None:
+    def __init__(
+        self, config: ModelConfig, unroll: bool = False, label_smoothing: float = 0.0, word_dropout: float = 0.0,
+        **kwargs,
+    ) -> None:
         super().__init__(config, **kwargs)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if not 0.0 <= word_dropout < 1.0:
+            raise ValueError(f"word_dropout must be in [0, 1), got {word_dropout}")
+        self.word_dropout = float(word_dropout)
+        self._word_dropout_seed = keras.random.SeedGenerator() if word_dropout else None
         # With smoothing, `call` returns [P(target), spread] per position instead of P(target): see training_loss.
         self.label_smoothing = float(label_smoothing)
         size = config.hidden_dim
         self.body_embedding = layers.Embedding(config.body_vocab_size, config.embedding_dim, name="body_embedding")
+        self.trigram_embedding = None
+        if config.trigrams_per_token:
+            self.trigram_embedding = layers.Embedding(
+                config.trigram_buckets, config.embedding_dim, name="trigram_embedding"
+            )
         if config.encoder == "bigru":
             self.encoder = layers.Bidirectional(
                 layers.GRU(size // 2, return_sequences=True, return_state=True, unroll=unroll), name="encoder_bigru"
@@ -192,9 +216,19 @@ class PointerGenerator(Seq2SeqModel):
         self.vocab_logits = layers.Dense(config.title_vocab_size, dtype="float32", name="vocab_logits")
         self.generate_gate = layers.Dense(1, activation="sigmoid", dtype="float32", name="generate_gate")
 
-    def encode(self, body, body_copy, training: bool = False):
+    def encode(self, body, body_copy, body_grams=None, training: bool = False):
+        body = ops.cast(body, "int32")
         mask = ops.not_equal(body, 0)
-        embedded = self.dropout(self.body_embedding(body), training=training)
+        if training and self.word_dropout:
+            dropped = keras.random.uniform(ops.shape(body), seed=self._word_dropout_seed) < self.word_dropout
+            body = ops.where(ops.logical_and(dropped, body > 1), 1, body)  # a word becomes [UNK]; padding stays
+        embedded = self.body_embedding(body)
+        if self.trigram_embedding is not None:  # + the mean of the token's trigram embeddings (padding: none)
+            body_grams = ops.cast(body_grams, "int32")  # pre_process stores them as int16
+            present = ops.cast(ops.not_equal(body_grams, 0), embedded.dtype)[..., None]
+            spelled = ops.sum(self.trigram_embedding(body_grams) * present, axis=2)
+            embedded = embedded + spelled / ops.maximum(ops.sum(present, axis=2), 1.0)
+        embedded = self.dropout(embedded, training=training)
         if self.config.encoder == "transformer":
             states = self.encoder(embedded, mask, training=training)
             weights = ops.cast(mask, states.dtype)[:, :, None]
@@ -223,7 +257,7 @@ class PointerGenerator(Seq2SeqModel):
         return vocab, attention, generate, state
 
     def call(self, inputs, training: bool = False):
-        memory, state = self.encode(inputs["body"], inputs["body_copy"], training=training)
+        memory, state = self.encode(inputs["body"], inputs["body_copy"], inputs.get("body_grams"), training=training)
         vocab, attention, generate, _ = self._decode(inputs["decoder_input"], memory, state, training)
         target = ops.cast(inputs["target"], "int32")
         size = self.config.title_vocab_size

@@ -112,7 +112,8 @@ class TitlePredictor:
         lengths = np.arange(self.max_steps + 1, dtype=np.float64)
         self._penalty = (((5.0 + lengths) / 6.0) ** self.length_penalty).astype(np.float32)
         length = self.config.body_length
-        signature = [tf.TensorSpec([None, length], tf.int32), tf.TensorSpec([None, length], tf.int32)]
+        signature = [tf.TensorSpec([None, length], tf.int32), tf.TensorSpec([None, length], tf.int32),
+                     tf.TensorSpec([None, length, self.config.trigrams_per_token], tf.int32)]  # fmt: skip
         self._greedy = tf.function(self._greedy_ids, input_signature=signature)
         self._beam = tf.function(self._beam_ids, input_signature=signature)
         self.compiled_batch_limit = _check_batch_limit(compiled_batch_limit)
@@ -208,23 +209,23 @@ class TitlePredictor:
         titles: list[str] = []
         for start in range(0, len(bodies), chunk_size):
             encoded = self.encoder.encode_bodies(bodies[start : start + chunk_size])
-            ids = self._decode_ids(encoded["body"], encoded["body_copy"])
+            ids = self._decode_ids(encoded["body"], encoded["body_copy"], encoded["body_grams"])
             titles.extend(self.encoder.decode(ids, encoded["body_tokens"]))
         return titles
 
-    def _decode_ids(self, body: np.ndarray, body_copy: np.ndarray) -> np.ndarray:
+    def _decode_ids(self, body: np.ndarray, body_copy: np.ndarray, body_grams: np.ndarray) -> np.ndarray:
         """The decoding function for this batch: XLA-compiled up to `compiled_batch_limit` bodies, padded to a power
         of two with copies of the last body (each body decodes independently), else the plain graph."""
         rows = len(body)
         if rows > self.compiled_batch_limit:
             decode = self._greedy if self.beam_width == 1 else self._beam
-            return decode(body, body_copy).numpy()
+            return decode(body, body_copy, body_grams).numpy()
         padded = 1 << (rows - 1).bit_length()
         if padded > rows:
-            body = np.concatenate([body, np.repeat(body[-1:], padded - rows, axis=0)])
-            body_copy = np.concatenate([body_copy, np.repeat(body_copy[-1:], padded - rows, axis=0)])
+            body, body_copy, body_grams = (np.concatenate([array, np.repeat(array[-1:], padded - rows, axis=0)])
+                                           for array in (body, body_copy, body_grams))  # fmt: skip
         decode = self._greedy_xla if self.beam_width == 1 else self._beam_xla
-        return decode(body, body_copy).numpy()[:rows]
+        return decode(body, body_copy, body_grams).numpy()[:rows]
 
     def warm_up(self, body: str = "warm up the decoder") -> None:
         """Compile every batch size a request can meet (the plain graph, and each XLA size up to the limit), so no
@@ -242,7 +243,8 @@ class TitlePredictor:
         for body in bodies:
             encoded = self.encoder.encode_bodies([body])
             memory, state = self.model.encode(
-                tf.constant(encoded["body"]), tf.constant(encoded["body_copy"]), training=False
+                tf.constant(encoded["body"]), tf.constant(encoded["body_copy"]), tf.constant(encoded["body_grams"]),
+                training=False,
             )
             if self.beam_width == 1:
                 ids = self._greedy_reference_ids(memory, state)
@@ -320,11 +322,11 @@ class TitlePredictor:
         pick = int(np.argmax(finals))
         return (best_sequence if pick == 0 else sequences[pick - 1]).tolist()
 
-    def _greedy_ids(self, body, body_copy):
+    def _greedy_ids(self, body, body_copy, body_grams):
         """Compiled: encode once, then argmax-decode every body in lock-step until all have ended."""
         import tensorflow as tf
 
-        memory, state = self.model.encode(body, body_copy, training=False)
+        memory, state = self.model.encode(body, body_copy, body_grams, training=False)
         batch = tf.shape(body)[0]
         token = tf.fill([batch], tf.constant(self.encoder.start_id, tf.int32))
         finished = tf.zeros([batch], tf.bool)
@@ -351,7 +353,7 @@ class TitlePredictor:
                 break
         return output
 
-    def _beam_ids(self, body, body_copy):
+    def _beam_ids(self, body, body_copy, body_grams):
         """Compiled beam search: encode once, tile beam-wise, then every body's hypotheses advance in lock-step.
 
         Rows are body-major (row = body * width + beam). Per step: one model call for all rows; the end marker's
@@ -364,7 +366,7 @@ class TitlePredictor:
         import tensorflow as tf
 
         width, steps = self.beam_width, self.max_steps
-        memory, state = self.model.encode(body, body_copy, training=False)
+        memory, state = self.model.encode(body, body_copy, body_grams, training=False)
         batch = tf.shape(body)[0]
         rows = batch * width
         ruled_out = tf.constant(-1.0, tf.float32)
@@ -433,6 +435,7 @@ class TitlePredictor:
             "architecture": self.architecture,
             "title_vocab_size": self.config.title_vocab_size,
             "body_vocab_size": self.config.body_vocab_size,
+            "trigrams_per_token": self.config.trigrams_per_token,
             "max_title_tokens": self.max_steps - 1,
             "start_token": START,
             "copies_from_body": self.architecture == POINTER_GENERATOR,
@@ -471,7 +474,7 @@ def read_description(folder: Path) -> tuple[dict, ModelConfig, TextConfig]:
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise StageError(f"incomplete model description: {error}", path=folder / "model.json") from None
     text_config = read_text_config(folder)
-    for key in ("body_length", "title_length"):
+    for key in ("body_length", "title_length", "trigrams_per_token", "trigram_buckets"):
         if getattr(text_config, key) != getattr(config, key):
             raise StageError(
                 f"{key} {getattr(text_config, key)} does not match the model's {getattr(config, key)} (model.json); "
@@ -494,10 +497,17 @@ def read_text_config(folder: Path) -> TextConfig:
             "see different tokens: retrain with this version",
             path=folder / "preprocess.json",
         )
+    # Written before body trigrams existed: none (trigrams_per_token 0), as that model was trained.
+    trigrams = {"trigrams_per_token": text_fields.get("trigrams_per_token", 0),
+                "trigram_buckets": text_fields.get("trigram_buckets", 0)}  # fmt: skip
+    per_token, buckets = trigrams["trigrams_per_token"], trigrams["trigram_buckets"]
+    if not all(type(value) is int and value >= 0 for value in (per_token, buckets)) or (per_token and buckets < 2):
+        raise StageError(f"trigrams_per_token {per_token!r} / trigram_buckets {buckets!r}: expected whole numbers, "
+                         "and at least 2 buckets when there are trigrams", path=folder / "preprocess.json")  # fmt: skip
+    trigrams["trigram_buckets"] = buckets if per_token else 0  # no trigrams: no buckets, whatever was written
     try:
-        return TextConfig(
-            **{key: text_fields[key] for key in ("body_vocab_size", "body_length", "title_vocab_size", "title_length")}
-        )
+        sizes = {key: text_fields[key] for key in ("body_vocab_size", "body_length", "title_vocab_size", "title_length")}
+        return TextConfig(**sizes, **trigrams)
     except (KeyError, TypeError) as error:
         raise StageError(f"incomplete text description: {error}", path=folder / "preprocess.json") from None
 

@@ -25,6 +25,8 @@ def run_preprocess(input_dir: Path, output_dir: Path, config: TextConfig = TextC
             raise StageError(f"--{name.replace('_', '-')} must be at least 4, got {getattr(config, name)}")
     if config.body_length < 1 or config.title_length < 3:
         raise StageError("--body-length must be >= 1 and --title-length >= 3 (start and end markers)")
+    if config.trigrams_per_token < 0 or (config.trigrams_per_token and config.trigram_buckets < 2):
+        raise StageError("--trigrams-per-token must be >= 0, and --trigram-buckets >= 2 when there are trigrams")
     report = ReadReport()
     issues = read_issue_file(source, report, label="train.csv")
     if not issues:
@@ -36,14 +38,17 @@ def run_preprocess(input_dir: Path, output_dir: Path, config: TextConfig = TextC
     body_vocab = fit_vocabulary(standardized_bodies, config.body_vocab_size)
     title_vocab = fit_vocabulary([text.decode("utf-8") for text in marked_titles.numpy()], config.title_vocab_size)
     # Record the sizes actually reached: a small corpus gives a vocabulary smaller than the maximum.
-    config = replace(config, body_vocab_size=len(body_vocab), title_vocab_size=len(title_vocab))
+    config = replace(config, body_vocab_size=len(body_vocab), title_vocab_size=len(title_vocab),
+                     trigram_buckets=config.trigram_buckets if config.trigrams_per_token else 0)  # fmt: skip
     encoder = TextEncoder(body_vocab, title_vocab, config)
     arrays: dict[str, list[np.ndarray]] = {name: [] for name in ARRAYS}
+    grams: list[np.ndarray] = []
     for start in range(0, len(issues), 2048):
         encoded = encoder.encode_bodies(bodies[start : start + 2048])
         titles_encoded = encoder.encode_titles(titles[start : start + 2048], encoded["body_tokens"])
         arrays["train_body"].append(encoded["body"])
         arrays["train_body_copy"].append(encoded["body_copy"])
+        grams.append(encoded["body_grams"])
         arrays["train_title"].append(titles_encoded["title"])
         arrays["train_title_copy"].append(titles_encoded["title_copy"])
     title_copy = np.concatenate(arrays["train_title_copy"])
@@ -61,4 +66,8 @@ def run_preprocess(input_dir: Path, output_dir: Path, config: TextConfig = TextC
         write_json(staging / "preprocess.json", summary)
         for name, parts in arrays.items():
             np.save(staging / f"{name}.npy", np.concatenate(parts).astype(np.int32), allow_pickle=False)
+        if config.trigrams_per_token:  # (rows, body_length, trigrams_per_token); int16 while the ids fit, half the disk
+            small = config.trigram_buckets <= np.iinfo(np.int16).max + 1
+            np.save(staging / "train_body_grams.npy", np.concatenate(grams).astype(np.int16 if small else np.int32),
+                    allow_pickle=False)  # fmt: skip
     return summary

@@ -80,9 +80,30 @@ class TextConfig:
     title_vocab_size: int = 3000
     title_length: int = 12
     standardization: str = STANDARDIZATION
+    # With trigrams_per_token > 0 each body token also enters the encoder as its spelling: the hashed character
+    # trigrams of "<token>" (the first `trigrams_per_token` of them, into ids 1 .. trigram_buckets - 1; fastText-style),
+    # so an identifier the body vocabulary lacks is more than [UNK], and `kvcache` and `kv_cache` look alike. Off by
+    # default: with 10 per token it gained on the training repositories but not on unseen ones (stages/README.md,
+    # variants table). A preprocess.json written before the option existed reads as 0.
+    trigrams_per_token: int = 0
+    trigram_buckets: int = 30_000
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def token_trigrams(tokens, per_token: int, buckets: int):  # tf.Tensor[string] (B, L) -> tf.Tensor[int32] (B, L, K)
+    """Hashed character trigrams of "<token>", the first `per_token` of them, as ids 1 .. buckets - 1 (TensorFlow's
+    stable FarmHash, so ids are the same on every machine); 0 pads short tokens, and a padding token is all zeros."""
+    import tensorflow as tf
+
+    if per_token == 0:  # trigrams off: an empty last axis keeps every caller's shapes the same
+        return tf.zeros(tf.concat([tf.shape(tokens), [0]], axis=0), tf.int32)
+    marked = tf.strings.join(["<", tokens, ">"])
+    grams = tf.strings.ngrams(tf.strings.unicode_split(marked, "UTF-8"), 3, separator="", preserve_short_sequences=True)
+    dense = grams.to_tensor(default_value="", shape=tf.concat([tf.shape(tokens), [per_token]], axis=0))
+    ids = tf.cast(tf.strings.to_hash_bucket_fast(dense, buckets - 1) + 1, tf.int32)
+    return tf.where(tf.logical_and(dense != "", (tokens != PAD)[..., None]), ids, 0)
 
 
 def standardize(texts):  # tf.Tensor[string] -> tf.Tensor[string]
@@ -163,18 +184,20 @@ class TextEncoder:
         return tokens.to_tensor(default_value=PAD, shape=[None, self.config.body_length])
 
     def encode_bodies(self, bodies: Sequence[str]) -> dict[str, np.ndarray]:
-        """`body` (body-vocab ids), `body_copy` (copy ids) and `body_tokens` (the words, for decoding)."""
+        """`body` (body-vocab ids), `body_copy` (copy ids), `body_grams` (each token's trigram ids, (B, L, K); K is 0
+        without trigrams) and `body_tokens` (the words, for decoding)."""
         import tensorflow as tf
 
         cleaned = [clean_body(body) for body in bodies]
-        body, copy, tokens = self._encode_compiled(tf.constant(cleaned, dtype=tf.string))
+        body, copy, grams, tokens = self._encode_compiled(tf.constant(cleaned, dtype=tf.string))
         return {
             "body": body.numpy(),
             "body_copy": copy.numpy(),
+            "body_grams": grams.numpy(),
             "body_tokens": tokens.numpy().astype(object),
         }
 
-    def _encode_tensors(self, bodies):  # tf.Tensor[string] (B,) -> (body ids, copy ids, tokens), all (B, body_length)
+    def _encode_tensors(self, bodies):  # tf.Tensor[string] (B,) -> (body ids, copy ids, trigram ids, tokens)
         import tensorflow as tf
 
         standardized = standardize(bodies)
@@ -185,7 +208,8 @@ class TextEncoder:
         first = tf.argmax(tf.cast(same, tf.int32), axis=2, output_type=tf.int32)
         copy = tf.where(in_title_vocab == 1, self.title_vocab_size + first, tf.cast(in_title_vocab, tf.int32))
         copy = tf.where(tokens == PAD, 0, copy)
-        return tf.cast(body, tf.int32), tf.cast(copy, tf.int32), tokens
+        grams = token_trigrams(tokens, self.config.trigrams_per_token, self.config.trigram_buckets)
+        return tf.cast(body, tf.int32), tf.cast(copy, tf.int32), grams, tokens
 
     def encode_titles(self, titles: Sequence[str], body_tokens: np.ndarray) -> dict[str, np.ndarray]:
         """`title` (title-vocab ids with markers) and `title_copy` (unknown words that the body holds -> copy ids)."""

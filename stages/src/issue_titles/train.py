@@ -30,12 +30,12 @@ ARCHITECTURE_DEFAULTS: dict[str, dict] = {
     TUTORIAL: {
         "epochs": 7, "batch_size": 1200, "learning_rate": 0.001,
         "embedding_dim": 300, "hidden_dim": 300, "dropout": 0.0, "patience": None,
-        "encoder": "bigru", "schedule": "constant", "label_smoothing": 0.0, "average_steps": 0,
+        "encoder": "bigru", "schedule": "constant", "label_smoothing": 0.0, "average_steps": 0, "word_dropout": 0.0,
     },
     POINTER_GENERATOR: {
         "epochs": 4, "batch_size": 128, "learning_rate": 0.002,
         "embedding_dim": 128, "hidden_dim": 256, "dropout": 0.3, "patience": 2,
-        "encoder": "bigru", "schedule": "cosine", "label_smoothing": 0.1, "average_steps": 500,
+        "encoder": "bigru", "schedule": "cosine", "label_smoothing": 0.1, "average_steps": 500, "word_dropout": 0.0,
     },
 }  # fmt: skip
 
@@ -98,6 +98,9 @@ class TrainSettings:
     schedule: str | None = None
     label_smoothing: float | None = None
     average_steps: int | None = None  # the weights' moving average spans about this many steps; 0: the best epoch's
+    # In training a body word enters the encoder as [UNK] with this probability (its trigrams and copy id stay), so the
+    # encoder learns to read a word it does not know from its spelling, as it must on an unseen repository.
+    word_dropout: float | None = None
     precision: str = "auto"
     validation_split: float = 0.12
     max_minutes: float | None = None
@@ -131,6 +134,8 @@ class TrainSettings:
             "--label-smoothing": 0.0 <= filled.label_smoothing < 1.0
             and (filled.label_smoothing == 0.0 or architecture == POINTER_GENERATOR),
             "--average-steps": filled.average_steps >= 0,
+            "--word-dropout": 0.0 <= filled.word_dropout < 1.0
+            and (filled.word_dropout == 0.0 or architecture == POINTER_GENERATOR),
         }
         for flag, ok in checks.items():
             if not ok:
@@ -153,6 +158,18 @@ def load_training_data(input_dir: Path) -> tuple[dict, list[str], list[str]]:
         if array.ndim != 2 or array.shape[0] != rows or not np.issubdtype(array.dtype, np.integer):
             raise StageError(f"expected a 2-D integer array with {rows} rows, got {array.dtype} {array.shape}",
                              path=input_dir / f"{name}.npy")
+    per_token = summary.get("trigrams_per_token", 0)  # 0 also for an output written before trigrams existed
+    if per_token:
+        grams = load_array(input_dir / "train_body_grams.npy")
+        expected = (rows, summary.get("body_length"), per_token)
+        if grams.shape != expected or not np.issubdtype(grams.dtype, np.integer):
+            raise StageError(f"expected an integer array of shape {expected}, got {grams.dtype} {grams.shape}",
+                             path=input_dir / "train_body_grams.npy")  # fmt: skip
+        buckets = summary.get("trigram_buckets", 0)
+        if grams.size and not 0 <= int(grams.min()) <= int(grams.max()) < buckets:
+            raise StageError(f"trigram ids must lie in 0..{buckets - 1} (trigram_buckets in preprocess.json)",
+                             path=input_dir / "train_body_grams.npy")  # fmt: skip
+        arrays["train_body_grams"] = grams
     if arrays["train_body"].shape[1] != summary.get("body_length") or arrays["train_title"].shape[1] != summary.get(
         "title_length"
     ):
@@ -167,6 +184,8 @@ def training_inputs(arrays: dict, architecture: str) -> tuple[dict, np.ndarray]:
     x = {"body": arrays["train_body"], "decoder_input": arrays["train_title"][:, :-1]}
     if architecture == POINTER_GENERATOR:
         target = arrays["train_title_copy"][:, 1:]
+        if "train_body_grams" in arrays:
+            x["body_grams"] = arrays["train_body_grams"]
         return x | {"body_copy": arrays["train_body_copy"], "target": target}, target
     return x, arrays["train_title"][:, 1:]
 
@@ -186,6 +205,8 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
         hidden_dim=settings.hidden_dim,
         dropout=settings.dropout,
         encoder=settings.encoder,
+        trigrams_per_token=int(summary.get("trigrams_per_token", 0)),
+        trigram_buckets=int(summary.get("trigram_buckets", 0)) if summary.get("trigrams_per_token") else 0,
     )
     keras.utils.set_random_seed(settings.seed)
     train_rows = int(arrays["train_body"].shape[0])
@@ -197,7 +218,8 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
     policy = dtype_policy(settings, gpus=len(tf.config.list_physical_devices("GPU")))
     keras.mixed_precision.set_dtype_policy(policy)
     try:
-        model = build_model(config, unroll=compiled, label_smoothing=settings.label_smoothing)
+        model = build_model(config, unroll=compiled, label_smoothing=settings.label_smoothing,
+                            word_dropout=settings.word_dropout)  # fmt: skip
     finally:
         keras.mixed_precision.set_dtype_policy("float32")  # the layers keep theirs; later loads build float32 models
     model.compile(
@@ -234,6 +256,8 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
         "encoder": settings.encoder,
         "dropout": settings.dropout,
         "label_smoothing": settings.label_smoothing,
+        "word_dropout": settings.word_dropout,
+        "trigrams_per_token": config.trigrams_per_token,
         "average_steps": settings.average_steps,
         "average_momentum": round(momentum, 6),
         "saved_weights": "moving average" if momentum else f"epoch {keeper.best_epoch + 1}",
