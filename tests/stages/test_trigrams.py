@@ -56,15 +56,27 @@ def test_no_trigrams_is_an_empty_last_axis():
     assert ids.shape == (1, 3, 0)
 
 
+def synthetic_split(root: Path) -> Path:
+    """The tiny model's synthetic issues, split (a few dozen rows: the trainings below take seconds)."""
+    from issue_titles.csvio import write_issues
+    from issue_titles.split import SplitSettings, run_split
+    from tests.tiny_model import tiny_issues
+
+    (root / "raw").mkdir(parents=True)
+    write_issues(root / "raw" / "issues.csv", tiny_issues())
+    run_split(root / "raw", root / "split", SplitSettings(test_fraction=0.2, seed=1))
+    return root / "split"
+
+
 @pytest.fixture(scope="module")
-def spelled(chain, tmp_path_factory) -> dict[str, Path]:
-    """pre_process with --trigrams-per-token 10 and train with --word-dropout 0.25 on the chain's split, small."""
+def spelled(tmp_path_factory) -> dict[str, Path]:
+    """pre_process with --trigrams-per-token 10 and train with --word-dropout 0.25, through the CLI, tiny."""
     root = tmp_path_factory.mktemp("spelled")
     out = {"pre_process": root / "pre_process", "train": root / "train"}
-    assert run_stages("pre_process", "--input", chain["split"], "--output", out["pre_process"], "--body-length", "20",
-                      "--body-vocab-size", "800", "--title-vocab-size", "400", "--trigrams-per-token", "10") == 0
+    assert run_stages("pre_process", "--input", synthetic_split(root), "--output", out["pre_process"],
+                      "--body-length", "24", "--trigrams-per-token", "10") == 0  # fmt: skip
     assert run_stages("train", "--input", out["pre_process"], "--output", out["train"], "--epochs", "2",
-                      "--batch-size", "32", "--embedding-dim", "16", "--hidden-dim", "16",
+                      "--batch-size", "16", "--embedding-dim", "16", "--hidden-dim", "16",
                       "--word-dropout", "0.25") == 0  # fmt: skip
     return out
 
@@ -177,18 +189,12 @@ def strip_trigram_fields(folder):
 @pytest.fixture(scope="module")
 def model_without_trigrams(tmp_path_factory):
     """A tiny model trained without trigrams (the default), its files then written as before trigrams existed."""
-    from issue_titles.csvio import write_issues
     from issue_titles.preprocess import run_preprocess
-    from issue_titles.split import SplitSettings, run_split
     from issue_titles.text import TextConfig
     from issue_titles.train import run_train
-    from tests.tiny_model import tiny_issues
 
     work = tmp_path_factory.mktemp("no_trigrams")
-    (work / "raw").mkdir()
-    write_issues(work / "raw" / "issues.csv", tiny_issues())
-    run_split(work / "raw", work / "split", SplitSettings(test_fraction=0.2, seed=1))
-    run_preprocess(work / "split", work / "pre", TextConfig(body_vocab_size=120, body_length=24, title_vocab_size=60,
+    run_preprocess(synthetic_split(work), work / "pre", TextConfig(body_vocab_size=120, body_length=24, title_vocab_size=60,
                                                             title_length=8))  # fmt: skip
     run_train(work / "pre", work / "train", TrainSettings(epochs=2, batch_size=16, embedding_dim=16, hidden_dim=16,
                                                           dropout=0.0, verbose=0))  # fmt: skip
