@@ -222,3 +222,16 @@ def test_a_model_and_text_description_that_disagree_on_trigrams_are_refused(mode
     (folder / "preprocess.json").write_text(json.dumps(summary | {"trigrams_per_token": 10, "trigram_buckets": 99}))
     with pytest.raises(StageError, match="trigrams_per_token 10 does not match the model's 0"):
         TitlePredictor.load(folder)
+
+
+def test_train_refuses_bad_trigram_settings_naming_preprocess_json(spelled, tmp_path):
+    import shutil
+
+    from issue_titles.train import load_training_data
+
+    folder = Path(shutil.copytree(spelled["pre_process"], tmp_path / "pre_process"))
+    summary = json.loads((folder / "preprocess.json").read_text())
+    (folder / "preprocess.json").write_text(json.dumps(summary | {"trigrams_per_token": "10"}))
+    with pytest.raises(StageError, match="trigrams_per_token '10'") as error:
+        load_training_data(folder)
+    assert str(folder / "preprocess.json") in str(error.value)

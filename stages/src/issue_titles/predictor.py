@@ -43,7 +43,7 @@ from issue_titles.errors import StageError, TamperedBundleError
 from issue_titles.jsonio import read_json, read_vocabulary
 from issue_titles.models import ModelConfig, POINTER_GENERATOR, build_model
 from issue_titles.provenance import PROVENANCE, verify_bundle
-from issue_titles.text import STANDARDIZATION, START, TextConfig, TextEncoder
+from issue_titles.text import STANDARDIZATION, START, TextConfig, TextEncoder, trigram_settings
 
 MODEL_FORMAT = 1  # model.json's "format", as `stages train` writes it (train.FORMAT_VERSION)
 
@@ -497,17 +497,13 @@ def read_text_config(folder: Path) -> TextConfig:
             "see different tokens: retrain with this version",
             path=folder / "preprocess.json",
         )
-    # Written before body trigrams existed: none (trigrams_per_token 0), as that model was trained.
-    trigrams = {"trigrams_per_token": text_fields.get("trigrams_per_token", 0),
-                "trigram_buckets": text_fields.get("trigram_buckets", 0)}  # fmt: skip
-    per_token, buckets = trigrams["trigrams_per_token"], trigrams["trigram_buckets"]
-    if not all(type(value) is int and value >= 0 for value in (per_token, buckets)) or (per_token and buckets < 2):
-        raise StageError(f"trigrams_per_token {per_token!r} / trigram_buckets {buckets!r}: expected whole numbers, "
-                         "and at least 2 buckets when there are trigrams", path=folder / "preprocess.json")  # fmt: skip
-    trigrams["trigram_buckets"] = buckets if per_token else 0  # no trigrams: no buckets, whatever was written
+    try:
+        per_token, buckets = trigram_settings(text_fields)  # written before trigrams existed: none, as it was trained
+    except ValueError as error:
+        raise StageError(str(error), path=folder / "preprocess.json") from None
     try:
         sizes = {key: text_fields[key] for key in ("body_vocab_size", "body_length", "title_vocab_size", "title_length")}
-        return TextConfig(**sizes, **trigrams)
+        return TextConfig(**sizes, trigrams_per_token=per_token, trigram_buckets=buckets)
     except (KeyError, TypeError) as error:
         raise StageError(f"incomplete text description: {error}", path=folder / "preprocess.json") from None
 

@@ -92,6 +92,17 @@ class TextConfig:
         return asdict(self)
 
 
+def trigram_settings(fields: dict) -> tuple[int, int]:
+    """(trigrams_per_token, trigram_buckets) as a preprocess.json records them: both 0 for one written before the
+    option existed, buckets 0 whenever there are no trigrams. ValueError for anything else than whole numbers >= 0
+    with at least 2 buckets when there are trigrams."""
+    per_token, buckets = fields.get("trigrams_per_token", 0), fields.get("trigram_buckets", 0)
+    if not all(type(value) is int and value >= 0 for value in (per_token, buckets)) or (per_token and buckets < 2):
+        raise ValueError(f"trigrams_per_token {per_token!r} / trigram_buckets {buckets!r}: expected whole numbers, "
+                         "and at least 2 buckets when there are trigrams")  # fmt: skip
+    return per_token, buckets if per_token else 0
+
+
 def token_trigrams(tokens, per_token: int, buckets: int):  # tf.Tensor[string] (B, L) -> tf.Tensor[int32] (B, L, K)
     """Hashed character trigrams of "<token>", the first `per_token` of them, as ids 1 .. buckets - 1 (TensorFlow's
     stable FarmHash, so ids are the same on every machine); 0 pads short tokens, and a padding token is all zeros."""

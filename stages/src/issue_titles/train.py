@@ -21,6 +21,7 @@ from issue_titles.atomic import atomic_output_dir
 from issue_titles.errors import StageError
 from issue_titles.jsonio import load_array, read_json, read_vocabulary, write_json
 from issue_titles.models import POINTER_GENERATOR, TUTORIAL, ModelConfig, build_model, resolve_architecture
+from issue_titles.text import trigram_settings
 
 MODEL_FILES = ("model.weights.h5", "model.json", "body_vocab.json", "title_vocab.json", "preprocess.json")
 FORMAT_VERSION = 1
@@ -158,14 +159,17 @@ def load_training_data(input_dir: Path) -> tuple[dict, list[str], list[str]]:
         if array.ndim != 2 or array.shape[0] != rows or not np.issubdtype(array.dtype, np.integer):
             raise StageError(f"expected a 2-D integer array with {rows} rows, got {array.dtype} {array.shape}",
                              path=input_dir / f"{name}.npy")
-    per_token = summary.get("trigrams_per_token", 0)  # 0 also for an output written before trigrams existed
+    try:
+        per_token, buckets = trigram_settings(summary)  # 0 also for an output written before trigrams existed
+    except ValueError as error:
+        raise StageError(str(error), path=input_dir / "preprocess.json") from None
+    summary = summary | {"trigrams_per_token": per_token, "trigram_buckets": buckets}
     if per_token:
         grams = load_array(input_dir / "train_body_grams.npy")
         expected = (rows, summary.get("body_length"), per_token)
         if grams.shape != expected or not np.issubdtype(grams.dtype, np.integer):
             raise StageError(f"expected an integer array of shape {expected}, got {grams.dtype} {grams.shape}",
                              path=input_dir / "train_body_grams.npy")  # fmt: skip
-        buckets = summary.get("trigram_buckets", 0)
         if grams.size and not 0 <= int(grams.min()) <= int(grams.max()) < buckets:
             raise StageError(f"trigram ids must lie in 0..{buckets - 1} (trigram_buckets in preprocess.json)",
                              path=input_dir / "train_body_grams.npy")  # fmt: skip
@@ -205,8 +209,8 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
         hidden_dim=settings.hidden_dim,
         dropout=settings.dropout,
         encoder=settings.encoder,
-        trigrams_per_token=int(summary.get("trigrams_per_token", 0)),
-        trigram_buckets=int(summary.get("trigram_buckets", 0)) if summary.get("trigrams_per_token") else 0,
+        trigrams_per_token=summary["trigrams_per_token"],
+        trigram_buckets=summary["trigram_buckets"],
     )
     keras.utils.set_random_seed(settings.seed)
     train_rows = int(arrays["train_body"].shape[0])
