@@ -59,7 +59,7 @@ pachyderm = Pachyderm("pachyderm", PachydermArgs(
     namespace=namespace.name, version=cfg.pachyderm_chart_version, cluster=cfg.cluster,
     registry_secret=registry.secret_name, pachd_address=cfg.pachd_address,
     bucket=cluster.bucket_name, storage_service_account=cluster.storage_service_account,
-    loki_deploy=cfg.loki_deploy), in_namespace)
+    loki_deploy=cfg.loki_deploy, root_token=cfg.pachd_root_token), in_namespace)
 
 stage_image = StageImage("stages", StageImageArgs(
     repository=cfg.stage_image_repo, gpu=cfg.training.gpus > 0, registry_server=cfg.registry.server,
@@ -71,7 +71,7 @@ image_check = StageImageCheck("stage-image-check", StageImageCheckArgs(
 ), pulumi.ResourceOptions(provider=cluster.provider, depends_on=[namespace, training_operator, registry]))  # TFJob CRD first
 
 pipelines = PachydermPipelines("pipelines", PachydermPipelinesArgs(
-    pachd_address=pachyderm.pachd_address,
+    pachd_address=pachyderm.pachd_address, auth_token=cfg.pachd_root_token,
     settings=PipelineSettings(
         stage_image=stage_image.image_ref, serving_image_repo=cfg.serving.image_repo,
         sample_size=cfg.training.sample_size, epochs=cfg.training.epochs, architecture=cfg.training.architecture,
@@ -79,17 +79,22 @@ pipelines = PachydermPipelines("pipelines", PachydermPipelinesArgs(
 ), pulumi.ResourceOptions(depends_on=[pachyderm, stage_image, registry]))
 
 ingress_host = cfg.serving.ingress_host
+ingress_after: list[pulumi.Resource] = []
 if cfg.on_gke and cfg.serving.ingress == "nginx":  # minikube has ingress-nginx as an addon
-    ingress_host = IngressController(
-        "ingress", IngressControllerArgs(cfg.ingress_controller_chart_version), on_cluster).address
+    ingress_controller = IngressController(
+        "ingress", IngressControllerArgs(cfg.ingress_controller_chart_version), on_cluster)
+    ingress_host = ingress_controller.address
+    # Its validating webhook checks every Ingress: the model's Ingress waits for the release that serves it.
+    ingress_after = [ingress_controller.release]
 
 serving = ModelServing("serving", ModelServingArgs(
     namespace=cfg.serving.namespace, image_repo=cfg.serving.image_repo, model_tag=cfg.serving.model_tag,
     image_pull_secret=serving_registry.secret_name, replicas=cfg.serving.replicas, ingress=cfg.serving.ingress,
     ingress_host=ingress_host, gateway_namespace=cfg.serving.gateway_namespace,
     # pinned job IDs, or the newest export that passed the gate (read from pachd now, so the preview shows it)
-    models=rollout_models(rollout, cfg.serving.image_repo, pachyderm.pachd_address) if rollout.model else None,
-    canary=rollout.canary is not None,
+    models=rollout_models(rollout, cfg.serving.image_repo, pachyderm.pachd_address,
+                          auth_token=cfg.pachd_root_token) if rollout.model else None,
+    canary=rollout.canary is not None, ingress_after=ingress_after,
 ), pulumi.ResourceOptions(provider=cluster.provider,
                           depends_on=[serving_namespace, seldon, serving_registry]))  # CRD and webhook first
 

@@ -26,7 +26,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "namespace", "cluster", "kubeContext", "gpus", "pachydermChartVersion", "seldonChartVersion",
         "trainingOperatorRef", "pachdAddress", "stageImageRepo", "sampleSize", "epochs", "architecture",
         "minRougeL", "beatBaseline", "gkeLocation", "cpuMachineType", "gpuMachineType", "gpuType", "gpuNodesMax",
-        "bucketForceDestroy", "ingressControllerChartVersion", "lokiDeploy",
+        "bucketForceDestroy", "ingressControllerChartVersion", "lokiDeploy", "pachdRootToken",
     ),
     "registry": ("server", "username", "password"),
     "serving": ("imageRepo", "modelTag", "replicas", "ingress", "ingressHost", "gatewayNamespace", "namespace",
@@ -95,6 +95,8 @@ class StackConfig:
     training: TrainingConfig
     gke: GkeConfig | None
     loki_deploy: bool = False  # Pachyderm's own Loki + promtail (a hostPath DaemonSet); off unless a stack asks
+    # Pachyderm's root token (auth is on: the 2.12 chart activates it), always a secret Output; see pachd_root_token
+    pachd_root_token: pulumi.Output[str] | None = None
 
     @property
     def on_gke(self) -> bool:
@@ -232,6 +234,8 @@ def load_config() -> StackConfig:
             f"{_fix('registry:password', '<token>', secret=True)}"
         )
 
+    pachd_root_token = _pachd_root_token(app)
+
     stage_image_repo = app.required("stageImageRepo", "registry.example.com/issue-titles/stages")
     serving_repo = srv.required("imageRepo", "registry.example.com/issue-titles/serving")
     for key, repo in ((app.key("stageImageRepo"), stage_image_repo), (srv.key("imageRepo"), serving_repo)):
@@ -305,4 +309,33 @@ def load_config() -> StackConfig:
         ),
         gke=gke,
         loki_deploy=app.boolean("lokiDeploy", False),
+        pachd_root_token=pachd_root_token,
     )
+
+
+ROOT_TOKEN_KEY = f"{PROJECT}:pachdRootToken"
+ROOT_TOKEN_EXAMPLE = '"$(openssl rand -hex 32)"'
+
+
+def _pachd_root_token(app: _Reader) -> pulumi.Output[str]:
+    """Pachyderm's root token, from secret config only.
+
+    The 2.12 chart turns pachd's auth on by default (`pachd.activateAuth: true`) with a root token it draws at random
+    on every render (pachyderm/pachyderm 2.12.x etc/helm/pachyderm/templates/pachd/auth-secret.yaml), and pachd
+    rotates the root token to whatever the environment says at each start (src/server/auth/server/api_server.go,
+    EnvBootstrap): the program pins it (infra/operators.py) and hands it to everything that calls pachd. A secret
+    config key rather than a generated one: pulumi_random is not a dependency, and the user needs the value for
+    `pachctl auth use-auth-token` anyway (`pulumi config get issue-titles:pachdRootToken`).
+    """
+    token = app.cfg.get_secret("pachdRootToken")
+    fix = _fix(ROOT_TOKEN_KEY, ROOT_TOKEN_EXAMPLE, secret=True)
+    if token is None:
+        raise ConfigError(
+            f"missing secret `{ROOT_TOKEN_KEY}`: Pachyderm's auth is on, and the program creates the repo and the "
+            f"pipelines with this root token; set it with {fix} (never as plain config)"
+        )
+    if ROOT_TOKEN_KEY in _set_keys() and not pulumi.runtime.is_config_secret(ROOT_TOKEN_KEY):
+        raise ConfigError(
+            f"`{ROOT_TOKEN_KEY}` is stored in plain text: run `pulumi config rm {ROOT_TOKEN_KEY}` and {fix}"
+        )
+    return pulumi.Output.secret(token)

@@ -161,13 +161,16 @@ def _unreachable(error: BaseException, address: str) -> PachdUnreachable | None:
                             f"({status[0]}: {status[1]})")
 
 
-def newest_exported_model(address: str, image_repo: str, limit: int = SCAN_LIMIT) -> Selection:
+def newest_exported_model(address: str, image_repo: str, limit: int = SCAN_LIMIT,
+                          auth_token: str | None = None) -> Selection:
     """The newest export commit that passed the gate and verifies; the ones refused on the way, by name.
 
-    Raises PachdUnreachable when pachd does not answer, PachydermError for any other pachd failure.
+    `auth_token` is pachd's root token (pachd's auth is on; infra/pachyderm_provider.py, _connect). Raises
+    PachdUnreachable when pachd does not answer, PachydermError for any other pachd failure (a refused token
+    included, with the config key that sets it, never the token).
     """
     try:
-        client = pachyderm_provider._connect(address)
+        client = pachyderm_provider._connect(address, auth_token)
         refused: list[str] = []
         try:
             infos = list(client.pfs.list_commit(repo=_repo(EXPORT_REPO), number=limit))
@@ -202,6 +205,11 @@ def newest_exported_model(address: str, image_repo: str, limit: int = SCAN_LIMIT
         if unreachable is not None:
             raise unreachable from None
         status = pachd_status(error)
+        if status is not None and status[0] in pachyderm_provider._REFUSED:
+            raise PachydermError(
+                f"reading the `{EXPORT_REPO}` commits from pachd at {address} failed: {status[1]} [{status[0]}]. "
+                f"Pachyderm's auth is on: set the root token pachd was deployed with, "
+                f"`pulumi config set --secret {pachyderm_provider.TOKEN_CONFIG} <token>`") from None
         if status is not None:
             raise PachydermError(f"reading the `{EXPORT_REPO}` commits from pachd at {address} failed: "
                                  f"{status[1]} [{status[0]}]") from None

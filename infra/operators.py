@@ -6,6 +6,7 @@ before the custom resources that depend on this component.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,13 @@ RESTRICTED_CONTAINER = {
 }
 # The proxy multiplexes pachd's gRPC API on its HTTP port; on minikube it is a NodePort at this port.
 PACHD_NODE_PORT = 30080
+# The Secret that holds Pachyderm's root token, under the key the chart reads (`root-token`, templates/pachd/
+# deployment.yaml, AUTH_ROOT_TOKEN from `pachd.rootTokenSecretName`).
+ROOT_TOKEN_SECRET = "pachyderm-root-token"
+ROOT_TOKEN_KEY = "root-token"
+# On LOCAL, pachd, pachw and the workers share this host folder (the chart appends `pachd`). Left empty, the pachd
+# and pachw templates each draw their own `/var/pachyderm-<randAlphaNum 5>/` on every render.
+LOCAL_STORAGE_HOST_PATH = "/var/pachyderm/"
 
 
 def seldon_values() -> dict[str, Any]:
@@ -86,12 +94,18 @@ class SeldonCore(pulumi.ComponentResource):
 
 def pachyderm_values(
     cluster: str, registry_secret: str, bucket: str | None = None, storage_service_account: str | None = None,
-    loki_deploy: bool = False,
+    loki_deploy: bool = False, root_token_sha256: str | None = None,
 ) -> dict[str, Any]:
     """Helm values: local storage behind a NodePort on minikube, the GCS bucket via Workload Identity on GKE.
 
     Requests are set for every pod the chart leaves without them (etcd, pgbouncer; pachw inherits pachd's), so the
     resource budget (tests/infra/test_resource_budget.py) adds up what really gets scheduled.
+
+    Auth stays on (the chart's default since 2.12: `pachd.activateAuth: true`) on both stacks, with the root token
+    pinned in our own Secret (`pachd.rootTokenSecretName`) instead of the one templates/pachd/auth-secret.yaml draws
+    with `randAlphaNum 32` at every render. `root_token_sha256` goes into pachd's pod annotations, so a new token in
+    the stack config restarts pachd, which rotates its root token to it at start (src/server/auth/server/
+    api_server.go, EnvBootstrap -> ActivateAuthEverywhere); the hash is of a random token and reveals nothing.
     """
     values: dict[str, Any] = {
         "deployTarget": "LOCAL",
@@ -104,6 +118,11 @@ def pachyderm_values(
             # stack sets `issue-titles:lokiDeploy` (pachyderm/pachyderm 2.12.x etc/helm/pachyderm/Chart.yaml,
             # `condition: pachd.lokiDeploy`).
             "lokiDeploy": loki_deploy,
+            # pachd reads pipeline logs from Loki while this is on (src/server/pps/server/api_server.go, GetLogs);
+            # without Loki it reads the worker pods' logs through the Kubernetes API instead.
+            "lokiLogging": loki_deploy,
+            "activateAuth": True,
+            "rootTokenSecretName": ROOT_TOKEN_SECRET,
             "serviceAccount": {"create": True, "name": PACHD_SERVICE_ACCOUNT},
             "worker": {"serviceAccount": {"create": True, "name": PACHYDERM_WORKER_SERVICE_ACCOUNT}},
             "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "2Gi"}},
@@ -121,6 +140,11 @@ def pachyderm_values(
             "service": {"type": "NodePort", "httpNodePort": PACHD_NODE_PORT},
         },
     }
+    if root_token_sha256 is not None:
+        values["pachd"]["annotations"] = {"issue-titles/root-token-sha256": root_token_sha256}
+    if cluster != "gke":
+        # pachd, pachw and the workers must share one folder, stable across upgrades (postgres keeps the metadata).
+        values["pachd"]["storage"] = {"local": {"hostPath": LOCAL_STORAGE_HOST_PATH}}
     if cluster == "gke":
         values["deployTarget"] = "GOOGLE"
         # Off LOCAL the pachd and pachw templates fail without it: `required "storage URL required"
@@ -163,6 +187,7 @@ class PachydermArgs:
     bucket: pulumi.Input[str] | None = None
     storage_service_account: pulumi.Input[str] | None = None
     loki_deploy: bool = False
+    root_token: pulumi.Input[str] | None = None  # a secret; required: auth is on (pachyderm_values says why)
 
 
 class Pachyderm(pulumi.ComponentResource):
@@ -172,8 +197,23 @@ class Pachyderm(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: PachydermArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("issue-titles:infra:Pachyderm", name, None, opts)
-        values = pulumi.Output.all(args.registry_secret, args.bucket, args.storage_service_account).apply(
-            lambda parts: pachyderm_values(args.cluster, *parts, loki_deploy=args.loki_deploy)
+        if args.root_token is None:
+            raise pulumi.RunError("Pachyderm needs its root token (`issue-titles:pachdRootToken`): auth is on")
+        token = pulumi.Output.secret(args.root_token)
+        self.root_token_secret = k8s.core.v1.Secret(
+            f"{name}-root-token",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=ROOT_TOKEN_SECRET, namespace=args.namespace,
+                                                labels=labels("pachyderm")),
+            type="Opaque",
+            string_data={ROOT_TOKEN_KEY: token},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # Only a hash of the token enters the chart's values, so the values (and the release's diff) stay readable.
+        token_sha256 = pulumi.Output.unsecret(token.apply(lambda t: hashlib.sha256(t.encode()).hexdigest()))
+        values = pulumi.Output.all(args.registry_secret, args.bucket, args.storage_service_account,
+                                   token_sha256).apply(
+            lambda parts: pachyderm_values(args.cluster, *parts[:3], loki_deploy=args.loki_deploy,
+                                           root_token_sha256=parts[3])
         )
         self.release = k8s.helm.v3.Release(
             name,
@@ -187,7 +227,7 @@ class Pachyderm(pulumi.ComponentResource):
                 atomic=True,
                 timeout=900,  # first pull of pachd, etcd and postgres images on a fresh node
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.root_token_secret]),
         )
         self.network_policy = k8s.networking.v1.NetworkPolicy(
             f"{name}-pachd",

@@ -24,6 +24,7 @@ class PachydermPipelinesArgs:
     pachd_address: pulumi.Input[str]
     settings: PipelineSettings
     project: str = DEFAULT_PROJECT
+    auth_token: pulumi.Input[str] | None = None  # pachd's root token (a secret): pachd's auth is on
 
 
 def in_project(spec: dict[str, Any], project: str) -> dict[str, Any]:
@@ -73,7 +74,7 @@ class PachydermPipelines(pulumi.ComponentResource):
 
         raw_data = PachydermRepo(f"{name}-{RAW_DATA_REPO}", PachydermRepoArgs(
             pachd_address=args.pachd_address, name=RAW_DATA_REPO, project=args.project,
-            description=RAW_DATA_DESCRIPTION), pulumi.ResourceOptions(parent=self, depends_on=waits))
+            description=RAW_DATA_DESCRIPTION, auth_token=args.auth_token), pulumi.ResourceOptions(parent=self, depends_on=waits))
         made: dict[str, pulumi.Resource] = {RAW_DATA_REPO: raw_data}
         created: list[PachydermPipeline] = []
         for spec in specs:
@@ -81,7 +82,8 @@ class PachydermPipelines(pulumi.ComponentResource):
             upstream = [made[repo] for repo in input_repos(spec)]  # validate_specs: each is made already
             made[pipeline] = resource = PachydermPipeline(
                 f"{name}-{pipeline}",
-                PachydermPipelineArgs(pachd_address=args.pachd_address, spec=spec, project=args.project),
+                PachydermPipelineArgs(pachd_address=args.pachd_address, spec=spec, project=args.project,
+                                      auth_token=args.auth_token),
                 pulumi.ResourceOptions(parent=self, depends_on=[*waits, *upstream]))
             created.append(resource)
 

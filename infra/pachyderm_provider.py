@@ -42,12 +42,25 @@ class PachydermError(Exception):
     """A pachd call failed; the message names the repo or pipeline, the pachd address and what to do."""
 
 
-def _connect(address: str) -> Any:
-    """A pachd client for `address` (grpc://host:port). Tests monkeypatch this with a fake."""
+AUTH_TOKEN = "auth_token"  # the resources' input holding pachd's root token (a secret)
+TOKEN_CONFIG = "issue-titles:pachdRootToken"
+_TOKEN_FIX = f"`pulumi config set --secret {TOKEN_CONFIG} <token>` (docs/cluster.md, section 3)"
+
+
+def _connect(address: str, auth_token: str | None = None) -> Any:
+    """A pachd client for `address` (grpc://host:port) that sends `auth_token` with every call. Tests monkeypatch
+    this with a fake.
+
+    pachyderm_sdk puts the token in each call's gRPC metadata as `authn-token` (pachyderm_sdk/client.py,
+    _build_metadata), which pachd's auth interceptor requires of CreateRepo, ListCommit, CreatePipelineV2 and the
+    rest once auth is active (pachyderm/pachyderm 2.12.x src/internal/middleware/auth/interceptor.go). Without one
+    the SDK would fall back to PACH_PYTHON_AUTH_TOKEN from the environment; the program always passes its own
+    ("" when it has none, so no stray variable stands in for the stack's token).
+    """
     from pachyderm_sdk import Client
 
     try:
-        return Client.from_pachd_address(address)
+        return Client.from_pachd_address(address, auth_token=auth_token or "")
     except ValueError as error:
         raise PachydermError(f"invalid pachd address {address!r} ({error}): use grpc://HOST:PORT") from None
 
@@ -151,8 +164,9 @@ def _fail(status: tuple[str, str], what: str, address: str, action: str,
             f"can reach it.") from None
     if code in _REFUSED:
         raise PachydermError(
-            f"{what}: pachd at {address} refused to {action} ({code}: {details}). With Pachyderm auth enabled, "
-            f"give the deployment a token in PACH_PYTHON_AUTH_TOKEN.") from None
+            f"{what}: pachd at {address} refused to {action} ({code}: {details}). Pachyderm's auth is on: the "
+            f"program calls pachd with the root token from the stack's secret `{TOKEN_CONFIG}`, which must be the "
+            f"one pachd was deployed with (the `pachyderm-root-token` Secret); set it with {_TOKEN_FIX}.") from None
     if code == "ALREADY_EXISTS" or "already exists" in details.lower():
         raise PachydermError(
             f"{what}: it already exists at pachd {address}, outside this stack ({details}). Delete it (pachctl) "
@@ -225,6 +239,15 @@ def _address_failures(props: Mapping[str, Any]) -> list[CheckFailure]:
     if not isinstance(address, str) or not _ADDRESS.match(address):
         return [CheckFailure("pachd_address", f"{address!r} is not a pachd address: use grpc://HOST:PORT")]
     return []
+
+
+def _token_failures(props: Mapping[str, Any]) -> list[CheckFailure]:
+    """The token must be there (auth is on); its value is never put into a message."""
+    token = props.get(AUTH_TOKEN)
+    if _is_unknown(token) or (isinstance(token, str) and token.strip()):
+        return []
+    return [CheckFailure(AUTH_TOKEN, f"no pachd auth token: Pachyderm's auth is on, and every call to pachd needs "
+                                     f"the root token; set it with {_TOKEN_FIX}")]
 
 
 def _name_failures(props: Mapping[str, Any], keys: tuple[str, ...]) -> list[CheckFailure]:
@@ -367,24 +390,26 @@ class RepoProvider(BySource, ResourceProvider):
     serialize_as_secret_always = False  # nothing secret is captured; keeps the state readable
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        return CheckResult(news, _address_failures(news) + _name_failures(news, ("project", "name")))
+        return CheckResult(news, _address_failures(news) + _token_failures(news)
+                           + _name_failures(news, ("project", "name")))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = _replaced_keys(olds, news)
-        changes = bool(replaces) or any(olds.get(k) != news.get(k) for k in ("description", "pachd_address"))
+        changes = bool(replaces) or any(olds.get(k) != news.get(k)
+                                        for k in ("description", "pachd_address", AUTH_TOKEN))
         return DiffResult(changes=changes, replaces=replaces, delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         address = props["pachd_address"]
-        _call_pachd(lambda: _connect(address).pfs.create_repo(
+        _call_pachd(lambda: _connect(address, props.get(AUTH_TOKEN)).pfs.create_repo(
             repo=_repo_message(props), description=props.get("description", ""), update=False),
             what=_repo_label(props), address=address, action="create it")
         return CreateResult(f"{props.get('project') or DEFAULT_PROJECT}/{props['name']}", _stored(props))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        if olds.get("description") != news.get("description"):  # a new address alone only updates the state
+        if olds.get("description") != news.get("description"):  # a new address or token only updates the state
             address = news["pachd_address"]
-            _call_pachd(lambda: _connect(address).pfs.create_repo(
+            _call_pachd(lambda: _connect(address, news.get(AUTH_TOKEN)).pfs.create_repo(
                 repo=_repo_message(news), description=news.get("description", ""), update=True),
                 what=_repo_label(news), address=address, action="update its description")
         return UpdateResult(_stored(news))
@@ -392,12 +417,14 @@ class RepoProvider(BySource, ResourceProvider):
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         address = props["pachd_address"]
         # already gone is what destroy wants
-        _call_pachd(lambda: _connect(address).pfs.delete_repo(repo=_repo_message(props), force=False),
+        _call_pachd(lambda: _connect(address, props.get(AUTH_TOKEN)).pfs.delete_repo(repo=_repo_message(props),
+                                                                                     force=False),
                     what=_repo_label(props), address=address, action="delete it", missing_ok=True)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         address = props["pachd_address"]
-        found = _call_pachd(lambda: _connect(address).pfs.inspect_repo(repo=_repo_message(props)),
+        found = _call_pachd(lambda: _connect(address, props.get(AUTH_TOKEN)).pfs.inspect_repo(
+                                repo=_repo_message(props)),
                             what=_repo_label(props), address=address, action="inspect it", missing_ok=True)
         # Deleted outside Pulumi: an empty id makes `pulumi refresh` drop it from the state.
         return ReadResult(id_, dict(props)) if found else ReadResult("", {})
@@ -437,7 +464,7 @@ class PipelineProvider(BySource, ResourceProvider):
     serialize_as_secret_always = False  # nothing secret is captured; keeps the state readable
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        failures = _address_failures(news) + _name_failures(news, ("project", "name"))
+        failures = _address_failures(news) + _token_failures(news) + _name_failures(news, ("project", "name"))
         spec = news.get("spec")
         if _is_unknown(spec):
             return CheckResult(news, failures)
@@ -456,14 +483,15 @@ class PipelineProvider(BySource, ResourceProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> PipelineDiff:
         replaces = _replaced_keys(olds, news)
         fields = changed_fields(olds.get("spec") or {}, news.get("spec") or {})
-        other = any(normalise(olds.get(k)) != normalise(news.get(k)) for k in ("pachd_address", "reprocess"))
+        other = any(normalise(olds.get(k)) != normalise(news.get(k))
+                    for k in ("pachd_address", "reprocess", AUTH_TOKEN))
         return PipelineDiff(fields, changes=bool(replaces or fields or other), replaces=replaces,
                             delete_before_replace=False)
 
     def _send(self, props: Mapping[str, Any], *, update: bool, reprocess: bool) -> None:
         address, spec = props["pachd_address"], props["spec"]
         request = json.dumps(pipeline_request(props.get("project") or DEFAULT_PROJECT, spec), sort_keys=True)
-        _call_pachd(lambda: _connect(address).pps.create_pipeline_v2(
+        _call_pachd(lambda: _connect(address, props.get(AUTH_TOKEN)).pps.create_pipeline_v2(
             create_pipeline_request_json=request, dry_run=False, update=update, reprocess=reprocess),
             what=_pipeline_label(props), address=address,
             action="update the pipeline" if update else "create the pipeline", spec=spec)
@@ -474,7 +502,7 @@ class PipelineProvider(BySource, ResourceProvider):
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         fields = changed_fields(olds.get("spec") or {}, news.get("spec") or {})
-        if fields:  # a new address or reprocess setting alone only updates the state
+        if fields:  # a new address, token or reprocess setting alone only updates the state
             self._send(news, update=True, reprocess=should_reprocess(news["spec"], fields, news.get("reprocess")))
         return UpdateResult(_stored(news))
 
@@ -486,13 +514,13 @@ class PipelineProvider(BySource, ResourceProvider):
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         address = props["pachd_address"]
         # already gone is what destroy wants; its output repo goes with it (keep_repo=False)
-        _call_pachd(lambda: _connect(address).pps.delete_pipeline(
+        _call_pachd(lambda: _connect(address, props.get(AUTH_TOKEN)).pps.delete_pipeline(
             pipeline=self._pipeline_message(props), all=False, force=False, keep_repo=False, must_exist=False),
             what=_pipeline_label(props), address=address, action="delete the pipeline", missing_ok=True)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         address = props["pachd_address"]
-        found = _call_pachd(lambda: _connect(address).pps.inspect_pipeline(
+        found = _call_pachd(lambda: _connect(address, props.get(AUTH_TOKEN)).pps.inspect_pipeline(
             pipeline=self._pipeline_message(props), details=False),
             what=_pipeline_label(props), address=address, action="inspect the pipeline", missing_ok=True)
         # Deleted outside Pulumi: an empty id makes `pulumi refresh` drop it from the state.
@@ -507,6 +535,17 @@ class PachydermRepoArgs:
     name: str
     project: str = DEFAULT_PROJECT
     description: str = ""
+    auth_token: pulumi.Input[str] | None = None  # pachd's root token; required by the provider's check
+
+
+def _secret_token(token: pulumi.Input[str] | None, opts: pulumi.ResourceOptions | None,
+                  ) -> tuple[Any, pulumi.ResourceOptions]:
+    """The token as a secret input, and options that keep the output of the same name secret in the state too
+    (the dynamic provider host does not accept secrets: the engine hands it plain values, `acceptSecrets: False`
+    in pulumi/dynamic/__main__.py, so the output is marked here rather than left to the provider)."""
+    secret_outputs = pulumi.ResourceOptions(additional_secret_outputs=[AUTH_TOKEN])
+    merged = pulumi.ResourceOptions.merge(opts or pulumi.ResourceOptions(), secret_outputs)
+    return (pulumi.Output.secret(token) if token is not None else None), merged
 
 
 class PachydermRepo(Resource):
@@ -518,9 +557,10 @@ class PachydermRepo(Resource):
     description: pulumi.Output[str]
 
     def __init__(self, name: str, args: PachydermRepoArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        token, opts = _secret_token(args.auth_token, opts)
         super().__init__(RepoProvider(), name, {
             "pachd_address": args.pachd_address, "project": args.project, "name": args.name,
-            "description": args.description,
+            "description": args.description, AUTH_TOKEN: token,
         }, opts)
 
 
@@ -530,6 +570,7 @@ class PachydermPipelineArgs:
     spec: pulumi.Input[Mapping[str, Any]]  # CreatePipelineRequest, camelCase JSON form; may hold Outputs
     project: str = DEFAULT_PROJECT
     reprocess: bool | None = None  # None: reprocess on updates that change transform or input (should_reprocess)
+    auth_token: pulumi.Input[str] | None = None  # pachd's root token; required by the provider's check
 
 
 class PachydermPipeline(Resource):
@@ -546,8 +587,9 @@ class PachydermPipeline(Resource):
             name_: Any = pipeline_name(spec)
         else:
             name_ = pulumi.Output.from_input(spec).apply(pipeline_name)
+        token, opts = _secret_token(args.auth_token, opts)
         props: dict[str, Any] = {"pachd_address": args.pachd_address, "project": args.project,
-                                 "name": name_, "spec": spec}
+                                 "name": name_, "spec": spec, AUTH_TOKEN: token}
         if args.reprocess is not None:
             props["reprocess"] = args.reprocess
         super().__init__(PipelineProvider(), name, props, opts)

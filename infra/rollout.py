@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable
 
 import pulumi
@@ -164,10 +165,16 @@ def previous_models(opts: pulumi.ResourceOptions | None = None) -> pulumi.Output
 
 
 def rollout_models(config: RolloutConfig, image_repo: str, pachd_address: pulumi.Input[str] | None,
-                   opts: pulumi.ResourceOptions | None = None) -> pulumi.Output[list[dict[str, Any]]]:
+                   opts: pulumi.ResourceOptions | None = None,
+                   auth_token: pulumi.Input[str] | None = None) -> pulumi.Output[list[dict[str, Any]]]:
     """resolve() as an Output: pinned tags need nothing else; `latest` waits for the pachd address and the stack's
-    previous output (read only then, so pinned stacks keep no reference to themselves)."""
+    previous output (read only then, so pinned stacks keep no reference to themselves).
+
+    `auth_token` (pachd's root token, a secret) is only handed to the pachd client; the models it reads carry no
+    part of it, so the result is not marked secret (a secret spec would hide the image diff of the preview)."""
     if not config.follows_pipeline:
         return pulumi.Output.from_input(resolve(config, image_repo, None))
-    return pulumi.Output.all(pulumi.Output.from_input(pachd_address), previous_models(opts)).apply(
-        lambda values: resolve(config, image_repo, values[0], values[1]))
+    token = pulumi.Output.unsecret(pulumi.Output.from_input(auth_token))
+    return pulumi.Output.all(pulumi.Output.from_input(pachd_address), previous_models(opts), token).apply(
+        lambda values: resolve(config, image_repo, values[0], values[1],
+                               lookup=partial(newest_exported_model, auth_token=values[2])))

@@ -12,8 +12,9 @@ and the predictor Service `issue-summarization-default` points at its HTTP port.
 """
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -29,9 +30,8 @@ CANARY_PREDICTOR = "canary"
 CANARY_REPLICAS = 1
 SERVER_PORT = 9000  # MLServer HTTP inside the model container, and the predictor Service's port (no executor)
 NO_ENGINE = "seldon.io/no-engine"
-# Ready when Seldon says the deployment is Available (status.state: Creating -> Available | Failed); a model image
-# that cannot be pulled or never gets ready fails `pulumi up` after the timeout instead of passing silently.
-WAIT_FOR = "jsonpath={.status.state}=Available"
+# How long `pulumi up` waits for Seldon to roll out a spec (see `wait_for`): a model image that cannot be pulled or
+# never gets ready fails `pulumi up` after the timeout instead of passing silently.
 TIMEOUT_SECONDS = 900
 SERVICE_ACCOUNT = "issue-summarization"
 TUTORIAL_BODY = (
@@ -66,6 +66,14 @@ def predictor_spec(name: str, image: str, image_pull_secret: str, replicas: int,
         "securityContext": container_security_context(),
         "volumeMounts": [dict(TMP_MOUNT)],
     }
+    pod = {
+        "serviceAccountName": SERVICE_ACCOUNT,
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security_context(),
+        "containers": [container],
+        "imagePullSecrets": [{"name": image_pull_secret}],
+        "volumes": [dict(TMP_VOLUME)],
+    }
     predictor: dict[str, Any] = {
         "name": name,
         "replicas": replicas,
@@ -76,22 +84,49 @@ def predictor_spec(name: str, image: str, image_pull_secret: str, replicas: int,
             "endpoint": {"type": "REST", "httpPort": SERVER_PORT},
             "children": [],
         },
-        "componentSpecs": [
-            {
-                "spec": {
-                    "serviceAccountName": SERVICE_ACCOUNT,
-                    "automountServiceAccountToken": False,
-                    "securityContext": pod_security_context(),
-                    "containers": [container],
-                    "imagePullSecrets": [{"name": image_pull_secret}],
-                    "volumes": [dict(TMP_VOLUME)],
-                }
-            }
-        ],
+        # metadata.name names the Deployment Seldon makes of this pod spec (`rollout_name` says why it is a hash)
+        "componentSpecs": [{"metadata": {"name": rollout_name(pod)}, "spec": pod}],
     }
     if traffic is not None:
         predictor["traffic"] = traffic
     return predictor
+
+
+def rollout_name(pod: dict[str, Any]) -> str:
+    """`m-<10 hex of the pod spec>`: the componentSpec's metadata.name, so each new pod spec gets a Deployment of its
+    own, `<deployment>-<predictor>-0-m-<hash>` (SeldonIO/seldon-core v1.17.1 operator/apis/machinelearning.seldon.io/
+    v1/seldondeployment_types.go, GetDeploymentName), and its own key in `status.deploymentStatus`.
+
+    That key is what `pulumi up` waits for (`wait_for`): it is absent from the status the previous spec left, so a
+    stale `Available` cannot end the wait. Seldon keeps serving from the old Deployment until the new one is ready:
+    both carry the predictor's `seldon-app` label, which its Service selects, and the old one is deleted only once
+    every Deployment of the new spec is ready (operator/controllers/seldondeployment_controller.go,
+    completeServiceCreation).
+    """
+    return "m-" + hashlib.sha256(json.dumps(pod, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def expected_deployments(spec: dict[str, Any]) -> dict[str, int]:
+    """The Deployment Seldon 1.17.1 creates for each predictor of `spec` (one componentSpec each), and its replicas."""
+    return {f"{spec['name']}-{p['name']}-0-{p['componentSpecs'][0]['metadata']['name']}": int(p["replicas"])
+            for p in spec["predictors"]}
+
+
+def wait_for(spec: dict[str, Any]) -> str:
+    """`pulumi.com/waitFor` for this spec: Seldon says Available *and* lists every Deployment of this very spec with
+    all its replicas available.
+
+    `jsonpath={.status.state}=Available` alone ends an update at once: pulumi-kubernetes ignores a stale status only
+    when the object carries `status.observedGeneration` (pulumi/pulumi-kubernetes provider/pkg/await/condition/
+    jsonpath.go), which Seldon 1.17.1 never sets, and Seldon rewrites `state` only after it reconciles the new spec.
+    The Deployment names come from `rollout_name`, so they are new with each new pod spec. One RFC 9535 filter at
+    the root (the only member with these fields is `status`) checks them all; pulumi-kubernetes compares the first
+    value selected, `status.state`, and keeps waiting while nothing is selected.
+    """
+    checks = ["@.state=='Available'"] + [
+        f"@.deploymentStatus['{name}'].availableReplicas=={replicas}"
+        for name, replicas in expected_deployments(spec).items()]
+    return "jsonpath={$[?" + " && ".join(checks) + "].state}=Available"
 
 
 def seldon_deployment_spec(image: str, image_pull_secret: str, replicas: int,
@@ -165,11 +200,21 @@ def curl_command(url: str) -> str:
     return f"curl -s -X POST -H 'Content-Type: application/json' -d '{body}' {url}"
 
 
-def serving_status(image: str, replicas: int, status: Any) -> str:
-    """The SeldonDeployment's own account of itself (status.state, and its description when not Available)."""
+def serving_status(image: str, replicas: int, status: Any, deployments: dict[str, int] | None = None) -> str:
+    """The SeldonDeployment's own account of itself (status.state, and its description when not Available).
+
+    With `deployments` (`expected_deployments` of the spec), `Available` counts only when the status lists every
+    one of them with all its replicas available: otherwise the status still describes the previous spec."""
     if not status:
         return f"{image}: no status reported yet"
     state = status.get("state") or "Unknown"
+    if deployments is not None and state == "Available":
+        listed = status.get("deploymentStatus") or {}
+        behind = sorted(name for name, count in deployments.items()
+                        if int((listed.get(name) or {}).get("availableReplicas") or 0) < count)
+        if behind:
+            return (f"Rolling out: {image}: Seldon has not reported this spec available yet (waiting for "
+                    f"{', '.join(behind)}; its status still describes the previous spec)")
     replicas_ready = status.get("replicas")
     line = f"{state}: {image}"
     if replicas_ready is not None:
@@ -192,6 +237,8 @@ class ModelServingArgs:
     # infra.rollout's predictor list (main first, then an optional canary); None: serve `model_tag` pinned.
     models: pulumi.Input[list[dict[str, Any]]] | None = None
     canary: bool = False  # a canary is configured: declare the canary Ingress (weight 0 while it is promoted)
+    # What the Ingresses wait for besides the model (GKE: the ingress-nginx release, whose webhook checks them).
+    ingress_after: list[pulumi.Resource] = field(default_factory=list)
 
 
 def pinned_models(image_repo: str, model_tag: str) -> list[dict[str, Any]]:
@@ -237,16 +284,16 @@ class ModelServing(pulumi.ComponentResource):
                 image_pull_secrets=[k8s.core.v1.LocalObjectReferenceArgs(name=args.image_pull_secret)],
                 opts=child,
             )
+            spec = pulumi.Output.all(args.image_pull_secret, models).apply(
+                lambda values: spec_for_models(values[1], values[0], args.replicas))
             self.deployment = CustomResourceWithStatus(
                 name,
                 api_version="machinelearning.seldon.io/v1",
                 kind="SeldonDeployment",
-                metadata=k8s.meta.v1.ObjectMetaArgs(name=MODEL_NAME, namespace=args.namespace,
-                                                    labels=labels("serving"),
-                                                    annotations=wait_annotations(WAIT_FOR, TIMEOUT_SECONDS)),
-                spec=pulumi.Output.all(args.image_pull_secret, models).apply(
-                    lambda values: spec_for_models(values[1], values[0], args.replicas)
-                ),
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=MODEL_NAME, namespace=args.namespace, labels=labels("serving"),
+                    annotations=spec.apply(lambda s: wait_annotations(wait_for(s), TIMEOUT_SECONDS))),
+                spec=spec,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service_account]),
             )
             self.network_policy = k8s.networking.v1.NetworkPolicy(
@@ -266,7 +313,8 @@ class ModelServing(pulumi.ComponentResource):
                                      "nginx.ingress.kubernetes.io/proxy-body-size": "2m"},
                     ),
                     spec=ingress_spec(args.namespace),
-                    opts=child,
+                    # Seldon creates the Service it routes to; the deployment's wait ends after that.
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.ingress_after, self.deployment]),
                 )
                 if args.canary:
                     self.canary_ingress = k8s.networking.v1.Ingress(
@@ -279,12 +327,15 @@ class ModelServing(pulumi.ComponentResource):
                         ),
                         spec=models.apply(lambda m: ingress_spec(
                             args.namespace, CANARY_PREDICTOR if len(m) > 1 else PREDICTOR)),
-                        opts=pulumi.ResourceOptions(parent=self, depends_on=[self.ingress, self.deployment]),
+                        # after the SeldonDeployment's wait, which ends only once Seldon reports this spec's
+                        # Deployments available, after it created the canary predictor's Service
+                        opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.ingress_after, self.ingress,
+                                                                             self.deployment]),
                     )
             self.models = models
-            self.status = pulumi.Output.all(models, self.deployment.status).apply(
+            self.status = pulumi.Output.all(models, self.deployment.status, spec).apply(
                 lambda values: serving_status(rollout_status(values[0], args.replicas), args.replicas + (
-                    CANARY_REPLICAS if len(values[0]) > 1 else 0), values[1]))
+                    CANARY_REPLICAS if len(values[0]) > 1 else 0), values[1], expected_deployments(values[2])))
         self.curl = self.prediction_url.apply(curl_command)
         self.traffic = self.models.apply(traffic_table)
         self.register_outputs({"status": self.status, "prediction_url": self.prediction_url, "models": self.models})

@@ -3,6 +3,10 @@
 It records every call, keeps repos and pipelines the way pachd does (a pipeline owns an output repo of its name),
 answers missing or duplicate objects with the gRPC errors pachd sends, and can be told to fail the next call
 (raising what the SDK raises: the grpc.RpcError, or the ConnectionError its interceptor makes of "failed to connect").
+
+With `required_token` set it behaves like pachd with auth active: every call needs that token (the `authn-token` the
+SDK client sends), and answers pachd's own errors otherwise (pachyderm/pachyderm 2.12.x src/auth/auth.go,
+ErrNotSignedIn and ErrBadToken, both codes.Unauthenticated).
 """
 from __future__ import annotations
 
@@ -43,15 +47,20 @@ class FakePachd:
     # PFS commits, newest last per repo, and their files: what list_commit / inspect_commit / get_file read.
     commits: dict[str, list[Any]] = field(default_factory=dict)  # repo -> [pfs.CommitInfo]
     files: dict[tuple[str, str, str], bytes] = field(default_factory=dict)  # (repo, commit id, path) -> content
+    required_token: str | None = None  # auth active: the root token every call must carry
 
     def __post_init__(self) -> None:
         self.pfs = _Pfs(self)
         self.pps = _Pps(self)
         self.connections: list[str] = []
+        self.tokens: list[str | None] = []  # the auth token of each connection, in order
+        self._token: str | None = None
 
-    def connect(self, address: str) -> FakePachd:
+    def connect(self, address: str, auth_token: str | None = None) -> FakePachd:
         """Stands in for infra.pachyderm_provider._connect."""
         self.connections.append(address)
+        self.tokens.append(auth_token)
+        self._token = auth_token
         return self
 
     def fail_next(self, method: str, code: grpc.StatusCode, details: str) -> None:
@@ -59,6 +68,11 @@ class FakePachd:
 
     def record(self, method: str, **kwargs: Any) -> None:
         self.calls.append(Call(method, kwargs))
+        if self.required_token is not None and self._token != self.required_token:
+            if not self._token:
+                raise PachdRpcError(grpc.StatusCode.UNAUTHENTICATED, "no authentication token (try logging in)")
+            raise PachdRpcError(grpc.StatusCode.UNAUTHENTICATED,
+                                "provided auth token is corrupted or has expired (try logging in again)")
         if method in self.failures:
             error = self.failures.pop(method)
             if error.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in error.details():

@@ -25,6 +25,9 @@ PROJECT = "issue-titles"
 STACKS = ("minikube", "gke-gpu")
 # A password no real value could contain by accident: finding it anywhere in plain text is a leak.
 TEST_PASSWORD = "pw-7d1e3a-must-never-appear-in-plain-text"
+# Pachyderm's root token (`issue-titles:pachdRootToken`), held to the same rule.
+TEST_ROOT_TOKEN = "root-token-5c9b2f-must-never-appear-in-plain-text"
+ROOT_TOKEN_KEY = "issue-titles:pachdRootToken"
 # How the wire format marks a secret ({sig: secret-sig, "value": ...}) is told by the SDK's public
 # `rpc.is_rpc_secret` / `rpc.unwrap_rpc_secret` (pulumi 3.272.0, sdk/python/lib/pulumi/runtime/rpc.py).
 is_secret_wrapper = rpc.is_rpc_secret
@@ -204,17 +207,22 @@ def run_program(
     password: str | None = TEST_PASSWORD,
     password_is_secret: bool = True,
     preview: bool = False,
+    root_token: str | None = TEST_ROOT_TOKEN,
+    root_token_is_secret: bool = True,
 ) -> ProgramRun:
     """Evaluate `__main__.py` for `stack` with its committed config (plus overrides; None removes a key)."""
     config = stack_config(stack)
     if password is not None:
         config["registry:password"] = password
+    if root_token is not None:
+        config[ROOT_TOKEN_KEY] = root_token
     for key, value in (config_overrides or {}).items():
         if value is None:
             config.pop(key, None)
         else:
             config[key] = value
     secret_keys = ["registry:password"] if password_is_secret else []
+    secret_keys += [ROOT_TOKEN_KEY] if root_token_is_secret else []
 
     # As the Python language host does (pulumi/pulumi sdk/python/cmd/pulumi-language-python-exec): the engine hands
     # the config over in PULUMI_CONFIG / PULUMI_CONFIG_SECRET_KEYS, and the host loads them with set_all_config.

@@ -9,8 +9,12 @@
   (CHANGELOG 4.18.0: waitFor, `jsonpath=` and `condition=` forms; 4.24.0: RFC 9535 filters such as `||`).
 - kubeflow/training-operator v1.9.0 pkg/controller.v1/common/job.go, CleanupJob: a finished job with
   ttlSecondsAfterFinished is deleted once the TTL has passed; without it, it is kept.
-- SeldonIO/seldon-core v1.17.1 operator/apis/machinelearning.seldon.io/v1/seldondeployment_types.go: status.state
-  is Creating, Available or Failed.
+- SeldonIO/seldon-core v1.17.1 operator/apis/machinelearning.seldon.io/v1/seldon_deployment_status.go: status.state
+  is Creating, Available or Failed (StatusState constants).
+- pachyderm/pachyderm 2.12.x templates/pachd/deployment.yaml and templates/pachw/deployment.yaml: each draws
+  `$randHostPath := printf "/var/pachyderm-%s/" (randAlphaNum 5)` and mounts `hostPath | default $randHostPath`;
+  templates/pachd/deployment.yaml sets LOKI_LOGGING from `pachd.lokiLogging` (values.yaml default true), and
+  src/server/pps/server/api_server.go (GetLogs) queries Loki while it is on, the worker pods' logs otherwise.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import pulumi
 import pytest
 
 from infra.image_check import StageImageCheck, StageImageCheckArgs, check_result
-from infra.serving import serving_status
+from infra.serving import serving_status, wait_for
 from tests.infra.conftest import MODEL_TAG
 from tests.infra.harness import ProgramRun, run_program
 
@@ -48,7 +52,26 @@ def test_gke_sets_the_storage_url_the_chart_requires_off_local() -> None:
 
 def test_minikube_keeps_local_storage_without_a_storage_url() -> None:
     values = pachyderm_values(run_program("minikube"))
-    assert values["deployTarget"] == "LOCAL" and "storage" not in values["pachd"]
+    assert values["deployTarget"] == "LOCAL" and "storageURL" not in values["pachd"]["storage"]
+
+
+def test_minikube_pins_one_host_path_for_pachd_pachw_and_the_workers() -> None:
+    """Left empty, the pachd and pachw templates each draw `/var/pachyderm-<randAlphaNum 5>/` on every render."""
+    values = pachyderm_values(run_program("minikube"))
+    host_path = values["pachd"]["storage"]["local"]["hostPath"]
+    assert host_path == "/var/pachyderm/"  # the chart appends `pachd`: /var/pachyderm/pachd
+    assert host_path.startswith("/var/") and host_path.endswith("/")
+
+
+def test_gke_sets_no_host_path() -> None:
+    assert "local" not in pachyderm_values(run_program("gke-gpu"))["pachd"]["storage"]
+
+
+@pytest.mark.parametrize("loki", [None, "false", "true"])
+def test_loki_logging_is_on_only_with_loki_itself(loki: str | None) -> None:
+    """pachd sends `pachctl logs` queries to Loki while `lokiLogging` is on: never without the Loki it deploys."""
+    values = pachyderm_values(run_program("minikube", {"issue-titles:lokiDeploy": loki}))
+    assert values["pachd"]["lokiLogging"] is values["pachd"]["lokiDeploy"] is (loki == "true")
 
 
 def test_pipeline_workers_run_as_the_worker_account_bound_to_the_bucket_identity() -> None:
@@ -128,7 +151,9 @@ def test_the_component_turns_the_jobs_status_into_its_result(condition: str) -> 
 
 def test_pulumi_waits_for_the_seldon_deployment_to_be_available(serving_program: ProgramRun) -> None:
     wait = annotations(serving_program, "SeldonDeployment")
-    assert wait["pulumi.com/waitFor"] == "jsonpath={.status.state}=Available"
+    spec = next(m for m in serving_program.manifests() if m["kind"] == "SeldonDeployment")["spec"]
+    assert wait["pulumi.com/waitFor"] == wait_for(spec)  # Available, and this spec's Deployments available
+    assert wait["pulumi.com/waitFor"].startswith("jsonpath={$[?@.state=='Available' && ")
     assert int(wait["pulumi.com/timeoutSeconds"]) >= 300
 
 

@@ -30,6 +30,7 @@ from tests.infra.harness import ROOT
 ADDRESS = "grpc://pachd.issue-titles.svc.cluster.local:30650"
 IMAGE = "registry.example.com/issue-titles/stages@sha256:" + "ab" * 32
 SETTINGS = PipelineSettings(stage_image=IMAGE, serving_image_repo="registry.example.com/issue-titles/serving")
+TOKEN = "pachd-root-token-for-provider-tests"  # Pachyderm's auth is on: every resource carries the root token
 
 
 def spec_of(name: str, settings: PipelineSettings = SETTINGS) -> dict[str, Any]:
@@ -38,11 +39,13 @@ def spec_of(name: str, settings: PipelineSettings = SETTINGS) -> dict[str, Any]:
 
 def pipeline_props(name: str = "train", spec: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     spec = spec or spec_of(name)
-    return {"pachd_address": ADDRESS, "project": "default", "name": spec["pipeline"]["name"], "spec": spec, **extra}
+    return {"pachd_address": ADDRESS, "project": "default", "name": spec["pipeline"]["name"], "spec": spec,
+            "auth_token": TOKEN, **extra}
 
 
 def repo_props(**extra: Any) -> dict[str, Any]:
-    return {"pachd_address": ADDRESS, "project": "default", "name": "raw_data", "description": "raw", **extra}
+    return {"pachd_address": ADDRESS, "project": "default", "name": "raw_data", "description": "raw",
+            "auth_token": TOKEN, **extra}
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ def test_each_component_owns_its_kind_of_resources(serving_program: ProgramRun) 
         return serving_program.by_urn(resource.parent).type_
 
     assert {parent_type(s) for s in serving_program.of_type("kubernetes:core/v1:Secret")} == \
-        {"issue-titles:infra:RegistrySecret"}
+        {"issue-titles:infra:RegistrySecret", "issue-titles:infra:Pachyderm"}  # Pachyderm's: its root token
     assert parent_type(serving_program.one(SELDON_DEPLOYMENT)) == "issue-titles:infra:ModelServing"
     assert parent_type(release(serving_program, "pachyderm")) == "issue-titles:infra:Pachyderm"
     assert parent_type(release(serving_program, "seldon-core-operator")) == "issue-titles:infra:SeldonCore"

@@ -99,7 +99,7 @@ def test_host_cannot_import_the_repository(tmp_path: Path, module: str) -> None:
 
 def test_the_pipeline_provider_checks_a_spec_in_a_host_that_cannot_import_infra(host: Any) -> None:
     news = {"__provider": serialize_provider(PipelineProvider()), "pachd_address": ADDRESS, "project": "default",
-            "name": "not a name!", "spec": train_spec()}
+            "name": "not a name!", "spec": train_spec(), "auth_token": "a-root-token"}
     response = host.Check(provider_pb2.CheckRequest(urn=URN, olds=wire({}), news=wire(news)), timeout=120)
     # The answer comes from PipelineProvider.check itself: it names the bad field.
     assert {failure.property for failure in response.failures} == {"name"}
@@ -118,7 +118,7 @@ def test_the_pipeline_provider_diffs_in_a_host_that_cannot_import_infra(host: An
 
 def test_the_repo_provider_loads_in_a_host_that_cannot_import_infra(host: Any) -> None:
     news = {"__provider": serialize_provider(RepoProvider()), "pachd_address": "not an address",
-            "project": "default", "name": "raw_data", "description": ""}
+            "project": "default", "name": "raw_data", "description": "", "auth_token": "a-root-token"}
     response = host.Check(provider_pb2.CheckRequest(urn=URN, olds=wire({}), news=wire(news)), timeout=120)
     assert [failure.property for failure in response.failures] == ["pachd_address"]
 

@@ -173,7 +173,11 @@ def test_a_new_export_changes_only_the_image_so_the_deployment_is_updated_in_pla
     after = deployment(run_program(stack, {"serving:modelTag": "latest"}, preview=True))
     assert after.urn == before.urn  # the same resource: Pulumi diffs it, it does not create another
     changed = _paths(before.inputs, after.inputs)
-    assert changed == ["spec.predictors[0].componentSpecs[0].spec.containers[0].image"]
+    # the image, and with it the pod spec's rollout name and the wait that names it (infra/serving.py, wait_for):
+    # neither is a force-new field
+    assert changed == ['metadata.annotations.pulumi.com/waitFor',
+                       "spec.predictors[0].componentSpecs[0].metadata.name",
+                       "spec.predictors[0].componentSpecs[0].spec.containers[0].image"]
     assert after.inputs["metadata"]["name"] == before.inputs["metadata"]["name"] == "issue-summarization"
 
 

@@ -45,7 +45,8 @@ def test_password_never_appears_in_plain_text_in_inputs_or_outputs(stack: str) -
 @pytest.mark.parametrize("stack", ["minikube", "gke-gpu"])
 def test_password_reaches_the_registry_secret_and_the_image_push_as_a_secret(stack: str) -> None:
     run = run_program(stack)
-    secrets = run.of_type("kubernetes:core/v1:Secret")
+    secrets = [s for s in run.of_type("kubernetes:core/v1:Secret")
+               if s.inputs.get("type") == "kubernetes.io/dockerconfigjson"]
     # One copy in each namespace whose pods use it: Pachyderm's (export pushes) and serving's (pulls).
     assert sorted(s.inputs["metadata"]["namespace"] for s in secrets) == ["issue-titles", "issue-titles-serving"]
     for secret in secrets:
