@@ -4,7 +4,7 @@
 #   registry          start the registry on the kind network; nodes pull from it over HTTP
 #   snapshot FILE     list every cluster-scoped object (before deploying, to compare after destroying)
 #   deploy            pulumi up the minikube stack with the kind overrides and the policy pack
-#   put-data          put the data set into raw_data
+#   put-data          log pachctl in with the stack's root token, put the data set into raw_data
 #   serve             wait for export, deploy its image (serving:modelTag = the job ID), pulumi up again
 #   predict           send the tutorial's request and check the answer holds a title
 #   destroy FILE      pulumi destroy; check the namespace and every cluster-scoped object the stack made are gone
@@ -88,6 +88,9 @@ cmd_deploy() {
   pulumi config set registry:username e2e
   # The registry has no auth; the program still requires a secret password and must keep it secret.
   printf '%s' "$REGISTRY_PASSWORD" | pulumi config set --secret registry:password
+  # Pachyderm's auth is on (the chart's default): its root token, pinned by the program, as a secret.
+  : "${PACHD_ROOT_TOKEN:?set PACHD_ROOT_TOKEN (e.g. openssl rand -hex 32)}"
+  printf '%s' "$PACHD_ROOT_TOKEN" | pulumi config set --secret issue-titles:pachdRootToken
   pulumi config set serving:imageRepo "$address/issue-titles/serving"
   pulumi config set serving:ingress none  # port-forward to the Seldon service instead
   pulumi up --yes --policy-pack policy --diff
@@ -96,10 +99,18 @@ cmd_deploy() {
 cmd_put_data() {
   log "put the data set into raw_data"
   pachctl connect grpc://localhost:30080
+  pachctl_login
   pachctl version
   pachctl list repo
   pachctl put file "raw_data@master:/issues.csv.gz" -f "$DATA"
   pachctl list commit raw_data@master
+}
+
+pachctl_login() {
+  # `pachctl auth use-auth-token` reads the token from stdin (a pipe: up to the newline) into pachctl's config,
+  # so it never appears in an argument or the log.
+  pulumi config get issue-titles:pachdRootToken | pachctl auth use-auth-token >/dev/null
+  pachctl auth whoami
 }
 
 cmd_serve() {
@@ -181,8 +192,11 @@ cmd_diagnose() {
   kubectl -n "$NAMESPACE" get events --sort-by=.lastTimestamp | tail -n 50
   pachctl list pipeline
   pachctl list job
+  # No Loki (lokiDeploy and lokiLogging off): pachd and kubectl read the worker pods' own logs, while they exist
+  # (labels and container from pachyderm 2.12.x src/server/pps/server/api_server.go, pipelineLabels; `user`).
   for pipeline in split pre_process train build export; do
     pachctl logs --pipeline "$pipeline" 2>/dev/null | tail -n 30
+    kubectl -n "$NAMESPACE" logs -l "app=pipeline,pipelineName=$pipeline" -c user --tail 30 2>/dev/null
   done
   kubectl -n "$SERVING_NAMESPACE" get events --sort-by=.lastTimestamp | tail -n 50
   kubectl -n "$SERVING_NAMESPACE" describe seldondeployment "$MODEL"

@@ -94,6 +94,8 @@ def test_only_the_preview_job_may_write_to_pull_requests() -> None:
         for name, job in workflow["jobs"].items():
             writes = {k for k, v in (job.get("permissions") or {}).items() if v == "write"}
             expected = {"pull-requests"} if path.name == "preview.yml" else set()
+            if path.name in GCP_WORKFLOWS:
+                expected |= {"id-token"}  # Workload Identity Federation: the run's OIDC token, nothing else
             assert writes == expected, f"{path.name}:{name} writes {writes}"
 
 
@@ -178,10 +180,18 @@ def test_the_program_runs_in_the_venv_the_makefile_builds(name: str) -> None:
     assert "make .venv/.installed" in [s.get("run", "").strip() for s in steps(load(name))]
 
 
-# --- cluster credentials (issue 12) ------------------------------------------------------------------------------------
-# The gke-gpu kubeconfig runs gke-gcloud-auth-plugin (infra/cluster.py). google-github-actions/auth README.md (v2.1.13):
-# `credentials_json` for a service-account key (actionlint's action data confirms the input for @v3, the node24
-# release); google-github-actions/setup-gcloud action.yml (v3.0.1): `install_components`, comma-separated.
+# --- cluster credentials (issues 12, 27) --------------------------------------------------------------------------------
+# The gke-gpu kubeconfig runs gke-gcloud-auth-plugin (infra/cluster.py). google-github-actions/auth v3.0.0 README.md
+# ("Inputs: Workload Identity Federation", the recommended mode: `workload_identity_provider`, optional
+# `service_account`, and `id-token: write`; "Inputs: Service Account Key JSON": `credentials_json`) and src/main.ts
+# (exactly one of `workload_identity_provider` and `credentials_json`, an empty input counting as none);
+# google-github-actions/setup-gcloud action.yml (v3.0.1): `install_components`, comma-separated.
+GCP_WORKFLOWS = ("preview.yml", "deploy.yml", "destroy.yml")
+WIF_AUTH = {
+    "workload_identity_provider": "${{ vars.GCP_WORKLOAD_IDENTITY_PROVIDER }}",
+    "service_account": "${{ vars.GCP_WORKLOAD_IDENTITY_PROVIDER != '' && vars.GCP_SERVICE_ACCOUNT || '' }}",
+    "credentials_json": "${{ vars.GCP_WORKLOAD_IDENTITY_PROVIDER == '' && secrets.GCP_CREDENTIALS || '' }}",
+}
 
 def _index(workflow_steps: list[dict[str, Any]], predicate: Any) -> int:
     return next(i for i, s in enumerate(workflow_steps) if predicate(s))
@@ -195,7 +205,8 @@ def test_gke_runs_authenticate_and_install_the_auth_plugin_before_pulumi(name: s
     gcloud = _index(workflow_steps, lambda s: s.get("uses", "").startswith("google-github-actions/setup-gcloud@"))
     command = _index(workflow_steps, lambda s: (s.get("with") or {}).get("command"))
     assert auth < gcloud < command
-    assert workflow_steps[auth]["with"] == {"credentials_json": "${{ secrets.GCP_CREDENTIALS }}"}
+    # Workload Identity Federation when the provider is configured; the key only while it is not (never both)
+    assert workflow_steps[auth]["with"] == WIF_AUTH
     assert "gke-gcloud-auth-plugin" in workflow_steps[gcloud]["with"]["install_components"].split(",")
     for step in (workflow_steps[auth], workflow_steps[gcloud]):
         assert step["if"] == f"startsWith({stack}, 'gke')"
@@ -218,3 +229,26 @@ def test_the_minikube_preview_runs_against_a_kind_cluster_the_workflow_creates()
     select = _index(workflow_steps, lambda s: "pulumi-stack.sh" in s.get("run", ""))
     preview = _index(workflow_steps, lambda s: (s.get("with") or {}).get("command") == "preview")
     assert kind < select < point < preview
+
+
+@pytest.mark.parametrize("name", GCP_WORKFLOWS)
+def test_the_gcp_jobs_may_mint_the_oidc_token_workload_identity_federation_exchanges(name: str) -> None:
+    (job,) = load(name)["jobs"].values()
+    assert job["permissions"]["id-token"] == "write" and job["permissions"]["contents"] == "read"
+
+
+@pytest.mark.parametrize("name", GCP_WORKFLOWS)
+def test_the_stack_step_sets_the_pachyderm_root_token_from_a_secret(name: str) -> None:
+    step = next(s for s in steps(load(name)) if "pulumi-stack.sh" in s.get("run", ""))
+    assert step["env"]["PACHD_ROOT_TOKEN"] == "${{ secrets.PACHD_ROOT_TOKEN }}"
+    script = (SCRIPTS / "pulumi-stack.sh").read_text()
+    assert 'printf \'%s\' "$PACHD_ROOT_TOKEN" | pulumi config set --secret --stack "$stack" ' \
+           "issue-titles:pachdRootToken" in script
+
+
+def test_e2e_logs_pachctl_in_with_the_stacks_root_token_from_stdin() -> None:
+    script = (SCRIPTS / "e2e.sh").read_text()
+    assert "pulumi config set --secret issue-titles:pachdRootToken" in script
+    assert "pulumi config get issue-titles:pachdRootToken | pachctl auth use-auth-token" in script
+    put_data = script[script.index("cmd_put_data() {"):]
+    assert put_data.index("pachctl_login") < put_data.index("pachctl put file")

@@ -229,3 +229,25 @@ def test_without_a_token_pachd_refuses_and_the_provider_says_which_key_to_set(
             what="repo 'raw_data'", address=address, action="create it")
     assert real_pachd.metadata[-1].get("authn-token", "") == ""
     assert "UNAUTHENTICATED" in str(raised.value) and "issue-titles:pachdRootToken" in str(raised.value)
+
+
+# --- `serving:modelTag latest` in the program ----------------------------------------------------------------------
+
+def test_latest_in_the_program_reads_pachd_with_the_stacks_token_and_keeps_the_models_readable(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.infra import harness
+    from tests.infra.rollout_fixtures import add_commit_set
+    from tests.infra.test_rollout_program import _StackMocks
+
+    fake = FakePachd(required_token=TEST_ROOT_TOKEN)
+    monkeypatch.setattr(pachyderm_provider, "_connect", fake.connect)
+    monkeypatch.setattr(harness, "_Mocks", _StackMocks)
+    monkeypatch.setattr(_StackMocks, "previous_outputs", {})
+    repo = harness.stack_config("minikube")["serving:imageRepo"]
+    add_commit_set(fake, "7" * 32, repo)
+    run = run_program("minikube", {"serving:modelTag": "latest"}, preview=True)
+    assert set(fake.tokens) == {TEST_ROOT_TOKEN}
+    assert run.outputs["serving_models"][0]["image"] == f"{repo}:{'7' * 32}"
+    # the token only opened the connection: the models, and the image diff of the preview, are not secret
+    assert "serving_models" not in run.secret_outputs
+    assert not run.one("kubernetes:machinelearning.seldon.io/v1:SeldonDeployment").secret_paths
