@@ -103,6 +103,8 @@ pulumi.export("serving_namespace", serving_namespace.name)
 pulumi.export("cluster", cluster.description)
 pulumi.export("pachd_address", pachyderm.pachd_address)
 pulumi.export("pachctl", pachyderm.pachd_address.apply(lambda address: f"pachctl connect {address}"))
+# Pachyderm's auth is on: pachctl logs in with the root token, read from stdin (docs/cluster.md, section 5)
+pulumi.export("pachctl_login", "pulumi config get issue-titles:pachdRootToken | pachctl auth use-auth-token")
 pulumi.export("stage_image", stage_image.image_ref)
 pulumi.export("stage_image_check", image_check.result)  # a failed check fails `pulumi up` here, naming the image
 pulumi.export("pipelines", pipelines.pipelines)

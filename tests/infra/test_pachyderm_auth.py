@@ -251,3 +251,8 @@ def test_latest_in_the_program_reads_pachd_with_the_stacks_token_and_keeps_the_m
     # the token only opened the connection: the models, and the image diff of the preview, are not secret
     assert "serving_models" not in run.secret_outputs
     assert not run.one("kubernetes:machinelearning.seldon.io/v1:SeldonDeployment").secret_paths
+
+
+def test_the_stack_says_how_pachctl_logs_in_without_showing_the_token(program: ProgramRun) -> None:
+    assert program.outputs["pachctl_login"] == \
+        "pulumi config get issue-titles:pachdRootToken | pachctl auth use-auth-token"
