@@ -95,7 +95,7 @@ class StackConfig:
     training: TrainingConfig
     gke: GkeConfig | None
     loki_deploy: bool = False  # Pachyderm's own Loki + promtail (a hostPath DaemonSet); off unless a stack asks
-    # Pachyderm's root token (auth is on: the 2.12 chart activates it), always a secret Output; see pachd_root_token
+    # Pachyderm's root token (auth is on: the 2.12 chart activates it), always a secret Output (_pachd_root_token)
     pachd_root_token: pulumi.Output[str] | None = None
 
     @property

@@ -74,7 +74,8 @@ class PachydermPipelines(pulumi.ComponentResource):
 
         raw_data = PachydermRepo(f"{name}-{RAW_DATA_REPO}", PachydermRepoArgs(
             pachd_address=args.pachd_address, name=RAW_DATA_REPO, project=args.project,
-            description=RAW_DATA_DESCRIPTION, auth_token=args.auth_token), pulumi.ResourceOptions(parent=self, depends_on=waits))
+            description=RAW_DATA_DESCRIPTION, auth_token=args.auth_token),
+            pulumi.ResourceOptions(parent=self, depends_on=waits))
         made: dict[str, pulumi.Resource] = {RAW_DATA_REPO: raw_data}
         created: list[PachydermPipeline] = []
         for spec in specs:
