@@ -256,3 +256,24 @@ def test_latest_in_the_program_reads_pachd_with_the_stacks_token_and_keeps_the_m
 def test_the_stack_says_how_pachctl_logs_in_without_showing_the_token(program: ProgramRun) -> None:
     assert program.outputs["pachctl_login"] == \
         "pulumi config get issue-titles:pachdRootToken | pachctl auth use-auth-token"
+
+
+def test_the_token_output_of_every_pachyderm_resource_is_kept_secret_in_the_state() -> None:
+    """The dynamic provider host takes no secrets (the engine hands it plain values): the program marks the
+    `auth_token` output secret itself, so the state stores it encrypted."""
+    from tests.infra import harness
+
+    asked: dict[str, list[str]] = {}
+    original = harness._RecordingMonitor.RegisterResource
+
+    def spy(self: Any, request: Any) -> Any:
+        if request.type == DYNAMIC:
+            asked[request.name] = list(request.additionalSecretOutputs)
+        return original(self, request)
+
+    harness._RecordingMonitor.RegisterResource = spy
+    try:
+        run_program("minikube")
+    finally:
+        harness._RecordingMonitor.RegisterResource = original
+    assert len(asked) == 6 and all(AUTH_TOKEN in names for names in asked.values()), asked
