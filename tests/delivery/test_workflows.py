@@ -184,7 +184,8 @@ def test_the_program_runs_in_the_venv_the_makefile_builds(name: str) -> None:
 # The gke-gpu kubeconfig runs gke-gcloud-auth-plugin (infra/cluster.py). google-github-actions/auth v3.0.0 README.md
 # ("Inputs: Workload Identity Federation", the recommended mode: `workload_identity_provider`, optional
 # `service_account`, and `id-token: write`; "Inputs: Service Account Key JSON": `credentials_json`) and src/main.ts
-# (exactly one of `workload_identity_provider` and `credentials_json`, an empty input counting as none);
+# (exactly one of `workload_identity_provider` and `credentials_json`; dist/main/index.js, exactlyOneOf: an empty
+# input counts as none);
 # google-github-actions/setup-gcloud action.yml (v3.0.1): `install_components`, comma-separated.
 GCP_WORKFLOWS = ("preview.yml", "deploy.yml", "destroy.yml")
 WIF_AUTH = {
