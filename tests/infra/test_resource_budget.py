@@ -218,3 +218,11 @@ def test_the_gpu_pool_returns_to_zero_when_nothing_needs_a_gpu() -> None:
     assert train["autoscaling"] is True
     tfjob = next(m for m in run.manifests() if m["kind"] == "TFJob")
     assert "ttlSecondsAfterFinished" not in tfjob["spec"]["runPolicy"], "no re-run (and GPU node) per deploy"
+
+
+def test_minikube_holds_a_model_rollout_next_to_the_platform() -> None:
+    """A new model gets a new Deployment next to the old one (infra/serving.py, rollout_name); Seldon deletes the
+    old one only once the new one is ready, so for a while the predictor's pods run twice."""
+    run = served("minikube")
+    at_rest = total([MINIKUBE_SYSTEM, *pachyderm_at_rest(run), *serving(run)])
+    fits(total([at_rest, *serving(run)]), minikube_size(), "minikube during a model rollout")
