@@ -10,6 +10,7 @@ from issue_titles.atomic import atomic_output_dir
 from issue_titles.errors import QualityGateError, StageError
 from issue_titles.evaluate import evaluate_split, load_for_split
 from issue_titles.jsonio import read_json, write_json
+from issue_titles.model_card import MODEL_CARD, render_model_card
 from issue_titles.predictor import DECODING_DEFAULTS
 from issue_titles.provenance import BUNDLE_FORMAT, PROVENANCE, checksums, code_version
 from issue_titles.train import MODEL_FILES
@@ -156,7 +157,8 @@ def run_build(
             },
             "base_image": base_image,
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "files": checksums(staging),
         }
+        (staging / MODEL_CARD).write_text(render_model_card(metrics, provenance), encoding="utf-8")
+        provenance["files"] = checksums(staging)
         write_json(staging / PROVENANCE, provenance)
     return provenance
