@@ -90,6 +90,7 @@ serving = ModelServing("serving", ModelServingArgs(
     # pinned job IDs, or the newest export that passed the gate (read from pachd now, so the preview shows it)
     models=rollout_models(rollout, cfg.serving.image_repo, pachyderm.pachd_address) if rollout.model else None,
     canary=rollout.canary is not None,
+    metrics_scrape=cfg.serving.metrics_scrape, monitoring_namespace=cfg.serving.monitoring_namespace,
 ), pulumi.ResourceOptions(provider=cluster.provider,
                           depends_on=[serving_namespace, seldon, serving_registry]))  # CRD and webhook first
 
