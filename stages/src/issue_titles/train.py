@@ -245,11 +245,16 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
     from issue_titles.progress import TENSORBOARD_DIR, training_callbacks
 
     events = Path(tempfile.mkdtemp(prefix="issue-titles-tensorboard-"))
-    history = model.fit(
-        x, y, epochs=settings.epochs, batch_size=settings.batch_size,
-        validation_split=settings.validation_split, verbose=0,
-        callbacks=[keeper, *training_callbacks(events / "train", _settings_text(settings, train_rows), settings.verbose)],
-    )  # fmt: skip
+    try:
+        history = model.fit(
+            x, y, epochs=settings.epochs, batch_size=settings.batch_size,
+            validation_split=settings.validation_split, verbose=0,
+            callbacks=[keeper, *training_callbacks(events / "train", _settings_text(settings, train_rows),
+                                                   settings.verbose)],
+        )  # fmt: skip
+    except BaseException:
+        shutil.rmtree(events, ignore_errors=True)
+        raise
     seconds = time.monotonic() - started
     keeper.restore(model)
     losses = history.history
