@@ -250,3 +250,23 @@ def test_json_log_lines_stay_valid_json_whatever_the_message() -> None:
 
     record = logging.LogRecord("x", logging.INFO, __file__, 1, 'say "hi"\nthere', None, None)
     assert json.loads(JSONFormatter().format(record))["message"] == 'say "hi"\nthere'
+
+
+def test_stages_serve_turns_metrics_on_from_mlserver_metrics_port(bundle, tmp_path: Path) -> None:
+    """The serving image's path (`stages serve`, real model when available): MLSERVER_METRICS_PORT is honoured and the
+    version label is the bundle's own (no job ID outside Pachyderm: `local-<weights sha256 prefix>`)."""
+    model_dir, loader = bundle
+    if loader is not None:
+        pytest.skip("needs the real tiny bundle (TensorFlow) for `stages serve`")
+    metrics_port = free_port()
+    server = ServerProcess(model_dir, tmp_path / "server.log", via_stages_cli=True,
+                           env={"MLSERVER_METRICS_PORT": str(metrics_port)})
+    server.metrics_port = metrics_port  # type: ignore[attr-defined]
+    provenance = json.loads((model_dir / "provenance.json").read_text())
+    version = model_version(provenance)
+
+    with server.running():
+        assert requests.post(f"{server.url}/api/v1.0/predictions", json=V1_REQUEST, timeout=30).status_code == 200
+        samples = scrape(server)
+
+    assert version.startswith("local-") and success_count(samples, version) == 1.0
