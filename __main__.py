@@ -95,6 +95,7 @@ serving = ModelServing("serving", ModelServingArgs(
     models=rollout_models(rollout, cfg.serving.image_repo, pachyderm.pachd_address,
                           auth_token=cfg.pachd_root_token) if rollout.model else None,
     canary=rollout.canary is not None, ingress_after=ingress_after,
+    metrics_scrape=cfg.serving.metrics_scrape, monitoring_namespace=cfg.serving.monitoring_namespace,
 ), pulumi.ResourceOptions(provider=cluster.provider,
                           depends_on=[serving_namespace, seldon, serving_registry]))  # CRD and webhook first
 

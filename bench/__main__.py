@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--only decoding,serving,pipeline,program]`: run the benchmarks, write results.md."""
+"""`python -m bench [--quick] [--only decoding,serving,observability,pipeline,program]`: run the benchmarks, write results.md."""
 
 import argparse
 import sys
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench.common import BENCH_DIR, Section, machine_facts, pick_model, scratch_dir
 
-ALL = ("decoding", "serving", "pipeline", "program")
+ALL = ("decoding", "serving", "observability", "pipeline", "program")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     sections: list[Section] = []
     with scratch_dir() as scratch_name:
         scratch = Path(scratch_name)
-        model = pick_model(scratch, args.quick) if {"decoding", "serving"} & set(chosen) else None
+        model = pick_model(scratch, args.quick) if {"decoding", "serving", "observability"} & set(chosen) else None
         server_rss = None
         if "decoding" in chosen:
             from bench import decoding
@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
             section, extra = serving.run(model, args.quick, scratch, plots_dir)
             server_rss = extra.get("server_peak_rss_kb")
             sections.append(_announce(section))
+        if "observability" in chosen:
+            from bench import observability
+
+            sections.append(_announce(observability.run(model, args.quick, scratch)))
         if "pipeline" in chosen:
             from bench import pipeline
 

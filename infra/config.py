@@ -30,8 +30,11 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     ),
     "registry": ("server", "username", "password"),
     "serving": ("imageRepo", "modelTag", "replicas", "ingress", "ingressHost", "gatewayNamespace", "namespace",
-                "canaryTag", "canaryTraffic"),  # rollout keys: read by infra.rollout
+                "canaryTag", "canaryTraffic", "metricsScrape", "monitoringNamespace"),  # rollout keys: read by infra.rollout
 }
+
+
+SCRAPE_KINDS = ("annotations", "podmonitor", "none")  # infra.serving.SCRAPE_KINDS (config imports no component)
 
 
 class ConfigError(pulumi.RunError, ValueError):
@@ -55,6 +58,10 @@ class ServingConfig:
     gateway_namespace: str  # the namespace whose pods may reach the model pods
     # Seldon and the model, apart from Pachyderm: this namespace enforces the `restricted` Pod Security level.
     namespace: str = "issue-titles-serving"
+    # How Prometheus finds the model's metrics port: "annotations" (prometheus.io/*), "podmonitor" (the Prometheus
+    # operator's CRD must be installed), or "none"; and the namespace Prometheus scrapes from.
+    metrics_scrape: str = "annotations"
+    monitoring_namespace: str = "monitoring"
 
 
 @dataclass(frozen=True)
@@ -193,6 +200,14 @@ class _Reader:
             raise ConfigError(f"invalid `{self.key(name)}` {raw!r}: use true or false") from None
 
 
+def _namespace_name(reader: "_Reader", name: str, default: str) -> str:
+    value = reader.text(name, default) or default
+    if len(value) > 63 or not _DNS1123_LABEL.match(value):
+        raise ConfigError(f"invalid `{reader.key(name)}` {value!r}: a namespace name (DNS-1123 label), "
+                          f"e.g. {_fix(reader.key(name), default)}")
+    return value
+
+
 def load_config() -> StackConfig:
     """Read and validate the whole stack config; raise ConfigError naming the key and the fix."""
     _check_unknown_keys(_set_keys())
@@ -298,6 +313,8 @@ def load_config() -> StackConfig:
             ingress_host=srv.text("ingressHost", "localhost"),
             gateway_namespace=srv.text("gatewayNamespace", "ingress-nginx"),
             namespace=serving_namespace,
+            metrics_scrape=srv.choice("metricsScrape", "annotations", SCRAPE_KINDS),
+            monitoring_namespace=_namespace_name(srv, "monitoringNamespace", "monitoring"),
         ),
         training=TrainingConfig(
             gpus=gpus,

@@ -9,6 +9,13 @@ Pod Security level, and the executor container Seldon Core 1.17.1 injects gets a
 createEngineContainer), never `capabilities.drop: [ALL]`, so `restricted` would refuse every model pod. With the
 annotation (operator/controllers/seldondeployment_controller.go, `noEngine`) the pod holds only the container below,
 and the predictor Service `issue-summarization-default` points at its HTTP port.
+
+What no-engine gives up: the executor's own Prometheus metrics (`seldon_api_executor_server_requests_seconds_*`,
+`seldon_api_executor_client_requests_seconds_*`) and its request logging. What replaces them: MLServer's metrics
+server in the model container (port `metrics`, 8082: `rest_server_requests_total` and `_duration_seconds` per
+route, `model_infer_request_success_total` / `_failure_total` / `_duration` per model and version = the export job
+ID, the batcher's queue histograms), scraped through a PodMonitor or the conventional `prometheus.io/*` pod
+annotations (`serving:metricsScrape`), and the server's own access log line per request.
 """
 from __future__ import annotations
 
@@ -29,6 +36,11 @@ PREDICTOR = "default"
 CANARY_PREDICTOR = "canary"
 CANARY_REPLICAS = 1
 SERVER_PORT = 9000  # MLServer HTTP inside the model container, and the predictor Service's port (no executor)
+METRICS_PORT = 8082  # MLServer's Prometheus server in the model container (the image's `--metrics-port`)
+METRICS_PATH = "/metrics"
+# How Prometheus finds the model pods: a PodMonitor (needs the Prometheus operator's CRD, e.g. kube-prometheus-stack),
+# the conventional `prometheus.io/*` pod annotations (a Prometheus with the usual kubernetes-pods scrape job), or not.
+SCRAPE_KINDS = ("annotations", "podmonitor", "none")
 NO_ENGINE = "seldon.io/no-engine"
 # How long `pulumi up` waits for Seldon to roll out a spec (see `wait_for`): a model image that cannot be pulled or
 # never gets ready fails `pulumi up` after the timeout instead of passing silently.
@@ -51,14 +63,21 @@ def _probe(path: str, initial_delay: int) -> dict[str, Any]:
     }
 
 
+def scrape_annotations() -> dict[str, str]:
+    """The conventional annotations a Prometheus `kubernetes-pods` scrape job reads."""
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT), "prometheus.io/path": METRICS_PATH}
+
+
 def predictor_spec(name: str, image: str, image_pull_secret: str, replicas: int,
-                   traffic: int | None = None) -> dict[str, Any]:
+                   traffic: int | None = None, scrape: str = "annotations") -> dict[str, Any]:
     """One predictor: the model container, answering Seldon's v1 protocol itself (no executor, see above);
-    `traffic` only when it shares the requests with another predictor."""
+    `traffic` only when it shares the requests with another predictor. The container declares its metrics port;
+    with `scrape="annotations"` the pod carries the `prometheus.io/*` annotations."""
     container = {
         "name": MODEL_NAME,
         "image": image,
-        "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"}],
+        "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"},
+                  {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
         # MLServer's own V2 health: ready once the model is loaded, live while the process answers.
         "readinessProbe": _probe("/v2/health/ready", 10),
         "livenessProbe": _probe("/v2/health/live", 30),
@@ -87,6 +106,8 @@ def predictor_spec(name: str, image: str, image_pull_secret: str, replicas: int,
         # metadata.name names the Deployment Seldon makes of this pod spec (`rollout_name` says why it is a hash)
         "componentSpecs": [{"metadata": {"name": rollout_name(pod)}, "spec": pod}],
     }
+    if scrape == "annotations":
+        predictor["componentSpecs"][0]["metadata"]["annotations"] = scrape_annotations()
     if traffic is not None:
         predictor["traffic"] = traffic
     return predictor
@@ -130,7 +151,7 @@ def wait_for(spec: dict[str, Any]) -> str:
 
 
 def seldon_deployment_spec(image: str, image_pull_secret: str, replicas: int,
-                           canary: tuple[str, int] | None = None) -> dict[str, Any]:
+                           canary: tuple[str, int] | None = None, scrape: str = "annotations") -> dict[str, Any]:
     """Two replicas of the model container, answering Seldon's v1 protocol itself (no executor, see above).
 
     With `canary` (image, percent) a second predictor `canary` (one replica) takes that share. Seldon's admission
@@ -140,11 +161,11 @@ def seldon_deployment_spec(image: str, image_pull_secret: str, replicas: int,
     the same share (`canary_ingress_annotations`).
     """
     if canary is None:
-        predictors = [predictor_spec(PREDICTOR, image, image_pull_secret, replicas)]
+        predictors = [predictor_spec(PREDICTOR, image, image_pull_secret, replicas, scrape=scrape)]
     else:
         canary_image, share = canary
-        predictors = [predictor_spec(PREDICTOR, image, image_pull_secret, replicas, 100 - share),
-                      predictor_spec(CANARY_PREDICTOR, canary_image, image_pull_secret, CANARY_REPLICAS, share)]
+        predictors = [predictor_spec(PREDICTOR, image, image_pull_secret, replicas, 100 - share, scrape),
+                      predictor_spec(CANARY_PREDICTOR, canary_image, image_pull_secret, CANARY_REPLICAS, share, scrape)]
     return {
         "name": MODEL_NAME,
         "protocol": "seldon",  # Seldon's v1 message, which MLServer's custom handlers answer unchanged
@@ -152,22 +173,39 @@ def seldon_deployment_spec(image: str, image_pull_secret: str, replicas: int,
     }
 
 
-def spec_for_models(models: list[dict[str, Any]], image_pull_secret: str, replicas: int) -> dict[str, Any]:
+def spec_for_models(models: list[dict[str, Any]], image_pull_secret: str, replicas: int,
+                    scrape: str = "annotations") -> dict[str, Any]:
     """The SeldonDeployment spec for infra.rollout's predictor list (main first, then an optional canary)."""
     main = models[0]
     canary = (models[1]["image"], int(models[1]["traffic"])) if len(models) > 1 else None
-    return seldon_deployment_spec(main["image"], image_pull_secret, replicas, canary)
+    return seldon_deployment_spec(main["image"], image_pull_secret, replicas, canary, scrape)
 
 
-def model_network_policy_spec(gateway_namespace: str) -> dict[str, Any]:
-    """Only the ingress gateway may reach the model pods, and only on the model's HTTP port."""
+def model_network_policy_spec(gateway_namespace: str, monitoring_namespace: str | None = None) -> dict[str, Any]:
+    """Only the ingress gateway may reach the model pods, and only on the model's HTTP port; with
+    `monitoring_namespace`, Prometheus there may reach the metrics port (and only that)."""
+    rules: list[dict[str, Any]] = [{
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": gateway_namespace}}}],
+        "ports": [{"protocol": "TCP", "port": SERVER_PORT}],
+    }]
+    if monitoring_namespace is not None:
+        rules.append({
+            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": monitoring_namespace}}}],
+            "ports": [{"protocol": "TCP", "port": METRICS_PORT}],
+        })
     return {
         "podSelector": {"matchLabels": {"seldon-deployment-id": MODEL_NAME}},
         "policyTypes": ["Ingress"],
-        "ingress": [{
-            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": gateway_namespace}}}],
-            "ports": [{"protocol": "TCP", "port": SERVER_PORT}],
-        }],
+        "ingress": rules,
+    }
+
+
+def pod_monitor_spec(namespace: str) -> dict[str, Any]:
+    """A Prometheus operator PodMonitor for every model pod (main and canary predictors) on its `metrics` port."""
+    return {
+        "selector": {"matchLabels": {"seldon-deployment-id": MODEL_NAME}},
+        "namespaceSelector": {"matchNames": [namespace]},
+        "podMetricsEndpoints": [{"port": "metrics", "path": METRICS_PATH, "interval": "30s"}],
     }
 
 
@@ -239,6 +277,8 @@ class ModelServingArgs:
     canary: bool = False  # a canary is configured: declare the canary Ingress (weight 0 while it is promoted)
     # What the Ingresses wait for besides the model (GKE: the ingress-nginx release, whose webhook checks them).
     ingress_after: list[pulumi.Resource] = field(default_factory=list)
+    metrics_scrape: str = "annotations"  # one of SCRAPE_KINDS
+    monitoring_namespace: str = "monitoring"  # where Prometheus runs: the NetworkPolicy lets it reach the metrics port
 
 
 def pinned_models(image_repo: str, model_tag: str) -> list[dict[str, Any]]:
@@ -285,7 +325,7 @@ class ModelServing(pulumi.ComponentResource):
                 opts=child,
             )
             spec = pulumi.Output.all(args.image_pull_secret, models).apply(
-                lambda values: spec_for_models(values[1], values[0], args.replicas))
+                lambda values: spec_for_models(values[1], values[0], args.replicas, args.metrics_scrape))
             self.deployment = CustomResourceWithStatus(
                 name,
                 api_version="machinelearning.seldon.io/v1",
@@ -300,9 +340,20 @@ class ModelServing(pulumi.ComponentResource):
                 name,
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{MODEL_NAME}-from-gateway-only", namespace=args.namespace,
                                                     labels=labels("serving")),
-                spec=model_network_policy_spec(args.gateway_namespace),
+                spec=model_network_policy_spec(
+                    args.gateway_namespace, None if args.metrics_scrape == "none" else args.monitoring_namespace),
                 opts=child,
             )
+            if args.metrics_scrape == "podmonitor":
+                self.pod_monitor = k8s.apiextensions.CustomResource(
+                    name,
+                    api_version="monitoring.coreos.com/v1",
+                    kind="PodMonitor",
+                    metadata=k8s.meta.v1.ObjectMetaArgs(name=MODEL_NAME, namespace=args.namespace,
+                                                        labels=labels("serving")),
+                    spec=pod_monitor_spec(args.namespace),
+                    opts=child,
+                )
             if args.ingress == "nginx":
                 self.ingress = k8s.networking.v1.Ingress(
                     name,

@@ -2,10 +2,16 @@
 
     localpach put-file raw_data data.csv -f data.csv     version a CSV (checked first)
     localpach run [--watch]                              bring every pipeline up to date
-    localpach list-repo | list-job | list-file REPO      look at the state
-    localpach inspect-commit build@master                provenance of a model
+    localpach list repo | list job | list file REPO      look at the state (pachctl 2.12's tables)
+    localpach list pipeline | inspect pipeline NAME      specs, state and last job
+    localpach list datum JOB                             each datum's state and why it failed
+    localpach inspect commit build@master                provenance of a model, and its model card
+    localpach wait commit build@master                   wait until the pipelines have caught up
     localpach serve                                      serve the latest build on 127.0.0.1
     localpach demo                                       the whole tutorial on the vendored data
+
+pachctl 2.12's verb-noun forms (`list job`, `inspect commit`, ...) and the 1.x forms (`list-job`,
+`inspect-commit`, ...) are the same commands; `--raw` (2.x) and `--json` both print JSON.
 """
 
 from __future__ import annotations
@@ -25,6 +31,27 @@ from localpach.pfs import DEFAULT_BRANCH, normalize_path
 
 EXIT_FAILED_JOBS = 3
 EXIT_INTERRUPTED = 130
+EXIT_TIMEOUT = 124
+
+# pachctl 2.x spells commands as two words (`pachctl list job`); each maps to the 1.x-style subcommand.
+VERB_NOUN = {
+    ("create", "repo"): "create-repo", ("put", "file"): "put-file", ("delete", "file"): "delete-file",
+    ("list", "repo"): "list-repo", ("list", "commit"): "list-commit", ("list", "file"): "list-file",
+    ("get", "file"): "get-file", ("inspect", "commit"): "inspect-commit", ("wait", "commit"): "wait-commit",
+    ("list", "job"): "list-job", ("inspect", "job"): "inspect-job", ("list", "pipeline"): "list-pipeline",
+    ("inspect", "pipeline"): "inspect-pipeline", ("list", "datum"): "list-datum",
+}  # fmt: skip
+
+
+def join_verb_noun(argv: Sequence[str]) -> list[str]:
+    """`[--state DIR] list job ...` -> `[--state DIR] list-job ...`; anything else unchanged."""
+    args = list(argv)
+    index = 0
+    while index < len(args) and args[index].startswith("-"):
+        index += 2 if args[index] == "--state" else 1
+    if index + 1 < len(args) and (args[index], args[index + 1]) in VERB_NOUN:
+        args[index : index + 2] = [VERB_NOUN[(args[index], args[index + 1])]]
+    return args
 
 
 def _console(stderr: bool = False) -> Any:
@@ -185,7 +212,7 @@ def cmd_inspect_commit(args: argparse.Namespace) -> int:
             record["files"] = len(commit.files)
         print(json.dumps(record, indent=2))
         return 0
-    _console().print(inspect_commit(pfs, JobStore(pfs.state_dir), commit))
+    _console().print(inspect_commit(pfs, JobStore(pfs.state_dir), commit, model_card=not args.no_model_card))
     return 0
 
 
@@ -212,7 +239,7 @@ def cmd_inspect_job(args: argparse.Namespace) -> int:
 
     _pfs(args)
     store = JobStore(state_dir(args))
-    job = store.get(args.job)
+    job = store.get(_job_id(args.job))
     _warn(store.problems)
     if args.json:
         print(json.dumps(job.to_json(), indent=2))
@@ -235,6 +262,169 @@ def cmd_logs(args: argparse.Namespace) -> int:
         data = b"\n".join(data.splitlines()[-args.tail:]) + b"\n"
     sys.stdout.buffer.write(data)
     return 0
+
+
+def _job_id(text: str) -> str:
+    """pachctl 2.x names a job `<pipeline>@<job>`; the job ID alone is enough here."""
+    return text.rpartition("@")[2]
+
+
+def pipeline_infos(pfs: Any, store: Any, only: str | None = None) -> list[dict[str, Any]]:
+    """Each pipeline the state knows (a branch of the spec repo): name, spec, version, created, last job."""
+    from localpach.errors import NotFound
+    from localpach.pfs import SPEC_REPO
+
+    names = pfs.branches(SPEC_REPO) if pfs.find_repo(SPEC_REPO) is not None else []
+    if only is not None:
+        if only not in names:
+            known = ", ".join(names) or "none yet (run `localpach run` first)"
+            raise NotFound(f"pipeline {only!r} not found; pipelines: {known}")
+        names = [only]
+    jobs = store.all()  # newest first
+    infos = []
+    for name in names:
+        history = list(pfs.history(SPEC_REPO, name))
+        if not history:
+            continue
+        spec = json.loads(pfs.objects.read_bytes(history[0].files["spec.json"].hash))
+        spec = spec.get("pipeline_spec", spec) if isinstance(spec, dict) else {}
+        infos.append({
+            "name": name, "spec": spec, "version": len(history), "created": history[-1].started,
+            "spec_commit": history[0].id, "last_job": next((job for job in jobs if job.pipeline == name), None),
+        })  # fmt: skip
+    return infos
+
+
+def _pipeline_json(info: dict[str, Any]) -> dict[str, Any]:
+    from localpach.views import pipeline_state
+
+    last_job = info["last_job"]
+    return {
+        "pipeline": {"project": {"name": "default"}, "name": info["name"]}, "version": info["version"],
+        "spec_commit": info["spec_commit"], "state": pipeline_state(last_job), "created": info["created"],
+        "last_job_state": last_job.state if last_job else None, "last_job": last_job.to_json() if last_job else None,
+        "user_spec": info["spec"],
+    }  # fmt: skip
+
+
+def cmd_list_pipeline(args: argparse.Namespace) -> int:
+    from localpach.jobs import JobStore
+    from localpach.views import pipeline_table
+
+    pfs = _pfs(args)
+    store = JobStore(state_dir(args))
+    infos = pipeline_infos(pfs, store, args.pipeline)
+    _warn([f"{problem} (not counted)" for problem in store.problems])
+    if args.json:
+        print(json.dumps([_pipeline_json(info) for info in infos], indent=2))
+        return 0
+    _console().print(pipeline_table(infos))
+    return 0
+
+
+def cmd_inspect_pipeline(args: argparse.Namespace) -> int:
+    from localpach.jobs import JobStore
+    from localpach.views import inspect_pipeline
+
+    pfs = _pfs(args)
+    (info,) = pipeline_infos(pfs, JobStore(state_dir(args)), args.pipeline)
+    if args.json:
+        print(json.dumps(_pipeline_json(info), indent=2))
+        return 0
+    _console().print(inspect_pipeline(info))
+    return 0
+
+
+def cmd_list_datum(args: argparse.Namespace) -> int:
+    from localpach.jobs import JobStore
+    from localpach.views import datum_table
+
+    _pfs(args)
+    job = JobStore(state_dir(args)).get(_job_id(args.job))
+    if args.json:
+        print(json.dumps(job.datums, indent=2))
+        return 0
+    if not job.datums and job.datums_total:
+        raise LocalPachError(f"job {job.id} was recorded before localpach kept datum records; "
+                             f"`localpach inspect job {job.id}` shows its counts and reason")  # fmt: skip
+    _console().print(datum_table(job))
+    return 0
+
+
+def commit_up_to_date(pfs: Any, store: Any, repo: str, branch: str, seen: set[str] | None = None) -> tuple[bool, str]:
+    """(whether `repo@branch` holds the output of its pipeline's current inputs and spec, all upstream too; why
+    not, when the reason is a failed job). An input repo is always up to date: its commits finish when made."""
+    from localpach.pfs import SPEC_REPO
+
+    seen = set() if seen is None else seen
+    if repo in seen or pfs.find_repo(SPEC_REPO) is None or repo not in pfs.branches(SPEC_REPO):
+        return True, ""
+    seen.add(repo)
+    (info,) = pipeline_infos(pfs, store, repo)
+    upstream = _leaf_inputs(info["spec"].get("input") or {})
+    for name, upstream_branch in upstream:
+        ok, why = commit_up_to_date(pfs, store, name, upstream_branch, seen)
+        if not ok:
+            return False, why
+    head = pfs.head_commit(repo, branch)
+    wanted = {(name, pfs.head(name, upstream_branch)) for name, upstream_branch in upstream}
+    wanted.add((SPEC_REPO, info["spec_commit"]))
+    have = {(ref.repo, ref.id) for ref in head.direct_provenance} if head is not None else set()
+    if wanted <= have:
+        return True, ""
+    last_job = info["last_job"]
+    if last_job is not None and last_job.state in ("failure", "killed") and last_job.spec_commit == info["spec_commit"]:
+        current = {(item["repo"], item["commit"]) for item in last_job.inputs} | {(SPEC_REPO, last_job.spec_commit)}
+        if current == wanted:
+            return False, f"pipeline {repo}'s job {last_job.id} for the current inputs ended {last_job.state}: " \
+                          f"{last_job.reason or 'see `localpach logs ' + last_job.id + '`'}"
+    return False, ""
+
+
+def _leaf_inputs(spec_input: dict[str, Any]) -> list[tuple[str, str]]:
+    if "pfs" in spec_input:
+        return [(spec_input["pfs"]["repo"], spec_input["pfs"].get("branch") or DEFAULT_BRANCH)]
+    return [leaf for key in ("cross", "union", "join", "group") for child in spec_input.get(key, [])
+            for leaf in _leaf_inputs(child)]  # fmt: skip
+
+
+def cmd_wait_commit(args: argparse.Namespace) -> int:
+    """pachctl's `wait commit REPO@BRANCH|COMMIT`: returns once the commit exists and is finished. Locally a
+    pipeline's commit appears when its job ends, so for a pipeline's branch this waits until the branch holds the
+    output of the current inputs (upstream pipelines included), and fails when the job for them failed."""
+    from localpach.jobs import JobStore
+    from localpach.pfs import PFS
+    from localpach.records import is_commit_id
+    from localpach.views import inspect_commit_header
+
+    repo, ref, _ = parse_ref(args.commit)
+    deadline = time.monotonic() + args.timeout if args.timeout else None
+    pfs = PFS(state_dir(args))
+    pfs.require()
+    pfs.get_repo(repo)
+    while True:
+        store = JobStore(state_dir(args))
+        commit = None
+        if ref is not None and is_commit_id(ref):
+            try:
+                commit = pfs.get_commit(repo, ref)
+            except LocalPachError:
+                commit = None
+        else:
+            ok, why = commit_up_to_date(pfs, store, repo, ref or DEFAULT_BRANCH)
+            if why:
+                raise LocalPachError(why)
+            commit = pfs.head_commit(repo, ref or DEFAULT_BRANCH) if ok else None
+        if commit is not None:
+            if args.json:
+                print(json.dumps(commit.to_json() | {"files": len(commit.files)}, indent=2))
+            else:
+                _console().print(inspect_commit_header(commit))
+            return 0
+        if deadline is not None and time.monotonic() > deadline:
+            _console(stderr=True).print(f"[yellow]{args.commit} did not finish within {args.timeout:g}s[/]")
+            return EXIT_TIMEOUT
+        time.sleep(args.interval)
 
 
 def load_specs(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -455,16 +645,37 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("inspect-commit", cmd_inspect_commit, "show a commit and its full provenance chain")
     p.add_argument("commit", metavar="REPO[@BRANCH|COMMIT]")
     p.add_argument("ref", metavar="COMMIT", nargs="?", help="commit ID or branch (pachctl 1.x style)")
-    p.add_argument("--json", action="store_true", help="print the commit record as JSON")
-    p.add_argument("--files", action="store_true", help="with --json: include the file list")
+    p.add_argument("--raw", "--json", dest="json", action="store_true", help="print the commit record as JSON")
+    p.add_argument("--files", action="store_true", help="with --raw: include the file list")
+    p.add_argument("--no-model-card", action="store_true", help="do not print a bundle's MODEL_CARD.md")
+
+    p = add("wait-commit", cmd_wait_commit, "wait until a commit is finished: for a pipeline's branch, until it holds "
+            "the output of the current inputs (`wait commit`)")
+    p.add_argument("commit", metavar="REPO[@BRANCH|COMMIT]")
+    p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (exit 124)")
+    p.add_argument("--interval", type=float, default=0.5, help="seconds between checks")
+    p.add_argument("--raw", "--json", dest="json", action="store_true", help="print the commit record as JSON")
 
     p = add("list-job", cmd_list_job, "list jobs, newest first (state, duration, datums, bytes in/out)")
     p.add_argument("-p", "--pipeline", help="only this pipeline's jobs")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--raw", "--json", dest="json", action="store_true", help="print the job records as JSON")
 
     p = add("inspect-job", cmd_inspect_job, "show a job: inputs, datums, reason and log tail")
-    p.add_argument("job", metavar="JOB_ID")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("job", metavar="JOB_ID|PIPELINE@JOB_ID")
+    p.add_argument("--raw", "--json", dest="json", action="store_true", help="print the job record as JSON")
+
+    p = add("list-pipeline", cmd_list_pipeline, "list pipelines: version, input, state / last job (`list pipeline`)")
+    p.add_argument("pipeline", nargs="?", help="only this pipeline")
+    p.add_argument("--raw", "--json", dest="json", action="store_true", help="print the pipelines as JSON")
+
+    p = add("inspect-pipeline", cmd_inspect_pipeline, "show a pipeline: spec, state and last job "
+            "(`inspect pipeline`)")
+    p.add_argument("pipeline", metavar="PIPELINE")
+    p.add_argument("--raw", "--json", dest="json", action="store_true", help="print the pipeline as JSON")
+
+    p = add("list-datum", cmd_list_datum, "list a job's datums: state, time and why one failed (`list datum`)")
+    p.add_argument("job", metavar="JOB_ID|PIPELINE@JOB_ID")
+    p.add_argument("--raw", "--json", dest="json", action="store_true", help="print the datum records as JSON")
 
     p = add("logs", cmd_logs, "print a job's stage output")
     p.add_argument("job", metavar="JOB_ID")
@@ -506,7 +717,7 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_verb_noun(sys.argv[1:] if argv is None else argv))
     previous = signal.signal(signal.SIGTERM, _terminate)  # stop like Ctrl-C: the running job is recorded as killed
     # Ctrl-C / SIGINT always stops: a shell starts background jobs (`localpach serve &`, a CI step run with `&`) with
     # SIGINT ignored, and Python then leaves it ignored, so `kill -INT` would not stop the server it started.

@@ -51,6 +51,8 @@ class Job:
     log_tail: list[str] = field(default_factory=list)
     step_pid: int | None = None
     restart: int = 0
+    # One entry per datum, as `pachctl list datum` shows them: {"id", "files", "state", "seconds", "reason"}.
+    datums: list[dict] = field(default_factory=list)
 
     @property
     def key(self) -> JobKey:
@@ -87,6 +89,9 @@ class Job:
             if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in ("name", "repo", "commit")):
                 raise BadField(f"field 'inputs' holds {item!r}, not {{name, repo, commit}}")
             checked(item, "commit", is_commit_id, "a commit ID (in inputs)")
+        for item in typed(data, "datums", list, optional=True) or []:
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not isinstance(item.get("state"), str):
+                raise BadField(f"field 'datums' holds {item!r}, not {{id, state, ...}}")
         tail = typed(data, "log_tail", list, optional=True) or []
         if not all(isinstance(line, str) for line in tail):
             raise BadField("field 'log_tail' holds something other than text lines")

@@ -367,17 +367,26 @@ class Runner:
         outputs: list[tuple[Datum, dict[str, StoredObject]]] = []
         with open(self.jobs.log_path(job.id), "ab") as log:
             try:
+                job.datums = [_datum_entry(datum, pipeline.spec_hash) for datum in datums]
                 for number, datum in enumerate(datums, start=1):
                     datum_hash = datum.hash(pipeline.spec_hash)
                     cached = None if pipeline.reprocess_every_job else self._cached_datum(pipeline.name, datum_hash)
                     self.reporter.datum_started(job, number, datum, skipped=cached is not None)
                     if cached is not None:
                         job.datums_skipped += 1
+                        job.datums[number - 1]["state"] = "skipped"
                         outputs.append((datum, cached))
                         log.write(f"== datum {number}/{len(datums)} ({datum.describe()}): skipped, "
                                   "already processed with the same inputs and spec\n".encode())
                         continue
-                    tree = self._run_datum(job, pipeline, datum, number, len(datums), work / f"datum-{number}", log)
+                    datum_started = time.time()
+                    try:
+                        tree = self._run_datum(job, pipeline, datum, number, len(datums), work / f"datum-{number}", log)
+                    except StepFailed as failure:
+                        job.datums[number - 1].update(state="failed", reason=failure.reason,
+                                                      seconds=round(time.time() - datum_started, 3))  # fmt: skip
+                        raise
+                    job.datums[number - 1].update(state="success", seconds=round(time.time() - datum_started, 3))
                     self._remember_datum(pipeline.name, datum_hash, job.id, tree)
                     job.datums_processed += 1
                     outputs.append((datum, tree))
@@ -638,3 +647,9 @@ def run_pipelines(
         return summary
     finally:
         lock.release()
+
+
+def _datum_entry(datum: Datum, spec_hash: str) -> dict:
+    """A datum as `list datum` shows it, before it runs: Pachyderm's ID (PACH_DATUM_ID), its files, state unknown."""
+    files = [f"{item.repo}@{item.commit}:/{item.path}" for item in datum.inputs]
+    return {"id": datum.hash(spec_hash)[:32], "files": files, "state": "unknown", "seconds": None, "reason": ""}

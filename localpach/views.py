@@ -1,4 +1,11 @@
-"""The tables and detail views the CLI prints, shaped like pachctl's (list-repo, list-job, list-file, ...)."""
+"""The tables and detail views the CLI prints, shaped like pachctl 2.12's (list repo, list job, list file, ...).
+
+Headers and row fields are pachyderm/pachyderm v2.12.0-rc.3's src/server/pfs/pretty/pretty.go (`RepoHeader`,
+`CommitHeader`, `FileHeader`, `PrintDetailedCommitInfo`) and src/server/pps/pretty/pretty.go (`JobHeader`,
+`PipelineHeader`, `DatumHeader`, `PrintJobInfo`, `PrintPipelineInfo`, `PrintDatumInfo`, `Progress`,
+`ShorthandInput`). Everything lives in pachctl's `default` project here. Where localpach adds a column pachctl has
+not, it comes last (`list datum`'s REASON).
+"""
 
 from __future__ import annotations
 
@@ -15,32 +22,43 @@ from localpach.jobs import FAILURE, KILLED, RUNNING, SUCCESS, Job, JobStore
 from localpach.pfs import PFS, SPEC_REPO, Commit, FileInfo, Repo
 
 STATE_STYLE = {SUCCESS: "green", FAILURE: "bold red", KILLED: "yellow", RUNNING: "cyan"}
+PROJECT = "default"  # pachctl 2.x's project column: localpach has the one default project
+# pachctl 2.12's headers (tab-separated in Go; columns here)
+REPO_HEADER = ("PROJECT", "NAME", "CREATED", "SIZE (MASTER)", "DESCRIPTION")
+COMMIT_HEADER = ("PROJECT", "REPO", "COMMIT", "FINISHED", "SIZE", "ORIGIN", "CREATOR", "DESCRIPTION")
+FILE_HEADER = ("SIZE", "NAME")
+JOB_HEADER = ("PROJECT", "PIPELINE", "ID", "STARTED", "DURATION", "RESTART", "PROGRESS", "DL", "UL", "STATE")
+PIPELINE_HEADER = ("PROJECT", "NAME", "VERSION", "INPUT", "CREATED", "STATE / LAST JOB", "ALERTS", "DESCRIPTION")
+DATUM_HEADER = ("ID", "FILES", "STATUS", "TIME")
+JOB_REASON_LEN = 200  # pps/pretty `jobReasonLen`
+ORIGIN_KIND = {"user": "USER", "job": "AUTO", "spec": "USER"}  # pfs.OriginKind as pachctl prints it
 
 
 def _table(*columns: str) -> Table:
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold", padding=(0, 2, 0, 0))
     for column in columns:
-        table.add_column(column, no_wrap=column in ("ID", "OUTPUT COMMIT", "COMMIT", "NAME", "PARENT"))
+        table.add_column(column, no_wrap=column in ("ID", "OUTPUT COMMIT", "COMMIT", "NAME", "PARENT", "PIPELINE"))
     return table
 
 
 def repo_table(pfs: PFS, repos: Iterable[Repo]) -> Table:
-    table = _table("NAME", "CREATED", "SIZE (MASTER)", "HEAD", "KIND")
+    table = _table(*REPO_HEADER)
     now = time.time()
     for repo in repos:
+        name = repo.name if repo.kind != "spec" else f"{repo.name}.spec"
         if repo.kind == "spec":
-            table.add_row(repo.name, humanize.ago(repo.created, now), humanize.size(0),
-                          f"{len(pfs.branches(repo.name))} pipeline spec(s)", repo.kind)
+            table.add_row(PROJECT, name, humanize.ago(repo.created, now), humanize.size(0),
+                          f"{len(pfs.branches(repo.name))} pipeline spec(s)")
             continue
         try:
             head = pfs.head_commit(repo.name)
         except CorruptState as error:  # list the repo, name the damage once below the table
             pfs.problems.append(error.message)
-            table.add_row(repo.name, humanize.ago(repo.created, now), "?", "(damaged: see below)", repo.kind)
+            table.add_row(PROJECT, name, humanize.ago(repo.created, now), "?", "(damaged: see below)")
             continue
         size = head.size_bytes if head else 0
-        head_text = head.id if head else "-"
-        table.add_row(repo.name, humanize.ago(repo.created, now), humanize.size(size), head_text, repo.kind)
+        description = repo.description or ("Output repo for pipeline " + repo.name if repo.kind == "pipeline" else "")
+        table.add_row(PROJECT, name, humanize.ago(repo.created, now), humanize.size(size), description)
     return table
 
 
@@ -49,46 +67,59 @@ def progress(job: Job) -> str:
     return f"{job.datums_processed} + {job.datums_skipped} / {job.datums_total}"
 
 
+def job_state(job: Job) -> Text:
+    """pachctl's STATE cell: the state, ': reason' when there is one, or success with nothing to process."""
+    if job.reason:
+        reason = job.reason if len(job.reason) <= JOB_REASON_LEN else job.reason[:JOB_REASON_LEN] + "..."
+        return Text(f"{job.state}: {reason}", style=STATE_STYLE.get(job.state, ""))
+    if job.state == SUCCESS and job.datums_total and job.datums_skipped == job.datums_total:
+        return Text("success: there were no datums to process", style="green")
+    return Text(job.state, style=STATE_STYLE.get(job.state, ""))
+
+
 def job_table(jobs: Iterable[Job], highlight: set[str] | None = None) -> Table:
-    table = _table("ID", "OUTPUT COMMIT", "STARTED", "DURATION", "RESTART", "PROGRESS", "DL", "UL", "STATE")
+    table = _table(*JOB_HEADER)
     now = time.time()
     for job in jobs:
         style = "bold" if highlight and job.id in highlight else None
         table.add_row(
+            PROJECT,
+            job.pipeline,
             job.id,
-            f"{job.pipeline}@{job.output_commit}",
             humanize.ago(job.started, now),
             humanize.duration(job.duration) if job.finished else "-",
             str(job.restart),
             progress(job),
             humanize.size(job.bytes_in),
             humanize.size(job.bytes_out),
-            Text(job.state, style=STATE_STYLE.get(job.state, "")),
+            job_state(job),
             style=style,
         )
     return table
 
 
 def file_table(entries: Iterable[FileInfo]) -> Table:
-    table = _table("NAME", "TYPE", "SIZE")
+    """`SIZE NAME`, as pachctl 2.12's `list file` (a directory's path ends with '/')."""
+    table = _table(*FILE_HEADER)
     for entry in entries:
-        table.add_row(entry.path, entry.type, humanize.size(entry.size))
+        name = "/" + entry.path + ("/" if entry.type == "dir" else "")
+        table.add_row(humanize.size(entry.size), name)
     return table
 
 
 def commit_table(commits: Iterable[Commit]) -> Table:
-    table = _table("REPO", "BRANCH", "COMMIT", "PARENT", "STARTED", "DURATION", "SIZE", "ORIGIN")
+    table = _table(*COMMIT_HEADER)
     now = time.time()
     for commit in commits:
         table.add_row(
+            PROJECT,
             commit.repo,
-            commit.branch,
             commit.id,
-            commit.parent or "-",
-            humanize.ago(commit.started, now),
-            humanize.duration(commit.finished - commit.started),
+            humanize.ago(commit.finished, now),
             humanize.size(commit.size_bytes),
-            commit.origin if not commit.job else f"job {commit.job[:12]}",
+            ORIGIN_KIND.get(commit.origin, commit.origin.upper()),
+            "-",
+            commit.description,
         )
     return table
 
@@ -109,7 +140,26 @@ def provenance_table(pfs: PFS, commit: Commit) -> Table:
     return table
 
 
-def inspect_commit(pfs: PFS, jobs: JobStore, commit: Commit) -> Group:
+def inspect_commit_header(commit: Commit) -> Table:
+    """pachctl 2.12's `PrintDetailedCommitInfo`: Commit, Description, Parent, Started, Finished, Size."""
+    now = time.time()
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("Commit:", f"{commit.repo}@{commit.id}")
+    grid.add_row("Description:", commit.description)
+    if commit.parent:
+        grid.add_row("Parent:", commit.parent)
+    grid.add_row("Started:", humanize.ago(commit.started, now))
+    grid.add_row("Finished:", humanize.ago(commit.finished, now))
+    grid.add_row("Size:", humanize.size(commit.size_bytes))
+    return grid
+
+
+MODEL_CARD = "MODEL_CARD.md"
+
+
+def inspect_commit(pfs: PFS, jobs: JobStore, commit: Commit, model_card: bool = True) -> Group:
     now = time.time()
     lines = [
         ("Commit", f"{commit.repo}@{commit.id}"),
@@ -139,6 +189,11 @@ def inspect_commit(pfs: PFS, jobs: JobStore, commit: Commit) -> Group:
         parts += [Text(""), Text("Provenance:", style="bold"), provenance_table(pfs, commit)]
     else:
         parts.append(Text("Provenance: none (data put by a user)" if commit.origin == "user" else "Provenance: none"))
+    if model_card and MODEL_CARD in commit.files:  # a build commit: the bundle's card, as `stages build` wrote it
+        from rich.markdown import Markdown
+
+        card = pfs.objects.read_bytes(commit.files[MODEL_CARD].hash).decode("utf-8", errors="replace")
+        parts += [Text(""), Text(f"Model card ({MODEL_CARD}):", style="bold"), Markdown(card)]
     return Group(*parts)
 
 
@@ -164,3 +219,94 @@ def inspect_job(job: Job, spec_branch_hint: str = "") -> Group:
     if job.log_tail:
         parts += [Text(""), Text("Log tail:", style="bold"), Text("\n".join(f"  {line}" for line in job.log_tail))]
     return Group(*parts)
+
+
+# ------------------------------------------------------------------------------------------------ pipelines, datums
+
+
+def shorthand_input(spec_input: dict | None) -> str:
+    """pps/pretty `ShorthandInput`: `project/repo:glob`, crosses as `(a ⨯ b)`, unions `(a ∪ b)`, joins `(a ⋈ b)`."""
+    if not spec_input:
+        return "none"
+    if "pfs" in spec_input:
+        pfs_input = spec_input["pfs"]
+        return f"{pfs_input.get('project') or PROJECT}/{pfs_input.get('repo')}:{pfs_input.get('glob')}"
+    for key, symbol in (("cross", " ⨯ "), ("join", " ⋈ "), ("group", " ⋈ "), ("union", " ∪ ")):
+        if key in spec_input:
+            return "(" + symbol.join(shorthand_input(child) for child in spec_input[key]) + ")"
+    return "none"
+
+
+def pipeline_state(last_job: Job | None) -> str:
+    """Locally a pipeline has no workers waiting: `running` while one of its jobs runs, else `standby` (Pachyderm's
+    state for a pipeline idle between jobs)."""
+    return "running" if last_job is not None and last_job.state == RUNNING else "standby"
+
+
+def pipeline_table(pipelines: Iterable[dict]) -> Table:
+    """Rows from `cli.pipeline_infos`: {"name", "version", "spec", "created", "last_job"}."""
+    table = _table(*PIPELINE_HEADER)
+    now = time.time()
+    for info in pipelines:
+        last_job: Job | None = info["last_job"]
+        table.add_row(
+            PROJECT,
+            info["name"],
+            str(info["version"]),
+            shorthand_input(info["spec"].get("input")),
+            humanize.ago(info["created"], now),
+            f"{pipeline_state(last_job)} / {last_job.state if last_job else '-'}",
+            "*" if last_job is not None and last_job.state == FAILURE else "",
+            info["spec"].get("description", ""),
+        )
+    return table
+
+
+def inspect_pipeline(info: dict) -> Group:
+    """`inspect pipeline`: pachctl's fields (PrintDetailedPipelineInfo), the last job, and the user spec as JSON."""
+    import json
+
+    now = time.time()
+    spec = info["spec"]
+    last_job: Job | None = info["last_job"]
+    transform = spec.get("transform") or {}
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("Name:", info["name"])
+    if spec.get("description"):
+        grid.add_row("Description:", spec["description"])
+    grid.add_row("Created:", humanize.ago(info["created"], now))
+    grid.add_row("State:", pipeline_state(last_job))
+    grid.add_row("Reason:", last_job.reason if last_job and last_job.state == FAILURE else "")
+    grid.add_row("Version:", str(info["version"]))
+    grid.add_row("Parallelism Spec:", json.dumps(spec.get("parallelism_spec") or {}))
+    grid.add_row("Input:", shorthand_input(spec.get("input")))
+    grid.add_row("Output Branch:", spec.get("output_branch", "master"))
+    grid.add_row("Transform:", " ".join(transform.get("cmd") or []) + (f"  (image {transform['image']})"
+                                                                        if transform.get("image") else ""))
+    if last_job is not None:
+        grid.add_row("Last Job:", Text(f"{last_job.id} ", style="") + job_state(last_job)
+                     + Text(f" ({humanize.ago(last_job.started, now)}, {progress(last_job)} datums)"))
+    else:
+        grid.add_row("Last Job:", "-")
+    spec_text = json.dumps(spec, indent=2)
+    return Group(grid, Text(""), Text("User Spec:", style="bold"), Text("  " + spec_text.replace("\n", "\n  ")))
+
+
+def datum_table(job: Job) -> Table:
+    """`list datum`: pachctl 2.12's ID FILES STATUS TIME, then localpach's REASON (why a datum failed)."""
+    table = _table(*DATUM_HEADER, "REASON")
+    for datum in job.datums:
+        seconds = datum.get("seconds")
+        status = datum.get("state", "unknown")
+        style = {"success": "green", "failed": "red", "skipped": "yellow"}.get(status, "")
+        table.add_row(
+            datum.get("id") or "-",
+            ", ".join(datum.get("files") or []),
+            Text("-" if status == "unknown" else status, style=style),
+            humanize.duration(seconds) if isinstance(seconds, int | float) else "-",
+            datum.get("reason") or ("not run: the job stopped before it" if status == "unknown"
+                                    and job.state != RUNNING else ""),
+        )
+    return table

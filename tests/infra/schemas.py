@@ -66,3 +66,8 @@ def errors(validator: jsonschema.Validator, document: Any) -> list[str]:
 @lru_cache
 def tfjob_validator() -> jsonschema.Validator:
     return jsonschema.Draft7Validator(strict(_crd_schema("kubeflow-training-operator-1.9.0-tfjobs.crd.yaml", "v1")))
+
+
+@lru_cache
+def pod_monitor_validator() -> jsonschema.Validator:
+    return jsonschema.Draft7Validator(strict(_crd_schema("prometheus-operator-0.93.0-podmonitors.crd.yaml", "v1")))

@@ -34,9 +34,11 @@ def test_only_the_ingress_gateway_reaches_the_model_pods(serving_program: Progra
                   if m["kind"] == "NetworkPolicy" and m["metadata"]["name"].startswith("issue-summarization"))
     assert policy["spec"]["podSelector"] == {"matchLabels": {"seldon-deployment-id": "issue-summarization"}}
     assert policy["spec"]["policyTypes"] == ["Ingress"]
-    [rule] = policy["spec"]["ingress"]
+    rule, metrics = policy["spec"]["ingress"]  # the gateway to HTTP; Prometheus's namespace to the metrics port only
     assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]
     assert rule["ports"] == [{"protocol": "TCP", "port": 9000}]
+    assert metrics["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    assert metrics["ports"] == [{"protocol": "TCP", "port": 8082}]
 
 
 def test_only_pipeline_workers_and_pachyderm_itself_reach_pachd(program: ProgramRun) -> None:

@@ -13,6 +13,7 @@ NAMES = [
     "pachyderm-helm-values.schema.json",
     "seldon-core-1.17.1-seldondeployments.crd.yaml",
     "kubeflow-training-operator-1.9.0-tfjobs.crd.yaml",
+    "prometheus-operator-0.93.0-podmonitors.crd.yaml",
 ]
 
 

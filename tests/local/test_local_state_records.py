@@ -173,7 +173,7 @@ def test_list_repo_lists_the_intact_repos_and_names_the_broken_one(
     code, out, err = cli(capsys, "--state", str(state), "list-repo")
 
     assert code == 0
-    names = {line.split()[0] for line in out.strip().split("\n")[1:]}
+    names = {line.split()[1] for line in out.strip().split("\n")[1:]}  # PROJECT NAME ... (pachctl 2.12)
     assert names == {"raw_data", "split", "pre_process", "build", "export"}
     assert damaged in err and "localpach fsck" in err
 

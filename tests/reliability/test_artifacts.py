@@ -25,8 +25,23 @@ def is_json(data: bytes) -> bool:
     return True
 
 
+def is_tensorboard_events(data: bytes) -> bool:
+    """TFRecord-framed `Event` protocol buffers (tf.summary's `events.out.tfevents.*.v2`), read by tensorboard's own
+    reader: data, not code."""
+    import tempfile
+
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    with tempfile.NamedTemporaryFile(suffix=".v2") as handle:
+        handle.write(data)
+        handle.flush()
+        return len(list(EventFileLoader(handle.name).Load())) > 0
+
+
 PLAIN_FORMATS = {
     ".json": is_json,
+    ".md": lambda data: bool(data.decode("utf-8")),  # MODEL_CARD.md
+    ".v2": is_tensorboard_events,  # tensorboard/decoding/events.out.tfevents.*.v2
     ".h5": lambda data: data[:8] == b"\x89HDF\r\n\x1a\n",
     ".png": lambda data: data[:8] == b"\x89PNG\r\n\x1a\n",
     ".csv": lambda data: bool(data.decode("utf-8")),

@@ -75,7 +75,7 @@ def test_bundle_has_serving_files(chain):
     bundle = chain["build"]
     dockerfile = (bundle / "Dockerfile").read_text()
     assert dockerfile.splitlines()[1] == "FROM registry.example.com/issue-titles/stages:test"
-    assert 'CMD ["serve", "--model", "/model", "--host", "0.0.0.0", "--port", "9000"]' in dockerfile
+    assert 'CMD ["serve", "--model", "/model", "--host", "0.0.0.0", "--port", "9000", "--metrics-port", "8082"]' in dockerfile
     assert "USER 10001:10001" in dockerfile
     settings = json.loads((bundle / "model-settings.json").read_text())
     assert settings["name"] == "issue-summarization"
@@ -86,7 +86,8 @@ def test_bundle_has_serving_files(chain):
 def test_provenance_records_checksums_of_every_bundle_file(chain):
     bundle = chain["build"]
     provenance = json.loads((bundle / "provenance.json").read_text())
-    files = sorted(path.name for path in bundle.iterdir() if path.name != "provenance.json")
+    files = sorted(path.relative_to(bundle).as_posix() for path in bundle.rglob("*")
+                   if path.is_file() and path.name != "provenance.json")  # tensorboard/decoding/ is a folder  # fmt: skip
     assert sorted(provenance["files"]) == files
     assert all(provenance["files"][name] == sha256_file(bundle / name) for name in files)
     assert provenance["code"]["package"] == "issue-titles" and len(provenance["code"]["source_sha256"]) == 64

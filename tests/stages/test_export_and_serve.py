@@ -35,7 +35,8 @@ def test_the_serving_image_contract_is_the_bundles_dockerfile(chain):
     from issue_titles import build, export
 
     dockerfile = (chain["build"] / "Dockerfile").read_text()
-    assert (export.SERVING_UID, export.SERVING_PORT) == (build.SERVING_UID, build.SERVING_PORT)
+    assert (export.SERVING_UID, export.SERVING_PORT, export.METRICS_PORT) == (
+        build.SERVING_UID, build.SERVING_PORT, build.METRICS_PORT)  # fmt: skip
     assert f"USER {export.SERVING_UID}:{export.SERVING_UID}" in dockerfile
     assert "ENTRYPOINT " + json.dumps(export.ENTRYPOINT) in dockerfile
     assert "CMD " + json.dumps(export.SERVE_CMD) in dockerfile
@@ -72,7 +73,8 @@ def test_invalid_image_reference_is_refused(chain, tmp_path, capsys):
 def test_serve_delegates_to_the_serving_part(monkeypatch, tiny):
     calls = []
     fake = types.ModuleType("issue_titles.serving.server")
-    fake.serve = lambda model_dir, host, port: calls.append((Path(model_dir), host, port))
+    fake.serve = lambda model_dir, host, port, **options: calls.append((Path(model_dir), host, port, options))
     monkeypatch.setitem(sys.modules, "issue_titles.serving.server", fake)
-    assert run_stages("serve", "--model", tiny, "--host", "0.0.0.0", "--port", "9100") == 0
-    assert calls == [(tiny, "0.0.0.0", 9100)]
+    assert run_stages("serve", "--model", tiny, "--host", "0.0.0.0", "--port", "9100", "--metrics-port", "8082") == 0
+    assert calls == [(tiny, "0.0.0.0", 9100, {"metrics_port": 8082, "tracing_server": None, "log_format": None,
+                                              "access_log": True})]  # fmt: skip

@@ -10,6 +10,8 @@ from issue_titles.atomic import atomic_output_dir
 from issue_titles.errors import QualityGateError, StageError
 from issue_titles.evaluate import evaluate_split, load_for_split
 from issue_titles.jsonio import read_json, write_json
+from issue_titles.model_card import MODEL_CARD, render_model_card
+from issue_titles.progress import TENSORBOARD_DIR, write_decoding_choice
 from issue_titles.predictor import DECODING_DEFAULTS
 from issue_titles.provenance import BUNDLE_FORMAT, PROVENANCE, checksums, code_version
 from issue_titles.train import MODEL_FILES
@@ -18,6 +20,7 @@ MODEL_NAME = "issue-summarization"
 RUNTIME = "issue_titles.serving.runtime.IssueTitleRuntime"
 DEFAULT_BASE_IMAGE = "issue-titles-stages:latest"
 SERVING_PORT = 9000
+METRICS_PORT = 8082  # MLServer's Prometheus /metrics, on in the serving image (export.METRICS_PORT)
 SERVING_UID = 10001
 OPTIONAL_TRAIN_FILES = ("history.csv", "loss.png")
 
@@ -57,9 +60,9 @@ USER root
 COPY . /model
 RUN chmod -R a+rX,go-w /model
 USER {SERVING_UID}:{SERVING_UID}
-EXPOSE {SERVING_PORT}
+EXPOSE {SERVING_PORT} {METRICS_PORT}
 ENTRYPOINT ["stages"]
-CMD ["serve", "--model", "/model", "--host", "0.0.0.0", "--port", "{SERVING_PORT}"]
+CMD ["serve", "--model", "/model", "--host", "0.0.0.0", "--port", "{SERVING_PORT}", "--metrics-port", "{METRICS_PORT}"]
 """
 
 
@@ -133,6 +136,7 @@ def run_build(
             if (train_dir / name).is_file():
                 shutil.copyfile(train_dir / name, staging / name)
         write_json(staging / "metrics.json", metrics)
+        write_decoding_choice(staging / TENSORBOARD_DIR / "decoding", choice)  # beside train's scalars in TensorBoard
         (staging / "Dockerfile").write_text(dockerfile(base_image), encoding="utf-8")
         write_json(staging / "model-settings.json", model_settings())
         provenance = {
@@ -156,7 +160,8 @@ def run_build(
             },
             "base_image": base_image,
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "files": checksums(staging),
         }
+        (staging / MODEL_CARD).write_text(render_model_card(metrics, provenance), encoding="utf-8")
+        provenance["files"] = checksums(staging)
         write_json(staging / PROVENANCE, provenance)
     return provenance

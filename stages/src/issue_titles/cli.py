@@ -187,6 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", type=Path, required=True)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=9000)
+    serve.add_argument("--metrics-port", type=int, default=None,
+                       help="MLServer's Prometheus /metrics on this port (the serving image: 8082; "
+                            "default: MLSERVER_METRICS_PORT, else off)")
+    serve.add_argument("--tracing-server", default=None,
+                       help="OTLP/gRPC collector host:port for traces (default: MLSERVER_TRACING_SERVER, else off)")
+    serve.add_argument("--log-format", choices=("text", "json"), default=None,
+                       help="log lines as text or JSON (default: ISSUE_TITLES_LOG_FORMAT, else text)")
+    serve.add_argument("--no-access-log", dest="access_log", action="store_false",
+                       help="no log line per request (default: one line per request)")
     return parser
 
 
@@ -299,7 +308,8 @@ def run(args: argparse.Namespace) -> None:
             from issue_titles.serving.server import serve
         except ImportError as error:
             raise StageError(f"serving is not installed ({error}); install issue-titles[serve]") from None
-        serve(args.model, args.host, args.port)
+        serve(args.model, args.host, args.port, metrics_port=args.metrics_port, tracing_server=args.tracing_server,
+              log_format=args.log_format, access_log=args.access_log)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,6 +7,7 @@ and per repository. The second is what a user running the model on their own rep
 
 import math
 import random
+import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -20,6 +21,7 @@ from issue_titles.metrics import (
 )  # fmt: skip
 from issue_titles.models import POINTER_GENERATOR
 from issue_titles.predictor import TitlePredictor, recorded_decoding
+from issue_titles.progress import TENSORBOARD_DIR, predict_with_progress, write_decoding_choice
 from issue_titles.provenance import PROVENANCE
 from issue_titles.split import repository_of
 
@@ -111,7 +113,7 @@ def evaluate(predictor: TitlePredictor, issues: list[Issue], heldout: list[Issue
     build gate compares with); `heldout` the same scores on the held-out repositories, per repository too."""
     bodies = [issue.body for issue in issues]
     started = time.monotonic()
-    predictions = predictor.predict(bodies)
+    predictions = predict_with_progress(predictor.predict, bodies, "test.csv")
     seconds = time.monotonic() - started
     test = score_systems(issues, predictions, lead_k)
     best = test["best_baseline"]["name"]
@@ -134,7 +136,8 @@ def evaluate(predictor: TitlePredictor, issues: list[Issue], heldout: list[Issue
         ],
     }
     if heldout:
-        metrics["heldout"] = score_systems(heldout, predictor.predict([issue.body for issue in heldout]), lead_k)
+        heldout_titles = predict_with_progress(predictor.predict, [issue.body for issue in heldout], "heldout.csv")
+        metrics["heldout"] = score_systems(heldout, heldout_titles, lead_k)
     return metrics
 
 
@@ -165,11 +168,14 @@ def choose_decoding(predictor: TitlePredictor, rows: list[Issue], sample: int = 
     penalties = TUNED_LENGTH_PENALTIES if predictor.beam_width > 1 else (predictor.length_penalty,)
     biases = TUNED_COPY_BIASES if predictor.architecture == POINTER_GENERATOR else (1.0,)
     scores = []
-    for length_penalty in penalties:
-        for copy_bias in biases:
-            candidate = predictor.with_decoding(length_penalty=length_penalty, copy_bias=copy_bias)
-            scores.append({"length_penalty": length_penalty, "copy_bias": copy_bias,
-                           "rouge_l": round(rouge_l(candidate.predict(bodies), references), 4)})  # fmt: skip
+    candidates = [(length_penalty, copy_bias) for length_penalty in penalties for copy_bias in biases]
+    for number, (length_penalty, copy_bias) in enumerate(candidates, start=1):
+        # One line per candidate on stderr: tuning decodes the sample once per candidate.
+        print(f"choosing decoding: candidate {number}/{len(candidates)} (length penalty {length_penalty}, copy bias "
+              f"{copy_bias}) on {len(rows)} validation rows", file=sys.stderr, flush=True)
+        candidate = predictor.with_decoding(length_penalty=length_penalty, copy_bias=copy_bias)
+        scores.append({"length_penalty": length_penalty, "copy_bias": copy_bias,
+                       "rouge_l": round(rouge_l(candidate.predict(bodies), references), 4)})  # fmt: skip
     best = max(scores, key=lambda score: score["rouge_l"])  # max keeps the first of equal scores
     return {"length_penalty": best["length_penalty"], "copy_bias": best["copy_bias"], "rows": len(rows),
             "scores": scores}  # fmt: skip
@@ -215,4 +221,5 @@ def run_evaluate(
     metrics = evaluate_split(predictor, split_dir) | {"decoding_choice": choice}
     with atomic_output_dir(output_dir, step="evaluate", inputs=[model_dir, split_dir]) as staging:
         write_json(staging / "metrics.json", metrics)
+        write_decoding_choice(staging / TENSORBOARD_DIR / "decoding", choice)
     return metrics

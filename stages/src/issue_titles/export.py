@@ -61,9 +61,11 @@ from issue_titles.registry import (
 # keeps them equal without this module importing build, which loads TensorFlow).
 SERVING_UID = 10001
 SERVING_PORT = 9000
+METRICS_PORT = 8082  # MLServer's Prometheus /metrics (its default port); infra/serving.py declares it
 MODEL_DIR = "model"
 ENTRYPOINT = ["stages"]
-SERVE_CMD = ["serve", "--model", f"/{MODEL_DIR}", "--host", "0.0.0.0", "--port", str(SERVING_PORT)]
+SERVE_CMD = ["serve", "--model", f"/{MODEL_DIR}", "--host", "0.0.0.0", "--port", str(SERVING_PORT),
+             "--metrics-port", str(METRICS_PORT)]  # fmt: skip
 PLATFORM = {"os": "linux", "architecture": "amd64"}  # the stage image's platform (stages/Dockerfile, GKE nodes)
 LABEL_PREFIX = "issue-titles."
 _REPOSITORY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
@@ -195,7 +197,7 @@ def serving_config(base_config: Mapping[str, Any], layer: Layer, user: str, labe
     run["User"] = user
     run["Entrypoint"] = list(ENTRYPOINT)
     run["Cmd"] = list(SERVE_CMD)
-    run["ExposedPorts"] = {**(run.get("ExposedPorts") or {}), f"{SERVING_PORT}/tcp": {}}
+    run["ExposedPorts"] = {**(run.get("ExposedPorts") or {}), f"{SERVING_PORT}/tcp": {}, f"{METRICS_PORT}/tcp": {}}
     run["Labels"] = {**(run.get("Labels") or {}), **labels}
     config["created"] = created
     config["history"] = [*(config.get("history") or []), {"created": created, "created_by": comment}]

@@ -10,6 +10,7 @@ of the six, at no training cost. A worse epoch still stops training after `patie
 import csv
 import math
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -240,10 +241,20 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
     # With averaging the model ends fit() holding the average; keeping a raw epoch's weights would only undo it.
     keeper = BestEpoch(settings.patience, settings.max_minutes, keep_weights=not momentum)
     started = time.monotonic()
-    history = model.fit(
-        x, y, epochs=settings.epochs, batch_size=settings.batch_size,
-        validation_split=settings.validation_split, callbacks=[keeper], verbose=settings.verbose,
-    )  # fmt: skip
+    # Progress on stderr (stdout is the JSON report) and TensorBoard scalars, copied into the output at the end.
+    from issue_titles.progress import TENSORBOARD_DIR, training_callbacks
+
+    events = Path(tempfile.mkdtemp(prefix="issue-titles-tensorboard-"))
+    try:
+        history = model.fit(
+            x, y, epochs=settings.epochs, batch_size=settings.batch_size,
+            validation_split=settings.validation_split, verbose=0,
+            callbacks=[keeper, *training_callbacks(events / "train", _settings_text(settings, train_rows),
+                                                   settings.verbose)],
+        )  # fmt: skip
+    except BaseException:
+        shutil.rmtree(events, ignore_errors=True)
+        raise
     seconds = time.monotonic() - started
     keeper.restore(model)
     losses = history.history
@@ -288,6 +299,8 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
             shutil.copyfile(Path(input_dir) / name, staging / name)
         _write_history(staging / "history.csv", losses, keeper.epoch_seconds)
         _plot_losses(staging / "loss.png", losses, settings.architecture)
+        shutil.copytree(events, staging / TENSORBOARD_DIR)
+    shutil.rmtree(events, ignore_errors=True)
     return info
 
 
@@ -325,6 +338,12 @@ class BestEpoch(keras.callbacks.Callback):
     def restore(self, model) -> None:
         if self.best_weights is not None:
             model.set_weights(self.best_weights)
+
+
+def _settings_text(settings: TrainSettings, train_rows: int) -> str:
+    """The run's settings as a Markdown table, for TensorBoard's text tab (comparing runs side by side)."""
+    rows = {"train_rows": train_rows, **{key: value for key, value in vars(settings).items() if key != "verbose"}}
+    return "| setting | value |\n|---|---|\n" + "\n".join(f"| {key} | {value} |" for key, value in rows.items())
 
 
 def _write_history(path: Path, losses: dict, seconds: list[float]) -> None:

@@ -18,7 +18,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--grpc-port", type=int, default=None, help="turn gRPC on at this port (default: off)")
-    parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port")
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="serve Prometheus /metrics on this port (default: MLSERVER_METRICS_PORT, else off)")
+    parser.add_argument("--tracing-server", default=None,
+                        help="OTLP/gRPC collector host:port for traces (default: MLSERVER_TRACING_SERVER, else off)")
+    parser.add_argument("--log-format", choices=("text", "json"), default=None,
+                        help="log lines as text or JSON (default: ISSUE_TITLES_LOG_FORMAT, else text)")
+    parser.add_argument("--no-access-log", dest="access_log", action="store_false",
+                        help="no log line per request (default: one line per request)")
     parser.add_argument("--predictor-loader", default=None, help="'module:callable' replacing TitlePredictor.load")
     args = parser.parse_args(argv)
     try:
@@ -33,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
             grpc_port=args.grpc_port,
             metrics_port=args.metrics_port,
             predictor_loader=args.predictor_loader,
+            tracing_server=args.tracing_server,
+            log_format=args.log_format,
+            access_log=args.access_log,
         )
     except StageError as error:
         print(f"error: {error}", file=sys.stderr)

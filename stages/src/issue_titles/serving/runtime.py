@@ -23,15 +23,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from mlserver import MLModel
 from mlserver.context import model_context
 from mlserver.errors import MLServerError
 from mlserver.handlers import custom_handler
-from mlserver.types import InferenceRequest, InferenceResponse
+from mlserver.types import InferenceRequest, InferenceResponse, MetadataModelResponse, Parameters
 from mlserver.utils import get_model_uri
 
+from . import observability
 from .limits import ServingLimits
+from .settings import MODEL_NAME
 from .protocol import (
     PayloadTooLarge,
     bodies_from_seldon,
@@ -44,6 +46,8 @@ from .protocol import (
 )
 
 logger = logging.getLogger(__name__)
+
+MODEL_CARD_FILE = "MODEL_CARD.md"
 
 # A server only loads verified bundles: provenance.json present and every recorded sha256 matching.
 DEFAULT_PREDICTOR_LOADER = "issue_titles.predictor:TitlePredictor.load_bundle"
@@ -80,6 +84,13 @@ class IssueTitleRuntime(MLModel):
 
     _predictor: Predictor | None = None
     _limits: ServingLimits = ServingLimits()
+    _data_plane: Any = None
+    _provenance: dict[str, Any] = {}
+    _model_card: str | None = None
+
+    def attach_data_plane(self, data_plane: Any) -> None:
+        """The server's `DataPlane`: the Seldon routes infer through it, so MLServer counts and traces them."""
+        self._data_plane = data_plane
 
     async def load(self) -> bool:
         extra = dict((self.settings.parameters.extra or {}) if self.settings.parameters else {})
@@ -87,6 +98,9 @@ class IssueTitleRuntime(MLModel):
         self._limits = ServingLimits.from_env(**{k: v for k, v in extra.items() if k in limit_names})
         loader = import_loader(str(extra.get("predictor_loader") or DEFAULT_PREDICTOR_LOADER))
         model_dir = Path(await get_model_uri(self.settings))
+        self._provenance = observability.read_provenance(model_dir)
+        card = model_dir / MODEL_CARD_FILE
+        self._model_card = card.read_text(encoding="utf-8") if card.is_file() else None
 
         # One model thread: batches queue up instead of fighting over the CPU cores, and the event loop stays
         # free to answer health checks and reject bad requests while a batch runs.
@@ -128,6 +142,7 @@ class IssueTitleRuntime(MLModel):
     async def _check_then_queue(self, payload: InferenceRequest) -> InferenceResponse:
         """V2 entry point: reject this request alone if it is bad, else queue its clean copy for batching."""
         bodies = bodies_from_v2(payload, self._limits)
+        observability.note_bodies(len(bodies))
         return await self._queue_for_model(v2_request(bodies, payload.id))
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
@@ -149,9 +164,15 @@ class IssueTitleRuntime(MLModel):
             )
         payload = seldon_payload(raw, request.headers.get("content-type"), request.scope.get("query_string", b""))
         bodies = bodies_from_seldon(payload, self._limits)
-        # The batcher logs queue metrics labelled by model, which MLServer's V2 path sets up via this context.
-        with model_context(self.settings):
-            response = await self._queue_for_model(v2_request(bodies))
+        observability.note_bodies(len(bodies))
+        if self._data_plane is not None:
+            # MLServer's own inference path, as for V2: model_infer_request_* with this model's name and version,
+            # a trace span, the batcher's queue metrics (the checker in front of the batcher re-reads the bodies).
+            response = await self._data_plane.infer(v2_request(bodies), self.name, self.version)
+        else:
+            # The batcher logs queue metrics labelled by model, which MLServer's V2 path sets up via this context.
+            with model_context(self.settings):
+                response = await self._queue_for_model(v2_request(bodies))
         return JSONResponse(seldon_response(titles_from_v2(response), request.headers.get("seldon-puid")))
 
     # MLServer keeps one route per decorated method, so each Seldon path gets its own small method.
@@ -170,12 +191,86 @@ class IssueTitleRuntime(MLModel):
         """Where Seldon Core 1.17's executor POSTs the unchanged request body for protocol "seldon"."""
         return await self._answer_seldon(request)
 
+    async def metadata(self) -> MetadataModelResponse:
+        """V2 model metadata from the bundle: versions = [job ID], platform, tensors (from the model settings), and
+        `parameters` with what built it: job, pipeline, data commits, code, decoding, metrics, quality gate."""
+        response = await super().metadata()
+        response.parameters = Parameters(**bundle_parameters(self._provenance))
+        return response
+
+    async def _seldon_model_metadata(self) -> dict[str, Any]:
+        v2 = (await self.metadata()).model_dump(exclude_none=True, mode="json")
+        return {
+            "name": v2["name"],
+            "versions": v2.get("versions", []),
+            "platform": v2.get("platform", ""),
+            "inputs": v2.get("inputs", []),
+            "outputs": v2.get("outputs", []),
+            # Seldon Core 1.x keeps `custom` a string-to-string map (SeldonModelMetadata in prediction.proto).
+            "custom": seldon_custom(self._provenance),
+        }
+
+    @custom_handler(rest_path="/api/v1.0/metadata/issue-summarization", rest_method="GET")
+    async def seldon_model_metadata(self) -> JSONResponse:
+        """Seldon Core 1 model metadata: `GET /api/v1.0/metadata/<model>` (what the executor answers for a model)."""
+        return JSONResponse(await self._seldon_model_metadata())
+
+    @custom_handler(rest_path="/metadata", rest_method="GET")
+    async def seldon_microservice_metadata(self) -> JSONResponse:
+        """The microservice's own `/metadata`, which Seldon Core 1's executor reads for a model's metadata."""
+        return JSONResponse(await self._seldon_model_metadata())
+
+    @custom_handler(rest_path="/api/v1.0/metadata", rest_method="GET")
+    async def seldon_graph_metadata(self) -> JSONResponse:
+        """Seldon Core 1 graph metadata: the deployment's one model, its inputs as the graph's inputs."""
+        model = await self._seldon_model_metadata()
+        return JSONResponse(
+            {
+                "name": self.name,
+                "models": {self.name: model},
+                "graphinputs": model["inputs"],
+                "graphoutputs": model["outputs"],
+            }
+        )
+
+    @custom_handler(rest_path=f"/v2/models/{MODEL_NAME}/model-card", rest_method="GET")
+    async def model_card(self) -> Response:
+        """The bundle's MODEL_CARD.md (Markdown), written by `stages build`."""
+        if self._model_card is None:
+            return JSONResponse({"error": "this bundle has no MODEL_CARD.md; rebuild it with `stages build`"}, 404)
+        return PlainTextResponse(self._model_card, media_type="text/markdown; charset=utf-8")
+
     @custom_handler(rest_path="/health/status", rest_method="GET")
     async def seldon_executor_status(self) -> JSONResponse:
         """Where the executor's `/api/v1.0/status/<model>` lands; 200 only once the model is loaded."""
         if self._predictor is None:
             raise ModelNotLoaded()
         return JSONResponse({"status": "ready", "model": self.name})
+
+
+def bundle_parameters(provenance: dict[str, Any]) -> dict[str, Any]:
+    """What the V2 metadata's `parameters` says about the bundle, from its provenance.json."""
+    keys = ("job_id", "pipeline", "output_commit", "inputs", "code", "architecture", "decoding", "metrics",
+            "quality_gate", "built_at", "bundle_format")  # fmt: skip
+    found = {key: provenance[key] for key in keys if provenance.get(key) is not None}
+    return {"content_type": "str", **found, "model_card": f"/v2/models/{MODEL_NAME}/model-card"}
+
+
+def seldon_custom(provenance: dict[str, Any]) -> dict[str, str]:
+    """Seldon's `custom` map (strings only): job, commits per input, the headline ROUGE-L numbers."""
+    custom: dict[str, str] = {}
+    for key in ("job_id", "pipeline", "output_commit", "built_at"):
+        if provenance.get(key):
+            custom[key] = str(provenance[key])
+    for name, source in (provenance.get("inputs") or {}).items():
+        if isinstance(source, dict) and source.get("commit"):
+            custom[f"input_commit.{name}"] = str(source["commit"])
+    metrics = provenance.get("metrics") or {}
+    for where, record in (("test", metrics.get("model")), ("heldout", (metrics.get("heldout") or {}).get("model"))):
+        if isinstance(record, dict) and "rouge_l" in record:
+            custom[f"rouge_l.{where}"] = f"{record['rouge_l']:.4f}"
+    custom["model_card"] = f"/v2/models/{MODEL_NAME}/model-card"
+    return custom
 
 
 class MergingModelThread:

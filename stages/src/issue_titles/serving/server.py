@@ -20,7 +20,7 @@ from mlserver.settings import ModelSettings, Settings
 
 from issue_titles.errors import StageError
 
-from . import http_guard
+from . import http_guard, observability
 from .limits import ServingLimits
 from .settings import MODEL_NAME, build_settings
 
@@ -52,11 +52,23 @@ class IssueTitleServer(MLServer):
     """MLServer with the HTTP guard installed on its FastAPI app before the app starts serving, JSON 400s from
     uvicorn itself, and a stop on SIGTERM/SIGINT that never waits more than `HARD_EXIT_S`."""
 
-    def __init__(self, settings: Settings, limits: ServingLimits, *, grpc_enabled: bool) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        limits: ServingLimits,
+        *,
+        grpc_enabled: bool,
+        access_log: bool = True,
+        log_format: str = "text",
+    ) -> None:
         self._limits = limits
         self._grpc_enabled = grpc_enabled
+        self._access_log = access_log
+        self._log_format = log_format
         self._stopping = False
         super().__init__(settings)
+        observability.apply_log_format(log_format)  # after MLServer's own logger set-up, which it replaces
+        self._data_plane.infer = _infer_labelled_with_model_version(self._data_plane, self._model_registry)
 
     def _create_servers(self) -> None:
         super()._create_servers()
@@ -66,12 +78,16 @@ class IssueTitleServer(MLServer):
             # MLServer 1.7 keeps the FastAPI app at `_rest_server._app` and builds uvicorn's config in `_get_config`
             raise RuntimeError("this MLServer version does not expose its REST app; pin mlserver 1.7.x")
         http_guard.install(app, self._limits.max_request_bytes, self._limits.body_timeout)
+        if self._access_log:
+            app.add_middleware(observability.AccessLog)  # added last: outermost, so it also times the guard
         mlserver_config = rest_server._get_config
+        log_format = self._log_format
 
         def uvicorn_config() -> Any:
-            config = mlserver_config()
+            config = mlserver_config()  # uvicorn's Config (re)configures uvicorn's loggers here
             config.http = http_guard.JSONErrorsH11Protocol
             config.timeout_graceful_shutdown = GRACEFUL_SHUTDOWN_S
+            observability.apply_log_format(log_format)
             return config
 
         rest_server._get_config = uvicorn_config
@@ -97,12 +113,38 @@ class IssueTitleServer(MLServer):
         watchdog.start()
         self._stop_task = asyncio.get_event_loop().create_task(self.stop(sig=sig))
 
+    async def add_custom_handlers(self, model: Any) -> Any:
+        """Before the routes go live, give the runtime the data plane, so its Seldon routes run through MLServer's
+        own inference path (counted in `model_infer_request_*`, traced) exactly as V2 requests are."""
+        if hasattr(model, "attach_data_plane"):
+            model.attach_data_plane(self._data_plane)
+        return await super().add_custom_handlers(model)
+
     async def model_loaded(self, name: str) -> bool:
         try:
             models = await self._model_registry.get_models(name)
         except Exception:
             return False
         return any(model.ready for model in models)
+
+
+def _infer_labelled_with_model_version(data_plane: Any, registry: Any) -> Any:
+    """`DataPlane.infer` labelling its metrics with the served model's version when the URL names none.
+
+    MLServer 1.7 (handlers/dataplane.py, `_infer_contextmanager`) labels `model_infer_request_*` with the
+    version from the URL, so `/v2/models/<name>/infer` counted under version "None"; here the version is the
+    model's own (the bundle's job ID)."""
+    infer = data_plane.infer
+
+    async def infer_with_version(payload: Any, name: str, version: str | None = None) -> Any:
+        if version is None:
+            try:
+                version = (await registry.get_model(name)).version
+            except Exception:  # unknown model: MLServer's own path answers it (404)
+                pass
+        return await infer(payload, name, version)
+
+    return infer_with_version
 
 
 def _exit_after_timeout() -> None:
@@ -116,8 +158,15 @@ def _exit_after_timeout() -> None:
     os._exit(0)
 
 
-async def _run(settings: Settings, model_settings: ModelSettings, limits: ServingLimits, grpc_enabled: bool) -> None:
-    server = IssueTitleServer(settings, limits, grpc_enabled=grpc_enabled)
+async def _run(
+    settings: Settings,
+    model_settings: ModelSettings,
+    limits: ServingLimits,
+    grpc_enabled: bool,
+    access_log: bool = True,
+    log_format: str = "text",
+) -> None:
+    server = IssueTitleServer(settings, limits, grpc_enabled=grpc_enabled, access_log=access_log, log_format=log_format)
     await server.start([model_settings])
     if not server._stopping and not await server.model_loaded(model_settings.name):
         raise ModelLoadFailed(f"model {model_settings.name!r} could not be loaded; see the log above")
@@ -131,6 +180,9 @@ def serve(
     grpc_port: int | None = None,
     metrics_port: int | None = None,
     predictor_loader: str | None = None,
+    tracing_server: str | None = None,
+    access_log: bool = True,
+    log_format: str | None = None,
     **limits: Any,
 ) -> None:
     """Serve the bundle at `model_dir` until SIGINT/SIGTERM.
@@ -138,7 +190,11 @@ def serve(
     Raises `StageError` (one line for the CLI) for a missing folder, a bad limit or a busy port, and its
     subclass `ModelLoadFailed` when the model cannot be loaded.
 
-    `grpc_port` / `metrics_port`: None keeps gRPC / the Prometheus endpoint off. `limits`: any
+    `grpc_port`: None keeps gRPC off. `metrics_port`: MLServer's Prometheus server on this port; None takes
+    `MLSERVER_METRICS_PORT` when set, else keeps it off. `tracing_server` ("host:port" of an OTLP/gRPC collector):
+    None takes `MLSERVER_TRACING_SERVER`, else no tracing. `access_log`: one line per request on
+    `issue_titles.access`. `log_format`: "text" or "json" (None: `ISSUE_TITLES_LOG_FORMAT`, else json when
+    `MLSERVER_USE_STRUCTURED_LOGGING` is true, else text). `limits`: any
     `ServingLimits` field (e.g. `max_request_bytes=1_000_000`); unset ones come from `ISSUE_TITLES_*`
     variables or the defaults. `predictor_loader` ("module:callable") replaces `TitlePredictor.load`.
     """
@@ -149,6 +205,12 @@ def serve(
         resolved = ServingLimits.from_env(**limits)
     except (TypeError, ValueError) as error:
         raise StageError(f"bad serving limit: {error}") from None
+    try:
+        log_format = observability.resolve_log_format(log_format)
+        metrics_port = metrics_port if metrics_port is not None else _env_port("MLSERVER_METRICS_PORT")
+    except ValueError as error:
+        raise StageError(str(error)) from None
+    tracing_server = tracing_server or os.environ.get("MLSERVER_TRACING_SERVER") or None
     for label, wanted in (("HTTP", port), ("gRPC", grpc_port), ("metrics", metrics_port)):
         if wanted is not None:
             _check_port_free(host, wanted, label)
@@ -160,12 +222,15 @@ def serve(
         grpc_port=grpc_port,
         metrics_port=metrics_port,
         predictor_loader=predictor_loader,
+        tracing_server=tracing_server,
     )
     _configure_logging()
+    observability.apply_log_format(log_format)
     base = f"http://{host}:{port}"
     logger.info(
         "serving model %r from %s on %s: V2 POST %s/v2/models/%s/infer, Seldon POST %s/api/v1.0/predictions "
-        "(also /api/v0.1/predictions, /predict), ready GET %s/v2/health/ready; gRPC %s; metrics %s; limits %s",
+        "(also /api/v0.1/predictions, /predict), ready GET %s/v2/health/ready; gRPC %s; metrics %s; tracing %s; "
+        "version %s; limits %s",
         MODEL_NAME,
         model_dir.resolve(),
         base,
@@ -174,10 +239,21 @@ def serve(
         base,
         base,
         f"on {host}:{grpc_port}" if grpc_port is not None else "off",
-        f"on {host}:{metrics_port}/metrics" if metrics_port is not None else "off",
+        f"on {host}:{metrics_port}{settings.metrics_endpoint}" if metrics_port is not None else "off",
+        f"to {tracing_server} (OTLP/gRPC)" if tracing_server else "off",
+        model_settings.version,
         resolved.as_dict(),
     )
-    asyncio.run(_run(settings, model_settings, resolved, grpc_port is not None))
+    asyncio.run(_run(settings, model_settings, resolved, grpc_port is not None, access_log, log_format))
+
+
+def _env_port(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise ValueError(f"{name} must be a port number, got {value!r}")
+    return int(value)
 
 
 def _check_port_free(host: str, port: int, label: str) -> None:
@@ -198,4 +274,5 @@ def _configure_logging() -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s [%(name)s] %(levelname)s %(message)s"))
         ours.addHandler(handler)
     if ours.level == logging.NOTSET:
-        ours.setLevel(logging.INFO)
+        # MLSERVER_DEBUG is honoured as a log level only: MLServer's `debug` also turns on traceback pages.
+        ours.setLevel(logging.DEBUG if observability.truthy(os.environ.get("MLSERVER_DEBUG")) else logging.INFO)

@@ -20,6 +20,8 @@ MODEL_NAME = "issue-summarization"
 INPUT_NAME = "bodies"
 OUTPUT_NAME = "titles"
 RUNTIME = "issue_titles.serving.runtime.IssueTitleRuntime"
+# V2 metadata `platform`: what runs the model (a Keras 3 model on TensorFlow), in the Triton-style naming.
+PLATFORM = "tensorflow_keras"
 MODEL_SETTINGS_FILE = "model-settings.json"
 SERVER_SETTINGS_FILE = "settings.json"
 
@@ -83,22 +85,38 @@ def build_settings(
     grpc_port: int | None = None,
     metrics_port: int | None = None,
     predictor_loader: str | None = None,
+    tracing_server: str | None = None,
 ) -> tuple["Settings", "ModelSettings"]:
-    """Settings objects for an in-code MLServer start, with every limit resolved (nothing left to env)."""
+    """Settings objects for an in-code MLServer start, with every limit resolved (nothing left to env).
+
+    Only what the server must fix is passed explicitly (address, ports, one in-process model, no debug pages,
+    metrics on or off); every other MLServer setting still comes from its `MLSERVER_*` variable (MLServer's
+    `Settings` reads them: `MLSERVER_METRICS_ENDPOINT`, `MLSERVER_METRICS_REST_SERVER_PREFIX`,
+    `MLSERVER_TRACING_SERVER`, `MLSERVER_SERVER_NAME`, `MLSERVER_CORS_SETTINGS`, `MLSERVER_GZIP_ENABLED`,
+    `MLSERVER_LOGGING_SETTINGS`, ...). The model's version is the job ID in the bundle's provenance.json.
+    """
     from mlserver.settings import ModelSettings, Settings
 
+    from .observability import model_version, read_provenance
+
     model_dir = Path(model_dir).resolve()
-    server = Settings(
-        **server_settings_dict(
-            host, port, grpc_port=grpc_port, metrics_port=metrics_port, max_request_bytes=limits.max_request_bytes
-        ),
-        model_repository_root=str(model_dir),
+    fixed = server_settings_dict(
+        host, port, grpc_port=grpc_port, metrics_port=metrics_port, max_request_bytes=limits.max_request_bytes
     )
-    model = ModelSettings(
-        **model_settings_dict(
-            str(model_dir), limits, runtime_limits=limits.as_dict(), predictor_loader=predictor_loader
-        )
+    if metrics_port is not None:
+        fixed.pop("metrics_endpoint")  # on: MLSERVER_METRICS_ENDPOINT may move the path (default /metrics)
+    if tracing_server:
+        fixed["tracing_server"] = tracing_server
+    server = Settings(**fixed, model_repository_root=str(model_dir))
+    model_fields = model_settings_dict(
+        str(model_dir), limits, runtime_limits=limits.as_dict(), predictor_loader=predictor_loader
     )
+    version = model_version(read_provenance(model_dir))
+    model_fields["platform"] = PLATFORM
+    if version is not None:
+        model_fields["parameters"]["version"] = version
+        model_fields["versions"] = [version]
+    model = ModelSettings(**model_fields)
     return server, model
 
 
