@@ -152,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--validation-split", type=_fraction, default=0.12)
     train.add_argument("--max-minutes", type=_positive_float, default=None, help="stop after the epoch that passes this")
     train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--workers", type=_positive_int, default=1,
+                       help="train data-parallel as this many processes on 127.0.0.1, each with the TF_CONFIG a TFJob "
+                            "replica gets (MultiWorkerMirroredStrategy; worker 0 writes the output); the global batch "
+                            "size stays --batch-size")
 
     evaluate = commands.add_parser("evaluate", help="score a model on test.csv and heldout.csv against the extractive baselines")
     evaluate.add_argument("--model", type=Path, required=True, help="a train output or a bundle")
@@ -237,6 +241,19 @@ def _decoding(args: argparse.Namespace) -> dict:
     return {"beam_width": args.beam_width, "length_penalty": args.length_penalty, "copy_bias": args.copy_bias}
 
 
+def _without_workers(argv: Sequence[str]) -> list[str]:
+    """The train arguments each local worker runs: the same, less --workers (each is one worker of the cluster)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif not arg.startswith("--workers="):
+            out.append(arg)
+    return out
+
+
 def run(args: argparse.Namespace) -> None:
     check_output(args)
     if args.command == "split":
@@ -255,6 +272,12 @@ def run(args: argparse.Namespace) -> None:
         config = TextConfig(args.body_vocab_size, args.body_length, args.title_vocab_size, args.title_length,
                             trigrams_per_token=args.trigrams_per_token, trigram_buckets=args.trigram_buckets)
         _report(run_preprocess(args.input, args.output, config))
+    elif args.command == "train" and args.workers > 1:
+        from issue_titles.distributed import TF_CONFIG_ENV, run_local_workers
+
+        if os.environ.get(TF_CONFIG_ENV):
+            raise StageError(f"--workers starts its own cluster; unset {TF_CONFIG_ENV} (a TFJob replica runs one worker)")
+        run_local_workers(_without_workers(sys.argv[1:] if args.argv is None else args.argv), args.workers)
     elif args.command == "train":
         from issue_titles.train import TrainSettings, run_train
 
@@ -306,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of step logs
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = None if argv is None else [str(arg) for arg in argv]
     try:
         run(args)
     except StageError as error:
