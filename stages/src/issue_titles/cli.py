@@ -2,7 +2,7 @@
 
 Every failure the user can fix is one line on stderr naming the file (and line) and a non-zero exit:
 2 bad input or arguments (a refused --output included), 3 quality gate refused, 4 bundle changed after build,
-5 export could not push in a cluster, 141 stdout closed before the report was printed (the output is complete; 128 + SIGPIPE, as a shell reports a
+5 export could not push in a cluster, 6 the training's TFJob failed (launch-tfjob), 141 stdout closed before the report was printed (the output is complete; 128 + SIGPIPE, as a shell reports a
 process a closed pipe stopped), 1 anything unexpected.
 """
 
@@ -156,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train data-parallel as this many processes on 127.0.0.1, each with the TF_CONFIG a TFJob "
                             "replica gets (MultiWorkerMirroredStrategy; worker 0 writes the output); the global batch "
                             "size stays --batch-size")
+    train.add_argument("--from-s3", metavar="BUCKET", default=None,
+                       help="first copy this bucket of the S3 gateway at $S3_ENDPOINT into --input (a TFJob replica "
+                            "reading an S3-enabled pipeline's input)")
+    train.add_argument("--to-s3", metavar="BUCKET", default=None,
+                       help="then put --output into this bucket (the chief only; `out` is the pipeline's output commit)")
 
     evaluate = commands.add_parser("evaluate", help="score a model on test.csv and heldout.csv against the extractive baselines")
     evaluate.add_argument("--model", type=Path, required=True, help="a train output or a bundle")
@@ -186,6 +191,26 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", type=Path, required=True, help="CSV to write (input columns + predicted_title)")
     predict.add_argument("--batch-size", type=_positive_int, default=512)
     _decoding_arguments(predict)
+
+    launch = commands.add_parser(
+        "launch-tfjob", help="the train pipeline's command with trainer tfjob: run `stages train` as a TFJob (one "
+        "replica or several, data-parallel) through the S3 gateway, follow it, delete it; locally, as processes")
+    launch.add_argument("--image", required=True, help="the stage image every replica runs")
+    launch.add_argument("--workers", type=_positive_int, default=1, help="Worker replicas (1: no TF_CONFIG)")
+    launch.add_argument("--gpus", type=_non_negative_int, default=0, help="GPUs per replica")
+    launch.add_argument("--cpu-request", default="1")
+    launch.add_argument("--memory-request", default="4Gi")
+    launch.add_argument("--cpu-limit", default="4")
+    launch.add_argument("--memory-limit", default="12Gi")
+    launch.add_argument("--run-as-user", type=_positive_int, default=10001, help="the image's non-root user")
+    launch.add_argument("--image-pull-secret", default=None)
+    launch.add_argument("--input-bucket", default="pre_process", help="the S3-enabled input's name")
+    launch.add_argument("--poll-seconds", type=_positive_float, default=10.0)
+    launch.add_argument("--timeout-minutes", type=_positive_float, default=None)
+    launch.add_argument("--local-input", type=Path, default=None,
+                        help="without a Kubernetes API (localpach): the folder the replicas train on")
+    launch.add_argument("--local-output", type=Path, default=None, help="... and the folder the model goes to")
+    launch.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the `stages train` flags")
 
     serve = commands.add_parser("serve", help="serve a bundle over HTTP with MLServer")
     serve.add_argument("--model", type=Path, required=True)
@@ -281,6 +306,15 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "train":
         from issue_titles.train import TrainSettings, run_train
 
+        endpoint = None
+        if args.from_s3 or args.to_s3:
+            from issue_titles.s3io import download_bucket, endpoint_from_env, upload_folder
+
+            endpoint = endpoint_from_env()
+        if args.from_s3:
+            print(f"input: {len(download_bucket(endpoint, args.from_s3, args.input))} files from s3://{args.from_s3}",
+                  file=sys.stderr)
+
         settings = TrainSettings(
             architecture=args.architecture, epochs=args.epochs, batch_size=args.batch_size,
             learning_rate=args.learning_rate, embedding_dim=args.embedding_dim, hidden_dim=args.hidden_dim,
@@ -290,7 +324,25 @@ def run(args: argparse.Namespace) -> None:
             validation_split=args.validation_split,
             max_minutes=args.max_minutes, seed=args.seed,
         )  # fmt: skip
-        _report(run_train(args.input, args.output, settings)["training"])
+        info = run_train(args.input, args.output, settings)
+        from issue_titles.distributed import replica_from_env
+
+        if args.to_s3 and replica_from_env().is_chief:  # only the chief writes an output
+            print(f"output: {len(upload_folder(endpoint, args.output, args.to_s3))} files to s3://{args.to_s3}",
+                  file=sys.stderr)
+        _report(info["training"])
+    elif args.command == "launch-tfjob":
+        from issue_titles.tfjob import ReplicaSpec, run_launch, split_train_args
+
+        spec = ReplicaSpec(
+            image=args.image, workers=args.workers, gpus=args.gpus, cpu_request=args.cpu_request,
+            memory_request=args.memory_request, cpu_limit=args.cpu_limit, memory_limit=args.memory_limit,
+            run_as_user=args.run_as_user, image_pull_secret=args.image_pull_secret, input_bucket=args.input_bucket,
+            train_args=split_train_args(args.train_args),
+        )
+        _report(run_launch(spec, local_input=args.local_input, local_output=args.local_output,
+                           poll_seconds=args.poll_seconds,
+                           timeout_seconds=args.timeout_minutes * 60 if args.timeout_minutes else None))
     elif args.command == "evaluate":
         from issue_titles.evaluate import run_evaluate
 
@@ -338,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StdoutClosed:
         _silence_stdout()
         print(
-            f"stages {args.command}: stdout was closed, so the report was not printed; the output {args.output} is complete",
+            f"stages {args.command}: stdout was closed, so the report was not printed; the output {getattr(args, 'output', None)} is complete",
             file=sys.stderr,
         )
         return 141
