@@ -135,3 +135,28 @@ def test_several_workers_without_trainer_tfjob_are_refused_naming_both_keys() ->
 def test_an_unknown_trainer_is_refused() -> None:
     with pytest.raises(ConfigError, match="invalid `issue-titles:trainer` 'mpi'"):
         run_program("minikube", {"issue-titles:trainer": "mpi"})
+
+
+def test_minikube_holds_a_one_replica_tfjob_next_to_everything_at_rest() -> None:
+    """The documented 4-CPU / 12 GiB minikube, a model served: the waiting train worker, pachw and one replica fit
+    (a second replica would not: 4.65 CPUs, 13 GiB; docs/cluster.md section 5a says so)."""
+    from tests.infra import test_resource_budget as budget
+
+    served = budget.served("minikube")
+    at_rest = budget.total([budget.MINIKUBE_SYSTEM, *budget.pachyderm_at_rest(served), *budget.serving(served)])
+    pachw = budget.requests(budget.chart_values(served, "pachyderm")["pachd"]["resources"])
+    launcher = budget.worker(specs(program("minikube"))["train"])
+    replica = budget.requests(replica_pod("minikube")["containers"][0]["resources"])
+    budget.fits(budget.total([at_rest, pachw, launcher, replica]), budget.minikube_size(),
+                "minikube during a one-replica TFJob")
+    with pytest.raises(AssertionError):
+        budget.fits(budget.total([at_rest, pachw, launcher, replica, replica]), budget.minikube_size(), "two")
+
+
+def test_each_gpu_replica_fits_a_gpu_node() -> None:
+    from tests.infra import test_resource_budget as budget
+
+    node = budget.allocatable("n1-standard-8")
+    replica = budget.requests(replica_pod("gke-gpu")["containers"][0]["resources"])
+    budget.fits(replica, (node[0] - budget.GKE_SYSTEM_PER_NODE[0], node[1] - budget.GKE_SYSTEM_PER_NODE[1]),
+                "a TFJob replica on a GPU node")
