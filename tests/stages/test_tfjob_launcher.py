@@ -135,3 +135,28 @@ def test_a_replica_trains_from_the_s3_gateway_and_the_chief_writes_the_model_int
     assert code == 0
     assert set(MODEL_FILES) <= set(state.buckets["out"])
     assert state.buckets["out"]["model.weights.h5"] == (tmp_path / "output" / "model.weights.h5").read_bytes()
+
+
+@pytest.mark.cluster
+def test_a_real_training_operator_fails_the_tfjob_and_the_launcher_reports_it_and_cleans_up() -> None:
+    """TFJOB_TEST_API (e.g. `kubectl proxy` at http://127.0.0.1:8001), TFJOB_TEST_NAMESPACE and TFJOB_TEST_IMAGE (the
+    stage image): the replica's S3 gateway does not exist, so its `stages train` fails, the operator marks the TFJob
+    Failed, and the launcher must fail with the operator's own reason and leave no TFJob behind."""
+    import os
+
+    api_url, namespace, image = (os.environ.get(k) for k in ("TFJOB_TEST_API", "TFJOB_TEST_NAMESPACE",
+                                                              "TFJOB_TEST_IMAGE"))
+    if not (api_url and namespace and image):
+        pytest.skip("set TFJOB_TEST_API, TFJOB_TEST_NAMESPACE and TFJOB_TEST_IMAGE to run against a real cluster")
+    api = KubeApi(api_url, os.environ.get("TFJOB_TEST_TOKEN", "unused-behind-kubectl-proxy"), namespace,
+                  verify=False)
+    spec = ReplicaSpec(image=image, workers=1, memory_request="512Mi", cpu_request="250m")
+    env = {"PACH_JOB_ID": "clustertest0", "S3_ENDPOINT": "http://s3-nowhere.invalid:600"}
+    with pytest.raises(TFJobFailed, match="TFJobFailed"):
+        run_launch(spec, env=env, api=api, poll_seconds=5, timeout_seconds=900)
+    import time
+
+    deadline = time.monotonic() + 60  # deletion is asynchronous (Background propagation)
+    while api.get(tfjob.job_name("clustertest0")) is not None and time.monotonic() < deadline:
+        time.sleep(2)
+    assert api.get(tfjob.job_name("clustertest0")) is None
