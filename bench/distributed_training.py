@@ -32,14 +32,15 @@ def stages(*args: object) -> float:
     return time.perf_counter() - started
 
 
-def measure(work: Path, rows: int, epochs: int, workers: list[int]) -> tuple[dict, list[dict]]:
+def measure(work: Path, rows: int, epochs: int, workers: list[int],
+            model_flags: tuple[str, ...] = MODEL_FLAGS) -> tuple[dict, list[dict]]:
     stages("split", "--input", DATA_DIR, "--output", work / "split", "--sample-size", rows)
     stages("pre_process", "--input", work / "split", "--output", work / "pre_process")
     split = json.loads((work / "split" / "report.json").read_text())
     results = []
     for count in workers:
         out = work / f"train-{count}"
-        wall = stages("train", "--input", work / "pre_process", "--output", out, "--epochs", epochs, *MODEL_FLAGS,
+        wall = stages("train", "--input", work / "pre_process", "--output", out, "--epochs", epochs, *model_flags,
                       "--workers", count)
         training = json.loads((out / "model.json").read_text())["training"]
         stages("evaluate", "--model", out, "--input", work / "split", "--output", work / f"eval-{count}")
@@ -59,13 +60,14 @@ def measure(work: Path, rows: int, epochs: int, workers: list[int]) -> tuple[dic
     return split, results
 
 
-def table(split: dict, results: list[dict], rows: int) -> str:
+def table(split: dict, results: list[dict], rows: int, model_flags: tuple[str, ...] = MODEL_FLAGS) -> str:
     base = results[0]
     lines = [
         f"Sample: `--sample-size {rows}` of the vendored data set -> {split['train_rows']} training rows "
         f"({round(split['train_rows'] * 0.88)} fitted, 12% validation), {split['test_rows']} test rows, "
         f"{split['heldout_rows']} held-out-repository rows. Model: default architecture, "
-        f"`{' '.join(MODEL_FLAGS)}`, {base['epochs']} epochs; the batch size is the global batch in every run.",
+        f"{'`' + ' '.join(model_flags) + '`' if model_flags else 'the stage defaults (size and batch)'}, "
+        f"{base['epochs']} epochs; the batch size is the global batch in every run.",
         "",
         "| workers | samples/s (fit) | ratio | fit s | `stages train` wall s | final loss | best val loss "
         "| held-out ROUGE-L | Δ vs 1 | test ROUGE-L |",
@@ -85,20 +87,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=4000, help="rows split samples from the data set")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts; the first is the baseline")
+    parser.add_argument("--stage-defaults", action="store_true",
+                        help="train the stage's default model size and batch instead of the smaller model")
     parser.add_argument("--output", type=Path, default=BENCH_DIR / "distributed_training.md")
     args = parser.parse_args(argv)
     workers = [int(w) for w in args.workers.split(",")]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-distributed-") as scratch:
-        split, results = measure(Path(scratch), args.rows, args.epochs, workers)
+        model_flags = () if args.stage_defaults else MODEL_FLAGS
+        split, results = measure(Path(scratch), args.rows, args.epochs, workers, model_flags)
     facts = machine_facts()
     text = "\n".join([
         "# Distributed training: single worker vs data-parallel workers (local, 127.0.0.1)",
         "",
-        f"`python -m bench.distributed_training --rows {args.rows} --epochs {args.epochs} --workers {args.workers}`"
+        f"`python -m bench.distributed_training --rows {args.rows} --epochs {args.epochs} --workers {args.workers}"
+        f"{' --stage-defaults' if args.stage_defaults else ''}`"
         f" ({time.perf_counter() - started:.0f} s)",
         "",
-        table(split, results, args.rows),
+        table(split, results, args.rows, model_flags),
         "",
         "| fact | value |",
         "|---|---|",
