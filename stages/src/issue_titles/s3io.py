@@ -8,7 +8,9 @@ src/server/worker/driver/driver.go, src/server/pps/server/s3g_sidecar.go). The g
 first label of its Host header, so requests go to S3_ENDPOINT exactly as given, path-style.
 
 Requests are unsigned: the gateway admits them while Pachyderm auth is off (src/server/pfs/s3/auth.go CustomAuth),
-as on this project's stacks. Only the calls the replicas need: list (ListObjects v1, marker paging), get, put.
+as on this project's stacks. Only the calls the replicas need: list (ListObjects v1: `marker`, and `NextMarker` on a
+truncated page, as pachyderm/s2 e4a20345d93c bucket.go answers; the version Pachyderm 2.12.x's go.mod pins), get, put.
+The gateway takes bodies up to 4 GiB and gives each request 5 minutes (src/server/pfs/s3/s3.go).
 """
 
 from __future__ import annotations
