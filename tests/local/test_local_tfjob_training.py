@@ -30,6 +30,22 @@ def test_the_cli_flags_reach_the_train_pipeline() -> None:
     assert train["transform"]["cmd"][:4] == ["stages", "launch-tfjob", "--image", "local"]
 
 
+def test_without_a_cluster_the_launcher_runs_the_replicas_as_local_workers(tmp_path: Path, monkeypatch) -> None:
+    """What the train step's `stages launch-tfjob` does under localpach (no KUBERNETES_SERVICE_HOST): the replicas'
+    `stages train`, on the mounted folders, as `workers` local processes (the slow test below runs them for real)."""
+    from issue_titles import distributed
+    from issue_titles.tfjob import ReplicaSpec, run_launch
+
+    started = []
+    monkeypatch.setattr(distributed, "run_local_workers", lambda argv, workers: started.append((argv, workers)))
+    spec = ReplicaSpec(image="local", workers=2, train_args=("--architecture", "default", "--epochs", "1"))
+    result = run_launch(spec, env={}, local_input=tmp_path / "pfs" / "pre_process", local_output=tmp_path / "out")
+    assert started == [(["train", "--input", str(tmp_path / "pfs" / "pre_process"), "--output", str(tmp_path / "out"),
+                         "--architecture", "default", "--epochs", "1"], 2)]
+    assert result["workers"] == 2
+
+
+@pytest.mark.slow
 def test_two_local_replicas_train_and_the_model_lands_in_the_train_commit(tmp_path: Path) -> None:
     state = tmp_path / "state"
     put_file(state, "raw_data", "issues.csv", tiny_csv(tmp_path / "issues.csv", rows=240))
