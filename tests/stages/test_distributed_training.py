@@ -114,7 +114,8 @@ def test_a_failing_worker_fails_the_training_and_names_it(tmp_path: Path, capsys
 
 def test_workers_inside_a_tfjob_replica_are_refused(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("TF_CONFIG", json.dumps(OPERATOR_TF_CONFIG))
-    assert run_stages("train", "--input", tmp_path, "--output", tmp_path / "out", "--workers", "2") == 2
+    (tmp_path / "in").mkdir()
+    assert run_stages("train", "--input", tmp_path / "in", "--output", tmp_path / "out", "--workers", "2") == 2
     assert "unset TF_CONFIG" in capsys.readouterr().err
 
 
