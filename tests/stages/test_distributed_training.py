@@ -51,6 +51,15 @@ def test_a_tf_config_this_training_cannot_follow_is_refused(config: str, words: 
         replica_from_env({"TF_CONFIG": config})
 
 
+def test_several_workers_train_without_xla_which_cannot_compile_their_collectives() -> None:
+    from issue_titles.train import COMPILE_PAYS_OFF, TrainSettings, compiles_with_xla
+
+    long = TrainSettings(architecture="default").resolved()
+    rows = COMPILE_PAYS_OFF // long.epochs + 1
+    assert compiles_with_xla(long, rows, distributed=False)
+    assert not compiles_with_xla(long, rows, distributed=True)
+
+
 def _prepare(root: Path, rows: int = 320) -> Path:
     from issue_titles.csvio import write_issues
 
