@@ -24,12 +24,16 @@ from infra.platform import (PlatformNamespace, PlatformNamespaceArgs, RegistrySe
 from infra.rollout import OUTPUT as SERVING_MODELS
 from infra.rollout import load_rollout_config, rollout_models
 from infra.serving import ModelServing, ModelServingArgs
+from infra.training import TrainerAccess, TrainerAccessArgs
 from pipelines import PipelineSettings
+from pipelines.specs import TRAINER_SERVICE_ACCOUNT
 
 cfg = load_config()
 rollout = load_rollout_config()
 
-cluster = ClusterAccess("cluster", ClusterAccessArgs(cfg.cluster, cfg.namespace, cfg.kube_context, cfg.gke))
+tfjob_training = cfg.training.trainer == "tfjob"  # the train pipeline's worker creates a TFJob per job
+cluster = ClusterAccess("cluster", ClusterAccessArgs(cfg.cluster, cfg.namespace, cfg.kube_context, cfg.gke,
+                                                     bucket_accounts=(TRAINER_SERVICE_ACCOUNT,) if tfjob_training else ()))
 on_cluster = pulumi.ResourceOptions(provider=cluster.provider)
 
 namespace = PlatformNamespace("namespace", PlatformNamespaceArgs(
@@ -70,13 +74,21 @@ image_check = StageImageCheck("stage-image-check", StageImageCheckArgs(
     gpus=cfg.training.gpus,
 ), pulumi.ResourceOptions(provider=cluster.provider, depends_on=[namespace, training_operator, registry]))  # TFJob CRD first
 
+# Only the train pipeline's account may manage TFJobs, in this namespace only (a Role); made after Pachyderm, whose
+# chart defines the worker Role the account is also bound to.
+trainer_access = TrainerAccess("trainer", TrainerAccessArgs(
+    namespace=cfg.namespace, storage_service_account=cluster.storage_service_account),
+    pulumi.ResourceOptions(provider=cluster.provider, depends_on=[namespace, pachyderm])) if tfjob_training else None
+
 pipelines = PachydermPipelines("pipelines", PachydermPipelinesArgs(
     pachd_address=pachyderm.pachd_address, auth_token=cfg.pachd_root_token,
     settings=PipelineSettings(
         stage_image=stage_image.image_ref, serving_image_repo=cfg.serving.image_repo,
         sample_size=cfg.training.sample_size, epochs=cfg.training.epochs, architecture=cfg.training.architecture,
-        min_rouge_l=cfg.training.min_rouge_l, beat_baseline=cfg.training.beat_baseline, gpus=cfg.training.gpus),
-), pulumi.ResourceOptions(depends_on=[pachyderm, stage_image, registry]))
+        min_rouge_l=cfg.training.min_rouge_l, beat_baseline=cfg.training.beat_baseline, gpus=cfg.training.gpus,
+        trainer=cfg.training.trainer, train_workers=cfg.training.train_workers),
+), pulumi.ResourceOptions(depends_on=[pachyderm, stage_image, registry,
+                                      *([training_operator, trainer_access] if trainer_access else [])]))
 
 ingress_host = cfg.serving.ingress_host
 ingress_after: list[pulumi.Resource] = []

@@ -24,6 +24,8 @@ class ClusterAccessArgs:
     namespace: str
     kube_context: str | None = None
     gke: GkeConfig | None = None
+    # More Kubernetes service accounts whose pods' storage sidecars reach the bucket (the TFJob trainer's).
+    bucket_accounts: tuple[str, ...] = ()
 
 
 def gke_kubeconfig(name: str, endpoint: str, ca_certificate: str) -> str:
@@ -62,6 +64,7 @@ class ClusterAccess(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.bucket_name = None
         self.storage_service_account = None
+        self._bucket_accounts = args.bucket_accounts
         if args.cluster == "gke":
             assert args.gke is not None, "the GKE settings are read by load_config for cluster=gke"
             kubeconfig = self._gke(name, args.gke, args.namespace, child)
@@ -147,7 +150,9 @@ class ClusterAccess(pulumi.ComponentResource):
             member=self.storage_account.email.apply(lambda email: f"serviceAccount:{email}"),
             opts=child,
         )
-        for suffix, account in (("", PACHD_SERVICE_ACCOUNT), ("-worker", PACHYDERM_WORKER_SERVICE_ACCOUNT)):
+        accounts = (("", PACHD_SERVICE_ACCOUNT), ("-worker", PACHYDERM_WORKER_SERVICE_ACCOUNT),
+                    *((f"-{account}", account) for account in self._bucket_accounts))
+        for suffix, account in accounts:
             gcp.serviceaccount.IAMMember(
                 f"{name}-pachyderm{suffix}-workload-identity",
                 service_account_id=self.storage_account.name,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-from pipelines.settings import ARCHITECTURES
+from pipelines.settings import ARCHITECTURES, TRAINERS
 from pipelines.settings import K8S_NAME as _DNS1123_LABEL
 
 PROJECT = "issue-titles"
@@ -27,6 +27,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
         "trainingOperatorRef", "pachdAddress", "stageImageRepo", "sampleSize", "epochs", "architecture",
         "minRougeL", "beatBaseline", "gkeLocation", "cpuMachineType", "gpuMachineType", "gpuType", "gpuNodesMax",
         "bucketForceDestroy", "ingressControllerChartVersion", "lokiDeploy", "pachdRootToken",
+        "trainer", "trainWorkers",  # training through a TFJob: read by _training_mode
     ),
     "registry": ("server", "username", "password"),
     "serving": ("imageRepo", "modelTag", "replicas", "ingress", "ingressHost", "gatewayNamespace", "namespace",
@@ -83,6 +84,8 @@ class TrainingConfig:
     architecture: str
     min_rouge_l: float
     beat_baseline: bool = True
+    trainer: str = "pipeline"  # "tfjob": the train pipeline runs the training as a TFJob (infra/training.py)
+    train_workers: int = 1  # the TFJob's Worker replicas; `gpus` is then per replica
 
 
 @dataclass(frozen=True)
@@ -208,6 +211,19 @@ def _namespace_name(reader: "_Reader", name: str, default: str) -> str:
     return value
 
 
+def _training_mode(app: _Reader) -> dict:
+    """`trainer` (pipeline | tfjob) and `trainWorkers`: several workers only under a TFJob."""
+    trainer = app.choice("trainer", "pipeline", TRAINERS)
+    workers = app.integer("trainWorkers", 1, 1, "2")
+    if workers > 1 and trainer != "tfjob":
+        raise ConfigError(
+            f"`{app.key('trainWorkers')}` is {workers} but `{app.key('trainer')}` is {trainer!r}: only a TFJob "
+            f"trains on several workers; run {_fix(app.key('trainer'), 'tfjob')} or "
+            f"{_fix(app.key('trainWorkers'), '1')}"
+        )
+    return {"trainer": trainer, "train_workers": workers}
+
+
 def load_config() -> StackConfig:
     """Read and validate the whole stack config; raise ConfigError naming the key and the fix."""
     _check_unknown_keys(_set_keys())
@@ -323,6 +339,7 @@ def load_config() -> StackConfig:
             architecture=app.choice("architecture", "default", ARCHITECTURES),
             min_rouge_l=app.number("minRougeL", 0.0, 0.0, 1.0),
             beat_baseline=app.boolean("beatBaseline", True),  # build refuses a model that loses to the baseline
+            **_training_mode(app),
         ),
         gke=gke,
         loki_deploy=app.boolean("lokiDeploy", False),

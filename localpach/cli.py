@@ -573,6 +573,9 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
         "architecture": "model architecture (default or tutorial)",
         "min_rouge_l": "quality gate: build also refuses a model below this ROUGE-L",
         "beat_baseline": "build even a model that does not beat the best extractive baseline (refused by default)",
+        "trainer": "pipeline (train in the step itself, default) or tfjob (the step launches the TFJob's replicas: "
+                   "here, local processes)",
+        "train_workers": "with --trainer tfjob: data-parallel training workers (MultiWorkerMirroredStrategy)",
     }
     from localpach.specs import SETTING_FLAGS
 

@@ -484,6 +484,7 @@ class Runner:
         out.mkdir(parents=True)
         mounts: dict[str, Path] = {"out": out}
         env = dict(os.environ)
+        env.pop("KUBERNETES_SERVICE_HOST", None)  # a step never reaches a cluster from here (launch-tfjob runs locally)
         env.update(pipeline.env)
         for item in datum.inputs:
             target = pfs_dir / item.name

@@ -3,6 +3,9 @@
 The runner reads only what it can honour locally: `pipeline.name`, `transform.cmd` / `stdin` / `env`, the input
 tree (`pfs`, `cross`, `union`) and `reprocessSpec`. `transform.image`, resource requests, parallelism, secrets and
 pod patches are cluster concerns and are ignored here (the command runs from the current virtualenv instead).
+An S3-enabled input (`s3: true`) or output (`s3Out`) is mounted as a folder like any other, in place of the S3
+gateway, and no Kubernetes API is reachable: `stages launch-tfjob` (trainer tfjob) then runs the TFJob's replicas as
+local processes on 127.0.0.1 with generated TF_CONFIGs, the same `stages train` each replica runs in the cluster.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ SETTING_FLAGS: dict[str, type] = {
     "architecture": str,
     "min_rouge_l": float,
     "beat_baseline": bool,  # the CLI spells it --allow-below-baseline (sets it to False)
+    "trainer": str,  # tfjob: train runs `stages launch-tfjob`, whose replicas run here as local processes
+    "train_workers": int,
 }
 
 

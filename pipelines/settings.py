@@ -9,6 +9,8 @@ from typing import Any
 # The one definition of each choice: infra/config.py, localpach and the spec validator read these.
 ARCHITECTURES = ("default", "tutorial")
 REPROCESS_SPECS = ("until_success", "every_job")
+# Who runs `stages train`: the train pipeline's own worker, or a Kubeflow TFJob the worker creates (pipelines/specs.py).
+TRAINERS = ("pipeline", "tfjob")
 K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # a DNS-1123 label: namespaces, secret names
 
 
@@ -37,8 +39,12 @@ class PipelineSettings:
     architecture: str = "default"
     min_rouge_l: float = 0.0
     beat_baseline: bool = True
-    gpus: int = 0
+    gpus: int = 0  # GPUs of the train worker, or with trainer "tfjob" of each TFJob replica
     reprocess_spec: str = "until_success"
+    # "tfjob": the train pipeline's worker runs the training as a TFJob of `train_workers` replicas (1: one worker, no
+    # TF_CONFIG; more: data-parallel with MultiWorkerMirroredStrategy). "pipeline": the worker trains itself.
+    trainer: str = "pipeline"
+    train_workers: int = 1
 
     def __post_init__(self) -> None:
         problems = list(_problems(self))
@@ -80,3 +86,9 @@ def _problems(s: PipelineSettings):
         yield "gpus must be a non-negative integer"
     if s.reprocess_spec not in REPROCESS_SPECS:
         yield f"reprocess_spec must be one of {', '.join(REPROCESS_SPECS)}"
+    if s.trainer not in TRAINERS:
+        yield f"trainer must be one of {', '.join(TRAINERS)}, not {s.trainer!r}"
+    if not isinstance(s.train_workers, int) or isinstance(s.train_workers, bool) or s.train_workers < 1:
+        yield "train_workers must be a positive integer"
+    elif s.train_workers > 1 and s.trainer != "tfjob":
+        yield "train_workers > 1 needs trainer tfjob: only a TFJob trains on several workers"

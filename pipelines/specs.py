@@ -5,6 +5,7 @@ The same specs are created in the cluster by the Pulumi program and run on folde
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pipelines.settings import PipelineSettings
@@ -18,6 +19,19 @@ GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "EXISTS", "effect": "NO_S
 # (pachyderm/pachyderm 2.12.x src/internal/pachconfig/config.go SIDECAR_DEFAULT_CPU_REQUEST default=1): it only
 # moves files between the worker and object storage, so a tenth of a CPU is plenty and keeps the chain schedulable.
 SIDECAR_REQUESTS = {"cpu": 0.1, "memory": "256Mi"}
+# The train step's size: the train worker's with trainer "pipeline", each TFJob replica's with "tfjob".
+# 1 CPU and 4Gi requested (up to 4 CPUs and 12Gi used): with pachd, Seldon and two model replicas this still fits
+# the documented 4-CPU / 12 GiB minikube (tests/infra/test_resource_budget.py adds it up).
+TRAIN_REQUESTS = {"cpu": 1.0, "memory": "4Gi"}
+TRAIN_LIMITS = {"cpu": 4.0, "memory": "12Gi"}
+# With trainer "tfjob" the train worker only creates the TFJob and waits for it.
+LAUNCHER_REQUESTS = {"cpu": 0.1, "memory": "256Mi"}
+LAUNCHER_LIMITS = {"cpu": 0.5, "memory": "512Mi"}
+# The account the train pipeline's pod runs under with trainer "tfjob": the only one allowed to manage TFJobs
+# (a Role in the pipelines' namespace, infra/training.py). Pachyderm 2.12's spec has no serviceAccount field, so the
+# pipeline's podPatch sets it (src/server/pps/server/worker_rc.go applies pod_patch as a JSON patch to the pod spec).
+TRAINER_SERVICE_ACCOUNT = "issue-titles-trainer"
+STAGE_UID = 10001  # the `stages` user of stages/Dockerfile (infra/pods.py STAGE_UID): the TFJob replicas' user
 
 Spec = dict[str, Any]
 
@@ -69,20 +83,57 @@ def pre_process(settings: PipelineSettings) -> Spec:
                  pfs("split"), cmd)
 
 
+def _train_flags(settings: PipelineSettings) -> list[str]:
+    return ["--architecture", settings.architecture] + _flags(
+        epochs=settings.epochs, batch_size=settings.batch_size, learning_rate=settings.learning_rate,
+        embedding_dim=settings.embedding_dim, hidden_dim=settings.hidden_dim)
+
+
+def _quantity(value: float | str) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def train(settings: PipelineSettings) -> Spec:
-    cmd = ["stages", "train", "--input", "/pfs/pre_process", "--output", "/pfs/out", "--architecture",
-           settings.architecture]
-    cmd += _flags(epochs=settings.epochs, batch_size=settings.batch_size, learning_rate=settings.learning_rate,
-                  embedding_dim=settings.embedding_dim, hidden_dim=settings.hidden_dim)
+    if settings.trainer == "tfjob":
+        return train_with_tfjob(settings)
+    cmd = ["stages", "train", "--input", "/pfs/pre_process", "--output", "/pfs/out", *_train_flags(settings)]
     spec = _spec("train", "Train the sequence-to-sequence title model.", settings, pfs("pre_process"), cmd)
-    # 1 CPU and 4Gi requested (up to 4 CPUs and 12Gi used): with pachd, Seldon and two model replicas this still fits
-    # the documented 4-CPU / 12 GiB minikube (tests/infra/test_resource_budget.py adds it up).
-    spec["resourceRequests"] = {"cpu": 1.0, "memory": "4Gi"}
-    spec["resourceLimits"] = {"cpu": 4.0, "memory": "12Gi"}
+    spec["resourceRequests"] = dict(TRAIN_REQUESTS)
+    spec["resourceLimits"] = dict(TRAIN_LIMITS)
     if settings.gpus:
         # GKE taints GPU nodes with nvidia.com/gpu: without the toleration the worker never schedules there.
         spec["resourceLimits"]["gpu"] = {"type": "nvidia.com/gpu", "number": settings.gpus}
         spec["tolerations"] = [dict(GPU_TOLERATION)]
+    return spec
+
+
+def train_with_tfjob(settings: PipelineSettings) -> Spec:
+    """train, with the training run by the Kubeflow training operator (stages/src/issue_titles/tfjob.py).
+
+    Pachyderm 2.12 refuses the spec's own `tfJob` field, so the pipeline's worker creates the TFJob itself. The
+    pipeline is S3-enabled (pachyderm 2.12.x src/server/pps/server/s3g_sidecar.go): its sidecar serves the job's
+    `pre_process` commit as the bucket `pre_process` and the output commit as `out`, behind a per-job Service the
+    replicas reach; the chief replica writes the model into `out`, so the output commit holds what `stages train`
+    writes there today. The replicas get the train step's resources, GPUs, toleration and user; the worker itself
+    only waits (a tenth of a CPU, no GPU).
+    """
+    cmd = ["stages", "launch-tfjob", "--image", settings.stage_image, "--workers", str(settings.train_workers),
+           "--gpus", str(settings.gpus),
+           "--cpu-request", _quantity(TRAIN_REQUESTS["cpu"]), "--memory-request", TRAIN_REQUESTS["memory"],
+           "--cpu-limit", _quantity(TRAIN_LIMITS["cpu"]), "--memory-limit", TRAIN_LIMITS["memory"],
+           "--run-as-user", str(STAGE_UID), "--image-pull-secret", settings.registry_secret,
+           "--input-bucket", "pre_process",
+           # Only where no Kubernetes API is (localpach): the folders the same replicas train on there.
+           "--local-input", "/pfs/pre_process", "--local-output", "/pfs/out",
+           "--", *_train_flags(settings)]
+    # S3 inputs must take the whole commit (glob "/": pachyderm 2.12.x src/server/pps/server/api_server.go).
+    input_ = {"pfs": {"project": PROJECT, "repo": "pre_process", "name": "pre_process", "glob": "/", "s3": True}}
+    spec = _spec("train", f"Train the sequence-to-sequence title model as a TFJob of {settings.train_workers} "
+                 "worker(s), through the pipeline's S3 gateway.", settings, input_, cmd)
+    spec["s3Out"] = True
+    spec["podPatch"] = json.dumps([{"op": "add", "path": "/serviceAccountName", "value": TRAINER_SERVICE_ACCOUNT}])
+    spec["resourceRequests"] = dict(LAUNCHER_REQUESTS)
+    spec["resourceLimits"] = dict(LAUNCHER_LIMITS)
     return spec
 
 

@@ -114,6 +114,19 @@ def spec_problems(spec: Any, *, image_required: bool = True, pending: Pending = 
             input_leaves(spec["input"], name)
         except SpecError as error:
             problems.append(str(error))
+    # Pachyderm 2.12 refuses these at create time (pachyderm/pachyderm 2.12.x src/server/pps/server/api_server.go).
+    if spec.get("tfJob") is not None:
+        problems.append(f"pipeline {name}: tfJob is refused by Pachyderm 2.12 (\"embedding TFJobs in pipelines is "
+                        "not supported yet\"): let the transform create the TFJob (trainer tfjob)")
+    if spec.get("s3Out") and (spec.get("service") is not None or spec.get("spout") is not None):
+        problems.append(f"pipeline {name}: s3Out is not supported in spouts or services")
+    if "input" in spec and not pending(spec["input"]) and not problems:
+        for leaf in input_leaves(spec["input"], name):
+            if leaf.get("s3") and leaf.get("glob") != "/":
+                problems.append(f"pipeline {name}: input {input_name(leaf)} sets s3, so its glob must be \"/\" "
+                                "(the S3 gateway serves whole commits)")
+            if leaf.get("s3") and (leaf.get("lazy") or leaf.get("emptyFiles")):
+                problems.append(f"pipeline {name}: input {input_name(leaf)} cannot set s3 with lazy or emptyFiles")
     reprocess = spec.get("reprocessSpec")  # absent or "" (the proto default) means until_success
     if reprocess not in (None, "") and not pending(reprocess) and reprocess not in REPROCESS_SPECS:
         problems.append(f"pipeline {name}: reprocessSpec must be one of {', '.join(REPROCESS_SPECS)}, "

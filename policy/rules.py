@@ -163,6 +163,41 @@ def no_cluster_admin_binding(resource_type: str, props: Props) -> list[str]:
     return []
 
 
+# --- rule: TFJob rights only through a namespaced Role, with the launcher's verbs ------------------------------------
+
+# What the train pipeline's launcher may do with TFJobs (stages/src/issue_titles/tfjob.py, infra/training.py).
+TFJOB_VERBS = frozenset({"create", "get", "watch", "delete"})
+
+
+def _grants_tfjobs(rule: Any) -> bool:
+    groups, resources = _list(_get(rule, "apiGroups")), _list(_get(rule, "resources"))
+    return bool({"kubeflow.org", "*"} & set(groups)) and bool({"tfjobs", "*"} & set(resources))
+
+
+def tfjob_rights_least_privilege(resource_type: str, props: Props) -> list[str]:
+    """Whoever may start TFJobs (which run any image with the cluster's GPUs) gets it in one namespace, through a
+    Role, for the verbs the launcher uses: never a ClusterRole, never `*` or extra verbs (update, patch, list...)."""
+    kind = kind_of(resource_type, props)
+    if not is_kubernetes(resource_type) or kind not in ("Role", "ClusterRole"):
+        return []
+    name = _get(props, "metadata", "name") or "?"
+    found = []
+    for rule in _list(props.get("rules")):
+        if not isinstance(rule, Mapping) or not _grants_tfjobs(rule):
+            continue
+        if kind == "ClusterRole":
+            found.append(f"ClusterRole {name} grants TFJob rights cluster-wide: use a Role in the pipelines' namespace")
+            continue
+        extra = sorted(set(_list(rule.get("verbs"))) - TFJOB_VERBS)
+        if extra:
+            found.append(f"Role {name} grants {', '.join(extra)} on TFJobs: only {', '.join(sorted(TFJOB_VERBS))} "
+                         "are needed")
+        if set(_list(rule.get("resources"))) - {"tfjobs"} or set(_list(rule.get("apiGroups"))) - {"kubeflow.org"}:
+            found.append(f"Role {name} grants TFJob rights together with other resources: give TFJobs a rule of "
+                         "their own (apiGroups [kubeflow.org], resources [tfjobs])")
+    return found
+
+
 # --- rule: requests and limits on every container --------------------------------------------------------------------
 
 

@@ -281,7 +281,7 @@ def run_policy(name: str, resource_type: str, props: dict, urn: str = OWN_URN,
 def test_every_policy_is_mandatory_except_the_third_party_advisory() -> None:
     levels = {p.name: p.enforcement_level for p in pack.POLICIES}
     assert levels.pop("third-party-workload-hardening") == EnforcementLevel.ADVISORY
-    assert set(levels.values()) == {EnforcementLevel.MANDATORY} and len(levels) == 6
+    assert set(levels.values()) == {EnforcementLevel.MANDATORY} and len(levels) == 7
 
 
 def test_the_pack_reports_a_violation_through_the_engine_callback() -> None:
@@ -313,3 +313,36 @@ def test_the_password_policy_uses_the_stack_config_when_the_engine_passes_it(mon
     assert run_policy("registry-password-not-plain", "kubernetes:core/v1:ConfigMap", leaked)
     monkeypatch.setattr(pack, "stack_registry_password", lambda: None)
     assert run_policy("registry-password-not-plain", "kubernetes:core/v1:ConfigMap", leaked) == []
+
+
+ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role"
+CLUSTER_ROLE = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole"
+TFJOB_RULE = {"apiGroups": ["kubeflow.org"], "resources": ["tfjobs"], "verbs": ["create", "get", "watch", "delete"]}
+
+
+def role(kind: str = "Role", **rule: Any) -> dict[str, Any]:
+    return {"kind": kind, "metadata": {"name": "tfjob-launcher", "namespace": "issue-titles"},
+            "rules": [{**TFJOB_RULE, **rule}]}
+
+
+def test_a_namespaced_role_with_the_launchers_verbs_on_tfjobs_passes() -> None:
+    assert run_policy("tfjob-rights-least-privilege", ROLE, role()) == []
+
+
+@pytest.mark.parametrize("kind, rule, problem", [
+    ("ClusterRole", {}, "ClusterRole tfjob-launcher grants TFJob rights cluster-wide"),
+    ("Role", {"verbs": ["*"]}, "Role tfjob-launcher grants * on TFJobs"),
+    ("Role", {"verbs": ["create", "get", "list", "patch"]}, "grants list, patch on TFJobs"),
+    ("Role", {"resources": ["tfjobs", "secrets"]}, "together with other resources"),
+    ("Role", {"apiGroups": ["*"], "resources": ["*"]}, "together with other resources"),
+], ids=["cluster-role", "all-verbs", "extra-verbs", "other-resources", "wildcards"])
+def test_wider_tfjob_rights_are_refused(kind: str, rule: dict, problem: str) -> None:
+    resource_type = CLUSTER_ROLE if kind == "ClusterRole" else ROLE
+    reported = run_policy("tfjob-rights-least-privilege", resource_type, role(kind, **rule))
+    assert any(problem in message for message in reported), reported
+
+
+def test_the_training_operators_own_cluster_role_is_left_to_upstream() -> None:
+    operator_role = role("ClusterRole", verbs=["*"])
+    urn = THIRD_PARTY_URN.replace("kubernetes:apps/v1:Deployment", CLUSTER_ROLE)
+    assert run_policy("tfjob-rights-least-privilege", CLUSTER_ROLE, operator_role, urn=urn) == []

@@ -78,3 +78,18 @@ def test_the_registry_password_is_a_secret_wherever_it_is_sent(stack: str) -> No
     assert leaks == []
     secret = next(r for r in run if r.type_ == rules.K8S_SECRET and r.inputs.get("type") == rules.DOCKER_CONFIG_JSON)
     assert secret.secret_paths & {"data", "stringData"}, "the dockerconfigjson must be sent as a secret"
+
+
+@pytest.mark.parametrize("stack", ["minikube", "gke-gpu"])
+def test_with_tfjob_training_the_stack_passes_every_policy(stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trainer's ServiceAccount, Role and bindings too: the TFJob rights are a namespaced Role."""
+    monkeypatch.setattr(pack, "current_stack", lambda: stack)
+    monkeypatch.setattr(pack, "stack_registry_password", lambda: harness.TEST_PASSWORD)
+    run = declared(harness.run_program(stack, {"issue-titles:trainer": "tfjob", "issue-titles:trainWorkers": "2"}))
+    roles = [r for r in run if r.type_ == "kubernetes:rbac.authorization.k8s.io/v1:Role"]
+    assert roles and all(rules.tfjob_rights_least_privilege(r.type_, r.inputs) == [] for r in roles)
+    found = {
+        f"{policy.name}: {r.type_} {r.name}": reported for r in run for policy in pack.POLICIES
+        if (reported := run_policy(policy.name, r.type_, r.inputs, urn=r.urn))
+    }
+    assert found == {}

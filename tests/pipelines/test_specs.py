@@ -10,13 +10,15 @@ from tests import schemas
 CPU = PipelineSettings(stage_image="registry.example.com/stages:0123abcd", serving_image_repo="registry.example.com/serve")
 GPU = PipelineSettings(stage_image="registry.example.com/stages:0123abcd", serving_image_repo="registry.example.com/serve",
                        gpus=1, sample_size=None, epochs=12)
+TFJOB = PipelineSettings(stage_image="registry.example.com/stages:0123abcd", serving_image_repo="registry.example.com/serve",
+                         gpus=1, trainer="tfjob", train_workers=3, epochs=5)
 
 
 def by_name(settings):
     return {spec["pipeline"]["name"]: spec for spec in all_pipelines(settings)}
 
 
-@pytest.mark.parametrize("settings", [CPU, GPU], ids=["cpu", "gpu"])
+@pytest.mark.parametrize("settings", [CPU, GPU, TFJOB], ids=["cpu", "gpu", "tfjob"])
 def test_every_spec_validates_against_the_published_schema(settings):
     validator = jsonschema.Draft4Validator(schemas.load_json("pachyderm-CreatePipelineRequest.schema.json"))
     for spec in all_pipelines(settings):
@@ -24,7 +26,7 @@ def test_every_spec_validates_against_the_published_schema(settings):
         assert errors == [], spec["pipeline"]["name"]
 
 
-@pytest.mark.parametrize("settings", [CPU, GPU], ids=["cpu", "gpu"])
+@pytest.mark.parametrize("settings", [CPU, GPU, TFJOB], ids=["cpu", "gpu", "tfjob"])
 def test_every_spec_parses_into_the_sdk_request_without_losing_fields(settings):
     for spec in all_pipelines(settings):
         request = CreatePipelineRequest().from_dict(spec)
@@ -136,3 +138,54 @@ def test_values_still_to_come_are_left_to_whoever_knows_them():
 
 def test_the_walker_visits_every_leaf_of_a_cross_in_order():
     assert [leaf["repo"] for leaf in input_leaves(by_name(CPU)["build"]["input"], "build")] == ["train", "split"]
+
+
+def test_with_trainer_tfjob_the_train_pipeline_is_s3_enabled_and_launches_the_tfjob():
+    """No `tfJob` field (Pachyderm 2.12 refuses it): the worker runs `stages launch-tfjob`, its input and output go
+    through the S3 gateway, and its pod runs under the trainer account that may manage TFJobs."""
+    import json
+
+    from pipelines.specs import TRAINER_SERVICE_ACCOUNT
+
+    train = by_name(TFJOB)["train"]
+    assert "tfJob" not in train
+    assert train["input"]["pfs"] | {"s3": True, "glob": "/", "name": "pre_process"} == train["input"]["pfs"]
+    assert train["s3Out"] is True
+    cmd = train["transform"]["cmd"]
+    assert cmd[:2] == ["stages", "launch-tfjob"]
+    flag = {cmd[i]: cmd[i + 1] for i in range(2, cmd.index("--"), 2)}
+    assert flag["--workers"] == "3" and flag["--gpus"] == "1" and flag["--image"] == TFJOB.stage_image
+    assert cmd[cmd.index("--") + 1:] == ["--architecture", "default", "--epochs", "5"]
+    assert json.loads(train["podPatch"]) == [{"op": "add", "path": "/serviceAccountName",
+                                              "value": TRAINER_SERVICE_ACCOUNT}]
+    # The replicas take the GPU; the waiting worker neither asks for one nor needs the GPU pool's toleration.
+    assert "gpu" not in train["resourceLimits"] and "tolerations" not in train
+
+
+def test_the_tfjob_replicas_get_the_train_steps_resources():
+    from pipelines.specs import TRAIN_LIMITS, TRAIN_REQUESTS
+
+    cmd = by_name(TFJOB)["train"]["transform"]["cmd"]
+    flag = {cmd[i]: cmd[i + 1] for i in range(2, cmd.index("--"), 2)}
+    assert (flag["--cpu-request"], flag["--memory-request"]) == ("1", TRAIN_REQUESTS["memory"])
+    assert (flag["--cpu-limit"], flag["--memory-limit"]) == ("4", TRAIN_LIMITS["memory"])
+    assert by_name(CPU)["train"]["resourceLimits"] == TRAIN_LIMITS
+
+
+def test_several_train_workers_need_trainer_tfjob():
+    with pytest.raises(ValueError, match="train_workers > 1 needs trainer tfjob"):
+        PipelineSettings(stage_image="i", serving_image_repo="r", train_workers=2)
+    with pytest.raises(ValueError, match="trainer must be one of pipeline, tfjob"):
+        PipelineSettings(stage_image="i", serving_image_repo="r", trainer="mpi")
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda spec: spec.update(tfJob={"tfJob": "{}"}), "embedding TFJobs in pipelines is not supported yet"),
+    (lambda spec: spec["input"]["pfs"].update(glob="/*"), 'sets s3, so its glob must be "/"'),
+    (lambda spec: spec["input"]["pfs"].update(lazy=True), "cannot set s3 with lazy"),
+], ids=["tfJob", "s3-glob", "s3-lazy"])
+def test_what_pachyderm_2_12_refuses_at_create_time_is_refused_here(change, problem):
+    """pachyderm/pachyderm 2.12.x src/server/pps/server/api_server.go: validateInput and the tfJob check."""
+    spec = by_name(TFJOB)["train"]
+    change(spec)
+    assert any(problem in found for found in spec_problems(spec))

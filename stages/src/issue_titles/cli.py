@@ -2,7 +2,7 @@
 
 Every failure the user can fix is one line on stderr naming the file (and line) and a non-zero exit:
 2 bad input or arguments (a refused --output included), 3 quality gate refused, 4 bundle changed after build,
-5 export could not push in a cluster, 141 stdout closed before the report was printed (the output is complete; 128 + SIGPIPE, as a shell reports a
+5 export could not push in a cluster, 6 the training's TFJob failed (launch-tfjob), 141 stdout closed before the report was printed (the output is complete; 128 + SIGPIPE, as a shell reports a
 process a closed pipe stopped), 1 anything unexpected.
 """
 
@@ -152,6 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--validation-split", type=_fraction, default=0.12)
     train.add_argument("--max-minutes", type=_positive_float, default=None, help="stop after the epoch that passes this")
     train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--workers", type=_positive_int, default=1,
+                       help="train data-parallel as this many processes on 127.0.0.1, each with the TF_CONFIG a TFJob "
+                            "replica gets (MultiWorkerMirroredStrategy; worker 0 writes the output); the global batch "
+                            "size stays --batch-size")
+    train.add_argument("--from-s3", metavar="BUCKET", default=None,
+                       help="first copy this bucket of the S3 gateway at $S3_ENDPOINT into --input (a TFJob replica "
+                            "reading an S3-enabled pipeline's input)")
+    train.add_argument("--to-s3", metavar="BUCKET", default=None,
+                       help="then put --output into this bucket (the chief only; `out` is the pipeline's output commit)")
 
     evaluate = commands.add_parser("evaluate", help="score a model on test.csv and heldout.csv against the extractive baselines")
     evaluate.add_argument("--model", type=Path, required=True, help="a train output or a bundle")
@@ -182,6 +191,26 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", type=Path, required=True, help="CSV to write (input columns + predicted_title)")
     predict.add_argument("--batch-size", type=_positive_int, default=512)
     _decoding_arguments(predict)
+
+    launch = commands.add_parser(
+        "launch-tfjob", help="the train pipeline's command with trainer tfjob: run `stages train` as a TFJob (one "
+        "replica or several, data-parallel) through the S3 gateway, follow it, delete it; locally, as processes")
+    launch.add_argument("--image", required=True, help="the stage image every replica runs")
+    launch.add_argument("--workers", type=_positive_int, default=1, help="Worker replicas (1: no TF_CONFIG)")
+    launch.add_argument("--gpus", type=_non_negative_int, default=0, help="GPUs per replica")
+    launch.add_argument("--cpu-request", default="1")
+    launch.add_argument("--memory-request", default="4Gi")
+    launch.add_argument("--cpu-limit", default="4")
+    launch.add_argument("--memory-limit", default="12Gi")
+    launch.add_argument("--run-as-user", type=_positive_int, default=10001, help="the image's non-root user")
+    launch.add_argument("--image-pull-secret", default=None)
+    launch.add_argument("--input-bucket", default="pre_process", help="the S3-enabled input's name")
+    launch.add_argument("--poll-seconds", type=_positive_float, default=10.0)
+    launch.add_argument("--timeout-minutes", type=_positive_float, default=None)
+    launch.add_argument("--local-input", type=Path, default=None,
+                        help="without a Kubernetes API (localpach): the folder the replicas train on")
+    launch.add_argument("--local-output", type=Path, default=None, help="... and the folder the model goes to")
+    launch.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the `stages train` flags")
 
     serve = commands.add_parser("serve", help="serve a bundle over HTTP with MLServer")
     serve.add_argument("--model", type=Path, required=True)
@@ -246,6 +275,19 @@ def _decoding(args: argparse.Namespace) -> dict:
     return {"beam_width": args.beam_width, "length_penalty": args.length_penalty, "copy_bias": args.copy_bias}
 
 
+def _without_workers(argv: Sequence[str]) -> list[str]:
+    """The train arguments each local worker runs: the same, less --workers (each is one worker of the cluster)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif not arg.startswith("--workers="):
+            out.append(arg)
+    return out
+
+
 def run(args: argparse.Namespace) -> None:
     check_output(args)
     if args.command == "split":
@@ -264,8 +306,23 @@ def run(args: argparse.Namespace) -> None:
         config = TextConfig(args.body_vocab_size, args.body_length, args.title_vocab_size, args.title_length,
                             trigrams_per_token=args.trigrams_per_token, trigram_buckets=args.trigram_buckets)
         _report(run_preprocess(args.input, args.output, config))
+    elif args.command == "train" and args.workers > 1:
+        from issue_titles.distributed import TF_CONFIG_ENV, run_local_workers
+
+        if os.environ.get(TF_CONFIG_ENV):
+            raise StageError(f"--workers starts its own cluster; unset {TF_CONFIG_ENV} (a TFJob replica runs one worker)")
+        run_local_workers(_without_workers(sys.argv[1:] if args.argv is None else args.argv), args.workers)
     elif args.command == "train":
         from issue_titles.train import TrainSettings, run_train
+
+        endpoint = None
+        if args.from_s3 or args.to_s3:
+            from issue_titles.s3io import download_bucket, endpoint_from_env, upload_folder
+
+            endpoint = endpoint_from_env()
+        if args.from_s3:
+            print(f"input: {len(download_bucket(endpoint, args.from_s3, args.input))} files from s3://{args.from_s3}",
+                  file=sys.stderr)
 
         settings = TrainSettings(
             architecture=args.architecture, epochs=args.epochs, batch_size=args.batch_size,
@@ -276,7 +333,25 @@ def run(args: argparse.Namespace) -> None:
             validation_split=args.validation_split,
             max_minutes=args.max_minutes, seed=args.seed,
         )  # fmt: skip
-        _report(run_train(args.input, args.output, settings)["training"])
+        info = run_train(args.input, args.output, settings)
+        from issue_titles.distributed import replica_from_env
+
+        if args.to_s3 and replica_from_env().is_chief:  # only the chief writes an output
+            print(f"output: {len(upload_folder(endpoint, args.output, args.to_s3))} files to s3://{args.to_s3}",
+                  file=sys.stderr)
+        _report(info["training"])
+    elif args.command == "launch-tfjob":
+        from issue_titles.tfjob import ReplicaSpec, run_launch, split_train_args
+
+        spec = ReplicaSpec(
+            image=args.image, workers=args.workers, gpus=args.gpus, cpu_request=args.cpu_request,
+            memory_request=args.memory_request, cpu_limit=args.cpu_limit, memory_limit=args.memory_limit,
+            run_as_user=args.run_as_user, image_pull_secret=args.image_pull_secret, input_bucket=args.input_bucket,
+            train_args=split_train_args(args.train_args),
+        )
+        _report(run_launch(spec, local_input=args.local_input, local_output=args.local_output,
+                           poll_seconds=args.poll_seconds,
+                           timeout_seconds=args.timeout_minutes * 60 if args.timeout_minutes else None))
     elif args.command == "evaluate":
         from issue_titles.evaluate import run_evaluate
 
@@ -316,6 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of step logs
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = None if argv is None else [str(arg) for arg in argv]
     try:
         run(args)
     except StageError as error:
@@ -324,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StdoutClosed:
         _silence_stdout()
         print(
-            f"stages {args.command}: stdout was closed, so the report was not printed; the output {args.output} is complete",
+            f"stages {args.command}: stdout was closed, so the report was not printed; the output {getattr(args, 'output', None)} is complete",
             file=sys.stderr,
         )
         return 141

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from issue_titles.atomic import atomic_output_dir
+from issue_titles.distributed import build_with_local_batch, loss_for_replicas, replica_from_env, training_scope
 from issue_titles.errors import StageError
 from issue_titles.jsonio import load_array, read_json, read_vocabulary, write_json
 from issue_titles.models import POINTER_GENERATOR, TUTORIAL, ModelConfig, build_model, resolve_architecture
@@ -55,6 +56,14 @@ def dtype_policy(settings: "TrainSettings", gpus: int) -> str:
     if settings.precision == "mixed" or on_gpu:
         return "mixed_float16"
     return "float32"
+
+
+def compiles_with_xla(settings: "TrainSettings", train_rows: int, distributed: bool = False) -> bool:
+    """XLA with unrolled GRUs: ~15% faster per step, but compiling takes minutes; worth it only for long trainings.
+    Never with several workers: XLA has no kernel for MultiWorkerMirroredStrategy's collectives (CollectiveGatherV2
+    on XLA_CPU_JIT, measured with TensorFlow 2.20), so the step would not compile."""
+    return (settings.architecture == POINTER_GENERATOR and train_rows * settings.epochs >= COMPILE_PAYS_OFF
+            and not distributed)
 
 
 def planned_steps(settings: "TrainSettings", train_rows: int) -> int:
@@ -215,28 +224,35 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
     )
     keras.utils.set_random_seed(settings.seed)
     train_rows = int(arrays["train_body"].shape[0])
-    # XLA with unrolled GRUs: ~15% faster per step, but compiling takes minutes; worth it only for long trainings.
-    compiled = settings.architecture == POINTER_GENERATOR and train_rows * settings.epochs >= COMPILE_PAYS_OFF
+    # A TF_CONFIG (a TFJob replica, or `stages train --workers N`): data-parallel under MultiWorkerMirroredStrategy,
+    # the chief writes the output (distributed.py).
+    replica = replica_from_env()
+    compiled = compiles_with_xla(settings, train_rows, replica.distributed)
     momentum = average_momentum(settings, train_rows)
     import tensorflow as tf
 
     policy = dtype_policy(settings, gpus=len(tf.config.list_physical_devices("GPU")))
-    keras.mixed_precision.set_dtype_policy(policy)
-    try:
-        model = build_model(config, unroll=compiled, label_smoothing=settings.label_smoothing,
-                            word_dropout=settings.word_dropout)  # fmt: skip
-    finally:
-        keras.mixed_precision.set_dtype_policy("float32")  # the layers keep theirs; later loads build float32 models
-    model.compile(
-        optimizer=keras.optimizers.Nadam(
-            learning_rate=learning_rate_schedule(settings, train_rows),
-            clipnorm=None if settings.architecture == TUTORIAL else 5.0,  # the tutorial did not clip
-            # fit() ends by writing the moving average into the model (Optimizer.finalize_variable_values).
-            use_ema=bool(momentum), ema_momentum=momentum or 0.99,
-        ),
-        loss=model.training_loss(),
-        jit_compile=True if compiled else "auto",
-    )
+    if replica.distributed and settings.max_minutes is not None:
+        raise StageError("--max-minutes cannot stop several workers at the same epoch; leave it out with --workers")
+    with training_scope(replica):  # the model and optimizer variables, mirrored on every worker
+        keras.mixed_precision.set_dtype_policy(policy)
+        try:
+            model = build_model(config, unroll=compiled, label_smoothing=settings.label_smoothing,
+                                word_dropout=settings.word_dropout)  # fmt: skip
+        finally:
+            keras.mixed_precision.set_dtype_policy("float32")  # the layers keep theirs; later loads build float32 models
+        model.compile(
+            optimizer=keras.optimizers.Nadam(
+                learning_rate=learning_rate_schedule(settings, train_rows),
+                clipnorm=None if settings.architecture == TUTORIAL else 5.0,  # the tutorial did not clip
+                # fit() ends by writing the moving average into the model (Optimizer.finalize_variable_values).
+                use_ema=bool(momentum), ema_momentum=momentum or 0.99,
+            ),
+            loss=loss_for_replicas(model.training_loss()) if replica.distributed else model.training_loss(),
+            jit_compile=True if compiled else "auto",
+        )
+        if replica.distributed:
+            build_with_local_batch(model)
     x, y = training_inputs(arrays, settings.architecture)
     # With averaging the model ends fit() holding the average; keeping a raw epoch's weights would only undo it.
     keeper = BestEpoch(settings.patience, settings.max_minutes, keep_weights=not momentum)
@@ -283,6 +299,7 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
         "seed": settings.seed,
         "train_rows": int(arrays["train_body"].shape[0]),
         "seconds": round(seconds, 1),
+        "workers": replica.workers,
     }
     info = {
         "format": FORMAT_VERSION,
@@ -292,6 +309,8 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
         "weights": "model.weights.h5",
         "training": training,
     }
+    if not replica.is_chief:  # the chief writes the one output; the other workers' weights are the same
+        return info
     with atomic_output_dir(output_dir, step="train", inputs=[input_dir]) as staging:
         model.save_weights(staging / "model.weights.h5")
         write_json(staging / "model.json", info)

@@ -1,0 +1,215 @@
+"""Two in-process fakes on 127.0.0.1 for the TFJob launcher: the Kubernetes API's TFJob endpoints and a Pachyderm S3
+gateway.
+
+Kubernetes: `POST|GET|DELETE /apis/kubeflow.org/v1/namespaces/<ns>/tfjobs[/<name>]` with bearer-token auth (401
+without the token), 409 AlreadyExists / 404 NotFound as `Status` objects with a `message`, as the API server answers.
+Each GET of a TFJob returns the next status of a script (the training operator's conditions and replicaStatuses,
+kubeflow/training-operator v1.9.0 pkg/controller.v1/tensorflow/tfjob_controller.go UpdateJobStatus), the last one
+repeating.
+
+S3: path-style ListObjects (v1, `marker` paging with a small page), GET and PUT object, on buckets held in memory; a
+request whose Host does not start with the job's service name gets a 500, as the sidecar's router answers
+(pachyderm/pachyderm 2.12.x src/server/pfs/s3/s3.go Server).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlsplit
+from xml.sax.saxutils import escape
+
+TFJOBS = "/apis/kubeflow.org/v1/namespaces/{namespace}/tfjobs"
+
+
+def condition(kind: str, reason: str = "", message: str = "") -> dict:
+    return {"type": kind, "status": "True", "reason": reason, "message": message}
+
+
+RUNNING = {"conditions": [condition("Created", "TFJobCreated", "TFJob is created."),
+                          condition("Running", "TFJobRunning", "TFJob is running.")],
+           "replicaStatuses": {"Worker": {"active": 2}}}
+SUCCEEDED = {"conditions": [condition("Created", "TFJobCreated"), condition("Running", "TFJobRunning"),
+                            condition("Succeeded", "TFJobSucceeded", "TFJob successfully completed.")],
+             "replicaStatuses": {"Worker": {"succeeded": 2}}}
+FAILED = {"conditions": [condition("Created", "TFJobCreated"),
+                         condition("Failed", "TFJobFailed",
+                                   "TFJob issue-titles/train-job1 has failed because 1 Worker replica(s) failed.")],
+          "replicaStatuses": {"Worker": {"active": 1, "failed": 1}}}
+
+
+@dataclass
+class KubeState:
+    namespace: str = "issue-titles"
+    token: str = "sa-token"
+    script: list[dict] = field(default_factory=lambda: [{}, RUNNING, SUCCEEDED])
+    jobs: dict[str, dict] = field(default_factory=dict)
+    gets: dict[str, int] = field(default_factory=dict)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    created: list[dict] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+def _serve(handler_class, state) -> tuple[ThreadingHTTPServer, str]:
+    handler = type("Handler", (handler_class,), {"state": state})
+    server = _Server(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+class _KubeHandler(BaseHTTPRequestHandler):
+    state: KubeState
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _send(self, code: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _status(self, code: int, reason: str, message: str) -> None:
+        self._send(code, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason,
+                          "message": message, "code": code})
+
+    def _route(self) -> str | None:
+        """The TFJob name ('' for the collection), or None after answering 401/404."""
+        state = self.state
+        state.requests.append((self.command, self.path))
+        if self.headers.get("Authorization") != f"Bearer {state.token}":
+            self._status(401, "Unauthorized", "Unauthorized")
+            return None
+        base = TFJOBS.format(namespace=state.namespace)
+        path = urlsplit(self.path).path
+        if path == base:
+            return ""
+        if path.startswith(base + "/"):
+            return path[len(base) + 1:]
+        self._status(404, "NotFound", f"the server could not find the requested resource ({path})")
+        return None
+
+    def _body(self) -> dict:
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length) or b"{}")
+
+    def do_POST(self) -> None:
+        name = self._route()
+        if name is None:
+            return
+        manifest = self._body()
+        name = manifest["metadata"]["name"]
+        if name in self.state.jobs:
+            self._status(409, "AlreadyExists", f'tfjobs.kubeflow.org "{name}" already exists')
+            return
+        self.state.jobs[name] = manifest
+        self.state.created.append(manifest)
+        self.state.gets[name] = 0
+        self._send(201, manifest)
+
+    def do_GET(self) -> None:
+        name = self._route()
+        if name is None:
+            return
+        if name not in self.state.jobs:
+            self._status(404, "NotFound", f'tfjobs.kubeflow.org "{name}" not found')
+            return
+        script = self.state.script
+        status = script[min(self.state.gets[name], len(script) - 1)]
+        self.state.gets[name] += 1
+        self._send(200, self.state.jobs[name] | {"status": status})
+
+    def do_DELETE(self) -> None:
+        name = self._route()
+        if name is None:
+            return
+        self._body()
+        if self.state.jobs.pop(name, None) is None:
+            self._status(404, "NotFound", f'tfjobs.kubeflow.org "{name}" not found')
+            return
+        self.state.deleted.append(name)
+        self._send(200, {"kind": "Status", "status": "Success"})
+
+
+def fake_kube(state: KubeState) -> tuple[ThreadingHTTPServer, str]:
+    return _serve(_KubeHandler, state)
+
+
+@dataclass
+class S3State:
+    service: str | None = None  # when set, the Host must start with "<service>." (the sidecar's routing)
+    buckets: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    page: int = 2  # keys per ListObjects page, small so paging is exercised
+    hosts: list[str] = field(default_factory=list)
+
+
+class _S3Handler(BaseHTTPRequestHandler):
+    state: S3State
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _send(self, code: int, data: bytes = b"", content_type: str = "application/xml") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _target(self) -> tuple[str, str] | None:
+        host = self.headers.get("Host", "")
+        self.state.hosts.append(host)
+        if self.state.service and not host.startswith(self.state.service + "."):
+            self._send(500)
+            return None
+        parts = unquote(urlsplit(self.path).path).lstrip("/").split("/", 1)
+        bucket, key = parts[0], parts[1] if len(parts) > 1 else ""
+        if bucket not in self.state.buckets:
+            self._send(404, b"<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist"
+                            b"</Message></Error>")
+            return None
+        return bucket, key
+
+    def do_GET(self) -> None:
+        target = self._target()
+        if target is None:
+            return
+        bucket, key = target
+        objects = self.state.buckets[bucket]
+        if key:
+            if key not in objects:
+                self._send(404, b"<Error><Code>NoSuchKey</Code><Message>no such key</Message></Error>")
+            else:
+                self._send(200, objects[key], "application/octet-stream")
+            return
+        marker = parse_qs(urlsplit(self.path).query).get("marker", [""])[0]
+        keys = sorted(k for k in objects if k > marker)
+        page, truncated = keys[: self.state.page], len(keys) > self.state.page
+        body = "".join(f"<Contents><Key>{escape(k)}</Key><Size>{len(objects[k])}</Size></Contents>" for k in page)
+        xml = (f'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/'
+               f'2006-03-01/"><Name>{bucket}</Name><Marker>{escape(marker)}</Marker>'
+               f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>{body}</ListBucketResult>")
+        self._send(200, xml.encode())
+
+    def do_PUT(self) -> None:
+        target = self._target()
+        if target is None:
+            return
+        bucket, key = target
+        length = int(self.headers.get("Content-Length") or 0)
+        self.state.buckets[bucket][key] = self.rfile.read(length)
+        self._send(200)
+
+
+def fake_s3(state: S3State) -> tuple[ThreadingHTTPServer, str]:
+    """The gateway at http://127.0.0.1:<port> (a job's service name does not resolve here, so the Host check is off
+    unless `state.service` is set)."""
+    return _serve(_S3Handler, state)

@@ -1,0 +1,162 @@
+"""`stages launch-tfjob` against a fake Kubernetes API and a fake S3 gateway on 127.0.0.1 (tests/stages/fake_cluster.py):
+the TFJob it creates, how it follows and cleans up, how a failure fails the datum, and what a replica reads and writes."""
+
+from pathlib import Path
+
+import pytest
+
+from issue_titles import tfjob
+from issue_titles.tfjob import KubeApi, ReplicaSpec, TFJobFailed, run_launch
+from issue_titles.train import MODEL_FILES
+from tests.stages.conftest import run_stages
+from tests.stages.fake_cluster import FAILED, RUNNING, SUCCEEDED, KubeState, S3State, fake_kube, fake_s3
+
+JOB_ID = "job1"
+SPEC = ReplicaSpec(image="registry.example.com/issue-titles/stages@sha256:" + "a" * 64, workers=2,
+                   image_pull_secret="registry-credentials", train_args=("--architecture", "default", "--epochs", "4"))
+ENV = {"PACH_JOB_ID": JOB_ID, "S3_ENDPOINT": "http://s3-job1.issue-titles:600", "AWS_ACCESS_KEY_ID": "default",
+       "AWS_SECRET_ACCESS_KEY": "default"}
+
+
+@pytest.fixture
+def kube():
+    state = KubeState()
+    server, url = fake_kube(state)
+    yield state, KubeApi(url, state.token, state.namespace, verify=False)
+    server.shutdown()
+
+
+def test_the_worker_creates_its_jobs_tfjob_follows_it_and_deletes_it(kube, capsys) -> None:
+    state, api = kube
+    result = run_launch(SPEC, env=ENV, api=api, poll_seconds=0.01)
+
+    assert result == {"tfjob": "train-job1", "state": "Succeeded", "workers": 2}
+    [created] = state.created
+    assert created["metadata"]["name"] == "train-job1" and created["metadata"]["namespace"] == "issue-titles"
+    assert created["metadata"]["labels"]["pachyderm.io/job"] == JOB_ID
+    worker = created["spec"]["tfReplicaSpecs"]["Worker"]
+    assert worker["replicas"] == 2 and worker["restartPolicy"] == "Never"
+    container = worker["template"]["spec"]["containers"][0]
+    assert container["name"] == "tensorflow"  # the container the operator puts TF_CONFIG into
+    assert container["command"] == ["stages", "train", "--from-s3", "pre_process", "--input", "/tmp/input",
+                                    "--to-s3", "out", "--output", "/tmp/output", "--architecture", "default",
+                                    "--epochs", "4"]
+    assert {e["name"]: e["value"] for e in container["env"]}["S3_ENDPOINT"] == ENV["S3_ENDPOINT"]
+    assert state.deleted == ["train-job1"] and state.jobs == {}
+    log = capsys.readouterr().out
+    assert "TFJob train-job1: Running (TFJobRunning: TFJob is running.); Worker: 2 active" in log
+    assert "TFJob train-job1: Succeeded (TFJobSucceeded: TFJob successfully completed.)" in log
+    assert log.index("Succeeded") < log.index("TFJob train-job1 deleted")
+
+
+def test_a_failed_tfjob_fails_the_datum_with_the_tfjobs_own_reason(kube, monkeypatch, capsys) -> None:
+    state, api = kube
+    state.script = [{}, RUNNING, FAILED]
+    monkeypatch.setattr(tfjob.KubeApi, "in_cluster", classmethod(lambda cls, env=None: api))
+    for key, value in (ENV | {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}).items():
+        monkeypatch.setenv(key, value)
+
+    code = run_stages("launch-tfjob", "--image", SPEC.image, "--workers", "2", "--poll-seconds", "0.01",
+                      "--", "--epochs", "4")
+
+    assert code == TFJobFailed.exit_code != 0  # a non-zero exit fails the datum
+    err = capsys.readouterr().err
+    assert ("TFJob train-job1 failed: TFJobFailed: TFJob issue-titles/train-job1 has failed because 1 Worker "
+            "replica(s) failed.") in err
+    assert state.deleted == ["train-job1"] and state.jobs == {}
+
+
+def test_a_tfjob_left_by_an_earlier_try_is_replaced(kube) -> None:
+    state, api = kube
+    state.jobs["train-job1"] = {"metadata": {"name": "train-job1"}, "spec": {"stale": True}}
+    run_launch(SPEC, env=ENV, api=api, poll_seconds=0.01)
+    assert state.deleted == ["train-job1", "train-job1"]  # the stale one, then ours when it finished
+    assert len(state.created) == 1 and "stale" not in state.created[0]["spec"]
+
+
+def test_a_stopped_worker_still_deletes_its_tfjob(kube) -> None:
+    state, api = kube
+    state.script = [RUNNING]
+    calls = []
+
+    def sleep(seconds: float) -> None:  # Pachyderm stops the job (SIGTERM -> KeyboardInterrupt) while it runs
+        calls.append(seconds)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tfjob.launch(api, tfjob.tfjob_manifest(SPEC, JOB_ID, state.namespace, ENV), log=lambda _: None,
+                     poll_seconds=0.01, sleep=sleep)
+    assert state.deleted == ["train-job1"]
+
+
+def test_a_tfjob_that_never_ends_fails_after_the_timeout(kube) -> None:
+    state, api = kube
+    state.script = [RUNNING]
+    with pytest.raises(TFJobFailed, match="did not finish within"):
+        run_launch(SPEC, env=ENV, api=api, poll_seconds=0.01, timeout_seconds=0.05)
+    assert state.deleted == ["train-job1"]
+
+
+def test_the_api_refusing_the_tfjob_fails_with_its_message(kube) -> None:
+    state, api = kube
+    with pytest.raises(TFJobFailed, match="HTTP 401: Unauthorized"):
+        run_launch(SPEC, env=ENV, api=KubeApi(api.base_url, "wrong-token", state.namespace, verify=False),
+                   poll_seconds=0.01)
+
+
+def test_a_worker_outside_an_s3_enabled_pipeline_is_refused(kube) -> None:
+    _, api = kube
+    with pytest.raises(Exception, match="S3_ENDPOINT is not set"):
+        run_launch(SPEC, env={"PACH_JOB_ID": JOB_ID}, api=api)
+
+
+def test_gpus_per_worker_get_the_gpu_toleration_and_limit() -> None:
+    manifest = tfjob.tfjob_manifest(ReplicaSpec(image="i", workers=3, gpus=1), JOB_ID, "ns", {})
+    pod = manifest["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_a_replica_trains_from_the_s3_gateway_and_the_chief_writes_the_model_into_out(tmp_path: Path, chain,
+                                                                                    monkeypatch) -> None:
+    state = S3State(buckets={"pre_process": {p.name: p.read_bytes() for p in chain["pre_process"].iterdir()
+                                             if p.is_file()}, "out": {}})
+    server, url = fake_s3(state)
+    monkeypatch.setenv("S3_ENDPOINT", url)
+    try:
+        code = run_stages("train", "--from-s3", "pre_process", "--input", tmp_path / "input", "--to-s3", "out",
+                          "--output", tmp_path / "output", "--epochs", "1", "--batch-size", "64",
+                          "--embedding-dim", "16", "--hidden-dim", "16")
+    finally:
+        server.shutdown()
+    assert code == 0
+    assert set(MODEL_FILES) <= set(state.buckets["out"])
+    assert state.buckets["out"]["model.weights.h5"] == (tmp_path / "output" / "model.weights.h5").read_bytes()
+
+
+@pytest.mark.cluster
+def test_a_real_training_operator_fails_the_tfjob_and_the_launcher_reports_it_and_cleans_up() -> None:
+    """TFJOB_TEST_API (e.g. `kubectl proxy` at http://127.0.0.1:8001), TFJOB_TEST_NAMESPACE and TFJOB_TEST_IMAGE (the
+    stage image): the replica's S3 gateway does not exist, so its `stages train` fails, the operator marks the TFJob
+    Failed, and the launcher must fail with the operator's own reason and leave no TFJob behind."""
+    import os
+
+    api_url, namespace, image = (os.environ.get(k) for k in ("TFJOB_TEST_API", "TFJOB_TEST_NAMESPACE",
+                                                              "TFJOB_TEST_IMAGE"))
+    if not (api_url and namespace and image):
+        pytest.skip("set TFJOB_TEST_API, TFJOB_TEST_NAMESPACE and TFJOB_TEST_IMAGE to run against a real cluster")
+    api = KubeApi(api_url, os.environ.get("TFJOB_TEST_TOKEN", "unused-behind-kubectl-proxy"), namespace,
+                  verify=False)
+    spec = ReplicaSpec(image=image, workers=1, memory_request="512Mi", cpu_request="250m")
+    env = {"PACH_JOB_ID": "clustertest0", "S3_ENDPOINT": "http://s3-nowhere.invalid:600"}
+    with pytest.raises(TFJobFailed, match="TFJobFailed"):
+        run_launch(spec, env=env, api=api, poll_seconds=5, timeout_seconds=900)
+    import time
+
+    deadline = time.monotonic() + 60  # deletion is asynchronous (Background propagation)
+    while api.get(tfjob.job_name("clustertest0")) is not None and time.monotonic() < deadline:
+        time.sleep(2)
+    assert api.get(tfjob.job_name("clustertest0")) is None
