@@ -482,8 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
             "exit 1 while a problem remains")
     p.add_argument("-f", "--fix", action="store_true",
                    help="apply the safe fixes: move unreadable job and datum records and commit records no branch "
-                   "reaches to lost+found, quarantine altered objects, rewrite a damaged state marker; branches are "
-                   "never re-pointed")
+                   "reaches to lost+found, quarantine altered objects, rewrite a damaged state marker, mark a job a "
+                   "killed runner left running as killed and remove its work folder, point an unreadable branch "
+                   "record at its newest intact commit; readable branches are never re-pointed")
     p.add_argument("--no-wait", action="store_true", help="fail instead of waiting when another run holds the state")
 
     p = add("serve", cmd_serve, "serve the newest build that passed the gate (or --commit) on 127.0.0.1")

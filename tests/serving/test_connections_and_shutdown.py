@@ -145,6 +145,43 @@ def test_a_connection_over_the_cap_while_every_request_is_in_flight_gets_a_json_
     assert waited < 1.0
 
 
+def test_silent_sockets_past_the_open_file_limit_do_not_wedge_the_server(tmp_path) -> None:
+    # 200 open files for the server, 300 silent sockets: without the cap, accept() fails with EMFILE and every
+    # client (health checks included) times out until the sockets go away.
+    env = {"ISSUE_TITLES_MAX_CONNECTIONS": "50", "ISSUE_TITLES_HEADER_TIMEOUT": "60"}
+    server = ServerProcess(tmp_path, tmp_path / "server.log", predictor_loader="fake_predictor:load", env=env,
+                           open_files=200)  # fmt: skip
+    with server.running():
+        silent = []
+        try:
+            for _ in range(300):
+                silent.append(connect(server))
+            time.sleep(0.5)
+            ready = requests.get(server.url + "/v2/health/ready", timeout=3)
+            predicted = requests.post(server.url + SELDON, json={"data": {"ndarray": [["a b c"]]}}, timeout=3)
+        finally:
+            for connection in silent:
+                connection.close()
+
+    assert ready.status_code == 200
+    assert predicted.status_code == 200, predicted.text
+
+
+def test_a_connection_cap_the_open_file_limit_cannot_hold_refuses_to_start(tmp_path) -> None:
+    env = {"ISSUE_TITLES_MAX_CONNECTIONS": "512"}
+    server = ServerProcess(tmp_path, tmp_path / "server.log", predictor_loader="fake_predictor:load", env=env,
+                           open_files=256)  # fmt: skip
+    server.start()
+    try:
+        returncode = server.process.wait(timeout=60)
+    finally:
+        server.stop()
+
+    assert returncode == 2
+    assert ("error: ISSUE_TITLES_MAX_CONNECTIONS=512 needs 640 open files, but the limit is 256 (ulimit -n); "
+            "lower ISSUE_TITLES_MAX_CONNECTIONS to at most 128") in server.log()  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "variable, value, message",
     [
