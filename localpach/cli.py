@@ -417,7 +417,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if not action.option_strings or "default" in text or action.default in (None, False, argparse.SUPPRESS):
+        if not action.option_strings or "default" in text or any(action.default is skip for skip in (None, False)) \
+                or action.default == argparse.SUPPRESS:
             return text
         if isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
             return text

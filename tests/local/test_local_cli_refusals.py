@@ -187,7 +187,8 @@ def test_every_option_with_a_default_shows_it_and_no_python_names(
     text = " ".join(capsys.readouterr().out.split())
 
     for action in parser._actions:
-        if action.option_strings and action.default not in (None, False, "==SUPPRESS==") and action.help:
+        if action.option_strings and action.default is not None and action.default is not False \
+                and action.default != "==SUPPRESS==" and action.help:
             assert f"default: {action.default}" in text or "default" in action.help, (command, action.dest)
     assert not re.search(r"default: (None|False|True)\b", text), text
     assert parser.description
