@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from issue_titles.build import find_inputs
-from issue_titles.cli import DECODING_DEFAULTS_SHOWN, build_parser
+from issue_titles.cli import build_parser
 from issue_titles.errors import StageError
 from issue_titles.jsonio import read_json, write_json
 from tests.stages.conftest import run_stages
@@ -297,6 +297,7 @@ def test_help_shows_defaults_and_never_python_names(command: str, capsys: pytest
 
 
 def test_the_decoding_defaults_help_shows_are_the_predictors() -> None:
+    from issue_titles.cli import DECODING_DEFAULTS_SHOWN
     from issue_titles.predictor import DEFAULT_BEAM_WIDTH, DEFAULT_COPY_BIAS, DEFAULT_LENGTH_PENALTY
 
     assert DECODING_DEFAULTS_SHOWN == (DEFAULT_BEAM_WIDTH, DEFAULT_LENGTH_PENALTY, DEFAULT_COPY_BIAS)
