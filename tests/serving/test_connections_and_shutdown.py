@@ -206,8 +206,9 @@ def test_connection_limit_defaults() -> None:
 
 
 def test_sigterm_answers_requests_it_cannot_finish_with_a_json_503(tmp_path) -> None:
-    # One body per model call, 0.4 s each: 30 requests need 12 s, the graceful shutdown gives them 3 s.
-    env = {"ISSUE_TITLES_MAX_BATCH_BODIES": "1", "FAKE_PREDICT_SECONDS": "0.4"}
+    # One request per model call (no adaptive batching, no merging), 0.4 s each: 30 requests need 12 s, the graceful
+    # shutdown gives them 3 s.
+    env = {"ISSUE_TITLES_MAX_BATCH_BODIES": "1", "ISSUE_TITLES_ADAPTIVE_BATCH_SIZE": "1", "FAKE_PREDICT_SECONDS": "0.4"}
     server = ServerProcess(tmp_path, tmp_path / "server.log", predictor_loader="fake_predictor:load_sleepy", env=env)
     server.start()
     try:
