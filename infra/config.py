@@ -19,6 +19,14 @@ CLUSTER_KINDS = ("minikube", "gke")
 INGRESS_KINDS = ("nginx", "none")
 _IMAGE_REPO = re.compile(r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+$")
 _PACHD = re.compile(r"^(grpc|grpcs)://[^/:]+(:[0-9]+)?$")
+# Namespaces Kubernetes itself owns: a stack that declared one would own it, and `pulumi destroy` would delete it.
+RESERVED_NAMESPACES = ("default",)
+RESERVED_NAMESPACE_PREFIX = "kube-"
+# Model server replicas: each loads the model into its own process (about 1 GiB); more than this is a typo.
+MAX_SERVING_REPLICAS = 50
+# One label of a host name (RFC 1123).
+_HOSTNAME_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_IPV4 = re.compile(r"^[0-9]+(\.[0-9]+){3}$")
 
 # Every key a stack may set, by namespace. Anything else is a typo and stops the preview.
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
@@ -113,6 +121,46 @@ class StackConfig:
         return self.cluster == "gke"
 
 
+def check_owned_namespace(key: str, namespace: str, example: str) -> None:
+    """A namespace the stack declares (and so would delete on destroy) may not be one Kubernetes reserves."""
+    if namespace in RESERVED_NAMESPACES or namespace.startswith(RESERVED_NAMESPACE_PREFIX):
+        raise ConfigError(
+            f"invalid `{key}` {namespace!r}: `default` and `kube-*` namespaces belong to Kubernetes; the stack "
+            f"declares this namespace and `pulumi destroy` would delete it: choose your own, e.g. {_fix(key, example)}"
+        )
+
+
+def check_namespace_name(key: str, namespace: str, example: str) -> None:
+    if len(namespace) > 63 or not _DNS1123_LABEL.match(namespace):
+        raise ConfigError(
+            f"invalid `{key}` {namespace!r}: a namespace must be a DNS-1123 label (lowercase letters, digits and "
+            f"'-', at most 63 characters), e.g. {_fix(key, example)}"
+        )
+
+
+def check_hostname(key: str, host: str) -> None:
+    """The host of the prediction URL (`http://<host>/seldon/...`): a DNS name or an IPv4 address (minikube's IP),
+    optionally with `:PORT`, at most 253 characters."""
+    name, _, port = host.partition(":")
+    labels = name.split(".")
+    ipv4 = _IPV4.match(name) is not None and all(int(part) <= 255 for part in labels)
+    hostname = not _IPV4.match(name) and len(name) <= 253 and all(_HOSTNAME_LABEL.match(label) for label in labels)
+    port_ok = not port or (port.isdigit() and 1 <= int(port) <= 65535)
+    if not name or not (ipv4 or hostname) or not port_ok or host.count(":") > 1:
+        raise ConfigError(
+            f"invalid `{key}` {host!r}: use a host name or IPv4 address, optionally with :PORT (lowercase letters, "
+            f"digits, '-' and '.'), e.g. {_fix(key, 'titles.example.com')} or {_fix(key, '$(minikube ip)')}"
+        )
+
+
+def check_pachd_port(key: str, address: str) -> None:
+    port = address.rsplit(":", 1)[1] if address.count(":") == 2 else None
+    if port is not None and not 1 <= int(port) <= 65535:
+        raise ConfigError(
+            f"invalid `{key}` {address!r}: the port must be 1 to 65535, e.g. {_fix(key, 'grpc://192.168.49.2:30080')}"
+        )
+
+
 def _fix(key: str, example: str, secret: bool = False) -> str:
     return f"`pulumi config set {'--secret ' if secret else ''}{key} {example}`"
 
@@ -158,7 +206,9 @@ class _Reader:
             raise ConfigError(f"missing config `{self.key(name)}`: set it with {_fix(self.key(name), example)}")
         return value
 
-    def integer(self, name: str, default: int | None, minimum: int, example: str) -> int | None:
+    def integer(
+        self, name: str, default: int | None, minimum: int, example: str, maximum: int | None = None
+    ) -> int | None:
         raw = self.text(name)
         if raw is None:
             return default
@@ -170,6 +220,10 @@ class _Reader:
             ) from None
         if value < minimum:
             raise ConfigError(f"invalid `{self.key(name)}` {value}: must be {minimum} or more")
+        if maximum is not None and value > maximum:
+            raise ConfigError(
+                f"invalid `{self.key(name)}` {value}: must be at most {maximum}, e.g. {_fix(self.key(name), example)}"
+            )
         return value
 
     def number(self, name: str, default: float, low: float, high: float) -> float:
@@ -236,6 +290,7 @@ def load_config() -> StackConfig:
             f"invalid `{app.key('namespace')}` {namespace!r}: a namespace must be a DNS-1123 label (lowercase "
             f"letters, digits and '-', at most 63 characters), e.g. {_fix(app.key('namespace'), PROJECT)}"
         )
+    check_owned_namespace(app.key("namespace"), namespace, PROJECT)
 
     serving_namespace = srv.text("namespace", f"{namespace}-serving")
     if len(serving_namespace) > 63 or not _DNS1123_LABEL.match(serving_namespace) or serving_namespace == namespace:
@@ -244,6 +299,13 @@ def load_config() -> StackConfig:
             f"label other than `{app.key('namespace')}` {namespace!r}, which runs Pachyderm), "
             f"e.g. {_fix(srv.key('namespace'), namespace + '-serving')}"
         )
+    check_owned_namespace(srv.key("namespace"), serving_namespace, f"{PROJECT}-serving")
+    # Not declared by the stack (only named in the model's NetworkPolicy), so a kube-* gateway is allowed; but it
+    # ends up as a label value, which must be a DNS-1123 label.
+    gateway_namespace = srv.text("gatewayNamespace", "ingress-nginx")
+    check_namespace_name(srv.key("gatewayNamespace"), gateway_namespace, "ingress-nginx")
+    ingress_host = srv.text("ingressHost", "localhost")
+    check_hostname(srv.key("ingressHost"), ingress_host)
 
     cluster = app.choice("cluster", "minikube", CLUSTER_KINDS)
     gpus = app.integer("gpus", 0, 0, "1")
@@ -287,6 +349,8 @@ def load_config() -> StackConfig:
             f"invalid `{app.key('pachdAddress')}` {pachd_address!r}: use grpc://HOST:PORT, "
             f"e.g. {_fix(app.key('pachdAddress'), 'grpc://192.168.49.2:30080')}"
         )
+    if pachd_address is not None:
+        check_pachd_port(app.key("pachdAddress"), pachd_address)
 
     model_tag = srv.text("modelTag")
     if model_tag is not None and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", model_tag):
@@ -324,10 +388,10 @@ def load_config() -> StackConfig:
         serving=ServingConfig(
             image_repo=serving_repo,
             model_tag=model_tag,
-            replicas=srv.integer("replicas", 2, 1, "2"),
+            replicas=srv.integer("replicas", 2, 1, "2", maximum=MAX_SERVING_REPLICAS),
             ingress=srv.choice("ingress", "nginx", INGRESS_KINDS),
-            ingress_host=srv.text("ingressHost", "localhost"),
-            gateway_namespace=srv.text("gatewayNamespace", "ingress-nginx"),
+            ingress_host=ingress_host,
+            gateway_namespace=gateway_namespace,
             namespace=serving_namespace,
             metrics_scrape=srv.choice("metricsScrape", "annotations", SCRAPE_KINDS),
             monitoring_namespace=_namespace_name(srv, "monitoringNamespace", "monitoring"),

@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from localpach import DEFAULT_STATE_DIR, STATE_ENV_VAR, __version__
-from localpach.errors import LocalPachError
+from localpach.errors import LocalPachError, UsageError
 from localpach.pfs import DEFAULT_BRANCH, normalize_path
 
 EXIT_FAILED_JOBS = 3
@@ -189,12 +191,32 @@ def cmd_get_file(args: argparse.Namespace) -> int:
     key = normalize_path(path)
     if key not in commit.files:
         raise LocalPachError(f"{repo}@{commit.id}: no file {path!r}")
+    if args.output:
+        _check_output_file(Path(args.output))
     data = pfs.objects.read_bytes(commit.files[key].hash)
     if args.output:
-        Path(args.output).write_bytes(data)
+        _write_output_file(Path(args.output), data)
     else:
         sys.stdout.buffer.write(data)
     return 0
+
+
+def _check_output_file(path: Path) -> None:
+    """Refuse an -o that cannot become a file, naming it, before anything is read."""
+    if path.is_dir():
+        raise UsageError(f"-o {path}: is a folder; give a file path")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"-o {path}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"-o {path}: not writable")
+
+
+def _write_output_file(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as error:
+        raise UsageError(f"-o {path}: cannot write it ({error.strerror})") from None
 
 
 def cmd_inspect_commit(args: argparse.Namespace) -> int:
@@ -519,6 +541,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from localpach.pfs import PFS
 
     console = _console()
+    if not args.host.strip():
+        raise UsageError("--host is empty; give an address such as 127.0.0.1 (0.0.0.0: every interface)")
     pfs = PFS(state_dir(args))
     if args.commit:  # pinned; refused by name when it failed the gate or does not verify
         commit = pfs.resolve(serve.BUILD_REPO, args.commit)
@@ -527,7 +551,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         warn = _console(stderr=True)
         commit = serve.latest_build(pfs, on_refused=lambda why: warn.print(f"[yellow]{escape(why)}[/]"))
     bundle = serve.checkout(pfs, commit)
-    port = args.port or serve.free_port(args.host)
+    port = args.port or _free_port(serve, args.host)
+    _check_port_free(args.host, port)
     base = f"http://{args.host}:{port}"
     console.print(f"serving {escape(serve.describe(serve.model_summary(pfs, commit)))} from {bundle}")
     console.print(f"model {serve.MODEL_NAME} on {base}  (Ctrl-C stops)")
@@ -538,6 +563,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         serve.stop_server(process)
         return 0
+
+
+def _free_port(serve: Any, host: str) -> int:
+    try:
+        return serve.free_port(host)
+    except OSError as error:
+        raise UsageError(f"--host {host}: cannot listen there ({error.strerror or error})") from None
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A busy port or an address this machine does not have: one line, before anything is printed or started."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as error:
+        raise UsageError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -556,6 +600,74 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ parser
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default, written as a user types it (never `None` or `False`)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or "default" in text or any(action.default is skip for skip in (None, False)) \
+                or action.default == argparse.SUPPRESS:
+            return text
+        if isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            return text
+        return f"{text} (default: %(default)s)".strip()
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535 (0 picks a free one), got {value}")
+    return value
+
+
+MIN_WATCH_INTERVAL_S = 0.1
+
+
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value < MIN_WATCH_INTERVAL_S:
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number of seconds, at least {MIN_WATCH_INTERVAL_S:g}, got {text!r}"
+        )
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def _add_settings(parser: argparse.ArgumentParser) -> None:
@@ -577,14 +689,22 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
                    "here, local processes)",
         "train_workers": "with --trainer tfjob: data-parallel training workers (MultiWorkerMirroredStrategy)",
     }
-    from localpach.specs import SETTING_FLAGS
+    import dataclasses
 
+    from localpach.specs import SETTING_FLAGS, PipelineSettings
+
+    defaults = {field.name: field.default for field in dataclasses.fields(PipelineSettings)}
     for name, kind in SETTING_FLAGS.items():
         if kind is bool:  # an on-by-default gate: the flag turns it off
             group.add_argument("--allow-below-baseline", dest=name, action="store_const", const=False, default=None,
                                help=helps.get(name))
             continue
-        group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None, help=helps.get(name))
+        text = helps.get(name, "")
+        default = defaults.get(name, dataclasses.MISSING)
+        if "default" not in text and default not in (None, dataclasses.MISSING):
+            text += f" (default for run: {default})"
+        group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_finite_float if kind is float else kind,
+                           default=None, help=text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -599,7 +719,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="localpach",
         description="Pachyderm's semantics on local folders: versioned repos, pipelines, jobs and provenance, "
         "running the project's pipeline specs on this machine.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog="Start with `localpach demo`, or: put-file -> run -> list-job -> inspect-commit build@master -> serve.",
     )
     parser.add_argument("--version", action="version", version=f"localpach {__version__}")
@@ -610,13 +730,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
-        command = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        command = sub.add_parser(name, parents=[common], help=help_text, description=help_text,
+                                 formatter_class=HelpFormatter)
         command.set_defaults(handler=handler)
         return command
 
     p = add("create-repo", cmd_create_repo, "create an input repo")
-    p.add_argument("name")
-    p.add_argument("-d", "--description")
+    p.add_argument("name", help="repo name: letters, digits, '_' and '-'")
+    p.add_argument("-d", "--description", help="a line shown by list-repo (default: none)")
 
     p = add("put-file", cmd_put_file, "commit a local CSV file into an input repo (checked first; refused files "
             "leave the repo unchanged)")
@@ -627,26 +748,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-wait", action="store_true", help="fail instead of waiting when another run holds the state")
 
     p = add("delete-file", cmd_delete_file, "commit an input repo without a file (or a directory)")
-    p.add_argument("repo", metavar="REPO[@BRANCH][:PATH]")
-    p.add_argument("path", metavar="PATH", nargs="?")
+    p.add_argument("repo", metavar="REPO[@BRANCH][:PATH]", help="the input repo (branch default: master)")
+    p.add_argument("path", metavar="PATH", nargs="?", help="file or directory to delete (or give it after ':')")
 
     p = add("list-repo", cmd_list_repo, "list repos with their size and head commit")
     p.add_argument("--all", action="store_true", help="include the __spec__ system repo")
 
     p = add("list-commit", cmd_list_commit, "list the commits of a repo, newest first")
-    p.add_argument("repo", metavar="REPO[@BRANCH]")
+    p.add_argument("repo", metavar="REPO[@BRANCH]", help="a repo (every branch) or one branch of it")
 
     p = add("list-file", cmd_list_file, "list the files of a commit (default: the branch head)")
-    p.add_argument("repo", metavar="REPO[@BRANCH|COMMIT][:PATH]")
-    p.add_argument("path", metavar="PATH", nargs="?", help="directory or file inside the commit")
+    p.add_argument("repo", metavar="REPO[@BRANCH|COMMIT][:PATH]", help="the commit (default: the master head)")
+    p.add_argument("path", metavar="PATH", nargs="?", help="directory or file inside the commit (default: the root)")
 
     p = add("get-file", cmd_get_file, "print (or save) one file of a commit")
-    p.add_argument("repo", metavar="REPO[@BRANCH|COMMIT]:PATH")
-    p.add_argument("path", metavar="PATH", nargs="?")
-    p.add_argument("-o", "--output", help="write to this file instead of stdout")
+    p.add_argument("repo", metavar="REPO[@BRANCH|COMMIT]:PATH", help="the file (branch default: master)")
+    p.add_argument("path", metavar="PATH", nargs="?", help="the file's path, if not given after ':'")
+    p.add_argument("-o", "--output", help="write to this file (default: stdout)")
 
     p = add("inspect-commit", cmd_inspect_commit, "show a commit and its full provenance chain")
-    p.add_argument("commit", metavar="REPO[@BRANCH|COMMIT]")
+    p.add_argument("commit", metavar="REPO[@BRANCH|COMMIT]", help="the commit (default: the master head)")
     p.add_argument("ref", metavar="COMMIT", nargs="?", help="commit ID or branch (pachctl 1.x style)")
     p.add_argument("--raw", "--json", dest="json", action="store_true", help="print the commit record as JSON")
     p.add_argument("--files", action="store_true", help="with --raw: include the file list")
@@ -655,20 +776,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("wait-commit", cmd_wait_commit, "wait until a commit is finished: for a pipeline's branch, until it holds "
             "the output of the current inputs (`wait commit`)")
     p.add_argument("commit", metavar="REPO[@BRANCH|COMMIT]")
-    p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (exit 124)")
-    p.add_argument("--interval", type=float, default=0.5, help="seconds between checks")
+    p.add_argument("--timeout", type=_interval, default=None,
+                   help="give up after this many seconds (exit 124; default: wait as long as it takes)")
+    p.add_argument("--interval", type=_interval, default=0.5, help="seconds between checks")
     p.add_argument("--raw", "--json", dest="json", action="store_true", help="print the commit record as JSON")
 
     p = add("list-job", cmd_list_job, "list jobs, newest first (state, duration, datums, bytes in/out)")
-    p.add_argument("-p", "--pipeline", help="only this pipeline's jobs")
+    p.add_argument("-p", "--pipeline", help="only this pipeline's jobs (default: every pipeline)")
     p.add_argument("--raw", "--json", dest="json", action="store_true", help="print the job records as JSON")
 
     p = add("inspect-job", cmd_inspect_job, "show a job: inputs, datums, reason and log tail")
-    p.add_argument("job", metavar="JOB_ID|PIPELINE@JOB_ID")
+    p.add_argument("job", metavar="JOB_ID|PIPELINE@JOB_ID", help="a job ID from list-job")
     p.add_argument("--raw", "--json", dest="json", action="store_true", help="print the job record as JSON")
 
     p = add("list-pipeline", cmd_list_pipeline, "list pipelines: version, input, state / last job (`list pipeline`)")
-    p.add_argument("pipeline", nargs="?", help="only this pipeline")
+    p.add_argument("pipeline", nargs="?", help="only this pipeline (default: every pipeline)")
     p.add_argument("--raw", "--json", dest="json", action="store_true", help="print the pipelines as JSON")
 
     p = add("inspect-pipeline", cmd_inspect_pipeline, "show a pipeline: spec, state and last job "
@@ -681,37 +803,66 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw", "--json", dest="json", action="store_true", help="print the datum records as JSON")
 
     p = add("logs", cmd_logs, "print a job's stage output")
-    p.add_argument("job", metavar="JOB_ID")
-    p.add_argument("--tail", type=int, default=0, help="only the last N lines")
+    p.add_argument("job", metavar="JOB_ID", help="a job ID from list-job")
+    p.add_argument("--tail", type=_non_negative_int, default=0, help="only the last N lines (0: all)")
 
     p = add("run", cmd_run, "run every pipeline whose inputs or spec changed, in dependency order")
     p.add_argument("--watch", action="store_true", help="keep running: re-run when new data is committed")
-    p.add_argument("--interval", type=float, default=2.0, help="seconds between checks with --watch")
+    p.add_argument("--interval", type=_interval, default=2.0,
+                   help=f"seconds between checks with --watch (at least {MIN_WATCH_INTERVAL_S:g})")
     p.add_argument("--stream", action="store_true", help="print every line of stage output")
     p.add_argument("--no-wait", action="store_true", help="fail instead of waiting when another run holds the state")
-    p.add_argument("--specs", metavar="PATH", help="run these Pachyderm spec JSON files instead of the project's")
+    p.add_argument("--specs", metavar="PATH",
+                   help="run these Pachyderm spec JSON files instead of the project's (default: the project's)")
     _add_settings(p)
 
     p = add("fsck", cmd_fsck, "check the state for damaged or missing records and objects (like `pachctl fsck`); "
             "exit 1 while a problem remains")
     p.add_argument("-f", "--fix", action="store_true",
                    help="apply the safe fixes: move unreadable job and datum records and commit records no branch "
-                   "reaches to lost+found, quarantine altered objects, rewrite a damaged state marker; branches are "
-                   "never re-pointed")
+                   "reaches to lost+found, quarantine altered objects, rewrite a damaged state marker, mark a job a "
+                   "killed runner left running as killed and remove its work folder, point an unreadable branch "
+                   "record at its newest intact commit; readable branches are never re-pointed")
     p.add_argument("--no-wait", action="store_true", help="fail instead of waiting when another run holds the state")
 
     p = add("serve", cmd_serve, "serve the newest build that passed the gate (or --commit) on 127.0.0.1")
-    p.add_argument("--port", type=int, default=9000, help="HTTP port (0 picks a free one; default 9000)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--commit", help="pin a build commit ID instead of the newest build that passed the gate")
+    p.add_argument("--port", type=_port, default=9000, help="HTTP port, 1 to 65535 (0 picks a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--commit", help="pin a build commit ID (default: the newest build that passed the gate)")
 
     p = add("demo", cmd_demo, "the whole tutorial on the vendored data: put, run, serve, request, update, re-run")
     p.add_argument("--dir", help="demo directory (default: runs/demo-<timestamp>)")
     p.add_argument("--sample", help="CSV (or .csv.gz) to use instead of data/github_pr_issues_large.csv.gz")
-    p.add_argument("--remove-rows", type=int, default=5, help="rows the update step removes (tutorial step 9)")
+    p.add_argument("--remove-rows", type=_positive_int, default=5,
+                   help="rows the update step removes (tutorial step 9); fewer than the sample's rows")
     p.add_argument("--stream", action="store_true", help="print every line of stage output")
     _add_settings(p)
     return parser
+
+
+# Commands that write the state (they create it when it does not exist yet).
+STATE_WRITERS = {"create-repo", "put-file", "delete-file", "run", "fsck"}
+
+
+def check_state_dir(path: Path, command: str) -> None:
+    """A --state that cannot be a state folder (a file, under a file, somewhere unwritable such as /proc): one
+    line naming it, before any work starts."""
+    if path.exists():
+        if not path.is_dir():
+            raise UsageError(f"--state {path}: is a file, not a folder")
+    else:
+        existing = next((parent for parent in path.absolute().parents if parent.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise UsageError(f"--state {path}: {existing} is a file, so no folder can be made under it")
+    if command not in STATE_WRITERS:
+        return  # readers say "no state" themselves when it does not exist
+    # Where the state is (or its nearest existing parent): a folder made and removed there proves it writable
+    # (os.access says yes to root even on /proc), and a refused command still creates nothing.
+    existing = path if path.exists() else next((p for p in path.absolute().parents if p.exists()), Path("/"))
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".localpach-probe-", dir=existing))
+    except OSError as error:
+        raise UsageError(f"--state {path}: cannot write there ({error.strerror or error})") from None
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -726,6 +877,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGINT ignored, and Python then leaves it ignored, so `kill -INT` would not stop the server it started.
     previous_interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
+        command = getattr(args, "command", None)
+        if command is not None and command != "demo":
+            check_state_dir(state_dir(args), command)
         return int(args.handler(args) or 0)
     except LocalPachError as error:
         _console(stderr=True).print(f"[bold red]error:[/] {_escape(error.message)}", soft_wrap=True)

@@ -5,6 +5,10 @@ Everything is checked before anything is written, so a refused file leaves the r
 
 from __future__ import annotations
 
+import os
+import shutil
+import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -55,34 +59,84 @@ def put_file(
     target = normalize_path(path or source.name)
     if not target:
         raise InputRefused("put-file needs a file path inside the repo, not the repo root")
+    check_path_length(target)
     compressed = target.lower().endswith(".csv.gz")
     if validate and not (compressed or target.lower().endswith(".csv")):
         raise InputRefused(
             f"refused {source}: the path in the repo must end in .csv or .csv.gz (the split stage reads every "
             f"*.csv and *.csv.gz), got {target!r}; nothing was written"
         )
-    # Stored as given, like `pachctl put file`: a .csv.gz stays compressed and the split stage decompresses it.
-    summary: CsvSummary | None = check_issue_csv(source, str(source), compressed) if validate else None
-    if not validate and not source.is_file():
-        raise InputRefused(f"refused {source}: not a regular file")
-    pfs = PFS(state_dir)
-    pfs.init()
-    with _locked(state_dir, "put-file", wait, on_wait):
-        created = _writable_input_repo(pfs, repo, create_repo)
-        head = pfs.head_commit(repo, branch)
-        files = dict(head.files) if head else {}
-        if target in files and not overwrite:
+    # Read once: the source is copied into a private snapshot, which is what gets checked and then stored. Checking
+    # the source and copying it again after the lock wait committed whatever the file had become by then.
+    snapshot = _snapshot(source)
+    try:
+        # Stored as given, like `pachctl put file`: a .csv.gz stays compressed and the split stage decompresses it.
+        summary: CsvSummary | None = check_issue_csv(snapshot, str(source), compressed) if validate else None
+        pfs = PFS(state_dir)
+        pfs.init()
+        with _locked(state_dir, "put-file", wait, on_wait):
+            created = _writable_input_repo(pfs, repo, create_repo)
+            head = pfs.head_commit(repo, branch)
+            files = dict(head.files) if head else {}
+            if target in files and not overwrite:
+                raise InputRefused(
+                    f"{repo}@{branch}:{target} already exists; pass -o/--overwrite to replace it (nothing was written)"
+                )
+            if any(existing.startswith(target + "/") for existing in files):
+                raise InputRefused(f"{repo}@{branch}:{target} is a directory; choose another path")
+            stored = pfs.objects.put_file(snapshot)
+            files[target] = stored
+            if head is not None and head.files == files:
+                return PutResult(commit=None, created_repo=created, rows=summary.rows if summary else None)
+            commit = pfs.commit(repo, files, origin="user", branch=branch, description=f"put-file {target}")
+            return PutResult(commit=commit, created_repo=created, rows=summary.rows if summary else None)
+    finally:
+        snapshot.unlink(missing_ok=True)
+
+
+# What a step can later read: every pipeline copies the file under <state>/work/<job>/datum-N/pfs/<repo>/, so a
+# file name over the file system's NAME_MAX (255 bytes on Linux) or a long path made every later `run` fail.
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 1024
+
+
+def check_path_length(target: str) -> None:
+    """Refuse a repo path a step could not open (each name at most 255 bytes, the whole path at most 1024)."""
+    for part in target.split("/"):
+        if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
             raise InputRefused(
-                f"{repo}@{branch}:{target} already exists; pass -o/--overwrite to replace it (nothing was written)"
+                f"refused path {part[:40]!r}...: a file or folder name in a repo may have at most {MAX_NAME_BYTES} "
+                f"bytes (it has {len(part.encode('utf-8', 'surrogateescape'))}); nothing was written"
             )
-        if any(existing.startswith(target + "/") for existing in files):
-            raise InputRefused(f"{repo}@{branch}:{target} is a directory; choose another path")
-        stored = pfs.objects.put_file(source)
-        files[target] = stored
-        if head is not None and head.files == files:
-            return PutResult(commit=None, created_repo=created, rows=summary.rows if summary else None)
-        commit = pfs.commit(repo, files, origin="user", branch=branch, description=f"put-file {target}")
-        return PutResult(commit=commit, created_repo=created, rows=summary.rows if summary else None)
+    size = len(target.encode("utf-8", "surrogateescape"))
+    if size > MAX_PATH_BYTES:
+        raise InputRefused(
+            f"refused path {target[:40]!r}...: a path in a repo may have at most {MAX_PATH_BYTES} bytes (it has "
+            f"{size}); nothing was written"
+        )
+
+
+def _snapshot(source: Path) -> Path:
+    """A private copy of `source`, read once; refused unless it is a regular file."""
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise InputRefused(f"refused {source}: no such file") from None
+    except IsADirectoryError:
+        raise InputRefused(f"refused {source}: not a regular file") from None
+    except OSError as error:
+        raise InputRefused(f"refused {source}: cannot read it ({error.strerror})") from None
+    with os.fdopen(fd, "rb") as reader:
+        if not stat.S_ISREG(os.fstat(reader.fileno()).st_mode):
+            raise InputRefused(f"refused {source}: not a regular file")
+        handle, name = tempfile.mkstemp(prefix="localpach-put-", suffix=".snapshot")
+        try:
+            with os.fdopen(handle, "wb") as writer:
+                shutil.copyfileobj(reader, writer, 1024 * 1024)
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+    return Path(name)
 
 
 def delete_file(

@@ -24,7 +24,7 @@ from rich.table import Table
 from localpach import humanize, serve, views
 from localpach.compare import show_model_change
 from localpach.data import put_file
-from localpach.errors import LocalPachError
+from localpach.errors import LocalPachError, UsageError
 from localpach.jobs import JobStore
 from localpach.pfs import PFS, Commit
 from localpach.report import ConsoleReporter
@@ -199,8 +199,14 @@ class Demo:
 
         name = sample.name  # stored as given, like `pachctl put file`: split reads *.csv and *.csv.gz
         self.step(1, f"version the data: put-file {self.raw_repo} {name}")
+        if self.options.remove_rows < 1:
+            raise UsageError(f"--remove-rows must be at least 1, got {self.options.remove_rows}")
         put = put_file(self.state, self.raw_repo, name, sample)
         assert put.commit is not None
+        if put.rows is not None and self.options.remove_rows >= put.rows:
+            raise UsageError(
+                f"--remove-rows {self.options.remove_rows}: the sample has only {put.rows} rows; remove fewer"
+            )
         console.print(f"committed {self.raw_repo}@{put.commit.id} ({put.rows} rows from {sample})")
         console.print(views.repo_table(self.pfs, self.pfs.list_repos()))
 

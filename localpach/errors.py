@@ -23,6 +23,13 @@ class InputRefused(LocalPachError):
     exit_code = 2
 
 
+class UsageError(LocalPachError):
+    """A command-line value that cannot work (a bad --state, an -o path that cannot be written): exit 2, before
+    any work starts."""
+
+    exit_code = 2
+
+
 class SpecError(LocalPachError):
     """A pipeline spec the local runner cannot run (unsupported input type, missing field, cycle)."""
 

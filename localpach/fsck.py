@@ -8,8 +8,11 @@ re-hashes every stored object.
 
 `--fix` only does what cannot lose data or change what a branch means: unreadable job and datum records, and commit
 records no branch reaches, move to `lost+found/` (same relative path); an object whose bytes changed moves to
-`objects/corrupt/` (as reading it would); a damaged state marker is rewritten. A branch is never re-pointed: each
-problem that needs a decision (restore a file, choose an intact commit) is printed with the exact repair.
+`objects/corrupt/` (as reading it would); a damaged state marker is rewritten; a job left marked running by a killed
+runner is marked killed and its work folder removed (what the next `run` would do); an unreadable branch record is
+rewritten to name its branch's newest intact commit (it names nothing a rewrite could lose). A readable branch is
+never re-pointed: each problem that needs a decision (restore a file, choose an intact commit) is printed with the
+exact repair. Stored input CSVs are checked again as put-file checks them.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from pathlib import Path
 from typing import Callable
 
 from localpach.errors import CorruptState, NotFound
-from localpach.fsutil import atomic_write_json, sha256_file
-from localpach.jobs import JobStore
+from localpach.fsutil import atomic_write_json, remove_tree, sha256_file
+from localpach.jobs import KILLED, SUCCESS, Job, JobStore
 from localpach.lock import StateLock
 from localpach.pfs import PFS, STATE_FORMAT, Commit, is_repo_name
 from localpach.records import FSCK_HINT, is_branch_name, is_clean_repo_path, is_commit_id, is_digest, read_record
@@ -82,7 +85,10 @@ class Checker:
         for commit, kind, is_head, branch in self._links:  # after the walks: a broken head is named with its repair
             self.check_commit_links(commit, kind, is_head, branch)
         self.check_objects()
+        self.check_input_files()
         self.check_jobs()
+        self.check_stale_jobs()
+        self.check_work_folder()
         self.check_datums()
         return self.findings
 
@@ -137,7 +143,19 @@ class Checker:
         try:
             commit_id = self.pfs.head(repo, branch)
         except CorruptState as error:
-            self.add(f"{_problem(error.message)}; restore it from a backup{self.intact_hint(repo, branch, None)}")
+            newest = self.newest_intact(repo, branch, None)
+            if newest is None:
+                self.add(f"{_problem(error.message)}; restore it from a backup{self.intact_hint(repo, branch, None)}")
+                return False
+
+            def repoint(newest: Commit = newest) -> str:
+                self.pfs._set_head(repo, branch, newest.id)
+                return f"rewrote {branch_path} to point at {repo}@{newest.id}, the newest intact commit of {branch}"
+
+            # The record is unreadable, so it names nothing a rewrite could lose: the newest intact commit of the
+            # branch is what it pointed to unless a writer stopped between writing a commit and moving the branch.
+            self.add(f"{_problem(error.message)}; restore it from a backup{self.intact_hint(repo, branch, None)}",
+                     repoint, f"points it at {repo}@{newest.id}, the newest intact commit of {branch}")
             return False
         child: Commit | None = None
         while commit_id is not None:
@@ -158,6 +176,23 @@ class Checker:
             self._links.append((commit, kind, child is None, branch))
             child, commit_id = commit, commit.parent
         return True
+
+    def newest_intact(self, repo: str, branch: str, broken: str | None) -> Commit | None:
+        intact = self.intact_commits(repo, branch, broken)
+        return max(intact, key=lambda commit: commit.finished) if intact else None
+
+    def intact_commits(self, repo: str, branch: str, broken: str | None) -> list[Commit]:
+        intact = []
+        for path in (self.pfs.repos_dir / repo / "commits").glob("*.json"):
+            if path.stem == broken or not is_commit_id(path.stem):
+                continue
+            try:
+                commit = self.pfs.get_commit(repo, path.stem)
+            except (CorruptState, NotFound):
+                continue
+            if commit.branch == branch:
+                intact.append(commit)
+        return intact
 
     def intact_hint(self, repo: str, branch: str, broken: str | None) -> str:
         """The newest readable commits of `branch`: what a user may point the branch at instead."""
@@ -237,6 +272,33 @@ class Checker:
                         "moves it to objects/corrupt/",
                     )
 
+    def check_input_files(self) -> None:
+        """Each stored input CSV must still pass put-file's check: whatever reached the store without it (an older
+        put-file, a file swapped while put-file waited for the lock, an edited store) is named here, not in split."""
+        from localpach.csvcheck import check_issue_csv
+        from localpach.errors import InputRefused
+
+        seen: set[str] = set()
+        for commit, kind, _is_head, branch in self._links:
+            if kind != "input":
+                continue
+            for path, obj in sorted(commit.files.items()):
+                lowered = path.lower()
+                if obj.hash in seen or not (lowered.endswith(".csv") or lowered.endswith(".csv.gz")):
+                    continue
+                seen.add(obj.hash)
+                location = self.pfs.objects.path_of(obj.hash)
+                if not location.is_file() or sha256_file(location) != obj.hash:
+                    continue  # named by check_commit_links / check_objects
+                try:
+                    check_issue_csv(location, f"{commit.repo}@{commit.id}:{path}", lowered.endswith(".gz"))
+                except InputRefused as error:
+                    problem = error.message.splitlines()
+                    detail = problem[1].strip() if len(problem) > 1 else problem[0]
+                    self.add(f"{location}: the stored input file {commit.repo}@{commit.id}:{path} is not a valid "
+                             f"issue CSV ({detail}); put a valid one: `localpach put-file {commit.repo}@{branch}:{path} "
+                             "-o -f FILE`")
+
     def check_jobs(self) -> None:
         if not self.jobs.dir.is_dir():
             return
@@ -250,6 +312,54 @@ class Checker:
             except CorruptState as error:
                 self.add(f"{_problem(error.message)}; a pipeline whose job it was simply runs again",
                          self.to_lost_and_found(path), "moves it to lost+found")
+
+    def check_stale_jobs(self) -> None:
+        """A job still marked running while fsck holds the state lock: its runner was killed (kill -9, a crash),
+        since a live runner holds the lock for its whole run. `--fix` does what the next `run` would: kill a step it
+        left behind, mark the job killed (or success, when its output commit had become the head), drop its work."""
+        for job in self.jobs.running():
+            work = self.state_dir / "work" / job.id
+            left = f"; its work folder {work} is left behind" if work.exists() else ""
+            self.add(
+                f"{self.jobs.dir / (job.id + '.json')}: job {job.id} ({job.pipeline}) is marked running, but no "
+                f"localpach run holds the state (the runner was killed){left}",
+                lambda job=job: self.finish_stale_job(job),
+                "marks it killed and removes its work folder",
+            )
+
+    def finish_stale_job(self, job: Job) -> str:
+        from localpach.runner import Runner
+
+        Runner._kill_leftover_step(job)
+        try:
+            head = self.pfs.head(job.pipeline)
+        except CorruptState:
+            head = None
+        job.finished = time.time()
+        job.step_pid = None
+        if head is not None and head == job.output_commit:
+            job.state = SUCCESS
+            done = "marked it success (its output commit is the head)"
+        else:
+            job.state = KILLED
+            job.reason = "interrupted: the runner stopped during this job; nothing was committed, it is retried"
+            done = "marked it killed"
+        self.jobs.save(job)
+        work = self.state_dir / "work" / job.id
+        remove_tree(work)
+        return f"job {job.id} ({job.pipeline}): {done}; removed {work}"
+
+    def check_work_folder(self) -> None:
+        """Work folders of jobs that are not running (a runner killed between jobs): scratch, safe to remove."""
+        work_root = self.state_dir / "work"
+        if not work_root.is_dir():
+            return
+        running = {job.id for job in self.jobs.running()}
+        for path in sorted(work_root.iterdir()):
+            if path.name in running:
+                continue  # named with its job above
+            self.add(f"{path}: scratch left by a runner that stopped (no running job uses it)",
+                     lambda path=path: (remove_tree(path), f"removed {path}")[1], "removes it")
 
     def check_datums(self) -> None:
         root = self.state_dir / "datums"

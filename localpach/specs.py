@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from localpach.datums import PfsInput, pfs_inputs
-from localpach.errors import SpecError
+from localpach.errors import SpecError, UsageError
 from localpach.fsutil import sha256_json
 from pipelines import RAW_DATA_REPO, PipelineSettings, all_pipelines
 from pipelines.validate import spec_problems
@@ -123,6 +123,8 @@ def load_spec_path(path: Path) -> list[dict[str, Any]]:
             loaded = json.loads(file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
             raise SpecError(f"cannot read pipeline spec {file}: {error}") from None
+        except RecursionError:
+            raise UsageError(f"cannot read pipeline spec {file}: its JSON is nested too deeply") from None
         specs.extend(loaded if isinstance(loaded, list) else [loaded])
     return specs
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,8 +75,8 @@ def _problems(s: PipelineSettings):
         value = getattr(s, field)
         if value is not None and (not isinstance(value, int) or value < 1):
             yield f"{field} must be a positive integer, or None for the stage's default"
-    if s.learning_rate is not None and not s.learning_rate > 0:
-        yield "learning_rate must be positive"
+    if s.learning_rate is not None and not (s.learning_rate > 0 and math.isfinite(s.learning_rate)):
+        yield "learning_rate must be a positive, finite number"
     if s.architecture not in ARCHITECTURES:
         yield f"architecture must be one of {', '.join(ARCHITECTURES)}, not {s.architecture!r}"
     if not 0 <= s.min_rouge_l <= 1:

@@ -143,3 +143,65 @@ def test_config_errors_stop_before_any_resource_is_declared() -> None:
     finally:
         harness._RecordingMonitor.RegisterResource = original
     assert seen == []
+
+
+# --- hardening round 3 (issue 29, item 13): values preview accepted that `pulumi up` would reject or regret -------
+
+
+@pytest.mark.parametrize("key", ["issue-titles:namespace", "serving:namespace"])
+@pytest.mark.parametrize("name", ["kube-system", "kube-public", "kube-node-lease", "default"])
+def test_a_namespace_kubernetes_reserves_is_refused_for_every_namespace_the_stack_owns(key: str, name: str) -> None:
+    overrides = {key: name}
+    if key == "issue-titles:namespace":
+        overrides["serving:namespace"] = "titles-serving"  # so the serving namespace is not derived from it
+
+    message = expect_config_error("minikube", overrides)
+
+    assert f"invalid `{key}` {name!r}" in message
+    assert "belong to Kubernetes" in message and "`pulumi destroy` would delete it" in message
+    assert f"pulumi config set {key} " in message
+
+
+@pytest.mark.parametrize("replicas", ["100000000", "51"])
+def test_serving_replicas_over_the_documented_maximum_are_refused(replicas: str) -> None:
+    message = expect_config_error("minikube", {"serving:replicas": replicas})
+
+    assert f"invalid `serving:replicas` {replicas}: must be at most 50" in message
+    assert "pulumi config set serving:replicas 2" in message
+
+
+def test_fifty_replicas_are_accepted() -> None:
+    from infra.config import MAX_SERVING_REPLICAS
+
+    assert MAX_SERVING_REPLICAS == 50
+    run_program("minikube", {"serving:replicas": "50"})
+
+
+@pytest.mark.parametrize("name", ["Not_A_Namespace!", "UPPER", "x" * 64, "-dash"])
+def test_a_gateway_namespace_that_is_no_dns_label_is_refused(name: str) -> None:
+    message = expect_config_error("minikube", {"serving:gatewayNamespace": name})
+
+    assert f"invalid `serving:gatewayNamespace` {name!r}" in message and "DNS-1123 label" in message
+    assert "pulumi config set serving:gatewayNamespace ingress-nginx" in message
+
+
+@pytest.mark.parametrize("host", ["bad host!*", "under_score.example.com", "a..b", "999.1.1.1", "host:99999",
+                                  "x" * 64 + ".example.com"])
+def test_an_ingress_host_that_is_no_host_name_is_refused(host: str) -> None:
+    message = expect_config_error("minikube", {"serving:ingressHost": host})
+
+    assert f"invalid `serving:ingressHost` {host!r}" in message
+    assert "pulumi config set serving:ingressHost titles.example.com" in message
+
+
+@pytest.mark.parametrize("host", ["localhost", "192.168.49.2", "titles.example.com", "localhost:8080"])
+def test_host_names_and_addresses_are_accepted_as_ingress_host(host: str) -> None:
+    run_program("minikube", {"serving:ingressHost": host})
+
+
+@pytest.mark.parametrize("address", ["grpc://host:99999", "grpc://host:0", "grpcs://10.0.0.1:65536"])
+def test_a_pachd_port_out_of_range_is_refused(address: str) -> None:
+    message = expect_config_error("minikube", {"issue-titles:pachdAddress": address})
+
+    assert f"invalid `issue-titles:pachdAddress` {address!r}: the port must be 1 to 65535" in message
+    assert "pulumi config set issue-titles:pachdAddress grpc://192.168.49.2:30080" in message

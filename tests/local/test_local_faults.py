@@ -184,3 +184,32 @@ def test_run_watch_picks_up_new_data_and_stops_cleanly(state: Path, tmp_path: Pa
         code = watcher.wait(timeout=30)
     assert code == 0
     assert "stopped watching" in (tmp_path / "watch.log").read_text()
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
+def test_fsck_reports_a_job_a_killed_runner_left_running_and_fix_marks_it_killed(
+    state: Path, tmp_path: Path, control: Path
+) -> None:
+    put(state, issue_csv(tmp_path / "issues.csv", rows=3))
+    specs = write_specs(tmp_path / "specs.json", project_like_specs())
+    (control / "slow-train").write_text("60")
+    runner = start_runner(state, specs, control, tmp_path / "first.log")
+    wait_for(control / "started-train")
+    killed_job = (control / "started-train").read_text()
+    runner.send_signal(signal.SIGKILL)
+    runner.wait(timeout=10)
+    work = state / "work" / killed_job
+    assert work.is_dir() and JobStore(state).get(killed_job).state == RUNNING
+
+    report = localpach_cli("--state", str(state), "fsck")
+    fixed = localpach_cli("--state", str(state), "fsck", "--fix")
+    after = localpach_cli("--state", str(state), "fsck")
+
+    assert report.returncode == 1, report.stdout
+    assert f"job {killed_job} (train) is marked running, but no localpach run holds the state" in report.stdout
+    assert str(work) in report.stdout
+    assert fixed.returncode == 0, fixed.stdout
+    assert f"Fix applied: job {killed_job} (train): marked it killed; removed {work}" in fixed.stdout
+    assert JobStore(state).get(killed_job).state == KILLED
+    assert not work.exists()
+    assert after.returncode == 0 and after.stdout.strip().endswith("No errors found."), after.stdout

@@ -113,3 +113,41 @@ def test_put_file_refuses_to_write_into_a_pipeline_output_repo(state: Path, tmp_
         put_file(state, "split", "issues.csv", issue_csv(tmp_path / "a.csv", rows=2))
 
     assert pfs.head("split") is None
+
+
+def test_put_file_stores_the_bytes_it_checked_even_if_the_file_changes_while_it_waits(
+    state: Path, tmp_path: Path
+) -> None:
+    from localpach.lock import StateLock
+
+    source = issue_csv(tmp_path / "issues.csv", rows=3)
+    checked = source.read_bytes()
+    PFS(state).init()
+    holder = StateLock(state, "a running localpach run")
+    holder.acquire()
+
+    def swap_then_let_go(message: str) -> None:  # while put-file waits for the lock, the file becomes binary
+        source.write_bytes(b"\x00\x01\x02 not a csv" * 100)
+        holder.release()
+
+    result = put_file(state, "raw_data", "issues.csv", source, on_wait=swap_then_let_go)
+
+    stored = PFS(state).objects.read_bytes(result.commit.files["issues.csv"].hash)
+    assert stored == checked
+    assert result.rows == 3
+
+
+def test_put_file_refuses_a_file_name_no_step_could_open_naming_the_limit(state: Path, tmp_path: Path) -> None:
+    source = issue_csv(tmp_path / "issues.csv", rows=3)
+
+    with pytest.raises(InputRefused, match="a file or folder name in a repo may have at most 255 bytes \\(it has 304\\)"):
+        put_file(state, "raw_data", "x" * 300 + ".csv", source)
+
+    assert not (state / "repos" / "raw_data").exists()
+
+
+def test_put_file_refuses_a_path_over_1024_bytes(state: Path, tmp_path: Path) -> None:
+    source = issue_csv(tmp_path / "issues.csv", rows=3)
+
+    with pytest.raises(InputRefused, match="a path in a repo may have at most 1024 bytes"):
+        put_file(state, "raw_data", "/".join(["d" * 200] * 6) + "/a.csv", source)

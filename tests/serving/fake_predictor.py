@@ -57,3 +57,15 @@ class WarmingPredictor(EchoPredictor):
 
 def load_warming(model_dir: Path) -> WarmingPredictor:
     return WarmingPredictor(model_dir)
+
+
+class SleepyPredictor(EchoPredictor):
+    """Takes FAKE_PREDICT_SECONDS per model call: requests queue behind it, so a shutdown finds some in flight."""
+
+    def predict(self, bodies: list[str]) -> list[str]:
+        time.sleep(float(os.environ.get("FAKE_PREDICT_SECONDS", "0.5")))
+        return super().predict(bodies)
+
+
+def load_sleepy(model_dir: Path) -> SleepyPredictor:
+    return SleepyPredictor(model_dir)

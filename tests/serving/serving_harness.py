@@ -65,6 +65,7 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     via_stages_cli: bool = False
     start_arguments: list[str] = field(default_factory=list)
+    open_files: int | None = None  # RLIMIT_NOFILE (soft and hard) for the server process, e.g. to test the fd cap
     process: subprocess.Popen | None = None
 
     @property
@@ -84,7 +85,18 @@ class ServerProcess:
         env = {**os.environ, **self.env, "TF_CPP_MIN_LOG_LEVEL": "2"}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH", "")]))
         self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        preexec = None
+        if self.open_files is not None:
+            import resource
+
+            limit = self.open_files
+
+            def preexec() -> None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+        self.process = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, env=env, preexec_fn=preexec
+        )
         return self
 
     def log(self) -> str:

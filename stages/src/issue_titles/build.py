@@ -26,18 +26,42 @@ OPTIONAL_TRAIN_FILES = ("history.csv", "loss.png")
 
 
 def find_inputs(inputs: Sequence[Path]) -> tuple[Path, Path]:
-    """(train folder, split folder) among the inputs, recognised by their content, in any order."""
+    """(train folder, split folder) among the inputs, recognised by their content, in any order.
+
+    Exactly one of each: an extra, repeated or ambiguous input is refused, since build evaluates one split and
+    records every input in provenance.json (an extra split was recorded but never evaluated)."""
     inputs = [Path(path) for path in inputs]
     for path in inputs:
         if not path.is_dir():
             raise StageError("input folder does not exist", path=path)
+    names = ", ".join(str(path) for path in inputs)
+    seen: dict[Path, Path] = {}
+    for path in inputs:
+        resolved = path.resolve()
+        if resolved in seen:
+            raise StageError(f"the same input folder is given twice ({seen[resolved]} and {path}); give the train "
+                             "output and the split output once each")  # fmt: skip
+        seen[resolved] = path
+    both = [path for path in inputs if (path / "model.json").is_file() and (path / "test.csv").is_file()]
+    if both:
+        raise StageError(f"{both[0]} holds both model.json and test.csv, so it is ambiguous; give the train output "
+                         "and the split output as separate folders")  # fmt: skip
     trained = [path for path in inputs if (path / "model.json").is_file()]
     splits = [path for path in inputs if (path / "test.csv").is_file()]
-    names = ", ".join(str(path) for path in inputs)
     if not trained:
         raise StageError(f"no input holds model.json (the output of `stages train`); inputs: {names}")
     if not splits:
         raise StageError(f"no input holds test.csv (the output of `stages split`); inputs: {names}")
+    if len(trained) > 1:
+        raise StageError(f"{len(trained)} inputs hold model.json ({', '.join(map(str, trained))}); build takes one "
+                         "train output")  # fmt: skip
+    if len(splits) > 1:
+        raise StageError(f"{len(splits)} inputs hold test.csv ({', '.join(map(str, splits))}); build takes one "
+                         "split output")  # fmt: skip
+    others = [path for path in inputs if path not in (trained[0], splits[0])]
+    if others:
+        raise StageError(f"build takes two inputs (the train output and the split output); "
+                         f"{', '.join(map(str, others))} is neither")  # fmt: skip
     return trained[0], splits[0]
 
 

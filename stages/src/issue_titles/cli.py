@@ -7,7 +7,10 @@ process a closed pipe stopped), 1 anything unexpected.
 """
 
 import argparse
+import contextlib
+import errno
 import json
+import math
 import os
 import sys
 from dataclasses import replace
@@ -18,13 +21,15 @@ from issue_titles import __version__
 from issue_titles.errors import StageError
 
 
-def _whole_number(text: str, least: int) -> int:
+def _whole_number(text: str, least: int, most: int | None = None) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
     if value < least:
         raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+    if most is not None and value > most:
+        raise argparse.ArgumentTypeError(f"must be at most {most:,}, got {value:,}")
     return value
 
 
@@ -36,34 +41,111 @@ def _non_negative_int(text: str) -> int:
     return _whole_number(text, 0)
 
 
-def _fraction(text: str) -> float:
+def _bounded_int(least: int, most: int):
+    """A whole number from `least` to `most`: the bounds keep a typo from becoming pages of out-of-memory output."""
+
+    def parse(text: str) -> int:
+        return _whole_number(text, least, most)
+
+    parse.__name__ = f"whole number from {least} to {most}"
+    return parse
+
+
+def _finite(text: str) -> float:
+    """A float that is a number: `nan` and `inf` parse as floats but train to NaN or hang a schedule."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got '{text}'")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _finite(text)
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {value}")
     return value
 
 
+def _probability(text: str) -> float:
+    value = _finite(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be from 0 up to (not including) 1, got {value}")
+    return value
+
+
 def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    value = _finite(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
     return value
 
 
 def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    value = _finite(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got '{text}'") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1 to 65535, got {value}")
+    return value
+
+
+def _host(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; give an address such as 127.0.0.1 (0.0.0.0: every interface)")
+    return text
+
+
+class _Once(argparse.Action):
+    """A single-valued option given twice is refused: argparse would silently keep the last one."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        seen = getattr(namespace, "_given_once", set())
+        if self.dest in seen:
+            parser.error(f"argument {option_string}: given more than once; this step takes one")
+        namespace._given_once = seen | {self.dest}
+        setattr(namespace, self.dest, values)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default as a user types it (never `None` or `False`); options whose
+    default depends on something else say so in their help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or "default" in text or any(action.default is skip for skip in (None, False)) \
+                or action.default == argparse.SUPPRESS:
+            return text
+        if isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            return text
+        return f"{text} (default: %(default)s)".strip()
+
+
+# issue_titles.predictor's DEFAULT_BEAM_WIDTH, DEFAULT_LENGTH_PENALTY, DEFAULT_COPY_BIAS, as --help shows them
+# (importing the predictor would load TensorFlow for `--help`; a test keeps the two equal).
+DECODING_DEFAULTS_SHOWN = (2, 2.0, 1.6)
+
+# Upper bounds of the size arguments (inclusive); documented in stages/README.md "Limits".
+MAX_VOCAB_SIZE = 1_000_000
+MAX_BODY_LENGTH = 2_000  # tokens; bodies are cut at text.MAX_CHARS (20,000 characters) before tokenising anyway
+MAX_TITLE_LENGTH = 200
+MAX_TRIGRAMS_PER_TOKEN = 64
+MAX_TRIGRAM_BUCKETS = 32_767  # ids are stored as int16
+MAX_EPOCHS = 10_000
+MAX_TRAIN_BATCH = 65_536
+MAX_DIM = 8_192
+MAX_BEAM_WIDTH = 64
+MAX_PREDICT_BATCH = 8_192
 
 
 def _repositories(text: str) -> tuple[str, ...]:
@@ -76,16 +158,38 @@ def _repositories(text: str) -> tuple[str, ...]:
 
 def _decoding_arguments(command: argparse.ArgumentParser) -> None:
     """--beam-width, --length-penalty and --copy-bias, for every command that writes titles (None: the defaults)."""
-    command.add_argument("--beam-width", type=_positive_int, default=None,
-                         help="hypotheses kept per body while decoding; 1 is greedy (default: beam search, "
-                         "issue_titles.predictor.DEFAULT_BEAM_WIDTH)")  # fmt: skip
+    DEFAULT_BEAM_WIDTH, DEFAULT_LENGTH_PENALTY, DEFAULT_COPY_BIAS = DECODING_DEFAULTS_SHOWN
+
+    command.add_argument("--beam-width", type=_bounded_int(1, MAX_BEAM_WIDTH), default=None,
+                         help=f"hypotheses kept per body while decoding, 1 to {MAX_BEAM_WIDTH}; 1 is greedy "
+                         f"(default: {DEFAULT_BEAM_WIDTH})")  # fmt: skip
     command.add_argument("--length-penalty", type=_non_negative_float, default=None,
                          help="GNMT length penalty alpha for beam search; 0 ranks by plain log-probability "
-                         "(default: issue_titles.predictor.DEFAULT_LENGTH_PENALTY)")  # fmt: skip
+                         f"(default: {DEFAULT_LENGTH_PENALTY})")  # fmt: skip
     command.add_argument("--copy-bias", type=_positive_float, default=None, metavar="F",
                          help="multiply the copy switch's odds by F at every step: above 1 copies more body words, 1 "
-                         "decodes as trained (default: issue_titles.predictor.DEFAULT_COPY_BIAS for the default "
-                         "architecture; the tutorial's model does not copy)")  # fmt: skip
+                         f"decodes as trained (default: {DEFAULT_COPY_BIAS} for the default architecture; the "
+                         "tutorial's model does not copy)")  # fmt: skip
+
+
+SERVE_DESCRIPTION = """Serve a bundle (what `stages build` writes) over HTTP with MLServer until SIGTERM or Ctrl-C.
+
+Endpoints (on --port):
+  POST /api/v1.0/predictions, /api/v0.1/predictions, /predict   Seldon protocol: {"data":{"ndarray":[["<body>"]]}}
+  POST /v2/models/issue-summarization/infer                     V2 (Open Inference) protocol, JSON or binary tensors
+  GET  /v2/health/live, /v2/health/ready, /health/status         liveness / readiness
+  GET  /v2/models/issue-summarization, /api/v1.0/metadata/issue-summarization   model metadata (job ID, data)
+  GET  /v2/models/issue-summarization/model-card                 the bundle's MODEL_CARD.md
+  GET  /metrics on --metrics-port                                Prometheus metrics (MLServer's)
+
+Limits come from environment variables (defaults in parentheses; see issue_titles/serving/README.md):
+  ISSUE_TITLES_MAX_REQUEST_BYTES (4194304)   ISSUE_TITLES_MAX_BATCH_BODIES (512)
+  ISSUE_TITLES_MAX_BODY_CHARS (100000)       ISSUE_TITLES_ADAPTIVE_BATCH_SIZE (16)
+  ISSUE_TITLES_ADAPTIVE_BATCH_TIME (0.001 s) ISSUE_TITLES_BODY_TIMEOUT (30 s)
+  ISSUE_TITLES_HEADER_TIMEOUT (10 s)         ISSUE_TITLES_IDLE_TIMEOUT (5 s)
+  ISSUE_TITLES_MAX_CONNECTIONS (512)
+A bad value is refused at start with one line naming the variable (exit 2). A bundle whose files changed since
+build is refused (exit 4). On SIGTERM, requests in flight get 3 s to finish, then a JSON 503."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,130 +197,174 @@ def build_parser() -> argparse.ArgumentParser:
 
     text_defaults = TextConfig()
     parser = argparse.ArgumentParser(
-        prog="stages", description="Issue-title model: pipeline steps (folders in, one folder out), predict, serve."
+        prog="stages", description="Issue-title model: pipeline steps (folders in, one folder out), predict, serve.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    split = commands.add_parser("split", help="clean the raw CSVs and cut them into train.csv and test.csv")
-    split.add_argument("--input", type=Path, required=True, help="folder with *.csv (issue_url,issue_title,body)")
-    split.add_argument("--output", type=Path, required=True, help="folder to write train.csv, test.csv, report.json")
+    def add(name: str, summary: str, description: str | None = None, **kwargs) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=summary, description=description or summary,
+                                   formatter_class=kwargs.pop("formatter_class", HelpFormatter), **kwargs)
+
+    split = add("split", "clean the raw CSVs and cut them into train.csv and test.csv",
+                "Read every *.csv and *.csv.gz of --input, skip and count malformed rows, and write train.csv, "
+                "test.csv, heldout.csv and report.json into --output (atomically).")
+    split.add_argument("--input", type=Path, required=True, action=_Once,
+                       help="folder with *.csv (issue_url,issue_title,body)")
+    split.add_argument("--output", type=Path, required=True, action=_Once,
+                       help="folder to write train.csv, test.csv, report.json")
     split.add_argument("--sample-size", type=_positive_int, default=None, help="keep this many rows (default: all)")
-    split.add_argument("--test-fraction", type=_fraction, default=0.1, help="share of rows for test (default 0.1)")
-    split.add_argument("--seed", type=int, default=42, help="shuffle seed (default 42)")
+    split.add_argument("--test-fraction", type=_fraction, default=0.1, help="share of rows for test")
+    split.add_argument("--seed", type=int, default=42, help="shuffle seed")
     split.add_argument("--heldout-repos", type=_repositories, default=None, metavar="OWNER/NAME,...",
                        help="repositories kept out of training, written to heldout.csv (default: "
                             "issue_titles.split.HELDOUT_REPOSITORIES; '' for none)")
 
-    pre = commands.add_parser("pre_process", help="fit vocabularies on train.csv and encode it as arrays")
-    pre.add_argument("--input", type=Path, required=True, help="the split output (train.csv)")
-    pre.add_argument("--output", type=Path, required=True)
-    pre.add_argument("--body-vocab-size", type=_positive_int, default=text_defaults.body_vocab_size)
-    pre.add_argument("--body-length", type=_positive_int, default=text_defaults.body_length)
-    pre.add_argument("--title-vocab-size", type=_positive_int, default=text_defaults.title_vocab_size)
-    pre.add_argument("--title-length", type=_positive_int, default=text_defaults.title_length,
-                     help="title tokens including the start and end markers")  # fmt: skip
-    pre.add_argument("--trigrams-per-token", type=_non_negative_int, default=text_defaults.trigrams_per_token,
-                     help="hashed character trigrams of each body token the encoder also reads (0: none)")
-    pre.add_argument("--trigram-buckets", type=_positive_int, default=text_defaults.trigram_buckets,
-                     help="trigram ids are hashed into this many buckets")  # fmt: skip
+    pre = add("pre_process", "fit vocabularies on train.csv and encode it as arrays",
+              "Fit the body and title vocabularies on the split's train.csv and write them with the encoded arrays "
+              "into --output.")
+    pre.add_argument("--input", type=Path, required=True, action=_Once, help="the split output (train.csv)")
+    pre.add_argument("--output", type=Path, required=True, action=_Once, help="folder to write")
+    pre.add_argument("--body-vocab-size", type=_bounded_int(2, MAX_VOCAB_SIZE), default=text_defaults.body_vocab_size,
+                     help=f"body words kept, 2 to {MAX_VOCAB_SIZE:,}")
+    pre.add_argument("--body-length", type=_bounded_int(1, MAX_BODY_LENGTH), default=text_defaults.body_length,
+                     help=f"body tokens the model reads, 1 to {MAX_BODY_LENGTH:,}")
+    pre.add_argument("--title-vocab-size", type=_bounded_int(2, MAX_VOCAB_SIZE),
+                     default=text_defaults.title_vocab_size, help=f"title words kept, 2 to {MAX_VOCAB_SIZE:,}")
+    pre.add_argument("--title-length", type=_bounded_int(3, MAX_TITLE_LENGTH), default=text_defaults.title_length,
+                     help=f"title tokens including the start and end markers, 3 to {MAX_TITLE_LENGTH}")
+    pre.add_argument("--trigrams-per-token", type=_bounded_int(0, MAX_TRIGRAMS_PER_TOKEN),
+                     default=text_defaults.trigrams_per_token,
+                     help=f"hashed character trigrams of each body token the encoder also reads, 0 (none) to "
+                          f"{MAX_TRIGRAMS_PER_TOKEN}")
+    pre.add_argument("--trigram-buckets", type=_bounded_int(2, MAX_TRIGRAM_BUCKETS),
+                     default=text_defaults.trigram_buckets,
+                     help=f"trigram ids are hashed into this many buckets, 2 to {MAX_TRIGRAM_BUCKETS:,}")
 
-    train = commands.add_parser("train", help="train the title model (defaults depend on --architecture)")
-    train.add_argument("--input", type=Path, required=True, help="the pre_process output")
-    train.add_argument("--output", type=Path, required=True)
+    train = add("train", "train the title model (defaults depend on --architecture)",
+                "Train the title model on the pre_process output and write its weights, model.json and "
+                "history.csv into --output. stdout holds only the JSON report; progress goes to stderr.")
+    train.add_argument("--input", type=Path, required=True, action=_Once, help="the pre_process output")
+    train.add_argument("--output", type=Path, required=True, action=_Once, help="folder to write")
     train.add_argument("--architecture", default="default",
                        help="'default' (attention + copying, pointer_generator) or 'tutorial'")  # fmt: skip
-    train.add_argument("--epochs", type=_positive_int, default=None, help="maximum epochs")
-    train.add_argument("--batch-size", type=_positive_int, default=None)
-    train.add_argument("--learning-rate", type=_positive_float, default=None)
-    train.add_argument("--embedding-dim", type=_positive_int, default=None)
-    train.add_argument("--hidden-dim", type=_positive_int, default=None)
-    train.add_argument("--dropout", type=_non_negative_float, default=None)
+    train.add_argument("--epochs", type=_bounded_int(1, MAX_EPOCHS), default=None,
+                       help="maximum epochs (default: 4 for pointer_generator, 7 for tutorial)")
+    train.add_argument("--batch-size", type=_bounded_int(1, MAX_TRAIN_BATCH), default=None,
+                       help=f"1 to {MAX_TRAIN_BATCH:,} (default: the architecture's)")
+    train.add_argument("--learning-rate", type=_positive_float, default=None,
+                       help="a finite number > 0 (default: the architecture's)")
+    train.add_argument("--embedding-dim", type=_bounded_int(1, MAX_DIM), default=None,
+                       help=f"1 to {MAX_DIM:,} (default: the architecture's)")
+    train.add_argument("--hidden-dim", type=_bounded_int(1, MAX_DIM), default=None,
+                       help=f"1 to {MAX_DIM:,} (default: the architecture's)")
+    train.add_argument("--dropout", type=_probability, default=None, help="0 up to 1 (default: the architecture's)")
     train.add_argument("--patience", type=_positive_int, default=None,
-                       help="stop after this many epochs without a better validation loss")  # fmt: skip
+                       help="stop after this many epochs without a better validation loss (default: the "
+                            "architecture's)")  # fmt: skip
     train.add_argument("--encoder", choices=("bigru", "transformer"), default=None,
-                       help="pointer_generator's body encoder (default bigru)")
+                       help="pointer_generator's body encoder (default: bigru)")
     train.add_argument("--schedule", choices=("constant", "cosine"), default=None,
                        help="learning-rate schedule (default: cosine for pointer_generator, constant for tutorial)")
     train.add_argument("--precision", choices=("auto", "float32", "mixed"), default="auto",
                        help="auto (default): mixed float16 on a GPU for pointer_generator, float32 otherwise")
-    train.add_argument("--label-smoothing", type=_non_negative_float, default=None,
+    train.add_argument("--label-smoothing", type=_probability, default=None,
                        help="share of the loss spread over the title vocabulary "
-                            "(default 0.1 for pointer_generator, 0 for tutorial)")
+                            "(default: 0.1 for pointer_generator, 0 for tutorial)")
     train.add_argument("--average-steps", type=_non_negative_int, default=None, metavar="STEPS",
                        help="save the weights' moving average over about this many last steps, at most a third of "
-                            "the training (default 500 for pointer_generator; 0: the best epoch's, as the tutorial)")
-    train.add_argument("--word-dropout", type=_non_negative_float, default=None,
+                            "the training (default: 500 for pointer_generator; 0: the best epoch's, as the tutorial)")
+    train.add_argument("--word-dropout", type=_probability, default=None,
                        help="in training, a body word enters the encoder as unknown with this probability "
-                            "(pointer_generator only; default 0; 0.25 with --trigrams-per-token in stages/README)")
-    train.add_argument("--validation-split", type=_fraction, default=0.12)
-    train.add_argument("--max-minutes", type=_positive_float, default=None, help="stop after the epoch that passes this")
-    train.add_argument("--seed", type=int, default=42)
-    train.add_argument("--workers", type=_positive_int, default=1,
+                            "(pointer_generator only; default: 0; 0.25 with --trigrams-per-token in stages/README)")
+    train.add_argument("--validation-split", type=_fraction, default=0.12, help="share of rows held for validation")
+    train.add_argument("--max-minutes", type=_positive_float, default=None,
+                       help="stop after the epoch that passes this (default: no limit)")
+    train.add_argument("--seed", type=int, default=42, help="random seed")
+    train.add_argument("--workers", type=_positive_int, default=1, action=_Once,
                        help="train data-parallel as this many processes on 127.0.0.1, each with the TF_CONFIG a TFJob "
                             "replica gets (MultiWorkerMirroredStrategy; worker 0 writes the output); the global batch "
                             "size stays --batch-size")
-    train.add_argument("--from-s3", metavar="BUCKET", default=None,
+    train.add_argument("--from-s3", metavar="BUCKET", default=None, action=_Once,
                        help="first copy this bucket of the S3 gateway at $S3_ENDPOINT into --input (a TFJob replica "
-                            "reading an S3-enabled pipeline's input)")
-    train.add_argument("--to-s3", metavar="BUCKET", default=None,
-                       help="then put --output into this bucket (the chief only; `out` is the pipeline's output commit)")
+                            "reading an S3-enabled pipeline's input; default: read --input as it is)")
+    train.add_argument("--to-s3", metavar="BUCKET", default=None, action=_Once,
+                       help="then put --output into this bucket (the chief only; `out` is the pipeline's output "
+                            "commit; default: --output only)")
 
-    evaluate = commands.add_parser("evaluate", help="score a model on test.csv and heldout.csv against the extractive baselines")
-    evaluate.add_argument("--model", type=Path, required=True, help="a train output or a bundle")
-    evaluate.add_argument("--input", type=Path, required=True, help="the split output (test.csv)")
-    evaluate.add_argument("--output", type=Path, required=True, help="folder to write metrics.json")
+    evaluate = add("evaluate", "score a model on test.csv and heldout.csv against the extractive baselines",
+                   "Score a model (train output or bundle) on the split's test.csv and heldout.csv, with the "
+                   "extractive baselines side by side; write metrics.json into --output.")
+    evaluate.add_argument("--model", type=Path, required=True, action=_Once, help="a train output or a bundle")
+    evaluate.add_argument("--input", type=Path, required=True, action=_Once, help="the split output (test.csv)")
+    evaluate.add_argument("--output", type=Path, required=True, action=_Once, help="folder to write metrics.json")
     _decoding_arguments(evaluate)
 
-    build = commands.add_parser("build", help="evaluate, apply the quality gate, write the serving bundle")
+    build = add("build", "evaluate, apply the quality gate, write the serving bundle",
+                "Evaluate the train output on the split output, refuse a model the quality gate rejects (exit 3), "
+                "and write the serving bundle with provenance.json into --output.")
     build.add_argument("--input", type=Path, action="append", required=True,
-                       help="the train output and the split output (give --input twice, any order)")  # fmt: skip
-    build.add_argument("--output", type=Path, required=True)
+                       help="the train output and the split output: exactly two --input, any order")  # fmt: skip
+    build.add_argument("--output", type=Path, required=True, action=_Once, help="folder to write the bundle")
     build.add_argument("--min-rouge-l", type=_non_negative_float, default=0.0,
-                       help="also refuse models below this ROUGE-L (default 0: only the baseline gate)")  # fmt: skip
+                       help="also refuse models below this ROUGE-L (0: only the baseline gate)")  # fmt: skip
     build.add_argument("--allow-below-baseline", action="store_true",
                        help="build even a model that does not beat the best extractive baseline on ROUGE-L "
                        "(refused by default)")  # fmt: skip
-    build.add_argument("--base-image", default=None, help="the stage image the serving image starts FROM")
+    build.add_argument("--base-image", default=None,
+                       help="the stage image the serving image starts FROM (default: issue-titles-stages:latest)")
     _decoding_arguments(build)
 
-    export = commands.add_parser("export", help="push the serving image (stage image + bundle layer) through the registry API, in a cluster")
-    export.add_argument("--input", type=Path, required=True, help="the build output (bundle)")
-    export.add_argument("--output", type=Path, required=True, help="folder to write image.json")
-    export.add_argument("--image", required=True, help="REPO or REPO:TAG; without a tag, PACH_JOB_ID is the tag")
+    export = add("export", "push the serving image (stage image + bundle layer) through the registry API, in a cluster",
+                 "Push the serving image (the stage image plus a layer with the bundle) through the registry API "
+                 "and write image.json into --output; runs in a cluster.")
+    export.add_argument("--input", type=Path, required=True, action=_Once, help="the build output (bundle)")
+    export.add_argument("--output", type=Path, required=True, action=_Once, help="folder to write image.json")
+    export.add_argument("--image", required=True, action=_Once,
+                        help="REPO or REPO:TAG; without a tag, PACH_JOB_ID is the tag")
 
-    predict = commands.add_parser("predict", help="write a title for every body of a CSV")
-    predict.add_argument("--model", type=Path, required=True, help="a bundle or train output")
-    predict.add_argument("--input", type=Path, required=True, help="CSV with a 'body' column")
-    predict.add_argument("--output", type=Path, required=True, help="CSV to write (input columns + predicted_title)")
-    predict.add_argument("--batch-size", type=_positive_int, default=512)
+    predict = add("predict", "write a title for every body of a CSV",
+                  "Write --output: every column and row of --input, plus predicted_title (an empty body gets an "
+                  "empty title and is counted).")
+    predict.add_argument("--model", type=Path, required=True, action=_Once, help="a bundle or train output")
+    predict.add_argument("--input", type=Path, required=True, action=_Once, help="CSV with a 'body' column")
+    predict.add_argument("--output", type=Path, required=True, action=_Once,
+                         help="CSV to write (input columns + predicted_title)")
+    predict.add_argument("--batch-size", type=_bounded_int(1, MAX_PREDICT_BATCH), default=512,
+                         help=f"bodies per model call, 1 to {MAX_PREDICT_BATCH:,}")
     _decoding_arguments(predict)
 
-    launch = commands.add_parser(
-        "launch-tfjob", help="the train pipeline's command with trainer tfjob: run `stages train` as a TFJob (one "
-        "replica or several, data-parallel) through the S3 gateway, follow it, delete it; locally, as processes")
+    launch = add("launch-tfjob", "run `stages train` as a TFJob (the train pipeline's command with trainer tfjob)",
+                 "The train pipeline's command with trainer tfjob: run `stages train` as a TFJob (one replica or "
+                 "several, data-parallel) through the pipeline's S3 gateway, follow it, delete it; without a "
+                 "Kubernetes API (localpach), run the replicas as local processes.")
     launch.add_argument("--image", required=True, help="the stage image every replica runs")
     launch.add_argument("--workers", type=_positive_int, default=1, help="Worker replicas (1: no TF_CONFIG)")
     launch.add_argument("--gpus", type=_non_negative_int, default=0, help="GPUs per replica")
-    launch.add_argument("--cpu-request", default="1")
-    launch.add_argument("--memory-request", default="4Gi")
-    launch.add_argument("--cpu-limit", default="4")
-    launch.add_argument("--memory-limit", default="12Gi")
+    launch.add_argument("--cpu-request", default="1", help="each replica's CPU request")
+    launch.add_argument("--memory-request", default="4Gi", help="each replica's memory request")
+    launch.add_argument("--cpu-limit", default="4", help="each replica's CPU limit")
+    launch.add_argument("--memory-limit", default="12Gi", help="each replica's memory limit")
     launch.add_argument("--run-as-user", type=_positive_int, default=10001, help="the image's non-root user")
-    launch.add_argument("--image-pull-secret", default=None)
+    launch.add_argument("--image-pull-secret", default=None, help="the registry Secret the replicas pull with (default: none)")
     launch.add_argument("--input-bucket", default="pre_process", help="the S3-enabled input's name")
-    launch.add_argument("--poll-seconds", type=_positive_float, default=10.0)
-    launch.add_argument("--timeout-minutes", type=_positive_float, default=None)
+    launch.add_argument("--poll-seconds", type=_positive_float, default=10.0, help="how often the TFJob's status is read")
+    launch.add_argument("--timeout-minutes", type=_positive_float, default=None,
+                        help="give up on the TFJob after this long (default: no limit)")
     launch.add_argument("--local-input", type=Path, default=None,
-                        help="without a Kubernetes API (localpach): the folder the replicas train on")
-    launch.add_argument("--local-output", type=Path, default=None, help="... and the folder the model goes to")
+                        help="without a Kubernetes API (localpach): the folder the replicas train on (default: none)")
+    launch.add_argument("--local-output", type=Path, default=None, help="... and the folder the model goes to (default: none)")
     launch.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the `stages train` flags")
 
-    serve = commands.add_parser("serve", help="serve a bundle over HTTP with MLServer")
-    serve.add_argument("--model", type=Path, required=True)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=9000)
-    serve.add_argument("--metrics-port", type=int, default=None,
+    serve = add("serve", "serve a bundle over HTTP with MLServer", SERVE_DESCRIPTION,
+                formatter_class=_RawDescriptionDefaults)
+    serve.add_argument("--model", type=Path, required=True, action=_Once,
+                       help="the bundle folder (what `stages build` writes)")
+    serve.add_argument("--host", type=_host, default="127.0.0.1",
+                       help="address to listen on; 0.0.0.0 for every interface (the serving image's)")
+    serve.add_argument("--port", type=_port, default=9000, help="HTTP port, 1 to 65535")
+    serve.add_argument("--metrics-port", type=_port, default=None,
                        help="MLServer's Prometheus /metrics on this port (the serving image: 8082; "
                             "default: MLSERVER_METRICS_PORT, else off)")
     serve.add_argument("--tracing-server", default=None,
@@ -226,6 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-access-log", dest="access_log", action="store_false",
                        help="no log line per request (default: one line per request)")
     return parser
+
+
+class _RawDescriptionDefaults(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the options' help, the description's layout (endpoint and variable lists) kept."""
 
 
 class StdoutClosed(Exception):
@@ -288,7 +440,58 @@ def _without_workers(argv: Sequence[str]) -> list[str]:
     return out
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Send whatever is written to stdout (Python's sys.stdout and file descriptor 1) to stderr meanwhile."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no fd 1 at all: redirecting the Python stream is all there is to do
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+        return
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+NAME_MAX, PATH_MAX = 255, 4096  # Linux's limits on one name and a whole path, in bytes
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Every path argument must be one the file system can look up: a name over 255 bytes, a path over PATH_MAX or
+    a symlink loop is one line naming it, before the step starts (not an "unexpected error" later)."""
+    for name in ("input", "output", "model"):
+        value = getattr(args, name, None)
+        for path in value if isinstance(value, list) else [value]:
+            if path is None:
+                continue
+            longest = max((len(os.fsencode(part)) for part in Path(path).parts), default=0)
+            if longest > NAME_MAX or len(os.fsencode(str(path))) > PATH_MAX:
+                raise StageError(f"--{name}: File name too long (at most {NAME_MAX} bytes per name, {PATH_MAX} in all)",
+                                 path=_short(path))  # fmt: skip
+            try:
+                os.stat(path)
+            except FileNotFoundError:
+                continue  # a new --output, or an input the step names itself
+            except OSError as error:
+                if error.errno in (errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EACCES):
+                    raise StageError(f"--{name}: {error.strerror}", path=_short(path)) from None
+                raise
+
+
+def _short(path: Path) -> str:
+    text = str(path)
+    return text if len(text) <= 120 else f"{text[:60]}...{text[-40:]} ({len(text)} characters)"
+
+
 def run(args: argparse.Namespace) -> None:
+    check_paths(args)
     check_output(args)
     if args.command == "split":
         from issue_titles.split import SplitSettings, run_split
@@ -333,13 +536,14 @@ def run(args: argparse.Namespace) -> None:
             validation_split=args.validation_split,
             max_minutes=args.max_minutes, seed=args.seed,
         )  # fmt: skip
-        info = run_train(args.input, args.output, settings)
+        with _stdout_to_stderr():  # Keras' progress lines: stdout holds only the JSON report, as for every step
+            trained = run_train(args.input, args.output, settings)
         from issue_titles.distributed import replica_from_env
 
         if args.to_s3 and replica_from_env().is_chief:  # only the chief writes an output
             print(f"output: {len(upload_folder(endpoint, args.output, args.to_s3))} files to s3://{args.to_s3}",
                   file=sys.stderr)
-        _report(info["training"])
+        _report(trained["training"])
     elif args.command == "launch-tfjob":
         from issue_titles.tfjob import ReplicaSpec, run_launch, split_train_args
 

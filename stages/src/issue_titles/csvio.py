@@ -103,7 +103,11 @@ def read_issue_file(
     path = Path(path)
     require = tuple(require)
     report = report if report is not None else ReadReport()
-    text = read_csv_bytes(path).decode("utf-8-sig", errors="surrogateescape")
+    data = read_csv_bytes(path)
+    if b"\x00" in data[:8192]:  # an image, an archive, a spreadsheet: say so, not "missing column" with its bytes
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
+        raise StageError("binary content (a NUL byte); a CSV is text", path=path, line=line)
+    text = data.decode("utf-8-sig", errors="surrogateescape")
     lines = _physical_lines(text)
     if not lines or not lines[0].strip():
         raise StageError("file is empty: expected a header with columns " + ",".join(COLUMNS), path=path, line=1)
@@ -111,9 +115,8 @@ def read_issue_file(
     header = [name.strip() for name in header]
     for column in require:
         if column not in header:
-            raise StageError(
-                f"missing column '{column}' (header has: {', '.join(header) or 'nothing'})", path=path, line=1
-            )
+            shown = ", ".join(printable(name) for name in header[:8]) + (", ..." if len(header) > 8 else "")
+            raise StageError(f"missing column '{column}' (header has: {shown or 'nothing'})", path=path, line=1)
     positions = {name: header.index(name) for name in COLUMNS if name in header}
     issues: list[Issue] = []
     file_report = {"rows_read": 0, "rows_kept": 0, "skipped": Counter()}
@@ -141,6 +144,64 @@ def read_issue_file(
     file_report["skipped"] = dict(sorted(file_report["skipped"].items()))
     report.files[label or str(path)] = file_report
     return issues
+
+
+def read_table(path: Path, report: ReadReport, *, require: Iterable[str] = (BODY,),
+               label: str | None = None) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of one CSV with every column and field as written, for steps that give the rows back.
+
+    Rows that cannot be given back (broken quoting, the wrong number of fields, bytes that are not UTF-8) and
+    repeated header lines are counted in `report` under their reason; every other row is kept, whatever its
+    content (an empty body included: the caller counts it)."""
+    path = Path(path)
+    data = read_csv_bytes(path)
+    if b"\x00" in data[:8192]:
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
+        raise StageError("binary content (a NUL byte); a CSV is text", path=path, line=line)
+    lines = _physical_lines(data.decode("utf-8-sig", errors="surrogateescape"))
+    if not lines or not lines[0].strip():
+        raise StageError("file is empty: expected a header with a 'body' column", path=path, line=1)
+    raw_header = next(csv.reader([lines[0]]))
+    header = [name.strip() for name in raw_header]
+    for column in require:
+        if column not in header:
+            shown = ", ".join(printable(name) for name in header[:8]) + (", ..." if len(header) > 8 else "")
+            raise StageError(f"missing column '{column}' (header has: {shown or 'nothing'})", path=path, line=1)
+    rows: list[list[str]] = []
+    skipped: Counter = Counter()
+    read = 0
+    for _line_number, outcome in _records(lines, first=1, width=len(header)):
+        read += 1
+        if isinstance(outcome, str):
+            skipped[outcome] += 1
+        elif _is_header(outcome, header):
+            skipped["repeated_header"] += 1
+        elif len(outcome) != len(header):
+            skipped["wrong_field_count"] += 1
+        elif any(not _is_utf8(value) for value in outcome):
+            skipped["undecodable_bytes"] += 1
+        else:
+            rows.append(outcome)
+    report.rows_read += read
+    report.rows_kept += len(rows)
+    report.skipped.update(skipped)
+    report.files[label or str(path)] = {"rows_read": read, "rows_kept": len(rows), "skipped": dict(sorted(skipped.items()))}
+    return [name.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for name in raw_header], rows
+
+
+def _is_utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(text: str, limit: int = 60) -> str:
+    """`text` safe for a one-line message: undecodable bytes as \\xNN, control characters escaped, cut at `limit`."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    text = "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def write_issues(path: Path, issues: Iterable[Issue]) -> None:

@@ -10,7 +10,17 @@ from issue_titles.errors import StageError
 
 
 def write_json(path: Path, data: Any) -> None:
-    Path(path).write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
+    """Strict JSON only: NaN or Infinity (a diverged training's loss) is refused instead of written."""
+    try:
+        text = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False, allow_nan=False)
+    except ValueError:
+        raise StageError("refusing to write NaN or Infinity (not JSON); a value it would hold is not finite",
+                         path=path) from None
+    Path(path).write_text(text + "\n", encoding="utf-8")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(name)
 
 
 def read_json(path: Path) -> Any:
@@ -18,11 +28,13 @@ def read_json(path: Path) -> Any:
     if not path.is_file():
         raise StageError("file not found", path=path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
     except json.JSONDecodeError as error:
         raise StageError(f"not valid JSON: {error.msg} (column {error.colno})", path=path, line=error.lineno) from None
     except UnicodeDecodeError:
         raise StageError("not UTF-8 text", path=path) from None
+    except ValueError as error:  # _refuse_constant
+        raise StageError(f"holds {error}, which is not a JSON number (a non-finite value)", path=path) from None
 
 
 def read_vocabulary(path: Path) -> list[str]:

@@ -133,7 +133,7 @@ class TrainSettings:
         checks = {
             "--epochs": filled.epochs >= 1,
             "--batch-size": filled.batch_size >= 1,
-            "--learning-rate": filled.learning_rate > 0,
+            "--learning-rate": filled.learning_rate > 0 and math.isfinite(filled.learning_rate),
             "--embedding-dim": filled.embedding_dim >= 1,
             "--hidden-dim": filled.hidden_dim >= 2,
             "--dropout": 0.0 <= filled.dropout < 1.0,
@@ -272,6 +272,10 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
         shutil.rmtree(events, ignore_errors=True)
         raise
     seconds = time.monotonic() - started
+    if keeper.diverged is not None:
+        epoch, loss = keeper.diverged
+        raise StageError(f"training diverged: the loss became {loss} in epoch {epoch + 1}, so nothing was saved; try "
+                         f"a lower --learning-rate (it was {settings.learning_rate:g})")  # fmt: skip
     keeper.restore(model)
     losses = history.history
     training = {
@@ -336,6 +340,7 @@ class BestEpoch(keras.callbacks.Callback):
         self.best_epoch = 0
         self.best_weights: list | None = None
         self.epoch_seconds: list[float] = []
+        self.diverged: tuple[int, float] | None = None  # (epoch, loss) once the training loss is NaN or infinite
         self._started = self._epoch_started = time.monotonic()
 
     def on_epoch_begin(self, epoch, logs=None) -> None:
@@ -344,6 +349,11 @@ class BestEpoch(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None) -> None:
         now = time.monotonic()
         self.epoch_seconds.append(round(now - self._epoch_started, 2))
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            self.diverged = (epoch, loss)
+            self.model.stop_training = True
+            return
         value = float((logs or {}).get("val_loss", np.inf))
         if value < self.best:
             self.best, self.best_epoch = value, epoch

@@ -66,20 +66,58 @@ GZIP_CODINGS = {"gzip", "x-gzip"}
 MAX_GZIP_LAYERS = 2
 
 
+class Draining:
+    """Set once the server was told to stop: from then on new requests get a JSON 503 (what a load balancer retries
+    elsewhere) while the ones in flight finish."""
+
+    def __init__(self) -> None:
+        self.active = False
+
+
+SHUTTING_DOWN = "the server is shutting down; retry the request (on another replica)"
+
+
 class RequestGuard:
     """ASGI middleware: reads the body once, bounded in size and time, and refuses what the server should never
     parse. Every refusal of a request with a body first reads the rest of that body (bounded), see
-    `DRAIN_LIMIT_BYTES`."""
+    `DRAIN_LIMIT_BYTES`. While the server drains, new requests get a JSON 503, and a request the shutdown cancels
+    gets one too (uvicorn would write a plain-text 500 and log a traceback)."""
 
-    def __init__(self, app: ASGIApp, max_request_bytes: int, body_timeout: float) -> None:
+    def __init__(
+        self, app: ASGIApp, max_request_bytes: int, body_timeout: float, draining: Draining | None = None
+    ) -> None:
         self.app = app
         self.max_request_bytes = max_request_bytes
         self.body_timeout = body_timeout
+        self.draining = draining or Draining()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.draining.active:
+            await send_json_error(send, 503, SHUTTING_DOWN, close=True)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self._guard(scope, receive, tracking_send)
+        except asyncio.CancelledError:
+            # Cancelled by uvicorn once the graceful shutdown time is over. Swallowed on purpose: the task ends
+            # with its answer written, instead of a traceback and a plain-text 500.
+            if not started:
+                try:
+                    await send_json_error(send, 503, SHUTTING_DOWN, close=True)
+                except Exception:  # the connection is already gone
+                    pass
+
+    async def _guard(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
         if scope.get("method") not in BODY_METHODS:
             if path.startswith("/v2/repository"):
@@ -146,6 +184,11 @@ class RequestGuard:
                 raw = _gunzip_bounded(raw, limit)
             except _TooLarge:
                 await send_json_error(send, 413, _too_large(f"more than {limit} bytes once decompressed", limit))
+                return
+            except _TrailingData as error:
+                await send_json_error(
+                    send, 400, f"the gzip body has {error.count} bytes of trailing data after its last member"
+                )
                 return
             except (zlib.error, EOFError):
                 await send_json_error(send, 400, "the body is not valid gzip data")
@@ -254,14 +297,36 @@ def _too_large(actual: str, limit: int) -> str:
 
 
 def _gunzip_bounded(data: bytes, limit: int) -> bytes:
-    """Gunzip without ever holding more than `limit + 1` output bytes (a gzip bomb stops at the limit)."""
-    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    output = decompressor.decompress(data, limit + 1)
-    if len(output) > limit or decompressor.unconsumed_tail:
-        raise _TooLarge()
-    if not decompressor.eof:
-        raise EOFError("truncated gzip data")
-    return output
+    """Gunzip every member (RFC 1952 §2.2: a gzip file is a series of members, as `gzip.decompress` reads it)
+    without ever holding more than `limit + 1` output bytes (a gzip bomb stops at the limit).
+
+    Zero bytes after the last member are padding (GNU gzip and Python skip them); anything else after it is
+    refused (`_TrailingData`) rather than silently ignored."""
+    outputs: list[bytes] = []
+    size = 0
+    rest = data
+    while True:
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        output = decompressor.decompress(rest, limit - size + 1)
+        size += len(output)
+        if size > limit or decompressor.unconsumed_tail:
+            raise _TooLarge()
+        if not decompressor.eof:
+            raise EOFError("truncated gzip data")
+        outputs.append(output)
+        rest = decompressor.unused_data
+        if not rest.strip(b"\0"):
+            return b"".join(outputs)
+        if not rest.startswith(b"\x1f\x8b"):
+            raise _TrailingData(len(rest))
+
+
+class _TrailingData(Exception):
+    """Bytes after the last gzip member that are neither another member nor zero padding."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.count = count
 
 
 def _binary_response(send: Send, default: bool, per_output: dict[str, bool]) -> Send:
@@ -345,25 +410,115 @@ async def _on_unexpected_error(request: Request, error: Exception) -> JSONRespon
     return _json_error(500, "internal server error; see the server log")
 
 
-def install(app: FastAPI, max_request_bytes: int, body_timeout: float) -> None:
+def install(app: FastAPI, max_request_bytes: int, body_timeout: float, draining: Draining | None = None) -> None:
     """Add the guard and the JSON error handlers to MLServer's app (before it starts serving)."""
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected_error)
-    app.add_middleware(RequestGuard, max_request_bytes=max_request_bytes, body_timeout=body_timeout)
+    app.add_middleware(
+        RequestGuard, max_request_bytes=max_request_bytes, body_timeout=body_timeout, draining=draining
+    )
 
 
 UNPARSABLE_REQUEST = "invalid HTTP request: its request line, headers or framing could not be parsed"
 
 
+def _raw_json_response(status: int, reason: str, message: str, extra: bytes = b"") -> bytes:
+    """A whole HTTP/1.1 response with a JSON error, closing; for answers written before h11 has seen a request."""
+    body = orjson.dumps({"error": message})
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        "connection: close\r\n"
+    ).encode()
+    return head + extra + b"\r\n" + body
+
+
 class JSONErrorsH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, answering the requests it cannot parse with a JSON 400 instead of plain text.
+    """uvicorn's h11 protocol, answering the requests it cannot parse with a JSON 400 instead of plain text, and
+    bounding what a connection may hold (see `guarded_protocol`).
 
     uvicorn 0.54 (protocols/http/h11_impl.py, `send_400_response`) writes `text/plain` "Invalid HTTP request
     received." itself, before any ASGI app sees the request, so no middleware can change it. Chosen explicitly
-    (uvicorn's "auto" would pick httptools where it is installed, with its own plain-text 400)."""
+    (uvicorn's "auto" would pick httptools where it is installed, with its own plain-text 400).
+
+    uvicorn itself only times out a keep-alive connection that stays silent after a response: a connection that
+    sends nothing, or part of a header block, was held forever, and enough of them used up the open files so that
+    nothing else was accepted. Here every connection waiting for its request headers has a deadline
+    (`header_timeout`), and a connection over `max_connections` first closes the oldest one still waiting for
+    headers (so the health routes keep answering while silent sockets pile up); only when every connection has a
+    request in flight is the new one refused at once with a JSON 503."""
+
+    header_timeout: float | None = None
+    max_connections: int | None = None
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        self._header_timer: asyncio.TimerHandle | None = None
+        super().connection_made(transport)
+        if self.max_connections is not None and len(self.connections) > self.max_connections:
+            if not self._close_oldest_waiting():
+                transport.write(_raw_json_response(
+                    503, "Service Unavailable",
+                    f"the server has {self.max_connections} connections with requests in flight; retry shortly",
+                    b"retry-after: 1\r\n",
+                ))  # fmt: skip
+                transport.close()
+                return
+        self._arm_header_timer()
+
+    def _waiting_for_headers(self) -> bool:
+        return self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+
+    def _close_oldest_waiting(self) -> bool:
+        """Close the connection (not this one) that has waited longest for request headers; False if none does."""
+        waiting = [
+            other for other in self.connections
+            if other is not self and isinstance(other, JSONErrorsH11Protocol) and other._waiting_for_headers()
+        ]  # fmt: skip
+        if not waiting:
+            return False
+        oldest = min(waiting, key=lambda other: other._waiting_since)
+        oldest._cancel_header_timer()
+        oldest.transport.close()
+        return True
+
+    def _arm_header_timer(self) -> None:
+        self._cancel_header_timer()
+        self._waiting_since = self.loop.time()
+        if self.header_timeout is not None:
+            self._header_timer = self.loop.call_later(self.header_timeout, self._on_header_timeout)
+
+    def _cancel_header_timer(self) -> None:
+        timer = getattr(self, "_header_timer", None)
+        if timer is not None:
+            timer.cancel()
+            self._header_timer = None
+
+    def _on_header_timeout(self) -> None:
+        self._header_timer = None
+        if not self._waiting_for_headers():
+            return
+        partial, _ = self.conn.trailing_data
+        if partial:  # part of a request came: say why it is closed (a silent one is simply closed, as keep-alive is)
+            message = f"the request headers did not arrive within {self.header_timeout:g} s"
+            self.transport.write(_raw_json_response(408, "Request Timeout", message))
+        self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._cancel_header_timer()  # the headers are in: the body has its own timeout (body_timeout)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._waiting_for_headers() and getattr(self, "_header_timer", None) is None:
+            self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
+        self._cancel_header_timer()
         body = orjson.dumps({"error": UNPARSABLE_REQUEST})
         headers = [
             (b"content-type", b"application/json"),
@@ -374,3 +529,12 @@ class JSONErrorsH11Protocol(H11Protocol):
             self.transport.write(self.conn.send(event))
         self.transport.write(self.conn.send(h11.EndOfMessage()))
         self.transport.close()
+
+
+def guarded_protocol(header_timeout: float, max_connections: int) -> type[JSONErrorsH11Protocol]:
+    """`JSONErrorsH11Protocol` with this server's connection limits (uvicorn builds one protocol per connection)."""
+    return type(
+        "GuardedH11Protocol",
+        (JSONErrorsH11Protocol,),
+        {"header_timeout": header_timeout, "max_connections": max_connections},
+    )

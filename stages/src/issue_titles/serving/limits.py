@@ -34,6 +34,16 @@ class ServingLimits:
     body_timeout: float = 30.0
     """Seconds a request body may take to arrive, from its headers to its last byte. Over it: 408, connection
     closed (a Content-Length larger than what is sent, or a missing last chunk, would hold a connection forever)."""
+    header_timeout: float = 10.0
+    """Seconds a connection may take to send a whole request line and header block, counted from when it opens or
+    its previous response ended. Over it: the connection is closed (with a JSON 408 if part of a request came)."""
+    idle_timeout: float = 5.0
+    """Seconds a keep-alive connection may stay silent after a response before it is closed (uvicorn's
+    `timeout_keep_alive`)."""
+    max_connections: int = 512
+    """Open HTTP connections at once. A connection over it first closes the oldest one still waiting for its
+    request headers; when every connection has a request in flight, it gets a JSON 503 and is closed at once.
+    The server's open-file limit must leave room for it (checked at start)."""
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -75,8 +85,14 @@ WHOLE_NUMBER_RANGES = {
     "max_batch_bodies": (1, 100_000),
     "max_body_chars": (1, 100_000_000),
     "adaptive_batch_size": (1, 4096),
+    "max_connections": (1, 100_000),
 }
-SECONDS = {"adaptive_batch_time": (0.0, 1.0), "body_timeout": (0.1, 3600.0)}
+SECONDS = {
+    "adaptive_batch_time": (0.0, 1.0),
+    "body_timeout": (0.1, 3600.0),
+    "header_timeout": (0.1, 3600.0),
+    "idle_timeout": (0.1, 3600.0),
+}
 
 
 def check_limit(name: str, value: Any, label: str) -> int | float:

@@ -12,6 +12,7 @@ import signal
 import socket
 import sys
 import threading
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +67,11 @@ class IssueTitleServer(MLServer):
         self._access_log = access_log
         self._log_format = log_format
         self._stopping = False
+        self._draining = http_guard.Draining()
         super().__init__(settings)
         observability.apply_log_format(log_format)  # after MLServer's own logger set-up, which it replaces
         self._data_plane.infer = _infer_labelled_with_model_version(self._data_plane, self._model_registry)
+        self._data_plane._inference_middleware = _SafeHeaderIds(self._data_plane._inference_middleware)
 
     def _create_servers(self) -> None:
         super()._create_servers()
@@ -77,15 +80,17 @@ class IssueTitleServer(MLServer):
         if app is None or not callable(getattr(rest_server, "_get_config", None)):
             # MLServer 1.7 keeps the FastAPI app at `_rest_server._app` and builds uvicorn's config in `_get_config`
             raise RuntimeError("this MLServer version does not expose its REST app; pin mlserver 1.7.x")
-        http_guard.install(app, self._limits.max_request_bytes, self._limits.body_timeout)
+        http_guard.install(app, self._limits.max_request_bytes, self._limits.body_timeout, self._draining)
         if self._access_log:
             app.add_middleware(observability.AccessLog)  # added last: outermost, so it also times the guard
         mlserver_config = rest_server._get_config
         log_format = self._log_format
+        limits = self._limits
 
         def uvicorn_config() -> Any:
             config = mlserver_config()  # uvicorn's Config (re)configures uvicorn's loggers here
-            config.http = http_guard.JSONErrorsH11Protocol
+            config.http = http_guard.guarded_protocol(limits.header_timeout, limits.max_connections)
+            config.timeout_keep_alive = limits.idle_timeout
             config.timeout_graceful_shutdown = GRACEFUL_SHUTDOWN_S
             observability.apply_log_format(log_format)
             return config
@@ -107,6 +112,8 @@ class IssueTitleServer(MLServer):
         if self._stopping:
             return
         self._stopping = True
+        self._draining.active = True  # new requests: JSON 503 from now on
+        asyncio.get_event_loop().set_exception_handler(_quiet_cancellations)
         logger.info("%s: stopping (at most %g s)", signal.Signals(sig).name, HARD_EXIT_S)
         watchdog = threading.Timer(HARD_EXIT_S, _exit_after_timeout)
         watchdog.daemon = True
@@ -145,6 +152,42 @@ def _infer_labelled_with_model_version(data_plane: Any, registry: Any) -> Any:
         return await infer(payload, name, version)
 
     return infer_with_version
+
+
+class _SafeHeaderIds:
+    """MLServer's CloudEvents middleware (mlserver 1.7, cloudevents.py) copies the V2 request `id` into the
+    `Ce-Id` / `Ce-Requestid` response headers: an id with CR/LF or NUL closed the connection without an answer, one
+    outside Latin-1 gave a 500. The id is any string (Open Inference Protocol) and the JSON body echoes it exactly;
+    the headers get it percent-encoded (RFC 3986), so no unchecked text ever reaches a header."""
+
+    HEADERS = ("Ce-Id", "Ce-Requestid")
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def request_middleware(self, request: Any, model_settings: Any) -> Any:
+        return _header_safe(self._inner.request_middleware(request, model_settings))
+
+    def response_middleware(self, response: Any, model_settings: Any) -> Any:
+        return _header_safe(self._inner.response_middleware(response, model_settings))
+
+
+def _header_safe(payload: Any) -> Any:
+    headers = getattr(getattr(payload, "parameters", None), "headers", None)
+    if headers:
+        for name in _SafeHeaderIds.HEADERS:
+            if isinstance(headers.get(name), str):
+                headers[name] = urllib.parse.quote(headers[name], safe="-._~:/@!$&'()*+,;=")
+    return payload
+
+
+def _quiet_cancellations(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """While stopping: MLServer's batcher (1.7, batching/adaptive.py `_predict_callback`) lets the cancellation of
+    its model-call tasks escape as "Exception in callback" tracebacks, one per batch; their requests were already
+    answered (JSON 503 from the guard). Anything else is still logged as asyncio does."""
+    if isinstance(context.get("exception"), asyncio.CancelledError | asyncio.InvalidStateError):
+        return
+    loop.default_exception_handler(context)
 
 
 def _exit_after_timeout() -> None:
@@ -201,6 +244,10 @@ def serve(
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise StageError("model bundle folder not found", path=model_dir)
+    check_host(host)
+    for label, wanted in (("HTTP", port), ("gRPC", grpc_port), ("metrics", metrics_port)):
+        if wanted is not None:
+            check_port(wanted, label)
     try:
         resolved = ServingLimits.from_env(**limits)
     except (TypeError, ValueError) as error:
@@ -211,6 +258,7 @@ def serve(
     except ValueError as error:
         raise StageError(str(error)) from None
     tracing_server = tracing_server or os.environ.get("MLSERVER_TRACING_SERVER") or None
+    _make_room_for_connections(resolved.max_connections)
     for label, wanted in (("HTTP", port), ("gRPC", grpc_port), ("metrics", metrics_port)):
         if wanted is not None:
             _check_port_free(host, wanted, label)
@@ -254,6 +302,43 @@ def _env_port(name: str) -> int | None:
     if not value.isdigit() or not 0 < int(value) < 65536:
         raise ValueError(f"{name} must be a port number, got {value!r}")
     return int(value)
+
+
+def check_host(host: str) -> None:
+    """An empty host would silently listen on every interface: say `0.0.0.0` when that is meant."""
+    if not isinstance(host, str) or not host.strip():
+        raise StageError("--host is empty; give an address such as 127.0.0.1, or 0.0.0.0 for every interface")
+
+
+def check_port(port: Any, label: str = "HTTP") -> None:
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise StageError(f"the {label} port must be a whole number from 1 to 65535, got {port!r}")
+
+
+# Open files the process needs besides its connections: the model's files, logs, TensorFlow's own, the listeners.
+FILES_BESIDES_CONNECTIONS = 128
+
+
+def _make_room_for_connections(max_connections: int) -> None:
+    """Raise the soft open-file limit (up to the hard one) so `max_connections` fit; refuse to start otherwise.
+
+    Past the limit, accept() fails with EMFILE and asyncio stops accepting for a second at a time: every client,
+    health checks included, would time out instead of getting the 503 the connection cap gives."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX: nothing to check
+        return
+    needed = max_connections + FILES_BESIDES_CONNECTIONS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard == resource.RLIM_INFINITY or hard >= needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+        return
+    raise StageError(
+        f"ISSUE_TITLES_MAX_CONNECTIONS={max_connections} needs {needed} open files, but the limit is {hard} "
+        f"(ulimit -n); lower ISSUE_TITLES_MAX_CONNECTIONS to at most {max(1, hard - FILES_BESIDES_CONNECTIONS)}"
+    )
 
 
 def _check_port_free(host: str, port: int, label: str) -> None:
