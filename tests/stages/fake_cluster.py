@@ -9,16 +9,27 @@ repeating.
 
 S3: path-style ListObjects (v1, `marker` paging with a small page), GET and PUT object, on buckets held in memory; a
 request whose Host does not start with the job's service name gets a 500, as the sidecar's router answers
-(pachyderm/pachyderm 2.12.x src/server/pfs/s3/s3.go Server).
+(pachyderm/pachyderm 2.12.x src/server/pfs/s3/s3.go Server). Authentication as the gateway does it, written here
+from s2's Go code and not from the client's signer (pachyderm/s2 e4a20345d93c s2.go authMiddleware, authV4,
+bodyReadingMiddleware; util_header.go normURI, normQuery, parseAWSTimestamp) with Pachyderm's controller
+(src/server/pfs/s3/auth.go): an AWS4-HMAC-SHA256 request is checked with the access key as its own secret (an unknown
+token -> 403 InvalidAccessKeyId while auth is on; a wrong signature -> 403 SignatureDoesNotMatch; a time off by more
+than 15 minutes -> 403 RequestTimeTooSkewed); a request without one passes only while auth is off (else 403
+AccessDenied); an `x-amz-content-sha256` that is not 64 hex digits -> 400 InvalidDigest, one that is not the body's
+-> 400 BadDigest.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import re
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, quote_plus, unquote, urlsplit
 from xml.sax.saxutils import escape
 
 TFJOBS = "/apis/kubeflow.org/v1/namespaces/{namespace}/tfjobs"
@@ -149,6 +160,30 @@ class S3State:
     buckets: dict[str, dict[str, bytes]] = field(default_factory=dict)
     page: int = 2  # keys per ListObjects page, small so paging is exercised
     hosts: list[str] = field(default_factory=list)
+    tokens: set[str] | None = None  # Pachyderm auth on: the valid tokens (None: auth off)
+    auth: list[str] = field(default_factory=list)  # per request: "v4 <access key>", "custom" or the refusal's code
+
+
+# s2 e4a20345d93c s2.go authV4HeaderValidator
+AUTH_V4 = re.compile(r"^AWS4-HMAC-SHA256 Credential=([^/]*)/([^/]*)/([^/]*)/s3/aws4_request, ?SignedHeaders=([^,]+), "
+                     r"?Signature=(.+)$")
+SKEW = timedelta(minutes=15)
+
+
+def _go_norm_uri(path: str) -> str:
+    """s2 normURI: each segment of the decoded path, escaped but for A-Z a-z 0-9 - _ . ~"""
+    return "/".join(quote(part, safe="-_.~") for part in path.split("/"))
+
+
+def _go_norm_query(query: str) -> str:
+    """s2 normQuery: Go's url.Values.Encode (keys sorted, QueryEscape) with '+' as %20."""
+    values = parse_qs(query, keep_blank_values=True)
+    return "&".join(f"{quote_plus(k, safe='-_.~')}={quote_plus(v, safe='-_.~')}" for k in sorted(values)
+                    for v in values[k]).replace("+", "%20")
+
+
+def _hmac(key: bytes, text: str) -> bytes:
+    return hmac.new(key, text.encode(), hashlib.sha256).digest()
 
 
 class _S3Handler(BaseHTTPRequestHandler):
@@ -164,11 +199,71 @@ class _S3Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _target(self) -> tuple[str, str] | None:
+    def _error(self, code: int, name: str) -> None:
+        self.state.auth.append(name)
+        self._send(code, f"<Error><Code>{name}</Code><Message>{name}</Message></Error>".encode())
+
+    def _authenticate(self, body: bytes) -> bool:
+        """s2's authMiddleware, then its bodyReadingMiddleware's digest check; False after answering the refusal."""
+        header = self.headers.get("Authorization", "")
+        if header.startswith("AWS4-HMAC-SHA256 "):
+            match = AUTH_V4.match(header)
+            if not match:
+                self._error(400, "AuthorizationHeaderMalformed")
+                return False
+            access_key, date, region, signed, signature = match.groups()
+            if self.state.tokens is not None and access_key not in self.state.tokens:
+                self._error(403, "InvalidAccessKeyId")  # SecretKey: WhoAmI with the key as token failed
+                return False
+            keys = sorted(signed.split(";"))
+            canonical_headers = "".join(
+                f"{key}:{self.headers.get('Host', '') if key == 'host' else (self.headers.get(key) or '').strip()}\n"
+                for key in keys)
+            parts = urlsplit(self.path)
+            request = "\n".join([self.command, _go_norm_uri(unquote(parts.path)), _go_norm_query(parts.query),
+                                 canonical_headers, ";".join(keys), self.headers.get("x-amz-content-sha256") or ""])
+            try:
+                stamp = datetime.strptime(self.headers.get("x-amz-date") or "", "%Y%m%dT%H%M%SZ")
+            except ValueError:
+                self._error(403, "AccessDenied")
+                return False
+            stamp = stamp.replace(tzinfo=timezone.utc)
+            if abs(datetime.now(timezone.utc) - stamp) >= SKEW:
+                self._error(403, "RequestTimeTooSkewed")
+                return False
+            to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp.strftime("%Y%m%dT%H%M%SZ"),
+                                  f"{date}/{region}/s3/aws4_request", hashlib.sha256(request.encode()).hexdigest()])
+            key = _hmac(_hmac(_hmac(_hmac(("AWS4" + access_key).encode(), date), region), "s3"), "aws4_request")
+            if hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest() != signature:
+                self._error(403, "SignatureDoesNotMatch")
+                return False
+            method = f"v4 {access_key}"
+        elif header.startswith("AWS "):
+            self._error(501, "NotImplemented")  # V2: s2 checks it too; this fake does not
+            return False
+        else:
+            if self.state.tokens is not None:  # CustomAuth: only while auth is off
+                self._error(403, "AccessDenied")
+                return False
+            method = "custom"
+        digest = self.headers.get("x-amz-content-sha256")
+        if digest is not None:
+            if len(digest) != 64:
+                self._error(400, "InvalidDigest")
+                return False
+            if hashlib.sha256(body).hexdigest() != digest:
+                self._error(400, "BadDigest")
+                return False
+        self.state.auth.append(method)
+        return True
+
+    def _target(self, body: bytes = b"") -> tuple[str, str] | None:
         host = self.headers.get("Host", "")
         self.state.hosts.append(host)
         if self.state.service and not host.startswith(self.state.service + "."):
             self._send(500)
+            return None
+        if not self._authenticate(body):
             return None
         parts = unquote(urlsplit(self.path).path).lstrip("/").split("/", 1)
         bucket, key = parts[0], parts[1] if len(parts) > 1 else ""
@@ -200,12 +295,12 @@ class _S3Handler(BaseHTTPRequestHandler):
         self._send(200, xml.encode())
 
     def do_PUT(self) -> None:
-        target = self._target()
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        target = self._target(body)
         if target is None:
             return
         bucket, key = target
-        length = int(self.headers.get("Content-Length") or 0)
-        self.state.buckets[bucket][key] = self.rfile.read(length)
+        self.state.buckets[bucket][key] = body
         self._send(200)
 
 
