@@ -1,8 +1,11 @@
 """Two in-process fakes on 127.0.0.1 for the TFJob launcher: the Kubernetes API's TFJob endpoints and a Pachyderm S3
 gateway.
 
-Kubernetes: `POST|GET|DELETE /apis/kubeflow.org/v1/namespaces/<ns>/tfjobs[/<name>]` with bearer-token auth (401
-without the token), 409 AlreadyExists / 404 NotFound as `Status` objects with a `message`, as the API server answers.
+Kubernetes: `POST|GET|DELETE /apis/kubeflow.org/v1/namespaces/<ns>/tfjobs[/<name>]` and
+`POST|DELETE /api/v1/namespaces/<ns>/secrets[/<name>]` with bearer-token auth (401 without the token), 409
+AlreadyExists / 404 NotFound as `Status` objects with a `message`, as the API server answers. A created TFJob gets a
+`metadata.uid`; deleting a TFJob removes the Secrets whose ownerReferences name its uid, as the garbage collector
+does (recorded apart, in `collected`).
 Each GET of a TFJob returns the next status of a script (the training operator's conditions and replicaStatuses,
 kubeflow/training-operator v1.9.0 pkg/controller.v1/tensorflow/tfjob_controller.go UpdateJobStatus), the last one
 repeating.
@@ -26,6 +29,7 @@ import hmac
 import json
 import re
 import threading
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,6 +37,7 @@ from urllib.parse import parse_qs, quote, quote_plus, unquote, urlsplit
 from xml.sax.saxutils import escape
 
 TFJOBS = "/apis/kubeflow.org/v1/namespaces/{namespace}/tfjobs"
+SECRETS = "/api/v1/namespaces/{namespace}/secrets"
 
 
 def condition(kind: str, reason: str = "", message: str = "") -> dict:
@@ -61,6 +66,11 @@ class KubeState:
     requests: list[tuple[str, str]] = field(default_factory=list)
     created: list[dict] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    secrets: dict[str, dict] = field(default_factory=dict)
+    secrets_created: list[dict] = field(default_factory=list)
+    secrets_deleted: list[str] = field(default_factory=list)
+    collected: list[str] = field(default_factory=list)  # Secrets the garbage collector removed with their TFJob
+    created_uids: dict[str, str] = field(default_factory=dict)  # TFJob name -> the uid it was given
 
 
 class _Server(ThreadingHTTPServer):
@@ -93,7 +103,7 @@ class _KubeHandler(BaseHTTPRequestHandler):
                           "message": message, "code": code})
 
     def _route(self) -> str | None:
-        """The TFJob name ('' for the collection), or None after answering 401/404."""
+        """The TFJob name ('' for the collection), or None after answering 401/404 or a Secrets request."""
         state = self.state
         state.requests.append((self.command, self.path))
         if self.headers.get("Authorization") != f"Bearer {state.token}":
@@ -105,8 +115,33 @@ class _KubeHandler(BaseHTTPRequestHandler):
             return ""
         if path.startswith(base + "/"):
             return path[len(base) + 1:]
+        secrets = SECRETS.format(namespace=state.namespace)
+        if path == secrets and self.command == "POST":
+            self._create_secret()
+            return None
+        if path.startswith(secrets + "/") and self.command == "DELETE":
+            self._delete_secret(path[len(secrets) + 1:])
+            return None
         self._status(404, "NotFound", f"the server could not find the requested resource ({path})")
         return None
+
+    def _create_secret(self) -> None:
+        manifest = self._body()
+        name = manifest["metadata"]["name"]
+        if name in self.state.secrets:
+            self._status(409, "AlreadyExists", f'secrets "{name}" already exists')
+            return
+        self.state.secrets[name] = manifest
+        self.state.secrets_created.append(manifest)
+        self._send(201, manifest)
+
+    def _delete_secret(self, name: str) -> None:
+        self._body()
+        if self.state.secrets.pop(name, None) is None:
+            self._status(404, "NotFound", f'secrets "{name}" not found')
+            return
+        self.state.secrets_deleted.append(name)
+        self._send(200, {"kind": "Status", "status": "Success"})
 
     def _body(self) -> dict:
         length = int(self.headers.get("Content-Length") or 0)
@@ -121,8 +156,9 @@ class _KubeHandler(BaseHTTPRequestHandler):
         if name in self.state.jobs:
             self._status(409, "AlreadyExists", f'tfjobs.kubeflow.org "{name}" already exists')
             return
+        self.state.created.append(json.loads(json.dumps(manifest)))  # as the launcher sent it
+        manifest["metadata"]["uid"] = self.state.created_uids[name] = str(uuid.uuid4())
         self.state.jobs[name] = manifest
-        self.state.created.append(manifest)
         self.state.gets[name] = 0
         self._send(201, manifest)
 
@@ -143,10 +179,16 @@ class _KubeHandler(BaseHTTPRequestHandler):
         if name is None:
             return
         self._body()
-        if self.state.jobs.pop(name, None) is None:
+        job = self.state.jobs.pop(name, None)
+        if job is None:
             self._status(404, "NotFound", f'tfjobs.kubeflow.org "{name}" not found')
             return
         self.state.deleted.append(name)
+        uid = job["metadata"].get("uid")
+        for secret_name, secret in list(self.state.secrets.items()):
+            if uid and any(ref.get("uid") == uid for ref in secret["metadata"].get("ownerReferences") or []):
+                del self.state.secrets[secret_name]
+                self.state.collected.append(secret_name)
         self._send(200, {"kind": "Status", "status": "Success"})
 
 
