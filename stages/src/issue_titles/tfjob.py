@@ -94,8 +94,10 @@ def has_credentials(env: Mapping[str, str]) -> bool:
 
 def credentials_secret(job_id: str, namespace: str, env: Mapping[str, str], owner: Mapping[str, Any]) -> dict:
     """The Secret holding the worker's S3 credentials for the replicas, owned by the TFJob `owner` (its name and
-    uid as the API server returned them). No blockOwnerDeletion: setting it needs update on tfjobs/finalizers
-    (OwnerReferencesPermissionEnforcement), and nothing has to wait for the Secret's deletion."""
+    uid as the API server returned them). Under the OwnerReferencesPermissionEnforcement admission plugin an owner
+    reference needs `delete` on the Secret itself (the Role grants it) and blockOwnerDeletion needs more rights on the
+    owner (kubernetes/kubernetes plugin/pkg/admission/gc/gc_admission.go): it is left unset, nothing has to wait for
+    the Secret's deletion."""
     import base64
 
     metadata = owner["metadata"]
