@@ -31,7 +31,7 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, quote_plus, unquote, urlsplit
 from xml.sax.saxutils import escape
@@ -269,8 +269,8 @@ class _S3Handler(BaseHTTPRequestHandler):
             except ValueError:
                 self._error(403, "AccessDenied")
                 return False
-            stamp = stamp.replace(tzinfo=timezone.utc)
-            if abs(datetime.now(timezone.utc) - stamp) >= SKEW:
+            stamp = stamp.replace(tzinfo=UTC)
+            if abs(datetime.now(UTC) - stamp) >= SKEW:
                 self._error(403, "RequestTimeTooSkewed")
                 return False
             to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp.strftime("%Y%m%dT%H%M%SZ"),

@@ -1,15 +1,24 @@
 """The replicas' S3 client (issue_titles/s3io.py): AWS Signature Version 4 against AWS's published examples, and
 against a gateway that checks signatures as Pachyderm's does with auth on (tests/stages/fake_cluster.py)."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import requests
-
 from issue_titles.errors import StageError
-from issue_titles.s3io import (EMPTY_SHA256, Credentials, authorization, canonical_request, credentials_from_env,
-                               download_bucket, list_keys, signed_headers, upload_folder)
+from issue_titles.s3io import (
+    EMPTY_SHA256,
+    Credentials,
+    authorization,
+    canonical_request,
+    credentials_from_env,
+    download_bucket,
+    list_keys,
+    signed_headers,
+    upload_folder,
+)
+
 from tests.stages.fake_cluster import S3State, fake_s3
 
 # AWS's Signature Version 4 test suite (aws-sig-v4-test-suite, as in botocore's and the AWS SDKs' tests): the
@@ -21,7 +30,7 @@ TOKEN = "0123456789abcdef0123456789abcdef"  # a Pachyderm token: the access key 
 
 
 def test_get_vanilla_from_the_aws_test_suite() -> None:
-    request, signed = canonical_request("GET", "https://example.amazonaws.com/", SUITE_HEADERS, EMPTY_SHA256)
+    request, _ = canonical_request("GET", "https://example.amazonaws.com/", SUITE_HEADERS, EMPTY_SHA256)
     assert request == ("GET\n/\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\n"
                        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
     assert authorization("GET", "https://example.amazonaws.com/", SUITE_HEADERS, EMPTY_SHA256, SUITE,
@@ -92,6 +101,7 @@ def test_an_auth_on_gateway_refuses_an_unknown_token_and_a_wrong_secret(gateway)
         list(list_keys(url, "pre_process", credentials=Credentials("not-a-token", "not-a-token")))
     with pytest.raises(StageError, match="HTTP 403 SignatureDoesNotMatch"):
         list(list_keys(url, "pre_process", credentials=Credentials(TOKEN, "another secret")))
+    assert state.auth == ["InvalidAccessKeyId", "SignatureDoesNotMatch"]
 
 
 def test_a_body_that_is_not_the_signed_one_and_unsigned_payload_are_refused(gateway) -> None:
@@ -108,7 +118,7 @@ def test_a_body_that_is_not_the_signed_one_and_unsigned_payload_are_refused(gate
 def test_a_request_signed_more_than_15_minutes_ago_is_refused(gateway) -> None:
     _, url = gateway
     target = f"{url}/pre_process"
-    old = datetime.now(timezone.utc) - timedelta(minutes=16)
+    old = datetime.now(UTC) - timedelta(minutes=16)
     response = requests.get(target, headers=signed_headers("GET", target, Credentials(TOKEN, TOKEN), now=old),
                             timeout=5)
     assert response.status_code == 403 and b"RequestTimeTooSkewed" in response.content

@@ -32,7 +32,7 @@ import os
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
@@ -126,7 +126,7 @@ def signed_headers(method: str, url: str, credentials: Credentials | None, paylo
     headers = {"Host": urlsplit(url).netloc, "x-amz-content-sha256": payload_hash}
     if credentials is None:
         return headers
-    headers["x-amz-date"] = (now or datetime.now(timezone.utc)).strftime(AMZ_DATE)
+    headers["x-amz-date"] = (now or datetime.now(UTC)).strftime(AMZ_DATE)
     headers["Authorization"] = authorization(method, url, headers, payload_hash, credentials)
     return headers
 
