@@ -3,7 +3,12 @@
 With `issue-titles:trainer: tfjob` the train pipeline's worker creates a TFJob per job (stages launch-tfjob). Its pod
 runs as `issue-titles-trainer` (the pipeline's podPatch, pipelines/specs.py), not as `pachyderm-worker`, which every
 other pipeline shares: only the train step gets the right to manage TFJobs, through a Role (not a ClusterRole) in
-its own namespace, with the verbs the launcher uses (create, get, delete) and watch, and nothing else.
+its own namespace, with the verbs the launcher uses (create, get, delete) and watch, and nothing else. With Pachyderm
+auth on the replicas sign their S3 requests with the pipeline's token, which the launcher hands them through a Secret
+per job (owned by the TFJob, deleted when the job ends): so the Role also grants `create` and `delete` on Secrets,
+and not `get`, `list` or `watch`: the account can make and remove the job's Secret but read no Secret in the
+namespace (the registry credentials included). The launcher replaces a stale Secret by delete + create, without
+reading it.
 
 The account also gets what every Pachyderm worker account has, through the chart's own Role `pachyderm-worker`
 (pachyderm/pachyderm 2.12.x etc/helm/pachyderm/templates/pachd/rbac/worker-role.yaml: services and pods), because the
@@ -26,7 +31,10 @@ from pipelines.specs import TRAINER_SERVICE_ACCOUNT
 TFJOB_ROLE = "tfjob-launcher"
 # What `stages launch-tfjob` does with its TFJob (issue_titles/tfjob.py KubeApi), plus watch to follow it.
 TFJOB_VERBS = ("create", "get", "watch", "delete")
-TFJOB_RULES = [{"apiGroups": ["kubeflow.org"], "resources": ["tfjobs"], "verbs": list(TFJOB_VERBS)}]
+# The job's credentials Secret (issue_titles/tfjob.py KubeApi.create_secret, delete_secret): write-only.
+SECRET_VERBS = ("create", "delete")
+TFJOB_RULES = [{"apiGroups": ["kubeflow.org"], "resources": ["tfjobs"], "verbs": list(TFJOB_VERBS)},
+               {"apiGroups": [""], "resources": ["secrets"], "verbs": list(SECRET_VERBS)}]
 
 
 def trainer_account_annotations(storage_service_account: str | None) -> dict[str, str]:

@@ -88,8 +88,8 @@ POLICIES = [
                 "gpuStacks": {"type": "array", "items": {"type": "string"}, "default": DEFAULT_GPU_STACKS},
             })),
     _policy("tfjob-rights-least-privilege",
-            "TFJob rights only through a namespaced Role with create/get/watch/delete (the training operator's own "
-            "manifests aside).", _own(rules.tfjob_rights_least_privilege)),
+            "TFJob rights only through a namespaced Role with create/get/watch/delete, and Secrets there only "
+            "create/delete (the training operator's own manifests aside).", _own(rules.tfjob_rights_least_privilege)),
     _policy("registry-password-not-plain",
             "Registry credentials live only in the dockerconfigjson Secret (and the image push), never in plain "
             "inputs.", _password),

@@ -167,6 +167,13 @@ def no_cluster_admin_binding(resource_type: str, props: Props) -> list[str]:
 
 # What the train pipeline's launcher may do with TFJobs (stages/src/issue_titles/tfjob.py, infra/training.py).
 TFJOB_VERBS = frozenset({"create", "get", "watch", "delete"})
+# ... and with the per-job Secret holding the replicas' S3 credentials: make it and remove it, never read one.
+LAUNCHER_SECRET_VERBS = frozenset({"create", "delete"})
+
+
+def _grants_secrets(rule: Any) -> bool:
+    groups, resources = _list(_get(rule, "apiGroups")), _list(_get(rule, "resources"))
+    return bool({"", "*"} & set(groups)) and bool({"secrets", "*"} & set(resources))
 
 
 def _grants_tfjobs(rule: Any) -> bool:
@@ -176,14 +183,28 @@ def _grants_tfjobs(rule: Any) -> bool:
 
 def tfjob_rights_least_privilege(resource_type: str, props: Props) -> list[str]:
     """Whoever may start TFJobs (which run any image with the cluster's GPUs) gets it in one namespace, through a
-    Role, for the verbs the launcher uses: never a ClusterRole, never `*` or extra verbs (update, patch, list...)."""
+    Role, for the verbs the launcher uses: never a ClusterRole, never `*` or extra verbs (update, patch, list...).
+    The same Role may create and delete Secrets (the job's S3 credentials), in a rule of their own, and never read
+    them (get, list, watch) or change them (update, patch)."""
     kind = kind_of(resource_type, props)
     if not is_kubernetes(resource_type) or kind not in ("Role", "ClusterRole"):
         return []
     name = _get(props, "metadata", "name") or "?"
     found = []
-    for rule in _list(props.get("rules")):
-        if not isinstance(rule, Mapping) or not _grants_tfjobs(rule):
+    rules = [rule for rule in _list(props.get("rules")) if isinstance(rule, Mapping)]
+    if kind == "Role" and any(_grants_tfjobs(rule) for rule in rules):
+        for rule in rules:
+            if _grants_tfjobs(rule) or not _grants_secrets(rule):
+                continue
+            extra = sorted(set(_list(rule.get("verbs"))) - LAUNCHER_SECRET_VERBS)
+            if extra:
+                found.append(f"Role {name} grants {', '.join(extra)} on Secrets: the TFJob launcher needs only "
+                             f"{', '.join(sorted(LAUNCHER_SECRET_VERBS))} (it never reads a Secret)")
+            if set(_list(rule.get("resources"))) - {"secrets"} or set(_list(rule.get("apiGroups"))) - {""}:
+                found.append(f"Role {name} grants Secret rights together with other resources: give Secrets a rule "
+                             "of their own (apiGroups [\"\"], resources [secrets])")
+    for rule in rules:
+        if not _grants_tfjobs(rule):
             continue
         if kind == "ClusterRole":
             found.append(f"ClusterRole {name} grants TFJob rights cluster-wide: use a Role in the pipelines' namespace")

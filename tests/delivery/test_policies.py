@@ -320,13 +320,34 @@ CLUSTER_ROLE = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole"
 TFJOB_RULE = {"apiGroups": ["kubeflow.org"], "resources": ["tfjobs"], "verbs": ["create", "get", "watch", "delete"]}
 
 
-def role(kind: str = "Role", **rule: Any) -> dict[str, Any]:
+SECRET_RULE = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "delete"]}
+
+
+def role(kind: str = "Role", secret_rule: dict | None = None, **rule: Any) -> dict[str, Any]:
     return {"kind": kind, "metadata": {"name": "tfjob-launcher", "namespace": "issue-titles"},
-            "rules": [{**TFJOB_RULE, **rule}]}
+            "rules": [{**TFJOB_RULE, **rule}] + ([secret_rule] if secret_rule is not None else [])}
 
 
 def test_a_namespaced_role_with_the_launchers_verbs_on_tfjobs_passes() -> None:
     assert run_policy("tfjob-rights-least-privilege", ROLE, role()) == []
+
+
+def test_the_launcher_may_create_and_delete_the_jobs_secret() -> None:
+    assert run_policy("tfjob-rights-least-privilege", ROLE, role(secret_rule=SECRET_RULE)) == []
+
+
+@pytest.mark.parametrize("secret_rule, problem", [
+    ({**SECRET_RULE, "verbs": ["create", "delete", "get"]}, "grants get on Secrets"),
+    ({**SECRET_RULE, "verbs": ["create", "list", "watch"]}, "grants list, watch on Secrets"),
+    ({**SECRET_RULE, "verbs": ["*"]}, "grants * on Secrets"),
+    ({**SECRET_RULE, "verbs": ["create", "delete", "patch", "update"]}, "grants patch, update on Secrets"),
+    ({**SECRET_RULE, "resources": ["secrets", "configmaps"]}, "Secret rights together with other resources"),
+    ({"apiGroups": [""], "resources": ["*"], "verbs": ["create", "delete"]},
+     "Secret rights together with other resources"),
+], ids=["get", "list-watch", "all-verbs", "patch-update", "other-resources", "all-resources"])
+def test_the_launcher_reading_or_changing_secrets_is_refused(secret_rule: dict, problem: str) -> None:
+    reported = run_policy("tfjob-rights-least-privilege", ROLE, role(secret_rule=secret_rule))
+    assert any(problem in message for message in reported), reported
 
 
 @pytest.mark.parametrize("kind, rule, problem", [

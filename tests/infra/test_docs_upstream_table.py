@@ -88,3 +88,12 @@ def test_the_table_cites_the_files_issue_27_asks_for() -> None:
     assert "google-github-actions/auth v3" in text  # the workflows pin @v3
     assert "kubernetes/ingress-nginx controller-v1.11.3" in text  # the controller the 4.11.3 chart deploys
     assert "seldondeployment_types.go` |" not in text  # the status constants are not in the types file
+
+
+def test_the_table_cites_how_the_s3_gateway_checks_the_replicas_signed_requests() -> None:
+    """With Pachyderm auth on, the replicas sign: the gateway's auth (auth.go), the credentials the worker hands
+    (driver.go), and s2's Signature V4 check are each cited."""
+    text = " ".join(source for _, source, _ in table_rows())
+    for needed in ("src/server/pfs/s3/auth.go", "src/server/worker/driver/driver.go", "pachyderm/s2 e4a20345d93c, `s2.go`",
+                   "util_header.go"):
+        assert needed in text, needed

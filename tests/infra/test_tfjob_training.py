@@ -3,25 +3,29 @@ create (rendered by the real launcher from the rendered pipeline command), and t
 from __future__ import annotations
 
 import functools
+import json
 
+import kubernetes_validate
 import pytest
 
 from infra.config import ConfigError
 from infra.pods import STAGE_UID
-from infra.training import TFJOB_ROLE, TFJOB_VERBS
+from infra.training import SECRET_VERBS, TFJOB_ROLE, TFJOB_RULES, TFJOB_VERBS
 from issue_titles.cli import build_parser
-from issue_titles.tfjob import ReplicaSpec, split_train_args, tfjob_manifest
+from issue_titles.tfjob import (KubeApi, ReplicaSpec, credentials_secret, run_launch, secret_name, split_train_args,
+                                tfjob_manifest)
 from pipelines.specs import STAGE_UID as PIPELINE_STAGE_UID
 from pipelines.specs import TRAIN_LIMITS, TRAIN_REQUESTS, TRAINER_SERVICE_ACCOUNT
 from tests.infra import pod_security
 from tests.infra.harness import STACKS, ProgramRun, run_program
-from tests.infra.schemas import errors, pipeline_spec_validator, tfjob_validator
+from tests.infra.schemas import KUBERNETES_VERSION, errors, pipeline_spec_validator, tfjob_validator
 from tests.infra.test_program_pipelines import specs
 
 TFJOB = {"issue-titles:trainer": "tfjob", "issue-titles:trainWorkers": "2"}
 JOB_ID = "0123456789abcdef0123456789abcdef"
 WORKER_ENV = {"S3_ENDPOINT": "http://s3-0123456789abcdef0123456789abcdef.issue-titles:600",
               "AWS_ACCESS_KEY_ID": "default", "AWS_SECRET_ACCESS_KEY": "default"}
+AUTH_TOKEN = "5e0c2a9d7b6f4e1a8c3d2b1a0f9e8d7c"  # a pipeline's Pachyderm token (auth on)
 POD_SECURITY = {"minikube": "privileged", "gke-gpu": "baseline"}  # infra/platform.py pachyderm_pod_security
 
 
@@ -50,6 +54,50 @@ def test_the_tfjob_the_train_worker_creates_validates_against_the_v1_9_0_crd(sta
     job = rendered_tfjob(stack)
     assert errors(tfjob_validator(), job) == []
     assert job["spec"]["tfReplicaSpecs"]["Worker"]["replicas"] == 2
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_replicas_credentials_come_from_the_jobs_secret_which_validates(stack: str) -> None:
+    """Auth on: the worker's AWS_* are the pipeline's token; the TFJob references the Secret, never the value."""
+    env = WORKER_ENV | {"AWS_ACCESS_KEY_ID": AUTH_TOKEN, "AWS_SECRET_ACCESS_KEY": AUTH_TOKEN}
+    spec = rendered_tfjob(stack)
+    job = tfjob_manifest(ReplicaSpec(image=replica_pod(stack)["containers"][0]["image"]), JOB_ID, "issue-titles", env)
+    assert errors(tfjob_validator(), job) == [] and AUTH_TOKEN not in json.dumps(job)
+    container = spec["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+    assert refs == {key: {"name": secret_name(JOB_ID), "key": key}
+                    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    secret = credentials_secret(JOB_ID, "issue-titles", env, {"metadata": {"name": job["metadata"]["name"],
+                                                                           "uid": "0c6f5f55-1b5e-4c8e-9f2a-3d4e5f6a7b8c"}})
+    kubernetes_validate.validate(secret, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_role_grants_exactly_what_the_launcher_asks_of_the_api() -> None:
+    """Every request the real launcher makes (a run against the fake API, a stale TFJob and Secret replaced) is allowed
+    by the Role; every verb the Role grants is used, but `watch` (kept for `kubectl`-style following)."""
+    from tests.stages.fake_cluster import KubeState, fake_kube
+
+    state = KubeState()
+    state.jobs["train-job1"] = {"metadata": {"name": "train-job1"}, "spec": {}}
+    state.secrets["train-job1-s3"] = {"metadata": {"name": "train-job1-s3"}}
+    server, url = fake_kube(state)
+    try:
+        env = {"PACH_JOB_ID": "job1", "S3_ENDPOINT": "http://s3-job1.issue-titles:600", "AWS_ACCESS_KEY_ID": AUTH_TOKEN,
+               "AWS_SECRET_ACCESS_KEY": AUTH_TOKEN}
+        run_launch(ReplicaSpec(image="i"), env=env, api=KubeApi(url, state.token, state.namespace, verify=False),
+                   poll_seconds=0.001)
+    finally:
+        server.shutdown()
+    verbs = {"POST": "create", "GET": "get", "DELETE": "delete"}
+
+    def group_and_resource(path: str) -> tuple[str, str]:  # /api/v1/namespaces/NS/R[/N], /apis/G/V/namespaces/NS/R[/N]
+        parts = path.split("?")[0].strip("/").split("/")
+        return ("", parts[4]) if parts[0] == "api" else (parts[1], parts[5])
+
+    asked = {(*group_and_resource(path), verbs[method]) for method, path in state.requests}
+    granted = {(group, resource, verb) for rule in TFJOB_RULES for group in rule["apiGroups"]
+               for resource in rule["resources"] for verb in rule["verbs"]}
+    assert asked == granted - {("kubeflow.org", "tfjobs", "watch")}
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -95,8 +143,10 @@ def test_only_the_trainer_account_may_manage_tfjobs_and_only_in_its_namespace(st
     [role] = run.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")
     assert role.inputs["metadata"]["name"] == TFJOB_ROLE and role.inputs["metadata"]["namespace"] == "issue-titles"
     assert role.inputs["rules"] == [{"apiGroups": ["kubeflow.org"], "resources": ["tfjobs"],
-                                     "verbs": list(TFJOB_VERBS)}]
+                                     "verbs": list(TFJOB_VERBS)},
+                                    {"apiGroups": [""], "resources": ["secrets"], "verbs": list(SECRET_VERBS)}]
     assert set(TFJOB_VERBS) == {"create", "get", "watch", "delete"}
+    assert set(SECRET_VERBS) == {"create", "delete"}  # the job's credentials Secret: never read back
     bindings = {b.inputs["metadata"]["name"]: b.inputs
                 for b in run.of_type("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")}
     subject = [{"kind": "ServiceAccount", "name": TRAINER_SERVICE_ACCOUNT, "namespace": "issue-titles"}]

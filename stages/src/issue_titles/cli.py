@@ -518,14 +518,14 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "train":
         from issue_titles.train import TrainSettings, run_train
 
-        endpoint = None
+        endpoint = credentials = None
         if args.from_s3 or args.to_s3:
-            from issue_titles.s3io import download_bucket, endpoint_from_env, upload_folder
+            from issue_titles.s3io import credentials_from_env, download_bucket, endpoint_from_env, upload_folder
 
-            endpoint = endpoint_from_env()
+            endpoint, credentials = endpoint_from_env(), credentials_from_env()  # signed when the env has keys
         if args.from_s3:
-            print(f"input: {len(download_bucket(endpoint, args.from_s3, args.input))} files from s3://{args.from_s3}",
-                  file=sys.stderr)
+            keys = download_bucket(endpoint, args.from_s3, args.input, credentials)
+            print(f"input: {len(keys)} files from s3://{args.from_s3}", file=sys.stderr)
 
         settings = TrainSettings(
             architecture=args.architecture, epochs=args.epochs, batch_size=args.batch_size,
@@ -541,8 +541,8 @@ def run(args: argparse.Namespace) -> None:
         from issue_titles.distributed import replica_from_env
 
         if args.to_s3 and replica_from_env().is_chief:  # only the chief writes an output
-            print(f"output: {len(upload_folder(endpoint, args.output, args.to_s3))} files to s3://{args.to_s3}",
-                  file=sys.stderr)
+            keys = upload_folder(endpoint, args.output, args.to_s3, credentials)
+            print(f"output: {len(keys)} files to s3://{args.to_s3}", file=sys.stderr)
         _report(trained["training"])
     elif args.command == "launch-tfjob":
         from issue_titles.tfjob import ReplicaSpec, run_launch, split_train_args

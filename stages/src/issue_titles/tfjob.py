@@ -9,6 +9,15 @@ worker creates a TFJob for its job, through the Kubernetes API with the pipeline
 - every replica runs `stages train --from-s3 <input> ... --to-s3 out` with the TF_CONFIG the operator gives it
   (distributed.py); one replica trains alone, several data-parallel; the chief writes the model into the output
   commit, the same files `stages train` writes there without a TFJob;
+- the replicas sign their S3 requests with the worker's credentials (with Pachyderm auth on, the pipeline's token;
+  the gateway refuses unsigned requests then: pachyderm/pachyderm 2.12.x src/server/pfs/s3/auth.go). The token never
+  goes into the TFJob: the launcher puts it in a Secret `train-<job>-s3` that the replicas' env references
+  (`secretKeyRef`), owned by the TFJob so that Kubernetes' garbage collector removes it with the TFJob, and deletes
+  it itself when it cleans up. The TFJob is created first and the Secret second, with the TFJob's uid as its owner:
+  there is never a Secret without an owner (a launcher killed between the two calls leaves a TFJob whose pods wait
+  in CreateContainerConfigError, which the datum's retry deletes, and with it anything it owns), and no `patch`
+  right is needed. Until the Secret exists the kubelet keeps the replicas in CreateContainerConfigError and retries;
+  the replicas never start without their credentials (the reference is not optional);
 - the worker follows the TFJob's status into the job log, deletes the TFJob when it ends, and exits non-zero with the
   TFJob's own reason when it fails, so the datum fails (and Pachyderm retries it as `datumTries` says).
 
@@ -35,8 +44,10 @@ SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # pkg/apis/kubeflow.org/v1/tensorflow_types.go TFJobDefaultContainerName, TFJobDefaultPortName, TFJobDefaultPort).
 CONTAINER, PORT_NAME, PORT = "tensorflow", "tfjob-port", 2222
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-# What a replica needs from the worker's environment to reach the S3 gateway (pachyderm 2.12.x worker/driver).
+# What a replica needs from the worker's environment to reach the S3 gateway (pachyderm 2.12.x worker/driver): the
+# endpoint as a value, the credentials (the pipeline's Pachyderm token) only through the job's Secret.
 PASSED_ENV = ("S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+CREDENTIAL_ENV = PASSED_ENV[1:]
 SCRATCH = "/tmp"  # the replicas' one writable place (read-only root): input copy, output, caches
 TERMINAL = ("Succeeded", "Failed")
 
@@ -72,6 +83,40 @@ def job_name(job_id: str) -> str:
     return name[:45].rstrip("-")
 
 
+def secret_name(job_id: str) -> str:
+    """`train-<Pachyderm job ID>-s3`: the S3 credentials of one job's replicas."""
+    return job_name(job_id) + "-s3"
+
+
+def has_credentials(env: Mapping[str, str]) -> bool:
+    return all(env.get(key) for key in CREDENTIAL_ENV)
+
+
+def credentials_secret(job_id: str, namespace: str, env: Mapping[str, str], owner: Mapping[str, Any]) -> dict:
+    """The Secret holding the worker's S3 credentials for the replicas, owned by the TFJob `owner` (its name and
+    uid as the API server returned them). Under the OwnerReferencesPermissionEnforcement admission plugin an owner
+    reference needs `delete` on the Secret itself (the Role grants it) and blockOwnerDeletion needs more rights on the
+    owner (kubernetes/kubernetes plugin/pkg/admission/gc/gc_admission.go): it is left unset, nothing has to wait for
+    the Secret's deletion."""
+    import base64
+
+    metadata = owner["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": secret_name(job_id),
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/part-of": "issue-titles", "app.kubernetes.io/component": "training",
+                       "pachyderm.io/job": job_id},
+            "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": metadata["name"],
+                                 "uid": metadata["uid"]}],
+        },
+        "data": {key: base64.b64encode(env[key].encode()).decode() for key in CREDENTIAL_ENV},
+    }
+
+
 def replica_command(spec: ReplicaSpec) -> list[str]:
     """What each replica runs: the ordinary `stages train`, reading and writing through the S3 gateway."""
     return ["stages", "train", "--from-s3", spec.input_bucket, "--input", f"{SCRATCH}/input",
@@ -93,7 +138,9 @@ def tfjob_manifest(spec: ReplicaSpec, job_id: str, namespace: str, env: Mapping[
             "image": spec.image,
             "command": replica_command(spec),
             "ports": [{"name": PORT_NAME, "containerPort": PORT}],
-            "env": [{"name": key, "value": env[key]} for key in PASSED_ENV if key in env]
+            "env": [{"name": key, "value": env[key]} for key in PASSED_ENV[:1] if key in env]
+            + ([{"name": key, "valueFrom": {"secretKeyRef": {"name": secret_name(job_id), "key": key}}}
+                for key in CREDENTIAL_ENV] if has_credentials(env) else [])
             + [{"name": "HOME", "value": SCRATCH}, {"name": "TF_CPP_MIN_LOG_LEVEL", "value": "2"},
                {"name": "PYTHONUNBUFFERED", "value": "1"}],
             "resources": resources,
@@ -129,8 +176,8 @@ def tfjob_manifest(spec: ReplicaSpec, job_id: str, namespace: str, env: Mapping[
 
 
 class KubeApi:
-    """The four TFJob calls the launcher makes, over HTTPS with the pod's service-account token (no client library:
-    `requests` is already in the stage image)."""
+    """The calls the launcher makes (TFJobs: create, get, delete; Secrets: create, delete), over HTTPS with the pod's
+    service-account token (no client library: `requests` is already in the stage image)."""
 
     def __init__(self, base_url: str, token: str, namespace: str, verify: str | bool = True, session=None) -> None:
         import requests
@@ -155,6 +202,10 @@ class KubeApi:
 
     def _url(self, name: str | None = None) -> str:
         url = f"{self.base_url}/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{PLURAL}"
+        return f"{url}/{name}" if name else url
+
+    def _secrets_url(self, name: str | None = None) -> str:
+        url = f"{self.base_url}/api/v1/namespaces/{self.namespace}/secrets"
         return f"{url}/{name}" if name else url
 
     def _fail(self, response, what: str) -> None:
@@ -191,6 +242,26 @@ class KubeApi:
         return True
 
 
+    def create_secret(self, manifest: dict) -> bool:
+        """True when created, False when one of that name exists already. The response (which echoes the data) is
+        not kept, and no error message carries the manifest."""
+        response = self.http.post(self._secrets_url(), json=manifest, timeout=30)
+        if response.status_code == 409:
+            return False
+        if response.status_code >= 300:
+            self._fail(response, f"create Secret {manifest['metadata']['name']}")
+        return True
+
+    def delete_secret(self, name: str) -> bool:
+        """False if it was gone already (the garbage collector may have removed it with its TFJob)."""
+        response = self.http.delete(self._secrets_url(name), timeout=30)
+        if response.status_code == 404:
+            return False
+        if response.status_code >= 300:
+            self._fail(response, f"delete Secret {name}")
+        return True
+
+
 def _conditions(job: Mapping) -> list[dict]:
     return [c for c in ((job.get("status") or {}).get("conditions") or []) if c.get("status") == "True"]
 
@@ -219,22 +290,43 @@ def describe(job: Mapping) -> str:
     return line
 
 
+def _create_secret(api: KubeApi, secret: dict, log: Callable[[str], None]) -> None:
+    """Create the credentials Secret; one of that name left by an earlier try is replaced (no `get` needed)."""
+    name = secret["metadata"]["name"]
+    if not api.create_secret(secret):
+        log(f"Secret {name} exists from an earlier try: replacing it")
+        api.delete_secret(name)
+        if not api.create_secret(secret):
+            raise TFJobFailed(f"Secret {name} exists and could not be replaced")
+    owner = secret["metadata"]["ownerReferences"][0]
+    log(f"Secret {name} created (S3 credentials of the replicas, owned by TFJob {owner['name']})")
+
+
 def launch(api: KubeApi, manifest: dict, log: Callable[[str], None] = print, poll_seconds: float = 10.0,
            timeout_seconds: float | None = None, sleep: Callable[[float], None] = time.sleep,
-           clock: Callable[[], float] = time.monotonic) -> dict:
-    """Create the TFJob, follow it until it ends, delete it; return the finished TFJob or raise TFJobFailed.
+           clock: Callable[[], float] = time.monotonic,
+           secret: Callable[[dict], dict] | None = None) -> dict:
+    """Create the TFJob (and, from the created TFJob, the credentials Secret that `secret` builds), follow it until it
+    ends, delete both; return the finished TFJob or raise TFJobFailed.
 
     A TFJob of the same name left by an earlier try of this datum (the worker was killed) is deleted first: this try
     trains from the start, as a retried datum does."""
     name = manifest["metadata"]["name"]
+    secret_made: str | None = None
     started = clock()
     try:
-        while api.create(manifest) is None:
+        created = api.create(manifest)
+        while created is None:
             log(f"TFJob {name} exists from an earlier try: deleting it first")
             api.delete(name)
             while api.get(name) is not None:
                 sleep(min(poll_seconds, 2.0))
+            created = api.create(manifest)
         log(f"TFJob {name} created: {manifest['spec']['tfReplicaSpecs']['Worker']['replicas']} worker(s)")
+        if secret is not None:
+            body = secret(created)
+            secret_made = body["metadata"]["name"]
+            _create_secret(api, body, log)
         last = None
         while True:
             job = api.get(name)
@@ -256,6 +348,13 @@ def launch(api: KubeApi, manifest: dict, log: Callable[[str], None] = print, pol
                                   f"(last: {line})")
             sleep(poll_seconds)
     finally:
+        if secret_made:
+            try:
+                if api.delete_secret(secret_made):
+                    log(f"Secret {secret_made} deleted")
+            except Exception as error:  # noqa: BLE001 - its owner's deletion still collects it
+                log(f"Secret {secret_made} could not be deleted ({error}); the garbage collector removes it with "
+                    f"TFJob {name}")
         try:
             if api.delete(name):
                 log(f"TFJob {name} deleted")
@@ -286,9 +385,10 @@ def run_launch(spec: ReplicaSpec, env: Mapping[str, str] = os.environ, local_inp
                          "(input.pfs.s3: true, s3Out: true)")
     api = api or KubeApi.in_cluster(env)
     _stop_on_sigterm()
+    secret = ((lambda created: credentials_secret(job_id, api.namespace, env, created)) if has_credentials(env)
+              else None)
     job = launch(api, tfjob_manifest(spec, job_id, api.namespace, env), log=lambda line: print(line, flush=True),
-                 poll_seconds=poll_seconds,
-                 timeout_seconds=timeout_seconds)
+                 poll_seconds=poll_seconds, timeout_seconds=timeout_seconds, secret=secret)
     return {"tfjob": job["metadata"]["name"], "state": state(job)[0], "workers": spec.workers}
 
 
