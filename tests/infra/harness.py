@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,12 +255,19 @@ def run_program(
             return None
         return read_outputs()
 
+    # pulumi.dynamic's serialize_provider (pulumi 3.x sdk/python/lib/pulumi/dynamic/dynamic.py) wraps
+    # pickle._Pickler._batch_setitems in a sorting wrapper on every call and never restores it: one process that
+    # evaluates the program hundreds of times (this test suite) stacks hundreds of wrappers until pickling a
+    # provider raises RecursionError. A real `pulumi up` serializes a handful, so the harness undoes it per run.
+    pickler_methods = {name: pickle._Pickler.__dict__[name] for name in ("_batch_setitems", "save_dict")}
     try:
         program()
     except BaseException:
         if not failures:
             raise
     finally:
+        for name, method in pickler_methods.items():
+            setattr(pickle._Pickler, name, method)
         pulumi.runtime.set_all_config({}, [])
         for key, value in saved_env.items():
             if value is None:

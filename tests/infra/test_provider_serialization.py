@@ -146,3 +146,15 @@ def test_the_pickle_names_no_repository_module() -> None:
     assert len(lookups) == 1, "one name is looked up when loading: builtins.eval"
     module, name = (arg for _, arg, _ in ops[lookups[0] - 4:lookups[0]] if isinstance(arg, str))
     assert (module, name) == ("builtins", "eval")
+
+
+def test_evaluating_the_program_leaves_the_pickler_as_it_found_it() -> None:
+    """pulumi.dynamic wraps pickle._Pickler's dict methods per provider and never unwraps them; the harness does,
+    or a long test run pickles through hundreds of nested wrappers until RecursionError."""
+    import pickle
+
+    from tests.infra import harness
+
+    before = (pickle._Pickler._batch_setitems, pickle._Pickler.save_dict)
+    harness.run_program("minikube")
+    assert (pickle._Pickler._batch_setitems, pickle._Pickler.save_dict) == before
