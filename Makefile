@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow bench clean
+.PHONY: venv demo test test-slow lint bench clean
 
 LOG    := $(VENV)/install.log
 
@@ -39,6 +39,9 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
+
+lint: $(STAMP)  ## ruff check, ruff format --check and mypy, as CI runs them (tools/lint.sh)
+	tools/lint.sh
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
