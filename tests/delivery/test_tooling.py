@@ -57,3 +57,53 @@ def test_both_projects_ship_the_apache_license_they_declare() -> None:
         assert project["license"] == "Apache-2.0"
         assert "Apache License\n                           Version 2.0, January 2004" in text
         assert "END OF TERMS AND CONDITIONS" in text
+
+
+# --- locks (tools/lock.sh, uv) ---------------------------------------------------------------------------------------
+LOCKS = (
+    ROOT / "requirements-dev.lock", ROOT / "stages" / "requirements.lock", ROOT / "stages" / "requirements-gpu.lock",
+)
+
+
+def pins(lock: Path) -> dict[str, tuple[str, int]]:
+    """name -> (version, number of hashes) of every requirement in a `uv pip compile --generate-hashes` file."""
+    found: dict[str, tuple[str, int]] = {}
+    name = ""
+    for line in lock.read_text(encoding="utf-8").splitlines():
+        if line and not line[0].isspace() and not line.startswith("#"):
+            requirement = line.split(";")[0].rstrip(" \\")
+            assert "==" in requirement, f"{lock.name}: not an exact pin: {line}"
+            name, version = requirement.split("==")
+            found[name] = (version, 0)
+        elif line.strip().startswith("--hash=sha256:"):
+            found[name] = (found[name][0], found[name][1] + 1)
+    return found
+
+
+def test_every_lock_pins_exact_versions_with_hashes() -> None:
+    for lock in LOCKS:
+        locked = pins(lock)
+        assert locked, lock
+        assert all(hashes for _, hashes in locked.values()), f"{lock.name}: pins without hashes"
+        assert not any(name.startswith("issue-titles") for name in locked)  # the local packages: installed editable
+
+
+def test_the_image_locks_hold_the_versions_the_tests_ran_with() -> None:
+    dev = {name: version for name, (version, _) in pins(LOCKS[0]).items()}
+    cpu, gpu = pins(LOCKS[1]), pins(LOCKS[2])
+    assert {name: version for name, (version, _) in cpu.items() if name in dev} == {
+        name: dev[name] for name in cpu if name in dev}
+    assert set(cpu) <= set(dev)  # the dev lock (what the tests install) is a superset of the image's
+    assert "tensorflow-cpu" not in gpu and gpu["tensorflow"][0] == cpu["tensorflow-cpu"][0]
+    assert any(name.startswith("nvidia-cudnn") for name in gpu)
+    assert {name: version for name, (version, _) in gpu.items() if name in cpu} == {
+        name: version for name, (version, _) in cpu.items() if name in gpu}
+
+
+def test_the_image_and_the_makefile_install_from_the_locks_with_hashes() -> None:
+    dockerfile = (ROOT / "stages" / "Dockerfile").read_text(encoding="utf-8")
+    assert "COPY requirements.lock requirements-gpu.lock ./" in dockerfile
+    assert 'pip install --require-hashes --no-deps -r "${lock}"' in dockerfile
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "pip install --require-hashes -r requirements-dev.lock" in makefile
+    assert "pip install --no-deps -e ./stages" in makefile and "pip install --no-deps -e ." in makefile
