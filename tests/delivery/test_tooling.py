@@ -1,4 +1,5 @@
 """The contributor tooling: lint entry point, pre-commit hooks that need no network, licence files."""
+
 from __future__ import annotations
 
 import shutil
@@ -21,8 +22,9 @@ def tool(name: str) -> str:
 
 def test_lint_script_and_ci_entry_pass_shellcheck() -> None:
     scripts = [ROOT / "tools" / "lint.sh", ROOT / ".ci" / "run"]
-    result = subprocess.run([tool("shellcheck"), "--severity=style", *map(str, scripts)], capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run(
+        [tool("shellcheck"), "--severity=style", *map(str, scripts)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -34,8 +36,9 @@ def test_lint_script_runs_ruff_check_ruff_format_check_and_mypy() -> None:
 
 def test_pre_commit_config_is_valid_and_its_hooks_download_nothing() -> None:
     config = ROOT / ".pre-commit-config.yaml"
-    result = subprocess.run([tool("pre-commit"), "validate-config", str(config)], capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(
+        [tool("pre-commit"), "validate-config", str(config)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     repos = yaml.safe_load(config.read_text(encoding="utf-8"))["repos"]
     hooks = {hook["id"]: hook for repo in repos for hook in repo["hooks"]}
@@ -61,7 +64,9 @@ def test_both_projects_ship_the_apache_license_they_declare() -> None:
 
 # --- locks (tools/lock.sh, uv) ---------------------------------------------------------------------------------------
 LOCKS = (
-    ROOT / "requirements-dev.lock", ROOT / "stages" / "requirements.lock", ROOT / "stages" / "requirements-gpu.lock",
+    ROOT / "requirements-dev.lock",
+    ROOT / "stages" / "requirements.lock",
+    ROOT / "stages" / "requirements-gpu.lock",
 )
 
 
@@ -92,12 +97,14 @@ def test_the_image_locks_hold_the_versions_the_tests_ran_with() -> None:
     dev = {name: version for name, (version, _) in pins(LOCKS[0]).items()}
     cpu, gpu = pins(LOCKS[1]), pins(LOCKS[2])
     assert {name: version for name, (version, _) in cpu.items() if name in dev} == {
-        name: dev[name] for name in cpu if name in dev}
+        name: dev[name] for name in cpu if name in dev
+    }
     assert set(cpu) <= set(dev)  # the dev lock (what the tests install) is a superset of the image's
     assert "tensorflow-cpu" not in gpu and gpu["tensorflow"][0] == cpu["tensorflow-cpu"][0]
     assert any(name.startswith("nvidia-cudnn") for name in gpu)
     assert {name: version for name, (version, _) in gpu.items() if name in cpu} == {
-        name: version for name, (version, _) in cpu.items() if name in gpu}
+        name: version for name, (version, _) in cpu.items() if name in gpu
+    }
 
 
 def test_the_image_and_the_makefile_install_from_the_locks_with_hashes() -> None:
