@@ -34,8 +34,12 @@ venv: $(STAMP)  ## the environment alone (the Pulumi program runs from it: Pulum
 demo: $(STAMP)
 	$(BIN)/localpach demo
 
+# Both cores (pytest-xdist; a test file's tests stay on one worker, so its module fixtures are built once) and the
+# 25 slowest tests at the end. `make test PYTEST_ARGS=` runs serially.
+PYTEST_ARGS ?= -n 2 --dist loadscope --durations=25
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
