@@ -8,9 +8,10 @@ Tests treat these folders as read-only: one that changes a model or a split copi
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             "timeout"
         ):
             item.add_marker(pytest.mark.timeout(LONG_TIMEOUT_S))
+
+
+@pytest.fixture(autouse=True)
+def main_thread_event_loop() -> Iterator[None]:
+    """Give the main thread a current event loop when an earlier test left it without one.
+
+    Pulumi's runtime (resource.py, `resource_output`) calls `asyncio.get_event_loop()`, which raises once any earlier
+    test in the same process ran `asyncio.run()` (that leaves the loop unset). Run serially, the Pulumi tests came
+    first; under pytest-xdist a worker runs test files in any order."""
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+    yield
