@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow bench clean
+.PHONY: venv demo test test-slow lint lock bench clean
 
 LOG    := $(VENV)/install.log
 
@@ -17,15 +17,15 @@ define phase
 	  grep -v -i '^ *warning' $(LOG) | tail -n 30 >&2; exit 1; }
 endef
 
-$(STAMP): requirements.txt requirements-dev.txt stages/pyproject.toml pyproject.toml
+$(STAMP): requirements-dev.lock stages/pyproject.toml pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	@$(PYTHON) -m venv $(VENV)
 	@: > $(LOG)
 	@echo "install: into $(VENV) (details in $(LOG))"
 	$(call phase,$(BIN)/python -m pip install --upgrade pip,'  1/4 pip')
-	$(call phase,$(BIN)/python -m pip install -r requirements.txt,'  2/4 the Pulumi program (pulumi + providers + pachyderm-sdk)')
-	$(call phase,$(BIN)/python -m pip install -e './stages[serve]','  3/4 the model package stages (TensorFlow + Keras + MLServer: the longest)')
-	$(call phase,$(BIN)/python -m pip install -r requirements-dev.txt,'  4/4 localpach and the test tools')
+	$(call phase,$(BIN)/python -m pip install --require-hashes -r requirements-dev.lock,'  2/4 every pinned dependency from requirements-dev.lock (TensorFlow + MLServer + Pulumi: the longest)')
+	$(call phase,$(BIN)/python -m pip install --no-deps -e ./stages,'  3/4 the model package stages (editable)')
+	$(call phase,$(BIN)/python -m pip install --no-deps -e .,'  4/4 localpach and the pipeline specs (editable)')
 	@touch $(STAMP)
 	@echo "install: done"
 
@@ -34,11 +34,21 @@ venv: $(STAMP)  ## the environment alone (the Pulumi program runs from it: Pulum
 demo: $(STAMP)
 	$(BIN)/localpach demo
 
+# Both cores (pytest-xdist; a test file's tests stay on one worker, so its module fixtures are built once) and the
+# 25 slowest tests at the end. `make test PYTEST_ARGS=` runs serially.
+PYTEST_ARGS ?= -n 2 --dist loadscope --durations=25
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
+
+lint: $(STAMP)  ## ruff check, ruff format --check and mypy, as CI runs them (tools/lint.sh)
+	tools/lint.sh
+
+lock: $(STAMP)  ## regenerate requirements-dev.lock and the image locks (uv, hashes; tools/lock.sh; --upgrade via ARGS)
+	tools/lock.sh $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -10,7 +10,9 @@ import pulumi_docker as docker
 
 STAGES_DIR = Path(__file__).resolve().parents[1] / "stages"
 # What the Dockerfile copies in; anything else in the folder (benchmarks, caches) does not change the image.
-IMAGE_INPUTS = ("Dockerfile", "requirements.lock", "pyproject.toml", "README.md", "src")
+IMAGE_INPUTS = (
+    "Dockerfile", "requirements.lock", "requirements-gpu.lock", "pyproject.toml", "README.md", "LICENSE", "src",
+)
 _IGNORED_PARTS = {"__pycache__", ".pytest_cache"}
 
 

@@ -57,12 +57,19 @@ def tiny_train(work: Path, architecture: str = "default", epochs: int = 4) -> Pa
     return work / "train"
 
 
-def tiny_bundle(path: Path) -> Path:
-    """Train a tiny real model and write a complete serving bundle at `path` (replaced if present)."""
+def build_tiny_bundle(work: Path, path: Path) -> Path:
+    """`stages build` on a `tiny_train` work folder: a complete serving bundle at `path` (replaced if present)."""
     from issue_titles.build import run_build
 
     path = Path(path)
+    run_build([Path(work) / "train", Path(work) / "split"], path, env={}, beat_baseline=False)  # tiny: not meant to win
+    return path
+
+
+def tiny_bundle(path: Path) -> Path:
+    """Train a tiny real model and write a complete serving bundle at `path` (replaced if present). Tests use the
+    session fixture `tiny_bundle_dir` (tests/conftest.py), which trains it once per run."""
     with tempfile.TemporaryDirectory(prefix="tiny-bundle-") as scratch:
         work = Path(scratch)
-        run_build([tiny_train(work), work / "split"], path, env={}, beat_baseline=False)  # tiny: not meant to win
-    return path
+        tiny_train(work)
+        return build_tiny_bundle(work, path)

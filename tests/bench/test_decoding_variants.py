@@ -1,21 +1,22 @@
 """The decoding-variants bench: its variants change only how a trained model picks titles, and it reports them."""
 
 import dataclasses
+import shutil
+from pathlib import Path
 
 import pytest
 
 from bench.decoding_variants import main, reranked, titles_for
 from issue_titles.csvio import write_issues
 from issue_titles.predictor import TitlePredictor
-from tests.tiny_model import tiny_issues, tiny_train
+from tests.tiny_model import tiny_issues
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny trained model and a split folder whose held-out rows come from two github repositories."""
-    root = tmp_path_factory.mktemp("variants")
-    model = tiny_train(root / "work")
-    split = root / "work" / "split"
+def trained(tmp_path_factory, tiny_training):
+    """The run's tiny trained model and a copy of its split whose held-out rows come from two github repositories."""
+    model = tiny_training / "train"
+    split = Path(shutil.copytree(tiny_training / "split", tmp_path_factory.mktemp("variants") / "split"))
     issues = tiny_issues(rows=24, seed=11)
     heldout = [dataclasses.replace(issue, issue_url=f"https://github.com/acme/{'ab'[n % 2]}/pull/{n + 1}")
                for n, issue in enumerate(issues)]  # fmt: skip

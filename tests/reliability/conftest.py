@@ -15,11 +15,9 @@ from tests.serving.serving_harness import ServerProcess
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real, tiny serving bundle (what `stages build` writes), trained once."""
-    from tests.tiny_model import tiny_bundle
-
-    return tiny_bundle(tmp_path_factory.mktemp("reliability") / "bundle")
+def tiny_model(tiny_bundle_dir: Path) -> Path:
+    """A real, tiny serving bundle (what `stages build` writes): the run's one (tests/conftest.py); read-only."""
+    return tiny_bundle_dir
 
 
 @pytest.fixture(scope="session")

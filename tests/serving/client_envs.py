@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from filelock import FileLock
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLIENTS_DIR = REPO_ROOT / ".venv-clients"
 SELDON_CORE = "seldon-core==1.17.1"
@@ -44,6 +46,13 @@ def seldon_client_python() -> Path:
 
 
 def _client_venv(name: str, installs: list[list[str]], check: str) -> Path:
+    """Under a file lock: pytest-xdist workers (or two test runs) wait for one build instead of racing it."""
+    CLIENTS_DIR.mkdir(exist_ok=True)
+    with FileLock(str(CLIENTS_DIR / f"{name}.lock")):
+        return _build_client_venv(name, installs, check)
+
+
+def _build_client_venv(name: str, installs: list[list[str]], check: str) -> Path:
     fingerprint = hashlib.sha256(repr((sys.version_info[:2], installs)).encode()).hexdigest()[:16]
     venv = CLIENTS_DIR / name
     python = venv / "bin" / "python"

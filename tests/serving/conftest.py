@@ -15,12 +15,11 @@ from tests.serving.serving_harness import LIMITS_ENV, ServerProcess, real_model_
 
 
 @pytest.fixture(scope="session")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str | None]:
-    """(model folder, predictor loader): the real tiny bundle when available, else the echo fake."""
+def bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str | None]:
+    """(model folder, predictor loader): the run's tiny bundle (tests/conftest.py) when available, else the echo
+    fake."""
     if real_model_available():
-        from tests.tiny_model import tiny_bundle
-
-        return tiny_bundle(tmp_path_factory.mktemp("tiny_bundle")), None
+        return request.getfixturevalue("tiny_bundle_dir"), None
     return tmp_path_factory.mktemp("fake_bundle"), "fake_predictor:load"
 
 

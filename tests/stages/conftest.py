@@ -65,11 +65,9 @@ def chain(tmp_path_factory, sample_dir) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def tiny(tmp_path_factory) -> Path:
-    """The fixture other parts use, built once."""
-    from tests.tiny_model import tiny_bundle
-
-    return tiny_bundle(tmp_path_factory.mktemp("tiny") / "bundle")
+def tiny(tiny_bundle_dir: Path) -> Path:
+    """The fixture other parts use: the run's one tiny bundle (tests/conftest.py)."""
+    return tiny_bundle_dir
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pytest
 from issue_titles.errors import StageError
 from issue_titles.predictor import DEFAULT_BEAM_WIDTH, DEFAULT_COPY_BIAS, DEFAULT_LENGTH_PENALTY, TitlePredictor
 from tests.stages.conftest import run_stages
-from tests.tiny_model import tiny_issues, tiny_train
+from tests.tiny_model import tiny_issues
 
 # Unseen bodies (other seeds than the training rows) plus the edge cases a server gets.
 BODIES = [issue.body for issue in tiny_issues(14, seed=11)] + [
@@ -119,13 +119,12 @@ def test_predict_command_refuses_bad_decoding_options(argument, tiny, tmp_path, 
 
 
 @pytest.fixture(scope="module")
-def greedy_bundle(tmp_path_factory) -> Path:
-    """A bundle built (evaluated and gated) with `--beam-width 1`."""
+def greedy_bundle(tmp_path_factory, tiny_training) -> Path:
+    """A bundle built (evaluated and gated) with `--beam-width 1` from the run's tiny training."""
     from issue_titles.build import run_build
 
-    work = tmp_path_factory.mktemp("greedy")
-    bundle = work / "bundle"
-    run_build([tiny_train(work), work / "split"], bundle, env={}, beat_baseline=False, beam_width=1)
+    bundle = tmp_path_factory.mktemp("greedy") / "bundle"
+    run_build([tiny_training / "train", tiny_training / "split"], bundle, env={}, beat_baseline=False, beam_width=1)
     return bundle
 
 

@@ -12,13 +12,13 @@ from issue_titles.csvio import write_issues
 from issue_titles.evaluate import choose_decoding, load_for_split, read_test_split, validation_rows
 from issue_titles.metrics import rouge_l
 from issue_titles.predictor import DEFAULT_COPY_BIAS, DEFAULT_LENGTH_PENALTY, TitlePredictor
-from tests.tiny_model import tiny_issues, tiny_train
+from tests.tiny_model import tiny_issues
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    work = tmp_path_factory.mktemp("choice")
-    return tiny_train(work), work / "split"
+def trained(tiny_training):
+    """The run's tiny training (tests/conftest.py) and its split; read-only."""
+    return tiny_training / "train", tiny_training / "split"
 
 
 def test_validation_rows_are_the_rows_keras_held_out_of_the_fit(trained):

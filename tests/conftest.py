@@ -1,0 +1,78 @@
+"""Fixtures every test area shares: the tiny real model, trained once per test run.
+
+Several areas (stages, serving, reliability, bench) need a trained model of the same tiny kind; training it takes
+seconds, and training it once per fixture added up. Under pytest-xdist each worker is its own session, so the
+first worker to get here trains into the run's shared temporary folder under a file lock, and the others reuse it.
+Tests treat these folders as read-only: one that changes a model or a split copies it first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+
+def shared_build(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
+    """`build(folder)` once per test run, also across xdist workers; returns the folder."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = factory.mktemp(name, numbered=False)
+        build(folder)
+        return folder
+    root = factory.getbasetemp().parent / "shared"  # the run's folder, above every worker's own
+    root.mkdir(exist_ok=True)
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            build(folder)
+            done.touch()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_training(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`tests.tiny_model.tiny_train`'s work folder (raw/, split/, pre_process/, train/), the default architecture."""
+    from tests.tiny_model import tiny_train
+
+    return shared_build(tmp_path_factory, "tiny_training", tiny_train)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_dir(tiny_training: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The serving bundle `stages build` writes for the tiny training (what `tests.tiny_model.tiny_bundle` makes)."""
+    from tests.tiny_model import build_tiny_bundle
+
+    return shared_build(tmp_path_factory, "tiny_bundle", lambda folder: build_tiny_bundle(tiny_training, folder))
+
+
+# pytest.ini's --timeout (300 s) catches a hung test; real trainings and cluster runs get an hour unless they set
+# their own with @pytest.mark.timeout.
+LONG_TIMEOUT_S = 3600
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if (item.get_closest_marker("slow") or item.get_closest_marker("cluster")) and not item.get_closest_marker(
+            "timeout"
+        ):
+            item.add_marker(pytest.mark.timeout(LONG_TIMEOUT_S))
+
+
+@pytest.fixture(autouse=True)
+def main_thread_event_loop() -> Iterator[None]:
+    """Give the main thread a current event loop when an earlier test left it without one.
+
+    Pulumi's runtime (resource.py, `resource_output`) calls `asyncio.get_event_loop()`, which raises once any earlier
+    test in the same process ran `asyncio.run()` (that leaves the loop unset). Run serially, the Pulumi tests came
+    first; under pytest-xdist a worker runs test files in any order."""
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+    yield
