@@ -1,8 +1,10 @@
 """Connections that hold the server without asking anything, shutdown with requests in flight, request ids that
 are not header-safe, multi-member gzip bodies (hardening round 3, issue 29: items 1, 5, 7, 10).
 
-Connection tests use a dedicated echo-model server with a 1 s header timeout, a 1 s idle timeout and a cap of 20
-connections, so every wait is short; each opens at most 60 sockets on 127.0.0.1.
+Connection tests use a dedicated `stages serve` (the serving image's command) of the suite's tiny bundle with a 1 s
+header timeout, a 1 s idle timeout and a cap of 20 connections, so every wait is short; each opens at most 60
+sockets on 127.0.0.1. The open-file and shutdown tests swap in an echo or a deliberately slow model through
+`python -m issue_titles.serving --predictor-loader` (same server code; `stages serve` always loads the real one).
 """
 
 import gzip
@@ -28,7 +30,7 @@ MAX_CONNECTIONS = 20
 
 
 @pytest.fixture(scope="module")
-def capped_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def capped_server(tmp_path_factory: pytest.TempPathFactory, tiny_bundle_dir) -> Iterator[ServerProcess]:
     folder = tmp_path_factory.mktemp("capped_server")
     env = {
         "ISSUE_TITLES_HEADER_TIMEOUT": str(HEADER_TIMEOUT_S),
@@ -36,7 +38,7 @@ def capped_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
         "ISSUE_TITLES_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
         "ISSUE_TITLES_BODY_TIMEOUT": "5",
     }
-    server = ServerProcess(folder, folder / "server.log", predictor_loader="fake_predictor:load", env=env)
+    server = ServerProcess(tiny_bundle_dir, folder / "server.log", env=env, via_stages_cli=True)
     with server.running() as process:
         yield process
 
