@@ -628,18 +628,6 @@ def _port(text: str) -> int:
 MIN_WATCH_INTERVAL_S = 0.1
 
 
-def _interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not math.isfinite(value) or value < MIN_WATCH_INTERVAL_S:
-        raise argparse.ArgumentTypeError(
-            f"must be a finite number of seconds, at least {MIN_WATCH_INTERVAL_S:g}, got {text!r}"
-        )
-    return value
-
-
 def _finite_float(text: str) -> float:
     try:
         value = float(text)
@@ -650,24 +638,35 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
+def _interval(text: str) -> float:
+    try:
+        value = _finite_float(text)
+    except argparse.ArgumentTypeError:
+        value = math.nan
+    if not value >= MIN_WATCH_INTERVAL_S:  # also false for nan
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number of seconds, at least {MIN_WATCH_INTERVAL_S:g}, got {text!r}"
+        )
+    return value
+
+
+def _whole_number(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}" if least == 1 else
+                                         f"must be {least} or more, got {value}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _whole_number(text, 1)
 
 
 def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+    return _whole_number(text, 0)
 
 
 def _add_settings(parser: argparse.ArgumentParser) -> None:
