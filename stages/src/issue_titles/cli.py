@@ -107,10 +107,35 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--heldout-repos", type=_repositories, default=None, metavar="OWNER/NAME,...",
                        help="repositories kept out of training, written to heldout.csv (default: "
                             "issue_titles.split.HELDOUT_REPOSITORIES; '' for none)")
+    split.add_argument("--layout", choices=("flat", "shards"), default="flat",
+                       help="flat: one train/test/heldout.csv for all rows (shuffled); shards: one folder per raw "
+                            "file, rows assigned by a stable hash of issue_url (Pachyderm glob /*)")
+    split.add_argument("--sample-fraction", type=_fraction, default=None,
+                       help="shards layout: keep this share of every file, chosen per row by a seeded hash")
+
+    vocabulary = commands.add_parser("vocabulary", help="fit the vocabularies on every split shard; keep the "
+                                     "previous ones byte for byte while they have not drifted")
+    vocabulary.add_argument("--input", type=Path, required=True, help="a sharded split output")
+    vocabulary.add_argument("--output", type=Path, required=True)
+    vocabulary.add_argument("--previous", type=Path, default=None,
+                            help="a former output of this step (default: the pipeline's previous output commit "
+                                 "when the spec asks for it, else none)")
+    vocabulary.add_argument("--drift-threshold", type=float, default=None,
+                            help="largest drift that keeps the previous vocabulary (default "
+                                 "issue_titles.vocabulary.DRIFT_THRESHOLD)")
+    vocabulary.add_argument("--body-vocab-size", type=_positive_int, default=text_defaults.body_vocab_size)
+    vocabulary.add_argument("--body-length", type=_positive_int, default=text_defaults.body_length)
+    vocabulary.add_argument("--title-vocab-size", type=_positive_int, default=text_defaults.title_vocab_size)
+    vocabulary.add_argument("--title-length", type=_positive_int, default=text_defaults.title_length)
+    vocabulary.add_argument("--trigrams-per-token", type=_non_negative_int, default=text_defaults.trigrams_per_token)
+    vocabulary.add_argument("--trigram-buckets", type=_positive_int, default=text_defaults.trigram_buckets)
 
     pre = commands.add_parser("pre_process", help="fit vocabularies on train.csv and encode it as arrays")
     pre.add_argument("--input", type=Path, required=True, help="the split output (train.csv)")
     pre.add_argument("--output", type=Path, required=True)
+    pre.add_argument("--vocabulary", type=Path, default=None,
+                     help="the vocabulary step's output: encode every split shard with it (one folder per shard) "
+                          "instead of fitting vocabularies here")
     pre.add_argument("--body-vocab-size", type=_positive_int, default=text_defaults.body_vocab_size)
     pre.add_argument("--body-length", type=_positive_int, default=text_defaults.body_length)
     pre.add_argument("--title-vocab-size", type=_positive_int, default=text_defaults.title_vocab_size)
@@ -152,6 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--validation-split", type=_fraction, default=0.12)
     train.add_argument("--max-minutes", type=_positive_float, default=None, help="stop after the epoch that passes this")
     train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--vocabulary", type=Path, default=None,
+                       help="the vocabulary step's output: --input is then the encoded shards, and train updates the "
+                            "previous model when it can (issue_titles.incremental)")
+    train.add_argument("--previous", type=Path, default=None,
+                       help="with --vocabulary: a former train output to update (default: the pipeline's previous "
+                            "output commit when the spec asks for it)")
+    train.add_argument("--full", action="store_true", help="with --vocabulary: retrain from scratch")
+    train.add_argument("--update-epochs", type=_positive_int, default=1)
+    train.add_argument("--update-lr-scale", type=_fraction, default=0.5)
+    train.add_argument("--replay-factor", type=_non_negative_float, default=4.0)
+    train.add_argument("--min-replay", type=_non_negative_int, default=1000)
 
     evaluate = commands.add_parser("evaluate", help="score a model on test.csv and heldout.csv against the extractive baselines")
     evaluate.add_argument("--model", type=Path, required=True, help="a train output or a bundle")
@@ -213,7 +249,7 @@ def _silence_stdout() -> None:
 
 
 # Each step's input arguments: its --output may not be, contain or lie inside any of them.
-STEP_INPUTS = {"split": ("input",), "pre_process": ("input",), "train": ("input",), "evaluate": ("model", "input"),
+STEP_INPUTS = {"split": ("input",), "vocabulary": ("input",), "pre_process": ("input",), "train": ("input",), "evaluate": ("model", "input"),
                "build": ("input",), "export": ("input",), "predict": ("model", "input")}  # fmt: skip
 
 
@@ -239,7 +275,33 @@ def _decoding(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> None:
     check_output(args)
-    if args.command == "split":
+    if args.command == "split" and args.layout == "shards":
+        from issue_titles.shards import ShardSettings, run_split_shards
+
+        shard_settings = ShardSettings(args.test_fraction, args.seed, args.sample_fraction, args.sample_size)
+        if args.heldout_repos is not None:
+            shard_settings = replace(shard_settings, heldout_repositories=args.heldout_repos)
+        _report(run_split_shards(args.input, args.output, shard_settings))
+    elif args.command == "vocabulary":
+        from issue_titles.text import TextConfig
+        from issue_titles.vocabulary import DRIFT_THRESHOLD, run_vocabulary
+
+        config = TextConfig(args.body_vocab_size, args.body_length, args.title_vocab_size, args.title_length,
+                            trigrams_per_token=args.trigrams_per_token, trigram_buckets=args.trigram_buckets)
+        previous = args.previous
+        if previous is None:
+            import tempfile
+
+            from issue_titles.previous import previous_output
+
+            previous, _ = previous_output(Path(tempfile.mkdtemp(prefix="vocabulary-previous-")))
+        threshold = DRIFT_THRESHOLD if args.drift_threshold is None else args.drift_threshold
+        _report(run_vocabulary(args.input, args.output, config, previous, threshold))
+    elif args.command == "pre_process" and args.vocabulary is not None:
+        from issue_titles.encode import run_encode_shards
+
+        _report(run_encode_shards(args.input, args.vocabulary, args.output))
+    elif args.command == "split":
         from issue_titles.split import SplitSettings, run_split
 
         settings = SplitSettings(args.sample_size, args.test_fraction, args.seed)
@@ -267,7 +329,15 @@ def run(args: argparse.Namespace) -> None:
             validation_split=args.validation_split,
             max_minutes=args.max_minutes, seed=args.seed,
         )  # fmt: skip
-        _report(run_train(args.input, args.output, settings)["training"])
+        if args.vocabulary is not None:
+            from issue_titles.incremental import UpdateSettings, run_train_incremental
+
+            update = UpdateSettings(args.full, args.update_epochs, args.update_lr_scale, args.replay_factor,
+                                    args.min_replay)
+            info = run_train_incremental(args.input, args.vocabulary, args.output, settings, update, args.previous)
+            _report(info["training"] | {"lineage": {k: v for k, v in info["lineage"].items() if k != "settings"}})
+        else:
+            _report(run_train(args.input, args.output, settings)["training"])
     elif args.command == "evaluate":
         from issue_titles.evaluate import run_evaluate
 
