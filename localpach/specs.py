@@ -35,6 +35,8 @@ SETTING_FLAGS: dict[str, type] = {
     "architecture": str,
     "min_rouge_l": float,
     "beat_baseline": bool,  # the CLI spells it --allow-below-baseline (sets it to False)
+    "incremental": bool,  # --incremental / --full-retrain turn these on
+    "full_retrain": bool,
 }
 
 

@@ -39,6 +39,12 @@ class PipelineSettings:
     beat_baseline: bool = True
     gpus: int = 0
     reprocess_spec: str = "until_success"
+    # The incremental data path (issue 32, pipelines/incremental.py): split one datum per raw file, a vocabulary
+    # reduce, encoding one datum per shard on `parallelism` workers, train updating its previous model. Off: the
+    # tutorial's five whole-repo steps. `full_retrain` makes every train job start from scratch (stages train --full).
+    incremental: bool = False
+    parallelism: int = 2
+    full_retrain: bool = False
 
     def __post_init__(self) -> None:
         problems = list(_problems(self))
@@ -78,5 +84,10 @@ def _problems(s: PipelineSettings):
         yield "beat_baseline must be true or false"
     if not isinstance(s.gpus, int) or s.gpus < 0:
         yield "gpus must be a non-negative integer"
+    for field in ("incremental", "full_retrain"):
+        if not isinstance(getattr(s, field), bool):
+            yield f"{field} must be true or false"
+    if not isinstance(s.parallelism, int) or isinstance(s.parallelism, bool) or not 1 <= s.parallelism <= 16:
+        yield "parallelism must be an integer from 1 to 16"
     if s.reprocess_spec not in REPROCESS_SPECS:
         yield f"reprocess_spec must be one of {', '.join(REPROCESS_SPECS)}"
