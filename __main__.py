@@ -75,7 +75,9 @@ pipelines = PachydermPipelines("pipelines", PachydermPipelinesArgs(
     settings=PipelineSettings(
         stage_image=stage_image.image_ref, serving_image_repo=cfg.serving.image_repo,
         sample_size=cfg.training.sample_size, epochs=cfg.training.epochs, architecture=cfg.training.architecture,
-        min_rouge_l=cfg.training.min_rouge_l, beat_baseline=cfg.training.beat_baseline, gpus=cfg.training.gpus),
+        min_rouge_l=cfg.training.min_rouge_l, beat_baseline=cfg.training.beat_baseline, gpus=cfg.training.gpus,
+        incremental=cfg.training.incremental, parallelism=cfg.training.parallelism,
+        full_retrain=cfg.training.full_retrain),
 ), pulumi.ResourceOptions(depends_on=[pachyderm, stage_image, registry]))
 
 ingress_host = cfg.serving.ingress_host

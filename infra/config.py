@@ -25,7 +25,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     PROJECT: (
         "namespace", "cluster", "kubeContext", "gpus", "pachydermChartVersion", "seldonChartVersion",
         "trainingOperatorRef", "pachdAddress", "stageImageRepo", "sampleSize", "epochs", "architecture",
-        "minRougeL", "beatBaseline", "gkeLocation", "cpuMachineType", "gpuMachineType", "gpuType", "gpuNodesMax",
+        "minRougeL", "beatBaseline", "incremental", "parallelism", "fullRetrain", "gkeLocation", "cpuMachineType", "gpuMachineType", "gpuType", "gpuNodesMax",
         "bucketForceDestroy", "ingressControllerChartVersion", "lokiDeploy", "pachdRootToken",
     ),
     "registry": ("server", "username", "password"),
@@ -76,6 +76,11 @@ class TrainingConfig:
     architecture: str
     min_rouge_l: float
     beat_baseline: bool = True
+    # The incremental data path (pipelines/incremental.py): `issue-titles:incremental`, the encoding workers
+    # `issue-titles:parallelism`, and `issue-titles:fullRetrain` (train from scratch every job, `stages train --full`).
+    incremental: bool = False
+    parallelism: int = 2
+    full_retrain: bool = False
 
 
 @dataclass(frozen=True)
@@ -306,6 +311,9 @@ def load_config() -> StackConfig:
             architecture=app.choice("architecture", "default", ARCHITECTURES),
             min_rouge_l=app.number("minRougeL", 0.0, 0.0, 1.0),
             beat_baseline=app.boolean("beatBaseline", True),  # build refuses a model that loses to the baseline
+            incremental=app.boolean("incremental", False),
+            parallelism=app.integer("parallelism", 2, 1, "2") or 2,
+            full_retrain=app.boolean("fullRetrain", False),
         ),
         gke=gke,
         loki_deploy=app.boolean("lokiDeploy", False),
