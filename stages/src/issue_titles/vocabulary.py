@@ -31,7 +31,7 @@ from issue_titles.text import TextConfig, clean_body, fit_vocabulary, standardiz
 
 VOCAB_DIR = "vocab"
 VOCAB_FILES = ("body_vocab.json", "title_vocab.json", "text_config.json", "requested.json")
-DRIFT_THRESHOLD = 0.005
+DRIFT_THRESHOLD = 0.001
 
 
 def coverage(counts: Counter, vocabulary: list[str]) -> float:
