@@ -135,7 +135,10 @@ def test_an_unchanged_vocabulary_warm_starts_from_the_previous_model_and_records
     assert lineage["mode"] == "update" and info["lineage"] == lineage
     assert lineage["new_rows"] > 0 and lineage["replay_rows"] >= 10
     assert lineage["chain"] == [lineage["started_from"]] and lineage["started_from"]["mode"] == "full"
-    assert len(read_json(tmp_path / "train" / TRAINED_KEYS)) == lineage["rows"]
+    fitted = set(read_json(tmp_path / "train" / TRAINED_KEYS))
+    validation = set(read_json(tmp_path / "train" / "model.json")["validation_row_keys"])
+    assert not fitted & validation and len(fitted | validation) == lineage["rows"]  # validation rows never fitted
+    assert set(read_json(chain / "train" / "model.json")["validation_row_keys"]) <= validation
     assert info["training"]["epochs_run"] == 1
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from issue_titles.errors import StageError
-from issue_titles.jsonio import read_json, read_vocabulary, write_json
+from issue_titles.jsonio import read_json, write_json
 from issue_titles.preprocess import ARRAYS
 from issue_titles.previous import previous_output
 from issue_titles.shards import shard_dirs
@@ -131,14 +131,45 @@ def decide(previous: Path | None, flat: Path, settings, update: UpdateSettings) 
     return "update", "same vocabulary and settings as the previous model"
 
 
-def replay_rows(keys: list[str], trained: set[str], update: UpdateSettings, seed: int) -> tuple[np.ndarray, int, int]:
-    """(sorted row indices to fine-tune on, new rows, replayed rows)."""
-    new = np.array([i for i, key in enumerate(keys) if key not in trained], dtype=np.int64)
+@dataclass
+class UpdatePlan:
+    """Which assembled rows an update fits and validates on, and what it leaves for the next update."""
+
+    fit: np.ndarray  # row indices, sorted
+    validate: np.ndarray  # row indices, sorted: fitted by no model of the chain
+    new_rows: int
+    replay_rows: int
+    trained_keys: list[str]
+    validation_keys: list[str]
+
+
+def full_plan(keys: list[str], validation_split: float) -> tuple[list[str], list[str]]:
+    """(fitted keys, validation keys) of a full training: Keras' validation_split holds out the last rows."""
+    cut = int(len(keys) * (1.0 - validation_split))
+    return keys[:cut], keys[cut:]
+
+
+def plan_update(keys: list[str], trained: set[str], validation: set[str], update: UpdateSettings, seed: int,
+                validation_split: float) -> UpdatePlan:
+    """New rows are those no model of the chain saw; a seeded `validation_split` of them joins the chain's
+    validation rows (never fitted, so build chooses the decoding on rows the model did not learn); the rest are
+    fitted together with a replay sample of the rows fitted before."""
+    from issue_titles.shards import unit_hash
+
+    new = [i for i, key in enumerate(keys) if key not in trained and key not in validation]
+    new_validation = [i for i in new if unit_hash(keys[i], "validation", seed) < validation_split]
+    held = set(new_validation)
+    new_fit = [i for i in new if i not in held]
     old = np.array([i for i, key in enumerate(keys) if key in trained], dtype=np.int64)
-    want = min(len(old), max(int(round(update.replay_factor * len(new))), update.min_replay))
+    want = min(len(old), max(int(round(update.replay_factor * len(new_fit))), update.min_replay))
     rng = np.random.default_rng([seed, len(keys)])
     replay = np.sort(rng.choice(old, size=want, replace=False)) if want else np.zeros(0, dtype=np.int64)
-    return np.sort(np.concatenate([new, replay])), len(new), len(replay)
+    fit = np.sort(np.concatenate([np.array(new_fit, dtype=np.int64), replay]))
+    validate = np.array(sorted([i for i, key in enumerate(keys) if key in validation] + new_validation),
+                        dtype=np.int64)
+    fitted = trained | {keys[i] for i in new_fit}
+    return UpdatePlan(fit, validate, len(new_fit), len(replay), [k for k in keys if k in fitted],
+                      [keys[i] for i in validate])
 
 
 def run_train_incremental(pre_dir: Path, vocabulary: Path, output_dir: Path, settings, update: UpdateSettings,
@@ -157,37 +188,52 @@ def run_train_incremental(pre_dir: Path, vocabulary: Path, output_dir: Path, set
                    "settings": fingerprint(settings), "rows": len(keys),
                    "vocabulary_sha256": sha256_file(flat / "body_vocab.json")[:16] + sha256_file(
                        flat / "title_vocab.json")[:16]}
-        write_json(scratch / TRAINED_KEYS, keys)
         if mode == "update":
             assert previous is not None
             old_lineage = read_json(previous / LINEAGE)
-            trained = set(read_json(previous / TRAINED_KEYS))
-            rows, new, replayed = replay_rows(keys, trained, update, settings.seed)
+            previous_info = read_json(previous / "model.json")
+            resolved = settings.resolved()
+            plan = plan_update(keys, set(read_json(previous / TRAINED_KEYS)),
+                               set(previous_info.get("validation_row_keys") or []), update, settings.seed,
+                               resolved.validation_split)
             started_from = {"commit": previous_commit or old_lineage.get("commit"), "mode": old_lineage.get("mode"),
                             "weights_sha256": sha256_file(previous / "model.weights.h5")}
             chain = [] if old_lineage.get("mode") == "full" else list(old_lineage.get("chain", []))
-            lineage |= {"started_from": started_from, "chain": chain + [started_from], "new_rows": new,
-                        "replay_rows": replayed, "updates_since_full": len(chain) + 1}
+            lineage |= {"started_from": started_from, "chain": chain + [started_from], "new_rows": plan.new_rows,
+                        "replay_rows": plan.replay_rows, "validation_rows": int(len(plan.validate)),
+                        "updates_since_full": len(chain) + 1}
+            # Keras watches the loss on a sample of the chain's validation rows, as many as its validation_split
+            # would hold out of the fitted rows; build chooses the decoding on all of them (validation_row_keys).
+            watch = min(len(plan.validate), max(1, round(len(plan.fit) * resolved.validation_split
+                                                         / (1.0 - resolved.validation_split))))
+            rng = np.random.default_rng([settings.seed, len(keys), 1])
+            watched = np.sort(rng.choice(plan.validate, size=watch, replace=False)) if len(plan.validate) else \
+                plan.fit[-1:]
             part = scratch / "update"
-            subset(flat, part, rows)
-            resolved = settings.resolved()
-            tuned = replace(settings, epochs=update.epochs,
+            subset(flat, part, np.concatenate([plan.fit, watched]))
+            total = len(plan.fit) + len(watched)
+            tuned = replace(settings, epochs=update.epochs, validation_split=(len(watched) - 0.5) / total,
                             learning_rate=resolved.learning_rate * update.learning_rate_scale)
             write_json(scratch / LINEAGE, lineage)
+            write_json(scratch / TRAINED_KEYS, plan.trained_keys)
             try:
                 info = run_train(part, output_dir, tuned, initial_weights=previous / "model.weights.h5",
-                                 extra_info={"lineage": lineage},
+                                 extra_info={"lineage": lineage, "validation_row_keys": plan.validation_keys},
                                  extra_files={LINEAGE: scratch / LINEAGE, TRAINED_KEYS: scratch / TRAINED_KEYS})
-                print(f"stages train: warm-started from the previous model ({new} new rows, {replayed} replayed)",
-                      file=sys.stderr)
+                print(f"stages train: warm-started from the previous model ({plan.new_rows} new rows, "
+                      f"{plan.replay_rows} replayed)", file=sys.stderr)
                 return info
             except ValueError as error:
                 note = (f"warm start refused: the previous model's weights do not fit this model ({error}); "
                         "falling back to a full training")
                 print(f"stages train: {note}", file=sys.stderr)
                 lineage = {key: value for key, value in lineage.items()
-                           if key not in ("started_from", "chain", "new_rows", "replay_rows", "updates_since_full")}
+                           if key not in ("started_from", "chain", "new_rows", "replay_rows", "validation_rows",
+                                          "updates_since_full")}
                 lineage |= {"mode": "full", "reason": note}
+        fitted, validation = full_plan(keys, settings.resolved().validation_split)
+        write_json(scratch / TRAINED_KEYS, fitted)
         write_json(scratch / LINEAGE, lineage)
-        return run_train(flat, output_dir, settings, extra_info={"lineage": lineage},
+        return run_train(flat, output_dir, settings,
+                         extra_info={"lineage": lineage, "validation_row_keys": validation},
                          extra_files={LINEAGE: scratch / LINEAGE, TRAINED_KEYS: scratch / TRAINED_KEYS})
