@@ -86,7 +86,9 @@ pipelines = PachydermPipelines("pipelines", PachydermPipelinesArgs(
         stage_image=stage_image.image_ref, serving_image_repo=cfg.serving.image_repo,
         sample_size=cfg.training.sample_size, epochs=cfg.training.epochs, architecture=cfg.training.architecture,
         min_rouge_l=cfg.training.min_rouge_l, beat_baseline=cfg.training.beat_baseline, gpus=cfg.training.gpus,
-        trainer=cfg.training.trainer, train_workers=cfg.training.train_workers),
+        trainer=cfg.training.trainer, train_workers=cfg.training.train_workers,
+        incremental=cfg.training.incremental, parallelism=cfg.training.parallelism,
+        full_retrain=cfg.training.full_retrain),
 ), pulumi.ResourceOptions(depends_on=[pachyderm, stage_image, registry,
                                       *([training_operator, trainer_access] if trainer_access else [])]))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench.common import BENCH_DIR, Section, machine_facts, pick_model, scratch_dir
 
-ALL = ("decoding", "serving", "observability", "pipeline", "program")
+ALL = ("decoding", "serving", "observability", "pipeline", "program", "incremental")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,6 +15,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny model, few sizes and requests: a smoke run (~2 min)")
     parser.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {','.join(ALL)}")
     parser.add_argument("--output", type=Path, default=BENCH_DIR / "results.md", help="where to write the markdown")
+    parser.add_argument("--incremental-rows", type=int, default=None,
+                        help="incremental benchmark: a seeded sample of this many rows (default: the full data set)")
+    parser.add_argument("--incremental-model", choices=("default", "demo"), default="default",
+                        help="incremental benchmark: the pipeline's default model, or the demo's smaller one")
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(chosen) - set(ALL))
@@ -49,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
 
             for section in pipeline.run(args.quick, scratch, server_rss, plots_dir):
                 sections.append(_announce(section))
+        if "incremental" in chosen:
+            from bench import incremental
+
+            for section in incremental.run(args.quick, scratch, args.incremental_rows, args.incremental_model):
+                sections.append(_announce(section))
         if "program" in chosen:
             from bench import program
 
@@ -62,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         "python -m bench"
         + (" --quick" if args.quick else "")
         + (f" --only {','.join(chosen)}" if tuple(chosen) != ALL else "")
+        + (f" --incremental-rows {args.incremental_rows}" if args.incremental_rows else "")
+        + (f" --incremental-model {args.incremental_model}" if args.incremental_model != "default" else "")
     )
     text = report.render(facts, sections, command, args.output.resolve().parent)
     report.write(text, args.output)

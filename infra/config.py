@@ -33,7 +33,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     PROJECT: (
         "namespace", "cluster", "kubeContext", "gpus", "pachydermChartVersion", "seldonChartVersion",
         "trainingOperatorRef", "pachdAddress", "stageImageRepo", "sampleSize", "epochs", "architecture",
-        "minRougeL", "beatBaseline", "gkeLocation", "cpuMachineType", "gpuMachineType", "gpuType", "gpuNodesMax",
+        "minRougeL", "beatBaseline", "incremental", "parallelism", "fullRetrain", "gkeLocation", "cpuMachineType", "gpuMachineType", "gpuType", "gpuNodesMax",
         "bucketForceDestroy", "ingressControllerChartVersion", "lokiDeploy", "pachdRootToken",
         "trainer", "trainWorkers",  # training through a TFJob: read by _training_mode
     ),
@@ -94,6 +94,11 @@ class TrainingConfig:
     beat_baseline: bool = True
     trainer: str = "pipeline"  # "tfjob": the train pipeline runs the training as a TFJob (infra/training.py)
     train_workers: int = 1  # the TFJob's Worker replicas; `gpus` is then per replica
+    # The incremental data path (pipelines/incremental.py): `issue-titles:incremental`, the encoding workers
+    # `issue-titles:parallelism`, and `issue-titles:fullRetrain` (train from scratch every job, `stages train --full`).
+    incremental: bool = False
+    parallelism: int = 2
+    full_retrain: bool = False
 
 
 @dataclass(frozen=True)
@@ -278,6 +283,18 @@ def _training_mode(app: _Reader) -> dict:
     return {"trainer": trainer, "train_workers": workers}
 
 
+def _incremental(app: _Reader) -> bool:
+    """`incremental`: the sharded chain; its train updates the previous model, which a TFJob training does not yet."""
+    incremental = app.boolean("incremental", False)
+    if incremental and app.choice("trainer", "pipeline", TRAINERS) == "tfjob":
+        raise ConfigError(
+            f"`{app.key('incremental')}` is true but `{app.key('trainer')}` is 'tfjob': the incremental train updates "
+            f"its previous model, which a TFJob training does not do yet; run {_fix(app.key('trainer'), 'pipeline')} "
+            f"or {_fix(app.key('incremental'), 'false')}"
+        )
+    return incremental
+
+
 def load_config() -> StackConfig:
     """Read and validate the whole stack config; raise ConfigError naming the key and the fix."""
     _check_unknown_keys(_set_keys())
@@ -404,6 +421,9 @@ def load_config() -> StackConfig:
             min_rouge_l=app.number("minRougeL", 0.0, 0.0, 1.0),
             beat_baseline=app.boolean("beatBaseline", True),  # build refuses a model that loses to the baseline
             **_training_mode(app),
+            incremental=_incremental(app),
+            parallelism=app.integer("parallelism", 2, 1, "2") or 2,
+            full_retrain=app.boolean("fullRetrain", False),
         ),
         gke=gke,
         loki_deploy=app.boolean("lokiDeploy", False),

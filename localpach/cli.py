@@ -464,7 +464,8 @@ def _run_once(args: argparse.Namespace, specs: list[dict[str, Any]], not_retried
     from localpach.runner import run_pipelines
 
     reporter = ConsoleReporter(console, stream=args.stream)
-    return run_pipelines(state_dir(args), specs, reporter, wait=not args.no_wait, not_retried=not_retried)
+    return run_pipelines(state_dir(args), specs, reporter, wait=not args.no_wait, not_retried=not_retried,
+                         parallelism=getattr(args, "parallelism", None) or os.cpu_count() or 1)
 
 
 def _print_run_summary(summary: Any, console: Any, started: float) -> None:
@@ -683,6 +684,9 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
         "hidden_dim": "recurrent state size (default: the stage's, 256)",
         "architecture": "model architecture (default or tutorial)",
         "min_rouge_l": "quality gate: build also refuses a model below this ROUGE-L",
+        "incremental": "the incremental chain: split one datum per raw file, a vocabulary reduce, encoding per "
+                       "shard, train updating its previous model (pipelines/incremental.py)",
+        "full_retrain": "with --incremental: every train job starts from scratch (stages train --full)",
         "beat_baseline": "build even a model that does not beat the best extractive baseline (refused by default)",
         "trainer": "pipeline (train in the step itself, default) or tfjob (the step launches the TFJob's replicas: "
                    "here, local processes)",
@@ -694,6 +698,10 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
 
     defaults = {field.name: field.default for field in dataclasses.fields(PipelineSettings)}
     for name, kind in SETTING_FLAGS.items():
+        if kind is bool and name != "beat_baseline":  # off by default: the flag turns it on
+            group.add_argument(f"--{name.replace('_', '-')}", dest=name, action="store_const", const=True,
+                               default=None, help=helps.get(name))
+            continue
         if kind is bool:  # an on-by-default gate: the flag turns it off
             group.add_argument("--allow-below-baseline", dest=name, action="store_const", const=False, default=None,
                                help=helps.get(name))
@@ -813,6 +821,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-wait", action="store_true", help="fail instead of waiting when another run holds the state")
     p.add_argument("--specs", metavar="PATH",
                    help="run these Pachyderm spec JSON files instead of the project's (default: the project's)")
+    p.add_argument("--parallelism", type=_positive_int, default=None, metavar="N",
+                   help="run up to N datums of a job at once, as Pachyderm's workers (default: the CPU count); "
+                        "the outputs are the same for every N")
     _add_settings(p)
 
     p = add("fsck", cmd_fsck, "check the state for damaged or missing records and objects (like `pachctl fsck`); "

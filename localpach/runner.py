@@ -23,7 +23,9 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +43,8 @@ from localpach.specs import PipelineDef, dependency_order
 from localpach.store import StoredObject
 
 LOG_TAIL_LINES = 30
+# A spec's transform.env asking for its pipeline's previous output commit (pipelines/incremental.py).
+PREVIOUS_OUTPUT_REQUEST = ("ISSUE_TITLES_PREVIOUS_OUTPUT", "parent-commit")
 _PFS_ARG = re.compile(r"/pfs/([A-Za-z0-9_.\-]+)")
 
 try:  # Linux: the step gets SIGKILL when the runner dies, so no orphan keeps writing after a kill -9
@@ -159,7 +163,14 @@ class Runner:
         specs: list[dict[str, Any]],
         reporter: Reporter | None = None,
         command_dirs: Iterable[Path] | None = None,
+        parallelism: int = 1,
     ) -> None:
+        if parallelism < 1:
+            raise ValueError(f"parallelism must be at least 1, got {parallelism}")
+        # Datums of one job run on up to this many workers at once, as Pachyderm's parallelismSpec workers would;
+        # outputs are merged in datum order, so the commit is the same whatever the number.
+        self.parallelism = parallelism
+        self._lock = threading.Lock()
         state_dir = Path(os.path.abspath(state_dir))  # steps run in their own cwd: every path must be absolute
         self.state_dir = state_dir
         self.pfs = PFS(state_dir)
@@ -368,7 +379,9 @@ class Runner:
         with open(self.jobs.log_path(job.id), "ab") as log:
             try:
                 job.datums = [_datum_entry(datum, pipeline.spec_hash) for datum in datums]
-                for number, datum in enumerate(datums, start=1):
+                if self.parallelism > 1:
+                    outputs = self._run_datums_parallel(job, pipeline, datums, work, log)
+                for number, datum in enumerate(datums if self.parallelism == 1 else [], start=1):
                     datum_hash = datum.hash(pipeline.spec_hash)
                     cached = None if pipeline.reprocess_every_job else self._cached_datum(pipeline.name, datum_hash)
                     self.reporter.datum_started(job, number, datum, skipped=cached is not None)
@@ -429,6 +442,74 @@ class Runner:
                 self.reporter.job_finished(job)
         return job
 
+    def _run_datums_parallel(self, job: Job, pipeline: PipelineDef, datums: list[Datum], work: Path,
+                             log: Any) -> list[tuple[Datum, dict[str, StoredObject]]]:
+        """The datums of one job on up to `parallelism` workers. Each processed datum logs to its own file, appended
+        to the job's log in datum order once all are done; outputs keep datum order, so the merge is the serial
+        one. The first failing datum (in datum order) fails the job after the others finish, as in a serial run."""
+        total = len(datums)
+        trees: list[dict[str, StoredObject] | None] = [None] * total
+        pending: list[tuple[int, Datum, str]] = []
+        for number, datum in enumerate(datums, start=1):
+            datum_hash = datum.hash(pipeline.spec_hash)
+            cached = None if pipeline.reprocess_every_job else self._cached_datum(pipeline.name, datum_hash)
+            self.reporter.datum_started(job, number, datum, skipped=cached is not None)
+            if cached is not None:
+                job.datums_skipped += 1
+                job.datums[number - 1]["state"] = "skipped"
+                trees[number - 1] = cached
+            else:
+                pending.append((number, datum, datum_hash))
+        work.mkdir(parents=True, exist_ok=True)
+
+        seconds: dict[int, float] = {}
+
+        def one(item: tuple[int, Datum, str]) -> dict[str, StoredObject]:
+            number, datum, datum_hash = item
+            started = time.time()
+            try:
+                with open(work / f"datum-{number}.log", "w+b") as own:
+                    return self._run_datum(job, pipeline, datum, number, total, work / f"datum-{number}", own,
+                                           report_output=False)
+            finally:
+                seconds[number] = round(time.time() - started, 3)
+
+        with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="datum") as pool:
+            futures = [(item, pool.submit(one, item)) for item in pending]
+            results = []
+            for item, future in futures:
+                try:
+                    results.append((item, future.result(), None))
+                except StepFailed as failure:
+                    results.append((item, None, failure))
+        skipped_lines = {number for number in range(1, total + 1) if trees[number - 1] is not None}
+        failure: StepFailed | None = None
+        by_number = {item[0]: (item, tree, error) for item, tree, error in results}
+        for number in range(1, total + 1):
+            if number in skipped_lines:
+                log.write(f"== datum {number}/{total} ({datums[number - 1].describe()}): skipped, "
+                          "already processed with the same inputs and spec\n".encode())
+                continue
+            (_, datum, datum_hash), tree, error = by_number[number]
+            own = work / f"datum-{number}.log"
+            if own.exists():
+                text = own.read_bytes()
+                log.write(text)
+                self.reporter.output(job, text.decode("utf-8", "replace"))
+            if error is not None:
+                job.datums[number - 1].update(state="failed", reason=error.reason, seconds=seconds.get(number))
+                failure = failure or error
+                continue
+            assert tree is not None
+            job.datums[number - 1].update(state="success", seconds=seconds.get(number))
+            self._remember_datum(pipeline.name, datum_hash, job.id, tree)
+            job.datums_processed += 1
+            trees[number - 1] = tree
+        log.flush()
+        if failure is not None:
+            raise failure
+        return [(datum, tree) for datum, tree in zip(datums, trees, strict=True) if tree is not None]
+
     def _cached_datum(self, pipeline: str, datum_hash: str) -> dict[str, StoredObject] | None:
         record = self._datum_path(pipeline, datum_hash)
         if not record.exists():
@@ -477,7 +558,8 @@ class Runner:
         return found
 
     def _run_datum(
-        self, job: Job, pipeline: PipelineDef, datum: Datum, number: int, total: int, work: Path, log: Any
+        self, job: Job, pipeline: PipelineDef, datum: Datum, number: int, total: int, work: Path, log: Any,
+        report_output: bool = True,
     ) -> dict[str, StoredObject]:
         pfs_dir = work / "pfs"
         out = pfs_dir / "out"
@@ -489,7 +571,9 @@ class Runner:
         for item in datum.inputs:
             target = pfs_dir / item.name
             try:
-                job.bytes_in += self.pfs.materialize(item.files, target)
+                size = self.pfs.materialize(item.files, target)
+                with self._lock:
+                    job.bytes_in += size
             except CorruptObject as error:
                 raise StepFailed(
                     f"input {item.name} ({item.repo}@{item.commit[:12]}) {error.message}; the step was not run "
@@ -499,6 +583,8 @@ class Runner:
             mounts[item.name] = target
             env[item.name] = str(target / item.path) if item.path else str(target)
             env[f"{item.name}_COMMIT"] = item.commit
+        if pipeline.env.get(PREVIOUS_OUTPUT_REQUEST[0]) == PREVIOUS_OUTPUT_REQUEST[1]:
+            env.update(self._previous_output(job, pipeline, work))
         env.update(
             PACH_JOB_ID=job.id,
             PACH_OUTPUT_COMMIT_ID=job.output_commit,
@@ -529,8 +615,9 @@ class Runner:
             )
         except OSError as error:
             raise StepFailed(f"cannot start {argv[0]}: {error.strerror or error}") from None
-        job.step_pid = process.pid
-        self.jobs.save(job)
+        with self._lock:
+            job.step_pid = process.pid
+            self.jobs.save(job)
         try:
             if stdin is not None:
                 assert process.stdin is not None
@@ -544,7 +631,8 @@ class Runner:
             while chunk := stdout.read1(65536):  # whatever is there now: progress shows as it happens
                 log.write(chunk)
                 log.flush()
-                self.reporter.output(job, chunk.decode("utf-8", "replace"))
+                if report_output:
+                    self.reporter.output(job, chunk.decode("utf-8", "replace"))
             code = process.wait()
         except BaseException:
             stop_process_group(process)
@@ -558,6 +646,20 @@ class Runner:
             detail = f": {last[0]}" if last else ""
             raise StepFailed(f"datum {number}/{total} failed ({how}){detail}")
         return self._ingest(out)
+
+    def _previous_output(self, job: Job, pipeline: PipelineDef, work: Path) -> dict[str, str]:
+        """What a Pachyderm worker reads from pachd when its spec asks for it (stages' issue_titles.previous): the
+        pipeline's previous output commit, i.e. the parent of this job's output commit, here read-only under the
+        datum's folder and named in LOCALPACH_PREVIOUS_OUTPUT ('' when the pipeline has none yet)."""
+        commit = self.pfs.head_commit(pipeline.name)
+        if commit is None:
+            return {"LOCALPACH_PREVIOUS_OUTPUT": ""}
+        target = work / "previous-output"
+        size = self.pfs.materialize(commit.files, target)
+        with self._lock:
+            job.bytes_in += size
+        make_tree_read_only(target)
+        return {"LOCALPACH_PREVIOUS_OUTPUT": str(target), "LOCALPACH_PREVIOUS_OUTPUT_COMMIT": commit.id}
 
     def _ingest(self, out: Path) -> dict[str, StoredObject]:
         """Store a datum's /pfs/out; refuse what cannot be versioned faithfully, naming the path."""
@@ -632,10 +734,11 @@ def run_pipelines(
     wait: bool = True,
     not_retried: set[JobKey] | None = None,
     command_dirs: Iterable[Path] | None = None,
+    parallelism: int = 1,
 ) -> RunSummary:
     """Take the state lock, recover from any interrupted writer, and run one pass over all pipelines."""
     reporter = reporter or SilentReporter()
-    runner = Runner(state_dir, specs, reporter, command_dirs)  # parses specs before touching the state
+    runner = Runner(state_dir, specs, reporter, command_dirs, parallelism=parallelism)  # parses specs before touching the state
     runner.pfs.init()
     lock = StateLock(state_dir, purpose="run")
     lock.acquire(wait=wait, on_wait=reporter.note)

@@ -40,6 +40,8 @@ SETTING_FLAGS: dict[str, type] = {
     "beat_baseline": bool,  # the CLI spells it --allow-below-baseline (sets it to False)
     "trainer": str,  # tfjob: train runs `stages launch-tfjob`, whose replicas run here as local processes
     "train_workers": int,
+    "incremental": bool,  # --incremental / --full-retrain turn these on
+    "full_retrain": bool,
 }
 
 

@@ -189,12 +189,41 @@ def inspect_commit(pfs: PFS, jobs: JobStore, commit: Commit, model_card: bool = 
         parts += [Text(""), Text("Provenance:", style="bold"), provenance_table(pfs, commit)]
     else:
         parts.append(Text("Provenance: none (data put by a user)" if commit.origin == "user" else "Provenance: none"))
+    parts += model_lineage(pfs, commit)
     if model_card and MODEL_CARD in commit.files:  # a build commit: the bundle's card, as `stages build` wrote it
         from rich.markdown import Markdown
 
         card = pfs.objects.read_bytes(commit.files[MODEL_CARD].hash).decode("utf-8", errors="replace")
         parts += [Text(""), Text(f"Model card ({MODEL_CARD}):", style="bold"), Markdown(card)]
     return Group(*parts)
+
+
+def model_lineage(pfs: PFS, commit: Commit) -> list:
+    """A train output's lineage.json (a build's provenance.json carries the same): full training or update, and
+    the chain of models it started from back to the last full training."""
+    import json
+
+    lineage = None
+    for path, key in (("lineage.json", None), ("provenance.json", "lineage")):
+        obj = commit.files.get(path)
+        if obj is None:
+            continue
+        try:
+            data = json.loads(pfs.objects.read_bytes(obj.hash))
+        except Exception:  # a damaged file should not hide the rest of the commit
+            continue
+        lineage = data.get(key) if key else data
+        if isinstance(lineage, dict):
+            break
+    if not isinstance(lineage, dict) or "mode" not in lineage:
+        return []
+    text = [f"  {lineage['mode']} training of {lineage.get('rows', '?')} rows: {lineage.get('reason', '')}"]
+    if lineage["mode"] == "update":
+        text.append(f"  fine-tuned on {lineage.get('new_rows')} new + {lineage.get('replay_rows')} replayed rows")
+    for step in reversed(lineage.get("chain") or []):
+        text.append(f"  <- started from train@{step.get('commit') or '?'} ({step.get('mode')} training, weights "
+                    f"sha256:{str(step.get('weights_sha256', ''))[:16]})")
+    return [Text(""), Text("Model lineage:", style="bold"), Text("\n".join(text))]
 
 
 def inspect_job(job: Job, spec_branch_hint: str = "") -> Group:

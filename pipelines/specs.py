@@ -161,4 +161,8 @@ def export(settings: PipelineSettings) -> Spec:
 
 def all_pipelines(settings: PipelineSettings) -> list[Spec]:
     """split -> pre_process -> train -> build -> export, upstream first."""
+    if settings.incremental:
+        from pipelines.incremental import incremental_pipelines
+
+        return incremental_pipelines(settings)
     return [step(settings) for step in (split, pre_process, train, build, export)]

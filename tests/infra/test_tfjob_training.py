@@ -182,6 +182,11 @@ def test_several_workers_without_trainer_tfjob_are_refused_naming_both_keys() ->
         run_program("minikube", {"issue-titles:trainWorkers": "2"})
 
 
+def test_the_incremental_chain_with_a_tfjob_trainer_is_refused_naming_both_keys() -> None:
+    with pytest.raises(ConfigError, match="issue-titles:incremental.*issue-titles:trainer"):
+        run_program("minikube", {"issue-titles:incremental": "true", "issue-titles:trainer": "tfjob"})
+
+
 def test_an_unknown_trainer_is_refused() -> None:
     with pytest.raises(ConfigError, match="invalid `issue-titles:trainer` 'mpi'"):
         run_program("minikube", {"issue-titles:trainer": "mpi"})

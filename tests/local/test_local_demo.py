@@ -12,7 +12,7 @@ from tests.local.conftest import PROJECT_ROOT
 
 
 @pytest.mark.slow
-def test_the_demo_answers_the_tutorial_request_and_reruns_every_job_after_the_update(tmp_path: Path) -> None:
+def test_the_demo_answers_the_tutorial_request_and_updates_the_model_after_the_data_update(tmp_path: Path) -> None:
     demo_dir = tmp_path / "demo"
 
     result = subprocess.run(
@@ -26,7 +26,12 @@ def test_the_demo_answers_the_tutorial_request_and_reruns_every_job_after_the_up
     served = re.search(r"served model: model ROUGE-L (\d\.\d{4}) vs best extractive baseline (\d\.\d{4})", result.stdout)
     assert served and float(served.group(1)) > float(served.group(2)), "the demo serves a model that beats the baseline"
     assert "configuration:  demo (sample_size=" in result.stdout
-    assert "re-ran: split, pre_process, train, build, export" in result.stdout
+    # the update appends 1% as a new file: only its datums run, the vocabulary holds and train warm-starts
+    assert "re-ran: split, vocabulary, pre_process, train, build, export" in result.stdout
+    assert "split: 1 datum(s) processed, 1 skipped" in result.stdout
+    assert "pre_process: 1 datum(s) processed, 1 skipped" in result.stdout
+    assert re.search(r"update training of [\d,]+ rows: same vocabulary and settings", result.stdout)
+    assert re.search(r"<- started from train@\w+ \(full training", result.stdout)
     assert "model server stopped" in result.stdout
     # the demo ends with the served model changing: old and new side by side, each with its provenance
     before_after = re.search(r"served before the update +served after the update", result.stdout)

@@ -189,3 +189,12 @@ def test_what_pachyderm_2_12_refuses_at_create_time_is_refused_here(change, prob
     spec = by_name(TFJOB)["train"]
     change(spec)
     assert any(problem in found for found in spec_problems(spec))
+
+
+def test_the_incremental_chain_and_tfjob_training_are_not_combined() -> None:
+    """The incremental train reads the vocabulary and its previous output commit; a TFJob's replicas do neither."""
+    from pipelines.settings import PipelineSettings
+
+    with pytest.raises(ValueError, match="incremental needs trainer pipeline"):
+        PipelineSettings(stage_image="registry.example.com/stages:0123abcd",
+                         serving_image_repo="registry.example.com/serve", incremental=True, trainer="tfjob")

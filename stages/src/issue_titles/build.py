@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ from issue_titles.jsonio import read_json, write_json
 from issue_titles.model_card import MODEL_CARD, render_model_card
 from issue_titles.progress import TENSORBOARD_DIR, write_decoding_choice
 from issue_titles.predictor import DECODING_DEFAULTS
+from issue_titles.shards import flat_split_view, is_sharded_split
 from issue_titles.provenance import BUNDLE_FORMAT, PROVENANCE, checksums, code_version
 from issue_titles.train import MODEL_FILES
 
@@ -47,7 +49,7 @@ def find_inputs(inputs: Sequence[Path]) -> tuple[Path, Path]:
         raise StageError(f"{both[0]} holds both model.json and test.csv, so it is ambiguous; give the train output "
                          "and the split output as separate folders")  # fmt: skip
     trained = [path for path in inputs if (path / "model.json").is_file()]
-    splits = [path for path in inputs if (path / "test.csv").is_file()]
+    splits = [path for path in inputs if (path / "test.csv").is_file() or is_sharded_split(path)]
     if not trained:
         raise StageError(f"no input holds model.json (the output of `stages train`); inputs: {names}")
     if not splits:
@@ -149,6 +151,17 @@ def run_build(
     this test split (a model worse than a one-liner is not worth serving); `min_rouge_l` is an extra absolute floor."""
     env = os.environ if env is None else env
     train_dir, split_dir = find_inputs(inputs)
+    if is_sharded_split(split_dir):  # one shard per raw file: score on their merged rows, each row once
+        with tempfile.TemporaryDirectory(prefix="build-split-") as flat:
+            flat_split_view(split_dir, Path(flat))
+            return _build(inputs, output_dir, train_dir, Path(flat), min_rouge_l, base_image, env, beat_baseline,
+                          beam_width, length_penalty, copy_bias)
+    return _build(inputs, output_dir, train_dir, split_dir, min_rouge_l, base_image, env, beat_baseline,
+                  beam_width, length_penalty, copy_bias)
+
+
+def _build(inputs, output_dir, train_dir, split_dir, min_rouge_l, base_image, env, beat_baseline, beam_width,
+           length_penalty, copy_bias) -> dict:
     predictor, choice = load_for_split(train_dir, split_dir, beam_width, length_penalty, copy_bias)
     metrics = evaluate_split(predictor, split_dir) | {"decoding_choice": choice}
     check_quality_gate(metrics, min_rouge_l, beat_baseline)
@@ -173,6 +186,7 @@ def run_build(
             "code": code_version(),
             "architecture": model_info.get("architecture"),
             "training": model_info.get("training"),
+            **({"lineage": model_info["lineage"]} if "lineage" in model_info else {}),
             # what the gate measured is what is served: the serving runtime and `stages predict` decode this way
             "decoding": {key: predictor.decoding[key] for key in DECODING_DEFAULTS},
             "metrics": {key: metrics[key] for key in ("model", "lead_baseline", "test_rows")}

@@ -220,12 +220,37 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--heldout-repos", type=_repositories, default=None, metavar="OWNER/NAME,...",
                        help="repositories kept out of training, written to heldout.csv (default: "
                             "issue_titles.split.HELDOUT_REPOSITORIES; '' for none)")
+    split.add_argument("--layout", choices=("flat", "shards"), default="flat",
+                       help="flat: one train/test/heldout.csv for all rows (shuffled); shards: one folder per raw "
+                            "file, rows assigned by a stable hash of issue_url (Pachyderm glob /*)")
+    split.add_argument("--sample-fraction", type=_fraction, default=None,
+                       help="shards layout: keep this share of every file, chosen per row by a seeded hash")
+
+    vocabulary = commands.add_parser("vocabulary", help="fit the vocabularies on every split shard; keep the "
+                                     "previous ones byte for byte while they have not drifted")
+    vocabulary.add_argument("--input", type=Path, required=True, help="a sharded split output")
+    vocabulary.add_argument("--output", type=Path, required=True)
+    vocabulary.add_argument("--previous", type=Path, default=None,
+                            help="a former output of this step (default: the pipeline's previous output commit "
+                                 "when the spec asks for it, else none)")
+    vocabulary.add_argument("--drift-threshold", type=float, default=None,
+                            help="largest drift that keeps the previous vocabulary (default "
+                                 "issue_titles.vocabulary.DRIFT_THRESHOLD)")
+    vocabulary.add_argument("--body-vocab-size", type=_positive_int, default=text_defaults.body_vocab_size)
+    vocabulary.add_argument("--body-length", type=_positive_int, default=text_defaults.body_length)
+    vocabulary.add_argument("--title-vocab-size", type=_positive_int, default=text_defaults.title_vocab_size)
+    vocabulary.add_argument("--title-length", type=_positive_int, default=text_defaults.title_length)
+    vocabulary.add_argument("--trigrams-per-token", type=_non_negative_int, default=text_defaults.trigrams_per_token)
+    vocabulary.add_argument("--trigram-buckets", type=_positive_int, default=text_defaults.trigram_buckets)
 
     pre = add("pre_process", "fit vocabularies on train.csv and encode it as arrays",
               "Fit the body and title vocabularies on the split's train.csv and write them with the encoded arrays "
               "into --output.")
     pre.add_argument("--input", type=Path, required=True, action=_Once, help="the split output (train.csv)")
     pre.add_argument("--output", type=Path, required=True, action=_Once, help="folder to write")
+    pre.add_argument("--vocabulary", type=Path, default=None, action=_Once,
+                     help="the vocabulary step's output: encode every split shard with it (one folder per shard) "
+                          "instead of fitting vocabularies here (default: fit them here)")
     pre.add_argument("--body-vocab-size", type=_bounded_int(2, MAX_VOCAB_SIZE), default=text_defaults.body_vocab_size,
                      help=f"body words kept, 2 to {MAX_VOCAB_SIZE:,}")
     pre.add_argument("--body-length", type=_bounded_int(1, MAX_BODY_LENGTH), default=text_defaults.body_length,
@@ -292,6 +317,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--to-s3", metavar="BUCKET", default=None, action=_Once,
                        help="then put --output into this bucket (the chief only; `out` is the pipeline's output "
                             "commit; default: --output only)")
+    train.add_argument("--vocabulary", type=Path, default=None, action=_Once,
+                       help="the vocabulary step's output: --input is then the encoded shards, and train updates the "
+                            "previous model when it can (issue_titles.incremental; default: a whole training)")
+    train.add_argument("--previous", type=Path, default=None, action=_Once,
+                       help="with --vocabulary: a former train output to update (default: the pipeline's previous "
+                            "output commit when the spec asks for it)")
+    train.add_argument("--full", action="store_true", help="with --vocabulary: retrain from scratch")
+    train.add_argument("--update-epochs", type=_positive_int, default=1, help="epochs of an update")
+    train.add_argument("--update-lr-scale", type=_fraction, default=0.5,
+                       help="an update's learning rate as a share of the full training's")
+    train.add_argument("--replay-factor", type=_non_negative_float, default=4.0,
+                       help="old rows replayed per new row in an update")
+    train.add_argument("--min-replay", type=_non_negative_int, default=1000, help="old rows replayed at least")
 
     evaluate = add("evaluate", "score a model on test.csv and heldout.csv against the extractive baselines",
                    "Score a model (train output or bundle) on the split's test.csv and heldout.csv, with the "
@@ -403,7 +441,7 @@ def _silence_stdout() -> None:
 
 
 # Each step's input arguments: its --output may not be, contain or lie inside any of them.
-STEP_INPUTS = {"split": ("input",), "pre_process": ("input",), "train": ("input",), "evaluate": ("model", "input"),
+STEP_INPUTS = {"split": ("input",), "vocabulary": ("input",), "pre_process": ("input",), "train": ("input",), "evaluate": ("model", "input"),
                "build": ("input",), "export": ("input",), "predict": ("model", "input")}  # fmt: skip
 
 
@@ -493,7 +531,33 @@ def _short(path: Path) -> str:
 def run(args: argparse.Namespace) -> None:
     check_paths(args)
     check_output(args)
-    if args.command == "split":
+    if args.command == "split" and args.layout == "shards":
+        from issue_titles.shards import ShardSettings, run_split_shards
+
+        shard_settings = ShardSettings(args.test_fraction, args.seed, args.sample_fraction, args.sample_size)
+        if args.heldout_repos is not None:
+            shard_settings = replace(shard_settings, heldout_repositories=args.heldout_repos)
+        _report(run_split_shards(args.input, args.output, shard_settings))
+    elif args.command == "vocabulary":
+        from issue_titles.text import TextConfig
+        from issue_titles.vocabulary import DRIFT_THRESHOLD, run_vocabulary
+
+        config = TextConfig(args.body_vocab_size, args.body_length, args.title_vocab_size, args.title_length,
+                            trigrams_per_token=args.trigrams_per_token, trigram_buckets=args.trigram_buckets)
+        previous = args.previous
+        if previous is None:
+            import tempfile
+
+            from issue_titles.previous import previous_output
+
+            previous, _ = previous_output(Path(tempfile.mkdtemp(prefix="vocabulary-previous-")))
+        threshold = DRIFT_THRESHOLD if args.drift_threshold is None else args.drift_threshold
+        _report(run_vocabulary(args.input, args.output, config, previous, threshold))
+    elif args.command == "pre_process" and args.vocabulary is not None:
+        from issue_titles.encode import run_encode_shards
+
+        _report(run_encode_shards(args.input, args.vocabulary, args.output))
+    elif args.command == "split":
         from issue_titles.split import SplitSettings, run_split
 
         settings = SplitSettings(args.sample_size, args.test_fraction, args.seed)
@@ -537,13 +601,24 @@ def run(args: argparse.Namespace) -> None:
             max_minutes=args.max_minutes, seed=args.seed,
         )  # fmt: skip
         with _stdout_to_stderr():  # Keras' progress lines: stdout holds only the JSON report, as for every step
-            trained = run_train(args.input, args.output, settings)
+            if args.vocabulary is not None:
+                from issue_titles.incremental import UpdateSettings, run_train_incremental
+
+                update = UpdateSettings(args.full, args.update_epochs, args.update_lr_scale, args.replay_factor,
+                                        args.min_replay)
+                trained = run_train_incremental(args.input, args.vocabulary, args.output, settings, update,
+                                                args.previous)
+            else:
+                trained = run_train(args.input, args.output, settings)
         from issue_titles.distributed import replica_from_env
 
         if args.to_s3 and replica_from_env().is_chief:  # only the chief writes an output
             keys = upload_folder(endpoint, args.output, args.to_s3, credentials)
             print(f"output: {len(keys)} files to s3://{args.to_s3}", file=sys.stderr)
-        _report(trained["training"])
+        report = trained["training"]
+        if "lineage" in trained:
+            report = report | {"lineage": {k: v for k, v in trained["lineage"].items() if k != "settings"}}
+        _report(report)
     elif args.command == "launch-tfjob":
         from issue_titles.tfjob import ReplicaSpec, run_launch, split_train_args
 

@@ -148,7 +148,15 @@ def validation_rows(split_dir: Path, model_dir: Path) -> tuple[list[Issue], str]
     source = Path(split_dir) / "train.csv"
     if not source.is_file():
         return [], "the split has no train.csv"
-    training = read_json(Path(model_dir) / "model.json").get("training") or {}
+    info = read_json(Path(model_dir) / "model.json")
+    training = info.get("training") or {}
+    keys = info.get("validation_row_keys")
+    if isinstance(keys, list):  # an updated model (issue_titles.incremental) names its validation rows by key
+        from issue_titles.shards import row_key
+
+        wanted = set(keys)
+        chosen = [i for i in read_issue_file(source, ReadReport(), label="train.csv") if row_key(i.issue_url) in wanted]
+        return chosen, "" if chosen else "none of the model's validation rows is in train.csv"
     rows, fraction = training.get("train_rows"), training.get("validation_split")
     if not isinstance(rows, int) or not isinstance(fraction, int | float):
         return [], "model.json does not record train_rows and validation_split"

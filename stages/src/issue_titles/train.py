@@ -204,7 +204,12 @@ def training_inputs(arrays: dict, architecture: str) -> tuple[dict, np.ndarray]:
     return x, arrays["train_title"][:, 1:]
 
 
-def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = TrainSettings()) -> dict:
+def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = TrainSettings(),
+              initial_weights: Path | None = None, extra_info: dict | None = None,
+              extra_files: dict[str, Path] | None = None) -> dict:
+    """Train and write the model folder. `initial_weights` warm-starts from a former model's weights (ValueError when
+    their shapes do not fit this model: issue_titles.incremental falls back to a full training); `extra_info` and
+    `extra_files` (name -> source) are added to model.json and the output (the update's lineage)."""
     requested_architecture = settings.architecture
     settings = settings.resolved()
     arrays, body_vocab, title_vocab = load_training_data(input_dir)
@@ -241,6 +246,8 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
                                 word_dropout=settings.word_dropout)  # fmt: skip
         finally:
             keras.mixed_precision.set_dtype_policy("float32")  # the layers keep theirs; later loads build float32 models
+        if initial_weights is not None:
+            model.load_weights(initial_weights)  # keras raises ValueError on a shape mismatch
         model.compile(
             optimizer=keras.optimizers.Nadam(
                 learning_rate=learning_rate_schedule(settings, train_rows),
@@ -312,7 +319,7 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
         "config": config.as_dict(),
         "weights": "model.weights.h5",
         "training": training,
-    }
+    } | (extra_info or {})
     if not replica.is_chief:  # the chief writes the one output; the other workers' weights are the same
         return info
     with atomic_output_dir(output_dir, step="train", inputs=[input_dir]) as staging:
@@ -320,6 +327,8 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
         write_json(staging / "model.json", info)
         for name in ("body_vocab.json", "title_vocab.json", "preprocess.json"):
             shutil.copyfile(Path(input_dir) / name, staging / name)
+        for name, source in (extra_files or {}).items():
+            shutil.copyfile(source, staging / name)
         _write_history(staging / "history.csv", losses, keeper.epoch_seconds)
         _plot_losses(staging / "loss.png", losses, settings.architecture)
         shutil.copytree(events, staging / TENSORBOARD_DIR)

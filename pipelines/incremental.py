@@ -1,0 +1,65 @@
+"""The incremental chain (issue 32): Pachyderm's datums do the work, as data like pipelines/specs.py.
+
+raw_data --(glob /*: one datum per raw file)--> split --(glob /: the reduce)--> vocabulary
+split (glob /*: one datum per shard) x vocabulary (glob /vocab) --> pre_process, on `parallelism` workers
+pre_process (glob /) x vocabulary (glob /vocab) --> train (updates its previous output commit) --> build --> export
+
+Pachyderm processes only datums it has not processed with the same inputs and spec, so a new raw file costs one
+split datum, one encoded shard, a vocabulary fit (whose `vocab/` stays byte-identical until it drifts) and a
+warm-started train. vocabulary and train read their own previous output commit from pachd
+(issue_titles.previous; transform.env ISSUE_TITLES_PREVIOUS_OUTPUT): a pipeline may not take its own repo as input.
+"""
+
+from __future__ import annotations
+
+from pipelines.settings import PipelineSettings
+from pipelines.specs import RAW_DATA_REPO, Spec, _flags, _spec, build, export, pfs, train as whole_train
+
+PREVIOUS_OUTPUT_ENV = {"ISSUE_TITLES_PREVIOUS_OUTPUT": "parent-commit"}
+VOCAB_GLOB = "/vocab"
+
+
+def split(settings: PipelineSettings) -> Spec:
+    cmd = ["stages", "split", "--input", f"/pfs/{RAW_DATA_REPO}", "--output", "/pfs/out", "--layout", "shards"]
+    cmd += _flags(sample_size=settings.sample_size, test_fraction=settings.test_fraction, seed=settings.seed)
+    return _spec("split", "One datum per raw file (glob /*): each row goes to train, test or the held-out "
+                 "repositories by a stable hash of its issue_url, into /pfs/out/<raw file>/.", settings,
+                 pfs(RAW_DATA_REPO, "/*"), cmd)
+
+
+def vocabulary(settings: PipelineSettings) -> Spec:
+    cmd = ["stages", "vocabulary", "--input", "/pfs/split", "--output", "/pfs/out"]
+    spec = _spec("vocabulary", "The reduce: fit the vocabularies on every shard; keep the previous vocab/ byte for "
+                 "byte while it has not drifted past the threshold.", settings, pfs("split"), cmd)
+    spec["transform"]["env"] = dict(PREVIOUS_OUTPUT_ENV)
+    return spec
+
+
+def pre_process(settings: PipelineSettings) -> Spec:
+    cmd = ["stages", "pre_process", "--input", "/pfs/split", "--vocabulary", "/pfs/vocabulary", "--output", "/pfs/out"]
+    spec = _spec("pre_process", "Encode each split shard with the vocabulary (one datum per shard, in parallel).",
+                 settings, {"cross": [pfs("split", "/*"), pfs("vocabulary", VOCAB_GLOB)]}, cmd)
+    spec["parallelismSpec"] = {"constant": settings.parallelism}
+    # Encoding one shard is light: two workers at half a CPU each request what the one whole-repo worker did.
+    spec["resourceRequests"] = {"cpu": 0.5, "memory": "1Gi"}
+    return spec
+
+
+def train(settings: PipelineSettings) -> Spec:
+    spec = whole_train(settings)
+    cmd = spec["transform"]["cmd"]
+    at = cmd.index("--output")
+    cmd[at:at] = ["--vocabulary", "/pfs/vocabulary"]
+    if settings.full_retrain:
+        cmd.append("--full")
+    spec["description"] = ("Train the title model: warm-start from the previous output commit and fine-tune on the "
+                           "new rows plus a replay sample while the vocabulary and settings are unchanged; else "
+                           "from scratch.")
+    spec["input"] = {"cross": [pfs("pre_process"), pfs("vocabulary", VOCAB_GLOB)]}
+    spec["transform"]["env"] = dict(PREVIOUS_OUTPUT_ENV)
+    return spec
+
+
+def incremental_pipelines(settings: PipelineSettings) -> list[Spec]:
+    """split -> vocabulary -> pre_process -> train -> build -> export, upstream first."""
+    return [step(settings) for step in (split, vocabulary, pre_process, train, build, export)]
