@@ -22,7 +22,7 @@ from mlserver.settings import ModelSettings, Settings
 from issue_titles.errors import StageError
 
 from . import http_guard, observability
-from .limits import ServingLimits
+from .limits import ServingLimits, check_limit
 from .settings import MODEL_NAME, build_settings
 
 logger = logging.getLogger(__name__)
@@ -215,6 +215,36 @@ async def _run(
         raise ModelLoadFailed(f"model {model_settings.name!r} could not be loaded; see the log above")
 
 
+# The adaptive-batching fields of the bundle's model-settings.json (written by `stages build`) and the limits they set.
+BUNDLE_BATCHING = {"max_batch_size": "adaptive_batch_size", "max_batch_time": "adaptive_batch_time"}
+
+
+def bundle_batching(model_dir: Path | str) -> dict[str, Any]:
+    """The adaptive batching the bundle's model-settings.json asks for, where no `ISSUE_TITLES_*` variable is set.
+
+    Precedence, highest first: an argument, the variable, the bundle's model-settings.json, the default; so a
+    bundle built with other batching is served as it was built (MLServer reads the same two fields from a
+    model-settings.json). A value out of range is refused naming the file, as a bad variable is."""
+    path = Path(model_dir) / "model-settings.json"
+    if not path.is_file():
+        return {}
+    try:
+        import json
+
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ValueError(f"{path}: not readable JSON ({error})") from None
+    found: dict[str, Any] = {}
+    for field, limit in BUNDLE_BATCHING.items():
+        if not isinstance(document, dict) or field not in document:
+            continue
+        variable = ServingLimits.env_name(limit)
+        if os.environ.get(variable, "").strip():
+            continue  # the variable wins over the bundle
+        found[limit] = check_limit(limit, document[field], f"{path} {field}")
+    return found
+
+
 def serve(
     model_dir: Path | str,
     host: str = "127.0.0.1",
@@ -249,6 +279,7 @@ def serve(
         if wanted is not None:
             check_port(wanted, label)
     try:
+        limits = bundle_batching(model_dir) | {name: value for name, value in limits.items() if value is not None}
         resolved = ServingLimits.from_env(**limits)
     except (TypeError, ValueError) as error:
         raise StageError(f"bad serving limit: {error}") from None
