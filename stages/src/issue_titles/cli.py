@@ -194,6 +194,7 @@ build is refused (exit 4). On SIGTERM, requests in flight get 3 s to finish, the
 
 def build_parser() -> argparse.ArgumentParser:
     from issue_titles.text import TextConfig
+    from issue_titles.vocabulary import DRIFT_THRESHOLD
 
     text_defaults = TextConfig()
     parser = argparse.ArgumentParser(
@@ -224,24 +225,36 @@ def build_parser() -> argparse.ArgumentParser:
                        help="flat: one train/test/heldout.csv for all rows (shuffled); shards: one folder per raw "
                             "file, rows assigned by a stable hash of issue_url (Pachyderm glob /*)")
     split.add_argument("--sample-fraction", type=_fraction, default=None,
-                       help="shards layout: keep this share of every file, chosen per row by a seeded hash")
+                       help="shards layout: keep this share of every file, chosen per row by a seeded hash (default: every row)")
 
-    vocabulary = commands.add_parser("vocabulary", help="fit the vocabularies on every split shard; keep the "
-                                     "previous ones byte for byte while they have not drifted")
-    vocabulary.add_argument("--input", type=Path, required=True, help="a sharded split output")
-    vocabulary.add_argument("--output", type=Path, required=True)
-    vocabulary.add_argument("--previous", type=Path, default=None,
+    vocabulary = add("vocabulary", "fit the vocabularies on every split shard; keep the previous ones byte for byte "
+                     "while they have not drifted",
+                     "The incremental chain's reduce step: fit the body and title vocabularies on every shard of a "
+                     "sharded split, and write the previous vocabularies unchanged (byte for byte, so Pachyderm skips "
+                     "every unchanged shard downstream) while the new ones have not drifted past --drift-threshold.")
+    vocabulary.add_argument("--input", type=Path, required=True, action=_Once, help="a sharded split output")
+    vocabulary.add_argument("--output", type=Path, required=True, action=_Once, help="folder to write")
+    vocabulary.add_argument("--previous", type=Path, default=None, action=_Once,
                             help="a former output of this step (default: the pipeline's previous output commit "
                                  "when the spec asks for it, else none)")
-    vocabulary.add_argument("--drift-threshold", type=float, default=None,
-                            help="largest drift that keeps the previous vocabulary (default "
-                                 "issue_titles.vocabulary.DRIFT_THRESHOLD)")
-    vocabulary.add_argument("--body-vocab-size", type=_positive_int, default=text_defaults.body_vocab_size)
-    vocabulary.add_argument("--body-length", type=_positive_int, default=text_defaults.body_length)
-    vocabulary.add_argument("--title-vocab-size", type=_positive_int, default=text_defaults.title_vocab_size)
-    vocabulary.add_argument("--title-length", type=_positive_int, default=text_defaults.title_length)
-    vocabulary.add_argument("--trigrams-per-token", type=_non_negative_int, default=text_defaults.trigrams_per_token)
-    vocabulary.add_argument("--trigram-buckets", type=_positive_int, default=text_defaults.trigram_buckets)
+    vocabulary.add_argument("--drift-threshold", type=_probability, default=DRIFT_THRESHOLD,
+                            help="largest drift (share of token mass the new vocabulary covers and the previous one "
+                                 "misses) that keeps the previous vocabulary")
+    vocabulary.add_argument("--body-vocab-size", type=_bounded_int(2, MAX_VOCAB_SIZE),
+                            default=text_defaults.body_vocab_size, help=f"body words kept, 2 to {MAX_VOCAB_SIZE:,}")
+    vocabulary.add_argument("--body-length", type=_bounded_int(1, MAX_BODY_LENGTH), default=text_defaults.body_length,
+                            help=f"body tokens the model reads, 1 to {MAX_BODY_LENGTH:,}")
+    vocabulary.add_argument("--title-vocab-size", type=_bounded_int(2, MAX_VOCAB_SIZE),
+                            default=text_defaults.title_vocab_size, help=f"title words kept, 2 to {MAX_VOCAB_SIZE:,}")
+    vocabulary.add_argument("--title-length", type=_bounded_int(3, MAX_TITLE_LENGTH),
+                            default=text_defaults.title_length,
+                            help=f"title tokens including the start and end markers, 3 to {MAX_TITLE_LENGTH}")
+    vocabulary.add_argument("--trigrams-per-token", type=_bounded_int(0, MAX_TRIGRAMS_PER_TOKEN),
+                            default=text_defaults.trigrams_per_token,
+                            help=f"hashed character trigrams per body token, 0 (none) to {MAX_TRIGRAMS_PER_TOKEN}")
+    vocabulary.add_argument("--trigram-buckets", type=_bounded_int(2, MAX_TRIGRAM_BUCKETS),
+                            default=text_defaults.trigram_buckets,
+                            help=f"trigram ids are hashed into this many buckets, 2 to {MAX_TRIGRAM_BUCKETS:,}")
 
     pre = add("pre_process", "fit vocabularies on train.csv and encode it as arrays",
               "Fit the body and title vocabularies on the split's train.csv and write them with the encoded arrays "
@@ -323,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--previous", type=Path, default=None, action=_Once,
                        help="with --vocabulary: a former train output to update (default: the pipeline's previous "
                             "output commit when the spec asks for it)")
-    train.add_argument("--full", action="store_true", help="with --vocabulary: retrain from scratch")
+    train.add_argument("--full", action="store_true",
+                       help="with --vocabulary: retrain from scratch (default: update the previous model when it can)")
     train.add_argument("--update-epochs", type=_positive_int, default=1, help="epochs of an update")
     train.add_argument("--update-lr-scale", type=_fraction, default=0.5,
                        help="an update's learning rate as a share of the full training's")
