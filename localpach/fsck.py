@@ -196,16 +196,7 @@ class Checker:
 
     def intact_hint(self, repo: str, branch: str, broken: str | None) -> str:
         """The newest readable commits of `branch`: what a user may point the branch at instead."""
-        intact = []
-        for path in (self.pfs.repos_dir / repo / "commits").glob("*.json"):
-            if path.stem == broken or not is_commit_id(path.stem):
-                continue
-            try:
-                commit = self.pfs.get_commit(repo, path.stem)
-            except (CorruptState, NotFound):
-                continue
-            if commit.branch == branch:
-                intact.append(commit)
+        intact = self.intact_commits(repo, branch, broken)
         if not intact:
             return "; no intact commit of this branch is left"
         newest = sorted(intact, key=lambda commit: commit.finished, reverse=True)[:3]

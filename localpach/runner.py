@@ -382,12 +382,8 @@ class Runner:
                 if self.parallelism > 1:
                     outputs = self._run_datums_parallel(job, pipeline, datums, work, log)
                 for number, datum in enumerate(datums if self.parallelism == 1 else [], start=1):
-                    datum_hash = datum.hash(pipeline.spec_hash)
-                    cached = None if pipeline.reprocess_every_job else self._cached_datum(pipeline.name, datum_hash)
-                    self.reporter.datum_started(job, number, datum, skipped=cached is not None)
+                    datum_hash, cached = self._look_up_datum(job, pipeline, number, datum)
                     if cached is not None:
-                        job.datums_skipped += 1
-                        job.datums[number - 1]["state"] = "skipped"
                         outputs.append((datum, cached))
                         log.write(f"== datum {number}/{len(datums)} ({datum.describe()}): skipped, "
                                   "already processed with the same inputs and spec\n".encode())
@@ -451,12 +447,8 @@ class Runner:
         trees: list[dict[str, StoredObject] | None] = [None] * total
         pending: list[tuple[int, Datum, str]] = []
         for number, datum in enumerate(datums, start=1):
-            datum_hash = datum.hash(pipeline.spec_hash)
-            cached = None if pipeline.reprocess_every_job else self._cached_datum(pipeline.name, datum_hash)
-            self.reporter.datum_started(job, number, datum, skipped=cached is not None)
+            datum_hash, cached = self._look_up_datum(job, pipeline, number, datum)
             if cached is not None:
-                job.datums_skipped += 1
-                job.datums[number - 1]["state"] = "skipped"
                 trees[number - 1] = cached
             else:
                 pending.append((number, datum, datum_hash))
@@ -509,6 +501,18 @@ class Runner:
         if failure is not None:
             raise failure
         return [(datum, tree) for datum, tree in zip(datums, trees, strict=True) if tree is not None]
+
+    def _look_up_datum(self, job: Job, pipeline: PipelineDef, number: int,
+                       datum: Datum) -> tuple[str, dict[str, StoredObject] | None]:
+        """The datum's hash and, when it was already processed with the same inputs and spec, its stored output
+        (counted and recorded as skipped, as Pachyderm skips it)."""
+        datum_hash = datum.hash(pipeline.spec_hash)
+        cached = None if pipeline.reprocess_every_job else self._cached_datum(pipeline.name, datum_hash)
+        self.reporter.datum_started(job, number, datum, skipped=cached is not None)
+        if cached is not None:
+            job.datums_skipped += 1
+            job.datums[number - 1]["state"] = "skipped"
+        return datum_hash, cached
 
     def _cached_datum(self, pipeline: str, datum_hash: str) -> dict[str, StoredObject] | None:
         record = self._datum_path(pipeline, datum_hash)

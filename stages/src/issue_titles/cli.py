@@ -16,6 +16,7 @@ import sys
 from dataclasses import replace
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from issue_titles import __version__
 from issue_titles.errors import StageError
@@ -192,6 +193,25 @@ A bad value is refused at start with one line naming the variable (exit 2). A bu
 build is refused (exit 4). On SIGTERM, requests in flight get 3 s to finish, then a JSON 503."""
 
 
+def _add_text_options(parser: argparse.ArgumentParser, text_defaults: Any) -> None:
+    """The vocabulary and encoding sizes: one set for pre_process and for the incremental chain's vocabulary step."""
+    parser.add_argument("--body-vocab-size", type=_bounded_int(2, MAX_VOCAB_SIZE), default=text_defaults.body_vocab_size,
+                        help=f"body words kept, 2 to {MAX_VOCAB_SIZE:,}")
+    parser.add_argument("--body-length", type=_bounded_int(1, MAX_BODY_LENGTH), default=text_defaults.body_length,
+                        help=f"body tokens the model reads, 1 to {MAX_BODY_LENGTH:,}")
+    parser.add_argument("--title-vocab-size", type=_bounded_int(2, MAX_VOCAB_SIZE),
+                        default=text_defaults.title_vocab_size, help=f"title words kept, 2 to {MAX_VOCAB_SIZE:,}")
+    parser.add_argument("--title-length", type=_bounded_int(3, MAX_TITLE_LENGTH), default=text_defaults.title_length,
+                        help=f"title tokens including the start and end markers, 3 to {MAX_TITLE_LENGTH}")
+    parser.add_argument("--trigrams-per-token", type=_bounded_int(0, MAX_TRIGRAMS_PER_TOKEN),
+                        default=text_defaults.trigrams_per_token,
+                        help=f"hashed character trigrams of each body token the encoder also reads, 0 (none) to "
+                             f"{MAX_TRIGRAMS_PER_TOKEN}")
+    parser.add_argument("--trigram-buckets", type=_bounded_int(2, MAX_TRIGRAM_BUCKETS),
+                        default=text_defaults.trigram_buckets,
+                        help=f"trigram ids are hashed into this many buckets, 2 to {MAX_TRIGRAM_BUCKETS:,}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from issue_titles.text import TextConfig
     from issue_titles.vocabulary import DRIFT_THRESHOLD
@@ -240,21 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     vocabulary.add_argument("--drift-threshold", type=_probability, default=DRIFT_THRESHOLD,
                             help="largest drift (share of token mass the new vocabulary covers and the previous one "
                                  "misses) that keeps the previous vocabulary")
-    vocabulary.add_argument("--body-vocab-size", type=_bounded_int(2, MAX_VOCAB_SIZE),
-                            default=text_defaults.body_vocab_size, help=f"body words kept, 2 to {MAX_VOCAB_SIZE:,}")
-    vocabulary.add_argument("--body-length", type=_bounded_int(1, MAX_BODY_LENGTH), default=text_defaults.body_length,
-                            help=f"body tokens the model reads, 1 to {MAX_BODY_LENGTH:,}")
-    vocabulary.add_argument("--title-vocab-size", type=_bounded_int(2, MAX_VOCAB_SIZE),
-                            default=text_defaults.title_vocab_size, help=f"title words kept, 2 to {MAX_VOCAB_SIZE:,}")
-    vocabulary.add_argument("--title-length", type=_bounded_int(3, MAX_TITLE_LENGTH),
-                            default=text_defaults.title_length,
-                            help=f"title tokens including the start and end markers, 3 to {MAX_TITLE_LENGTH}")
-    vocabulary.add_argument("--trigrams-per-token", type=_bounded_int(0, MAX_TRIGRAMS_PER_TOKEN),
-                            default=text_defaults.trigrams_per_token,
-                            help=f"hashed character trigrams per body token, 0 (none) to {MAX_TRIGRAMS_PER_TOKEN}")
-    vocabulary.add_argument("--trigram-buckets", type=_bounded_int(2, MAX_TRIGRAM_BUCKETS),
-                            default=text_defaults.trigram_buckets,
-                            help=f"trigram ids are hashed into this many buckets, 2 to {MAX_TRIGRAM_BUCKETS:,}")
+    _add_text_options(vocabulary, text_defaults)
 
     pre = add("pre_process", "fit vocabularies on train.csv and encode it as arrays",
               "Fit the body and title vocabularies on the split's train.csv and write them with the encoded arrays "
@@ -264,21 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--vocabulary", type=Path, default=None, action=_Once,
                      help="the vocabulary step's output: encode every split shard with it (one folder per shard) "
                           "instead of fitting vocabularies here (default: fit them here)")
-    pre.add_argument("--body-vocab-size", type=_bounded_int(2, MAX_VOCAB_SIZE), default=text_defaults.body_vocab_size,
-                     help=f"body words kept, 2 to {MAX_VOCAB_SIZE:,}")
-    pre.add_argument("--body-length", type=_bounded_int(1, MAX_BODY_LENGTH), default=text_defaults.body_length,
-                     help=f"body tokens the model reads, 1 to {MAX_BODY_LENGTH:,}")
-    pre.add_argument("--title-vocab-size", type=_bounded_int(2, MAX_VOCAB_SIZE),
-                     default=text_defaults.title_vocab_size, help=f"title words kept, 2 to {MAX_VOCAB_SIZE:,}")
-    pre.add_argument("--title-length", type=_bounded_int(3, MAX_TITLE_LENGTH), default=text_defaults.title_length,
-                     help=f"title tokens including the start and end markers, 3 to {MAX_TITLE_LENGTH}")
-    pre.add_argument("--trigrams-per-token", type=_bounded_int(0, MAX_TRIGRAMS_PER_TOKEN),
-                     default=text_defaults.trigrams_per_token,
-                     help=f"hashed character trigrams of each body token the encoder also reads, 0 (none) to "
-                          f"{MAX_TRIGRAMS_PER_TOKEN}")
-    pre.add_argument("--trigram-buckets", type=_bounded_int(2, MAX_TRIGRAM_BUCKETS),
-                     default=text_defaults.trigram_buckets,
-                     help=f"trigram ids are hashed into this many buckets, 2 to {MAX_TRIGRAM_BUCKETS:,}")
+    _add_text_options(pre, text_defaults)
 
     train = add("train", "train the title model (defaults depend on --architecture)",
                 "Train the title model on the pre_process output and write its weights, model.json and "
