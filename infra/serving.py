@@ -30,13 +30,14 @@ import pulumi_kubernetes as k8s
 from infra.custom_resources import CustomResourceWithStatus, wait_annotations
 from infra.labels import labels
 from infra.pods import TMP_MOUNT, TMP_VOLUME, container_security_context, pod_security_context
+from pipelines.contract import METRICS_PORT, MODEL_NAME, SERVING_PORT
 
-MODEL_NAME = "issue-summarization"
 PREDICTOR = "default"
 CANARY_PREDICTOR = "canary"
 CANARY_REPLICAS = 1
-SERVER_PORT = 9000  # MLServer HTTP inside the model container, and the predictor Service's port (no executor)
-METRICS_PORT = 8082  # MLServer's Prometheus server in the model container (the image's `--metrics-port`)
+# MLServer HTTP inside the model container is also the predictor Service's port (no executor); METRICS_PORT is its
+# Prometheus server (the image's `--metrics-port`). Both come with the model name from the bundle contract.
+SERVER_PORT = SERVING_PORT
 METRICS_PATH = "/metrics"
 # How Prometheus finds the model pods: a PodMonitor (needs the Prometheus operator's CRD, e.g. kube-prometheus-stack),
 # the conventional `prometheus.io/*` pod annotations (a Prometheus with the usual kubernetes-pods scrape job), or not.
@@ -45,7 +46,7 @@ NO_ENGINE = "seldon.io/no-engine"
 # How long `pulumi up` waits for Seldon to roll out a spec (see `wait_for`): a model image that cannot be pulled or
 # never gets ready fails `pulumi up` after the timeout instead of passing silently.
 TIMEOUT_SECONDS = 900
-SERVICE_ACCOUNT = "issue-summarization"
+SERVICE_ACCOUNT = MODEL_NAME
 TUTORIAL_BODY = (
     "I am trying to run the tutorial but the build fails with a missing dependency. Steps to reproduce: clone the "
     "repo, run make, see the error about protobuf."

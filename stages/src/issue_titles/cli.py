@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from issue_titles import __version__
+from issue_titles.contract import METRICS_PORT, SERVING_PORT
 from issue_titles.errors import StageError
 
 
@@ -401,9 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the bundle folder (what `stages build` writes)")
     serve.add_argument("--host", type=_host, default="127.0.0.1",
                        help="address to listen on; 0.0.0.0 for every interface (the serving image's)")
-    serve.add_argument("--port", type=_port, default=9000, help="HTTP port, 1 to 65535")
+    serve.add_argument("--port", type=_port, default=SERVING_PORT, help="HTTP port, 1 to 65535")
     serve.add_argument("--metrics-port", type=_port, default=None,
-                       help="MLServer's Prometheus /metrics on this port (the serving image: 8082; "
+                       help=f"MLServer's Prometheus /metrics on this port (the serving image: {METRICS_PORT}; "
                             "default: MLSERVER_METRICS_PORT, else off)")
     serve.add_argument("--tracing-server", default=None,
                        help="OTLP/gRPC collector host:port for traces (default: MLSERVER_TRACING_SERVER, else off)")

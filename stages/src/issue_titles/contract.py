@@ -1,0 +1,33 @@
+"""The bundle and serving contract, in one place: the names `stages train` writes and the predictor reads, what
+`stages build` puts in a bundle, and what the serving image exposes.
+
+TensorFlow-free (constants only), so export, the serving settings and the CLI import it without loading a model.
+The Pulumi program and localpach cannot import this package: what they need of it is in `pipelines/contract.py`,
+and tests/pipelines/test_contract.py keeps the two equal."""
+
+MODEL_NAME = "issue-summarization"  # MLServer's model name, the SeldonDeployment's, the V2 routes'
+RUNTIME = "issue_titles.serving.runtime.IssueTitleRuntime"  # model-settings.json "implementation"
+
+# The serving image: its non-root user, its HTTP port and MLServer's Prometheus /metrics port (MLServer's default).
+SERVING_UID = 10001
+SERVING_PORT = 9000
+METRICS_PORT = 8082
+MODEL_DIR = "model"  # where the serving image holds the bundle (/model)
+
+# A `stages train` output: model.json's "format" (what the predictor reads) and the files it writes.
+MODEL_FORMAT = 1
+WEIGHTS_FILE = "model.weights.h5"
+MODEL_INFO = "model.json"
+BODY_VOCAB = "body_vocab.json"
+TITLE_VOCAB = "title_vocab.json"
+PREPROCESS = "preprocess.json"
+MODEL_FILES = (WEIGHTS_FILE, MODEL_INFO, BODY_VOCAB, TITLE_VOCAB, PREPROCESS)
+
+# A `stages build` bundle: its checksummed record, its model card and MLServer's settings files.
+PROVENANCE = "provenance.json"
+MODEL_CARD = "MODEL_CARD.md"
+MODEL_SETTINGS_FILE = "model-settings.json"
+SERVER_SETTINGS_FILE = "settings.json"
+
+# A `stages export` output: the record of the image it pushed (or why it did not).
+IMAGE_RECORD = "image.json"
