@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from infra.pachd import ADDRESS_EXAMPLE, address_problem
 from pipelines.settings import ARCHITECTURES, TRAINERS
 from pipelines.settings import K8S_NAME as _DNS1123_LABEL
 
@@ -18,7 +19,6 @@ PROJECT = "issue-titles"
 CLUSTER_KINDS = ("minikube", "gke")
 INGRESS_KINDS = ("nginx", "none")
 _IMAGE_REPO = re.compile(r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+$")
-_PACHD = re.compile(r"^(grpc|grpcs)://[^/:]+(:[0-9]+)?$")
 # Namespaces Kubernetes itself owns: a stack that declared one would own it, and `pulumi destroy` would delete it.
 RESERVED_NAMESPACES = ("default",)
 RESERVED_NAMESPACE_PREFIX = "kube-"
@@ -155,14 +155,6 @@ def check_hostname(key: str, host: str) -> None:
         raise ConfigError(
             f"invalid `{key}` {host!r}: use a host name or IPv4 address, optionally with :PORT (lowercase letters, "
             f"digits, '-' and '.'), e.g. {_fix(key, 'titles.example.com')} or {_fix(key, '$(minikube ip)')}"
-        )
-
-
-def check_pachd_port(key: str, address: str) -> None:
-    port = address.rsplit(":", 1)[1] if address.count(":") == 2 else None
-    if port is not None and not 1 <= int(port) <= 65535:
-        raise ConfigError(
-            f"invalid `{key}` {address!r}: the port must be 1 to 65535, e.g. {_fix(key, 'grpc://192.168.49.2:30080')}"
         )
 
 
@@ -361,13 +353,12 @@ def load_config() -> StackConfig:
             f"missing config `{app.key('pachdAddress')}`: the program creates the pipelines through pachd's "
             f"NodePort; set it with {_fix(app.key('pachdAddress'), 'grpc://$(minikube ip):30080')}"
         )
-    if pachd_address is not None and not _PACHD.match(pachd_address):
+    problem = None if pachd_address is None else address_problem(pachd_address)
+    if problem is not None:
         raise ConfigError(
-            f"invalid `{app.key('pachdAddress')}` {pachd_address!r}: use grpc://HOST:PORT, "
-            f"e.g. {_fix(app.key('pachdAddress'), 'grpc://192.168.49.2:30080')}"
+            f"invalid `{app.key('pachdAddress')}` {pachd_address!r}: {problem}, "
+            f"e.g. {_fix(app.key('pachdAddress'), ADDRESS_EXAMPLE)}"
         )
-    if pachd_address is not None:
-        check_pachd_port(app.key("pachdAddress"), pachd_address)
 
     model_tag = srv.text("modelTag")
     if model_tag is not None and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", model_tag):
