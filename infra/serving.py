@@ -266,25 +266,19 @@ def serving_status(image: str, replicas: int, status: Any, deployments: dict[str
 @dataclass(frozen=True)
 class ModelServingArgs:
     namespace: str
-    image_repo: str
-    model_tag: str | None  # the export job ID; None means "nothing trained yet"
     image_pull_secret: pulumi.Input[str]
     replicas: int = 2
     ingress: str = "nginx"
     ingress_host: pulumi.Input[str] = "localhost"
     gateway_namespace: str = "ingress-nginx"
-    # infra.rollout's predictor list (main first, then an optional canary); None: serve `model_tag` pinned.
+    # infra.rollout's predictor list (main first, then an optional canary); None: no `serving:modelTag` yet, so
+    # nothing is served (the status says how to start).
     models: pulumi.Input[list[dict[str, Any]]] | None = None
     canary: bool = False  # a canary is configured: declare the canary Ingress (weight 0 while it is promoted)
     # What the Ingresses wait for besides the model (GKE: the ingress-nginx release, whose webhook checks them).
     ingress_after: list[pulumi.Resource] = field(default_factory=list)
     metrics_scrape: str = "annotations"  # one of SCRAPE_KINDS
     monitoring_namespace: str = "monitoring"  # where Prometheus runs: the NetworkPolicy lets it reach the metrics port
-
-
-def pinned_models(image_repo: str, model_tag: str) -> list[dict[str, Any]]:
-    return [{"predictor": PREDICTOR, "image": f"{image_repo}:{model_tag}", "job_id": model_tag, "traffic": 100,
-             "source": "pinned (serving:modelTag)"}]
 
 
 def rollout_status(models: list[dict[str, Any]], replicas: int) -> str:
@@ -308,14 +302,13 @@ class ModelServing(pulumi.ComponentResource):
                 "http://", args.ingress_host, f"/seldon/{args.namespace}/{MODEL_NAME}/api/v1.0/predictions")
         else:  # `kubectl port-forward svc/issue-summarization-default 9000`
             self.prediction_url = pulumi.Output.from_input(f"http://localhost:{SERVER_PORT}/api/v1.0/predictions")
-        if args.model_tag is None:
+        if args.models is None:
             self.status = (
                 "not deployed: no model yet. Put data in raw_data, wait for the export job, then "
                 "`pulumi config set serving:modelTag <export job ID>` (the tag in export's image.json) and `pulumi up`"
             )
         else:
-            models = pulumi.Output.from_input(
-                args.models if args.models is not None else pinned_models(args.image_repo, args.model_tag))
+            models = pulumi.Output.from_input(args.models)
             # Its own identity with no API access and no token: the model never talks to Kubernetes.
             self.service_account = k8s.core.v1.ServiceAccount(
                 name,

@@ -202,6 +202,15 @@ def test_a_canary_without_a_model_is_a_config_error(pachd: FakePachd) -> None:
         run_program("minikube", {"serving:canaryTag": NEW})
 
 
+@pytest.mark.parametrize("key", ["modelTag", "canaryTag"])
+def test_a_tag_that_is_no_docker_tag_is_refused_naming_the_key_and_latest(key: str, pachd: FakePachd) -> None:
+    """Read and checked once, by load_config: the same rule and message for both keys."""
+    with pytest.raises(ConfigError) as raised:
+        run_program("minikube", {"serving:modelTag": OLD, f"serving:{key}": "-bad/tag"})
+    assert str(raised.value).startswith(f"invalid `serving:{key}` '-bad/tag': use an export job ID")
+    assert "or `latest`" in str(raised.value)
+
+
 @pytest.mark.parametrize("value", ["0", "100", "ten"])
 def test_canary_traffic_must_be_a_percent_between_1_and_99(value: str, pachd: FakePachd) -> None:
     with pytest.raises(ConfigError, match="invalid `serving:canaryTraffic`"):
