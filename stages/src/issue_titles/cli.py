@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from issue_titles import __version__
-from issue_titles.contract import METRICS_PORT, SERVING_PORT
+from issue_titles.contract import METRICS_PORT, SERVING_PORT, STAGE_UID
 from issue_titles.errors import StageError
 
 
@@ -385,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--memory-request", default="4Gi", help="each replica's memory request")
     launch.add_argument("--cpu-limit", default="4", help="each replica's CPU limit")
     launch.add_argument("--memory-limit", default="12Gi", help="each replica's memory limit")
-    launch.add_argument("--run-as-user", type=_positive_int, default=10001, help="the image's non-root user")
+    launch.add_argument("--run-as-user", type=_positive_int, default=STAGE_UID, help="the image's non-root user")
     launch.add_argument("--image-pull-secret", default=None, help="the registry Secret the replicas pull with (default: none)")
     launch.add_argument("--input-bucket", default="pre_process", help="the S3-enabled input's name")
     launch.add_argument("--poll-seconds", type=_positive_float, default=10.0, help="how often the TFJob's status is read")

@@ -8,8 +8,11 @@ and tests/pipelines/test_contract.py keeps the two equal."""
 MODEL_NAME = "issue-summarization"  # MLServer's model name, the SeldonDeployment's, the V2 routes'
 RUNTIME = "issue_titles.serving.runtime.IssueTitleRuntime"  # model-settings.json "implementation"
 
-# The serving image: its non-root user, its HTTP port and MLServer's Prometheus /metrics port (MLServer's default).
-SERVING_UID = 10001
+# The stage image's non-root user (stages/Dockerfile `useradd --uid`): the TFJob replicas run as it, and the serving
+# image, built on the stage image, too.
+STAGE_UID = 10001
+# The serving image: its user, its HTTP port and MLServer's Prometheus /metrics port (MLServer's default).
+SERVING_UID = STAGE_UID
 SERVING_PORT = 9000
 METRICS_PORT = 8082
 MODEL_DIR = "model"  # where the serving image holds the bundle (/model)
