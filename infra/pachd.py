@@ -7,10 +7,12 @@ nothing of this repository, and the SDK only inside its functions, so the provid
 `connect` is the one seam tests replace with a fake that has the SDK's `pfs` / `pps` method signatures: every call
 to pachd goes through `call` or `connect`, both looked up here at call time.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # pachyderm_sdk's Client.from_pachd_address (pachyderm-sdk 2.12.x, pachyderm_sdk/client.py) accepts grpc, grpcs,
 # http and https (http(s) only as other names for plaintext / TLS gRPC) and a bare HOST:PORT (taken as grpc). The

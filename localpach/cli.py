@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 from localpach import DEFAULT_STATE_DIR, STATE_ENV_VAR, __version__
 from localpach.errors import LocalPachError, UsageError
 from localpach.pfs import DEFAULT_BRANCH, normalize_path
-from pipelines.contract import SERVING_PORT
+from pipelines.contract import MODEL_NAME, SERVING_PORT
 
 EXIT_FAILED_JOBS = 3
 EXIT_INTERRUPTED = 130
@@ -557,7 +557,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _check_port_free(args.host, port)
     base = f"http://{args.host}:{port}"
     console.print(f"serving {escape(serve.describe(serve.model_summary(pfs, commit)))} from {bundle}")
-    console.print(f"model {serve.MODEL_NAME} on {base}  (Ctrl-C stops)")
+    console.print(f"model {MODEL_NAME} on {base}  (Ctrl-C stops)")
     console.print(f"[dim]try: {serve.curl_command(base)}[/]")
     process = serve.start_server(bundle, args.host, port)
     try:

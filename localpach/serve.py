@@ -16,7 +16,7 @@ from localpach.errors import LocalPachError, NotFound
 from localpach.fsutil import make_tree_read_only, remove_tree
 from localpach.pfs import PFS, Commit
 from localpach.procs import stop_process_group
-from pipelines.contract import MODEL_NAME, PROVENANCE
+from pipelines.contract import PROVENANCE
 
 BUILD_REPO = "build"
 

@@ -1,4 +1,5 @@
 """One pachd address rule (infra/pachd.py) for the stack config, the provider's check and the client."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,8 +9,13 @@ from infra.config import ConfigError
 from infra.pachyderm_provider import RepoProvider
 from tests.infra.harness import run_program
 
-REFUSED = ["http://10.0.0.1:30650", "https://pachd.example.com:443", "10.0.0.1:30650", "grpc://host:30650/api",
-           "grpc://user@host:30650"]
+REFUSED = [
+    "http://10.0.0.1:30650",
+    "https://pachd.example.com:443",
+    "10.0.0.1:30650",
+    "grpc://host:30650/api",
+    "grpc://user@host:30650",
+]
 
 
 def _repo(address: str) -> dict[str, str]:

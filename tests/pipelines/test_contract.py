@@ -4,7 +4,6 @@ import re
 from pathlib import Path
 
 import issue_titles.contract as stages_contract
-
 import pipelines.contract as shared_contract
 
 

@@ -1,5 +1,6 @@
 """`stages build`: evaluate the trained model, apply the quality gate, write the serving bundle + provenance."""
 
+import json
 import os
 import shutil
 import tempfile
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from issue_titles.atomic import atomic_output_dir
 from issue_titles.contract import (
+    ENTRYPOINT,
     METRICS_PORT,
     MODEL_CARD,
     MODEL_DIR,
@@ -18,6 +20,7 @@ from issue_titles.contract import (
     MODEL_SETTINGS_FILE,
     PROVENANCE,
     RUNTIME,
+    SERVE_CMD,
     SERVING_PORT,
     SERVING_UID,
 )
@@ -94,8 +97,8 @@ COPY . /{MODEL_DIR}
 RUN chmod -R a+rX,go-w /{MODEL_DIR}
 USER {SERVING_UID}:{SERVING_UID}
 EXPOSE {SERVING_PORT} {METRICS_PORT}
-ENTRYPOINT ["stages"]
-CMD ["serve", "--model", "/{MODEL_DIR}", "--host", "0.0.0.0", "--port", "{SERVING_PORT}", "--metrics-port", "{METRICS_PORT}"]
+ENTRYPOINT {json.dumps(ENTRYPOINT)}
+CMD {json.dumps(SERVE_CMD)}
 """
 
 

@@ -16,6 +16,10 @@ SERVING_UID = STAGE_UID
 SERVING_PORT = 9000
 METRICS_PORT = 8082
 MODEL_DIR = "model"  # where the serving image holds the bundle (/model)
+# How the serving image starts (the bundle's Dockerfile and the image `stages export` writes say the same).
+ENTRYPOINT = ["stages"]
+SERVE_CMD = ["serve", "--model", f"/{MODEL_DIR}", "--host", "0.0.0.0", "--port", str(SERVING_PORT),
+             "--metrics-port", str(METRICS_PORT)]  # fmt: skip
 
 # A `stages train` output: model.json's "format" (what the predictor reads) and the files it writes.
 MODEL_FORMAT = 1

@@ -35,9 +35,18 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from issue_titles.atomic import atomic_output_dir
+from issue_titles.contract import (
+    ENTRYPOINT,
+    IMAGE_RECORD,
+    METRICS_PORT,
+    MODEL_DIR,
+    PROVENANCE,
+    SERVE_CMD,
+    SERVING_PORT,
+    SERVING_UID,
+)
 from issue_titles.errors import StageError
 from issue_titles.jsonio import read_json, write_json
-from issue_titles.contract import IMAGE_RECORD, METRICS_PORT, MODEL_DIR, PROVENANCE, SERVING_PORT, SERVING_UID
 from issue_titles.provenance import sha256_file, verify_bundle
 from issue_titles.registry import (
     DOCKER_CONFIG,
@@ -58,10 +67,7 @@ from issue_titles.registry import (
     sha256_digest,
 )
 
-# The serving image's user, ports and bundle folder are the bundle's Dockerfile's (issue_titles.contract).
-ENTRYPOINT = ["stages"]
-SERVE_CMD = ["serve", "--model", f"/{MODEL_DIR}", "--host", "0.0.0.0", "--port", str(SERVING_PORT),
-             "--metrics-port", str(METRICS_PORT)]  # fmt: skip
+# The serving image's user, ports, bundle folder and command are the bundle's Dockerfile's (issue_titles.contract).
 PLATFORM = {"os": "linux", "architecture": "amd64"}  # the stage image's platform (stages/Dockerfile, GKE nodes)
 LABEL_PREFIX = "issue-titles."
 _REPOSITORY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")

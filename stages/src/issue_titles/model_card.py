@@ -7,7 +7,7 @@ describes the bundle it sits in. Pure function of its inputs (no I/O); the serve
 
 from typing import Any
 
-from issue_titles.contract import MODEL_CARD, MODEL_NAME
+from issue_titles.contract import MODEL_NAME
 
 # The vendored data set (data/README.md); the stage image does not carry the repository's data/ folder, so the
 # summary of its sources and licences lives here.

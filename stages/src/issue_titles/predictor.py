@@ -39,7 +39,15 @@ from pathlib import Path
 
 import numpy as np
 
-from issue_titles.contract import BODY_VOCAB, MODEL_FORMAT, MODEL_INFO, PREPROCESS, PROVENANCE, TITLE_VOCAB, WEIGHTS_FILE
+from issue_titles.contract import (
+    BODY_VOCAB,
+    MODEL_FORMAT,
+    MODEL_INFO,
+    PREPROCESS,
+    PROVENANCE,
+    TITLE_VOCAB,
+    WEIGHTS_FILE,
+)
 from issue_titles.errors import StageError, TamperedBundleError
 from issue_titles.jsonio import read_json, read_vocabulary
 from issue_titles.models import ModelConfig, POINTER_GENERATOR, build_model

@@ -26,7 +26,6 @@ from issue_titles.jsonio import load_array, read_json, read_vocabulary, write_js
 from issue_titles.models import POINTER_GENERATOR, TUTORIAL, ModelConfig, build_model, resolve_architecture
 from issue_titles.text import trigram_settings
 
-
 # Per-architecture defaults; the CLI flags override them. The tutorial's are the tutorial's own settings.
 ARCHITECTURE_DEFAULTS: dict[str, dict] = {
     TUTORIAL: {

@@ -19,12 +19,11 @@ from typing import Any
 from mlserver import MLServer
 from mlserver.settings import ModelSettings, Settings
 
+from issue_titles.contract import MODEL_NAME, MODEL_SETTINGS_FILE, SERVING_PORT
 from issue_titles.errors import StageError
 
 from . import http_guard, observability
 from .limits import ServingLimits, check_limit
-from issue_titles.contract import MODEL_NAME, MODEL_SETTINGS_FILE, SERVING_PORT
-
 from .settings import build_settings
 
 logger = logging.getLogger(__name__)
