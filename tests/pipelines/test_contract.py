@@ -14,5 +14,6 @@ def test_the_shared_contract_is_the_stages_contract():
 
 def test_the_stage_images_user_is_the_contracts() -> None:
     dockerfile = (Path(__file__).resolve().parents[2] / "stages" / "Dockerfile").read_text()
-    assert re.search(r"useradd --uid (\d+) ", dockerfile).group(1) == str(shared_contract.STAGE_UID)
+    useradd = re.search(r"useradd --uid (\d+) ", dockerfile)
+    assert useradd is not None and useradd.group(1) == str(shared_contract.STAGE_UID)
     assert f"USER {shared_contract.STAGE_UID}:{shared_contract.STAGE_UID}" in dockerfile
