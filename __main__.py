@@ -22,14 +22,14 @@ from infra.pachyderm_pipelines import PachydermPipelines, PachydermPipelinesArgs
 from infra.platform import (PlatformNamespace, PlatformNamespaceArgs, RegistrySecret, RegistrySecretArgs,
                             pachyderm_pod_security)
 from infra.rollout import OUTPUT as SERVING_MODELS
-from infra.rollout import load_rollout_config, rollout_models
+from infra.rollout import rollout_models
 from infra.serving import ModelServing, ModelServingArgs
 from infra.training import TrainerAccess, TrainerAccessArgs
 from pipelines import PipelineSettings
 from pipelines.specs import TRAINER_SERVICE_ACCOUNT
 
 cfg = load_config()
-rollout = load_rollout_config()
+rollout = cfg.serving.rollout
 
 tfjob_training = cfg.training.trainer == "tfjob"  # the train pipeline's worker creates a TFJob per job
 cluster = ClusterAccess("cluster", ClusterAccessArgs(cfg.cluster, cfg.namespace, cfg.kube_context, cfg.gke,
@@ -102,7 +102,7 @@ if cfg.on_gke and cfg.serving.ingress == "nginx":  # minikube has ingress-nginx 
     ingress_after = [ingress_controller.release]
 
 serving = ModelServing("serving", ModelServingArgs(
-    namespace=cfg.serving.namespace, image_repo=cfg.serving.image_repo, model_tag=cfg.serving.model_tag,
+    namespace=cfg.serving.namespace,
     image_pull_secret=serving_registry.secret_name, replicas=cfg.serving.replicas, ingress=cfg.serving.ingress,
     ingress_host=ingress_host, gateway_namespace=cfg.serving.gateway_namespace,
     # pinned job IDs, or the newest export that passed the gate (read from pachd now, so the preview shows it)

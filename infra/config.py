@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from infra.pachd import ADDRESS_EXAMPLE, address_problem
 from pipelines.settings import ARCHITECTURES, TRAINERS
 from pipelines.settings import K8S_NAME as _DNS1123_LABEL
 
@@ -18,7 +19,6 @@ PROJECT = "issue-titles"
 CLUSTER_KINDS = ("minikube", "gke")
 INGRESS_KINDS = ("nginx", "none")
 _IMAGE_REPO = re.compile(r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+$")
-_PACHD = re.compile(r"^(grpc|grpcs)://[^/:]+(:[0-9]+)?$")
 # Namespaces Kubernetes itself owns: a stack that declared one would own it, and `pulumi destroy` would delete it.
 RESERVED_NAMESPACES = ("default",)
 RESERVED_NAMESPACE_PREFIX = "kube-"
@@ -39,7 +39,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     ),
     "registry": ("server", "username", "password"),
     "serving": ("imageRepo", "modelTag", "replicas", "ingress", "ingressHost", "gatewayNamespace", "namespace",
-                "canaryTag", "canaryTraffic", "metricsScrape", "monitoringNamespace"),  # rollout keys: read by infra.rollout
+                "canaryTag", "canaryTraffic", "metricsScrape", "monitoringNamespace"),
 }
 
 
@@ -48,6 +48,26 @@ SCRAPE_KINDS = ("annotations", "podmonitor", "none")  # infra.serving.SCRAPE_KIN
 
 class ConfigError(pulumi.RunError, ValueError):
     """A stack config value is missing or wrong; the message names the key and the fix."""
+
+
+# serving:modelTag / serving:canaryTag: an export job ID (a Docker tag) or `latest`, the newest export that passed
+# the gate (resolved by infra.rollout).
+LATEST = "latest"
+DEFAULT_CANARY_TRAFFIC = 10
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    """What the SeldonDeployment serves (serving:modelTag, canaryTag, canaryTraffic; infra/rollout.py)."""
+
+    model: str | None  # job ID, "latest", or None (nothing to serve yet)
+    canary: str | None = None
+    canary_traffic: int = DEFAULT_CANARY_TRAFFIC
+
+    @property
+    def follows_pipeline(self) -> bool:
+        return LATEST in (self.model, self.canary)
 
 
 @dataclass(frozen=True)
@@ -60,7 +80,7 @@ class RegistryConfig:
 @dataclass(frozen=True)
 class ServingConfig:
     image_repo: str
-    model_tag: str | None
+    rollout: RolloutConfig
     replicas: int
     ingress: str  # "nginx": an Ingress routes /seldon/<ns>/<name>/ to Seldon; "none": port-forward
     ingress_host: str
@@ -158,14 +178,6 @@ def check_hostname(key: str, host: str) -> None:
         )
 
 
-def check_pachd_port(key: str, address: str) -> None:
-    port = address.rsplit(":", 1)[1] if address.count(":") == 2 else None
-    if port is not None and not 1 <= int(port) <= 65535:
-        raise ConfigError(
-            f"invalid `{key}` {address!r}: the port must be 1 to 65535, e.g. {_fix(key, 'grpc://192.168.49.2:30080')}"
-        )
-
-
 def _fix(key: str, example: str, secret: bool = False) -> str:
     return f"`pulumi config set {'--secret ' if secret else ''}{key} {example}`"
 
@@ -189,6 +201,30 @@ def _check_unknown_keys(keys: set[str]) -> None:
             f"unknown config key `{key}`: {hint}remove it with `pulumi config rm {key}`; "
             f"known `{namespace}:` keys are {', '.join(known)}"
         )
+
+
+def _rollout(srv: _Reader) -> RolloutConfig:
+    """The serving:* rollout keys, validated; errors name the key and the fix."""
+
+    def tag(name: str) -> str | None:
+        value = srv.text(name)
+        if value is not None and not _TAG.match(value):
+            raise ConfigError(f"invalid `{srv.key(name)}` {value!r}: use an export job ID (the tag in export's "
+                              f"image.json) or `{LATEST}`")
+        return value
+
+    model, canary = tag("modelTag"), tag("canaryTag")
+    raw = srv.text("canaryTraffic")
+    traffic = DEFAULT_CANARY_TRAFFIC
+    if raw is not None:
+        if not re.fullmatch(r"[0-9]{1,3}", raw) or not 1 <= int(raw) <= 99:
+            raise ConfigError(f"invalid `{srv.key('canaryTraffic')}` {raw!r}: use a whole percent from 1 to 99, e.g. "
+                              f"{_fix(srv.key('canaryTraffic'), '10')}")
+        traffic = int(raw)
+    if canary is not None and model is None:
+        raise ConfigError(f"`{srv.key('canaryTag')}` is set but `{srv.key('modelTag')}` is not: a canary runs next to "
+                          f"a model. Set {_fix(srv.key('modelTag'), f'<job ID|{LATEST}>')} first")
+    return RolloutConfig(model=model, canary=canary, canary_traffic=traffic)
 
 
 class _Reader:
@@ -361,17 +397,14 @@ def load_config() -> StackConfig:
             f"missing config `{app.key('pachdAddress')}`: the program creates the pipelines through pachd's "
             f"NodePort; set it with {_fix(app.key('pachdAddress'), 'grpc://$(minikube ip):30080')}"
         )
-    if pachd_address is not None and not _PACHD.match(pachd_address):
+    problem = None if pachd_address is None else address_problem(pachd_address)
+    if problem is not None:
         raise ConfigError(
-            f"invalid `{app.key('pachdAddress')}` {pachd_address!r}: use grpc://HOST:PORT, "
-            f"e.g. {_fix(app.key('pachdAddress'), 'grpc://192.168.49.2:30080')}"
+            f"invalid `{app.key('pachdAddress')}` {pachd_address!r}: {problem}, "
+            f"e.g. {_fix(app.key('pachdAddress'), ADDRESS_EXAMPLE)}"
         )
-    if pachd_address is not None:
-        check_pachd_port(app.key("pachdAddress"), pachd_address)
 
-    model_tag = srv.text("modelTag")
-    if model_tag is not None and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", model_tag):
-        raise ConfigError(f"invalid `{srv.key('modelTag')}` {model_tag!r}: use the export job ID from image.json")
+    rollout = _rollout(srv)
 
     gke = None
     if cluster == "gke":
@@ -404,7 +437,7 @@ def load_config() -> StackConfig:
         ),
         serving=ServingConfig(
             image_repo=serving_repo,
-            model_tag=model_tag,
+            rollout=rollout,
             replicas=srv.integer("replicas", 2, 1, "2", maximum=MAX_SERVING_REPLICAS),
             ingress=srv.choice("ingress", "nginx", INGRESS_KINDS),
             ingress_host=ingress_host,

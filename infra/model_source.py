@@ -2,7 +2,7 @@
 
 `pulumi preview` calls this while the program runs (not from a dynamic resource: a resource's outputs are unknown
 during a preview, and the point is that the preview shows the concrete image a merge would deploy). It reaches pachd
-through the pipeline provider's own seam (`infra.pachyderm_provider._connect`, the pachyderm_sdk Client) and reads
+through infra/pachd.py (`connect`, the pachyderm_sdk Client; the same seam as the pipeline provider's) and reads
 the SDK's PFS API only: `list_commit`, `inspect_commit`, `get_file`.
 
 An export commit is selected only when all of this holds, newest first (`list_commit` answers newest first):
@@ -21,15 +21,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra import pachyderm_provider
-from infra.pachyderm_provider import _UNREACHABLE, PachydermError, pachd_status
+from infra import pachd
+from infra.pachd import REFUSED, TOKEN_CONFIG, PachydermError, is_not_found, is_unreachable, pachd_status
+from pipelines.contract import IMAGE_RECORD, PROVENANCE
 
 EXPORT_REPO = "export"
 BUILD_REPO = "build"
 DATA_REPO = "raw_data"
 PROJECT = "default"
-IMAGE_RECORD = "image.json"
-PROVENANCE = "provenance.json"
 SCAN_LIMIT = 20  # export commits looked at, newest first
 _WALK_LIMIT = 16  # commits visited on the way from export back to raw_data
 
@@ -89,7 +88,7 @@ def check_export(commit_id: str, record: Any, provenance_bytes: bytes | None, im
     image = record["image"]
     expected = f"{image_repo}:{commit_id}"
     if record.get("pushed") is not True:
-        why = record.get("reason") or "image.json says it was not pushed"
+        why = record.get("reason") or f"{IMAGE_RECORD} says it was not pushed"
         raise ModelRefused(f"{name}: image {image} is missing from the registry ({why})")
     if image != expected:
         raise ModelRefused(f"{name}: image {image} is not {expected} (another repository, or not tagged with the "
@@ -127,7 +126,7 @@ def _read_file(client: Any, commit: Any, path: str) -> bytes | None:
         return b"".join(chunk.value for chunk in client.pfs.get_file(file=pfs.File(commit=commit, path=path)))
     except Exception as error:
         status = pachd_status(error)
-        if status is None or status[0] in _UNREACHABLE:
+        if status is None or is_unreachable(status):
             raise
         return None
 
@@ -155,7 +154,7 @@ def _upstream(client: Any, export: Any) -> tuple[Any | None, Any | None]:
 
 def _unreachable(error: BaseException, address: str) -> PachdUnreachable | None:
     status = pachd_status(error)
-    if status is None or status[0] not in _UNREACHABLE:
+    if status is None or not is_unreachable(status):
         return None
     return PachdUnreachable(f"cannot reach pachd at {address} to read the newest `{EXPORT_REPO}` commit "
                             f"({status[0]}: {status[1]})")
@@ -165,18 +164,18 @@ def newest_exported_model(address: str, image_repo: str, limit: int = SCAN_LIMIT
                           auth_token: str | None = None) -> Selection:
     """The newest export commit that passed the gate and verifies; the ones refused on the way, by name.
 
-    `auth_token` is pachd's root token (pachd's auth is on; infra/pachyderm_provider.py, _connect). Raises
+    `auth_token` is pachd's root token (pachd's auth is on; infra/pachd.py, connect). Raises
     PachdUnreachable when pachd does not answer, PachydermError for any other pachd failure (a refused token
     included, with the config key that sets it, never the token).
     """
     try:
-        client = pachyderm_provider._connect(address, auth_token)
+        client = pachd.connect(address, auth_token)
         refused: list[str] = []
         try:
             infos = list(client.pfs.list_commit(repo=_repo(EXPORT_REPO), number=limit))
         except Exception as error:
             status = pachd_status(error)
-            if status is not None and status[0] not in _UNREACHABLE and pachyderm_provider._is_not_found(*status):
+            if status is not None and not is_unreachable(status) and is_not_found(*status):
                 return Selection(None, [f"repo {EXPORT_REPO} does not exist yet (the pipelines are not created)"])
             raise
         for info in infos:
@@ -205,11 +204,11 @@ def newest_exported_model(address: str, image_repo: str, limit: int = SCAN_LIMIT
         if unreachable is not None:
             raise unreachable from None
         status = pachd_status(error)
-        if status is not None and status[0] in pachyderm_provider._REFUSED:
+        if status is not None and status[0] in REFUSED:
             raise PachydermError(
                 f"reading the `{EXPORT_REPO}` commits from pachd at {address} failed: {status[1]} [{status[0]}]. "
                 f"Pachyderm's auth is on: set the root token pachd was deployed with, "
-                f"`pulumi config set --secret {pachyderm_provider.TOKEN_CONFIG} <token>`") from None
+                f"`pulumi config set --secret {TOKEN_CONFIG} <token>`") from None
         if status is not None:
             raise PachydermError(f"reading the `{EXPORT_REPO}` commits from pachd at {address} failed: "
                                  f"{status[1]} [{status[0]}]") from None

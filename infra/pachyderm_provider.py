@@ -1,15 +1,17 @@
 """Pachyderm repos and pipelines as Pulumi resources: a dynamic provider over `pachyderm_sdk`.
 
 Pulumi pickles a dynamic provider (with dill) into the stack state and runs it in its own process. So the providers
-keep no state and no client, import the SDK only inside their methods, and reach pachd only through `_connect`, the
-one seam tests replace with a fake that has the SDK's `pfs` / `pps` method signatures. How they are pickled is
+keep no state and no client, import the SDK only inside their methods, and reach pachd only through infra/pachd.py
+(`call`, whose `connect` is the one seam tests replace with a fake that has the SDK's `pfs` / `pps` method
+signatures). How they are pickled is
 explained at `BySource` below: by source text (this module's and that of the repository modules it imports), not
 by import path.
 
 Pulumi 3.x `DiffResult` carries `changes`, `replaces` and `delete_before_replace` to the engine, but no per-field
 detailed diff; the engine then diffs the old and new inputs itself. The spec is therefore kept as a structured input
 (not a JSON string), so `pulumi preview --diff` shows the nested fields that changed (`spec.transform.cmd`, ...).
-The provider's own diff also names them (`PipelineDiff.changed_fields`), and uses them to decide on reprocessing.
+The provider's `update` computes the same changed fields (`changed_fields`) and reprocesses when they touch what a
+datum computes (`should_reprocess`); `diff` only says whether anything changed and what forces a replacement.
 """
 from __future__ import annotations
 
@@ -25,88 +27,37 @@ from pulumi.dynamic import (CheckFailure, CheckResult, CreateResult, DiffResult,
                             ResourceProvider, UpdateResult)
 from pulumi.runtime.rpc import UNKNOWN  # what Pulumi puts in place of a value it does not know yet (a preview)
 
+from infra.pachd import (REFUSED, TOKEN_CONFIG, TOKEN_FIX, PachydermError, address_problem, call, is_not_found,
+                         is_unreachable, pachd_status)
 from pipelines.validate import pipeline_name, spec_problems
 
 DEFAULT_PROJECT = "default"
 # Parts of a spec that change what a datum computes: a change there must reprocess data already processed.
 DATUM_FIELDS = ("transform", "input")
 _NAME = re.compile(r"^[a-zA-Z0-9_-]+$")  # Pachyderm's rule for project, repo and pipeline names
-_ADDRESS = re.compile(r"^((grpc|grpcs|http|https)://)?[^/:\s]+(:[0-9]{1,5})?$")
-_UNREACHABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED")
-_REFUSED = ("UNAUTHENTICATED", "PERMISSION_DENIED")
 # Words too common in pachd's messages to point at a spec field on their own.
 _GENERIC_KEYS = {"pipeline", "name", "project", "spec", "request", "input"}
 
 
-class PachydermError(Exception):
-    """A pachd call failed; the message names the repo or pipeline, the pachd address and what to do."""
-
-
 AUTH_TOKEN = "auth_token"  # the resources' input holding pachd's root token (a secret)
-TOKEN_CONFIG = "issue-titles:pachdRootToken"
-_TOKEN_FIX = f"`pulumi config set --secret {TOKEN_CONFIG} <token>` (docs/cluster.md, section 3)"
-
-
-def _connect(address: str, auth_token: str | None = None) -> Any:
-    """A pachd client for `address` (grpc://host:port) that sends `auth_token` with every call. Tests monkeypatch
-    this with a fake.
-
-    pachyderm_sdk puts the token in each call's gRPC metadata as `authn-token` (pachyderm_sdk/client.py,
-    _build_metadata), which pachd's auth interceptor requires of CreateRepo, ListCommit, CreatePipelineV2 and the
-    rest once auth is active (pachyderm/pachyderm 2.12.x src/internal/middleware/auth/interceptor.go). Without one
-    the SDK would fall back to PACH_PYTHON_AUTH_TOKEN from the environment; the program always passes its own
-    ("" when it has none, so no stray variable stands in for the stack's token).
-    """
-    from pachyderm_sdk import Client
-
-    try:
-        return Client.from_pachd_address(address, auth_token=auth_token or "")
-    except ValueError as error:
-        raise PachydermError(f"invalid pachd address {address!r} ({error}): use grpc://HOST:PORT") from None
 
 
 # --- pachd errors -----------------------------------------------------------------------------------------------------
 
-def pachd_status(error: BaseException) -> tuple[str, str] | None:
-    """(gRPC status code name, pachd's message) of an error raised by a pachd call; None for any other error.
-
-    pachyderm_sdk raises grpc.RpcError, except that its interceptor turns "failed to connect" into a
-    ConnectionError (from the RpcError) and an inactive auth service into AuthServiceNotActivated.
-    """
-    import grpc
-
-    if isinstance(error, ConnectionError):
-        cause = error.__cause__
-        if isinstance(cause, grpc.RpcError):
-            return pachd_status(cause)
-        if type(error).__name__ == "AuthServiceNotActivated":
-            return "UNAUTHENTICATED", str(error)
-        return "UNAVAILABLE", str(error).strip() or "connection failed"
-    if not isinstance(error, grpc.RpcError):
-        return None
-    code, details = getattr(error, "code", None), getattr(error, "details", None)
-    code_name = getattr(code(), "name", str(code())) if callable(code) else "UNKNOWN"
-    text = details() if callable(details) else None
-    return code_name, (text or str(error) or code_name).strip()
-
-
-def _is_not_found(code: str, details: str) -> bool:
-    """pachd often answers a missing object with code UNKNOWN and a 'not found' message, not NOT_FOUND."""
-    return code == "NOT_FOUND" or "not found" in details.lower() or "does not exist" in details.lower()
-
-
-def _call_pachd(call: Callable[[], Any], *, what: str, address: str, action: str,
+def _call_pachd(props: Mapping[str, Any], request: Callable[[Any], Any], *, what: str, action: str,
                 spec: Mapping[str, Any] | None = None, missing_ok: bool = False) -> bool:
-    """Make one pachd call: True when it went through, False when the object was missing (with `missing_ok`);
-    any pachd error becomes a PachydermError that says what failed, where, and what to check."""
+    """Make one pachd call, `request(client)` with the resource's address and token: True when it went through,
+    False when the object was missing (with `missing_ok`); any pachd error becomes a PachydermError that says what
+    failed, where, and what to check."""
+    address = props["pachd_address"]
     try:
-        call()
+        call(address, props.get(AUTH_TOKEN), request)
         return True
     except Exception as error:
         status = pachd_status(error)
         if status is None:
             raise
-        if missing_ok and _is_not_found(*status):
+        if missing_ok and is_not_found(*status):
             return False
         _fail(status, what, address, action, spec)
 
@@ -156,17 +107,17 @@ def _fail(status: tuple[str, str], what: str, address: str, action: str,
           spec: Mapping[str, Any] | None = None) -> NoReturn:
     """Raise a PachydermError that says which object, which pachd, what went wrong and what to check."""
     code, details = status
-    if code in _UNREACHABLE:
+    if is_unreachable(status):
         raise PachydermError(
             f"{what}: cannot reach pachd at {address} ({code}: {details}). Check that the Pachyderm release is "
             f"deployed and pachd is running (kubectl get pods -l app=pachd), that the address is right (stack "
             f"config `issue-titles:pachdAddress`; on minikube grpc://$(minikube ip):30080) and that this machine "
             f"can reach it.") from None
-    if code in _REFUSED:
+    if code in REFUSED:
         raise PachydermError(
             f"{what}: pachd at {address} refused to {action} ({code}: {details}). Pachyderm's auth is on: the "
             f"program calls pachd with the root token from the stack's secret `{TOKEN_CONFIG}`, which must be the "
-            f"one pachd was deployed with (the `pachyderm-root-token` Secret); set it with {_TOKEN_FIX}.") from None
+            f"one pachd was deployed with (the `pachyderm-root-token` Secret); set it with {TOKEN_FIX}.") from None
     if code == "ALREADY_EXISTS" or "already exists" in details.lower():
         raise PachydermError(
             f"{what}: it already exists at pachd {address}, outside this stack ({details}). Delete it (pachctl) "
@@ -234,11 +185,8 @@ def _spec_project(spec: Any) -> Any:
 
 def _address_failures(props: Mapping[str, Any]) -> list[CheckFailure]:
     address = props.get("pachd_address")
-    if _is_unknown(address):
-        return []
-    if not isinstance(address, str) or not _ADDRESS.match(address):
-        return [CheckFailure("pachd_address", f"{address!r} is not a pachd address: use grpc://HOST:PORT")]
-    return []
+    problem = None if _is_unknown(address) else address_problem(address)
+    return [CheckFailure("pachd_address", f"{address!r} is not a pachd address: {problem}")] if problem else []
 
 
 def _token_failures(props: Mapping[str, Any]) -> list[CheckFailure]:
@@ -247,7 +195,7 @@ def _token_failures(props: Mapping[str, Any]) -> list[CheckFailure]:
     if _is_unknown(token) or (isinstance(token, str) and token.strip()):
         return []
     return [CheckFailure(AUTH_TOKEN, f"no pachd auth token: Pachyderm's auth is on, and every call to pachd needs "
-                                     f"the root token; set it with {_TOKEN_FIX}")]
+                                     f"the root token; set it with {TOKEN_FIX}")]
 
 
 def _name_failures(props: Mapping[str, Any], keys: tuple[str, ...]) -> list[CheckFailure]:
@@ -349,8 +297,8 @@ class BySource:
     dynamic.py, serialize_provider) and, for every later preview, update, refresh or destroy, loads it with
     `dill.loads` in a separate `python -u -m pulumi.dynamic` process (dynamic/__main__.py, get_provider;
     sdk/python/dist/pulumi-resource-pulumi-python starts it from the project directory). dill pickles a class that
-    can be imported by reference: the state would say `infra.pachyderm_provider.PipelineProvider` (and the import
-    of `pipelines.validate` inside it would be resolved again in the host), so renaming or moving either module
+    can be imported by reference: the state would say `infra.pachyderm_provider.PipelineProvider` (and its imports
+    of `infra.pachd` and `pipelines.validate` would be resolved again in the host), so renaming or moving a module
     would break `refresh` and `destroy` of every stack created before. Pickling the classes' bytecode instead would
     tie the state to one Python minor version. So `__reduce__` hands pickle a call of the builtin `eval` with the
     sources as strings: unpickling compiles them afresh, with whatever Python the host runs, under private module
@@ -400,45 +348,31 @@ class RepoProvider(BySource, ResourceProvider):
         return DiffResult(changes=changes, replaces=replaces, delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        address = props["pachd_address"]
-        _call_pachd(lambda: _connect(address, props.get(AUTH_TOKEN)).pfs.create_repo(
+        _call_pachd(props, lambda client: client.pfs.create_repo(
             repo=_repo_message(props), description=props.get("description", ""), update=False),
-            what=_repo_label(props), address=address, action="create it")
+            what=_repo_label(props), action="create it")
         return CreateResult(f"{props.get('project') or DEFAULT_PROJECT}/{props['name']}", _stored(props))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         if olds.get("description") != news.get("description"):  # a new address or token only updates the state
-            address = news["pachd_address"]
-            _call_pachd(lambda: _connect(address, news.get(AUTH_TOKEN)).pfs.create_repo(
+            _call_pachd(news, lambda client: client.pfs.create_repo(
                 repo=_repo_message(news), description=news.get("description", ""), update=True),
-                what=_repo_label(news), address=address, action="update its description")
+                what=_repo_label(news), action="update its description")
         return UpdateResult(_stored(news))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        address = props["pachd_address"]
         # already gone is what destroy wants
-        _call_pachd(lambda: _connect(address, props.get(AUTH_TOKEN)).pfs.delete_repo(repo=_repo_message(props),
-                                                                                     force=False),
-                    what=_repo_label(props), address=address, action="delete it", missing_ok=True)
+        _call_pachd(props, lambda client: client.pfs.delete_repo(repo=_repo_message(props), force=False),
+                    what=_repo_label(props), action="delete it", missing_ok=True)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        address = props["pachd_address"]
-        found = _call_pachd(lambda: _connect(address, props.get(AUTH_TOKEN)).pfs.inspect_repo(
-                                repo=_repo_message(props)),
-                            what=_repo_label(props), address=address, action="inspect it", missing_ok=True)
+        found = _call_pachd(props, lambda client: client.pfs.inspect_repo(repo=_repo_message(props)),
+                            what=_repo_label(props), action="inspect it", missing_ok=True)
         # Deleted outside Pulumi: an empty id makes `pulumi refresh` drop it from the state.
         return ReadResult(id_, dict(props)) if found else ReadResult("", {})
 
 
 # --- pipelines --------------------------------------------------------------------------------------------------------
-
-class PipelineDiff(DiffResult):
-    """A DiffResult that also names the spec fields that changed (`transform.cmd`, `resourceLimits.gpu`)."""
-
-    def __init__(self, changed_fields: list[str], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.changed_fields = changed_fields
-
 
 def _pipeline_label(props: Mapping[str, Any]) -> str:
     return f"pipeline '{props.get('name') or pipeline_name(props.get('spec')) or '?'}'"
@@ -470,7 +404,9 @@ class PipelineProvider(BySource, ResourceProvider):
             return CheckResult(news, failures)
         if not isinstance(spec, Mapping):
             return CheckResult(news, failures + [CheckFailure("spec", "must be a CreatePipelineRequest object")])
-        # The spec's own rules are pipelines/validate.py's, the same the program and localpach apply.
+        # The spec's own rules are pipelines/validate.py's, the same the program and localpach apply. Not a repeat:
+        # the program validates while values such as transform.image (the stage image's digest) are still Outputs,
+        # which it skips as pending; here they are resolved, so this is where those fields are first checked.
         failures += [CheckFailure("spec", problem) for problem in spec_problems(spec, pending=_is_unknown)]
         name, project = pipeline_name(spec), _spec_project(spec)
         if isinstance(name, str) and name and not _is_unknown(name) and name != news.get("name"):
@@ -480,21 +416,19 @@ class PipelineProvider(BySource, ResourceProvider):
                 "project", f"{news.get('project')!r} differs from spec.pipeline.project.name {project!r}"))
         return CheckResult(news, failures)
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> PipelineDiff:
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = _replaced_keys(olds, news)
         fields = changed_fields(olds.get("spec") or {}, news.get("spec") or {})
         other = any(normalise(olds.get(k)) != normalise(news.get(k))
                     for k in ("pachd_address", "reprocess", AUTH_TOKEN))
-        return PipelineDiff(fields, changes=bool(replaces or fields or other), replaces=replaces,
-                            delete_before_replace=False)
+        return DiffResult(changes=bool(replaces or fields or other), replaces=replaces, delete_before_replace=False)
 
     def _send(self, props: Mapping[str, Any], *, update: bool, reprocess: bool) -> None:
-        address, spec = props["pachd_address"], props["spec"]
+        spec = props["spec"]
         request = json.dumps(pipeline_request(props.get("project") or DEFAULT_PROJECT, spec), sort_keys=True)
-        _call_pachd(lambda: _connect(address, props.get(AUTH_TOKEN)).pps.create_pipeline_v2(
+        _call_pachd(props, lambda client: client.pps.create_pipeline_v2(
             create_pipeline_request_json=request, dry_run=False, update=update, reprocess=reprocess),
-            what=_pipeline_label(props), address=address,
-            action="update the pipeline" if update else "create the pipeline", spec=spec)
+            what=_pipeline_label(props), action="update the pipeline" if update else "create the pipeline", spec=spec)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         self._send(props, update=False, reprocess=False)
@@ -512,17 +446,15 @@ class PipelineProvider(BySource, ResourceProvider):
         return pps.Pipeline(name=props["name"], project=pfs.Project(name=props.get("project") or DEFAULT_PROJECT))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        address = props["pachd_address"]
         # already gone is what destroy wants; its output repo goes with it (keep_repo=False)
-        _call_pachd(lambda: _connect(address, props.get(AUTH_TOKEN)).pps.delete_pipeline(
+        _call_pachd(props, lambda client: client.pps.delete_pipeline(
             pipeline=self._pipeline_message(props), all=False, force=False, keep_repo=False, must_exist=False),
-            what=_pipeline_label(props), address=address, action="delete the pipeline", missing_ok=True)
+            what=_pipeline_label(props), action="delete the pipeline", missing_ok=True)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        address = props["pachd_address"]
-        found = _call_pachd(lambda: _connect(address, props.get(AUTH_TOKEN)).pps.inspect_pipeline(
+        found = _call_pachd(props, lambda client: client.pps.inspect_pipeline(
             pipeline=self._pipeline_message(props), details=False),
-            what=_pipeline_label(props), address=address, action="inspect the pipeline", missing_ok=True)
+            what=_pipeline_label(props), action="inspect the pipeline", missing_ok=True)
         # Deleted outside Pulumi: an empty id makes `pulumi refresh` drop it from the state.
         return ReadResult(id_, dict(props)) if found else ReadResult("", {})
 

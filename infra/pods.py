@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-STAGE_UID = 10001  # the `stages` user of stages/Dockerfile (and of the serving image built on it)
+from pipelines.contract import STAGE_UID
+
 TMP_VOLUME = {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}
 TMP_MOUNT = {"name": "tmp", "mountPath": "/tmp"}  # the one writable place (matplotlib, TensorFlow caches)
 

@@ -17,61 +17,17 @@ dynamic resource would).
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable
 
 import pulumi
 
-from infra.config import ConfigError
+from infra.config import LATEST, ConfigError, RolloutConfig
 from infra.model_source import PachdUnreachable, Selection, newest_exported_model
 from infra.serving import CANARY_PREDICTOR, PREDICTOR
 
-LATEST = "latest"
 MAIN, CANARY = PREDICTOR, CANARY_PREDICTOR  # Seldon names their services <deployment>-<predictor>
-DEFAULT_CANARY_TRAFFIC = 10
 OUTPUT = "serving_models"  # the stack output that records what is served, read back when pachd is unreachable
-KEYS = ("modelTag", "canaryTag", "canaryTraffic")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-
-
-@dataclass(frozen=True)
-class RolloutConfig:
-    model: str | None  # job ID, "latest", or None (nothing to serve yet)
-    canary: str | None = None
-    canary_traffic: int = DEFAULT_CANARY_TRAFFIC
-
-    @property
-    def follows_pipeline(self) -> bool:
-        return LATEST in (self.model, self.canary)
-
-
-def load_rollout_config() -> RolloutConfig:
-    """The serving:* rollout keys, validated; errors name the key and the fix."""
-    cfg = pulumi.Config("serving")
-
-    def tag(name: str) -> str | None:
-        value = cfg.get(name) or None
-        if value is not None and not _TAG.match(value):
-            raise ConfigError(f"invalid `serving:{name}` {value!r}: use an export job ID (the tag in export's "
-                              f"image.json) or `{LATEST}`")
-        return value
-
-    model, canary = tag("modelTag"), tag("canaryTag")
-    raw = cfg.get("canaryTraffic")
-    traffic = DEFAULT_CANARY_TRAFFIC
-    if raw not in (None, ""):
-        if not re.fullmatch(r"[0-9]{1,3}", raw) or not 1 <= int(raw) <= 99:
-            raise ConfigError(f"invalid `serving:canaryTraffic` {raw!r}: use a whole percent from 1 to 99, e.g. "
-                              "`pulumi config set serving:canaryTraffic 10`")
-        traffic = int(raw)
-    if canary is not None and model is None:
-        raise ConfigError("`serving:canaryTag` is set but `serving:modelTag` is not: a canary runs next to a model. "
-                          f"Set `pulumi config set serving:modelTag <job ID|{LATEST}>` first")
-    return RolloutConfig(model=model, canary=canary, canary_traffic=traffic)
-
-
 # --- resolution -------------------------------------------------------------------------------------------------------
 
 Lookup = Callable[[str, str], Selection]

@@ -30,13 +30,14 @@ import pulumi_kubernetes as k8s
 from infra.custom_resources import CustomResourceWithStatus, wait_annotations
 from infra.labels import labels
 from infra.pods import TMP_MOUNT, TMP_VOLUME, container_security_context, pod_security_context
+from pipelines.contract import METRICS_PORT, MODEL_NAME, SERVING_PORT
 
-MODEL_NAME = "issue-summarization"
 PREDICTOR = "default"
 CANARY_PREDICTOR = "canary"
 CANARY_REPLICAS = 1
-SERVER_PORT = 9000  # MLServer HTTP inside the model container, and the predictor Service's port (no executor)
-METRICS_PORT = 8082  # MLServer's Prometheus server in the model container (the image's `--metrics-port`)
+# MLServer HTTP inside the model container is also the predictor Service's port (no executor); METRICS_PORT is its
+# Prometheus server (the image's `--metrics-port`). Both come with the model name from the bundle contract.
+SERVER_PORT = SERVING_PORT
 METRICS_PATH = "/metrics"
 # How Prometheus finds the model pods: a PodMonitor (needs the Prometheus operator's CRD, e.g. kube-prometheus-stack),
 # the conventional `prometheus.io/*` pod annotations (a Prometheus with the usual kubernetes-pods scrape job), or not.
@@ -45,7 +46,7 @@ NO_ENGINE = "seldon.io/no-engine"
 # How long `pulumi up` waits for Seldon to roll out a spec (see `wait_for`): a model image that cannot be pulled or
 # never gets ready fails `pulumi up` after the timeout instead of passing silently.
 TIMEOUT_SECONDS = 900
-SERVICE_ACCOUNT = "issue-summarization"
+SERVICE_ACCOUNT = MODEL_NAME
 TUTORIAL_BODY = (
     "I am trying to run the tutorial but the build fails with a missing dependency. Steps to reproduce: clone the "
     "repo, run make, see the error about protobuf."
@@ -265,25 +266,19 @@ def serving_status(image: str, replicas: int, status: Any, deployments: dict[str
 @dataclass(frozen=True)
 class ModelServingArgs:
     namespace: str
-    image_repo: str
-    model_tag: str | None  # the export job ID; None means "nothing trained yet"
     image_pull_secret: pulumi.Input[str]
     replicas: int = 2
     ingress: str = "nginx"
     ingress_host: pulumi.Input[str] = "localhost"
     gateway_namespace: str = "ingress-nginx"
-    # infra.rollout's predictor list (main first, then an optional canary); None: serve `model_tag` pinned.
+    # infra.rollout's predictor list (main first, then an optional canary); None: no `serving:modelTag` yet, so
+    # nothing is served (the status says how to start).
     models: pulumi.Input[list[dict[str, Any]]] | None = None
     canary: bool = False  # a canary is configured: declare the canary Ingress (weight 0 while it is promoted)
     # What the Ingresses wait for besides the model (GKE: the ingress-nginx release, whose webhook checks them).
     ingress_after: list[pulumi.Resource] = field(default_factory=list)
     metrics_scrape: str = "annotations"  # one of SCRAPE_KINDS
     monitoring_namespace: str = "monitoring"  # where Prometheus runs: the NetworkPolicy lets it reach the metrics port
-
-
-def pinned_models(image_repo: str, model_tag: str) -> list[dict[str, Any]]:
-    return [{"predictor": PREDICTOR, "image": f"{image_repo}:{model_tag}", "job_id": model_tag, "traffic": 100,
-             "source": "pinned (serving:modelTag)"}]
 
 
 def rollout_status(models: list[dict[str, Any]], replicas: int) -> str:
@@ -307,14 +302,13 @@ class ModelServing(pulumi.ComponentResource):
                 "http://", args.ingress_host, f"/seldon/{args.namespace}/{MODEL_NAME}/api/v1.0/predictions")
         else:  # `kubectl port-forward svc/issue-summarization-default 9000`
             self.prediction_url = pulumi.Output.from_input(f"http://localhost:{SERVER_PORT}/api/v1.0/predictions")
-        if args.model_tag is None:
+        if args.models is None:
             self.status = (
                 "not deployed: no model yet. Put data in raw_data, wait for the export job, then "
                 "`pulumi config set serving:modelTag <export job ID>` (the tag in export's image.json) and `pulumi up`"
             )
         else:
-            models = pulumi.Output.from_input(
-                args.models if args.models is not None else pinned_models(args.image_repo, args.model_tag))
+            models = pulumi.Output.from_input(args.models)
             # Its own identity with no API access and no token: the model never talks to Kubernetes.
             self.service_account = k8s.core.v1.ServiceAccount(
                 name,

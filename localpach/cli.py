@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence
 from localpach import DEFAULT_STATE_DIR, STATE_ENV_VAR, __version__
 from localpach.errors import LocalPachError, UsageError
 from localpach.pfs import DEFAULT_BRANCH, normalize_path
+from pipelines.contract import MODEL_NAME, SERVING_PORT
 
 EXIT_FAILED_JOBS = 3
 EXIT_INTERRUPTED = 130
@@ -556,7 +557,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _check_port_free(args.host, port)
     base = f"http://{args.host}:{port}"
     console.print(f"serving {escape(serve.describe(serve.model_summary(pfs, commit)))} from {bundle}")
-    console.print(f"model {serve.MODEL_NAME} on {base}  (Ctrl-C stops)")
+    console.print(f"model {MODEL_NAME} on {base}  (Ctrl-C stops)")
     console.print(f"[dim]try: {serve.curl_command(base)}[/]")
     process = serve.start_server(bundle, args.host, port)
     try:
@@ -836,7 +837,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-wait", action="store_true", help="fail instead of waiting when another run holds the state")
 
     p = add("serve", cmd_serve, "serve the newest build that passed the gate (or --commit) on 127.0.0.1")
-    p.add_argument("--port", type=_port, default=9000, help="HTTP port, 1 to 65535 (0 picks a free one)")
+    p.add_argument("--port", type=_port, default=SERVING_PORT, help="HTTP port, 1 to 65535 (0 picks a free one)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--commit", help="pin a build commit ID (default: the newest build that passed the gate)")
 

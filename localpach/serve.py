@@ -16,10 +16,9 @@ from localpach.errors import LocalPachError, NotFound
 from localpach.fsutil import make_tree_read_only, remove_tree
 from localpach.pfs import PFS, Commit
 from localpach.procs import stop_process_group
+from pipelines.contract import PROVENANCE
 
 BUILD_REPO = "build"
-PROVENANCE = "provenance.json"
-MODEL_NAME = "issue-summarization"
 
 # The tutorial's request (step 8), unchanged: one issue body in Seldon's v1 `ndarray` format.
 TUTORIAL_BODY = (

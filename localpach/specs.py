@@ -20,10 +20,11 @@ from localpach.datums import PfsInput, pfs_inputs
 from localpach.errors import SpecError, UsageError
 from localpach.fsutil import sha256_json
 from pipelines import RAW_DATA_REPO, PipelineSettings, all_pipelines
+from pipelines.contract import MODEL_NAME
 from pipelines.validate import spec_problems
 
 LOCAL_STAGE_IMAGE = "local"
-LOCAL_SERVING_IMAGE_REPO = "local/issue-summarization"
+LOCAL_SERVING_IMAGE_REPO = f"local/{MODEL_NAME}"
 
 # Settings the CLI exposes (`localpach run --epochs 3 ...`); the values left out keep PipelineSettings' defaults.
 SETTING_FLAGS: dict[str, type] = {

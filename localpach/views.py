@@ -20,6 +20,7 @@ from localpach import humanize
 from localpach.errors import CorruptState
 from localpach.jobs import FAILURE, KILLED, RUNNING, SUCCESS, Job, JobStore
 from localpach.pfs import PFS, SPEC_REPO, Commit, FileInfo, Repo
+from pipelines.contract import MODEL_CARD, PROVENANCE
 
 STATE_STYLE = {SUCCESS: "green", FAILURE: "bold red", KILLED: "yellow", RUNNING: "cyan"}
 PROJECT = "default"  # pachctl 2.x's project column: localpach has the one default project
@@ -156,7 +157,6 @@ def inspect_commit_header(commit: Commit) -> Table:
     return grid
 
 
-MODEL_CARD = "MODEL_CARD.md"
 
 
 def inspect_commit(pfs: PFS, jobs: JobStore, commit: Commit, model_card: bool = True) -> Group:
@@ -204,7 +204,7 @@ def model_lineage(pfs: PFS, commit: Commit) -> list:
     import json
 
     lineage = None
-    for path, key in (("lineage.json", None), ("provenance.json", "lineage")):
+    for path, key in (("lineage.json", None), (PROVENANCE, "lineage")):
         obj = commit.files.get(path)
         if obj is None:
             continue

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pipelines.contract import STAGE_UID
 from pipelines.settings import PipelineSettings
 
 RAW_DATA_REPO = "raw_data"
@@ -31,7 +32,6 @@ LAUNCHER_LIMITS = {"cpu": 0.5, "memory": "512Mi"}
 # (a Role in the pipelines' namespace, infra/training.py). Pachyderm 2.12's spec has no serviceAccount field, so the
 # pipeline's podPatch sets it (src/server/pps/server/worker_rc.go applies pod_patch as a JSON patch to the pod spec).
 TRAINER_SERVICE_ACCOUNT = "issue-titles-trainer"
-STAGE_UID = 10001  # the `stages` user of stages/Dockerfile (infra/pods.py STAGE_UID): the TFJob replicas' user
 
 Spec = dict[str, Any]
 

@@ -57,7 +57,7 @@ class FakePachd:
         self._token: str | None = None
 
     def connect(self, address: str, auth_token: str | None = None) -> FakePachd:
-        """Stands in for infra.pachyderm_provider._connect."""
+        """Stands in for infra.pachd.connect."""
         self.connections.append(address)
         self.tokens.append(auth_token)
         self._token = auth_token

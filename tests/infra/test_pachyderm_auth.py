@@ -121,7 +121,7 @@ def test_plain_text_root_token_is_refused() -> None:
 @pytest.fixture
 def pachd(monkeypatch: pytest.MonkeyPatch) -> FakePachd:
     fake = FakePachd(address=ADDRESS, required_token=TOKEN)
-    monkeypatch.setattr(pachyderm_provider, "_connect", fake.connect)
+    monkeypatch.setattr("infra.pachd.connect", fake.connect)
     return fake
 
 
@@ -224,9 +224,9 @@ def test_without_a_token_pachd_refuses_and_the_provider_says_which_key_to_set(
     address = f"grpc://127.0.0.1:{real_pachd.port}"
     with pytest.raises(PachydermError) as raised:
         pachyderm_provider._call_pachd(
-            lambda: pachyderm_provider._connect(address, None).pfs.create_repo(
+            {"pachd_address": address}, lambda client: client.pfs.create_repo(
                 repo=pachyderm_provider._repo_message(repo_props()), description="", update=False),
-            what="repo 'raw_data'", address=address, action="create it")
+            what="repo 'raw_data'", action="create it")
     assert real_pachd.metadata[-1].get("authn-token", "") == ""
     assert "UNAUTHENTICATED" in str(raised.value) and "issue-titles:pachdRootToken" in str(raised.value)
 
@@ -240,7 +240,7 @@ def test_latest_in_the_program_reads_pachd_with_the_stacks_token_and_keeps_the_m
     from tests.infra.test_rollout_program import _StackMocks
 
     fake = FakePachd(required_token=TEST_ROOT_TOKEN)
-    monkeypatch.setattr(pachyderm_provider, "_connect", fake.connect)
+    monkeypatch.setattr("infra.pachd.connect", fake.connect)
     monkeypatch.setattr(harness, "_Mocks", _StackMocks)
     monkeypatch.setattr(_StackMocks, "previous_outputs", {})
     repo = harness.stack_config("minikube")["serving:imageRepo"]

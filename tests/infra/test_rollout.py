@@ -5,7 +5,6 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from infra import pachyderm_provider
 from infra.config import ConfigError
 from infra.model_source import ExportedModel, PachdUnreachable, Selection, newest_exported_model
 from infra.pachyderm_provider import PachydermError
@@ -21,7 +20,7 @@ OLD, NEW = "a" * 32, "b" * 32
 @pytest.fixture
 def pachd(monkeypatch: pytest.MonkeyPatch) -> FakePachd:
     fake = FakePachd(address=ADDRESS)
-    monkeypatch.setattr(pachyderm_provider, "_connect", fake.connect)
+    monkeypatch.setattr("infra.pachd.connect", fake.connect)
     return fake
 
 

@@ -1,7 +1,7 @@
 """The real `__main__.py` under Pulumi mocks, both stacks: pinned, latest and canary rollouts render the expected
 SeldonDeployment (predictors, traffic, images), and a new export is an in-place change of the image.
 
-`latest` reads the fake pachd (tests/infra/fake_pachd.py) through `infra.pachyderm_provider._connect`, and the stack's
+`latest` reads the fake pachd (tests/infra/fake_pachd.py) through `infra.pachd.connect`, and the stack's
 own previous outputs through a StackReference that these mocks answer.
 """
 from __future__ import annotations
@@ -13,7 +13,6 @@ import kubernetes_validate
 import pulumi
 import pytest
 
-from infra import pachyderm_provider
 from infra.config import ConfigError
 from tests.infra import harness
 from tests.infra.fake_pachd import FakePachd
@@ -42,7 +41,7 @@ class _StackMocks(harness._Mocks):
 @pytest.fixture
 def pachd(monkeypatch: pytest.MonkeyPatch) -> FakePachd:
     fake = FakePachd()
-    monkeypatch.setattr(pachyderm_provider, "_connect", fake.connect)
+    monkeypatch.setattr("infra.pachd.connect", fake.connect)
     monkeypatch.setattr(harness, "_Mocks", _StackMocks)
     monkeypatch.setattr(_StackMocks, "previous_outputs", {})
     return fake
@@ -203,6 +202,15 @@ def test_a_canary_without_a_model_is_a_config_error(pachd: FakePachd) -> None:
         run_program("minikube", {"serving:canaryTag": NEW})
 
 
+@pytest.mark.parametrize("key", ["modelTag", "canaryTag"])
+def test_a_tag_that_is_no_docker_tag_is_refused_naming_the_key_and_latest(key: str, pachd: FakePachd) -> None:
+    """Read and checked once, by load_config: the same rule and message for both keys."""
+    with pytest.raises(ConfigError) as raised:
+        run_program("minikube", {"serving:modelTag": OLD, f"serving:{key}": "-bad/tag"})
+    assert str(raised.value).startswith(f"invalid `serving:{key}` '-bad/tag': use an export job ID")
+    assert "or `latest`" in str(raised.value)
+
+
 @pytest.mark.parametrize("value", ["0", "100", "ten"])
 def test_canary_traffic_must_be_a_percent_between_1_and_99(value: str, pachd: FakePachd) -> None:
     with pytest.raises(ConfigError, match="invalid `serving:canaryTraffic`"):
@@ -211,14 +219,14 @@ def test_canary_traffic_must_be_a_percent_between_1_and_99(value: str, pachd: Fa
 
 _UNREACHABLE_FIRST_DEPLOY = """
 import grpc
-from infra import pachyderm_provider
+from infra import pachd
 from tests.infra import harness
 from tests.infra.fake_pachd import FakePachd
 from tests.infra.test_rollout_program import _StackMocks
 
-pachd = FakePachd()
-pachd.fail_next("list_commit", grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses")
-pachyderm_provider._connect = pachd.connect
+fake = FakePachd()
+fake.fail_next("list_commit", grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses")
+pachd.connect = fake.connect
 harness._Mocks = _StackMocks
 try:
     harness.run_program("minikube", {"serving:modelTag": "latest"}, preview=True)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from issue_titles.contract import MODEL_FILES
 from issue_titles.distributed import Replica, local_tf_configs, replica_from_env, tf_config
 from issue_titles.errors import StageError
-from issue_titles.train import MODEL_FILES
 from tests.stages.conftest import run_stages
 from tests.tiny_model import tiny_issues
 

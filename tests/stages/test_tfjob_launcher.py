@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from issue_titles import tfjob
+from issue_titles.contract import MODEL_FILES
 from issue_titles.tfjob import KubeApi, ReplicaSpec, TFJobFailed, run_launch
-from issue_titles.train import MODEL_FILES
 from tests.stages.conftest import run_stages
 from tests.stages.fake_cluster import FAILED, RUNNING, SUCCEEDED, KubeState, S3State, fake_kube, fake_s3
 

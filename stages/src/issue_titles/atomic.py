@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from issue_titles.contract import PROVENANCE
 from issue_titles.errors import StageError
 
 MARKER = ".stages-output.json"
@@ -49,7 +50,7 @@ def check_output_dir(output: Path, step: str, inputs: Iterable[Path] = ()) -> Pa
         previous = _marker_step(target)
         if previous == step:
             return target
-        if (target / "provenance.json").is_file() and previous in (None, "build") and step != "build":
+        if (target / PROVENANCE).is_file() and previous in (None, "build") and step != "build":
             raise StageError(
                 f"is a serving bundle (it has provenance.json), not an output of `stages {step}`; choose another "
                 "folder" + _UNCHANGED,

@@ -1,5 +1,6 @@
 """`stages build`: evaluate the trained model, apply the quality gate, write the serving bundle + provenance."""
 
+import json
 import os
 import shutil
 import tempfile
@@ -8,22 +9,31 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from issue_titles.atomic import atomic_output_dir
+from issue_titles.contract import (
+    ENTRYPOINT,
+    METRICS_PORT,
+    MODEL_CARD,
+    MODEL_DIR,
+    MODEL_FILES,
+    MODEL_INFO,
+    MODEL_NAME,
+    MODEL_SETTINGS_FILE,
+    PROVENANCE,
+    RUNTIME,
+    SERVE_CMD,
+    SERVING_PORT,
+    SERVING_UID,
+)
 from issue_titles.errors import QualityGateError, StageError
 from issue_titles.evaluate import evaluate_split, load_for_split
 from issue_titles.jsonio import read_json, write_json
-from issue_titles.model_card import MODEL_CARD, render_model_card
+from issue_titles.model_card import render_model_card
 from issue_titles.progress import TENSORBOARD_DIR, write_decoding_choice
 from issue_titles.predictor import DECODING_DEFAULTS
 from issue_titles.shards import flat_split_view, is_sharded_split
-from issue_titles.provenance import BUNDLE_FORMAT, PROVENANCE, checksums, code_version
-from issue_titles.train import MODEL_FILES
+from issue_titles.provenance import BUNDLE_FORMAT, checksums, code_version
 
-MODEL_NAME = "issue-summarization"
-RUNTIME = "issue_titles.serving.runtime.IssueTitleRuntime"
 DEFAULT_BASE_IMAGE = "issue-titles-stages:latest"
-SERVING_PORT = 9000
-METRICS_PORT = 8082  # MLServer's Prometheus /metrics, on in the serving image (export.METRICS_PORT)
-SERVING_UID = 10001
 OPTIONAL_TRAIN_FILES = ("history.csv", "loss.png")
 
 
@@ -83,12 +93,12 @@ def dockerfile(base_image: str) -> str:
     return f"""# Serving image for one trained model: the stage image plus this bundle. `stages export` builds it.
 FROM {base_image}
 USER root
-COPY . /model
-RUN chmod -R a+rX,go-w /model
+COPY . /{MODEL_DIR}
+RUN chmod -R a+rX,go-w /{MODEL_DIR}
 USER {SERVING_UID}:{SERVING_UID}
 EXPOSE {SERVING_PORT} {METRICS_PORT}
-ENTRYPOINT ["stages"]
-CMD ["serve", "--model", "/model", "--host", "0.0.0.0", "--port", "{SERVING_PORT}", "--metrics-port", "{METRICS_PORT}"]
+ENTRYPOINT {json.dumps(ENTRYPOINT)}
+CMD {json.dumps(SERVE_CMD)}
 """
 
 
@@ -165,7 +175,7 @@ def _build(inputs, output_dir, train_dir, split_dir, min_rouge_l, base_image, en
     predictor, choice = load_for_split(train_dir, split_dir, beam_width, length_penalty, copy_bias)
     metrics = evaluate_split(predictor, split_dir) | {"decoding_choice": choice}
     check_quality_gate(metrics, min_rouge_l, beat_baseline)
-    model_info = read_json(train_dir / "model.json")
+    model_info = read_json(train_dir / MODEL_INFO)
     with atomic_output_dir(output_dir, step="build", inputs=inputs) as staging:
         for name in MODEL_FILES:
             shutil.copyfile(train_dir / name, staging / name)
@@ -175,7 +185,7 @@ def _build(inputs, output_dir, train_dir, split_dir, min_rouge_l, base_image, en
         write_json(staging / "metrics.json", metrics)
         write_decoding_choice(staging / TENSORBOARD_DIR / "decoding", choice)  # beside train's scalars in TensorBoard
         (staging / "Dockerfile").write_text(dockerfile(base_image), encoding="utf-8")
-        write_json(staging / "model-settings.json", model_settings())
+        write_json(staging / MODEL_SETTINGS_FILE, model_settings())
         provenance = {
             "bundle_format": BUNDLE_FORMAT,
             "model_name": MODEL_NAME,

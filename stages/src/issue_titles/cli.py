@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from issue_titles import __version__
+from issue_titles.contract import METRICS_PORT, SERVING_PORT, STAGE_UID
 from issue_titles.errors import StageError
 
 
@@ -390,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--memory-request", default="4Gi", help="each replica's memory request")
     launch.add_argument("--cpu-limit", default="4", help="each replica's CPU limit")
     launch.add_argument("--memory-limit", default="12Gi", help="each replica's memory limit")
-    launch.add_argument("--run-as-user", type=_positive_int, default=10001, help="the image's non-root user")
+    launch.add_argument("--run-as-user", type=_positive_int, default=STAGE_UID, help="the image's non-root user")
     launch.add_argument("--image-pull-secret", default=None, help="the registry Secret the replicas pull with (default: none)")
     launch.add_argument("--input-bucket", default="pre_process", help="the S3-enabled input's name")
     launch.add_argument("--poll-seconds", type=_positive_float, default=10.0, help="how often the TFJob's status is read")
@@ -407,9 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the bundle folder (what `stages build` writes)")
     serve.add_argument("--host", type=_host, default="127.0.0.1",
                        help="address to listen on; 0.0.0.0 for every interface (the serving image's)")
-    serve.add_argument("--port", type=_port, default=9000, help="HTTP port, 1 to 65535")
+    serve.add_argument("--port", type=_port, default=SERVING_PORT, help="HTTP port, 1 to 65535")
     serve.add_argument("--metrics-port", type=_port, default=None,
-                       help="MLServer's Prometheus /metrics on this port (the serving image: 8082; "
+                       help=f"MLServer's Prometheus /metrics on this port (the serving image: {METRICS_PORT}; "
                             "default: MLSERVER_METRICS_PORT, else off)")
     serve.add_argument("--tracing-server", default=None,
                        help="OTLP/gRPC collector host:port for traces (default: MLSERVER_TRACING_SERVER, else off)")

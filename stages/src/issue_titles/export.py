@@ -35,9 +35,19 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from issue_titles.atomic import atomic_output_dir
+from issue_titles.contract import (
+    ENTRYPOINT,
+    IMAGE_RECORD,
+    METRICS_PORT,
+    MODEL_DIR,
+    PROVENANCE,
+    SERVE_CMD,
+    SERVING_PORT,
+    SERVING_UID,
+)
 from issue_titles.errors import StageError
 from issue_titles.jsonio import read_json, write_json
-from issue_titles.provenance import PROVENANCE, sha256_file, verify_bundle
+from issue_titles.provenance import sha256_file, verify_bundle
 from issue_titles.registry import (
     DOCKER_CONFIG,
     DOCKER_LAYER_GZIP,
@@ -57,15 +67,7 @@ from issue_titles.registry import (
     sha256_digest,
 )
 
-# The serving image's contract, the same as the bundle's Dockerfile (build.py SERVING_UID / SERVING_PORT; a test
-# keeps them equal without this module importing build, which loads TensorFlow).
-SERVING_UID = 10001
-SERVING_PORT = 9000
-METRICS_PORT = 8082  # MLServer's Prometheus /metrics (its default port); infra/serving.py declares it
-MODEL_DIR = "model"
-ENTRYPOINT = ["stages"]
-SERVE_CMD = ["serve", "--model", f"/{MODEL_DIR}", "--host", "0.0.0.0", "--port", str(SERVING_PORT),
-             "--metrics-port", str(METRICS_PORT)]  # fmt: skip
+# The serving image's user, ports, bundle folder and command are the bundle's Dockerfile's (issue_titles.contract).
 PLATFORM = {"os": "linux", "architecture": "amd64"}  # the stage image's platform (stages/Dockerfile, GKE nodes)
 LABEL_PREFIX = "issue-titles."
 _REPOSITORY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
@@ -433,5 +435,5 @@ def run_export(
             log(f"{record['reason']}. Recorded {reference} and the bundle layer {layer.digest} in image.json; "
                 f"to build the same image by hand: docker build -t {reference} {bundle}")
     with atomic_output_dir(output_dir, step="export", inputs=[input_dir]) as staging:
-        write_json(staging / "image.json", record)
+        write_json(staging / IMAGE_RECORD, record)
     return record

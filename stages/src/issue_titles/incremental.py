@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from issue_titles.contract import BODY_VOCAB, MODEL_INFO, PREPROCESS, TITLE_VOCAB, WEIGHTS_FILE
 from issue_titles.errors import StageError
 from issue_titles.jsonio import read_json, write_json
 from issue_titles.preprocess import ARRAYS
@@ -91,9 +92,9 @@ def assemble(pre_dir: Path, vocabulary: Path, target: Path) -> list[str]:
     if grams:
         np.save(target / "train_body_grams.npy", np.concatenate(grams), allow_pickle=False)
     folder = vocab_dir(vocabulary)
-    for name in ("body_vocab.json", "title_vocab.json"):
+    for name in (BODY_VOCAB, TITLE_VOCAB):
         (target / name).write_bytes((folder / name).read_bytes())
-    write_json(target / "preprocess.json", config.as_dict() | {"rows": len(keys), "repeated_across_files": repeated,
+    write_json(target / PREPROCESS, config.as_dict() | {"rows": len(keys), "repeated_across_files": repeated,
                                                                "shards": len(shards)})
     return keys
 
@@ -104,7 +105,7 @@ def subset(source: Path, target: Path, rows: np.ndarray) -> None:
     for path in source.iterdir():
         if path.suffix == ".npy":
             np.save(target / path.name, np.load(path, allow_pickle=False)[rows], allow_pickle=False)
-        elif path.name == "preprocess.json":
+        elif path.name == PREPROCESS:
             write_json(target / path.name, read_json(path) | {"rows": int(len(rows))})
         else:
             (target / path.name).write_bytes(path.read_bytes())
@@ -118,11 +119,11 @@ def decide(previous: Path | None, flat: Path, settings, update: UpdateSettings) 
     """('update' | 'full', why)."""
     if update.full:
         return "full", "a full training was asked for (--full)"
-    if previous is None or not (previous / "model.json").is_file():
+    if previous is None or not (previous / MODEL_INFO).is_file():
         return "full", "no previous model"
     if not (previous / TRAINED_KEYS).is_file():
         return "full", "the previous model records no trained rows (it was not trained by this step)"
-    for name in ("body_vocab.json", "title_vocab.json"):
+    for name in (BODY_VOCAB, TITLE_VOCAB):
         if not (previous / name).is_file() or sha256_file(previous / name) != sha256_file(flat / name):
             return "full", f"the vocabulary changed ({name} differs from the previous model's: drift past the threshold)"
     recorded = (read_json(previous / LINEAGE).get("settings") if (previous / LINEAGE).is_file() else None)
@@ -186,18 +187,18 @@ def run_train_incremental(pre_dir: Path, vocabulary: Path, output_dir: Path, set
         mode, reason = decide(previous, flat, settings, update)
         lineage = {"mode": mode, "reason": reason, "commit": env.get("PACH_OUTPUT_COMMIT_ID"),
                    "settings": fingerprint(settings), "rows": len(keys),
-                   "vocabulary_sha256": sha256_file(flat / "body_vocab.json")[:16] + sha256_file(
-                       flat / "title_vocab.json")[:16]}
+                   "vocabulary_sha256": sha256_file(flat / BODY_VOCAB)[:16] + sha256_file(
+                       flat / TITLE_VOCAB)[:16]}
         if mode == "update":
             assert previous is not None
             old_lineage = read_json(previous / LINEAGE)
-            previous_info = read_json(previous / "model.json")
+            previous_info = read_json(previous / MODEL_INFO)
             resolved = settings.resolved()
             plan = plan_update(keys, set(read_json(previous / TRAINED_KEYS)),
                                set(previous_info.get("validation_row_keys") or []), update, settings.seed,
                                resolved.validation_split)
             started_from = {"commit": previous_commit or old_lineage.get("commit"), "mode": old_lineage.get("mode"),
-                            "weights_sha256": sha256_file(previous / "model.weights.h5")}
+                            "weights_sha256": sha256_file(previous / WEIGHTS_FILE)}
             chain = [] if old_lineage.get("mode") == "full" else list(old_lineage.get("chain", []))
             lineage |= {"started_from": started_from, "chain": chain + [started_from], "new_rows": plan.new_rows,
                         "replay_rows": plan.replay_rows, "validation_rows": int(len(plan.validate)),
@@ -217,7 +218,7 @@ def run_train_incremental(pre_dir: Path, vocabulary: Path, output_dir: Path, set
             write_json(scratch / LINEAGE, lineage)
             write_json(scratch / TRAINED_KEYS, plan.trained_keys)
             try:
-                info = run_train(part, output_dir, tuned, initial_weights=previous / "model.weights.h5",
+                info = run_train(part, output_dir, tuned, initial_weights=previous / WEIGHTS_FILE,
                                  extra_info={"lineage": lineage, "validation_row_keys": plan.validation_keys},
                                  extra_files={LINEAGE: scratch / LINEAGE, TRAINED_KEYS: scratch / TRAINED_KEYS})
                 print(f"stages train: warm-started from the previous model ({plan.new_rows} new rows, "

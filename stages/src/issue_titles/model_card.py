@@ -7,7 +7,7 @@ describes the bundle it sits in. Pure function of its inputs (no I/O); the serve
 
 from typing import Any
 
-MODEL_CARD = "MODEL_CARD.md"
+from issue_titles.contract import MODEL_NAME
 
 # The vendored data set (data/README.md); the stage image does not carry the repository's data/ folder, so the
 # summary of its sources and licences lives here.
@@ -69,7 +69,7 @@ def render_model_card(metrics: dict[str, Any], provenance: dict[str, Any]) -> st
     heldout = metrics.get("heldout")
     version = provenance.get("job_id") or "(built outside Pachyderm: no job ID)"
     lines = [
-        f"# Model card: {provenance.get('model_name', 'issue-summarization')}",
+        f"# Model card: {provenance.get('model_name', MODEL_NAME)}",
         "",
         "Generates a one-line title for a GitHub issue or pull-request body. Written by `stages build` with this "
         "bundle; the numbers below were measured by that build on the bundle's own weights and decoding.",

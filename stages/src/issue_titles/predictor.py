@@ -39,13 +39,20 @@ from pathlib import Path
 
 import numpy as np
 
+from issue_titles.contract import (
+    BODY_VOCAB,
+    MODEL_FORMAT,
+    MODEL_INFO,
+    PREPROCESS,
+    PROVENANCE,
+    TITLE_VOCAB,
+    WEIGHTS_FILE,
+)
 from issue_titles.errors import StageError, TamperedBundleError
 from issue_titles.jsonio import read_json, read_vocabulary
 from issue_titles.models import ModelConfig, POINTER_GENERATOR, build_model
-from issue_titles.provenance import PROVENANCE, verify_bundle
+from issue_titles.provenance import verify_bundle
 from issue_titles.text import STANDARDIZATION, START, TextConfig, TextEncoder, trigram_settings
-
-MODEL_FORMAT = 1  # model.json's "format", as `stages train` writes it (train.FORMAT_VERSION)
 
 UNK_ID = 1
 
@@ -149,15 +156,15 @@ class TitlePredictor:
         decoding = _with_defaults(given, recorded_decoding(folder))
         info, config, text_config = read_description(folder)
         encoder = TextEncoder(
-            read_vocabulary(folder / "body_vocab.json"), read_vocabulary(folder / "title_vocab.json"), text_config
+            read_vocabulary(folder / BODY_VOCAB), read_vocabulary(folder / TITLE_VOCAB), text_config
         )
         if (len(encoder.body_vocab), len(encoder.title_vocab)) != (config.body_vocab_size, config.title_vocab_size):
-            raise StageError("vocabulary sizes do not match model.json", path=folder / "model.json")
+            raise StageError(f"vocabulary sizes do not match {MODEL_INFO}", path=folder / MODEL_INFO)
         try:
             model = build_model(config)  # only the architectures in models.py; nothing named in the file is imported
         except (KeyError, TypeError, ValueError) as error:
-            raise StageError(f"cannot build the model described: {error}", path=folder / "model.json") from None
-        weights = folder / "model.weights.h5"
+            raise StageError(f"cannot build the model described: {error}", path=folder / MODEL_INFO) from None
+        weights = folder / WEIGHTS_FILE
         if not weights.is_file():
             raise StageError("file not found", path=weights)
         try:
@@ -460,26 +467,26 @@ def check_bundle(folder: Path | str) -> None:
 
 def read_description(folder: Path) -> tuple[dict, ModelConfig, TextConfig]:
     """model.json and preprocess.json, checked against the formats this code implements and against each other."""
-    info = read_json(folder / "model.json")
+    info = read_json(folder / MODEL_INFO)
     if not isinstance(info, dict):
-        raise StageError("is not a JSON object", path=folder / "model.json")
+        raise StageError("is not a JSON object", path=folder / MODEL_INFO)
     version = info.get("format")
     if version != MODEL_FORMAT or isinstance(version, bool):
         raise StageError(
             f"model format {version} is not one this code reads ({MODEL_FORMAT}); retrain with this version",
-            path=folder / "model.json",
+            path=folder / MODEL_INFO,
         )
     try:
         config = ModelConfig.from_dict(info["config"])
     except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise StageError(f"incomplete model description: {error}", path=folder / "model.json") from None
+        raise StageError(f"incomplete model description: {error}", path=folder / MODEL_INFO) from None
     text_config = read_text_config(folder)
     for key in ("body_length", "title_length", "trigrams_per_token", "trigram_buckets"):
         if getattr(text_config, key) != getattr(config, key):
             raise StageError(
                 f"{key} {getattr(text_config, key)} does not match the model's {getattr(config, key)} (model.json); "
                 "the two files come from different runs",
-                path=folder / "preprocess.json",
+                path=folder / PREPROCESS,
             )
     return info, config, text_config
 
@@ -487,25 +494,25 @@ def read_description(folder: Path) -> tuple[dict, ModelConfig, TextConfig]:
 def read_text_config(folder: Path) -> TextConfig:
     """preprocess.json (a pre_process output, or the copy in a model folder), checked against this code's text
     preparation: a model or a screen fed differently prepared tokens would be wrong without any error."""
-    text_fields = read_json(folder / "preprocess.json")
+    text_fields = read_json(folder / PREPROCESS)
     if not isinstance(text_fields, dict):
-        raise StageError("is not a JSON object", path=folder / "preprocess.json")
+        raise StageError("is not a JSON object", path=folder / PREPROCESS)
     preparation = text_fields.get("standardization")
     if preparation != STANDARDIZATION:
         raise StageError(
             f"text was prepared with {preparation!r}, this code prepares it with {STANDARDIZATION!r}; the model would "
             "see different tokens: retrain with this version",
-            path=folder / "preprocess.json",
+            path=folder / PREPROCESS,
         )
     try:
         per_token, buckets = trigram_settings(text_fields)  # written before trigrams existed: none, as it was trained
     except ValueError as error:
-        raise StageError(str(error), path=folder / "preprocess.json") from None
+        raise StageError(str(error), path=folder / PREPROCESS) from None
     try:
         sizes = {key: text_fields[key] for key in ("body_vocab_size", "body_length", "title_vocab_size", "title_length")}
         return TextConfig(**sizes, trigrams_per_token=per_token, trigram_buckets=buckets)
     except (KeyError, TypeError) as error:
-        raise StageError(f"incomplete text description: {error}", path=folder / "preprocess.json") from None
+        raise StageError(f"incomplete text description: {error}", path=folder / PREPROCESS) from None
 
 
 def _log_probabilities(probs):

@@ -11,12 +11,12 @@ import stat
 from pathlib import Path
 
 import issue_titles
+from issue_titles.contract import MODEL_FILES, PROVENANCE
 from issue_titles.errors import StageError, TamperedBundleError
 from issue_titles.jsonio import read_json
 
-PROVENANCE = "provenance.json"
 # Files a predictor reads: when provenance.json exists, each of them must be listed and match.
-REQUIRED_FOR_LOADING = ("model.weights.h5", "model.json", "body_vocab.json", "title_vocab.json", "preprocess.json")
+REQUIRED_FOR_LOADING = MODEL_FILES
 # The layout of a bundle and of its provenance.json. Bundles built before the field was recorded are format 1.
 BUNDLE_FORMAT = 1
 

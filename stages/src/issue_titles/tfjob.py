@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from issue_titles.contract import STAGE_UID
 from issue_titles.errors import StageError
 
 GROUP, VERSION, PLURAL, KIND = "kubeflow.org", "v1", "tfjobs", "TFJob"
@@ -69,7 +70,7 @@ class ReplicaSpec:
     memory_request: str = "4Gi"
     cpu_limit: str = "4"
     memory_limit: str = "12Gi"
-    run_as_user: int = 10001
+    run_as_user: int = STAGE_UID
     image_pull_secret: str | None = None
     scratch_size: str = "8Gi"
     input_bucket: str = "pre_process"

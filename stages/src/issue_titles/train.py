@@ -19,14 +19,12 @@ import keras
 import numpy as np
 
 from issue_titles.atomic import atomic_output_dir
+from issue_titles.contract import BODY_VOCAB, MODEL_FORMAT, MODEL_INFO, PREPROCESS, TITLE_VOCAB, WEIGHTS_FILE
 from issue_titles.distributed import build_with_local_batch, loss_for_replicas, replica_from_env, training_scope
 from issue_titles.errors import StageError
 from issue_titles.jsonio import load_array, read_json, read_vocabulary, write_json
 from issue_titles.models import POINTER_GENERATOR, TUTORIAL, ModelConfig, build_model, resolve_architecture
 from issue_titles.text import trigram_settings
-
-MODEL_FILES = ("model.weights.h5", "model.json", "body_vocab.json", "title_vocab.json", "preprocess.json")
-FORMAT_VERSION = 1
 
 # Per-architecture defaults; the CLI flags override them. The tutorial's are the tutorial's own settings.
 ARCHITECTURE_DEFAULTS: dict[str, dict] = {
@@ -157,9 +155,9 @@ class TrainSettings:
 def load_training_data(input_dir: Path) -> tuple[dict, list[str], list[str]]:
     """pre_process output -> (arrays by name, body vocabulary, title vocabulary), with consistency checks."""
     input_dir = Path(input_dir)
-    summary = read_json(input_dir / "preprocess.json")
-    body_vocab = read_vocabulary(input_dir / "body_vocab.json")
-    title_vocab = read_vocabulary(input_dir / "title_vocab.json")
+    summary = read_json(input_dir / PREPROCESS)
+    body_vocab = read_vocabulary(input_dir / BODY_VOCAB)
+    title_vocab = read_vocabulary(input_dir / TITLE_VOCAB)
     arrays = {
         name: load_array(input_dir / f"{name}.npy")
         for name in ("train_body", "train_title", "train_body_copy", "train_title_copy")
@@ -313,19 +311,19 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
         "workers": replica.workers,
     }
     info = {
-        "format": FORMAT_VERSION,
+        "format": MODEL_FORMAT,
         "architecture": settings.architecture,
         "requested_architecture": requested_architecture,
         "config": config.as_dict(),
-        "weights": "model.weights.h5",
+        "weights": WEIGHTS_FILE,
         "training": training,
     } | (extra_info or {})
     if not replica.is_chief:  # the chief writes the one output; the other workers' weights are the same
         return info
     with atomic_output_dir(output_dir, step="train", inputs=[input_dir]) as staging:
-        model.save_weights(staging / "model.weights.h5")
-        write_json(staging / "model.json", info)
-        for name in ("body_vocab.json", "title_vocab.json", "preprocess.json"):
+        model.save_weights(staging / WEIGHTS_FILE)
+        write_json(staging / MODEL_INFO, info)
+        for name in (BODY_VOCAB, TITLE_VOCAB, PREPROCESS):
             shutil.copyfile(Path(input_dir) / name, staging / name)
         for name, source in (extra_files or {}).items():
             shutil.copyfile(source, staging / name)

@@ -7,6 +7,7 @@ Handy for development and the serving tests; the serving image runs `stages serv
 import argparse
 import sys
 
+from issue_titles.contract import SERVING_PORT
 from issue_titles.errors import StageError
 
 from .server import serve
@@ -16,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m issue_titles.serving", description=__doc__)
     parser.add_argument("--model", required=True, help="serving bundle folder (what `stages build` writes)")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--port", type=int, default=SERVING_PORT)
     parser.add_argument("--grpc-port", type=int, default=None, help="turn gRPC on at this port (default: off)")
     parser.add_argument("--metrics-port", type=int, default=None,
                         help="serve Prometheus /metrics on this port (default: MLSERVER_METRICS_PORT, else off)")

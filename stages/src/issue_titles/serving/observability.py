@@ -16,6 +16,8 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+from issue_titles.contract import PROVENANCE, WEIGHTS_FILE
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -140,7 +142,7 @@ def apply_log_format(log_format: str) -> None:
 def read_provenance(model_dir: Path) -> dict[str, Any]:
     """The bundle's provenance.json as a dict ({} when absent or unreadable: the loader refuses such bundles)."""
     try:
-        record = json.loads((Path(model_dir) / "provenance.json").read_text(encoding="utf-8"))
+        record = json.loads((Path(model_dir) / PROVENANCE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return record if isinstance(record, dict) else {}
@@ -154,7 +156,7 @@ def model_version(provenance: dict[str, Any]) -> str | None:
     job_id = provenance.get("job_id")
     if isinstance(job_id, str) and job_id:
         return job_id
-    weights = (provenance.get("files") or {}).get("model.weights.h5") if isinstance(provenance.get("files"), dict) else None
+    weights = (provenance.get("files") or {}).get(WEIGHTS_FILE) if isinstance(provenance.get("files"), dict) else None
     if isinstance(weights, str) and weights:
         return f"local-{weights[:12]}"
     return None

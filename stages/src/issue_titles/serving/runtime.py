@@ -33,7 +33,7 @@ from mlserver.utils import get_model_uri
 
 from . import observability
 from .limits import ServingLimits
-from .settings import MODEL_NAME
+from issue_titles.contract import MODEL_CARD, MODEL_NAME
 from .protocol import (
     PayloadTooLarge,
     bodies_from_seldon,
@@ -47,7 +47,6 @@ from .protocol import (
 
 logger = logging.getLogger(__name__)
 
-MODEL_CARD_FILE = "MODEL_CARD.md"
 
 # A server only loads verified bundles: provenance.json present and every recorded sha256 matching.
 DEFAULT_PREDICTOR_LOADER = "issue_titles.predictor:TitlePredictor.load_bundle"
@@ -99,7 +98,7 @@ class IssueTitleRuntime(MLModel):
         loader = import_loader(str(extra.get("predictor_loader") or DEFAULT_PREDICTOR_LOADER))
         model_dir = Path(await get_model_uri(self.settings))
         self._provenance = observability.read_provenance(model_dir)
-        card = model_dir / MODEL_CARD_FILE
+        card = model_dir / MODEL_CARD
         self._model_card = card.read_text(encoding="utf-8") if card.is_file() else None
 
         # One model thread: batches queue up instead of fighting over the CPU cores, and the event loop stays
@@ -210,7 +209,7 @@ class IssueTitleRuntime(MLModel):
             "custom": seldon_custom(self._provenance),
         }
 
-    @custom_handler(rest_path="/api/v1.0/metadata/issue-summarization", rest_method="GET")
+    @custom_handler(rest_path=f"/api/v1.0/metadata/{MODEL_NAME}", rest_method="GET")
     async def seldon_model_metadata(self) -> JSONResponse:
         """Seldon Core 1 model metadata: `GET /api/v1.0/metadata/<model>` (what the executor answers for a model)."""
         return JSONResponse(await self._seldon_model_metadata())

@@ -19,11 +19,12 @@ from typing import Any
 from mlserver import MLServer
 from mlserver.settings import ModelSettings, Settings
 
+from issue_titles.contract import MODEL_NAME, MODEL_SETTINGS_FILE, SERVING_PORT
 from issue_titles.errors import StageError
 
 from . import http_guard, observability
 from .limits import ServingLimits, check_limit
-from .settings import MODEL_NAME, build_settings
+from .settings import build_settings
 
 logger = logging.getLogger(__name__)
 
@@ -225,7 +226,7 @@ def bundle_batching(model_dir: Path | str) -> dict[str, Any]:
     Precedence, highest first: an argument, the variable, the bundle's model-settings.json, the default; so a
     bundle built with other batching is served as it was built (MLServer reads the same two fields from a
     model-settings.json). A value out of range is refused naming the file, as a bad variable is."""
-    path = Path(model_dir) / "model-settings.json"
+    path = Path(model_dir) / MODEL_SETTINGS_FILE
     if not path.is_file():
         return {}
     try:
@@ -248,7 +249,7 @@ def bundle_batching(model_dir: Path | str) -> dict[str, Any]:
 def serve(
     model_dir: Path | str,
     host: str = "127.0.0.1",
-    port: int = 9000,
+    port: int = SERVING_PORT,
     *,
     grpc_port: int | None = None,
     metrics_port: int | None = None,

@@ -11,19 +11,17 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from issue_titles.contract import MODEL_NAME, MODEL_SETTINGS_FILE, RUNTIME, SERVER_SETTINGS_FILE, SERVING_PORT
+
 from .limits import ServingLimits
 
 if TYPE_CHECKING:  # MLServer is only needed to start a server; writing the files works without it
     from mlserver.settings import ModelSettings, Settings
 
-MODEL_NAME = "issue-summarization"
 INPUT_NAME = "bodies"
 OUTPUT_NAME = "titles"
-RUNTIME = "issue_titles.serving.runtime.IssueTitleRuntime"
 # V2 metadata `platform`: what runs the model (a Keras 3 model on TensorFlow), in the Triton-style naming.
 PLATFORM = "tensorflow_keras"
-MODEL_SETTINGS_FILE = "model-settings.json"
-SERVER_SETTINGS_FILE = "settings.json"
 
 
 def model_settings_dict(
@@ -124,7 +122,7 @@ def write_settings(
     bundle_dir: Path,
     *,
     host: str = "0.0.0.0",
-    port: int = 9000,
+    port: int = SERVING_PORT,
     model_uri: str = ".",
     **limit_overrides: Any,
 ) -> tuple[Path, Path]:
