@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from issue_titles import __version__
-from issue_titles.contract import METRICS_PORT, SERVING_PORT, STAGE_UID
+from issue_titles.contract import SERVING_PORT, STAGE_UID
 from issue_titles.errors import StageError
 
 
@@ -214,6 +214,7 @@ def _add_text_options(parser: argparse.ArgumentParser, text_defaults: Any) -> No
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from issue_titles.serving.options import add_observability_options
     from issue_titles.text import TextConfig
     from issue_titles.vocabulary import DRIFT_THRESHOLD
 
@@ -409,15 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", type=_host, default="127.0.0.1",
                        help="address to listen on; 0.0.0.0 for every interface (the serving image's)")
     serve.add_argument("--port", type=_port, default=SERVING_PORT, help="HTTP port, 1 to 65535")
-    serve.add_argument("--metrics-port", type=_port, default=None,
-                       help=f"MLServer's Prometheus /metrics on this port (the serving image: {METRICS_PORT}; "
-                            "default: MLSERVER_METRICS_PORT, else off)")
-    serve.add_argument("--tracing-server", default=None,
-                       help="OTLP/gRPC collector host:port for traces (default: MLSERVER_TRACING_SERVER, else off)")
-    serve.add_argument("--log-format", choices=("text", "json"), default=None,
-                       help="log lines as text or JSON (default: ISSUE_TITLES_LOG_FORMAT, else text)")
-    serve.add_argument("--no-access-log", dest="access_log", action="store_false",
-                       help="no log line per request (default: one line per request)")
+    add_observability_options(serve, _port)
     return parser
 
 

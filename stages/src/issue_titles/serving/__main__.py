@@ -10,6 +10,7 @@ import sys
 from issue_titles.contract import SERVING_PORT
 from issue_titles.errors import StageError
 
+from .options import add_observability_options
 from .server import serve
 
 
@@ -19,14 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=SERVING_PORT)
     parser.add_argument("--grpc-port", type=int, default=None, help="turn gRPC on at this port (default: off)")
-    parser.add_argument("--metrics-port", type=int, default=None,
-                        help="serve Prometheus /metrics on this port (default: MLSERVER_METRICS_PORT, else off)")
-    parser.add_argument("--tracing-server", default=None,
-                        help="OTLP/gRPC collector host:port for traces (default: MLSERVER_TRACING_SERVER, else off)")
-    parser.add_argument("--log-format", choices=("text", "json"), default=None,
-                        help="log lines as text or JSON (default: ISSUE_TITLES_LOG_FORMAT, else text)")
-    parser.add_argument("--no-access-log", dest="access_log", action="store_false",
-                        help="no log line per request (default: one line per request)")
+    add_observability_options(parser, int)  # `serve()` checks the port
     parser.add_argument("--predictor-loader", default=None, help="'module:callable' replacing TitlePredictor.load")
     args = parser.parse_args(argv)
     try:
