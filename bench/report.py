@@ -11,7 +11,7 @@ def render(facts: dict[str, str], sections: list[Section], command: str, base: P
     lines += ["| fact | value |", "|---|---|"] + [f"| {key} | {value} |" for key, value in facts.items()]
     targets = [target for section in sections for target in section.targets]
     if targets:
-        lines += ["", "## Targets (issue 7)", "", "| target | measured | verdict |", "|---|---|---|"]
+        lines += ["", "## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
         lines += [f"| {name} | {measured} | **{result}** |" for name, measured, result in targets]
     for section in sections:
         lines += ["", f"## {section.title}", ""]
