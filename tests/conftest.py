@@ -24,7 +24,7 @@ def shared_build(factory: pytest.TempPathFactory, name: str, build: Callable[[Pa
         folder = factory.mktemp(name, numbered=False)
         build(folder)
         return folder
-    root = factory.getbasetemp().parent / "shared"  # the run's folder, above every worker's own
+    root = factory.getbasetemp().parent / "common-builds"  # the run's folder, above every worker's own
     root.mkdir(exist_ok=True)
     folder, done = root / name, root / f"{name}.done"
     with FileLock(str(root / f"{name}.lock")):

@@ -96,6 +96,25 @@ def read_issue_folder(folder: Path, require: Iterable[str] = COLUMNS) -> tuple[l
     return issues, report
 
 
+def _lines_and_header(path: Path, require: Iterable[str], expected: str) -> tuple[list[str], list[str]]:
+    """A CSV's physical lines and its header as written, refusing binary content, an empty file (naming `expected`)
+    and a missing required column, each with the file and line."""
+    data = read_csv_bytes(path)
+    if b"\x00" in data[:8192]:  # an image, an archive, a spreadsheet: say so, not "missing column" with its bytes
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
+        raise StageError("binary content (a NUL byte); a CSV is text", path=path, line=line)
+    lines = _physical_lines(data.decode("utf-8-sig", errors="surrogateescape"))
+    if not lines or not lines[0].strip():
+        raise StageError(f"file is empty: expected a header with {expected}", path=path, line=1)
+    raw_header = next(csv.reader([lines[0]]))
+    header = [name.strip() for name in raw_header]
+    for column in require:
+        if column not in header:
+            shown = ", ".join(printable(name) for name in header[:8]) + (", ..." if len(header) > 8 else "")
+            raise StageError(f"missing column '{column}' (header has: {shown or 'nothing'})", path=path, line=1)
+    return lines, raw_header
+
+
 def read_issue_file(
     path: Path, report: ReadReport | None = None, *, require: Iterable[str] = COLUMNS, label: str | None = None
 ) -> list[Issue]:
@@ -103,20 +122,8 @@ def read_issue_file(
     path = Path(path)
     require = tuple(require)
     report = report if report is not None else ReadReport()
-    data = read_csv_bytes(path)
-    if b"\x00" in data[:8192]:  # an image, an archive, a spreadsheet: say so, not "missing column" with its bytes
-        line = data[: data.index(b"\x00")].count(b"\n") + 1
-        raise StageError("binary content (a NUL byte); a CSV is text", path=path, line=line)
-    text = data.decode("utf-8-sig", errors="surrogateescape")
-    lines = _physical_lines(text)
-    if not lines or not lines[0].strip():
-        raise StageError("file is empty: expected a header with columns " + ",".join(COLUMNS), path=path, line=1)
-    header = next(csv.reader([lines[0]]))
-    header = [name.strip() for name in header]
-    for column in require:
-        if column not in header:
-            shown = ", ".join(printable(name) for name in header[:8]) + (", ..." if len(header) > 8 else "")
-            raise StageError(f"missing column '{column}' (header has: {shown or 'nothing'})", path=path, line=1)
+    lines, raw_header = _lines_and_header(path, require, "columns " + ",".join(COLUMNS))
+    header = [name.strip() for name in raw_header]
     positions = {name: header.index(name) for name in COLUMNS if name in header}
     issues: list[Issue] = []
     file_report = {"rows_read": 0, "rows_kept": 0, "skipped": Counter()}
@@ -154,19 +161,8 @@ def read_table(path: Path, report: ReadReport, *, require: Iterable[str] = (BODY
     repeated header lines are counted in `report` under their reason; every other row is kept, whatever its
     content (an empty body included: the caller counts it)."""
     path = Path(path)
-    data = read_csv_bytes(path)
-    if b"\x00" in data[:8192]:
-        line = data[: data.index(b"\x00")].count(b"\n") + 1
-        raise StageError("binary content (a NUL byte); a CSV is text", path=path, line=line)
-    lines = _physical_lines(data.decode("utf-8-sig", errors="surrogateescape"))
-    if not lines or not lines[0].strip():
-        raise StageError("file is empty: expected a header with a 'body' column", path=path, line=1)
-    raw_header = next(csv.reader([lines[0]]))
+    lines, raw_header = _lines_and_header(path, require, "a 'body' column")
     header = [name.strip() for name in raw_header]
-    for column in require:
-        if column not in header:
-            shown = ", ".join(printable(name) for name in header[:8]) + (", ..." if len(header) > 8 else "")
-            raise StageError(f"missing column '{column}' (header has: {shown or 'nothing'})", path=path, line=1)
     rows: list[list[str]] = []
     skipped: Counter = Counter()
     read = 0

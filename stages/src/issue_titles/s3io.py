@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 import requests
 
 from issue_titles.errors import StageError
+from issue_titles.provenance import sha256_file
 
 S3_ENDPOINT_ENV = "S3_ENDPOINT"
 ACCESS_KEY_ENV, SECRET_KEY_ENV = "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"
@@ -131,14 +132,6 @@ def signed_headers(method: str, url: str, credentials: Credentials | None, paylo
     return headers
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as body:
-        for chunk in iter(lambda: body.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def endpoint_from_env(env: Mapping[str, str] = os.environ) -> str:
     endpoint = env.get(S3_ENDPOINT_ENV, "").rstrip("/")
     if not endpoint.startswith(("http://", "https://")):
@@ -202,7 +195,7 @@ def upload_folder(endpoint: str, source: Path, bucket: str, credentials: Credent
         for path in sorted(p for p in source.rglob("*") if p.is_file()):
             key = path.relative_to(source).as_posix()
             url = f"{endpoint}/{bucket}/{_uri_encode(key, safe='/')}"
-            headers = signed_headers("PUT", url, credentials, payload_hash=_sha256_file(path))
+            headers = signed_headers("PUT", url, credentials, payload_hash=sha256_file(path))
             with open(path, "rb") as body:
                 response = http.put(url, data=body, headers=headers, timeout=TIMEOUT)
             _check(response, f"put s3://{bucket}/{key}")
