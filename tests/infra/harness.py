@@ -127,6 +127,17 @@ def unwrap_secrets(value: Any) -> Any:
     return value
 
 
+def without_secrets(value: Any) -> Any:
+    """The wire inputs with every secret-wrapped value cut out: what would be stored in plain state."""
+    if isinstance(value, dict):
+        if is_secret_wrapper(value):
+            return "[secret]"
+        return {k: without_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_secrets(v) for v in value]
+    return value
+
+
 def _secret_paths(value: Any, path: str = "") -> set[str]:
     found: set[str] = set()
     if isinstance(value, dict):

@@ -28,7 +28,7 @@ from infra.pachyderm_provider import AUTH_TOKEN, PachydermError, PipelineProvide
 from pipelines import PipelineSettings, all_pipelines
 from tests.infra.conftest import MODEL_TAG
 from tests.infra.fake_pachd import FakePachd
-from tests.infra.harness import TEST_ROOT_TOKEN, ProgramRun, is_secret_wrapper, run_program
+from tests.infra.harness import TEST_ROOT_TOKEN, ProgramRun, run_program, without_secrets
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 DYNAMIC = "pulumi-python:dynamic:Resource"
@@ -43,14 +43,6 @@ def pachyderm_release(run: ProgramRun) -> Any:
     return next(r for r in run.of_type(RELEASE) if r.inputs["chart"] == "pachyderm")
 
 
-def without_secrets(value: Any) -> Any:
-    if isinstance(value, dict):
-        if is_secret_wrapper(value):
-            return "[secret]"
-        return {k: without_secrets(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [without_secrets(v) for v in value]
-    return value
 
 
 # --- the chart: auth on, the token pinned in our Secret ------------------------------------------------------------

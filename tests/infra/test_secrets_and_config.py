@@ -9,7 +9,7 @@ import pytest
 
 from infra.config import ConfigError
 from tests.infra.conftest import MODEL_TAG
-from tests.infra.harness import TEST_PASSWORD, is_secret_wrapper, run_program
+from tests.infra.harness import TEST_PASSWORD, run_program, without_secrets
 
 LEAK_FORMS = (
     TEST_PASSWORD,
@@ -19,15 +19,6 @@ LEAK_FORMS = (
 )
 
 
-def without_secrets(value: Any) -> Any:
-    """The wire inputs with every secret-wrapped value cut out: what would be stored in plain state."""
-    if isinstance(value, dict):
-        if is_secret_wrapper(value):
-            return "[secret]"
-        return {k: without_secrets(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [without_secrets(v) for v in value]
-    return value
 
 
 @pytest.mark.parametrize("stack", ["minikube", "gke-gpu"])
