@@ -43,8 +43,6 @@ def pachyderm_release(run: ProgramRun) -> Any:
     return next(r for r in run.of_type(RELEASE) if r.inputs["chart"] == "pachyderm")
 
 
-
-
 # --- the chart: auth on, the token pinned in our Secret ------------------------------------------------------------
 
 @pytest.mark.parametrize("stack", ["minikube", "gke-gpu"])

@@ -19,8 +19,6 @@ LEAK_FORMS = (
 )
 
 
-
-
 @pytest.mark.parametrize("stack", ["minikube", "gke-gpu"])
 def test_password_never_appears_in_plain_text_in_inputs_or_outputs(stack: str) -> None:
     run = run_program(stack, {"serving:modelTag": MODEL_TAG})

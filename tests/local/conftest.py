@@ -54,3 +54,22 @@ def localpach_cli(*args: str, env: dict[str, str] | None = None, timeout: float 
         env={**os.environ, **(env or {})},
         cwd=PROJECT_ROOT,
     )
+
+
+@pytest.fixture
+def populated(state: Path, tmp_path: Path, control: Path) -> Path:
+    """A state where the project-like pipelines ran once on three rows (for the CLI's views)."""
+    from tests.local.localpach_fakes import issue_csv, project_like_specs
+
+    put(state, issue_csv(tmp_path / "issues.csv", rows=3))
+    run(state, project_like_specs())
+    return state
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`localpach ARGS` in-process: exit code, stdout, stderr."""
+    from localpach.cli import main
+
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.local.conftest import put, run
+from tests.local.conftest import cli, put, run
 from tests.local.localpach_fakes import issue_csv, project_like_specs
 
 from localpach.cli import build_parser, main
@@ -13,19 +13,6 @@ from localpach.jobs import JobStore
 from localpach.pfs import PFS
 
 SUBCOMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
-
-
-@pytest.fixture
-def populated(state: Path, tmp_path: Path, control: Path) -> Path:
-    put(state, issue_csv(tmp_path / "issues.csv", rows=3))
-    run(state, project_like_specs())
-    return state
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)

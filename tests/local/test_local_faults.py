@@ -60,19 +60,24 @@ def assert_every_commit_is_whole(pfs: PFS) -> None:
             assert writers == {commit.job}
 
 
-@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
-def test_sigkill_mid_step_leaves_no_partial_commit_and_the_next_run_completes(
-    state: Path, tmp_path: Path, control: Path
-) -> None:
+def kill_runner_mid_train(state: Path, tmp_path: Path, control: Path, specs: Path) -> str:
+    """Put three rows, start a runner whose train step is slow, and SIGKILL it while train runs: the killed job's ID."""
     put(state, issue_csv(tmp_path / "issues.csv", rows=3))
-    specs = write_specs(tmp_path / "specs.json", project_like_specs())
     (control / "slow-train").write_text("60")
     runner = start_runner(state, specs, control, tmp_path / "first.log")
     wait_for(control / "started-train")
     killed_job = (control / "started-train").read_text()
-
     runner.send_signal(signal.SIGKILL)
     runner.wait(timeout=10)
+    return killed_job
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
+def test_sigkill_mid_step_leaves_no_partial_commit_and_the_next_run_completes(
+    state: Path, tmp_path: Path, control: Path
+) -> None:
+    specs = write_specs(tmp_path / "specs.json", project_like_specs())
+    killed_job = kill_runner_mid_train(state, tmp_path, control, specs)
 
     pfs = PFS(state)
     assert pfs.head("train") is None
@@ -190,14 +195,8 @@ def test_run_watch_picks_up_new_data_and_stops_cleanly(state: Path, tmp_path: Pa
 def test_fsck_reports_a_job_a_killed_runner_left_running_and_fix_marks_it_killed(
     state: Path, tmp_path: Path, control: Path
 ) -> None:
-    put(state, issue_csv(tmp_path / "issues.csv", rows=3))
-    specs = write_specs(tmp_path / "specs.json", project_like_specs())
-    (control / "slow-train").write_text("60")
-    runner = start_runner(state, specs, control, tmp_path / "first.log")
-    wait_for(control / "started-train")
-    killed_job = (control / "started-train").read_text()
-    runner.send_signal(signal.SIGKILL)
-    runner.wait(timeout=10)
+    killed_job = kill_runner_mid_train(state, tmp_path, control, write_specs(tmp_path / "specs.json",
+                                                                            project_like_specs()))
     work = state / "work" / killed_job
     assert work.is_dir() and JobStore(state).get(killed_job).state == RUNNING
 

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.local.conftest import put, run
+from tests.local.conftest import cli, put, run
 from tests.local.localpach_fakes import issue_csv, project_like_specs
 
-from localpach.cli import join_verb_noun, main
+from localpach.cli import join_verb_noun
 from localpach.jobs import JobStore
 from localpach.pfs import PFS
 
@@ -39,19 +39,6 @@ def header_columns(out: str, expected: list[str]) -> list[str]:
     import re
 
     return [part for part in re.split(r"\s{2,}", out.split("\n")[0].strip())][: len(expected)]
-
-
-@pytest.fixture
-def populated(state: Path, tmp_path: Path, control: Path) -> Path:
-    put(state, issue_csv(tmp_path / "issues.csv", rows=3))
-    run(state, project_like_specs())
-    return state
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_verb_noun_forms_map_to_the_same_commands() -> None:
