@@ -298,14 +298,6 @@ class _Reader:
             raise ConfigError(f"invalid `{self.key(name)}` {raw!r}: use true or false") from None
 
 
-def _namespace_name(reader: "_Reader", name: str, default: str) -> str:
-    value = reader.text(name, default) or default
-    if len(value) > 63 or not _DNS1123_LABEL.match(value):
-        raise ConfigError(f"invalid `{reader.key(name)}` {value!r}: a namespace name (DNS-1123 label), "
-                          f"e.g. {_fix(reader.key(name), default)}")
-    return value
-
-
 def _training_mode(app: _Reader) -> dict:
     """`trainer` (pipeline | tfjob) and `trainWorkers`: several workers only under a TFJob."""
     trainer = app.choice("trainer", "pipeline", TRAINERS)
@@ -319,10 +311,10 @@ def _training_mode(app: _Reader) -> dict:
     return {"trainer": trainer, "train_workers": workers}
 
 
-def _incremental(app: _Reader) -> bool:
+def _incremental(app: _Reader, trainer: str) -> bool:
     """`incremental`: the sharded chain; its train updates the previous model, which a TFJob training does not yet."""
     incremental = app.boolean("incremental", False)
-    if incremental and app.choice("trainer", "pipeline", TRAINERS) == "tfjob":
+    if incremental and trainer == "tfjob":
         raise ConfigError(
             f"`{app.key('incremental')}` is true but `{app.key('trainer')}` is 'tfjob': the incremental train updates "
             f"its previous model, which a TFJob training does not do yet; run {_fix(app.key('trainer'), 'pipeline')} "
@@ -338,11 +330,7 @@ def load_config() -> StackConfig:
     app, reg, srv = _Reader(PROJECT), _Reader("registry"), _Reader("serving")
 
     namespace = app.text("namespace", PROJECT)
-    if len(namespace) > 63 or not _DNS1123_LABEL.match(namespace):
-        raise ConfigError(
-            f"invalid `{app.key('namespace')}` {namespace!r}: a namespace must be a DNS-1123 label (lowercase "
-            f"letters, digits and '-', at most 63 characters), e.g. {_fix(app.key('namespace'), PROJECT)}"
-        )
+    check_namespace_name(app.key("namespace"), namespace, PROJECT)
     check_owned_namespace(app.key("namespace"), namespace, PROJECT)
 
     serving_namespace = srv.text("namespace", f"{namespace}-serving")
@@ -357,6 +345,9 @@ def load_config() -> StackConfig:
     # ends up as a label value, which must be a DNS-1123 label.
     gateway_namespace = srv.text("gatewayNamespace", "ingress-nginx")
     check_namespace_name(srv.key("gatewayNamespace"), gateway_namespace, "ingress-nginx")
+    # Where Prometheus runs: named in the NetworkPolicy, not declared, so (like the gateway) only its form is checked.
+    monitoring_namespace = srv.text("monitoringNamespace", "monitoring")
+    check_namespace_name(srv.key("monitoringNamespace"), monitoring_namespace, "monitoring")
     ingress_host = srv.text("ingressHost", "localhost")
     check_hostname(srv.key("ingressHost"), ingress_host)
 
@@ -405,6 +396,7 @@ def load_config() -> StackConfig:
         )
 
     rollout = _rollout(srv)
+    training_mode = _training_mode(app)
 
     gke = None
     if cluster == "gke":
@@ -444,7 +436,7 @@ def load_config() -> StackConfig:
             gateway_namespace=gateway_namespace,
             namespace=serving_namespace,
             metrics_scrape=srv.choice("metricsScrape", "annotations", SCRAPE_KINDS),
-            monitoring_namespace=_namespace_name(srv, "monitoringNamespace", "monitoring"),
+            monitoring_namespace=monitoring_namespace,
         ),
         training=TrainingConfig(
             gpus=gpus,
@@ -453,8 +445,8 @@ def load_config() -> StackConfig:
             architecture=app.choice("architecture", "default", ARCHITECTURES),
             min_rouge_l=app.number("minRougeL", 0.0, 0.0, 1.0),
             beat_baseline=app.boolean("beatBaseline", True),  # build refuses a model that loses to the baseline
-            **_training_mode(app),
-            incremental=_incremental(app),
+            **training_mode,
+            incremental=_incremental(app, training_mode["trainer"]),
             parallelism=app.integer("parallelism", 2, 1, "2") or 2,
             full_retrain=app.boolean("fullRetrain", False),
         ),
