@@ -5,6 +5,7 @@ import csv
 import json
 import math
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -165,9 +166,12 @@ def test_json_with_nan_is_neither_written_nor_read(tmp_path: Path) -> None:
 
 
 def test_a_training_whose_loss_becomes_nan_fails_clearly_and_saves_nothing(
-    chain, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    chain, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     output = tmp_path / "diverged"
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where train keeps its TensorBoard events meanwhile
 
     code = run_stages("train", "--input", chain["pre_process"], "--output", output, "--epochs", "2",
                       "--batch-size", "64", "--embedding-dim", "8", "--hidden-dim", "8",
@@ -178,6 +182,7 @@ def test_a_training_whose_loss_becomes_nan_fails_clearly_and_saves_nothing(
     assert "training diverged: the loss became nan in epoch 1, so nothing was saved" in err
     assert "--learning-rate" in err
     assert not output.exists()
+    assert list(scratch.iterdir()) == []  # no TensorBoard scratch folder left behind either
 
 
 def test_train_prints_only_its_json_report_on_stdout(chain, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:

@@ -266,72 +266,70 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
     from issue_titles.progress import TENSORBOARD_DIR, training_callbacks
 
     events = Path(tempfile.mkdtemp(prefix="issue-titles-tensorboard-"))
-    try:
+    try:  # the event files' scratch folder goes whatever happens (a failure, divergence, a non-chief worker)
         history = model.fit(
             x, y, epochs=settings.epochs, batch_size=settings.batch_size,
             validation_split=settings.validation_split, verbose=0,
             callbacks=[keeper, *training_callbacks(events / "train", _settings_text(settings, train_rows),
                                                    settings.verbose)],
         )  # fmt: skip
-    except BaseException:
-        shutil.rmtree(events, ignore_errors=True)
-        raise
-    seconds = time.monotonic() - started
-    if keeper.diverged is not None:
-        epoch, loss = keeper.diverged
-        raise StageError(f"training diverged: the loss became {loss} in epoch {epoch + 1}, so nothing was saved; try "
-                         f"a lower --learning-rate (it was {settings.learning_rate:g})")  # fmt: skip
-    keeper.restore(model)
-    losses = history.history
-    training = {
-        "epochs_requested": settings.epochs,
-        "epochs_run": len(losses["loss"]),
-        "best_epoch": keeper.best_epoch + 1,
-        "best_val_loss": keeper.best,
-        "first_loss": float(losses["loss"][0]),
-        "final_loss": float(losses["loss"][-1]),
-        "batch_size": settings.batch_size,
-        "learning_rate": settings.learning_rate,
-        "schedule": settings.schedule,
-        "encoder": settings.encoder,
-        "dropout": settings.dropout,
-        "label_smoothing": settings.label_smoothing,
-        "word_dropout": settings.word_dropout,
-        "trigrams_per_token": config.trigrams_per_token,
-        "average_steps": settings.average_steps,
-        "average_momentum": round(momentum, 6),
-        "saved_weights": "moving average" if momentum else f"epoch {keeper.best_epoch + 1}",
-        "precision": policy,
-        "xla_unrolled": compiled,
-        "validation_split": settings.validation_split,
-        "patience": settings.patience,
-        "seed": settings.seed,
-        "train_rows": int(arrays["train_body"].shape[0]),
-        "seconds": round(seconds, 1),
-        "workers": replica.workers,
-    }
-    info = {
-        "format": MODEL_FORMAT,
-        "architecture": settings.architecture,
-        "requested_architecture": requested_architecture,
-        "config": config.as_dict(),
-        "weights": WEIGHTS_FILE,
-        "training": training,
-    } | (extra_info or {})
-    if not replica.is_chief:  # the chief writes the one output; the other workers' weights are the same
+        seconds = time.monotonic() - started
+        if keeper.diverged is not None:
+            epoch, loss = keeper.diverged
+            raise StageError(f"training diverged: the loss became {loss} in epoch {epoch + 1}, so nothing was "
+                             f"saved; try a lower --learning-rate (it was {settings.learning_rate:g})")  # fmt: skip
+        keeper.restore(model)
+        losses = history.history
+        training = {
+            "epochs_requested": settings.epochs,
+            "epochs_run": len(losses["loss"]),
+            "best_epoch": keeper.best_epoch + 1,
+            "best_val_loss": keeper.best,
+            "first_loss": float(losses["loss"][0]),
+            "final_loss": float(losses["loss"][-1]),
+            "batch_size": settings.batch_size,
+            "learning_rate": settings.learning_rate,
+            "schedule": settings.schedule,
+            "encoder": settings.encoder,
+            "dropout": settings.dropout,
+            "label_smoothing": settings.label_smoothing,
+            "word_dropout": settings.word_dropout,
+            "trigrams_per_token": config.trigrams_per_token,
+            "average_steps": settings.average_steps,
+            "average_momentum": round(momentum, 6),
+            "saved_weights": "moving average" if momentum else f"epoch {keeper.best_epoch + 1}",
+            "precision": policy,
+            "xla_unrolled": compiled,
+            "validation_split": settings.validation_split,
+            "patience": settings.patience,
+            "seed": settings.seed,
+            "train_rows": int(arrays["train_body"].shape[0]),
+            "seconds": round(seconds, 1),
+            "workers": replica.workers,
+        }
+        info = {
+            "format": MODEL_FORMAT,
+            "architecture": settings.architecture,
+            "requested_architecture": requested_architecture,
+            "config": config.as_dict(),
+            "weights": WEIGHTS_FILE,
+            "training": training,
+        } | (extra_info or {})
+        if not replica.is_chief:  # the chief writes the one output; the other workers' weights are the same
+            return info
+        with atomic_output_dir(output_dir, step="train", inputs=[input_dir]) as staging:
+            model.save_weights(staging / WEIGHTS_FILE)
+            write_json(staging / MODEL_INFO, info)
+            for name in (BODY_VOCAB, TITLE_VOCAB, PREPROCESS):
+                shutil.copyfile(Path(input_dir) / name, staging / name)
+            for name, source in (extra_files or {}).items():
+                shutil.copyfile(source, staging / name)
+            _write_history(staging / "history.csv", losses, keeper.epoch_seconds)
+            _plot_losses(staging / "loss.png", losses, settings.architecture)
+            shutil.copytree(events, staging / TENSORBOARD_DIR)
         return info
-    with atomic_output_dir(output_dir, step="train", inputs=[input_dir]) as staging:
-        model.save_weights(staging / WEIGHTS_FILE)
-        write_json(staging / MODEL_INFO, info)
-        for name in (BODY_VOCAB, TITLE_VOCAB, PREPROCESS):
-            shutil.copyfile(Path(input_dir) / name, staging / name)
-        for name, source in (extra_files or {}).items():
-            shutil.copyfile(source, staging / name)
-        _write_history(staging / "history.csv", losses, keeper.epoch_seconds)
-        _plot_losses(staging / "loss.png", losses, settings.architecture)
-        shutil.copytree(events, staging / TENSORBOARD_DIR)
-    shutil.rmtree(events, ignore_errors=True)
-    return info
+    finally:
+        shutil.rmtree(events, ignore_errors=True)
 
 
 class BestEpoch(keras.callbacks.Callback):
