@@ -13,7 +13,8 @@ warm-started train. vocabulary and train read their own previous output commit f
 from __future__ import annotations
 
 from pipelines.settings import PipelineSettings
-from pipelines.specs import RAW_DATA_REPO, Spec, _flags, _spec, build, export, pfs, train as whole_train
+from pipelines.specs import RAW_DATA_REPO, Spec, build, cli_flags, export, pfs, step_spec
+from pipelines.specs import train as whole_train
 
 PREVIOUS_OUTPUT_ENV = {"ISSUE_TITLES_PREVIOUS_OUTPUT": "parent-commit"}
 VOCAB_GLOB = "/vocab"
@@ -21,15 +22,15 @@ VOCAB_GLOB = "/vocab"
 
 def split(settings: PipelineSettings) -> Spec:
     cmd = ["stages", "split", "--input", f"/pfs/{RAW_DATA_REPO}", "--output", "/pfs/out", "--layout", "shards"]
-    cmd += _flags(sample_size=settings.sample_size, test_fraction=settings.test_fraction, seed=settings.seed)
-    return _spec("split", "One datum per raw file (glob /*): each row goes to train, test or the held-out "
+    cmd += cli_flags(sample_size=settings.sample_size, test_fraction=settings.test_fraction, seed=settings.seed)
+    return step_spec("split", "One datum per raw file (glob /*): each row goes to train, test or the held-out "
                  "repositories by a stable hash of its issue_url, into /pfs/out/<raw file>/.", settings,
                  pfs(RAW_DATA_REPO, "/*"), cmd)
 
 
 def vocabulary(settings: PipelineSettings) -> Spec:
     cmd = ["stages", "vocabulary", "--input", "/pfs/split", "--output", "/pfs/out"]
-    spec = _spec("vocabulary", "The reduce: fit the vocabularies on every shard; keep the previous vocab/ byte for "
+    spec = step_spec("vocabulary", "The reduce: fit the vocabularies on every shard; keep the previous vocab/ byte for "
                  "byte while it has not drifted past the threshold.", settings, pfs("split"), cmd)
     spec["transform"]["env"] = dict(PREVIOUS_OUTPUT_ENV)
     return spec
@@ -37,7 +38,7 @@ def vocabulary(settings: PipelineSettings) -> Spec:
 
 def pre_process(settings: PipelineSettings) -> Spec:
     cmd = ["stages", "pre_process", "--input", "/pfs/split", "--vocabulary", "/pfs/vocabulary", "--output", "/pfs/out"]
-    spec = _spec("pre_process", "Encode each split shard with the vocabulary (one datum per shard, in parallel).",
+    spec = step_spec("pre_process", "Encode each split shard with the vocabulary (one datum per shard, in parallel).",
                  settings, {"cross": [pfs("split", "/*"), pfs("vocabulary", VOCAB_GLOB)]}, cmd)
     spec["parallelismSpec"] = {"constant": settings.parallelism}
     # Encoding one shard is light: two workers at half a CPU each request what the one whole-repo worker did.

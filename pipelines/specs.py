@@ -41,7 +41,7 @@ def pfs(repo: str, glob: str = "/") -> dict[str, Any]:
     return {"pfs": {"project": PROJECT, "repo": repo, "glob": glob}}
 
 
-def _spec(name: str, description: str, settings: PipelineSettings, input_: dict, cmd: list[str]) -> Spec:
+def step_spec(name: str, description: str, settings: PipelineSettings, input_: dict, cmd: list[str]) -> Spec:
     return {
         "pipeline": {"project": {"name": PROJECT}, "name": name},
         "description": description,
@@ -61,7 +61,7 @@ def _spec(name: str, description: str, settings: PipelineSettings, input_: dict,
     }
 
 
-def _flags(**values: Any) -> list[str]:
+def cli_flags(**values: Any) -> list[str]:
     """`--name value` for every value that is set, so unset knobs fall back to the stage's defaults."""
     out: list[str] = []
     for key, value in values.items():
@@ -72,19 +72,19 @@ def _flags(**values: Any) -> list[str]:
 
 def split(settings: PipelineSettings) -> Spec:
     cmd = ["stages", "split", "--input", f"/pfs/{RAW_DATA_REPO}", "--output", "/pfs/out"]
-    cmd += _flags(sample_size=settings.sample_size, test_fraction=settings.test_fraction, seed=settings.seed)
-    return _spec("split", "Sample the raw issues, set the held-out repositories aside (heldout.csv), split the rest "
+    cmd += cli_flags(sample_size=settings.sample_size, test_fraction=settings.test_fraction, seed=settings.seed)
+    return step_spec("split", "Sample the raw issues, set the held-out repositories aside (heldout.csv), split the rest "
                  "into train.csv and test.csv.", settings, pfs(RAW_DATA_REPO), cmd)
 
 
 def pre_process(settings: PipelineSettings) -> Spec:
     cmd = ["stages", "pre_process", "--input", "/pfs/split", "--output", "/pfs/out"]
-    return _spec("pre_process", "Learn the body and title vocabularies and encode the training set.", settings,
+    return step_spec("pre_process", "Learn the body and title vocabularies and encode the training set.", settings,
                  pfs("split"), cmd)
 
 
 def _train_flags(settings: PipelineSettings) -> list[str]:
-    return ["--architecture", settings.architecture] + _flags(
+    return ["--architecture", settings.architecture] + cli_flags(
         epochs=settings.epochs, batch_size=settings.batch_size, learning_rate=settings.learning_rate,
         embedding_dim=settings.embedding_dim, hidden_dim=settings.hidden_dim)
 
@@ -97,7 +97,7 @@ def train(settings: PipelineSettings) -> Spec:
     if settings.trainer == "tfjob":
         return train_with_tfjob(settings)
     cmd = ["stages", "train", "--input", "/pfs/pre_process", "--output", "/pfs/out", *_train_flags(settings)]
-    spec = _spec("train", "Train the sequence-to-sequence title model.", settings, pfs("pre_process"), cmd)
+    spec = step_spec("train", "Train the sequence-to-sequence title model.", settings, pfs("pre_process"), cmd)
     spec["resourceRequests"] = dict(TRAIN_REQUESTS)
     spec["resourceLimits"] = dict(TRAIN_LIMITS)
     if settings.gpus:
@@ -128,7 +128,7 @@ def train_with_tfjob(settings: PipelineSettings) -> Spec:
            "--", *_train_flags(settings)]
     # S3 inputs must take the whole commit (glob "/": pachyderm 2.12.x src/server/pps/server/api_server.go).
     input_ = {"pfs": {"project": PROJECT, "repo": "pre_process", "name": "pre_process", "glob": "/", "s3": True}}
-    spec = _spec("train", f"Train the sequence-to-sequence title model as a TFJob of {settings.train_workers} "
+    spec = step_spec("train", f"Train the sequence-to-sequence title model as a TFJob of {settings.train_workers} "
                  "worker(s), through the pipeline's S3 gateway.", settings, input_, cmd)
     spec["s3Out"] = True
     spec["podPatch"] = json.dumps([{"op": "add", "path": "/serviceAccountName", "value": TRAINER_SERVICE_ACCOUNT}])
@@ -142,13 +142,13 @@ def build(settings: PipelineSettings) -> Spec:
            "--min-rouge-l", str(settings.min_rouge_l), "--base-image", settings.stage_image]
     if not settings.beat_baseline:  # build's default gate: beat the best extractive baseline; this lifts it
         cmd.append("--allow-below-baseline")
-    return _spec("build", "Evaluate the model on test.csv and heldout.csv, assemble the serving bundle and provenance.",
+    return step_spec("build", "Evaluate the model on test.csv and heldout.csv, assemble the serving bundle and provenance.",
                  settings, {"cross": [pfs("train"), pfs("split")]}, cmd)
 
 
 def export(settings: PipelineSettings) -> Spec:
     cmd = ["stages", "export", "--input", "/pfs/build", "--output", "/pfs/out", "--image", settings.serving_image_repo]
-    spec = _spec("export", "Push the serving image (the stage image plus the bundle as one layer, through the "
+    spec = step_spec("export", "Push the serving image (the stage image plus the bundle as one layer, through the "
                  "registry API), tagged with the Pachyderm job ID.", settings, pfs("build"), cmd)
     transform = spec["transform"]
     transform["secrets"] = [{"name": settings.registry_secret, "mountPath": REGISTRY_MOUNT}]
