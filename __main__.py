@@ -10,17 +10,31 @@
 Two namespaces, because their Pod Security levels differ: Pachyderm on minikube mounts host paths (`privileged`;
 `baseline` on GKE), while Seldon and the model run at `restricted` (infra/platform.py says why).
 """
+
 import pulumi
 
 from infra.cluster import ClusterAccess, ClusterAccessArgs
 from infra.config import load_config
 from infra.image_check import StageImageCheck, StageImageCheckArgs
 from infra.images import StageImage, StageImageArgs
-from infra.operators import (IngressController, IngressControllerArgs, Pachyderm, PachydermArgs, SeldonCore,
-                             SeldonCoreArgs, TrainingOperator, TrainingOperatorArgs)
+from infra.operators import (
+    IngressController,
+    IngressControllerArgs,
+    Pachyderm,
+    PachydermArgs,
+    SeldonCore,
+    SeldonCoreArgs,
+    TrainingOperator,
+    TrainingOperatorArgs,
+)
 from infra.pachyderm_pipelines import PachydermPipelines, PachydermPipelinesArgs
-from infra.platform import (PlatformNamespace, PlatformNamespaceArgs, RegistrySecret, RegistrySecretArgs,
-                            pachyderm_pod_security)
+from infra.platform import (
+    PlatformNamespace,
+    PlatformNamespaceArgs,
+    RegistrySecret,
+    RegistrySecretArgs,
+    pachyderm_pod_security,
+)
 from infra.rollout import OUTPUT as SERVING_MODELS
 from infra.rollout import rollout_models
 from infra.serving import ModelServing, ModelServingArgs
@@ -32,86 +46,170 @@ cfg = load_config()
 rollout = cfg.serving.rollout
 
 tfjob_training = cfg.training.trainer == "tfjob"  # the train pipeline's worker creates a TFJob per job
-cluster = ClusterAccess("cluster", ClusterAccessArgs(cfg.cluster, cfg.namespace, cfg.kube_context, cfg.gke,
-                                                     bucket_accounts=(TRAINER_SERVICE_ACCOUNT,) if tfjob_training else ()))
+cluster = ClusterAccess(
+    "cluster",
+    ClusterAccessArgs(
+        cfg.cluster,
+        cfg.namespace,
+        cfg.kube_context,
+        cfg.gke,
+        bucket_accounts=(TRAINER_SERVICE_ACCOUNT,) if tfjob_training else (),
+    ),
+)
 on_cluster = pulumi.ResourceOptions(provider=cluster.provider)
 
-namespace = PlatformNamespace("namespace", PlatformNamespaceArgs(
-    name=cfg.namespace, pod_security=pachyderm_pod_security(cfg.cluster)), on_cluster)
+namespace = PlatformNamespace(
+    "namespace", PlatformNamespaceArgs(name=cfg.namespace, pod_security=pachyderm_pod_security(cfg.cluster)), on_cluster
+)
 in_namespace = pulumi.ResourceOptions(provider=cluster.provider, depends_on=[namespace])
 # Seldon Core 1.17.1 with singleNamespace only validates SeldonDeployments in namespaces labelled
 # seldon.io/controller-id=<its own namespace> (helm-charts/seldon-core-operator/templates/webhook.yaml).
-serving_namespace = PlatformNamespace("serving-namespace", PlatformNamespaceArgs(
-    name=cfg.serving.namespace, pod_security="restricted", component="serving",
-    extra_labels={"seldon.io/controller-id": cfg.serving.namespace}), on_cluster)
+serving_namespace = PlatformNamespace(
+    "serving-namespace",
+    PlatformNamespaceArgs(
+        name=cfg.serving.namespace,
+        pod_security="restricted",
+        component="serving",
+        extra_labels={"seldon.io/controller-id": cfg.serving.namespace},
+    ),
+    on_cluster,
+)
 in_serving_namespace = pulumi.ResourceOptions(provider=cluster.provider, depends_on=[serving_namespace])
 
-registry = RegistrySecret("registry", RegistrySecretArgs(
-    namespace=namespace.name, server=cfg.registry.server, username=cfg.registry.username,
-    password=cfg.registry.password), in_namespace)
-serving_registry = RegistrySecret("serving-registry", RegistrySecretArgs(
-    namespace=serving_namespace.name, server=cfg.registry.server, username=cfg.registry.username,
-    password=cfg.registry.password), in_serving_namespace)
+registry = RegistrySecret(
+    "registry",
+    RegistrySecretArgs(
+        namespace=namespace.name,
+        server=cfg.registry.server,
+        username=cfg.registry.username,
+        password=cfg.registry.password,
+    ),
+    in_namespace,
+)
+serving_registry = RegistrySecret(
+    "serving-registry",
+    RegistrySecretArgs(
+        namespace=serving_namespace.name,
+        server=cfg.registry.server,
+        username=cfg.registry.username,
+        password=cfg.registry.password,
+    ),
+    in_serving_namespace,
+)
 
 training_operator = TrainingOperator("training-operator", TrainingOperatorArgs(cfg.training_operator_ref), on_cluster)
 
 # singleNamespace: the operator watches the namespace it is installed in, so it goes with the model.
-seldon = SeldonCore("seldon-core", SeldonCoreArgs(serving_namespace.name, cfg.seldon_chart_version),
-                    in_serving_namespace)
+seldon = SeldonCore(
+    "seldon-core", SeldonCoreArgs(serving_namespace.name, cfg.seldon_chart_version), in_serving_namespace
+)
 
-pachyderm = Pachyderm("pachyderm", PachydermArgs(
-    namespace=namespace.name, version=cfg.pachyderm_chart_version, cluster=cfg.cluster,
-    registry_secret=registry.secret_name, pachd_address=cfg.pachd_address,
-    bucket=cluster.bucket_name, storage_service_account=cluster.storage_service_account,
-    loki_deploy=cfg.loki_deploy, root_token=cfg.pachd_root_token), in_namespace)
+pachyderm = Pachyderm(
+    "pachyderm",
+    PachydermArgs(
+        namespace=namespace.name,
+        version=cfg.pachyderm_chart_version,
+        cluster=cfg.cluster,
+        registry_secret=registry.secret_name,
+        pachd_address=cfg.pachd_address,
+        bucket=cluster.bucket_name,
+        storage_service_account=cluster.storage_service_account,
+        loki_deploy=cfg.loki_deploy,
+        root_token=cfg.pachd_root_token,
+    ),
+    in_namespace,
+)
 
-stage_image = StageImage("stages", StageImageArgs(
-    repository=cfg.stage_image_repo, gpu=cfg.training.gpus > 0, registry_server=cfg.registry.server,
-    registry_username=cfg.registry.username, registry_password=cfg.registry.password))
+stage_image = StageImage(
+    "stages",
+    StageImageArgs(
+        repository=cfg.stage_image_repo,
+        gpu=cfg.training.gpus > 0,
+        registry_server=cfg.registry.server,
+        registry_username=cfg.registry.username,
+        registry_password=cfg.registry.password,
+    ),
+)
 
-image_check = StageImageCheck("stage-image-check", StageImageCheckArgs(
-    namespace=cfg.namespace, image=stage_image.image_ref, image_pull_secret=registry.secret_name,
-    gpus=cfg.training.gpus,
-), pulumi.ResourceOptions(provider=cluster.provider, depends_on=[namespace, training_operator, registry]))  # TFJob CRD first
+image_check = StageImageCheck(
+    "stage-image-check",
+    StageImageCheckArgs(
+        namespace=cfg.namespace,
+        image=stage_image.image_ref,
+        image_pull_secret=registry.secret_name,
+        gpus=cfg.training.gpus,
+    ),
+    pulumi.ResourceOptions(provider=cluster.provider, depends_on=[namespace, training_operator, registry]),
+)  # TFJob CRD first
 
 # Only the train pipeline's account may manage TFJobs, in this namespace only (a Role); made after Pachyderm, whose
 # chart defines the worker Role the account is also bound to.
-trainer_access = TrainerAccess("trainer", TrainerAccessArgs(
-    namespace=cfg.namespace, storage_service_account=cluster.storage_service_account),
-    pulumi.ResourceOptions(provider=cluster.provider, depends_on=[namespace, pachyderm])) if tfjob_training else None
+trainer_access = (
+    TrainerAccess(
+        "trainer",
+        TrainerAccessArgs(namespace=cfg.namespace, storage_service_account=cluster.storage_service_account),
+        pulumi.ResourceOptions(provider=cluster.provider, depends_on=[namespace, pachyderm]),
+    )
+    if tfjob_training
+    else None
+)
 
-pipelines = PachydermPipelines("pipelines", PachydermPipelinesArgs(
-    pachd_address=pachyderm.pachd_address, auth_token=cfg.pachd_root_token,
-    settings=PipelineSettings(
-        stage_image=stage_image.image_ref, serving_image_repo=cfg.serving.image_repo,
-        sample_size=cfg.training.sample_size, epochs=cfg.training.epochs, architecture=cfg.training.architecture,
-        min_rouge_l=cfg.training.min_rouge_l, beat_baseline=cfg.training.beat_baseline, gpus=cfg.training.gpus,
-        trainer=cfg.training.trainer, train_workers=cfg.training.train_workers,
-        incremental=cfg.training.incremental, parallelism=cfg.training.parallelism,
-        full_retrain=cfg.training.full_retrain),
-), pulumi.ResourceOptions(depends_on=[pachyderm, stage_image, registry,
-                                      *([training_operator, trainer_access] if trainer_access else [])]))
+pipelines = PachydermPipelines(
+    "pipelines",
+    PachydermPipelinesArgs(
+        pachd_address=pachyderm.pachd_address,
+        auth_token=cfg.pachd_root_token,
+        settings=PipelineSettings(
+            stage_image=stage_image.image_ref,
+            serving_image_repo=cfg.serving.image_repo,
+            sample_size=cfg.training.sample_size,
+            epochs=cfg.training.epochs,
+            architecture=cfg.training.architecture,
+            min_rouge_l=cfg.training.min_rouge_l,
+            beat_baseline=cfg.training.beat_baseline,
+            gpus=cfg.training.gpus,
+            trainer=cfg.training.trainer,
+            train_workers=cfg.training.train_workers,
+            incremental=cfg.training.incremental,
+            parallelism=cfg.training.parallelism,
+            full_retrain=cfg.training.full_retrain,
+        ),
+    ),
+    pulumi.ResourceOptions(
+        depends_on=[pachyderm, stage_image, registry, *([training_operator, trainer_access] if trainer_access else [])]
+    ),
+)
 
 ingress_host = cfg.serving.ingress_host
 ingress_after: list[pulumi.Resource] = []
 if cfg.on_gke and cfg.serving.ingress == "nginx":  # minikube has ingress-nginx as an addon
     ingress_controller = IngressController(
-        "ingress", IngressControllerArgs(cfg.ingress_controller_chart_version), on_cluster)
+        "ingress", IngressControllerArgs(cfg.ingress_controller_chart_version), on_cluster
+    )
     ingress_host = ingress_controller.address
     # Its validating webhook checks every Ingress: the model's Ingress waits for the release that serves it.
     ingress_after = [ingress_controller.release]
 
-serving = ModelServing("serving", ModelServingArgs(
-    namespace=cfg.serving.namespace,
-    image_pull_secret=serving_registry.secret_name, replicas=cfg.serving.replicas, ingress=cfg.serving.ingress,
-    ingress_host=ingress_host, gateway_namespace=cfg.serving.gateway_namespace,
-    # pinned job IDs, or the newest export that passed the gate (read from pachd now, so the preview shows it)
-    models=rollout_models(rollout, cfg.serving.image_repo, pachyderm.pachd_address,
-                          auth_token=cfg.pachd_root_token) if rollout.model else None,
-    canary=rollout.canary is not None, ingress_after=ingress_after,
-    metrics_scrape=cfg.serving.metrics_scrape, monitoring_namespace=cfg.serving.monitoring_namespace,
-), pulumi.ResourceOptions(provider=cluster.provider,
-                          depends_on=[serving_namespace, seldon, serving_registry]))  # CRD and webhook first
+serving = ModelServing(
+    "serving",
+    ModelServingArgs(
+        namespace=cfg.serving.namespace,
+        image_pull_secret=serving_registry.secret_name,
+        replicas=cfg.serving.replicas,
+        ingress=cfg.serving.ingress,
+        ingress_host=ingress_host,
+        gateway_namespace=cfg.serving.gateway_namespace,
+        # pinned job IDs, or the newest export that passed the gate (read from pachd now, so the preview shows it)
+        models=rollout_models(rollout, cfg.serving.image_repo, pachyderm.pachd_address, auth_token=cfg.pachd_root_token)
+        if rollout.model
+        else None,
+        canary=rollout.canary is not None,
+        ingress_after=ingress_after,
+        metrics_scrape=cfg.serving.metrics_scrape,
+        monitoring_namespace=cfg.serving.monitoring_namespace,
+    ),
+    pulumi.ResourceOptions(provider=cluster.provider, depends_on=[serving_namespace, seldon, serving_registry]),
+)  # CRD and webhook first
 
 pulumi.export("namespace", namespace.name)
 pulumi.export("serving_namespace", serving_namespace.name)

@@ -15,10 +15,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny model, few sizes and requests: a smoke run (~2 min)")
     parser.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {','.join(ALL)}")
     parser.add_argument("--output", type=Path, default=BENCH_DIR / "results.md", help="where to write the markdown")
-    parser.add_argument("--incremental-rows", type=int, default=None,
-                        help="incremental benchmark: a seeded sample of this many rows (default: the full data set)")
-    parser.add_argument("--incremental-model", choices=("default", "demo"), default="default",
-                        help="incremental benchmark: the pipeline's default model, or the demo's smaller one")
+    parser.add_argument(
+        "--incremental-rows",
+        type=int,
+        default=None,
+        help="incremental benchmark: a seeded sample of this many rows (default: the full data set)",
+    )
+    parser.add_argument(
+        "--incremental-model",
+        choices=("default", "demo"),
+        default="default",
+        help="incremental benchmark: the pipeline's default model, or the demo's smaller one",
+    )
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(chosen) - set(ALL))

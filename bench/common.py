@@ -8,7 +8,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -60,20 +60,69 @@ TINY_ROWS = 60
 
 def tiny_model(work: Path) -> Path:
     """A real, tiny bundle in seconds, made the way users make one: the `stages` CLI on the vendored data set."""
+
     def stages(*arguments: str) -> None:
         done = subprocess.run([str(BIN / "stages"), *arguments], capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"stages {arguments[0]} exited {done.returncode}:\n{done.stderr[-3000:]}")
 
-    stages("split", "--input", str(DATA_SET.parent), "--output", str(work / "split"),
-           "--sample-size", str(TINY_ROWS), "--test-fraction", "0.2", "--seed", "1")
-    stages("pre_process", "--input", str(work / "split"), "--output", str(work / "pre_process"),
-           "--body-vocab-size", "120", "--body-length", "24", "--title-vocab-size", "60", "--title-length", "8")
-    stages("train", "--input", str(work / "pre_process"), "--output", str(work / "train"), "--epochs", "4",
-           "--batch-size", "16", "--embedding-dim", "16", "--hidden-dim", "16", "--dropout", "0",
-           "--learning-rate", "0.01")
-    stages("build", "--input", str(work / "train"), "--input", str(work / "split"), "--output", str(work / "bundle"),
-           "--allow-below-baseline")  # a tiny model times the decoding loop; it is not meant to beat the baseline
+    stages(
+        "split",
+        "--input",
+        str(DATA_SET.parent),
+        "--output",
+        str(work / "split"),
+        "--sample-size",
+        str(TINY_ROWS),
+        "--test-fraction",
+        "0.2",
+        "--seed",
+        "1",
+    )
+    stages(
+        "pre_process",
+        "--input",
+        str(work / "split"),
+        "--output",
+        str(work / "pre_process"),
+        "--body-vocab-size",
+        "120",
+        "--body-length",
+        "24",
+        "--title-vocab-size",
+        "60",
+        "--title-length",
+        "8",
+    )
+    stages(
+        "train",
+        "--input",
+        str(work / "pre_process"),
+        "--output",
+        str(work / "train"),
+        "--epochs",
+        "4",
+        "--batch-size",
+        "16",
+        "--embedding-dim",
+        "16",
+        "--hidden-dim",
+        "16",
+        "--dropout",
+        "0",
+        "--learning-rate",
+        "0.01",
+    )
+    stages(
+        "build",
+        "--input",
+        str(work / "train"),
+        "--input",
+        str(work / "split"),
+        "--output",
+        str(work / "bundle"),
+        "--allow-below-baseline",
+    )  # a tiny model times the decoding loop; it is not meant to beat the baseline
     return work / "bundle"
 
 
@@ -103,7 +152,7 @@ def machine_facts() -> dict[str, str]:
     except (OSError, ValueError, IndexError):
         memory = "?"
     facts = {
-        "date (UTC)": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "date (UTC)": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
         "machine": f"{cpu}, {os.cpu_count()} cores visible (shared), {memory} RAM",
         "os": platform.platform(),
         "python": platform.python_version(),

@@ -89,8 +89,17 @@ def run(model: Model, quick: bool, plots_dir: Path) -> Section:
     results = {decoder.width: (decoder, measure(model, decoder)) for decoder in decoders(quick)}
     section = Section(
         "Decoding (batched compiled vs per-token loop)",
-        ["decoder", "bodies", "batched s", "batched titles/s", "per-token titles/s", "per-token bodies timed",
-         "ratio", "same titles", "mean words"],  # fmt: skip
+        [
+            "decoder",
+            "bodies",
+            "batched s",
+            "batched titles/s",
+            "per-token titles/s",
+            "per-token bodies timed",
+            "ratio",
+            "same titles",
+            "mean words",
+        ],  # fmt: skip
     )
     for decoder, items in results.values():
         for item in items:

@@ -44,9 +44,16 @@ def title_log_probabilities(predictor, bodies: list[str], titles: list[str]) -> 
     for start in range(0, len(bodies), 512):
         rows = slice(start, start + 512)
         copy = target["title_copy"][rows]
-        probability = model({"body": body["body"][rows], "body_copy": body["body_copy"][rows],
-                             "body_grams": body["body_grams"][rows],
-                             "decoder_input": target["title"][rows, :-1], "target": copy[:, 1:]}, training=False)
+        probability = model(
+            {
+                "body": body["body"][rows],
+                "body_copy": body["body_copy"][rows],
+                "body_grams": body["body_grams"][rows],
+                "decoder_input": target["title"][rows, :-1],
+                "target": copy[:, 1:],
+            },
+            training=False,
+        )
         real = copy[:, 1:] != 0
         logs = np.where(real, np.log(np.clip(np.asarray(probability, np.float64), 1e-9, 1.0)), 0.0).sum(axis=1)
         sums.append(np.where((copy[:, 1:] == 1).any(axis=1), -np.inf, logs))
@@ -96,8 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", type=Path, required=True, help="a `stages split` output with heldout.csv")
     parser.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma-separated (default {DEFAULT_VARIANTS})")
     parser.add_argument("--rows", type=int, default=0, help="score a random sample of this many rows per split")
-    parser.add_argument("--validation", action="store_true",
-                        help="also score the training's validation rows (the last validation_split of train.csv)")
+    parser.add_argument(
+        "--validation",
+        action="store_true",
+        help="also score the training's validation rows (the last validation_split of train.csv)",
+    )
     args = parser.parse_args(argv)
 
     from issue_titles.evaluate import choose_lead_words, read_test_split, score_systems, validation_rows
@@ -120,13 +130,18 @@ def main(argv: list[str] | None = None) -> int:
             continue
         scored = score_systems(rows, [""] * len(rows), lead_k)
         baselines[name] = {"(all)": scored["best_baseline"]["rouge_l"]} | {
-            repository: summary["best_baseline"]["rouge_l"] for repository, summary in scored.get("repositories", {}).items()
+            repository: summary["best_baseline"]["rouge_l"]
+            for repository, summary in scored.get("repositories", {}).items()
         }
-    print(f"held-out: {len(splits['heldout'])} rows, best baseline {baselines['heldout']['(all)']:.3f}; "
-          f"test: {len(splits['test'])} rows, best baseline {baselines['test']['(all)']:.3f}")
+    print(
+        f"held-out: {len(splits['heldout'])} rows, best baseline {baselines['heldout']['(all)']:.3f}; "
+        f"test: {len(splits['test'])} rows, best baseline {baselines['test']['(all)']:.3f}"
+    )
     extra = " validation ROUGE-L | words validation |" if args.validation else ""
-    print("| variant | held-out ROUGE-L (margin) | smallest margin of one repository | test ROUGE-L | words held-out |"
-          + extra)
+    print(
+        "| variant | held-out ROUGE-L (margin) | smallest margin of one repository | test ROUGE-L | words held-out |"
+        + extra
+    )
     print("|---|---|---|---|---|" + "---|---|" * bool(extra))
     count, tested = len(splits["heldout"]), len(splits["heldout"]) + len(splits["test"])
     rows = splits["heldout"] + splits["test"] + splits.get("validation", [])
@@ -141,9 +156,11 @@ def main(argv: list[str] | None = None) -> int:
                         for repository, values in by_repository.items() if repository in baselines["heldout"]),
                        default=(held - baselines["heldout"]["(all)"], "(all)"))  # fmt: skip
         validation = f" {np.mean(scores[tested:]):.3f} | {mean_words(titles[tested:]):.2f} |" if extra else ""
-        print(f"| {variant} | {held:.3f} ({held - baselines['heldout']['(all)']:+.3f}) | {smallest[0]:+.3f} "
-              f"({smallest[1]}) | {np.mean(scores[count:tested]):.3f} | {mean_words(titles[:count]):.2f} |{validation}",
-              flush=True)
+        print(
+            f"| {variant} | {held:.3f} ({held - baselines['heldout']['(all)']:+.3f}) | {smallest[0]:+.3f} "
+            f"({smallest[1]}) | {np.mean(scores[count:tested]):.3f} | {mean_words(titles[:count]):.2f} |{validation}",
+            flush=True,
+        )
     return 0
 
 

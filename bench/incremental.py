@@ -27,8 +27,17 @@ from bench.pipeline import jobs, localpach
 from localpach.sample import read_rows, write_rows
 
 DEMO_MODEL = ["--epochs", "3", "--batch-size", "64", "--embedding-dim", "64", "--hidden-dim", "128"]
-QUICK_MODEL = ["--epochs", "1", "--batch-size", "64", "--embedding-dim", "32", "--hidden-dim", "32",
-               "--allow-below-baseline"]
+QUICK_MODEL = [
+    "--epochs",
+    "1",
+    "--batch-size",
+    "64",
+    "--embedding-dim",
+    "32",
+    "--hidden-dim",
+    "32",
+    "--allow-below-baseline",
+]
 BASE_FILES = 4
 UPDATES = 10
 PRE_PROCESSING = ("split", "vocabulary", "pre_process")
@@ -102,8 +111,9 @@ def _files(state: Path, repo: str) -> dict[str, str]:
 def pre_processing_specs(scratch: Path, settings: list[str]) -> Path:
     from localpach.specs import local_settings, project_specs
 
-    specs = [spec for spec in project_specs(local_settings(incremental=True)) if
-             spec["pipeline"]["name"] in PRE_PROCESSING]
+    specs = [
+        spec for spec in project_specs(local_settings(incremental=True)) if spec["pipeline"]["name"] in PRE_PROCESSING
+    ]
     path = scratch / "pre-processing-specs.json"
     path.write_text(json.dumps(specs, indent=1))
     return path
@@ -161,43 +171,87 @@ def run(quick: bool, scratch: Path, rows: int | None, model: str) -> list[Sectio
     section = Section(f"Incremental chain (issue 32): {scale}", ["run", "wall s", "ratio to full run", "datums"])
     section.rows.append(["A: base (90%, 4 files) from scratch", f"{first_s:.1f}", "-", describe(first_jobs)])
     section.rows.append(["B: base + update 1 from scratch (full run)", f"{full_s:.1f}", "1.00", describe(full_jobs)])
-    section.rows.append([f"A: + update 1 ({update_lineage.get('new_rows', '?')} new train rows, one new file), "
-                         f"train {update_lineage['mode']}", f"{update_s:.1f}", f"{update_s / full_s:.2f}",
-                         describe(update_jobs)])
-    section.rows.append(["A: unchanged re-run", f"{unchanged_s:.2f}", f"{unchanged_s / full_s:.3f}",
-                         describe(unchanged_jobs)])
-    section.rows.append([f"A: updates 2..{UPDATES}, each", " / ".join(f"{s:.0f}" for s in update_times[1:]),
-                         f"{sum(update_times[1:]) / len(update_times[1:]) / full_s:.2f} (mean)",
-                         "train: " + ", ".join(modes[1:])])
+    section.rows.append(
+        [
+            f"A: + update 1 ({update_lineage.get('new_rows', '?')} new train rows, one new file), "
+            f"train {update_lineage['mode']}",
+            f"{update_s:.1f}",
+            f"{update_s / full_s:.2f}",
+            describe(update_jobs),
+        ]
+    )
+    section.rows.append(
+        ["A: unchanged re-run", f"{unchanged_s:.2f}", f"{unchanged_s / full_s:.3f}", describe(unchanged_jobs)]
+    )
+    section.rows.append(
+        [
+            f"A: updates 2..{UPDATES}, each",
+            " / ".join(f"{s:.0f}" for s in update_times[1:]),
+            f"{sum(update_times[1:]) / len(update_times[1:]) / full_s:.2f} (mean)",
+            "train: " + ", ".join(modes[1:]),
+        ]
+    )
     section.rows.append(["C: base + all updates from scratch", f"{full10_s:.1f}", f"{full10_s / full_s:.2f}", "-"])
-    section.rows.append([f"pre-processing ({', '.join(PRE_PROCESSING)}) `--parallelism 1`", f"{walls[1]:.1f}",
-                         "-", f"{len(base + updates)} raw files"])
-    section.rows.append([f"pre-processing `--parallelism 2`", f"{walls[2]:.1f}", f"{walls[2] / walls[1]:.2f} of serial",
-                         "outputs identical" if identical else "OUTPUTS DIFFER"])
-    quality = Section("Incremental chain: held-out-repositories ROUGE-L (build's metrics.json)",
-                      ["model", "held-out ROUGE-L", "difference to the full retrain"])
+    section.rows.append(
+        [
+            f"pre-processing ({', '.join(PRE_PROCESSING)}) `--parallelism 1`",
+            f"{walls[1]:.1f}",
+            "-",
+            f"{len(base + updates)} raw files",
+        ]
+    )
+    section.rows.append(
+        [
+            "pre-processing `--parallelism 2`",
+            f"{walls[2]:.1f}",
+            f"{walls[2] / walls[1]:.2f} of serial",
+            "outputs identical" if identical else "OUTPUTS DIFFER",
+        ]
+    )
+    quality = Section(
+        "Incremental chain: held-out-repositories ROUGE-L (build's metrics.json)",
+        ["model", "held-out ROUGE-L", "difference to the full retrain"],
+    )
     quality.rows.append(["full retrain on base + update 1 (B)", f"{full_quality:.4f}", "-"])
-    quality.rows.append([f"updated after update 1 (A, {update_lineage['mode']})", f"{update_quality:.4f}",
-                         f"{update_quality - full_quality:+.4f}"])
+    quality.rows.append(
+        [
+            f"updated after update 1 (A, {update_lineage['mode']})",
+            f"{update_quality:.4f}",
+            f"{update_quality - full_quality:+.4f}",
+        ]
+    )
     for index, value in enumerate(qualities[1:], start=2):
         quality.rows.append([f"A after update {index} ({modes[index - 1]})", f"{value:.4f}", ""])
     quality.rows.append(["full retrain on base + all updates (C)", f"{full10_quality:.4f}", "-"])
-    quality.rows.append([f"A after {UPDATES} updates vs C", f"{qualities[-1]:.4f}",
-                         f"{qualities[-1] - full10_quality:+.4f}"])
+    quality.rows.append(
+        [f"A after {UPDATES} updates vs C", f"{qualities[-1]:.4f}", f"{qualities[-1] - full10_quality:+.4f}"]
+    )
     section.targets += [
         ("+1% rows as a new file <= 20% of a full run", f"{update_s / full_s:.0%}", verdict(update_s / full_s <= 0.2)),
         ("unchanged re-run <= 2 s", f"{unchanged_s:.2f} s", verdict(unchanged_s <= 2.0)),
-        ("parallelism 2 = parallelism 1 (every committed file)", "identical" if identical else "differ",
-         verdict(identical)),
+        (
+            "parallelism 2 = parallelism 1 (every committed file)",
+            "identical" if identical else "differ",
+            verdict(identical),
+        ),
     ]
     quality.targets += [
-        ("updated model's held-out ROUGE-L within 0.005 of a full retrain",
-         f"{update_quality - full_quality:+.4f}", verdict(abs(update_quality - full_quality) <= 0.005)),
-        (f"after {UPDATES} successive 1% updates within 0.01 of a full retrain",
-         f"{qualities[-1] - full10_quality:+.4f}", verdict(abs(qualities[-1] - full10_quality) <= 0.01)),
+        (
+            "updated model's held-out ROUGE-L within 0.005 of a full retrain",
+            f"{update_quality - full_quality:+.4f}",
+            verdict(abs(update_quality - full_quality) <= 0.005),
+        ),
+        (
+            f"after {UPDATES} successive 1% updates within 0.01 of a full retrain",
+            f"{qualities[-1] - full10_quality:+.4f}",
+            verdict(abs(qualities[-1] - full10_quality) <= 0.01),
+        ),
     ]
-    section.notes.append(f"Scale: {scale}. Every run is `localpach run --incremental` with the model flags "
-                         f"`{' '.join(settings) or '(the pipeline defaults)'}`; build's baseline gate stays on"
-                         + (" (lifted in --quick)" if quick else "") + ". Wall times include TensorFlow's start-up "
-                         "in every step that imports it.")
+    section.notes.append(
+        f"Scale: {scale}. Every run is `localpach run --incremental` with the model flags "
+        f"`{' '.join(settings) or '(the pipeline defaults)'}`; build's baseline gate stays on"
+        + (" (lifted in --quick)" if quick else "")
+        + ". Wall times include TensorFlow's start-up "
+        "in every step that imports it."
+    )
     return [section, quality]

@@ -24,8 +24,13 @@ def _start(model: Model, port: int, extra: list[str], log_path: Path):
     from localpach.serve import server_command
 
     log = open(log_path, "wb")
-    process = subprocess.Popen(server_command(model.path, "127.0.0.1", port) + extra, stdout=log,
-                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        server_command(model.path, "127.0.0.1", port) + extra,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     return process, log
 
 
@@ -47,16 +52,21 @@ def run(model: Model, quick: bool, scratch: Path) -> Section:
         sessions = {name: requests.Session() for name in servers}
         for name in servers:  # warm up: connection, route, decoder
             for _ in range(20):
-                sessions[name].post(f"http://127.0.0.1:{ports[name]}{V1_PATH}", data=body,
-                                    headers={"Content-Type": "application/json"}, timeout=60)
+                sessions[name].post(
+                    f"http://127.0.0.1:{ports[name]}{V1_PATH}",
+                    data=body,
+                    headers={"Content-Type": "application/json"},
+                    timeout=60,
+                )
         for round_number in range(rounds):
             order = ("off", "on") if round_number % 2 == 0 else ("on", "off")
             for name in order:
                 url = f"http://127.0.0.1:{ports[name]}{V1_PATH}"
                 for _ in range(per_round):
                     started = time.perf_counter()
-                    response = sessions[name].post(url, data=body, headers={"Content-Type": "application/json"},
-                                                   timeout=60)
+                    response = sessions[name].post(
+                        url, data=body, headers={"Content-Type": "application/json"}, timeout=60
+                    )
                     elapsed = time.perf_counter() - started
                     if response.status_code == 200:
                         latencies[name].append(elapsed)
@@ -66,17 +76,34 @@ def run(model: Model, quick: bool, scratch: Path) -> Section:
             stop_server(process)
             log.close()
     counted = next((line for line in metrics.splitlines() if line.startswith("model_infer_request_success_total")), "")
-    access_lines = sum(1 for line in (scratch / "server-on.log").read_text(errors="replace").splitlines()
-                       if "issue_titles.access" in line and V1_PATH in line)
-    section = Section("Serving observability cost (v1, 1 body, concurrency 1; metrics + access log off vs on)",
-                      ["server", "requests", "p50 ms", "p90 ms", "p99 ms"])
+    access_lines = sum(
+        1
+        for line in (scratch / "server-on.log").read_text(errors="replace").splitlines()
+        if "issue_titles.access" in line and V1_PATH in line
+    )
+    section = Section(
+        "Serving observability cost (v1, 1 body, concurrency 1; metrics + access log off vs on)",
+        ["server", "requests", "p50 ms", "p90 ms", "p99 ms"],
+    )
     for name, label in (("off", "metrics off, access log off"), ("on", "metrics on, access log on")):
         values = latencies[name]
-        section.rows.append([label, len(values), f"{median(values) * 1000:.2f}",
-                             f"{percentile(values, 0.9) * 1000:.2f}", f"{percentile(values, 0.99) * 1000:.2f}"])
+        section.rows.append(
+            [
+                label,
+                len(values),
+                f"{median(values) * 1000:.2f}",
+                f"{percentile(values, 0.9) * 1000:.2f}",
+                f"{percentile(values, 0.99) * 1000:.2f}",
+            ]
+        )
     delta_ms = (median(latencies["on"]) - median(latencies["off"])) * 1000
-    section.targets.append((f"metrics + access log cost <= {TARGET_MS} ms p50 at concurrency 1",
-                            f"{delta_ms:+.2f} ms", verdict(delta_ms <= TARGET_MS)))
+    section.targets.append(
+        (
+            f"metrics + access log cost <= {TARGET_MS} ms p50 at concurrency 1",
+            f"{delta_ms:+.2f} ms",
+            verdict(delta_ms <= TARGET_MS),
+        )
+    )
     section.notes.append(
         f"Model: {model.origin}. {rounds} rounds of {per_round} requests per server, alternating which goes first; "
         f"the 'on' server counted `{counted.strip() or 'no model_infer_request_success_total line'}` and wrote "

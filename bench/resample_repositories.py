@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copyfile(args.pre_process / name, args.output / name)
     for name in ARRAYS:
         np.save(args.output / f"{name}.npy", np.load(args.pre_process / f"{name}.npy")[indices], allow_pickle=False)
-    (args.output / "preprocess.json").write_text(json.dumps(summary | {"rows": int(len(indices))}, indent=2))
+    (args.output / "preprocess.json").write_text(json.dumps(summary | {"rows": len(indices)}, indent=2))
     print(f"{len(indices):,} rows from {len(set(repositories))} repositories (alpha {args.alpha}) -> {args.output}")
     return 0
 

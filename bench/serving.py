@@ -122,8 +122,13 @@ def run(model: Model, quick: bool, scratch: Path, plots_dir: Path) -> tuple[Sect
             wait_ready(base_url, server, timeout=180)
             for protocol in protocols:  # warm both routes and both batch shapes
                 for size in sizes:
-                    load(base_url + (V1_PATH if protocol == "v1" else V2_PATH), payload(protocol, bodies[:size]),
-                         2, 10, 30)
+                    load(
+                        base_url + (V1_PATH if protocol == "v1" else V2_PATH),
+                        payload(protocol, bodies[:size]),
+                        2,
+                        10,
+                        30,
+                    )
             for protocol in protocols:
                 for size in sizes:
                     for concurrency in concurrencies:

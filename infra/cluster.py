@@ -1,4 +1,5 @@
 """Cluster access: a kube context on minikube, or a GKE cluster with a GPU pool, a bucket and an identity on GKE."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -84,10 +85,12 @@ class ClusterAccess(pulumi.ComponentResource):
             remove_default_node_pool=True,  # the pools below are managed on their own
             deletion_protection=False,  # `pulumi destroy` must be able to remove it
             workload_identity_config=gcp.container.ClusterWorkloadIdentityConfigArgs(
-                workload_pool=f"{gke.project}.svc.id.goog"),
+                workload_pool=f"{gke.project}.svc.id.goog"
+            ),
             network_policy=gcp.container.ClusterNetworkPolicyArgs(enabled=True, provider="CALICO"),
             addons_config=gcp.container.ClusterAddonsConfigArgs(
-                network_policy_config=gcp.container.ClusterAddonsConfigNetworkPolicyConfigArgs(disabled=False)),
+                network_policy_config=gcp.container.ClusterAddonsConfigNetworkPolicyConfigArgs(disabled=False)
+            ),
             opts=child,
         )
         on_cluster = pulumi.ResourceOptions(parent=self, depends_on=[self.cluster])
@@ -118,12 +121,15 @@ class ClusterAccess(pulumi.ComponentResource):
                 machine_type=gke.gpu_machine_type,
                 oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
                 workload_metadata_config=workload_metadata,
-                guest_accelerators=[gcp.container.NodePoolNodeConfigGuestAcceleratorArgs(
-                    type=gke.gpu_type,
-                    count=1,
-                    gpu_driver_installation_config=gcp.container.
-                    NodePoolNodeConfigGuestAcceleratorGpuDriverInstallationConfigArgs(gpu_driver_version="DEFAULT"),
-                )],
+                guest_accelerators=[
+                    gcp.container.NodePoolNodeConfigGuestAcceleratorArgs(
+                        type=gke.gpu_type,
+                        count=1,
+                        gpu_driver_installation_config=gcp.container.NodePoolNodeConfigGuestAcceleratorGpuDriverInstallationConfigArgs(
+                            gpu_driver_version="DEFAULT"
+                        ),
+                    )
+                ],
             ),
             opts=on_cluster,
         )
@@ -150,8 +156,11 @@ class ClusterAccess(pulumi.ComponentResource):
             member=self.storage_account.email.apply(lambda email: f"serviceAccount:{email}"),
             opts=child,
         )
-        accounts = (("", PACHD_SERVICE_ACCOUNT), ("-worker", PACHYDERM_WORKER_SERVICE_ACCOUNT),
-                    *((f"-{account}", account) for account in self._bucket_accounts))
+        accounts = (
+            ("", PACHD_SERVICE_ACCOUNT),
+            ("-worker", PACHYDERM_WORKER_SERVICE_ACCOUNT),
+            *((f"-{account}", account) for account in self._bucket_accounts),
+        )
         for suffix, account in accounts:
             gcp.serviceaccount.IAMMember(
                 f"{name}-pachyderm{suffix}-workload-identity",

@@ -3,6 +3,7 @@
 Every error names the config key and the command that fixes it, so `pulumi preview` stops before any resource
 changes (a ConfigError is a `pulumi.RunError`: Pulumi prints the message, not a Python traceback).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -31,15 +32,49 @@ _IPV4 = re.compile(r"^[0-9]+(\.[0-9]+){3}$")
 # Every key a stack may set, by namespace. Anything else is a typo and stops the preview.
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     PROJECT: (
-        "namespace", "cluster", "kubeContext", "gpus", "pachydermChartVersion", "seldonChartVersion",
-        "trainingOperatorRef", "pachdAddress", "stageImageRepo", "sampleSize", "epochs", "architecture",
-        "minRougeL", "beatBaseline", "incremental", "parallelism", "fullRetrain", "gkeLocation", "cpuMachineType", "gpuMachineType", "gpuType", "gpuNodesMax",
-        "bucketForceDestroy", "ingressControllerChartVersion", "lokiDeploy", "pachdRootToken",
-        "trainer", "trainWorkers",  # training through a TFJob: read by _training_mode
+        "namespace",
+        "cluster",
+        "kubeContext",
+        "gpus",
+        "pachydermChartVersion",
+        "seldonChartVersion",
+        "trainingOperatorRef",
+        "pachdAddress",
+        "stageImageRepo",
+        "sampleSize",
+        "epochs",
+        "architecture",
+        "minRougeL",
+        "beatBaseline",
+        "incremental",
+        "parallelism",
+        "fullRetrain",
+        "gkeLocation",
+        "cpuMachineType",
+        "gpuMachineType",
+        "gpuType",
+        "gpuNodesMax",
+        "bucketForceDestroy",
+        "ingressControllerChartVersion",
+        "lokiDeploy",
+        "pachdRootToken",
+        "trainer",
+        "trainWorkers",  # training through a TFJob: read by _training_mode
     ),
     "registry": ("server", "username", "password"),
-    "serving": ("imageRepo", "modelTag", "replicas", "ingress", "ingressHost", "gatewayNamespace", "namespace",
-                "canaryTag", "canaryTraffic", "metricsScrape", "monitoringNamespace"),
+    "serving": (
+        "imageRepo",
+        "modelTag",
+        "replicas",
+        "ingress",
+        "ingressHost",
+        "gatewayNamespace",
+        "namespace",
+        "canaryTag",
+        "canaryTraffic",
+        "metricsScrape",
+        "monitoringNamespace",
+    ),
 }
 
 
@@ -209,8 +244,10 @@ def _rollout(srv: _Reader) -> RolloutConfig:
     def tag(name: str) -> str | None:
         value = srv.text(name)
         if value is not None and not _TAG.match(value):
-            raise ConfigError(f"invalid `{srv.key(name)}` {value!r}: use an export job ID (the tag in export's "
-                              f"image.json) or `{LATEST}`")
+            raise ConfigError(
+                f"invalid `{srv.key(name)}` {value!r}: use an export job ID (the tag in export's "
+                f"image.json) or `{LATEST}`"
+            )
         return value
 
     model, canary = tag("modelTag"), tag("canaryTag")
@@ -218,12 +255,16 @@ def _rollout(srv: _Reader) -> RolloutConfig:
     traffic = DEFAULT_CANARY_TRAFFIC
     if raw is not None:
         if not re.fullmatch(r"[0-9]{1,3}", raw) or not 1 <= int(raw) <= 99:
-            raise ConfigError(f"invalid `{srv.key('canaryTraffic')}` {raw!r}: use a whole percent from 1 to 99, e.g. "
-                              f"{_fix(srv.key('canaryTraffic'), '10')}")
+            raise ConfigError(
+                f"invalid `{srv.key('canaryTraffic')}` {raw!r}: use a whole percent from 1 to 99, e.g. "
+                f"{_fix(srv.key('canaryTraffic'), '10')}"
+            )
         traffic = int(raw)
     if canary is not None and model is None:
-        raise ConfigError(f"`{srv.key('canaryTag')}` is set but `{srv.key('modelTag')}` is not: a canary runs next to "
-                          f"a model. Set {_fix(srv.key('modelTag'), f'<job ID|{LATEST}>')} first")
+        raise ConfigError(
+            f"`{srv.key('canaryTag')}` is set but `{srv.key('modelTag')}` is not: a canary runs next to "
+            f"a model. Set {_fix(srv.key('modelTag'), f'<job ID|{LATEST}>')} first"
+        )
     return RolloutConfig(model=model, canary=canary, canary_traffic=traffic)
 
 

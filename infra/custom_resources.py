@@ -8,6 +8,7 @@ provider/pkg/metadata/annotations.go and overrides.go; CHANGELOG.md 4.18.0 and 4
 `apiextensions.CustomResource` resolves only the properties it was constructed with (api_version, kind, metadata,
 spec), so the `status` the provider returns after the wait would be dropped; this subclass declares it too.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -29,13 +30,21 @@ class CustomResourceWithStatus(k8s.apiextensions.CustomResource):
 
     status: pulumi.Output[Any]
 
-    def _internal_init(self, resource_name: str, api_version: str, kind: str,  # type: ignore[override]
-                       opts: pulumi.ResourceOptions | None = None, metadata: Any = None, spec: Any = None,
-                       __props__: Any = None) -> None:
+    def _internal_init(
+        self,
+        resource_name: str,
+        api_version: str,
+        kind: str,  # type: ignore[override]
+        opts: pulumi.ResourceOptions | None = None,
+        metadata: Any = None,
+        spec: Any = None,
+        __props__: Any = None,
+    ) -> None:
         if opts is None or opts.id is not None or __props__ is not None:
             # A lookup of an existing object: nothing to add.
-            super()._internal_init(resource_name, api_version, kind, opts=opts, metadata=metadata, spec=spec,
-                                   __props__=__props__)
+            super()._internal_init(
+                resource_name, api_version, kind, opts=opts, metadata=metadata, spec=spec, __props__=__props__
+            )
             return
         props = {"apiVersion": api_version, "kind": kind, "metadata": metadata, "spec": spec, "status": None}
         pulumi.CustomResource.__init__(self, f"kubernetes:{api_version}:{kind}", resource_name, props, opts)

@@ -12,6 +12,7 @@ deletes the finished job (kubeflow/training-operator v1.9.0 pkg/controller.v1/co
 Without one, the finished job stays (its pods hold no resources once they have exited) and is replaced only when the
 image changes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,15 +48,17 @@ def tfjob_spec(image: str, image_pull_secret: str, gpus: int) -> dict[str, Any]:
         "imagePullSecrets": [{"name": image_pull_secret}],
         "automountServiceAccountToken": False,
         "securityContext": pod_security_context(),
-        "containers": [{
-            "name": "tensorflow",  # the name the training operator requires
-            "image": image,
-            "command": ["python", "-c", CHECK_SCRIPT.replace("{need}", str(gpus))],
-            "resources": resources,
-            "securityContext": container_security_context(),
-            "env": [{"name": "TF_CPP_MIN_LOG_LEVEL", "value": "2"}],
-            "volumeMounts": [dict(TMP_MOUNT)],
-        }],
+        "containers": [
+            {
+                "name": "tensorflow",  # the name the training operator requires
+                "image": image,
+                "command": ["python", "-c", CHECK_SCRIPT.replace("{need}", str(gpus))],
+                "resources": resources,
+                "securityContext": container_security_context(),
+                "env": [{"name": "TF_CPP_MIN_LOG_LEVEL", "value": "2"}],
+                "volumeMounts": [dict(TMP_MOUNT)],
+            }
+        ],
         "volumes": [dict(TMP_VOLUME)],
     }
     if gpus:
@@ -111,18 +114,23 @@ class StageImageCheck(pulumi.ComponentResource):
     def __init__(self, name: str, args: StageImageCheckArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("issue-titles:infra:StageImageCheck", name, None, opts)
         spec = pulumi.Output.all(args.image, args.image_pull_secret).apply(
-            lambda parts: tfjob_spec(parts[0], parts[1], args.gpus))
+            lambda parts: tfjob_spec(parts[0], parts[1], args.gpus)
+        )
         self.job = CustomResourceWithStatus(
             name,
             api_version="kubeflow.org/v1",
             kind="TFJob",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=JOB_NAME, namespace=args.namespace,
-                                                labels=labels("training"),
-                                                annotations=wait_annotations(WAIT_FOR, TIMEOUT_SECONDS)),
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=JOB_NAME,
+                namespace=args.namespace,
+                labels=labels("training"),
+                annotations=wait_annotations(WAIT_FOR, TIMEOUT_SECONDS),
+            ),
             spec=spec,
             opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["spec"], delete_before_replace=True),
         )
         # Export this (the program does): evaluating it is what turns a failed check into a failed `pulumi up`.
         self.result: pulumi.Output[str] = pulumi.Output.all(args.image, self.job.status, self.job.urn).apply(
-            lambda parts: check_result(*parts))
+            lambda parts: check_result(*parts)
+        )
         self.register_outputs({"job": JOB_NAME, "result": self.result})

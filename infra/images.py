@@ -1,4 +1,5 @@
 """The stage image, built from `stages/` and pushed with pulumi-docker, tagged by the content it is built from."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,7 +12,13 @@ import pulumi_docker as docker
 STAGES_DIR = Path(__file__).resolve().parents[1] / "stages"
 # What the Dockerfile copies in; anything else in the folder (benchmarks, caches) does not change the image.
 IMAGE_INPUTS = (
-    "Dockerfile", "requirements.lock", "requirements-gpu.lock", "pyproject.toml", "README.md", "LICENSE", "src",
+    "Dockerfile",
+    "requirements.lock",
+    "requirements-gpu.lock",
+    "pyproject.toml",
+    "README.md",
+    "LICENSE",
+    "src",
 )
 _IGNORED_PARTS = {"__pycache__", ".pytest_cache"}
 
@@ -33,8 +40,11 @@ def content_tag(folder: Path, variant: str) -> str:
 
 def _is_build_debris(rel: Path) -> bool:
     """Caches and local install metadata: present in a developer's checkout, absent from a fresh clone."""
-    return bool(_IGNORED_PARTS & set(rel.parts)) or rel.suffix == ".pyc" or \
-        any(part.endswith(".egg-info") for part in rel.parts)
+    return (
+        bool(_IGNORED_PARTS & set(rel.parts))
+        or rel.suffix == ".pyc"
+        or any(part.endswith(".egg-info") for part in rel.parts)
+    )
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
 """The labels every object the program makes carries, so a user (and the e2e check) can find them all."""
+
 from __future__ import annotations
 
 PART_OF = "issue-titles"

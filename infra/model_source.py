@@ -14,6 +14,7 @@ An export commit is selected only when all of this holds, newest first (`list_co
   says the quality gate passed.
 Anything else is refused by name (`export@<id>: <why>`) and the next older commit is considered.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -54,10 +55,14 @@ class ExportedModel:
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def provenance(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "export_commit": f"{EXPORT_REPO}@{self.export_commit}",
-                "build_commit": f"{BUILD_REPO}@{self.build_commit}" if self.build_commit else None,
-                "data_commit": f"{DATA_REPO}@{self.data_commit}" if self.data_commit else None,
-                "digest": self.digest, "metrics": self.metrics}
+        return {
+            "job_id": self.job_id,
+            "export_commit": f"{EXPORT_REPO}@{self.export_commit}",
+            "build_commit": f"{BUILD_REPO}@{self.build_commit}" if self.build_commit else None,
+            "data_commit": f"{DATA_REPO}@{self.data_commit}" if self.data_commit else None,
+            "digest": self.digest,
+            "metrics": self.metrics,
+        }
 
 
 @dataclass(frozen=True)
@@ -79,8 +84,14 @@ def _metrics(provenance: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def check_export(commit_id: str, record: Any, provenance_bytes: bytes | None, image_repo: str,
-                 build_commit: str | None = None, data_commit: str | None = None) -> ExportedModel:
+def check_export(
+    commit_id: str,
+    record: Any,
+    provenance_bytes: bytes | None,
+    image_repo: str,
+    build_commit: str | None = None,
+    data_commit: str | None = None,
+) -> ExportedModel:
     """The model of export@`commit_id`, or ModelRefused naming the commit and the reason. No I/O."""
     name = f"{EXPORT_REPO}@{commit_id}"
     if not isinstance(record, dict) or not isinstance(record.get("image"), str):
@@ -91,14 +102,17 @@ def check_export(commit_id: str, record: Any, provenance_bytes: bytes | None, im
         why = record.get("reason") or f"{IMAGE_RECORD} says it was not pushed"
         raise ModelRefused(f"{name}: image {image} is missing from the registry ({why})")
     if image != expected:
-        raise ModelRefused(f"{name}: image {image} is not {expected} (another repository, or not tagged with the "
-                           "export job ID)")
+        raise ModelRefused(
+            f"{name}: image {image} is not {expected} (another repository, or not tagged with the export job ID)"
+        )
     if provenance_bytes is None:
         raise ModelRefused(f"{name}: provenance does not verify: the build commit it came from has no {PROVENANCE}")
     actual = hashlib.sha256(provenance_bytes).hexdigest()
     if record.get("provenance_sha256") != actual:
-        raise ModelRefused(f"{name}: provenance does not verify: {IMAGE_RECORD} records sha256 "
-                           f"{str(record.get('provenance_sha256'))[:12]}…, build's {PROVENANCE} has {actual[:12]}…")
+        raise ModelRefused(
+            f"{name}: provenance does not verify: {IMAGE_RECORD} records sha256 "
+            f"{str(record.get('provenance_sha256'))[:12]}…, build's {PROVENANCE} has {actual[:12]}…"
+        )
     try:
         provenance = json.loads(provenance_bytes)
     except ValueError:
@@ -106,11 +120,19 @@ def check_export(commit_id: str, record: Any, provenance_bytes: bytes | None, im
     gate = provenance.get("quality_gate") if isinstance(provenance, dict) else None
     if not isinstance(gate, dict) or gate.get("passed") is not True:
         raise ModelRefused(f"{name}: the model did not pass the quality gate ({PROVENANCE}: quality_gate={gate!r})")
-    return ExportedModel(job_id=commit_id, image=image, export_commit=commit_id, build_commit=build_commit,
-                         data_commit=data_commit, digest=record.get("digest"), metrics=_metrics(provenance))
+    return ExportedModel(
+        job_id=commit_id,
+        image=image,
+        export_commit=commit_id,
+        build_commit=build_commit,
+        data_commit=data_commit,
+        digest=record.get("digest"),
+        metrics=_metrics(provenance),
+    )
 
 
 # --- pachd ------------------------------------------------------------------------------------------------------------
+
 
 def _repo(name: str) -> Any:
     from pachyderm_sdk.api import pfs
@@ -156,12 +178,14 @@ def _unreachable(error: BaseException, address: str) -> PachdUnreachable | None:
     status = pachd_status(error)
     if status is None or not is_unreachable(status):
         return None
-    return PachdUnreachable(f"cannot reach pachd at {address} to read the newest `{EXPORT_REPO}` commit "
-                            f"({status[0]}: {status[1]})")
+    return PachdUnreachable(
+        f"cannot reach pachd at {address} to read the newest `{EXPORT_REPO}` commit ({status[0]}: {status[1]})"
+    )
 
 
-def newest_exported_model(address: str, image_repo: str, limit: int = SCAN_LIMIT,
-                          auth_token: str | None = None) -> Selection:
+def newest_exported_model(
+    address: str, image_repo: str, limit: int = SCAN_LIMIT, auth_token: str | None = None
+) -> Selection:
     """The newest export commit that passed the gate and verifies; the ones refused on the way, by name.
 
     `auth_token` is pachd's root token (pachd's auth is on; infra/pachd.py, connect). Raises
@@ -194,8 +218,17 @@ def newest_exported_model(address: str, image_repo: str, limit: int = SCAN_LIMIT
             build, data = _upstream(client, info)
             provenance = _read_file(client, build, f"/{PROVENANCE}") if build is not None else None
             try:
-                return Selection(check_export(commit.id, record, provenance, image_repo,
-                                              build.id if build else None, data.id if data else None), refused)
+                return Selection(
+                    check_export(
+                        commit.id,
+                        record,
+                        provenance,
+                        image_repo,
+                        build.id if build else None,
+                        data.id if data else None,
+                    ),
+                    refused,
+                )
             except ModelRefused as refusal:
                 refused.append(str(refusal))
         return Selection(None, refused)
@@ -208,8 +241,10 @@ def newest_exported_model(address: str, image_repo: str, limit: int = SCAN_LIMIT
             raise PachydermError(
                 f"reading the `{EXPORT_REPO}` commits from pachd at {address} failed: {status[1]} [{status[0]}]. "
                 f"Pachyderm's auth is on: set the root token pachd was deployed with, "
-                f"`pulumi config set --secret {TOKEN_CONFIG} <token>`") from None
+                f"`pulumi config set --secret {TOKEN_CONFIG} <token>`"
+            ) from None
         if status is not None:
-            raise PachydermError(f"reading the `{EXPORT_REPO}` commits from pachd at {address} failed: "
-                                 f"{status[1]} [{status[0]}]") from None
+            raise PachydermError(
+                f"reading the `{EXPORT_REPO}` commits from pachd at {address} failed: {status[1]} [{status[0]}]"
+            ) from None
         raise

@@ -4,6 +4,7 @@ Each is a `helm.v3.Release` or manifests vendored in this repository: Release ke
 first), and `yaml.v2.ConfigFile` applies CRDs and namespaces before the objects that need them, so the CRDs exist
 before the custom resources that depend on this component.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -93,8 +94,12 @@ class SeldonCore(pulumi.ComponentResource):
 
 
 def pachyderm_values(
-    cluster: str, registry_secret: str, bucket: str | None = None, storage_service_account: str | None = None,
-    loki_deploy: bool = False, root_token_sha256: str | None = None,
+    cluster: str,
+    registry_secret: str,
+    bucket: str | None = None,
+    storage_service_account: str | None = None,
+    loki_deploy: bool = False,
+    root_token_sha256: str | None = None,
 ) -> dict[str, Any]:
     """Helm values: local storage behind a NodePort on minikube, the GCS bucket via Workload Identity on GKE.
 
@@ -162,18 +167,23 @@ def pachyderm_values(
 
 def pachd_network_policy_spec() -> dict[str, Any]:
     """Only pipeline workers, pachw and the proxy (the one door for pachctl and Pulumi) may reach pachd."""
+
     def peer(key: str, value: str) -> dict[str, Any]:
         return {"podSelector": {"matchLabels": {key: value}}}
 
     return {
         "podSelector": {"matchLabels": {"app": "pachd"}},
         "policyTypes": ["Ingress"],
-        "ingress": [{"from": [
-            peer("component", "worker"),
-            peer("app", "pachw"),
-            peer("app", "pachyderm-proxy"),
-            peer("app", "pachd"),
-        ]}],
+        "ingress": [
+            {
+                "from": [
+                    peer("component", "worker"),
+                    peer("app", "pachw"),
+                    peer("app", "pachyderm-proxy"),
+                    peer("app", "pachd"),
+                ]
+            }
+        ],
     }
 
 
@@ -202,18 +212,19 @@ class Pachyderm(pulumi.ComponentResource):
         token = pulumi.Output.secret(args.root_token)
         self.root_token_secret = k8s.core.v1.Secret(
             f"{name}-root-token",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=ROOT_TOKEN_SECRET, namespace=args.namespace,
-                                                labels=labels("pachyderm")),
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=ROOT_TOKEN_SECRET, namespace=args.namespace, labels=labels("pachyderm")
+            ),
             type="Opaque",
             string_data={ROOT_TOKEN_KEY: token},
             opts=pulumi.ResourceOptions(parent=self),
         )
         # Only a hash of the token enters the chart's values, so the values (and the release's diff) stay readable.
         token_sha256 = pulumi.Output.unsecret(token.apply(lambda t: hashlib.sha256(t.encode()).hexdigest()))
-        values = pulumi.Output.all(args.registry_secret, args.bucket, args.storage_service_account,
-                                   token_sha256).apply(
-            lambda parts: pachyderm_values(args.cluster, *parts[:3], loki_deploy=args.loki_deploy,
-                                           root_token_sha256=parts[3])
+        values = pulumi.Output.all(args.registry_secret, args.bucket, args.storage_service_account, token_sha256).apply(
+            lambda parts: pachyderm_values(
+                args.cluster, *parts[:3], loki_deploy=args.loki_deploy, root_token_sha256=parts[3]
+            )
         )
         self.release = k8s.helm.v3.Release(
             name,
@@ -231,8 +242,9 @@ class Pachyderm(pulumi.ComponentResource):
         )
         self.network_policy = k8s.networking.v1.NetworkPolicy(
             f"{name}-pachd",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name="pachd-from-pipelines-only", namespace=args.namespace,
-                                                labels=labels("pachyderm")),
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name="pachd-from-pipelines-only", namespace=args.namespace, labels=labels("pachyderm")
+            ),
             spec=pachd_network_policy_spec(),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
         )
@@ -245,8 +257,9 @@ class Pachyderm(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
             )
             self.pachd_address = proxy.status.apply(
-                lambda status: "grpc://" + _load_balancer_address(status, "pachyderm-proxy", "issue-titles:pachdAddress")
-                + ":80"
+                lambda status: (
+                    "grpc://" + _load_balancer_address(status, "pachyderm-proxy", "issue-titles:pachdAddress") + ":80"
+                )
             )
         self.register_outputs({"pachd_address": self.pachd_address, "status": self.release.status})
 

@@ -4,6 +4,7 @@ The specs come from `pipelines.all_pipelines`, the same data the local runner ex
 resource (infra/pachyderm_provider.py) that depends on the repo or pipelines it reads from, so `pulumi up` creates
 them upstream first and `pulumi destroy` deletes them downstream first.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,8 +12,13 @@ from typing import Any
 
 import pulumi
 
-from infra.pachyderm_provider import (DEFAULT_PROJECT, PachydermPipeline, PachydermPipelineArgs, PachydermRepo,
-                                      PachydermRepoArgs)
+from infra.pachyderm_provider import (
+    DEFAULT_PROJECT,
+    PachydermPipeline,
+    PachydermPipelineArgs,
+    PachydermRepo,
+    PachydermRepoArgs,
+)
 from pipelines import RAW_DATA_REPO, PipelineSettings, all_pipelines
 from pipelines.validate import input_leaves, input_repos, validate_specs
 
@@ -72,10 +78,17 @@ class PachydermPipelines(pulumi.ComponentResource):
         waits = _caller_dependencies(opts)
         specs = pipeline_specs(args)
 
-        raw_data = PachydermRepo(f"{name}-{RAW_DATA_REPO}", PachydermRepoArgs(
-            pachd_address=args.pachd_address, name=RAW_DATA_REPO, project=args.project,
-            description=RAW_DATA_DESCRIPTION, auth_token=args.auth_token),
-            pulumi.ResourceOptions(parent=self, depends_on=waits))
+        raw_data = PachydermRepo(
+            f"{name}-{RAW_DATA_REPO}",
+            PachydermRepoArgs(
+                pachd_address=args.pachd_address,
+                name=RAW_DATA_REPO,
+                project=args.project,
+                description=RAW_DATA_DESCRIPTION,
+                auth_token=args.auth_token,
+            ),
+            pulumi.ResourceOptions(parent=self, depends_on=waits),
+        )
         made: dict[str, pulumi.Resource] = {RAW_DATA_REPO: raw_data}
         created: list[PachydermPipeline] = []
         for spec in specs:
@@ -83,9 +96,11 @@ class PachydermPipelines(pulumi.ComponentResource):
             upstream = [made[repo] for repo in input_repos(spec)]  # validate_specs: each is made already
             made[pipeline] = resource = PachydermPipeline(
                 f"{name}-{pipeline}",
-                PachydermPipelineArgs(pachd_address=args.pachd_address, spec=spec, project=args.project,
-                                      auth_token=args.auth_token),
-                pulumi.ResourceOptions(parent=self, depends_on=[*waits, *upstream]))
+                PachydermPipelineArgs(
+                    pachd_address=args.pachd_address, spec=spec, project=args.project, auth_token=args.auth_token
+                ),
+                pulumi.ResourceOptions(parent=self, depends_on=[*waits, *upstream]),
+            )
             created.append(resource)
 
         self.repo = raw_data.name

@@ -13,22 +13,41 @@ detailed diff; the engine then diffs the old and new inputs itself. The spec is 
 The provider's `update` computes the same changed fields (`changed_fields`) and reprocesses when they touch what a
 datum computes (`should_reprocess`); `diff` only says whether anything changed and what forces a replacement.
 """
+
 from __future__ import annotations
 
 import copy
 import hashlib
 import json
 import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, NoReturn
+from typing import Any, NoReturn
 
 import pulumi
-from pulumi.dynamic import (CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource,
-                            ResourceProvider, UpdateResult)
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    ResourceProvider,
+    UpdateResult,
+)
 from pulumi.runtime.rpc import UNKNOWN  # what Pulumi puts in place of a value it does not know yet (a preview)
 
-from infra.pachd import (REFUSED, TOKEN_CONFIG, TOKEN_FIX, PachydermError, address_problem, call, is_not_found,
-                         is_unreachable, pachd_status)
+from infra.pachd import (
+    REFUSED,
+    TOKEN_CONFIG,
+    TOKEN_FIX,
+    PachydermError,
+    address_problem,
+    call,
+    is_not_found,
+    is_unreachable,
+    pachd_status,
+)
 from pipelines.validate import pipeline_name, spec_problems
 
 DEFAULT_PROJECT = "default"
@@ -44,8 +63,16 @@ AUTH_TOKEN = "auth_token"  # the resources' input holding pachd's root token (a 
 
 # --- pachd errors -----------------------------------------------------------------------------------------------------
 
-def _call_pachd(props: Mapping[str, Any], request: Callable[[Any], Any], *, what: str, action: str,
-                spec: Mapping[str, Any] | None = None, missing_ok: bool = False) -> bool:
+
+def _call_pachd(
+    props: Mapping[str, Any],
+    request: Callable[[Any], Any],
+    *,
+    what: str,
+    action: str,
+    spec: Mapping[str, Any] | None = None,
+    missing_ok: bool = False,
+) -> bool:
     """Make one pachd call, `request(client)` with the resource's address and token: True when it went through,
     False when the object was missing (with `missing_ok`); any pachd error becomes a PachydermError that says what
     failed, where, and what to check."""
@@ -103,8 +130,9 @@ def field_in_message(details: str, spec: Mapping[str, Any] | None) -> str | None
     return None
 
 
-def _fail(status: tuple[str, str], what: str, address: str, action: str,
-          spec: Mapping[str, Any] | None = None) -> NoReturn:
+def _fail(
+    status: tuple[str, str], what: str, address: str, action: str, spec: Mapping[str, Any] | None = None
+) -> NoReturn:
     """Raise a PachydermError that says which object, which pachd, what went wrong and what to check."""
     code, details = status
     if is_unreachable(status):
@@ -112,22 +140,29 @@ def _fail(status: tuple[str, str], what: str, address: str, action: str,
             f"{what}: cannot reach pachd at {address} ({code}: {details}). Check that the Pachyderm release is "
             f"deployed and pachd is running (kubectl get pods -l app=pachd), that the address is right (stack "
             f"config `issue-titles:pachdAddress`; on minikube grpc://$(minikube ip):30080) and that this machine "
-            f"can reach it.") from None
+            f"can reach it."
+        ) from None
     if code in REFUSED:
         raise PachydermError(
             f"{what}: pachd at {address} refused to {action} ({code}: {details}). Pachyderm's auth is on: the "
             f"program calls pachd with the root token from the stack's secret `{TOKEN_CONFIG}`, which must be the "
-            f"one pachd was deployed with (the `pachyderm-root-token` Secret); set it with {TOKEN_FIX}.") from None
+            f"one pachd was deployed with (the `pachyderm-root-token` Secret); set it with {TOKEN_FIX}."
+        ) from None
     if code == "ALREADY_EXISTS" or "already exists" in details.lower():
         raise PachydermError(
             f"{what}: it already exists at pachd {address}, outside this stack ({details}). Delete it (pachctl) "
-            f"or rename it in the program, then run `pulumi up` again.") from None
+            f"or rename it in the program, then run `pulumi up` again."
+        ) from None
     field = field_in_message(details, spec)
-    raise PachydermError(f"{what}: pachd at {address} rejected the request to {action}: {details}"
-                         + (f" (field: {field})" if field else "") + f" [{code}]") from None
+    raise PachydermError(
+        f"{what}: pachd at {address} rejected the request to {action}: {details}"
+        + (f" (field: {field})" if field else "")
+        + f" [{code}]"
+    ) from None
 
 
 # --- values -----------------------------------------------------------------------------------------------------------
+
 
 def _is_unknown(value: Any) -> bool:
     return isinstance(value, str) and value == UNKNOWN
@@ -194,8 +229,13 @@ def _token_failures(props: Mapping[str, Any]) -> list[CheckFailure]:
     token = props.get(AUTH_TOKEN)
     if _is_unknown(token) or (isinstance(token, str) and token.strip()):
         return []
-    return [CheckFailure(AUTH_TOKEN, f"no pachd auth token: Pachyderm's auth is on, and every call to pachd needs "
-                                     f"the root token; set it with {TOKEN_FIX}")]
+    return [
+        CheckFailure(
+            AUTH_TOKEN,
+            f"no pachd auth token: Pachyderm's auth is on, and every call to pachd needs "
+            f"the root token; set it with {TOKEN_FIX}",
+        )
+    ]
 
 
 def _name_failures(props: Mapping[str, Any], keys: tuple[str, ...]) -> list[CheckFailure]:
@@ -218,6 +258,7 @@ def _stored(props: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --- repos ------------------------------------------------------------------------------------------------------------
+
 
 def _repo_message(props: Mapping[str, Any]) -> Any:
     from pachyderm_sdk.api import pfs
@@ -246,8 +287,13 @@ def _repository_sources(source: str, found: dict[str, str] | None = None) -> dic
 
     found = {} if found is None else found
     for node in ast.parse(source).body:
-        if (isinstance(node, ast.ImportFrom) and not node.level and node.module
-                and node.module.split(".")[0] in REPOSITORY_PACKAGES and node.module not in found):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and not node.level
+            and node.module
+            and node.module.split(".")[0] in REPOSITORY_PACKAGES
+            and node.module not in found
+        ):
             spec = importlib.util.find_spec(node.module)
             if spec is None or spec.origin is None:
                 raise ImportError(f"cannot find the source of {node.module}, which the Pachyderm provider imports")
@@ -267,8 +313,10 @@ def _load_by_source(source: str, bundle: dict[str, str], class_name: str, tag: s
     prefix = "issue_titles_provider_" + tag
     main = sys.modules.get(prefix)
     if main is None:
-        def bundled_import(name: str, globals_: Any = None, locals_: Any = None, fromlist: Any = (),
-                           level: int = 0) -> Any:
+
+        def bundled_import(
+            name: str, globals_: Any = None, locals_: Any = None, fromlist: Any = (), level: int = 0
+        ) -> Any:
             if level or name not in bundle:
                 return builtins.__import__(name, globals_, locals_, fromlist, level)
             private = f"{prefix}.{name}"
@@ -283,8 +331,9 @@ def _load_by_source(source: str, bundle: dict[str, str], class_name: str, tag: s
 
         scope = dict(builtins.__dict__, __import__=bundled_import)
         sys.modules[prefix] = main = types.ModuleType(prefix)
-        main.__dict__.update(__builtins__=scope, __provider_source__=source, __provider_bundle__=bundle,
-                             __provider_loader__=loader)
+        main.__dict__.update(
+            __builtins__=scope, __provider_source__=source, __provider_bundle__=bundle, __provider_loader__=loader
+        )
         exec(compile(source, f"<{prefix}, by source>", "exec"), main.__dict__)
     return getattr(main, class_name)()
 
@@ -318,8 +367,14 @@ class BySource:
         digest = hashlib.sha256(source.encode())
         for name in sorted(bundle):
             digest.update(name.encode() + b"\0" + bundle[name].encode())
-        scope = {"loader": _loader_source(), "scope": {}, "source": source, "bundle": bundle,
-                 "class_name": type(self).__name__, "tag": digest.hexdigest()[:16]}
+        scope = {
+            "loader": _loader_source(),
+            "scope": {},
+            "source": source,
+            "bundle": bundle,
+            "class_name": type(self).__name__,
+            "tag": digest.hexdigest()[:16],
+        }
         return eval, (_REBUILD, scope), (self.__dict__ or None)
 
 
@@ -338,41 +393,64 @@ class RepoProvider(BySource, ResourceProvider):
     serialize_as_secret_always = False  # nothing secret is captured; keeps the state readable
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        return CheckResult(news, _address_failures(news) + _token_failures(news)
-                           + _name_failures(news, ("project", "name")))
+        return CheckResult(
+            news, _address_failures(news) + _token_failures(news) + _name_failures(news, ("project", "name"))
+        )
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = _replaced_keys(olds, news)
-        changes = bool(replaces) or any(olds.get(k) != news.get(k)
-                                        for k in ("description", "pachd_address", AUTH_TOKEN))
+        changes = bool(replaces) or any(
+            olds.get(k) != news.get(k) for k in ("description", "pachd_address", AUTH_TOKEN)
+        )
         return DiffResult(changes=changes, replaces=replaces, delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        _call_pachd(props, lambda client: client.pfs.create_repo(
-            repo=_repo_message(props), description=props.get("description", ""), update=False),
-            what=_repo_label(props), action="create it")
+        _call_pachd(
+            props,
+            lambda client: client.pfs.create_repo(
+                repo=_repo_message(props), description=props.get("description", ""), update=False
+            ),
+            what=_repo_label(props),
+            action="create it",
+        )
         return CreateResult(f"{props.get('project') or DEFAULT_PROJECT}/{props['name']}", _stored(props))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         if olds.get("description") != news.get("description"):  # a new address or token only updates the state
-            _call_pachd(news, lambda client: client.pfs.create_repo(
-                repo=_repo_message(news), description=news.get("description", ""), update=True),
-                what=_repo_label(news), action="update its description")
+            _call_pachd(
+                news,
+                lambda client: client.pfs.create_repo(
+                    repo=_repo_message(news), description=news.get("description", ""), update=True
+                ),
+                what=_repo_label(news),
+                action="update its description",
+            )
         return UpdateResult(_stored(news))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         # already gone is what destroy wants
-        _call_pachd(props, lambda client: client.pfs.delete_repo(repo=_repo_message(props), force=False),
-                    what=_repo_label(props), action="delete it", missing_ok=True)
+        _call_pachd(
+            props,
+            lambda client: client.pfs.delete_repo(repo=_repo_message(props), force=False),
+            what=_repo_label(props),
+            action="delete it",
+            missing_ok=True,
+        )
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        found = _call_pachd(props, lambda client: client.pfs.inspect_repo(repo=_repo_message(props)),
-                            what=_repo_label(props), action="inspect it", missing_ok=True)
+        found = _call_pachd(
+            props,
+            lambda client: client.pfs.inspect_repo(repo=_repo_message(props)),
+            what=_repo_label(props),
+            action="inspect it",
+            missing_ok=True,
+        )
         # Deleted outside Pulumi: an empty id makes `pulumi refresh` drop it from the state.
         return ReadResult(id_, dict(props)) if found else ReadResult("", {})
 
 
 # --- pipelines --------------------------------------------------------------------------------------------------------
+
 
 def _pipeline_label(props: Mapping[str, Any]) -> str:
     return f"pipeline '{props.get('name') or pipeline_name(props.get('spec')) or '?'}'"
@@ -412,23 +490,31 @@ class PipelineProvider(BySource, ResourceProvider):
         if isinstance(name, str) and name and not _is_unknown(name) and name != news.get("name"):
             failures.append(CheckFailure("name", f"{news.get('name')!r} differs from spec.pipeline.name {name!r}"))
         if project is not None and not _is_unknown(project) and project != news.get("project"):
-            failures.append(CheckFailure(
-                "project", f"{news.get('project')!r} differs from spec.pipeline.project.name {project!r}"))
+            failures.append(
+                CheckFailure("project", f"{news.get('project')!r} differs from spec.pipeline.project.name {project!r}")
+            )
         return CheckResult(news, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = _replaced_keys(olds, news)
         fields = changed_fields(olds.get("spec") or {}, news.get("spec") or {})
-        other = any(normalise(olds.get(k)) != normalise(news.get(k))
-                    for k in ("pachd_address", "reprocess", AUTH_TOKEN))
+        other = any(
+            normalise(olds.get(k)) != normalise(news.get(k)) for k in ("pachd_address", "reprocess", AUTH_TOKEN)
+        )
         return DiffResult(changes=bool(replaces or fields or other), replaces=replaces, delete_before_replace=False)
 
     def _send(self, props: Mapping[str, Any], *, update: bool, reprocess: bool) -> None:
         spec = props["spec"]
         request = json.dumps(pipeline_request(props.get("project") or DEFAULT_PROJECT, spec), sort_keys=True)
-        _call_pachd(props, lambda client: client.pps.create_pipeline_v2(
-            create_pipeline_request_json=request, dry_run=False, update=update, reprocess=reprocess),
-            what=_pipeline_label(props), action="update the pipeline" if update else "create the pipeline", spec=spec)
+        _call_pachd(
+            props,
+            lambda client: client.pps.create_pipeline_v2(
+                create_pipeline_request_json=request, dry_run=False, update=update, reprocess=reprocess
+            ),
+            what=_pipeline_label(props),
+            action="update the pipeline" if update else "create the pipeline",
+            spec=spec,
+        )
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         self._send(props, update=False, reprocess=False)
@@ -447,19 +533,30 @@ class PipelineProvider(BySource, ResourceProvider):
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         # already gone is what destroy wants; its output repo goes with it (keep_repo=False)
-        _call_pachd(props, lambda client: client.pps.delete_pipeline(
-            pipeline=self._pipeline_message(props), all=False, force=False, keep_repo=False, must_exist=False),
-            what=_pipeline_label(props), action="delete the pipeline", missing_ok=True)
+        _call_pachd(
+            props,
+            lambda client: client.pps.delete_pipeline(
+                pipeline=self._pipeline_message(props), all=False, force=False, keep_repo=False, must_exist=False
+            ),
+            what=_pipeline_label(props),
+            action="delete the pipeline",
+            missing_ok=True,
+        )
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        found = _call_pachd(props, lambda client: client.pps.inspect_pipeline(
-            pipeline=self._pipeline_message(props), details=False),
-            what=_pipeline_label(props), action="inspect the pipeline", missing_ok=True)
+        found = _call_pachd(
+            props,
+            lambda client: client.pps.inspect_pipeline(pipeline=self._pipeline_message(props), details=False),
+            what=_pipeline_label(props),
+            action="inspect the pipeline",
+            missing_ok=True,
+        )
         # Deleted outside Pulumi: an empty id makes `pulumi refresh` drop it from the state.
         return ReadResult(id_, dict(props)) if found else ReadResult("", {})
 
 
 # --- resources --------------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class PachydermRepoArgs:
@@ -470,8 +567,10 @@ class PachydermRepoArgs:
     auth_token: pulumi.Input[str] | None = None  # pachd's root token; required by the provider's check
 
 
-def _secret_token(token: pulumi.Input[str] | None, opts: pulumi.ResourceOptions | None,
-                  ) -> tuple[Any, pulumi.ResourceOptions]:
+def _secret_token(
+    token: pulumi.Input[str] | None,
+    opts: pulumi.ResourceOptions | None,
+) -> tuple[Any, pulumi.ResourceOptions]:
     """The token as a secret input, and options that keep the output of the same name secret in the state too
     (the dynamic provider host does not accept secrets: the engine hands it plain values, `acceptSecrets: False`
     in pulumi/dynamic/__main__.py, so the output is marked here rather than left to the provider)."""
@@ -490,10 +589,18 @@ class PachydermRepo(Resource):
 
     def __init__(self, name: str, args: PachydermRepoArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         token, opts = _secret_token(args.auth_token, opts)
-        super().__init__(RepoProvider(), name, {
-            "pachd_address": args.pachd_address, "project": args.project, "name": args.name,
-            "description": args.description, AUTH_TOKEN: token,
-        }, opts)
+        super().__init__(
+            RepoProvider(),
+            name,
+            {
+                "pachd_address": args.pachd_address,
+                "project": args.project,
+                "name": args.name,
+                "description": args.description,
+                AUTH_TOKEN: token,
+            },
+            opts,
+        )
 
 
 @dataclass(frozen=True)
@@ -520,8 +627,13 @@ class PachydermPipeline(Resource):
         else:
             name_ = pulumi.Output.from_input(spec).apply(pipeline_name)
         token, opts = _secret_token(args.auth_token, opts)
-        props: dict[str, Any] = {"pachd_address": args.pachd_address, "project": args.project,
-                                 "name": name_, "spec": spec, AUTH_TOKEN: token}
+        props: dict[str, Any] = {
+            "pachd_address": args.pachd_address,
+            "project": args.project,
+            "name": name_,
+            "spec": spec,
+            AUTH_TOKEN: token,
+        }
         if args.reprocess is not None:
             props["reprocess"] = args.reprocess
         super().__init__(PipelineProvider(), name, props, opts)

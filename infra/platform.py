@@ -1,4 +1,5 @@
 """The namespaces and the registry credentials every other component uses."""
+
 from __future__ import annotations
 
 import base64
@@ -9,7 +10,6 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.labels import labels
-
 
 POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
 
@@ -45,13 +45,16 @@ class PlatformNamespace(pulumi.ComponentResource):
             raise ValueError(f"pod_security must be one of {', '.join(POD_SECURITY_LEVELS)}, not {args.pod_security!r}")
         self.namespace = k8s.core.v1.Namespace(
             name,
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=args.name, labels={
-                **labels(args.component),
-                **args.extra_labels,
-                "pod-security.kubernetes.io/enforce": args.pod_security,
-                "pod-security.kubernetes.io/warn": "restricted",
-                "pod-security.kubernetes.io/audit": "restricted",
-            }),
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=args.name,
+                labels={
+                    **labels(args.component),
+                    **args.extra_labels,
+                    "pod-security.kubernetes.io/enforce": args.pod_security,
+                    "pod-security.kubernetes.io/warn": "restricted",
+                    "pod-security.kubernetes.io/audit": "restricted",
+                },
+            ),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.name: pulumi.Output[str] = self.namespace.metadata.apply(lambda m: m.name)
@@ -87,8 +90,9 @@ class RegistrySecret(pulumi.ComponentResource):
         )
         self.secret = k8s.core.v1.Secret(
             name,
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=args.secret_name, namespace=args.namespace,
-                                                labels=labels("registry")),
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=args.secret_name, namespace=args.namespace, labels=labels("registry")
+            ),
             type="kubernetes.io/dockerconfigjson",
             string_data={".dockerconfigjson": config_json},
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["data", "stringData"]),

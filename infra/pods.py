@@ -1,4 +1,5 @@
 """How every pod the program itself defines runs: as the stage image's non-root user, on a read-only root."""
+
 from __future__ import annotations
 
 from typing import Any

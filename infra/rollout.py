@@ -15,10 +15,12 @@ output over the alternatives because it is exactly what was last deployed, needs
 (reading the live SeldonDeployment would), and no extra resource whose outputs would be unknown during a preview (a
 dynamic resource would).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import pulumi
 
@@ -55,8 +57,14 @@ def _previous(previous: Any, predictor: str) -> dict[str, Any] | None:
     return None
 
 
-def resolve(config: RolloutConfig, image_repo: str, pachd_address: str | None, previous: Any = None,
-            lookup: Lookup | None = None, warn: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+def resolve(
+    config: RolloutConfig,
+    image_repo: str,
+    pachd_address: str | None,
+    previous: Any = None,
+    lookup: Lookup | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
     """The predictors to serve, main first, each with its image, traffic share and provenance."""
     lookup = lookup or newest_exported_model
     warn = warn or pulumi.log.warn
@@ -70,8 +78,9 @@ def resolve(config: RolloutConfig, image_repo: str, pachd_address: str | None, p
         if selection is None and unreachable is None:
             try:
                 if pachd_address is None:
-                    raise PachdUnreachable("the pachd address is not known yet (the Pachyderm load balancer has no "
-                                           "address)")
+                    raise PachdUnreachable(
+                        "the pachd address is not known yet (the Pachyderm load balancer has no address)"
+                    )
                 selection = lookup(pachd_address, image_repo)
                 for refusal in selection.refused:
                     warn(f"not serving {refusal}")
@@ -80,20 +89,28 @@ def resolve(config: RolloutConfig, image_repo: str, pachd_address: str | None, p
         if selection is not None and selection.model is not None:
             model = selection.model
             provenance = {k: v for k, v in model.provenance().items() if k != "job_id"}
-            return _entry(predictor, model.image, model.job_id, f"latest export (serving:{_key(predictor)})",
-                          **provenance)
+            return _entry(
+                predictor, model.image, model.job_id, f"latest export (serving:{_key(predictor)})", **provenance
+            )
         last = _previous(previous, predictor)
         why = unreachable or "no export commit has passed the quality gate and verified yet" + (
-            f" ({'; '.join(selection.refused)})" if selection and selection.refused else "")
+            f" ({'; '.join(selection.refused)})" if selection and selection.refused else ""
+        )
         if last is not None:
-            warn(f"`serving:{_key(predictor)}` is `{LATEST}` but {why}: keeping the last deployed model "
-                 f"{last['image']}")
-            return {**last, "predictor": predictor, "traffic": 100,
-                    "source": f"last deployed (kept: {'pachd unreachable' if unreachable else 'no newer export'})"}
+            warn(
+                f"`serving:{_key(predictor)}` is `{LATEST}` but {why}: keeping the last deployed model {last['image']}"
+            )
+            return {
+                **last,
+                "predictor": predictor,
+                "traffic": 100,
+                "source": f"last deployed (kept: {'pachd unreachable' if unreachable else 'no newer export'})",
+            }
         raise ConfigError(
             f"`serving:{_key(predictor)}` is `{LATEST}` but {why}, and this stack has deployed no model before. "
             f"Check pachd (`pachctl list commit {'export'}@master`), or pin a job ID: "
-            f"`pulumi config set serving:{_key(predictor)} <export job ID>`")
+            f"`pulumi config set serving:{_key(predictor)} <export job ID>`"
+        )
 
     if config.model is None:
         return []
@@ -102,8 +119,10 @@ def resolve(config: RolloutConfig, image_repo: str, pachd_address: str | None, p
         return [main]
     canary = pick(CANARY, config.canary)
     if canary["image"] == main["image"]:
-        warn(f"the canary {canary['image']} is the main model now (promoted): remove the setting with "
-             "`pulumi config rm serving:canaryTag`")
+        warn(
+            f"the canary {canary['image']} is the main model now (promoted): remove the setting with "
+            "`pulumi config rm serving:canaryTag`"
+        )
         return [main]
     main["traffic"], canary["traffic"] = 100 - config.canary_traffic, config.canary_traffic
     return [main, canary]
@@ -120,9 +139,13 @@ def previous_models(opts: pulumi.ResourceOptions | None = None) -> pulumi.Output
     return pulumi.StackReference("serving-last-deployed", stack_name=name, opts=opts).get_output(OUTPUT)
 
 
-def rollout_models(config: RolloutConfig, image_repo: str, pachd_address: pulumi.Input[str] | None,
-                   opts: pulumi.ResourceOptions | None = None,
-                   auth_token: pulumi.Input[str] | None = None) -> pulumi.Output[list[dict[str, Any]]]:
+def rollout_models(
+    config: RolloutConfig,
+    image_repo: str,
+    pachd_address: pulumi.Input[str] | None,
+    opts: pulumi.ResourceOptions | None = None,
+    auth_token: pulumi.Input[str] | None = None,
+) -> pulumi.Output[list[dict[str, Any]]]:
     """resolve() as an Output: pinned tags need nothing else; `latest` waits for the pachd address and the stack's
     previous output (read only then, so pinned stacks keep no reference to themselves).
 
@@ -132,5 +155,7 @@ def rollout_models(config: RolloutConfig, image_repo: str, pachd_address: pulumi
         return pulumi.Output.from_input(resolve(config, image_repo, None))
     token = pulumi.Output.unsecret(pulumi.Output.from_input(auth_token))
     return pulumi.Output.all(pulumi.Output.from_input(pachd_address), previous_models(opts), token).apply(
-        lambda values: resolve(config, image_repo, values[0], values[1],
-                               lookup=partial(newest_exported_model, auth_token=values[2])))
+        lambda values: resolve(
+            config, image_repo, values[0], values[1], lookup=partial(newest_exported_model, auth_token=values[2])
+        )
+    )

@@ -17,6 +17,7 @@ route, `model_infer_request_success_total` / `_failure_total` / `_duration` per 
 ID, the batcher's queue histograms), scraped through a PodMonitor or the conventional `prometheus.io/*` pod
 annotations (`serving:metricsScrape`), and the server's own access log line per request.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -69,16 +70,24 @@ def scrape_annotations() -> dict[str, str]:
     return {"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT), "prometheus.io/path": METRICS_PATH}
 
 
-def predictor_spec(name: str, image: str, image_pull_secret: str, replicas: int,
-                   traffic: int | None = None, scrape: str = "annotations") -> dict[str, Any]:
+def predictor_spec(
+    name: str,
+    image: str,
+    image_pull_secret: str,
+    replicas: int,
+    traffic: int | None = None,
+    scrape: str = "annotations",
+) -> dict[str, Any]:
     """One predictor: the model container, answering Seldon's v1 protocol itself (no executor, see above);
     `traffic` only when it shares the requests with another predictor. The container declares its metrics port;
     with `scrape="annotations"` the pod carries the `prometheus.io/*` annotations."""
     container = {
         "name": MODEL_NAME,
         "image": image,
-        "ports": [{"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"},
-                  {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": SERVER_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
         # MLServer's own V2 health: ready once the model is loaded, live while the process answers.
         "readinessProbe": _probe("/v2/health/ready", 10),
         "livenessProbe": _probe("/v2/health/live", 30),
@@ -130,8 +139,10 @@ def rollout_name(pod: dict[str, Any]) -> str:
 
 def expected_deployments(spec: dict[str, Any]) -> dict[str, int]:
     """The Deployment Seldon 1.17.1 creates for each predictor of `spec` (one componentSpec each), and its replicas."""
-    return {f"{spec['name']}-{p['name']}-0-{p['componentSpecs'][0]['metadata']['name']}": int(p["replicas"])
-            for p in spec["predictors"]}
+    return {
+        f"{spec['name']}-{p['name']}-0-{p['componentSpecs'][0]['metadata']['name']}": int(p["replicas"])
+        for p in spec["predictors"]
+    }
 
 
 def wait_for(spec: dict[str, Any]) -> str:
@@ -147,12 +158,18 @@ def wait_for(spec: dict[str, Any]) -> str:
     """
     checks = ["@.state=='Available'"] + [
         f"@.deploymentStatus['{name}'].availableReplicas=={replicas}"
-        for name, replicas in expected_deployments(spec).items()]
+        for name, replicas in expected_deployments(spec).items()
+    ]
     return "jsonpath={$[?" + " && ".join(checks) + "].state}=Available"
 
 
-def seldon_deployment_spec(image: str, image_pull_secret: str, replicas: int,
-                           canary: tuple[str, int] | None = None, scrape: str = "annotations") -> dict[str, Any]:
+def seldon_deployment_spec(
+    image: str,
+    image_pull_secret: str,
+    replicas: int,
+    canary: tuple[str, int] | None = None,
+    scrape: str = "annotations",
+) -> dict[str, Any]:
     """Two replicas of the model container, answering Seldon's v1 protocol itself (no executor, see above).
 
     With `canary` (image, percent) a second predictor `canary` (one replica) takes that share. Seldon's admission
@@ -165,8 +182,10 @@ def seldon_deployment_spec(image: str, image_pull_secret: str, replicas: int,
         predictors = [predictor_spec(PREDICTOR, image, image_pull_secret, replicas, scrape=scrape)]
     else:
         canary_image, share = canary
-        predictors = [predictor_spec(PREDICTOR, image, image_pull_secret, replicas, 100 - share, scrape),
-                      predictor_spec(CANARY_PREDICTOR, canary_image, image_pull_secret, CANARY_REPLICAS, share, scrape)]
+        predictors = [
+            predictor_spec(PREDICTOR, image, image_pull_secret, replicas, 100 - share, scrape),
+            predictor_spec(CANARY_PREDICTOR, canary_image, image_pull_secret, CANARY_REPLICAS, share, scrape),
+        ]
     return {
         "name": MODEL_NAME,
         "protocol": "seldon",  # Seldon's v1 message, which MLServer's custom handlers answer unchanged
@@ -174,8 +193,9 @@ def seldon_deployment_spec(image: str, image_pull_secret: str, replicas: int,
     }
 
 
-def spec_for_models(models: list[dict[str, Any]], image_pull_secret: str, replicas: int,
-                    scrape: str = "annotations") -> dict[str, Any]:
+def spec_for_models(
+    models: list[dict[str, Any]], image_pull_secret: str, replicas: int, scrape: str = "annotations"
+) -> dict[str, Any]:
     """The SeldonDeployment spec for infra.rollout's predictor list (main first, then an optional canary)."""
     main = models[0]
     canary = (models[1]["image"], int(models[1]["traffic"])) if len(models) > 1 else None
@@ -185,15 +205,19 @@ def spec_for_models(models: list[dict[str, Any]], image_pull_secret: str, replic
 def model_network_policy_spec(gateway_namespace: str, monitoring_namespace: str | None = None) -> dict[str, Any]:
     """Only the ingress gateway may reach the model pods, and only on the model's HTTP port; with
     `monitoring_namespace`, Prometheus there may reach the metrics port (and only that)."""
-    rules: list[dict[str, Any]] = [{
-        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": gateway_namespace}}}],
-        "ports": [{"protocol": "TCP", "port": SERVER_PORT}],
-    }]
+    rules: list[dict[str, Any]] = [
+        {
+            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": gateway_namespace}}}],
+            "ports": [{"protocol": "TCP", "port": SERVER_PORT}],
+        }
+    ]
     if monitoring_namespace is not None:
-        rules.append({
-            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": monitoring_namespace}}}],
-            "ports": [{"protocol": "TCP", "port": METRICS_PORT}],
-        })
+        rules.append(
+            {
+                "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": monitoring_namespace}}}],
+                "ports": [{"protocol": "TCP", "port": METRICS_PORT}],
+            }
+        )
     return {
         "podSelector": {"matchLabels": {"seldon-deployment-id": MODEL_NAME}},
         "policyTypes": ["Ingress"],
@@ -214,11 +238,21 @@ def ingress_spec(namespace: str, predictor: str = PREDICTOR) -> dict[str, Any]:
     """`/seldon/<ns>/issue-summarization/<rest>` -> the model's `/<rest>`: the tutorial's URL, unchanged."""
     return {
         "ingressClassName": "nginx",
-        "rules": [{"http": {"paths": [{
-            "path": f"/seldon/{namespace}/{MODEL_NAME}(/|$)(.*)",
-            "pathType": "ImplementationSpecific",
-            "backend": {"service": {"name": f"{MODEL_NAME}-{predictor}", "port": {"number": SERVER_PORT}}},
-        }]}}],
+        "rules": [
+            {
+                "http": {
+                    "paths": [
+                        {
+                            "path": f"/seldon/{namespace}/{MODEL_NAME}(/|$)(.*)",
+                            "pathType": "ImplementationSpecific",
+                            "backend": {
+                                "service": {"name": f"{MODEL_NAME}-{predictor}", "port": {"number": SERVER_PORT}}
+                            },
+                        }
+                    ]
+                }
+            }
+        ],
     }
 
 
@@ -249,11 +283,16 @@ def serving_status(image: str, replicas: int, status: Any, deployments: dict[str
     state = status.get("state") or "Unknown"
     if deployments is not None and state == "Available":
         listed = status.get("deploymentStatus") or {}
-        behind = sorted(name for name, count in deployments.items()
-                        if int((listed.get(name) or {}).get("availableReplicas") or 0) < count)
+        behind = sorted(
+            name
+            for name, count in deployments.items()
+            if int((listed.get(name) or {}).get("availableReplicas") or 0) < count
+        )
         if behind:
-            return (f"Rolling out: {image}: Seldon has not reported this spec available yet (waiting for "
-                    f"{', '.join(behind)}; its status still describes the previous spec)")
+            return (
+                f"Rolling out: {image}: Seldon has not reported this spec available yet (waiting for "
+                f"{', '.join(behind)}; its status still describes the previous spec)"
+            )
     replicas_ready = status.get("replicas")
     line = f"{state}: {image}"
     if replicas_ready is not None:
@@ -299,7 +338,8 @@ class ModelServing(pulumi.ComponentResource):
         self.models: pulumi.Output[list[dict[str, Any]]] = pulumi.Output.from_input([])
         if args.ingress == "nginx":
             self.prediction_url = pulumi.Output.concat(
-                "http://", args.ingress_host, f"/seldon/{args.namespace}/{MODEL_NAME}/api/v1.0/predictions")
+                "http://", args.ingress_host, f"/seldon/{args.namespace}/{MODEL_NAME}/api/v1.0/predictions"
+            )
         else:  # `kubectl port-forward svc/issue-summarization-default 9000`
             self.prediction_url = pulumi.Output.from_input(f"http://localhost:{SERVER_PORT}/api/v1.0/predictions")
         if args.models is None:
@@ -312,30 +352,37 @@ class ModelServing(pulumi.ComponentResource):
             # Its own identity with no API access and no token: the model never talks to Kubernetes.
             self.service_account = k8s.core.v1.ServiceAccount(
                 name,
-                metadata=k8s.meta.v1.ObjectMetaArgs(name=SERVICE_ACCOUNT, namespace=args.namespace,
-                                                    labels=labels("serving")),
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=SERVICE_ACCOUNT, namespace=args.namespace, labels=labels("serving")
+                ),
                 automount_service_account_token=False,
                 image_pull_secrets=[k8s.core.v1.LocalObjectReferenceArgs(name=args.image_pull_secret)],
                 opts=child,
             )
             spec = pulumi.Output.all(args.image_pull_secret, models).apply(
-                lambda values: spec_for_models(values[1], values[0], args.replicas, args.metrics_scrape))
+                lambda values: spec_for_models(values[1], values[0], args.replicas, args.metrics_scrape)
+            )
             self.deployment = CustomResourceWithStatus(
                 name,
                 api_version="machinelearning.seldon.io/v1",
                 kind="SeldonDeployment",
                 metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=MODEL_NAME, namespace=args.namespace, labels=labels("serving"),
-                    annotations=spec.apply(lambda s: wait_annotations(wait_for(s), TIMEOUT_SECONDS))),
+                    name=MODEL_NAME,
+                    namespace=args.namespace,
+                    labels=labels("serving"),
+                    annotations=spec.apply(lambda s: wait_annotations(wait_for(s), TIMEOUT_SECONDS)),
+                ),
                 spec=spec,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service_account]),
             )
             self.network_policy = k8s.networking.v1.NetworkPolicy(
                 name,
-                metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{MODEL_NAME}-from-gateway-only", namespace=args.namespace,
-                                                    labels=labels("serving")),
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=f"{MODEL_NAME}-from-gateway-only", namespace=args.namespace, labels=labels("serving")
+                ),
                 spec=model_network_policy_spec(
-                    args.gateway_namespace, None if args.metrics_scrape == "none" else args.monitoring_namespace),
+                    args.gateway_namespace, None if args.metrics_scrape == "none" else args.monitoring_namespace
+                ),
                 opts=child,
             )
             if args.metrics_scrape == "podmonitor":
@@ -343,8 +390,9 @@ class ModelServing(pulumi.ComponentResource):
                     name,
                     api_version="monitoring.coreos.com/v1",
                     kind="PodMonitor",
-                    metadata=k8s.meta.v1.ObjectMetaArgs(name=MODEL_NAME, namespace=args.namespace,
-                                                        labels=labels("serving")),
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        name=MODEL_NAME, namespace=args.namespace, labels=labels("serving")
+                    ),
                     spec=pod_monitor_spec(args.namespace),
                     opts=child,
                 )
@@ -352,10 +400,14 @@ class ModelServing(pulumi.ComponentResource):
                 self.ingress = k8s.networking.v1.Ingress(
                     name,
                     metadata=k8s.meta.v1.ObjectMetaArgs(
-                        name=MODEL_NAME, namespace=args.namespace, labels=labels("serving"),
-                        annotations={"nginx.ingress.kubernetes.io/rewrite-target": "/$2",
-                                     "nginx.ingress.kubernetes.io/use-regex": "true",
-                                     "nginx.ingress.kubernetes.io/proxy-body-size": "2m"},
+                        name=MODEL_NAME,
+                        namespace=args.namespace,
+                        labels=labels("serving"),
+                        annotations={
+                            "nginx.ingress.kubernetes.io/rewrite-target": "/$2",
+                            "nginx.ingress.kubernetes.io/use-regex": "true",
+                            "nginx.ingress.kubernetes.io/proxy-body-size": "2m",
+                        },
                     ),
                     spec=ingress_spec(args.namespace),
                     # Seldon creates the Service it routes to; the deployment's wait ends after that.
@@ -365,22 +417,31 @@ class ModelServing(pulumi.ComponentResource):
                     self.canary_ingress = k8s.networking.v1.Ingress(
                         f"{name}-canary",
                         metadata=k8s.meta.v1.ObjectMetaArgs(
-                            name=f"{MODEL_NAME}-{CANARY_PREDICTOR}", namespace=args.namespace,
+                            name=f"{MODEL_NAME}-{CANARY_PREDICTOR}",
+                            namespace=args.namespace,
                             labels=labels("serving"),
                             annotations=models.apply(
-                                lambda m: canary_ingress_annotations(int(m[1]["traffic"]) if len(m) > 1 else 0)),
+                                lambda m: canary_ingress_annotations(int(m[1]["traffic"]) if len(m) > 1 else 0)
+                            ),
                         ),
-                        spec=models.apply(lambda m: ingress_spec(
-                            args.namespace, CANARY_PREDICTOR if len(m) > 1 else PREDICTOR)),
+                        spec=models.apply(
+                            lambda m: ingress_spec(args.namespace, CANARY_PREDICTOR if len(m) > 1 else PREDICTOR)
+                        ),
                         # after the SeldonDeployment's wait, which ends only once Seldon reports this spec's
                         # Deployments available, after it created the canary predictor's Service
-                        opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.ingress_after, self.ingress,
-                                                                             self.deployment]),
+                        opts=pulumi.ResourceOptions(
+                            parent=self, depends_on=[*args.ingress_after, self.ingress, self.deployment]
+                        ),
                     )
             self.models = models
             self.status = pulumi.Output.all(models, self.deployment.status, spec).apply(
-                lambda values: serving_status(rollout_status(values[0], args.replicas), args.replicas + (
-                    CANARY_REPLICAS if len(values[0]) > 1 else 0), values[1], expected_deployments(values[2])))
+                lambda values: serving_status(
+                    rollout_status(values[0], args.replicas),
+                    args.replicas + (CANARY_REPLICAS if len(values[0]) > 1 else 0),
+                    values[1],
+                    expected_deployments(values[2]),
+                )
+            )
         self.curl = self.prediction_url.apply(curl_command)
         self.traffic = self.models.apply(traffic_table)
         self.register_outputs({"status": self.status, "prediction_url": self.prediction_url, "models": self.models})

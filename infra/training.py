@@ -16,6 +16,7 @@ pod's storage sidecar runs under it too and, for an S3-enabled pipeline, creates
 (src/server/pps/server/s3g_sidecar.go). On GKE it carries the same Workload Identity as `pachyderm-worker`, so the
 sidecar still reaches the bucket (infra/cluster.py binds the identity).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,8 +34,10 @@ TFJOB_ROLE = "tfjob-launcher"
 TFJOB_VERBS = ("create", "get", "watch", "delete")
 # The job's credentials Secret (issue_titles/tfjob.py KubeApi.create_secret, delete_secret): write-only.
 SECRET_VERBS = ("create", "delete")
-TFJOB_RULES = [{"apiGroups": ["kubeflow.org"], "resources": ["tfjobs"], "verbs": list(TFJOB_VERBS)},
-               {"apiGroups": [""], "resources": ["secrets"], "verbs": list(SECRET_VERBS)}]
+TFJOB_RULES = [
+    {"apiGroups": ["kubeflow.org"], "resources": ["tfjobs"], "verbs": list(TFJOB_VERBS)},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": list(SECRET_VERBS)},
+]
 
 
 def trainer_account_annotations(storage_service_account: str | None) -> dict[str, str]:
@@ -56,24 +59,41 @@ class TrainerAccess(pulumi.ComponentResource):
         super().__init__("issue-titles:infra:TrainerAccess", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         meta: dict[str, Any] = {"namespace": args.namespace, "labels": labels("training")}
-        annotations = (pulumi.Output.from_input(args.storage_service_account).apply(trainer_account_annotations)
-                       if args.storage_service_account is not None else None)
+        annotations = (
+            pulumi.Output.from_input(args.storage_service_account).apply(trainer_account_annotations)
+            if args.storage_service_account is not None
+            else None
+        )
         account = k8s.core.v1.ServiceAccount(
-            name, metadata=k8s.meta.v1.ObjectMetaArgs(name=TRAINER_SERVICE_ACCOUNT, annotations=annotations, **meta),
-            opts=child)
+            name,
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=TRAINER_SERVICE_ACCOUNT, annotations=annotations, **meta),
+            opts=child,
+        )
         role = k8s.rbac.v1.Role(
-            f"{name}-tfjobs", metadata=k8s.meta.v1.ObjectMetaArgs(name=TFJOB_ROLE, **meta), rules=TFJOB_RULES,
-            opts=child)
+            f"{name}-tfjobs",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=TFJOB_ROLE, **meta),
+            rules=TFJOB_RULES,
+            opts=child,
+        )
         subject = [{"kind": "ServiceAccount", "name": TRAINER_SERVICE_ACCOUNT, "namespace": args.namespace}]
         k8s.rbac.v1.RoleBinding(
-            f"{name}-tfjobs", metadata=k8s.meta.v1.ObjectMetaArgs(name=TFJOB_ROLE, **meta),
+            f"{name}-tfjobs",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=TFJOB_ROLE, **meta),
             role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": TFJOB_ROLE},
-            subjects=subject, opts=pulumi.ResourceOptions(parent=self, depends_on=[account, role]))
+            subjects=subject,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[account, role]),
+        )
         # The chart's worker Role (it exists once Pachyderm is installed: the program makes this depend on it).
         k8s.rbac.v1.RoleBinding(
-            f"{name}-worker", metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{TRAINER_SERVICE_ACCOUNT}-worker", **meta),
-            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                      "name": PACHYDERM_WORKER_SERVICE_ACCOUNT},
-            subjects=subject, opts=pulumi.ResourceOptions(parent=self, depends_on=[account]))
+            f"{name}-worker",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{TRAINER_SERVICE_ACCOUNT}-worker", **meta),
+            role_ref={
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": PACHYDERM_WORKER_SERVICE_ACCOUNT,
+            },
+            subjects=subject,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[account]),
+        )
         self.service_account = account.metadata.name
         self.register_outputs({"service_account": self.service_account, "role": TFJOB_ROLE})

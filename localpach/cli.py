@@ -24,8 +24,9 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from localpach import DEFAULT_STATE_DIR, STATE_ENV_VAR, __version__
 from localpach.errors import LocalPachError, UsageError
@@ -282,7 +283,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         raise LocalPachError(f"job {job.id} has no log (it processed no datum)")
     data = path.read_bytes()
     if args.tail:
-        data = b"\n".join(data.splitlines()[-args.tail:]) + b"\n"
+        data = b"\n".join(data.splitlines()[-args.tail :]) + b"\n"
     sys.stdout.buffer.write(data)
     return 0
 
@@ -399,8 +400,11 @@ def commit_up_to_date(pfs: Any, store: Any, repo: str, branch: str, seen: set[st
     if last_job is not None and last_job.state in ("failure", "killed") and last_job.spec_commit == info["spec_commit"]:
         current = {(item["repo"], item["commit"]) for item in last_job.inputs} | {(SPEC_REPO, last_job.spec_commit)}
         if current == wanted:
-            return False, f"pipeline {repo}'s job {last_job.id} for the current inputs ended {last_job.state}: " \
-                          f"{last_job.reason or 'see `localpach logs ' + last_job.id + '`'}"
+            return (
+                False,
+                f"pipeline {repo}'s job {last_job.id} for the current inputs ended {last_job.state}: "
+                f"{last_job.reason or 'see `localpach logs ' + last_job.id + '`'}",
+            )
     return False, ""
 
 
@@ -465,8 +469,14 @@ def _run_once(args: argparse.Namespace, specs: list[dict[str, Any]], not_retried
     from localpach.runner import run_pipelines
 
     reporter = ConsoleReporter(console, stream=args.stream)
-    return run_pipelines(state_dir(args), specs, reporter, wait=not args.no_wait, not_retried=not_retried,
-                         parallelism=getattr(args, "parallelism", None) or os.cpu_count() or 1)
+    return run_pipelines(
+        state_dir(args),
+        specs,
+        reporter,
+        wait=not args.no_wait,
+        not_retried=not_retried,
+        parallelism=getattr(args, "parallelism", None) or os.cpu_count() or 1,
+    )
 
 
 def _print_run_summary(summary: Any, console: Any, started: float) -> None:
@@ -609,8 +619,12 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if not action.option_strings or "default" in text or any(action.default is skip for skip in (None, False)) \
-                or action.default == argparse.SUPPRESS:
+        if (
+            not action.option_strings
+            or "default" in text
+            or any(action.default is skip for skip in (None, False))
+            or action.default == argparse.SUPPRESS
+        ):
             return text
         if isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
             return text
@@ -658,8 +672,9 @@ def _whole_number(text: str, least: int) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < least:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}" if least == 1 else
-                                         f"must be {least} or more, got {value}")
+        raise argparse.ArgumentTypeError(
+            f"must be at least 1, got {value}" if least == 1 else f"must be {least} or more, got {value}"
+        )
     return value
 
 
@@ -673,7 +688,8 @@ def _non_negative_int(text: str) -> int:
 
 def _add_settings(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
-        "pipeline settings (PipelineSettings fields; unset: `run` uses their defaults, `demo` its own configuration)")
+        "pipeline settings (PipelineSettings fields; unset: `run` uses their defaults, `demo` its own configuration)"
+    )
     helps = {
         "sample_size": "rows split keeps (default: all; the tutorial's --sample_size was 2000)",
         "test_fraction": "share of rows held out for evaluation",
@@ -686,11 +702,11 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
         "architecture": "model architecture (default or tutorial)",
         "min_rouge_l": "quality gate: build also refuses a model below this ROUGE-L",
         "incremental": "the incremental chain: split one datum per raw file, a vocabulary reduce, encoding per "
-                       "shard, train updating its previous model (pipelines/incremental.py)",
+        "shard, train updating its previous model (pipelines/incremental.py)",
         "full_retrain": "with --incremental: every train job starts from scratch (stages train --full)",
         "beat_baseline": "build even a model that does not beat the best extractive baseline (refused by default)",
         "trainer": "pipeline (train in the step itself, default) or tfjob (the step launches the TFJob's replicas: "
-                   "here, local processes)",
+        "here, local processes)",
         "train_workers": "with --trainer tfjob: data-parallel training workers (MultiWorkerMirroredStrategy)",
     }
     import dataclasses
@@ -700,19 +716,36 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     defaults = {field.name: field.default for field in dataclasses.fields(PipelineSettings)}
     for name, kind in SETTING_FLAGS.items():
         if kind is bool and name != "beat_baseline":  # off by default: the flag turns it on
-            group.add_argument(f"--{name.replace('_', '-')}", dest=name, action="store_const", const=True,
-                               default=None, help=helps.get(name))
+            group.add_argument(
+                f"--{name.replace('_', '-')}",
+                dest=name,
+                action="store_const",
+                const=True,
+                default=None,
+                help=helps.get(name),
+            )
             continue
         if kind is bool:  # an on-by-default gate: the flag turns it off
-            group.add_argument("--allow-below-baseline", dest=name, action="store_const", const=False, default=None,
-                               help=helps.get(name))
+            group.add_argument(
+                "--allow-below-baseline",
+                dest=name,
+                action="store_const",
+                const=False,
+                default=None,
+                help=helps.get(name),
+            )
             continue
         text = helps.get(name, "")
         default = defaults.get(name, dataclasses.MISSING)
         if "default" not in text and default not in (None, dataclasses.MISSING):
             text += f" (default for run: {default})"
-        group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_finite_float if kind is float else kind,
-                           default=None, help=text)
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            type=_finite_float if kind is float else kind,
+            default=None,
+            help=text,
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -732,14 +765,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"localpach {__version__}")
     parser.add_argument(
-        "--state", metavar="DIR", default=None,
+        "--state",
+        metavar="DIR",
+        default=None,
         help=f"state directory (default: ${STATE_ENV_VAR} or ./{DEFAULT_STATE_DIR})",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
-        command = sub.add_parser(name, parents=[common], help=help_text, description=help_text,
-                                 formatter_class=HelpFormatter)
+        command = sub.add_parser(
+            name, parents=[common], help=help_text, description=help_text, formatter_class=HelpFormatter
+        )
         command.set_defaults(handler=handler)
         return command
 
@@ -747,8 +783,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="repo name: letters, digits, '_' and '-'")
     p.add_argument("-d", "--description", help="a line shown by list-repo (default: none)")
 
-    p = add("put-file", cmd_put_file, "commit a local CSV file into an input repo (checked first; refused files "
-            "leave the repo unchanged)")
+    p = add(
+        "put-file",
+        cmd_put_file,
+        "commit a local CSV file into an input repo (checked first; refused files leave the repo unchanged)",
+    )
     p.add_argument("repo", metavar="REPO[@BRANCH][:PATH]", help="target repo, e.g. raw_data or raw_data@master")
     p.add_argument("path", metavar="PATH", nargs="?", help="path inside the repo (default: the file's name)")
     p.add_argument("-f", "--file", required=True, help="local file to put")
@@ -781,11 +820,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--files", action="store_true", help="with --raw: include the file list")
     p.add_argument("--no-model-card", action="store_true", help="do not print a bundle's MODEL_CARD.md")
 
-    p = add("wait-commit", cmd_wait_commit, "wait until a commit is finished: for a pipeline's branch, until it holds "
-            "the output of the current inputs (`wait commit`)")
+    p = add(
+        "wait-commit",
+        cmd_wait_commit,
+        "wait until a commit is finished: for a pipeline's branch, until it holds "
+        "the output of the current inputs (`wait commit`)",
+    )
     p.add_argument("commit", metavar="REPO[@BRANCH|COMMIT]")
-    p.add_argument("--timeout", type=_interval, default=None,
-                   help="give up after this many seconds (exit 124; default: wait as long as it takes)")
+    p.add_argument(
+        "--timeout",
+        type=_interval,
+        default=None,
+        help="give up after this many seconds (exit 124; default: wait as long as it takes)",
+    )
     p.add_argument("--interval", type=_interval, default=0.5, help="seconds between checks")
     p.add_argument("--raw", "--json", dest="json", action="store_true", help="print the commit record as JSON")
 
@@ -801,8 +848,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pipeline", nargs="?", help="only this pipeline (default: every pipeline)")
     p.add_argument("--raw", "--json", dest="json", action="store_true", help="print the pipelines as JSON")
 
-    p = add("inspect-pipeline", cmd_inspect_pipeline, "show a pipeline: spec, state and last job "
-            "(`inspect pipeline`)")
+    p = add("inspect-pipeline", cmd_inspect_pipeline, "show a pipeline: spec, state and last job (`inspect pipeline`)")
     p.add_argument("pipeline", metavar="PIPELINE")
     p.add_argument("--raw", "--json", dest="json", action="store_true", help="print the pipeline as JSON")
 
@@ -816,24 +862,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("run", cmd_run, "run every pipeline whose inputs or spec changed, in dependency order")
     p.add_argument("--watch", action="store_true", help="keep running: re-run when new data is committed")
-    p.add_argument("--interval", type=_interval, default=2.0,
-                   help=f"seconds between checks with --watch (at least {MIN_WATCH_INTERVAL_S:g})")
+    p.add_argument(
+        "--interval",
+        type=_interval,
+        default=2.0,
+        help=f"seconds between checks with --watch (at least {MIN_WATCH_INTERVAL_S:g})",
+    )
     p.add_argument("--stream", action="store_true", help="print every line of stage output")
     p.add_argument("--no-wait", action="store_true", help="fail instead of waiting when another run holds the state")
-    p.add_argument("--specs", metavar="PATH",
-                   help="run these Pachyderm spec JSON files instead of the project's (default: the project's)")
-    p.add_argument("--parallelism", type=_positive_int, default=None, metavar="N",
-                   help="run up to N datums of a job at once, as Pachyderm's workers (default: the CPU count); "
-                        "the outputs are the same for every N")
+    p.add_argument(
+        "--specs",
+        metavar="PATH",
+        help="run these Pachyderm spec JSON files instead of the project's (default: the project's)",
+    )
+    p.add_argument(
+        "--parallelism",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="run up to N datums of a job at once, as Pachyderm's workers (default: the CPU count); "
+        "the outputs are the same for every N",
+    )
     _add_settings(p)
 
-    p = add("fsck", cmd_fsck, "check the state for damaged or missing records and objects (like `pachctl fsck`); "
-            "exit 1 while a problem remains")
-    p.add_argument("-f", "--fix", action="store_true",
-                   help="apply the safe fixes: move unreadable job and datum records and commit records no branch "
-                   "reaches to lost+found, quarantine altered objects, rewrite a damaged state marker, mark a job a "
-                   "killed runner left running as killed and remove its work folder, point an unreadable branch "
-                   "record at its newest intact commit; readable branches are never re-pointed")
+    p = add(
+        "fsck",
+        cmd_fsck,
+        "check the state for damaged or missing records and objects (like `pachctl fsck`); "
+        "exit 1 while a problem remains",
+    )
+    p.add_argument(
+        "-f",
+        "--fix",
+        action="store_true",
+        help="apply the safe fixes: move unreadable job and datum records and commit records no branch "
+        "reaches to lost+found, quarantine altered objects, rewrite a damaged state marker, mark a job a "
+        "killed runner left running as killed and remove its work folder, point an unreadable branch "
+        "record at its newest intact commit; readable branches are never re-pointed",
+    )
     p.add_argument("--no-wait", action="store_true", help="fail instead of waiting when another run holds the state")
 
     p = add("serve", cmd_serve, "serve the newest build that passed the gate (or --commit) on 127.0.0.1")
@@ -844,8 +910,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", cmd_demo, "the whole tutorial on the vendored data: put, run, serve, request, update, re-run")
     p.add_argument("--dir", help="demo directory (default: runs/demo-<timestamp>)")
     p.add_argument("--sample", help="CSV (or .csv.gz) to use instead of data/github_pr_issues_large.csv.gz")
-    p.add_argument("--remove-rows", type=_positive_int, default=5,
-                   help="rows the update step removes (tutorial step 9); fewer than the sample's rows")
+    p.add_argument(
+        "--remove-rows",
+        type=_positive_int,
+        default=5,
+        help="rows the update step removes (tutorial step 9); fewer than the sample's rows",
+    )
     p.add_argument("--stream", action="store_true", help="print every line of stage output")
     _add_settings(p)
     return parser

@@ -3,11 +3,12 @@
 The local mirror of a cluster rollout: the newest build that passed the gate replaces the one being served, and
 both are shown with their provenance (build commit, job, data commit, ROUGE-L) and their answer to the same request.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from rich.console import Console
 from rich.markup import escape
@@ -63,17 +64,25 @@ def models_table(pfs: PFS, served: list[tuple[str, Commit, str]], data_repo: str
     return table
 
 
-def show_model_change(console: Console, pfs: PFS, root: Path, old: Commit, old_title: str, new: Commit,
-                      data_repo: str = "raw_data") -> str:
+def show_model_change(
+    console: Console, pfs: PFS, root: Path, old: Commit, old_title: str, new: Commit, data_repo: str = "raw_data"
+) -> str:
     """Serve the new build, ask it the same request, print old and new side by side; returns the new title."""
     if new.id == old.id:
         console.print(f"the newest servable build is still build@{old.id}: the served model did not change")
         return old_title
     with serving(pfs, new, root / "serve-new.log") as base:
         new_title = ask(base)
-        console.print(models_table(pfs, [("served before the update", old, old_title),
-                                         ("served after the update", new, new_title)], data_repo))
-        console.print(f"now serving {escape(serve.describe(serve.model_summary(pfs, new, data_repo), data_repo))} "
-                      f"on {base}; build@{old.id} is retired (pin it again with "
-                      f"`localpach serve --commit {old.id}`)")
+        console.print(
+            models_table(
+                pfs,
+                [("served before the update", old, old_title), ("served after the update", new, new_title)],
+                data_repo,
+            )
+        )
+        console.print(
+            f"now serving {escape(serve.describe(serve.model_summary(pfs, new, data_repo), data_repo))} "
+            f"on {base}; build@{old.id} is retired (pin it again with "
+            f"`localpach serve --commit {old.id}`)"
+        )
     return new_title

@@ -114,9 +114,7 @@ def _check_content(path: Path, name: str, compressed: bool) -> CsvSummary:
             missing = [column for column in REQUIRED_COLUMNS if column not in columns]
             if missing:
                 found = ", ".join(repr(c) for c in columns[:6]) + (" ..." if len(columns) > 6 else "")
-                raise _refuse(
-                    name, [f"{name}:1: missing column(s) {', '.join(missing)} (header has {found})"]
-                )
+                raise _refuse(name, [f"{name}:1: missing column(s) {', '.join(missing)} (header has {found})"])
             width = len(columns)
             start_line = reader.line_num + 1
             for row in reader:

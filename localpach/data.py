@@ -9,9 +9,9 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from localpach.csvcheck import CsvSummary, check_issue_csv
 from localpach.errors import InputRefused, NotFound

@@ -73,8 +73,12 @@ def pfs_inputs(spec_input: dict[str, Any], pipeline: str) -> list[PfsInput]:
         leaves = input_leaves(spec_input, pipeline)
     except PipelineSpecError as error:
         raise SpecError(str(error)) from None
-    return [PfsInput(name=input_name(leaf), repo=leaf["repo"], branch=leaf.get("branch") or DEFAULT_BRANCH,
-                     glob=leaf["glob"]) for leaf in leaves]
+    return [
+        PfsInput(
+            name=input_name(leaf), repo=leaf["repo"], branch=leaf.get("branch") or DEFAULT_BRANCH, glob=leaf["glob"]
+        )
+        for leaf in leaves
+    ]
 
 
 def _match_segments(parts: list[str], pattern: list[str]) -> bool:
@@ -113,11 +117,18 @@ def expand(spec_input: dict[str, Any], commits: dict[str, Commit], pipeline: str
         ]
 
     def crossed(children: list[list[Datum]]) -> list[Datum]:
-        return [Datum(tuple(item for datum in combination for item in datum.inputs))
-                for combination in itertools.product(*children)]
+        return [
+            Datum(tuple(item for datum in combination for item in datum.inputs))
+            for combination in itertools.product(*children)
+        ]
 
     try:
-        return walk_input(spec_input, pipeline, leaf=leaf_datums, cross=crossed,
-                          union=lambda children: [datum for child in children for datum in child])
+        return walk_input(
+            spec_input,
+            pipeline,
+            leaf=leaf_datums,
+            cross=crossed,
+            union=lambda children: [datum for child in children for datum in child],
+        )
     except PipelineSpecError as error:
         raise SpecError(str(error)) from None

@@ -47,8 +47,14 @@ from localpach.specs import local_settings, project_specs, raw_data_repo
 # 0.262 vs 0.224, then 0.268 vs 0.230 (README: wall time).
 # 6,000 rows lost to the baseline after the data update; batch 64: the default's 128 gives a sample too few steps.
 DEMO_CONFIG_NAME = "demo"
-DEMO_SETTINGS: dict[str, Any] = {"sample_size": 10000, "epochs": 3, "batch_size": 64, "embedding_dim": 64,
-                                  "hidden_dim": 128, "incremental": True}
+DEMO_SETTINGS: dict[str, Any] = {
+    "sample_size": 10000,
+    "epochs": 3,
+    "batch_size": 64,
+    "embedding_dim": 64,
+    "hidden_dim": 128,
+    "incremental": True,
+}
 # With `--incremental` (issue 32) the demo draws that 10,000-row sample itself, puts 99% of it as one file, and its data
 # update appends the other 1% as a second file: split processes only the new file's datum, pre_process only its shard,
 # the vocabulary stays byte for byte, and train warm-starts from the previous model.
@@ -84,8 +90,10 @@ def quality_line(metrics: dict[str, Any]) -> str | None:
         return None
     rows = metrics.get("test_rows")
     verdict = "beats the baseline" if model > baseline else "does NOT beat the baseline"
-    return (f"model ROUGE-L {model:.4f} vs best extractive baseline {baseline:.4f}"
-            f"{f' ({rows:,} test rows)' if isinstance(rows, int) else ''}: {verdict}")
+    return (
+        f"model ROUGE-L {model:.4f} vs best extractive baseline {baseline:.4f}"
+        f"{f' ({rows:,} test rows)' if isinstance(rows, int) else ''}: {verdict}"
+    )
 
 
 def fresh_directory(requested: Path | None) -> Path:
@@ -109,7 +117,8 @@ def metrics_table_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[st
     METRIC | model | lead_baseline with a `rouge_l` row, then `test_rows` in the first column.
     """
     systems = [
-        name for name, value in metrics.items()
+        name
+        for name, value in metrics.items()
         if isinstance(value, dict) and any(_number(v) is not None for v in value.values())
     ]
     columns = ["METRIC", *systems] if systems else ["METRIC", "VALUE"]
@@ -200,17 +209,20 @@ class Demo:
     def run(self) -> int:
         console = self.console
         sample = self.options.sample or find_sample()
-        console.print(Panel.fit(
-            f"demo directory: [bold]{self.root}[/]\nstate:          {self.state}\n"
-            f"configuration:  {DEMO_CONFIG_NAME} "
-            f"({', '.join(f'{key}={value}' for key, value in self.shown_settings.items())}; the rest: pipeline defaults)\n"
-            f"look around later with: localpach --state {self.state} list-job",
-            title="localpach demo",
-        ))
+        console.print(
+            Panel.fit(
+                f"demo directory: [bold]{self.root}[/]\nstate:          {self.state}\n"
+                f"configuration:  {DEMO_CONFIG_NAME} "
+                f"({', '.join(f'{key}={value}' for key, value in self.shown_settings.items())}; the rest: pipeline defaults)\n"
+                f"look around later with: localpach --state {self.state} list-job",
+                title="localpach demo",
+            )
+        )
 
         if self.incremental:  # the demo's sample as two batches: 99% now, the other 1% as the data update
             sample, self.update_file, self.update_rows = incremental_batches(
-                sample, self.root, self.sample_rows, UPDATE_SHARE)
+                sample, self.root, self.sample_rows, UPDATE_SHARE
+            )
         name = sample.name  # stored as given, like `pachctl put file`: split reads *.csv and *.csv.gz
         self.step(1, f"version the data: put-file {self.raw_repo} {name}")
         if self.options.remove_rows < 1:
@@ -259,8 +271,10 @@ class Demo:
                     self.step(5, f"update the data: append {self.update_rows} new rows as a new file")
                     update = put_file(self.state, self.raw_repo, self.update_file.name, self.update_file)
                     assert update.commit is not None
-                    console.print(f"committed {self.raw_repo}@{update.commit.id} ({update.rows} rows in "
-                                  f"{self.update_file.name}, beside {name})")
+                    console.print(
+                        f"committed {self.raw_repo}@{update.commit.id} ({update.rows} rows in "
+                        f"{self.update_file.name}, beside {name})"
+                    )
                 else:
                     self.step(5, f"update the data: remove {self.options.remove_rows} rows and put the file again")
                     edited = self.root / name
@@ -279,12 +293,16 @@ class Demo:
                 names = [job.pipeline for job in second.jobs if job.datums_processed]
                 console.print(f"re-ran: {', '.join(names) or 'nothing'}")
                 for job in second.jobs:
-                    console.print(f"  {job.pipeline}: {job.datums_processed} datum(s) processed, "
-                                  f"{job.datums_skipped} skipped (already processed with the same inputs)")
+                    console.print(
+                        f"  {job.pipeline}: {job.datums_processed} datum(s) processed, "
+                        f"{job.datums_skipped} skipped (already processed with the same inputs)"
+                    )
                 console.print(views.Group(*views.model_lineage(self.pfs, self.pfs.resolve("train", "master"))))
                 new_build = serve.latest_build(self.pfs)
-                console.print(f"new model: build@{new_build.id} from {self.raw_repo}@"
-                              f"{new_build.provenance_map().get(self.raw_repo)}")
+                console.print(
+                    f"new model: build@{new_build.id} from {self.raw_repo}@"
+                    f"{new_build.provenance_map().get(self.raw_repo)}"
+                )
                 new_quality = quality_line(self.build_metrics(new_build))
                 if new_quality:
                     console.print(f"new model: {new_quality}")
@@ -319,7 +337,6 @@ class Demo:
             if examples is not None:
                 self.console.print(examples)
             self.console.print(f"metrics table: {self.root / 'metrics.md'}")
-
 
     def build_metrics(self, build: Commit) -> dict[str, Any]:
         if "metrics.json" not in build.files:

@@ -20,9 +20,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from localpach.errors import CorruptState, NotFound
 from localpach.fsutil import atomic_write_json, remove_tree, sha256_file
@@ -131,8 +131,9 @@ class Checker:
             if path.name.startswith("."):
                 continue
             if path.suffix != ".json" or not is_branch_name(path.stem):
-                self.add(f"{path}: not a branch record (branch names use letters, digits, '_' and '-'); "
-                         "rename or remove it")
+                self.add(
+                    f"{path}: not a branch record (branch names use letters, digits, '_' and '-'); rename or remove it"
+                )
                 continue
             intact &= self.check_branch(name, path.stem, kind, reachable)
         self.check_commit_records(name, directory / "commits", reachable, intact)
@@ -154,8 +155,11 @@ class Checker:
 
             # The record is unreadable, so it names nothing a rewrite could lose: the newest intact commit of the
             # branch is what it pointed to unless a writer stopped between writing a commit and moving the branch.
-            self.add(f"{_problem(error.message)}; restore it from a backup{self.intact_hint(repo, branch, None)}",
-                     repoint, f"points it at {repo}@{newest.id}, the newest intact commit of {branch}")
+            self.add(
+                f"{_problem(error.message)}; restore it from a backup{self.intact_hint(repo, branch, None)}",
+                repoint,
+                f"points it at {repo}@{newest.id}, the newest intact commit of {branch}",
+            )
             return False
         child: Commit | None = None
         while commit_id is not None:
@@ -166,8 +170,10 @@ class Checker:
                 if child is None:
                     hint = self.intact_hint(repo, branch, commit_id)
                     if kind == "pipeline":
-                        hint += f"; or, as {repo} is a pipeline's output, remove {branch_path} and `localpach run` " \
-                                "makes it again (dropping that branch's history)"
+                        hint += (
+                            f"; or, as {repo} is a pipeline's output, remove {branch_path} and `localpach run` "
+                            "makes it again (dropping that branch's history)"
+                        )
                 else:
                     hint = f"; until then the history before {repo}@{child.id} cannot be listed (newer commits work)"
                 self.add(f"{_problem(error.message)}; restore it from a backup{hint}")
@@ -201,8 +207,10 @@ class Checker:
             return "; no intact commit of this branch is left"
         newest = sorted(intact, key=lambda commit: commit.finished, reverse=True)[:3]
         listed = ", ".join(commit.id for commit in newest)
-        return (f", or point the branch at an intact commit by writing {{\"head\": \"<ID>\"}} into "
-                f"{self.pfs._branch_path(repo, branch)} (newest intact: {listed}; later commits leave the branch)")
+        return (
+            f', or point the branch at an intact commit by writing {{"head": "<ID>"}} into '
+            f"{self.pfs._branch_path(repo, branch)} (newest intact: {listed}; later commits leave the branch)"
+        )
 
     def check_commit_links(self, commit: Commit, kind: str | None, is_head: bool, branch: str) -> None:
         """The objects a readable commit names must exist; so must a branch head's direct provenance (Pachyderm's
@@ -222,8 +230,10 @@ class Checker:
             try:
                 self.pfs.get_commit(ref.repo, ref.id, referenced_by=f"{commit.repo}@{commit.id} names it as an input")
             except CorruptState as error:
-                self.add(f"{_problem(error.message)}; restore it from a backup (until then inspect-commit cannot "
-                         "follow that input)")
+                self.add(
+                    f"{_problem(error.message)}; restore it from a backup (until then inspect-commit cannot "
+                    "follow that input)"
+                )
             except NotFound:  # not a name a record can hold (from_record refuses those): nothing to follow
                 continue
 
@@ -238,8 +248,12 @@ class Checker:
                     except CorruptState as error:
                         self.add(f"{_problem(error.message)}; restore it from a backup")
                 continue
-            self.add(f"{path}: a commit record no branch of {repo} reaches (a writer stopped before moving the "
-                     "branch, or it is not a record)", self.to_lost_and_found(path), "moves it to lost+found")
+            self.add(
+                f"{path}: a commit record no branch of {repo} reaches (a writer stopped before moving the "
+                "branch, or it is not a record)",
+                self.to_lost_and_found(path),
+                "moves it to lost+found",
+            )
 
     def check_objects(self) -> None:
         root = self.pfs.objects.root
@@ -258,8 +272,9 @@ class Checker:
                     self.add(
                         f"{path}: the stored object's bytes do not match its name (they hash to {actual[:12]}); "
                         "once it is quarantined, put the file again or `localpach run` to restore it",
-                        lambda digest=digest: f"quarantined {self.pfs.objects.path_of(digest)} as "
-                        f"{self.pfs.objects.quarantine(digest)}",
+                        lambda digest=digest: (
+                            f"quarantined {self.pfs.objects.path_of(digest)} as {self.pfs.objects.quarantine(digest)}"
+                        ),
                         "moves it to objects/corrupt/",
                     )
 
@@ -286,9 +301,11 @@ class Checker:
                 except InputRefused as error:
                     problem = error.message.splitlines()
                     detail = problem[1].strip() if len(problem) > 1 else problem[0]
-                    self.add(f"{location}: the stored input file {commit.repo}@{commit.id}:{path} is not a valid "
-                             f"issue CSV ({detail}); put a valid one: `localpach put-file {commit.repo}@{branch}:{path} "
-                             "-o -f FILE`")
+                    self.add(
+                        f"{location}: the stored input file {commit.repo}@{commit.id}:{path} is not a valid "
+                        f"issue CSV ({detail}); put a valid one: `localpach put-file {commit.repo}@{branch}:{path} "
+                        "-o -f FILE`"
+                    )
 
     def check_jobs(self) -> None:
         if not self.jobs.dir.is_dir():
@@ -301,8 +318,11 @@ class Checker:
                     raise CorruptState(f"{path}: not a job record (its name is not a job ID)")
                 self.jobs.load(path)
             except CorruptState as error:
-                self.add(f"{_problem(error.message)}; a pipeline whose job it was simply runs again",
-                         self.to_lost_and_found(path), "moves it to lost+found")
+                self.add(
+                    f"{_problem(error.message)}; a pipeline whose job it was simply runs again",
+                    self.to_lost_and_found(path),
+                    "moves it to lost+found",
+                )
 
     def check_stale_jobs(self) -> None:
         """A job still marked running while fsck holds the state lock: its runner was killed (kill -9, a crash),
@@ -349,8 +369,11 @@ class Checker:
         for path in sorted(work_root.iterdir()):
             if path.name in running:
                 continue  # named with its job above
-            self.add(f"{path}: scratch left by a runner that stopped (no running job uses it)",
-                     lambda path=path: (remove_tree(path), f"removed {path}")[1], "removes it")
+            self.add(
+                f"{path}: scratch left by a runner that stopped (no running job uses it)",
+                lambda path=path: (remove_tree(path), f"removed {path}")[1],
+                "removes it",
+            )
 
     def check_datums(self) -> None:
         root = self.state_dir / "datums"
@@ -359,8 +382,11 @@ class Checker:
         for path in sorted(root.rglob("*.json")):
             problem = _datum_problem(path)
             if problem:
-                self.add(f"{path}: {problem}; the datum runs again without it", self.to_lost_and_found(path),
-                         "moves it to lost+found")
+                self.add(
+                    f"{path}: {problem}; the datum runs again without it",
+                    self.to_lost_and_found(path),
+                    "moves it to lost+found",
+                )
 
 
 def _datum_problem(path: Path) -> str:
@@ -372,8 +398,12 @@ def _datum_problem(path: Path) -> str:
     if not isinstance(files, dict):
         return "the datum record has no 'files'"
     for name, entry in files.items():
-        if not is_clean_repo_path(name) or not isinstance(entry, dict) or not is_digest(entry.get("hash")) \
-                or not isinstance(entry.get("size"), int):
+        if (
+            not is_clean_repo_path(name)
+            or not isinstance(entry, dict)
+            or not is_digest(entry.get("hash"))
+            or not isinstance(entry.get("size"), int)
+        ):
             return f"the datum record's entry {json.dumps(name)} is invalid"
     return ""
 
@@ -405,4 +435,3 @@ def fsck(state_dir: Path, fix: bool = False, wait: bool = True, out: Callable[[s
     elif remaining:
         out(f"{remaining} problem(s) remain; each line above names the file and its repair")
     return 1 if remaining else 0
-

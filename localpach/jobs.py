@@ -8,9 +8,9 @@ run with a new job ID. Stage output is kept per job in `logs/<job id>.log`.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from localpach.errors import CorruptState, NotFound
 from localpach.fsutil import atomic_write_json
@@ -70,7 +70,7 @@ class Job:
         return dict(self.__dict__)
 
     @classmethod
-    def from_record(cls, data: dict, job_id: str) -> "Job":
+    def from_record(cls, data: dict, job_id: str) -> Job:
         """A job record read from disk, its fields checked (IDs and names end up in paths and job keys)."""
         if data.get("id") != job_id:
             raise BadField(f"field 'id' is {data.get('id')!r} but the file is named {job_id}.json")
@@ -80,8 +80,15 @@ class Job:
         checked(data, "state", lambda value: value in STATES, " or ".join(STATES))
         typed(data, "started", (int, float))
         typed(data, "finished", (int, float), optional=True)
-        for name in ("datums_total", "datums_processed", "datums_skipped", "datums_failed", "bytes_in", "bytes_out",
-                     "restart"):
+        for name in (
+            "datums_total",
+            "datums_processed",
+            "datums_skipped",
+            "datums_failed",
+            "bytes_in",
+            "bytes_out",
+            "restart",
+        ):
             typed(data, name, int, optional=True)
         typed(data, "step_pid", int, optional=True)
         typed(data, "reason", str, optional=True)
@@ -90,7 +97,11 @@ class Job:
                 raise BadField(f"field 'inputs' holds {item!r}, not {{name, repo, commit}}")
             checked(item, "commit", is_commit_id, "a commit ID (in inputs)")
         for item in typed(data, "datums", list, optional=True) or []:
-            if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not isinstance(item.get("state"), str):
+            if (
+                not isinstance(item, dict)
+                or not isinstance(item.get("id"), str)
+                or not isinstance(item.get("state"), str)
+            ):
                 raise BadField(f"field 'datums' holds {item!r}, not {{id, state, ...}}")
         tail = typed(data, "log_tail", list, optional=True) or []
         if not all(isinstance(line, str) for line in tail):
@@ -98,7 +109,7 @@ class Job:
         return cls.from_json(data)
 
     @classmethod
-    def from_json(cls, data: dict) -> "Job":
+    def from_json(cls, data: dict) -> Job:
         known = {name for name in cls.__dataclass_fields__}
         return cls(**{key: value for key, value in data.items() if key in known})
 

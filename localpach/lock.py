@@ -12,8 +12,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from localpach.errors import StateLocked
 
@@ -67,7 +67,7 @@ class StateLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "StateLock":
+    def __enter__(self) -> StateLock:
         if self._fd is None:
             self.acquire()
         return self

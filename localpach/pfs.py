@@ -30,9 +30,9 @@ import posixpath
 import re
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from localpach.errors import CorruptObject, CorruptState, InputRefused, LocalPachError, NotFound
 from localpach.fsutil import atomic_write_json, sha256_json
@@ -96,7 +96,7 @@ class CommitRef:
         return {"repo": self.repo, "id": self.id, "branch": self.branch}
 
     @classmethod
-    def from_json(cls, data: dict[str, str]) -> "CommitRef":
+    def from_json(cls, data: dict[str, str]) -> CommitRef:
         return cls(repo=data["repo"], id=data["id"], branch=data.get("branch", DEFAULT_BRANCH))
 
 
@@ -142,7 +142,7 @@ class Commit:
         }
 
     @classmethod
-    def from_record(cls, data: dict, repo: str, commit_id: str) -> "Commit":
+    def from_record(cls, data: dict, repo: str, commit_id: str) -> Commit:
         """A commit record read from disk, every field checked (its paths and names end up in paths)."""
         if data.get("id") != commit_id:
             raise BadField(f"field 'id' is {data.get('id')!r} but the file is named {commit_id}.json")
@@ -175,7 +175,7 @@ class Commit:
         return cls.from_json(data)
 
     @classmethod
-    def from_json(cls, data: dict) -> "Commit":
+    def from_json(cls, data: dict) -> Commit:
         return cls(
             repo=data["repo"],
             id=data["id"],
@@ -245,7 +245,8 @@ class PFS:
         """Create the state layout (idempotent); refuses a directory written by another format."""
         if self.exists():
             found = read_record(
-                self.marker, "state marker",
+                self.marker,
+                "state marker",
                 f'it should hold {{"format": {STATE_FORMAT}}}: write that into it, or run `localpach fsck --fix`',
             ).get("format")
             if found != STATE_FORMAT:
@@ -375,7 +376,7 @@ class PFS:
             return None
         what = f"branch record of {repo}@{branch}"
         repair = (
-            f"restore it from a backup, or write {{\"head\": \"<commit ID>\"}} into it naming an intact commit "
+            f'restore it from a backup, or write {{"head": "<commit ID>"}} into it naming an intact commit '
             f"({FSCK_HINT})"
         )
         data = read_record(record, what, repair)
@@ -405,8 +406,7 @@ class PFS:
         if not path.exists():
             if referenced_by:
                 raise CorruptState(
-                    f"{path}: the {what} is missing ({referenced_by}); restore it from a backup, "
-                    f"or {FSCK_HINT}"
+                    f"{path}: the {what} is missing ({referenced_by}); restore it from a backup, or {FSCK_HINT}"
                 )
             raise NotFound(f"commit {repo}@{commit_id} not found")
         data = read_record(path, what)
@@ -547,7 +547,7 @@ class PFS:
         for file_path, obj in commit.files.items():
             if not file_path.startswith(prefix):
                 continue
-            rest = file_path[len(prefix):]
+            rest = file_path[len(prefix) :]
             head, _, tail = rest.partition("/")
             child = prefix + head
             if tail:

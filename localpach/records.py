@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from localpach.errors import CorruptState, InputRefused
 from localpach.fsutil import read_json
@@ -138,13 +139,14 @@ def typed(data: dict[str, Any], name: str, kind: type | tuple[type, ...], option
     if value is None and optional:
         return None
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
         raise BadField(f"field {name!r} is {json.dumps(value)[:60]}, not a {' or '.join(k.__name__ for k in kinds)}")
     return value
 
 
-def checked(data: dict[str, Any], name: str, test: Callable[[object], bool], expected: str,
-            optional: bool = False) -> Any:
+def checked(
+    data: dict[str, Any], name: str, test: Callable[[object], bool], expected: str, optional: bool = False
+) -> Any:
     """`data[name]` if `test` accepts it (e.g. a commit ID), else BadField naming the field and what it must be."""
     if optional and data.get(name) is None:
         return None

@@ -54,16 +54,22 @@ class ConsoleReporter:
         self._datum_text = ""
         if self.console.is_terminal and not self.stream:
             self._live = Live(
-                Text(""), console=self.console, auto_refresh=False, transient=True,
-                redirect_stdout=False, redirect_stderr=False,
+                Text(""),
+                console=self.console,
+                auto_refresh=False,
+                transient=True,
+                redirect_stdout=False,
+                redirect_stderr=False,
             )
             self._live.start()
 
     def datum_started(self, job: Job, index: int, datum: Datum, skipped: bool) -> None:
         self._datum_text = f"datum {index}/{job.datums_total}"
         if skipped:
-            self._print(f"  [dim]{self._job_label} datum {index}/{job.datums_total} ({escape(datum.describe())}) "
-                        "skipped: already processed[/]")
+            self._print(
+                f"  [dim]{self._job_label} datum {index}/{job.datums_total} ({escape(datum.describe())}) "
+                "skipped: already processed[/]"
+            )
         elif self.stream or job.datums_total > 1:
             self._print(f"  [dim]{self._job_label} datum {index}/{job.datums_total} ({escape(datum.describe())})[/]")
         self._status("starting")
@@ -93,8 +99,10 @@ class ConsoleReporter:
         if self._live is not None:
             self._live.stop()
             self._live = None
-        stats = (f"{progress(job)} datums  {humanize.precise(job.duration)}  "
-                 f"DL {humanize.size(job.bytes_in)}  UL {humanize.size(job.bytes_out)}")
+        stats = (
+            f"{progress(job)} datums  {humanize.precise(job.duration)}  "
+            f"DL {humanize.size(job.bytes_in)}  UL {humanize.size(job.bytes_out)}"
+        )
         if job.state == SUCCESS:
             self.console.print(
                 f"[green]✓ {job.pipeline}[/]  job {job.id} [green]success[/]  {stats}  "
@@ -105,7 +113,7 @@ class ConsoleReporter:
         self.console.print(f"  [red]{escape(job.reason)}[/]")
         if job.log_tail:
             self.console.print("  [dim]log tail:[/]")
-            for row in job.log_tail[-self.tail_lines:]:
+            for row in job.log_tail[-self.tail_lines :]:
                 self.console.print(f"    [dim]{escape(row)}[/]")
         self.console.print(f"  [dim]full log: localpach logs {job.id}[/]")
 
@@ -147,7 +155,9 @@ class ConsoleReporter:
         self._last_refresh = now
         elapsed = humanize.precise(now - self._job_started)
         text = Text.assemble(
-            ("  ⋯ ", "cyan"), (f"{self._job_label} ", "bold"), (f"{self._datum_text} {elapsed}  ", "dim"),
+            ("  ⋯ ", "cyan"),
+            (f"{self._job_label} ", "bold"),
+            (f"{self._datum_text} {elapsed}  ", "dim"),
             _ANSI.sub("", line).strip()[-120:],
         )
         self._live.update(text, refresh=True)

@@ -25,8 +25,8 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -78,7 +78,7 @@ class Reporter(Protocol):
     def datum_started(self, job: Job, index: int, datum: Datum, skipped: bool) -> None: ...
     def output(self, job: Job, text: str) -> None: ...
     def job_finished(self, job: Job) -> None: ...
-    def pipeline_status(self, status: "PipelineStatus") -> None: ...
+    def pipeline_status(self, status: PipelineStatus) -> None: ...
 
 
 class SilentReporter:
@@ -103,7 +103,7 @@ class SilentReporter:
     def job_finished(self, job: Job) -> None:
         pass
 
-    def pipeline_status(self, status: "PipelineStatus") -> None:
+    def pipeline_status(self, status: PipelineStatus) -> None:
         pass
 
 
@@ -385,8 +385,10 @@ class Runner:
                     datum_hash, cached = self._look_up_datum(job, pipeline, number, datum)
                     if cached is not None:
                         outputs.append((datum, cached))
-                        log.write(f"== datum {number}/{len(datums)} ({datum.describe()}): skipped, "
-                                  "already processed with the same inputs and spec\n".encode())
+                        log.write(
+                            f"== datum {number}/{len(datums)} ({datum.describe()}): skipped, "
+                            "already processed with the same inputs and spec\n".encode()
+                        )
                         continue
                     datum_started = time.time()
                     try:
@@ -438,8 +440,9 @@ class Runner:
                 self.reporter.job_finished(job)
         return job
 
-    def _run_datums_parallel(self, job: Job, pipeline: PipelineDef, datums: list[Datum], work: Path,
-                             log: Any) -> list[tuple[Datum, dict[str, StoredObject]]]:
+    def _run_datums_parallel(
+        self, job: Job, pipeline: PipelineDef, datums: list[Datum], work: Path, log: Any
+    ) -> list[tuple[Datum, dict[str, StoredObject]]]:
         """The datums of one job on up to `parallelism` workers. Each processed datum logs to its own file, appended
         to the job's log in datum order once all are done; outputs keep datum order, so the merge is the serial
         one. The first failing datum (in datum order) fails the job after the others finish, as in a serial run."""
@@ -461,8 +464,9 @@ class Runner:
             started = time.time()
             try:
                 with open(work / f"datum-{number}.log", "w+b") as own:
-                    return self._run_datum(job, pipeline, datum, number, total, work / f"datum-{number}", own,
-                                           report_output=False)
+                    return self._run_datum(
+                        job, pipeline, datum, number, total, work / f"datum-{number}", own, report_output=False
+                    )
             finally:
                 seconds[number] = round(time.time() - started, 3)
 
@@ -479,8 +483,10 @@ class Runner:
         by_number = {item[0]: (item, tree, error) for item, tree, error in results}
         for number in range(1, total + 1):
             if number in skipped_lines:
-                log.write(f"== datum {number}/{total} ({datums[number - 1].describe()}): skipped, "
-                          "already processed with the same inputs and spec\n".encode())
+                log.write(
+                    f"== datum {number}/{total} ({datums[number - 1].describe()}): skipped, "
+                    "already processed with the same inputs and spec\n".encode()
+                )
                 continue
             (_, datum, datum_hash), tree, error = by_number[number]
             own = work / f"datum-{number}.log"
@@ -502,8 +508,9 @@ class Runner:
             raise failure
         return [(datum, tree) for datum, tree in zip(datums, trees, strict=True) if tree is not None]
 
-    def _look_up_datum(self, job: Job, pipeline: PipelineDef, number: int,
-                       datum: Datum) -> tuple[str, dict[str, StoredObject] | None]:
+    def _look_up_datum(
+        self, job: Job, pipeline: PipelineDef, number: int, datum: Datum
+    ) -> tuple[str, dict[str, StoredObject] | None]:
         """The datum's hash and, when it was already processed with the same inputs and spec, its stored output
         (counted and recorded as skipped, as Pachyderm skips it)."""
         datum_hash = datum.hash(pipeline.spec_hash)
@@ -562,7 +569,14 @@ class Runner:
         return found
 
     def _run_datum(
-        self, job: Job, pipeline: PipelineDef, datum: Datum, number: int, total: int, work: Path, log: Any,
+        self,
+        job: Job,
+        pipeline: PipelineDef,
+        datum: Datum,
+        number: int,
+        total: int,
+        work: Path,
+        log: Any,
         report_output: bool = True,
     ) -> dict[str, StoredObject]:
         pfs_dir = work / "pfs"
@@ -669,6 +683,7 @@ class Runner:
         """Store a datum's /pfs/out; refuse what cannot be versioned faithfully, naming the path."""
         files: dict[str, StoredObject] = {}
         root = out.resolve()
+
         def unreadable(error: OSError) -> None:  # os.walk would otherwise skip the folder and lose its files
             where = Path(error.filename).relative_to(out).as_posix() if error.filename else "/pfs/out"
             raise StepFailed(f"cannot read output directory {where}: {error.strerror or error}")
@@ -686,8 +701,10 @@ class Runner:
                 if stat.S_ISLNK(mode):
                     target = full.resolve()
                     if not target.is_relative_to(root) or not target.is_file():
-                        raise StepFailed(f"output {relative} is a symlink to {os.readlink(full)} outside /pfs/out "
-                                         "or not to a file; write a regular file instead")
+                        raise StepFailed(
+                            f"output {relative} is a symlink to {os.readlink(full)} outside /pfs/out "
+                            "or not to a file; write a regular file instead"
+                        )
                     source = target
                 elif not stat.S_ISREG(mode):
                     raise StepFailed(f"output {relative} is not a regular file (fifo, socket or device)")
@@ -742,7 +759,9 @@ def run_pipelines(
 ) -> RunSummary:
     """Take the state lock, recover from any interrupted writer, and run one pass over all pipelines."""
     reporter = reporter or SilentReporter()
-    runner = Runner(state_dir, specs, reporter, command_dirs, parallelism=parallelism)  # parses specs before touching the state
+    runner = Runner(
+        state_dir, specs, reporter, command_dirs, parallelism=parallelism
+    )  # parses specs before touching the state
     runner.pfs.init()
     lock = StateLock(state_dir, purpose="run")
     lock.acquire(wait=wait, on_wait=reporter.note)

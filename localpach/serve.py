@@ -9,8 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 from localpach.errors import LocalPachError, NotFound
 from localpach.fsutil import make_tree_read_only, remove_tree
@@ -42,8 +43,9 @@ def _provenance(pfs: PFS, commit: Commit) -> dict:
     import json
 
     if PROVENANCE not in commit.files:
-        raise LocalPachError(f"build@{commit.id}: refusing to serve it: it has no {PROVENANCE} "
-                             "(not the output of `stages build`)")
+        raise LocalPachError(
+            f"build@{commit.id}: refusing to serve it: it has no {PROVENANCE} (not the output of `stages build`)"
+        )
     try:
         record = json.loads(pfs.objects.read_bytes(commit.files[PROVENANCE].hash))
     except (OSError, ValueError) as error:
@@ -60,8 +62,10 @@ def check_servable(pfs: PFS, commit: Commit) -> dict:
     record = _provenance(pfs, commit)
     gate = record.get("quality_gate")
     if not isinstance(gate, dict) or gate.get("passed") is not True:
-        raise LocalPachError(f"build@{commit.id}: refusing to serve it: the model did not pass the quality gate "
-                             f"({PROVENANCE}: quality_gate={gate!r})")
+        raise LocalPachError(
+            f"build@{commit.id}: refusing to serve it: the model did not pass the quality gate "
+            f"({PROVENANCE}: quality_gate={gate!r})"
+        )
     files = record.get("files")
     if not isinstance(files, dict) or not files:
         raise LocalPachError(f"build@{commit.id}: refusing to serve it: {PROVENANCE} lists no file checksums")
@@ -98,9 +102,14 @@ def model_summary(pfs: PFS, commit: Commit, data_repo: str = "raw_data") -> dict
         value = (metrics.get(system) or {}).get("rouge_l") if isinstance(metrics.get(system), dict) else None
         return float(value) if isinstance(value, (int, float)) else None
 
-    return {"build_commit": commit.id, "job": commit.job, "data_commit": commit.provenance_map().get(data_repo),
-            "rouge_l": rouge("model"), "baseline_rouge_l": rouge("lead_baseline"),
-            "gate_passed": (record.get("quality_gate") or {}).get("passed") is True}
+    return {
+        "build_commit": commit.id,
+        "job": commit.job,
+        "data_commit": commit.provenance_map().get(data_repo),
+        "rouge_l": rouge("model"),
+        "baseline_rouge_l": rouge("lead_baseline"),
+        "gate_passed": (record.get("quality_gate") or {}).get("passed") is True,
+    }
 
 
 def describe(summary: dict, data_repo: str = "raw_data") -> str:

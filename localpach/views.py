@@ -10,7 +10,7 @@ not, it comes last (`list datum`'s REASON).
 from __future__ import annotations
 
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 from rich.console import Group
 from rich.table import Table
@@ -48,8 +48,13 @@ def repo_table(pfs: PFS, repos: Iterable[Repo]) -> Table:
     for repo in repos:
         name = repo.name if repo.kind != "spec" else f"{repo.name}.spec"
         if repo.kind == "spec":
-            table.add_row(PROJECT, name, humanize.ago(repo.created, now), humanize.size(0),
-                          f"{len(pfs.branches(repo.name))} pipeline spec(s)")
+            table.add_row(
+                PROJECT,
+                name,
+                humanize.ago(repo.created, now),
+                humanize.size(0),
+                f"{len(pfs.branches(repo.name))} pipeline spec(s)",
+            )
             continue
         try:
             head = pfs.head_commit(repo.name)
@@ -157,8 +162,6 @@ def inspect_commit_header(commit: Commit) -> Table:
     return grid
 
 
-
-
 def inspect_commit(pfs: PFS, jobs: JobStore, commit: Commit, model_card: bool = True) -> Group:
     now = time.time()
     lines = [
@@ -221,8 +224,10 @@ def model_lineage(pfs: PFS, commit: Commit) -> list:
     if lineage["mode"] == "update":
         text.append(f"  fine-tuned on {lineage.get('new_rows')} new + {lineage.get('replay_rows')} replayed rows")
     for step in reversed(lineage.get("chain") or []):
-        text.append(f"  <- started from train@{step.get('commit') or '?'} ({step.get('mode')} training, weights "
-                    f"sha256:{str(step.get('weights_sha256', ''))[:16]})")
+        text.append(
+            f"  <- started from train@{step.get('commit') or '?'} ({step.get('mode')} training, weights "
+            f"sha256:{str(step.get('weights_sha256', ''))[:16]})"
+        )
     return [Text(""), Text("Model lineage:", style="bold"), Text("\n".join(text))]
 
 
@@ -312,11 +317,17 @@ def inspect_pipeline(info: dict) -> Group:
     grid.add_row("Parallelism Spec:", json.dumps(spec.get("parallelism_spec") or {}))
     grid.add_row("Input:", shorthand_input(spec.get("input")))
     grid.add_row("Output Branch:", spec.get("output_branch", "master"))
-    grid.add_row("Transform:", " ".join(transform.get("cmd") or []) + (f"  (image {transform['image']})"
-                                                                        if transform.get("image") else ""))
+    grid.add_row(
+        "Transform:",
+        " ".join(transform.get("cmd") or []) + (f"  (image {transform['image']})" if transform.get("image") else ""),
+    )
     if last_job is not None:
-        grid.add_row("Last Job:", Text(f"{last_job.id} ", style="") + job_state(last_job)
-                     + Text(f" ({humanize.ago(last_job.started, now)}, {progress(last_job)} datums)"))
+        grid.add_row(
+            "Last Job:",
+            Text(f"{last_job.id} ", style="")
+            + job_state(last_job)
+            + Text(f" ({humanize.ago(last_job.started, now)}, {progress(last_job)} datums)"),
+        )
     else:
         grid.add_row("Last Job:", "-")
     spec_text = json.dumps(spec, indent=2)
@@ -335,7 +346,7 @@ def datum_table(job: Job) -> Table:
             ", ".join(datum.get("files") or []),
             Text("-" if status == "unknown" else status, style=style),
             humanize.duration(seconds) if isinstance(seconds, int | float) else "-",
-            datum.get("reason") or ("not run: the job stopped before it" if status == "unknown"
-                                    and job.state != RUNNING else ""),
+            datum.get("reason")
+            or ("not run: the job stopped before it" if status == "unknown" and job.state != RUNNING else ""),
         )
     return table

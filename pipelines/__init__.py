@@ -4,5 +4,14 @@ from pipelines.settings import PipelineSettings
 from pipelines.specs import RAW_DATA_REPO, all_pipelines
 from pipelines.validate import SpecError, input_leaves, spec_problems, validate_spec, validate_specs, walk_input
 
-__all__ = ["PipelineSettings", "RAW_DATA_REPO", "SpecError", "all_pipelines", "input_leaves", "spec_problems",
-           "validate_spec", "validate_specs", "walk_input"]
+__all__ = [
+    "RAW_DATA_REPO",
+    "PipelineSettings",
+    "SpecError",
+    "all_pipelines",
+    "input_leaves",
+    "spec_problems",
+    "validate_spec",
+    "validate_specs",
+    "walk_input",
+]

@@ -23,23 +23,39 @@ VOCAB_GLOB = "/vocab"
 def split(settings: PipelineSettings) -> Spec:
     cmd = ["stages", "split", "--input", f"/pfs/{RAW_DATA_REPO}", "--output", "/pfs/out", "--layout", "shards"]
     cmd += cli_flags(sample_size=settings.sample_size, test_fraction=settings.test_fraction, seed=settings.seed)
-    return step_spec("split", "One datum per raw file (glob /*): each row goes to train, test or the held-out "
-                 "repositories by a stable hash of its issue_url, into /pfs/out/<raw file>/.", settings,
-                 pfs(RAW_DATA_REPO, "/*"), cmd)
+    return step_spec(
+        "split",
+        "One datum per raw file (glob /*): each row goes to train, test or the held-out "
+        "repositories by a stable hash of its issue_url, into /pfs/out/<raw file>/.",
+        settings,
+        pfs(RAW_DATA_REPO, "/*"),
+        cmd,
+    )
 
 
 def vocabulary(settings: PipelineSettings) -> Spec:
     cmd = ["stages", "vocabulary", "--input", "/pfs/split", "--output", "/pfs/out"]
-    spec = step_spec("vocabulary", "The reduce: fit the vocabularies on every shard; keep the previous vocab/ byte for "
-                 "byte while it has not drifted past the threshold.", settings, pfs("split"), cmd)
+    spec = step_spec(
+        "vocabulary",
+        "The reduce: fit the vocabularies on every shard; keep the previous vocab/ byte for "
+        "byte while it has not drifted past the threshold.",
+        settings,
+        pfs("split"),
+        cmd,
+    )
     spec["transform"]["env"] = dict(PREVIOUS_OUTPUT_ENV)
     return spec
 
 
 def pre_process(settings: PipelineSettings) -> Spec:
     cmd = ["stages", "pre_process", "--input", "/pfs/split", "--vocabulary", "/pfs/vocabulary", "--output", "/pfs/out"]
-    spec = step_spec("pre_process", "Encode each split shard with the vocabulary (one datum per shard, in parallel).",
-                 settings, {"cross": [pfs("split", "/*"), pfs("vocabulary", VOCAB_GLOB)]}, cmd)
+    spec = step_spec(
+        "pre_process",
+        "Encode each split shard with the vocabulary (one datum per shard, in parallel).",
+        settings,
+        {"cross": [pfs("split", "/*"), pfs("vocabulary", VOCAB_GLOB)]},
+        cmd,
+    )
     spec["parallelismSpec"] = {"constant": settings.parallelism}
     # Encoding one shard is light: two workers at half a CPU each request what the one whole-repo worker did.
     spec["resourceRequests"] = {"cpu": 0.5, "memory": "1Gi"}
@@ -53,9 +69,11 @@ def train(settings: PipelineSettings) -> Spec:
     cmd[at:at] = ["--vocabulary", "/pfs/vocabulary"]
     if settings.full_retrain:
         cmd.append("--full")
-    spec["description"] = ("Train the title model: warm-start from the previous output commit and fine-tune on the "
-                           "new rows plus a replay sample while the vocabulary and settings are unchanged; else "
-                           "from scratch.")
+    spec["description"] = (
+        "Train the title model: warm-start from the previous output commit and fine-tune on the "
+        "new rows plus a replay sample while the vocabulary and settings are unchanged; else "
+        "from scratch."
+    )
     spec["input"] = {"cross": [pfs("pre_process"), pfs("vocabulary", VOCAB_GLOB)]}
     spec["transform"]["env"] = dict(PREVIOUS_OUTPUT_ENV)
     return spec

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +65,7 @@ def _resolves_later(value: Any) -> bool:
 
 
 def _problems(s: PipelineSettings):
-    if not (_resolves_later(s.stage_image) or isinstance(s.stage_image, str) and s.stage_image.strip()):
+    if not (_resolves_later(s.stage_image) or (isinstance(s.stage_image, str) and s.stage_image.strip())):
         yield "stage_image must be a non-empty image reference (or an Output of one)"
     if not isinstance(s.serving_image_repo, str) or not s.serving_image_repo.strip():
         yield "serving_image_repo must be a non-empty image repository"

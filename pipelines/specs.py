@@ -73,20 +73,31 @@ def cli_flags(**values: Any) -> list[str]:
 def split(settings: PipelineSettings) -> Spec:
     cmd = ["stages", "split", "--input", f"/pfs/{RAW_DATA_REPO}", "--output", "/pfs/out"]
     cmd += cli_flags(sample_size=settings.sample_size, test_fraction=settings.test_fraction, seed=settings.seed)
-    return step_spec("split", "Sample the raw issues, set the held-out repositories aside (heldout.csv), split the rest "
-                 "into train.csv and test.csv.", settings, pfs(RAW_DATA_REPO), cmd)
+    return step_spec(
+        "split",
+        "Sample the raw issues, set the held-out repositories aside (heldout.csv), split the rest "
+        "into train.csv and test.csv.",
+        settings,
+        pfs(RAW_DATA_REPO),
+        cmd,
+    )
 
 
 def pre_process(settings: PipelineSettings) -> Spec:
     cmd = ["stages", "pre_process", "--input", "/pfs/split", "--output", "/pfs/out"]
-    return step_spec("pre_process", "Learn the body and title vocabularies and encode the training set.", settings,
-                 pfs("split"), cmd)
+    return step_spec(
+        "pre_process", "Learn the body and title vocabularies and encode the training set.", settings, pfs("split"), cmd
+    )
 
 
 def _train_flags(settings: PipelineSettings) -> list[str]:
     return ["--architecture", settings.architecture] + cli_flags(
-        epochs=settings.epochs, batch_size=settings.batch_size, learning_rate=settings.learning_rate,
-        embedding_dim=settings.embedding_dim, hidden_dim=settings.hidden_dim)
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        embedding_dim=settings.embedding_dim,
+        hidden_dim=settings.hidden_dim,
+    )
 
 
 def _quantity(value: float | str) -> str:
@@ -117,19 +128,47 @@ def train_with_tfjob(settings: PipelineSettings) -> Spec:
     writes there today. The replicas get the train step's resources, GPUs, toleration and user; the worker itself
     only waits (a tenth of a CPU, no GPU).
     """
-    cmd = ["stages", "launch-tfjob", "--image", settings.stage_image, "--workers", str(settings.train_workers),
-           "--gpus", str(settings.gpus),
-           "--cpu-request", _quantity(TRAIN_REQUESTS["cpu"]), "--memory-request", TRAIN_REQUESTS["memory"],
-           "--cpu-limit", _quantity(TRAIN_LIMITS["cpu"]), "--memory-limit", TRAIN_LIMITS["memory"],
-           "--run-as-user", str(STAGE_UID), "--image-pull-secret", settings.registry_secret,
-           "--input-bucket", "pre_process",
-           # Only where no Kubernetes API is (localpach): the folders the same replicas train on there.
-           "--local-input", "/pfs/pre_process", "--local-output", "/pfs/out",
-           "--", *_train_flags(settings)]
+    cmd = [
+        "stages",
+        "launch-tfjob",
+        "--image",
+        settings.stage_image,
+        "--workers",
+        str(settings.train_workers),
+        "--gpus",
+        str(settings.gpus),
+        "--cpu-request",
+        _quantity(TRAIN_REQUESTS["cpu"]),
+        "--memory-request",
+        TRAIN_REQUESTS["memory"],
+        "--cpu-limit",
+        _quantity(TRAIN_LIMITS["cpu"]),
+        "--memory-limit",
+        TRAIN_LIMITS["memory"],
+        "--run-as-user",
+        str(STAGE_UID),
+        "--image-pull-secret",
+        settings.registry_secret,
+        "--input-bucket",
+        "pre_process",
+        # Only where no Kubernetes API is (localpach): the folders the same replicas train on there.
+        "--local-input",
+        "/pfs/pre_process",
+        "--local-output",
+        "/pfs/out",
+        "--",
+        *_train_flags(settings),
+    ]
     # S3 inputs must take the whole commit (glob "/": pachyderm 2.12.x src/server/pps/server/api_server.go).
     input_ = {"pfs": {"project": PROJECT, "repo": "pre_process", "name": "pre_process", "glob": "/", "s3": True}}
-    spec = step_spec("train", f"Train the sequence-to-sequence title model as a TFJob of {settings.train_workers} "
-                 "worker(s), through the pipeline's S3 gateway.", settings, input_, cmd)
+    spec = step_spec(
+        "train",
+        f"Train the sequence-to-sequence title model as a TFJob of {settings.train_workers} "
+        "worker(s), through the pipeline's S3 gateway.",
+        settings,
+        input_,
+        cmd,
+    )
     spec["s3Out"] = True
     spec["podPatch"] = json.dumps([{"op": "add", "path": "/serviceAccountName", "value": TRAINER_SERVICE_ACCOUNT}])
     spec["resourceRequests"] = dict(LAUNCHER_REQUESTS)
@@ -138,18 +177,41 @@ def train_with_tfjob(settings: PipelineSettings) -> Spec:
 
 
 def build(settings: PipelineSettings) -> Spec:
-    cmd = ["stages", "build", "--input", "/pfs/train", "--input", "/pfs/split", "--output", "/pfs/out",
-           "--min-rouge-l", str(settings.min_rouge_l), "--base-image", settings.stage_image]
+    cmd = [
+        "stages",
+        "build",
+        "--input",
+        "/pfs/train",
+        "--input",
+        "/pfs/split",
+        "--output",
+        "/pfs/out",
+        "--min-rouge-l",
+        str(settings.min_rouge_l),
+        "--base-image",
+        settings.stage_image,
+    ]
     if not settings.beat_baseline:  # build's default gate: beat the best extractive baseline; this lifts it
         cmd.append("--allow-below-baseline")
-    return step_spec("build", "Evaluate the model on test.csv and heldout.csv, assemble the serving bundle and provenance.",
-                 settings, {"cross": [pfs("train"), pfs("split")]}, cmd)
+    return step_spec(
+        "build",
+        "Evaluate the model on test.csv and heldout.csv, assemble the serving bundle and provenance.",
+        settings,
+        {"cross": [pfs("train"), pfs("split")]},
+        cmd,
+    )
 
 
 def export(settings: PipelineSettings) -> Spec:
     cmd = ["stages", "export", "--input", "/pfs/build", "--output", "/pfs/out", "--image", settings.serving_image_repo]
-    spec = step_spec("export", "Push the serving image (the stage image plus the bundle as one layer, through the "
-                 "registry API), tagged with the Pachyderm job ID.", settings, pfs("build"), cmd)
+    spec = step_spec(
+        "export",
+        "Push the serving image (the stage image plus the bundle as one layer, through the "
+        "registry API), tagged with the Pachyderm job ID.",
+        settings,
+        pfs("build"),
+        cmd,
+    )
     transform = spec["transform"]
     transform["secrets"] = [{"name": settings.registry_secret, "mountPath": REGISTRY_MOUNT}]
     transform["env"] = {"REGISTRY_AUTH_FILE": f"{REGISTRY_MOUNT}/.dockerconfigjson"}

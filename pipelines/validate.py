@@ -30,8 +30,14 @@ def _known(_value: Any) -> bool:
     return False
 
 
-def walk_input(input_: Any, pipeline: str, *, leaf: Callable[[dict[str, Any]], Any],
-               cross: Callable[[list[Any]], Any], union: Callable[[list[Any]], Any]) -> Any:
+def walk_input(
+    input_: Any,
+    pipeline: str,
+    *,
+    leaf: Callable[[dict[str, Any]], Any],
+    cross: Callable[[list[Any]], Any],
+    union: Callable[[list[Any]], Any],
+) -> Any:
     """The one walk of an input tree: check each node's shape, map each `pfs` leaf dict with `leaf`, and combine
     the children's results with `cross` or `union`.
 
@@ -39,7 +45,7 @@ def walk_input(input_: Any, pipeline: str, *, leaf: Callable[[dict[str, Any]], A
     """
     if not isinstance(input_, Mapping) or len(input_) != 1:
         raise SpecError(f"pipeline {pipeline}: input must have exactly one of {', '.join(INPUT_KINDS)}")
-    (kind, value), = input_.items()
+    ((kind, value),) = input_.items()
     if kind == "pfs":
         if not isinstance(value, Mapping) or not value.get("repo"):
             raise SpecError(f"pipeline {pipeline}: pfs input needs a repo")
@@ -59,6 +65,7 @@ def input_leaves(input_: Any, pipeline: str) -> list[dict[str, Any]]:
 
     Besides the shape `walk_input` checks, no input name may appear twice in a `cross` (each becomes /pfs/<name>).
     """
+
     def crossed(children: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         leaves = [item for child in children for item in child]
         names = [input_name(item) for item in leaves]
@@ -67,8 +74,13 @@ def input_leaves(input_: Any, pipeline: str) -> list[dict[str, Any]]:
             raise SpecError(f"pipeline {pipeline}: input name(s) {', '.join(duplicates)} used twice in a cross")
         return leaves
 
-    return walk_input(input_, pipeline, leaf=lambda value: [value], cross=crossed,
-                      union=lambda children: [item for child in children for item in child])
+    return walk_input(
+        input_,
+        pipeline,
+        leaf=lambda value: [value],
+        cross=crossed,
+        union=lambda children: [item for child in children for item in child],
+    )
 
 
 def input_name(leaf: Mapping[str, Any]) -> str:
@@ -104,8 +116,9 @@ def spec_problems(spec: Any, *, image_required: bool = True, pending: Pending = 
     image, cmd = transform.get("image"), transform.get("cmd")
     if image_required and not pending(image) and (not isinstance(image, str) or not image.strip()):
         problems.append(f"pipeline {name}: transform.image is required")
-    if not pending(cmd) and (not isinstance(cmd, list) or not cmd
-                             or not all(isinstance(part, str) or pending(part) for part in cmd)):
+    if not pending(cmd) and (
+        not isinstance(cmd, list) or not cmd or not all(isinstance(part, str) or pending(part) for part in cmd)
+    ):
         problems.append(f"pipeline {name}: transform.cmd must be a non-empty list of strings")
     if "input" not in spec:
         problems.append(f"pipeline {name}: no input")
@@ -116,21 +129,26 @@ def spec_problems(spec: Any, *, image_required: bool = True, pending: Pending = 
             problems.append(str(error))
     # Pachyderm 2.12 refuses these at create time (pachyderm/pachyderm 2.12.x src/server/pps/server/api_server.go).
     if spec.get("tfJob") is not None:
-        problems.append(f"pipeline {name}: tfJob is refused by Pachyderm 2.12 (\"embedding TFJobs in pipelines is "
-                        "not supported yet\"): let the transform create the TFJob (trainer tfjob)")
+        problems.append(
+            f'pipeline {name}: tfJob is refused by Pachyderm 2.12 ("embedding TFJobs in pipelines is '
+            'not supported yet"): let the transform create the TFJob (trainer tfjob)'
+        )
     if spec.get("s3Out") and (spec.get("service") is not None or spec.get("spout") is not None):
         problems.append(f"pipeline {name}: s3Out is not supported in spouts or services")
     if "input" in spec and not pending(spec["input"]) and not problems:
         for leaf in input_leaves(spec["input"], name):
             if leaf.get("s3") and leaf.get("glob") != "/":
-                problems.append(f"pipeline {name}: input {input_name(leaf)} sets s3, so its glob must be \"/\" "
-                                "(the S3 gateway serves whole commits)")
+                problems.append(
+                    f'pipeline {name}: input {input_name(leaf)} sets s3, so its glob must be "/" '
+                    "(the S3 gateway serves whole commits)"
+                )
             if leaf.get("s3") and (leaf.get("lazy") or leaf.get("emptyFiles")):
                 problems.append(f"pipeline {name}: input {input_name(leaf)} cannot set s3 with lazy or emptyFiles")
     reprocess = spec.get("reprocessSpec")  # absent or "" (the proto default) means until_success
     if reprocess not in (None, "") and not pending(reprocess) and reprocess not in REPROCESS_SPECS:
-        problems.append(f"pipeline {name}: reprocessSpec must be one of {', '.join(REPROCESS_SPECS)}, "
-                        f"not {reprocess!r}")
+        problems.append(
+            f"pipeline {name}: reprocessSpec must be one of {', '.join(REPROCESS_SPECS)}, not {reprocess!r}"
+        )
     return problems
 
 

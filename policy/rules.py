@@ -6,6 +6,7 @@ wraps these functions, and the tests call them directly with hand-made and with 
 
 Property names are the ones the engine hands to policies: the camelCase Kubernetes/Pachyderm field names.
 """
+
 from __future__ import annotations
 
 import base64
@@ -101,7 +102,7 @@ def pod_specs(resource_type: str, props: Props) -> list[tuple[str, Mapping[str, 
     elif kind in REPLICA_SPECS_KEY:
         key = REPLICA_SPECS_KEY[kind]
         replica_specs = _get(spec, key)
-        for role, replica in (replica_specs.items() if isinstance(replica_specs, Mapping) else ()):
+        for role, replica in replica_specs.items() if isinstance(replica_specs, Mapping) else ():
             found.append((f"spec.{key}.{role}.template.spec", _get(replica, "template", "spec")))
     return [(where, pod) for where, pod in found if isinstance(pod, Mapping)]
 
@@ -155,11 +156,16 @@ def no_cluster_admin_binding(resource_type: str, props: Props) -> list[str]:
     role_ref = props.get("roleRef") or {}
     if _get(role_ref, "name") == "cluster-admin":
         name = _get(props, "metadata", "name") or "?"
-        subjects = ", ".join(
-            f"{_get(s, 'kind')}/{_get(s, 'name')}" for s in _list(props.get("subjects")) if isinstance(s, Mapping)
-        ) or "no subjects"
-        return [f"{kind_of(resource_type, props)} {name} binds the cluster-admin ClusterRole ({subjects}): "
-                "grant a role with only the verbs the subject needs"]
+        subjects = (
+            ", ".join(
+                f"{_get(s, 'kind')}/{_get(s, 'name')}" for s in _list(props.get("subjects")) if isinstance(s, Mapping)
+            )
+            or "no subjects"
+        )
+        return [
+            f"{kind_of(resource_type, props)} {name} binds the cluster-admin ClusterRole ({subjects}): "
+            "grant a role with only the verbs the subject needs"
+        ]
     return []
 
 
@@ -198,11 +204,15 @@ def tfjob_rights_least_privilege(resource_type: str, props: Props) -> list[str]:
                 continue
             extra = sorted(set(_list(rule.get("verbs"))) - LAUNCHER_SECRET_VERBS)
             if extra:
-                found.append(f"Role {name} grants {', '.join(extra)} on Secrets: the TFJob launcher needs only "
-                             f"{', '.join(sorted(LAUNCHER_SECRET_VERBS))} (it never reads a Secret)")
+                found.append(
+                    f"Role {name} grants {', '.join(extra)} on Secrets: the TFJob launcher needs only "
+                    f"{', '.join(sorted(LAUNCHER_SECRET_VERBS))} (it never reads a Secret)"
+                )
             if set(_list(rule.get("resources"))) - {"secrets"} or set(_list(rule.get("apiGroups"))) - {""}:
-                found.append(f"Role {name} grants Secret rights together with other resources: give Secrets a rule "
-                             "of their own (apiGroups [\"\"], resources [secrets])")
+                found.append(
+                    f"Role {name} grants Secret rights together with other resources: give Secrets a rule "
+                    'of their own (apiGroups [""], resources [secrets])'
+                )
     for rule in rules:
         if not _grants_tfjobs(rule):
             continue
@@ -211,11 +221,14 @@ def tfjob_rights_least_privilege(resource_type: str, props: Props) -> list[str]:
             continue
         extra = sorted(set(_list(rule.get("verbs"))) - TFJOB_VERBS)
         if extra:
-            found.append(f"Role {name} grants {', '.join(extra)} on TFJobs: only {', '.join(sorted(TFJOB_VERBS))} "
-                         "are needed")
+            found.append(
+                f"Role {name} grants {', '.join(extra)} on TFJobs: only {', '.join(sorted(TFJOB_VERBS))} are needed"
+            )
         if set(_list(rule.get("resources"))) - {"tfjobs"} or set(_list(rule.get("apiGroups"))) - {"kubeflow.org"}:
-            found.append(f"Role {name} grants TFJob rights together with other resources: give TFJobs a rule of "
-                         "their own (apiGroups [kubeflow.org], resources [tfjobs])")
+            found.append(
+                f"Role {name} grants TFJob rights together with other resources: give TFJobs a rule of "
+                "their own (apiGroups [kubeflow.org], resources [tfjobs])"
+            )
     return found
 
 
@@ -243,7 +256,9 @@ def container_resources(resource_type: str, props: Props) -> list[str]:
     if spec is not None:
         for field in ("resourceRequests", "resourceLimits"):
             values = spec.get(field)
-            missing = [n for n in ("cpu", "memory") if not isinstance(values, Mapping) or values.get(n) in (None, "", 0)]
+            missing = [
+                n for n in ("cpu", "memory") if not isinstance(values, Mapping) or values.get(n) in (None, "", 0)
+            ]
             if missing:
                 messages.append(f"pipeline {pipeline_name(spec)}: {field} lacks {' and '.join(missing)}")
     return messages
@@ -286,7 +301,9 @@ def container_non_root(resource_type: str, props: Props) -> list[str]:
         user = _get(spec, "transform", "user")
         name = pipeline_name(spec)
         if isinstance(user, (str, int)) and str(user).split(":")[0] in ("0", "root") and name not in ROOT_PIPELINES:
-            allowed = f"only {sorted(ROOT_PIPELINES)} may run as root" if ROOT_PIPELINES else "no pipeline may run as root"
+            allowed = (
+                f"only {sorted(ROOT_PIPELINES)} may run as root" if ROOT_PIPELINES else "no pipeline may run as root"
+            )
             messages.append(f"pipeline {name}: transform.user is {user!r} (root); {allowed}")
     return messages
 
@@ -357,10 +374,13 @@ def gpu_requests(resource_type: str, props: Props) -> list[str]:
         for field in ("resourceRequests", "resourceLimits"):
             gpu = _get(spec, field, "gpu")
             if isinstance(gpu, Mapping) and _positive(gpu.get("number")):
-                found.append(f"pipeline {pipeline_name(spec)} {field}.gpu = {gpu.get('number')} {gpu.get('type', '')}".rstrip())
+                found.append(
+                    f"pipeline {pipeline_name(spec)} {field}.gpu = {gpu.get('number')} {gpu.get('type', '')}".rstrip()
+                )
     if resource_type.startswith("gcp:container/"):
-        node_configs = [props.get("nodeConfig")] + [p.get("nodeConfig") for p in _list(props.get("nodePools"))
-                                                    if isinstance(p, Mapping)]
+        node_configs = [props.get("nodeConfig")] + [
+            p.get("nodeConfig") for p in _list(props.get("nodePools")) if isinstance(p, Mapping)
+        ]
         for node_config in node_configs:
             for accelerator in _list(_get(node_config, "guestAccelerators")):
                 if isinstance(accelerator, Mapping) and _positive(accelerator.get("count")):
@@ -458,8 +478,9 @@ def registry_password_exposures(resource_type: str, props: Props, password: str 
         for label, container in containers(pod):
             for env in _list(container.get("env")):
                 if isinstance(env, Mapping) and _SECRETISH_ENV.search(str(env.get("name", ""))) and env.get("value"):
-                    messages.append(f"{where} {label} env {env.get('name')} is a literal value: use "
-                                    "valueFrom.secretKeyRef")
+                    messages.append(
+                        f"{where} {label} env {env.get('name')} is a literal value: use valueFrom.secretKeyRef"
+                    )
     if password and "__provider" in props and isinstance(props["__provider"], str):
         # A dynamic provider is pickled into its inputs (and so into the state) in plain text.
         if any(password in variant for variant in _decoded_variants(props["__provider"])):

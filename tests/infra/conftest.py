@@ -1,4 +1,5 @@
 """One evaluation of the program per stack (and per stack with a model tag), shared by the tests that read it."""
+
 from __future__ import annotations
 
 import pytest

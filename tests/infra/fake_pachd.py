@@ -8,11 +8,13 @@ With `required_token` set it behaves like pachd with auth active: every call nee
 SDK client sends), and answers pachd's own errors otherwise (pachyderm/pachyderm 2.12.x src/auth/auth.go,
 ErrNotSignedIn and ErrBadToken, both codes.Unauthenticated).
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import grpc
 
@@ -71,8 +73,10 @@ class FakePachd:
         if self.required_token is not None and self._token != self.required_token:
             if not self._token:
                 raise PachdRpcError(grpc.StatusCode.UNAUTHENTICATED, "no authentication token (try logging in)")
-            raise PachdRpcError(grpc.StatusCode.UNAUTHENTICATED,
-                                "provided auth token is corrupted or has expired (try logging in again)")
+            raise PachdRpcError(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "provided auth token is corrupted or has expired (try logging in again)",
+            )
         if method in self.failures:
             error = self.failures.pop(method)
             if error.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in error.details():
@@ -80,8 +84,15 @@ class FakePachd:
                 raise ConnectionError("Could not connect to pachyderm instance\n") from error
             raise error
 
-    def add_commit(self, repo: str, commit_id: str, files: dict[str, bytes] | None = None,
-                   provenance: list[tuple[str, str]] = (), error: str = "", finished: bool = True) -> Any:
+    def add_commit(
+        self,
+        repo: str,
+        commit_id: str,
+        files: dict[str, bytes] | None = None,
+        provenance: list[tuple[str, str]] = (),
+        error: str = "",
+        finished: bool = True,
+    ) -> Any:
         """A finished (or still open) commit in `repo` with its files and direct provenance [(repo, id)]."""
         from datetime import UTC, datetime
 
@@ -90,8 +101,9 @@ class FakePachd:
         def commit(name: str, id_: str) -> Any:
             return pfs.Commit(id=id_, repo=pfs.Repo(name=name, type="user", project=pfs.Project(name="default")))
 
-        info = pfs.CommitInfo(commit=commit(repo, commit_id), error=error,
-                              direct_provenance=[commit(r, i) for r, i in provenance])
+        info = pfs.CommitInfo(
+            commit=commit(repo, commit_id), error=error, direct_provenance=[commit(r, i) for r, i in provenance]
+        )
         if finished:
             info.finished = datetime(2026, 1, 1, tzinfo=UTC)
         self.commits.setdefault(repo, []).append(info)
@@ -132,9 +144,18 @@ class _Pfs:
             raise PachdRpcError(grpc.StatusCode.NOT_FOUND, f"repo {key[0]}/{key[1]} not found")
         del self._pachd.repos[key]
 
-    def list_commit(self, *, repo: Any = None, from_: Any = None, to: Any = None, number: int = 0,
-                    reverse: bool = False, all: bool = False, origin_kind: Any = None,  # noqa: A002
-                    started_time: Any = None) -> Iterator[Any]:
+    def list_commit(
+        self,
+        *,
+        repo: Any = None,
+        from_: Any = None,
+        to: Any = None,
+        number: int = 0,
+        reverse: bool = False,
+        all: bool = False,
+        origin_kind: Any = None,
+        started_time: Any = None,
+    ) -> Iterator[Any]:
         """Newest first (pachd's order unless `reverse`), at most `number` (0: all)."""
         self._pachd.record("list_commit", repo=repo, number=number, reverse=reverse)
         if repo.name not in self._pachd.commits:
@@ -155,10 +176,11 @@ class _Pfs:
         self._pachd.record("get_file", file=file)
         key = (file.commit.repo.name, file.commit.id, file.path.lstrip("/"))
         if key not in self._pachd.files:
-            raise PachdRpcError(grpc.StatusCode.NOT_FOUND,
-                                f"file {file.path} not found in repo {key[0]} at commit {key[1]}")
+            raise PachdRpcError(
+                grpc.StatusCode.NOT_FOUND, f"file {file.path} not found in repo {key[0]} at commit {key[1]}"
+            )
         content = self._pachd.files[key]
-        return iter([_Chunk(content[i:i + 1024]) for i in range(0, max(len(content), 1), 1024)])
+        return iter([_Chunk(content[i : i + 1024]) for i in range(0, max(len(content), 1), 1024)])
 
 
 @dataclass
@@ -170,10 +192,21 @@ class _Pps:
     def __init__(self, pachd: FakePachd) -> None:
         self._pachd = pachd
 
-    def create_pipeline_v2(self, *, create_pipeline_request_json: str = "", dry_run: bool = False,
-                           update: bool = False, reprocess: bool = False) -> None:
-        self._pachd.record("create_pipeline_v2", create_pipeline_request_json=create_pipeline_request_json,
-                           dry_run=dry_run, update=update, reprocess=reprocess)
+    def create_pipeline_v2(
+        self,
+        *,
+        create_pipeline_request_json: str = "",
+        dry_run: bool = False,
+        update: bool = False,
+        reprocess: bool = False,
+    ) -> None:
+        self._pachd.record(
+            "create_pipeline_v2",
+            create_pipeline_request_json=create_pipeline_request_json,
+            dry_run=dry_run,
+            update=update,
+            reprocess=reprocess,
+        )
         request = json.loads(create_pipeline_request_json)
         key = (request["pipeline"]["project"]["name"], request["pipeline"]["name"])
         if key in self._pachd.pipelines and not update:
@@ -188,10 +221,18 @@ class _Pps:
             raise PachdRpcError(grpc.StatusCode.NOT_FOUND, f"pipeline {key[0]}/{key[1]} not found")
         return self._pachd.pipelines[key]
 
-    def delete_pipeline(self, *, pipeline: Any = None, all: bool = False, force: bool = False,  # noqa: A002
-                        keep_repo: bool = False, must_exist: bool = False) -> None:
-        self._pachd.record("delete_pipeline", pipeline=pipeline, all=all, force=force, keep_repo=keep_repo,
-                           must_exist=must_exist)
+    def delete_pipeline(
+        self,
+        *,
+        pipeline: Any = None,
+        all: bool = False,
+        force: bool = False,
+        keep_repo: bool = False,
+        must_exist: bool = False,
+    ) -> None:
+        self._pachd.record(
+            "delete_pipeline", pipeline=pipeline, all=all, force=force, keep_repo=keep_repo, must_exist=must_exist
+        )
         key = _key(pipeline)
         if key not in self._pachd.pipelines:
             raise PachdRpcError(grpc.StatusCode.NOT_FOUND, f"pipeline {key[0]}/{key[1]} not found")

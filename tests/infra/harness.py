@@ -4,6 +4,7 @@ No Pulumi CLI and no cluster: the mock monitor stands in for the engine. Besides
 `new_resource`, this records what they drop: parent, dependencies, provider, and which input paths were sent as
 secrets (read from the wire format, before the secret wrapper is unwrapped).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -160,8 +161,9 @@ class _Mocks(pulumi.runtime.Mocks):
             name = state["imageName"]
             state["repoDigest"] = name.rsplit(":", 1)[0] + "@sha256:" + hashlib.sha256(name.encode()).hexdigest()
         elif args.typ == "gcp:container/cluster:Cluster":
-            state.update(name=args.name, endpoint="203.0.113.10",
-                         masterAuth={"clusterCaCertificate": "Q0EtY2VydGlmaWNhdGU="})
+            state.update(
+                name=args.name, endpoint="203.0.113.10", masterAuth={"clusterCaCertificate": "Q0EtY2VydGlmaWNhdGU="}
+            )
         elif args.typ == "gcp:serviceaccount/account:Account":
             email = f"{state['accountId']}@{state['project']}.iam.gserviceaccount.com"
             state.update(email=email, name=f"projects/{state['project']}/serviceAccounts/{email}")
@@ -185,13 +187,23 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
     def _record(self, request: Any, urn: str, read: bool) -> None:
         wire = json_format.MessageToDict(request.properties if read else request.object)
         inputs = rpc.deserialize_properties(request.properties if read else request.object)
-        self.recorded.append(Recorded(
-            type_=request.type, name=request.name, inputs=normalise(unwrap_secrets(dict(inputs))), urn=urn, parent=request.parent,
-            depends_on=[] if read else list(request.dependencies), provider=request.provider,
-            custom=True if read else bool(request.custom), read=read, secret_paths=_secret_paths(wire), wire=wire,
-            protect=bool(getattr(request, "protect", False)),
-            retain_on_delete=bool(getattr(request, "retainOnDelete", False)),
-        ))
+        self.recorded.append(
+            Recorded(
+                type_=request.type,
+                name=request.name,
+                inputs=normalise(unwrap_secrets(dict(inputs))),
+                urn=urn,
+                parent=request.parent,
+                depends_on=[] if read else list(request.dependencies),
+                provider=request.provider,
+                custom=True if read else bool(request.custom),
+                read=read,
+                secret_paths=_secret_paths(wire),
+                wire=wire,
+                protect=bool(getattr(request, "protect", False)),
+                retain_on_delete=bool(getattr(request, "retainOnDelete", False)),
+            )
+        )
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
@@ -208,8 +220,10 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
 def stack_config(stack: str) -> dict[str, str]:
     """The stack's committed config, as the engine passes it: every value a string."""
     document = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text()) or {}
-    return {key: value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
-            for key, value in (document.get("config") or {}).items()}
+    return {
+        key: value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+        for key, value in (document.get("config") or {}).items()
+    }
 
 
 def run_program(
@@ -261,7 +275,7 @@ def run_program(
     def program() -> Any:
         try:
             runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
-        except BaseException as error:  # noqa: BLE001 - re-raised below, after Pulumi's own cleanup
+        except BaseException as error:
             failures.append(error)
             return None
         return read_outputs()

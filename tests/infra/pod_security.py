@@ -4,16 +4,38 @@ A transcription of kubernetes/pod-security-admission v0.36.2 policy/check_*.go (
 levels, latest version), restricted to the fields our pods and the charts' pods use. Sysctls, procMount, SELinux,
 AppArmor and Windows options are left out: nothing here sets them.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 # check_capabilities_baseline.go: capabilities_allowed_1_0.
-BASELINE_CAPABILITIES = {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
-                         "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
+BASELINE_CAPABILITIES = {
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+}
 # check_restrictedVolumes.go: the volume sources `restricted` allows.
-RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
-                      "projected", "secret"}
+RESTRICTED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
 LEVELS = ("privileged", "baseline", "restricted")
 
 
@@ -74,7 +96,8 @@ def _restricted(pod: dict[str, Any]) -> list[str]:
             found.append(f"container {name!r} runAsUser 0")
         seccomp = (context.get("seccompProfile") or {}).get("type")  # check_seccompProfile_restricted.go
         if seccomp not in ("RuntimeDefault", "Localhost") and not (
-                seccomp is None and pod_seccomp in ("RuntimeDefault", "Localhost")):
+            seccomp is None and pod_seccomp in ("RuntimeDefault", "Localhost")
+        ):
             found.append(f"container {name!r} must set seccompProfile RuntimeDefault or Localhost (or the pod must)")
         capabilities = context.get("capabilities") or {}  # check_capabilities_restricted.go: exactly "ALL"
         if "ALL" not in (capabilities.get("drop") or []):

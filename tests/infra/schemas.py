@@ -4,6 +4,7 @@ CRD schemas and the Helm values schema list properties without forbidding others
 unknown fields of a structural CRD schema and Helm ignores unknown values, so a typo would vanish without an error.
 `strict` closes every object schema that lists properties, so a misspelt field fails the test instead.
 """
+
 from __future__ import annotations
 
 import copy
@@ -22,8 +23,12 @@ def strict(schema: Any) -> Any:
 
     def close(node: Any) -> None:
         if isinstance(node, dict):
-            if (node.get("type") == "object" and "properties" in node and "additionalProperties" not in node
-                    and not node.get("x-kubernetes-preserve-unknown-fields")):
+            if (
+                node.get("type") == "object"
+                and "properties" in node
+                and "additionalProperties" not in node
+                and not node.get("x-kubernetes-preserve-unknown-fields")
+            ):
                 node["additionalProperties"] = False
             for value in node.values():
                 close(value)
@@ -59,8 +64,7 @@ def pipeline_spec_validator() -> jsonschema.Validator:
 
 
 def errors(validator: jsonschema.Validator, document: Any) -> list[str]:
-    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-            for e in validator.iter_errors(document)]
+    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(document)]
 
 
 @lru_cache

@@ -16,6 +16,7 @@
   templates/pachd/deployment.yaml sets LOKI_LOGGING from `pachd.lokiLogging` (values.yaml default true), and
   src/server/pps/server/api_server.go (GetLogs) queries Loki while it is on, the worker pods' logs otherwise.
 """
+
 from __future__ import annotations
 
 import re
@@ -42,6 +43,7 @@ def annotations(run: ProgramRun, kind: str) -> dict[str, str]:
 
 
 # --- GKE storage and identities ----------------------------------------------------------------------------------------
+
 
 def test_gke_sets_the_storage_url_the_chart_requires_off_local() -> None:
     values = pachyderm_values(run_program("gke-gpu"))
@@ -81,18 +83,26 @@ def test_pipeline_workers_run_as_the_worker_account_bound_to_the_bucket_identity
     email = "issue-titles-pachyderm@example-project.iam.gserviceaccount.com"
     assert worker_account["name"] == "pachyderm-worker"
     assert worker_account["additionalAnnotations"] == {"iam.gke.io/gcp-service-account": email}
-    members = {m.inputs["member"] for m in run.of_type("gcp:serviceaccount/iAMMember:IAMMember")
-               if m.inputs["role"] == "roles/iam.workloadIdentityUser"}
-    assert members == {"serviceAccount:example-project.svc.id.goog[issue-titles/pachyderm]",
-                       "serviceAccount:example-project.svc.id.goog[issue-titles/pachyderm-worker]"}
+    members = {
+        m.inputs["member"]
+        for m in run.of_type("gcp:serviceaccount/iAMMember:IAMMember")
+        if m.inputs["role"] == "roles/iam.workloadIdentityUser"
+    }
+    assert members == {
+        "serviceAccount:example-project.svc.id.goog[issue-titles/pachyderm]",
+        "serviceAccount:example-project.svc.id.goog[issue-titles/pachyderm-worker]",
+    }
 
 
 # --- the stage image check (TFJob) -------------------------------------------------------------------------------------
 
+
 def test_pulumi_waits_for_the_image_check_to_succeed_or_fail(program: ProgramRun) -> None:
     wait = annotations(program, "TFJob")
-    assert wait["pulumi.com/waitFor"] == \
-        "jsonpath={.status.conditions[?(@.type=='Succeeded'||@.type=='Failed')].status}=True"
+    assert (
+        wait["pulumi.com/waitFor"]
+        == "jsonpath={.status.conditions[?(@.type=='Succeeded'||@.type=='Failed')].status}=True"
+    )
     assert int(wait["pulumi.com/timeoutSeconds"]) >= 600
 
 
@@ -102,9 +112,17 @@ def test_the_image_check_is_kept_after_it_finishes_so_refresh_does_not_rerun_it(
 
 
 def test_a_failed_check_names_the_image() -> None:
-    status = {"conditions": [{"type": "Created", "status": "True"},
-                             {"type": "Failed", "status": "True", "reason": "TFJobFailed",
-                              "message": "TFJob issue-titles/stage-image-check has failed because 1 Worker replica(s) failed."}]}
+    status = {
+        "conditions": [
+            {"type": "Created", "status": "True"},
+            {
+                "type": "Failed",
+                "status": "True",
+                "reason": "TFJobFailed",
+                "message": "TFJob issue-titles/stage-image-check has failed because 1 Worker replica(s) failed.",
+            },
+        ]
+    }
     with pytest.raises(pulumi.RunError, match=re.escape(f"stage image {IMAGE} failed its check")):
         check_result(IMAGE, status)
 
@@ -136,8 +154,9 @@ def test_the_component_turns_the_jobs_status_into_its_result(condition: str) -> 
 
     @pulumi.runtime.test
     def check() -> Any:
-        component = StageImageCheck("check", StageImageCheckArgs(namespace="ns", image=IMAGE,
-                                                                 image_pull_secret="registry-credentials"))
+        component = StageImageCheck(
+            "check", StageImageCheckArgs(namespace="ns", image=IMAGE, image_pull_secret="registry-credentials")
+        )
         return component.result
 
     if condition == "Failed":
@@ -148,6 +167,7 @@ def test_the_component_turns_the_jobs_status_into_its_result(condition: str) -> 
 
 
 # --- serving ------------------------------------------------------------------------------------------------------------
+
 
 def test_pulumi_waits_for_the_seldon_deployment_to_be_available(serving_program: ProgramRun) -> None:
     wait = annotations(serving_program, "SeldonDeployment")
@@ -160,12 +180,15 @@ def test_pulumi_waits_for_the_seldon_deployment_to_be_available(serving_program:
 def test_serving_status_is_what_seldon_reports() -> None:
     image = f"registry.example.com/serving:{MODEL_TAG}"
     assert serving_status(image, 2, {"state": "Available", "replicas": 2}) == f"Available: {image} (2/2 replicas)"
-    assert serving_status(image, 2, {"state": "Failed", "description": "ImagePullBackOff"}) == \
-        f"Failed: {image}: ImagePullBackOff"
+    assert (
+        serving_status(image, 2, {"state": "Failed", "description": "ImagePullBackOff"})
+        == f"Failed: {image}: ImagePullBackOff"
+    )
 
 
 def test_the_serving_status_output_follows_the_deployments_status_not_a_fixed_string() -> None:
     run = run_program("minikube", {"serving:modelTag": MODEL_TAG})
     # The harness's mocks return no status, as a SeldonDeployment has none before the operator reconciles it.
-    assert run.outputs["serving_status"] == \
-        f"docker.io/example/issue-titles-serving:{MODEL_TAG}: no status reported yet"
+    assert (
+        run.outputs["serving_status"] == f"docker.io/example/issue-titles-serving:{MODEL_TAG}: no status reported yet"
+    )

@@ -1,4 +1,5 @@
 """`pulumi destroy` removes everything: every object the program makes is a resource the stack owns."""
+
 from __future__ import annotations
 
 import ast
@@ -34,7 +35,8 @@ def test_pachyderm_repos_and_pipelines_are_stack_resources(program: ProgramRun) 
     """The Pachyderm provider deletes them on destroy (its delete is tested in test_pachyderm_provider.py)."""
     dynamic = program.of_type("pulumi-python:dynamic:Resource")
     assert sorted(r.name for r in dynamic) == sorted(
-        f"pipelines-{n}" for n in ("raw_data", "split", "pre_process", "train", "build", "export"))
+        f"pipelines-{n}" for n in ("raw_data", "split", "pre_process", "train", "build", "export")
+    )
     assert all(not r.read and not r.retain_on_delete for r in dynamic)
 
 
@@ -43,7 +45,10 @@ def test_the_program_makes_no_out_of_band_calls() -> None:
     sources = [ROOT / "__main__.py", *sorted((ROOT / "infra").glob("*.py"))]
     for source in sources:
         tree = ast.parse(Path(source).read_text())
-        imported = {alias.name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
-                    for alias in node.names} | {node.module for node in ast.walk(tree)
-                                                if isinstance(node, ast.ImportFrom) and node.module}
+        imported = {
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            for alias in node.names
+        } | {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
         assert not imported & OUT_OF_BAND, f"{source.name} imports {imported & OUT_OF_BAND}"

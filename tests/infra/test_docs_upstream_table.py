@@ -1,4 +1,5 @@
 """docs/cluster.md's table of upstream behaviour names tests that exist: the table cannot drift from the suite."""
+
 from __future__ import annotations
 
 import re
@@ -8,7 +9,7 @@ from tests.infra.harness import ROOT
 
 def table_rows() -> list[list[str]]:
     text = (ROOT / "docs" / "cluster.md").read_text()
-    section = text[text.index("## 10. Upstream behaviour the program depends on"):]
+    section = text[text.index("## 10. Upstream behaviour the program depends on") :]
     rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| behaviour")]
     return [re.split(r"(?<!\\)\|", row)[1:-1] for row in rows]
 
@@ -55,8 +56,8 @@ def citations(source: str) -> list[tuple[str, str, list[str]]]:
     found = []
     for i, match in enumerate(starts):
         end = starts[i + 1].start() if i + 1 < len(starts) else len(source)
-        tag = _TAG.match(masked[match.end():end])
-        paths = [p.strip("`") for p in _BACKTICKED.findall(source[match.end():end])]
+        tag = _TAG.match(masked[match.end() : end])
+        paths = [p.strip("`") for p in _BACKTICKED.findall(source[match.end() : end])]
         found.append((match.group(1), tag.group(1) if tag else "", [p for p in paths if _is_path(p)]))
     return found
 
@@ -74,16 +75,22 @@ def test_the_shape_check_refuses_what_the_issue_found() -> None:
     """The citations issue 27 found wanting: no tag and no path, or no tag."""
     assert citations("helm/kind-action (kind)") == [("helm/kind-action", "", [])]
     assert citations("kubernetes/ingress-nginx, `docs/user-guide/nginx-configuration/annotations.md`")[0][1] == ""
-    assert citations("pulumi/pulumi-kubernetes v4.32.0, `provider/pkg/await/condition/jsonpath.go`") == \
-        [("pulumi/pulumi-kubernetes", "v4.32.0", ["provider/pkg/await/condition/jsonpath.go"])]
+    assert citations("pulumi/pulumi-kubernetes v4.32.0, `provider/pkg/await/condition/jsonpath.go`") == [
+        ("pulumi/pulumi-kubernetes", "v4.32.0", ["provider/pkg/await/condition/jsonpath.go"])
+    ]
 
 
 def test_the_table_cites_the_files_issue_27_asks_for() -> None:
     text = " ".join(source for _, source, _ in table_rows())
-    for needed in ("etc/helm/pachyderm/templates/pachd/auth-secret.yaml", "src/server/auth/server/api_server.go",
-                   "src/internal/middleware/auth/interceptor.go", "src/internal/minikubetestenv/deploy.go",
-                   "provider/pkg/await/condition/jsonpath.go", "seldon_deployment_status.go",
-                   "src/server/pps/server/api_server.go"):
+    for needed in (
+        "etc/helm/pachyderm/templates/pachd/auth-secret.yaml",
+        "src/server/auth/server/api_server.go",
+        "src/internal/middleware/auth/interceptor.go",
+        "src/internal/minikubetestenv/deploy.go",
+        "provider/pkg/await/condition/jsonpath.go",
+        "seldon_deployment_status.go",
+        "src/server/pps/server/api_server.go",
+    ):
         assert f"`{needed}`" in text or needed in text, needed
     assert "google-github-actions/auth v3" in text  # the workflows pin @v3
     assert "kubernetes/ingress-nginx controller-v1.11.3" in text  # the controller the 4.11.3 chart deploys
@@ -94,6 +101,10 @@ def test_the_table_cites_how_the_s3_gateway_checks_the_replicas_signed_requests(
     """With Pachyderm auth on, the replicas sign: the gateway's auth (auth.go), the credentials the worker hands
     (driver.go), and s2's Signature V4 check are each cited."""
     text = " ".join(source for _, source, _ in table_rows())
-    for needed in ("src/server/pfs/s3/auth.go", "src/server/worker/driver/driver.go", "pachyderm/s2 e4a20345d93c, `s2.go`",
-                   "util_header.go"):
+    for needed in (
+        "src/server/pfs/s3/auth.go",
+        "src/server/worker/driver/driver.go",
+        "pachyderm/s2 e4a20345d93c, `s2.go`",
+        "util_header.go",
+    ):
         assert needed in text, needed

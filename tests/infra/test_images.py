@@ -1,4 +1,5 @@
 """The stage image's tag follows its content: unchanged package, same tag, no rebuild and no pipeline update."""
+
 from __future__ import annotations
 
 import shutil

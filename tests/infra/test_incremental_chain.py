@@ -1,9 +1,10 @@
 """Both stacks render the incremental chain (issue 32) when asked: valid specs, the datum globs, parallel encoding,
 the vocabulary reduce, train updating its previous output, and still within the resource budget."""
+
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 
 import pytest
 from pachyderm_sdk.api.pps import CreatePipelineRequest
@@ -17,7 +18,7 @@ from tests.infra.test_program_pipelines import specs
 CHAIN = ["split", "vocabulary", "pre_process", "train", "build", "export"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def incremental(stack: str, full: bool = False) -> ProgramRun:
     config = {"issue-titles:incremental": "true", "serving:modelTag": budget.MODEL_TAG}
     if full:
@@ -49,8 +50,9 @@ def test_the_full_retrain_key_makes_every_train_job_start_from_scratch() -> None
 @pytest.mark.parametrize("stack", ["minikube", "gke-gpu"])
 def test_the_incremental_chain_stays_within_the_resource_budget(stack: str, monkeypatch) -> None:
     gpus = 1 if stack == "gke-gpu" else 0
-    chain = all_pipelines(PipelineSettings(stage_image="x/stages:1", serving_image_repo="x/serving", gpus=gpus,
-                                           incremental=True))
+    chain = all_pipelines(
+        PipelineSettings(stage_image="x/stages:1", serving_image_repo="x/serving", gpus=gpus, incremental=True)
+    )
     # A job of a pipeline with N workers holds all N at once: count pre_process's workers together.
     monkeypatch.setattr(budget, "specs", lambda run: chain)
     monkeypatch.setattr(budget, "worker", _all_workers(budget.worker))
@@ -69,4 +71,5 @@ def _all_workers(one):
         count = spec.get("parallelismSpec", {}).get("constant", 1)
         cpu, memory = one(spec)
         return (cpu * count, memory * count)
+
     return workers

@@ -1,6 +1,7 @@
 """The model's Prometheus metrics port is declared and scraped: a PodMonitor (Prometheus operator CRD, vendored
 v0.93.0 schema) or the conventional `prometheus.io/*` pod annotations, chosen by `serving:metricsScrape` and
 rendered and validated on both stacks."""
+
 from __future__ import annotations
 
 import kubernetes_validate
@@ -19,13 +20,23 @@ def test_config_and_component_agree_on_the_scrape_kinds() -> None:
 
 @pytest.fixture(scope="module", params=STACKS)
 def podmonitor_program(request: pytest.FixtureRequest) -> ProgramRun:
-    return run_program(request.param, {"serving:modelTag": MODEL_TAG, "serving:metricsScrape": "podmonitor",
-                                       "serving:monitoringNamespace": "observability"})
+    return run_program(
+        request.param,
+        {
+            "serving:modelTag": MODEL_TAG,
+            "serving:metricsScrape": "podmonitor",
+            "serving:monitoringNamespace": "observability",
+        },
+    )
 
 
 def containers(manifest: dict) -> list[dict]:
-    return [container for predictor in manifest["spec"]["predictors"]
-            for spec in predictor["componentSpecs"] for container in spec["spec"]["containers"]]
+    return [
+        container
+        for predictor in manifest["spec"]["predictors"]
+        for spec in predictor["componentSpecs"]
+        for container in spec["spec"]["containers"]
+    ]
 
 
 def seldon(program: ProgramRun) -> dict:
@@ -42,7 +53,10 @@ def test_by_default_the_pods_carry_the_scrape_annotations_and_validate(serving_p
 
     for predictor in manifest["spec"]["predictors"]:
         assert predictor["componentSpecs"][0]["metadata"]["annotations"] == {
-            "prometheus.io/scrape": "true", "prometheus.io/port": "8082", "prometheus.io/path": "/metrics"}
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": "8082",
+            "prometheus.io/path": "/metrics",
+        }
     assert errors(seldon_deployment_validator(), manifest) == []
     assert not [m for m in serving_program.manifests() if m["kind"] == "PodMonitor"]
 
@@ -50,11 +64,16 @@ def test_by_default_the_pods_carry_the_scrape_annotations_and_validate(serving_p
 def test_the_network_policy_lets_only_the_monitoring_namespace_reach_the_metrics_port(
     serving_program: ProgramRun,
 ) -> None:
-    policy = next(m for m in serving_program.manifests() if m["kind"] == "NetworkPolicy"
-                  and m["metadata"]["name"] == "issue-summarization-from-gateway-only")
+    policy = next(
+        m
+        for m in serving_program.manifests()
+        if m["kind"] == "NetworkPolicy" and m["metadata"]["name"] == "issue-summarization-from-gateway-only"
+    )
     metrics_rule = next(rule for rule in policy["spec"]["ingress"] if rule["ports"][0]["port"] == 8082)
 
-    assert metrics_rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    assert metrics_rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
     kubernetes_validate.validate(policy, KUBERNETES_VERSION, strict=True)
 
 
@@ -67,7 +86,8 @@ def test_a_podmonitor_is_rendered_and_validates_against_the_operator_crd(podmoni
     assert monitor["spec"]["podMetricsEndpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [monitor["metadata"]["namespace"]]}
     assert "annotations" not in seldon(podmonitor_program)["spec"]["predictors"][0]["componentSpecs"][0].get(
-        "metadata", {})
+        "metadata", {}
+    )
 
 
 def test_a_misspelt_podmonitor_field_would_be_caught(podmonitor_program: ProgramRun) -> None:

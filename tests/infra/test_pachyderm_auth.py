@@ -10,13 +10,15 @@ Upstream, pachyderm/pachyderm 2.12.x (commit 7ed6c9f7b9, the branch the 2.12.2 c
   ... are `authDisabledOr(authenticated)`; src/auth/auth.go: ErrNotSignedIn / ErrBadToken are Unauthenticated.
 - pachyderm_sdk 2.12.2 client.py (_build_metadata): the token travels as gRPC metadata `authn-token`.
 """
+
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
+from collections.abc import Iterator
 from concurrent import futures
-from typing import Any, Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -35,8 +37,9 @@ DYNAMIC = "pulumi-python:dynamic:Resource"
 ADDRESS = "grpc://pachd.test:30650"
 TOKEN = "0123456789abcdef0123456789abcdef"
 LEAK_FORMS = (TEST_ROOT_TOKEN, base64.b64encode(TEST_ROOT_TOKEN.encode()).decode())
-SETTINGS = PipelineSettings(stage_image="registry.example.com/stages@sha256:" + "ab" * 32,
-                            serving_image_repo="registry.example.com/serving")
+SETTINGS = PipelineSettings(
+    stage_image="registry.example.com/stages@sha256:" + "ab" * 32, serving_image_repo="registry.example.com/serving"
+)
 
 
 def pachyderm_release(run: ProgramRun) -> Any:
@@ -44,6 +47,7 @@ def pachyderm_release(run: ProgramRun) -> Any:
 
 
 # --- the chart: auth on, the token pinned in our Secret ------------------------------------------------------------
+
 
 @pytest.mark.parametrize("stack", ["minikube", "gke-gpu"])
 def test_auth_stays_on_with_the_root_token_pinned_in_a_secret_the_chart_reads(stack: str) -> None:
@@ -53,8 +57,9 @@ def test_auth_stays_on_with_the_root_token_pinned_in_a_secret_the_chart_reads(st
     assert pachd["activateAuth"] is True
     assert pachd["rootTokenSecretName"] == ROOT_TOKEN_SECRET
     assert "rootToken" not in pachd  # never in the values: Helm keeps them in its release Secret, Pulumi in state
-    secret = next(s for s in run.of_type("kubernetes:core/v1:Secret")
-                  if s.inputs["metadata"]["name"] == ROOT_TOKEN_SECRET)
+    secret = next(
+        s for s in run.of_type("kubernetes:core/v1:Secret") if s.inputs["metadata"]["name"] == ROOT_TOKEN_SECRET
+    )
     assert secret.inputs["metadata"]["namespace"] == "issue-titles"
     assert secret.inputs["stringData"] == {ROOT_TOKEN_KEY: TEST_ROOT_TOKEN}  # the key templates/pachd reads
     assert "stringData" in secret.secret_paths
@@ -66,8 +71,10 @@ def test_a_new_root_token_restarts_pachd_so_it_rotates_to_it() -> None:
     first = pachyderm_release(run_program("minikube"))
     second = pachyderm_release(run_program("minikube", root_token="another-root-token-for-rotation"))
     annotation = "issue-titles/root-token-sha256"
-    assert first.inputs["values"]["pachd"]["annotations"][annotation] == \
-        hashlib.sha256(TEST_ROOT_TOKEN.encode()).hexdigest()
+    assert (
+        first.inputs["values"]["pachd"]["annotations"][annotation]
+        == hashlib.sha256(TEST_ROOT_TOKEN.encode()).hexdigest()
+    )
     assert first.inputs["values"]["pachd"]["annotations"] != second.inputs["values"]["pachd"]["annotations"]
     assert "values" not in first.secret_paths  # a hash only: the release's values stay readable in the diff
 
@@ -108,6 +115,7 @@ def test_plain_text_root_token_is_refused() -> None:
 
 # --- the provider and model_source send it (fake pachd with auth active) ---------------------------------------------
 
+
 @pytest.fixture
 def pachd(monkeypatch: pytest.MonkeyPatch) -> FakePachd:
     fake = FakePachd(address=ADDRESS, required_token=TOKEN)
@@ -131,8 +139,13 @@ def test_every_provider_call_carries_the_token(pachd: FakePachd) -> None:
     PipelineProvider().delete("default/split", pipeline_props())
     RepoProvider().delete("default/raw_data", repo_props())
     assert pachd.tokens == [TOKEN] * 5
-    assert [c.method for c in pachd.calls] == ["create_repo", "create_pipeline_v2", "inspect_pipeline",
-                                               "delete_pipeline", "delete_repo"]
+    assert [c.method for c in pachd.calls] == [
+        "create_repo",
+        "create_pipeline_v2",
+        "inspect_pipeline",
+        "delete_pipeline",
+        "delete_repo",
+    ]
 
 
 @pytest.mark.parametrize("provider, props", [(RepoProvider, repo_props), (PipelineProvider, pipeline_props)])
@@ -168,6 +181,7 @@ def test_latest_without_a_token_fails_clearly(pachd: FakePachd) -> None:
 
 # --- the real client on the wire: `authn-token` metadata --------------------------------------------------------------
 
+
 class _Pachd:
     """A gRPC server on 127.0.0.1 answering pfs_v2.API/CreateRepo the way pachd with auth does."""
 
@@ -175,10 +189,18 @@ class _Pachd:
         self.token = token
         self.metadata: list[dict[str, str]] = []
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-        self.server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("pfs_v2.API", {
-            "CreateRepo": grpc.unary_unary_rpc_method_handler(
-                self.create_repo, request_deserializer=lambda b: b, response_serializer=lambda _: b""),
-        })])
+        self.server.add_generic_rpc_handlers(
+            [
+                grpc.method_handlers_generic_handler(
+                    "pfs_v2.API",
+                    {
+                        "CreateRepo": grpc.unary_unary_rpc_method_handler(
+                            self.create_repo, request_deserializer=lambda b: b, response_serializer=lambda _: b""
+                        ),
+                    },
+                )
+            ]
+        )
         self.port = self.server.add_insecure_port("127.0.0.1:0")
 
     def create_repo(self, _request: bytes, context: grpc.ServicerContext) -> bytes:
@@ -187,8 +209,10 @@ class _Pachd:
         if "authn-token" not in metadata:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "no authentication token (try logging in)")
         if metadata["authn-token"] != self.token:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                          "provided auth token is corrupted or has expired (try logging in again)")
+            context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "provided auth token is corrupted or has expired (try logging in again)",
+            )
         return b""
 
 
@@ -209,22 +233,29 @@ def test_the_sdk_client_sends_the_token_as_authn_token_metadata(real_pachd: _Pac
 
 
 def test_without_a_token_pachd_refuses_and_the_provider_says_which_key_to_set(
-        real_pachd: _Pachd, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_pachd: _Pachd, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PACH_PYTHON_AUTH_TOKEN", "a-stray-token-from-the-environment")  # not used in its place
     address = f"grpc://127.0.0.1:{real_pachd.port}"
     with pytest.raises(PachydermError) as raised:
         pachyderm_provider._call_pachd(
-            {"pachd_address": address}, lambda client: client.pfs.create_repo(
-                repo=pachyderm_provider._repo_message(repo_props()), description="", update=False),
-            what="repo 'raw_data'", action="create it")
+            {"pachd_address": address},
+            lambda client: client.pfs.create_repo(
+                repo=pachyderm_provider._repo_message(repo_props()), description="", update=False
+            ),
+            what="repo 'raw_data'",
+            action="create it",
+        )
     assert real_pachd.metadata[-1].get("authn-token", "") == ""
     assert "UNAUTHENTICATED" in str(raised.value) and "issue-titles:pachdRootToken" in str(raised.value)
 
 
 # --- `serving:modelTag latest` in the program ----------------------------------------------------------------------
 
+
 def test_latest_in_the_program_reads_pachd_with_the_stacks_token_and_keeps_the_models_readable(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from tests.infra import harness
     from tests.infra.rollout_fixtures import add_commit_set
     from tests.infra.test_rollout_program import _StackMocks
@@ -244,8 +275,10 @@ def test_latest_in_the_program_reads_pachd_with_the_stacks_token_and_keeps_the_m
 
 
 def test_the_stack_says_how_pachctl_logs_in_without_showing_the_token(program: ProgramRun) -> None:
-    assert program.outputs["pachctl_login"] == \
-        "pulumi config get issue-titles:pachdRootToken | pachctl auth use-auth-token"
+    assert (
+        program.outputs["pachctl_login"]
+        == "pulumi config get issue-titles:pachdRootToken | pachctl auth use-auth-token"
+    )
 
 
 def test_the_token_output_of_every_pachyderm_resource_is_kept_secret_in_the_state() -> None:

@@ -1,5 +1,6 @@
 """The Pachyderm dynamic provider against a fake pachd at the SDK boundary, the component under Pulumi mocks, and
 (with PACHD_ADDRESS set) the provider against a real pachd."""
+
 from __future__ import annotations
 
 import base64
@@ -21,8 +22,15 @@ from pulumi.runtime import rpc
 
 from infra import pachyderm_pipelines, pachyderm_provider
 from infra.pachyderm_pipelines import PachydermPipelines, PachydermPipelinesArgs, pipeline_specs
-from infra.pachyderm_provider import (UNKNOWN, PachydermError, PachydermPipeline, PachydermPipelineArgs,
-                                     PipelineProvider, RepoProvider, changed_fields)
+from infra.pachyderm_provider import (
+    UNKNOWN,
+    PachydermError,
+    PachydermPipeline,
+    PachydermPipelineArgs,
+    PipelineProvider,
+    RepoProvider,
+    changed_fields,
+)
 from pipelines import PipelineSettings, SpecError, all_pipelines
 from tests.infra.fake_pachd import FakePachd, _Pfs, _Pps
 from tests.infra.harness import ROOT
@@ -39,13 +47,25 @@ def spec_of(name: str, settings: PipelineSettings = SETTINGS) -> dict[str, Any]:
 
 def pipeline_props(name: str = "train", spec: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     spec = spec or spec_of(name)
-    return {"pachd_address": ADDRESS, "project": "default", "name": spec["pipeline"]["name"], "spec": spec,
-            "auth_token": TOKEN, **extra}
+    return {
+        "pachd_address": ADDRESS,
+        "project": "default",
+        "name": spec["pipeline"]["name"],
+        "spec": spec,
+        "auth_token": TOKEN,
+        **extra,
+    }
 
 
 def repo_props(**extra: Any) -> dict[str, Any]:
-    return {"pachd_address": ADDRESS, "project": "default", "name": "raw_data", "description": "raw",
-            "auth_token": TOKEN, **extra}
+    return {
+        "pachd_address": ADDRESS,
+        "project": "default",
+        "name": "raw_data",
+        "description": "raw",
+        "auth_token": TOKEN,
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -60,6 +80,7 @@ def sent_request(pachd: FakePachd) -> dict[str, Any]:
 
 
 # --- create -----------------------------------------------------------------------------------------------------------
+
 
 def test_create_sends_the_exact_spec_to_the_configured_pachd(pachd: FakePachd) -> None:
     result = PipelineProvider().create(pipeline_props())
@@ -97,6 +118,7 @@ def test_create_repo_sends_the_repo_in_its_project(pachd: FakePachd) -> None:
 
 
 # --- diff -------------------------------------------------------------------------------------------------------------
+
 
 def test_diff_of_an_unchanged_spec_is_no_change() -> None:
     olds = pipeline_props()
@@ -148,6 +170,7 @@ def test_renaming_a_repo_replaces_it() -> None:
 
 
 # --- update -----------------------------------------------------------------------------------------------------------
+
 
 def test_update_of_the_command_updates_in_place_and_reprocesses(pachd: FakePachd) -> None:
     PipelineProvider().create(pipeline_props())
@@ -201,6 +224,7 @@ def test_update_of_a_repo_description_updates_the_repo(pachd: FakePachd) -> None
 
 # --- delete and read --------------------------------------------------------------------------------------------------
 
+
 def test_delete_removes_the_pipeline_and_its_output_repo(pachd: FakePachd) -> None:
     PipelineProvider().create(pipeline_props())
     PipelineProvider().delete("default/train", pipeline_props())
@@ -228,8 +252,9 @@ def test_delete_of_a_repo_already_gone_succeeds(pachd: FakePachd) -> None:
 
 def test_delete_that_pachd_refuses_fails_with_the_reason(pachd: FakePachd) -> None:
     RepoProvider().create(repo_props())
-    pachd.fail_next("delete_repo", grpc.StatusCode.FAILED_PRECONDITION,
-                    "cannot delete repo raw_data: pipeline split reads from it")
+    pachd.fail_next(
+        "delete_repo", grpc.StatusCode.FAILED_PRECONDITION, "cannot delete repo raw_data: pipeline split reads from it"
+    )
     with pytest.raises(PachydermError, match="repo 'raw_data'.*pipeline split reads from it"):
         RepoProvider().delete("default/raw_data", repo_props())
 
@@ -240,9 +265,13 @@ def test_read_of_a_pipeline_deleted_outside_pulumi_drops_it_from_the_state(pachd
 
 # --- errors -----------------------------------------------------------------------------------------------------------
 
+
 def test_a_rejected_spec_names_the_pipeline_the_field_and_the_address(pachd: FakePachd) -> None:
-    pachd.fail_next("create_pipeline_v2", grpc.StatusCode.INVALID_ARGUMENT,
-                    "invalid pipeline spec: request.Transform.Image cannot be empty")
+    pachd.fail_next(
+        "create_pipeline_v2",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "invalid pipeline spec: request.Transform.Image cannot be empty",
+    )
     with pytest.raises(PachydermError) as raised:
         PipelineProvider().create(pipeline_props())
     message = str(raised.value)
@@ -252,22 +281,29 @@ def test_a_rejected_spec_names_the_pipeline_the_field_and_the_address(pachd: Fak
 
 
 def test_a_rejected_reprocess_spec_names_that_field(pachd: FakePachd) -> None:
-    pachd.fail_next("create_pipeline_v2", grpc.StatusCode.UNKNOWN,
-                    "invalid pipeline spec: ReprocessSpec must be one of 'until_success' or 'every_job'")
+    pachd.fail_next(
+        "create_pipeline_v2",
+        grpc.StatusCode.UNKNOWN,
+        "invalid pipeline spec: ReprocessSpec must be one of 'until_success' or 'every_job'",
+    )
     with pytest.raises(PachydermError, match=r"\(field: reprocessSpec\)"):
         PipelineProvider().create(pipeline_props())
 
 
 def test_an_unknown_field_is_named_as_pachd_parsed_it(pachd: FakePachd) -> None:
-    pachd.fail_next("create_pipeline_v2", grpc.StatusCode.INVALID_ARGUMENT,
-                    'proto: (line 1:412): unknown field "imagePullSecret"')
+    pachd.fail_next(
+        "create_pipeline_v2", grpc.StatusCode.INVALID_ARGUMENT, 'proto: (line 1:412): unknown field "imagePullSecret"'
+    )
     with pytest.raises(PachydermError, match=r"\(field: imagePullSecret\)"):
         PipelineProvider().create(pipeline_props())
 
 
 def test_an_unreachable_pachd_says_it_cannot_reach_it_and_what_to_check(pachd: FakePachd) -> None:
-    pachd.fail_next("create_pipeline_v2", grpc.StatusCode.UNAVAILABLE,
-                    "failed to connect to all addresses; last error: UNKNOWN: Connection refused")
+    pachd.fail_next(
+        "create_pipeline_v2",
+        grpc.StatusCode.UNAVAILABLE,
+        "failed to connect to all addresses; last error: UNKNOWN: Connection refused",
+    )
     with pytest.raises(PachydermError) as raised:
         PipelineProvider().create(pipeline_props())
     message = str(raised.value)
@@ -295,6 +331,7 @@ def test_an_unreachable_real_pachd_is_reported_by_address() -> None:
 
 
 # --- check ------------------------------------------------------------------------------------------------------------
+
 
 def failures(provider: Any, props: dict[str, Any]) -> dict[str, str]:
     return {f.property: f.reason for f in provider.check({}, props).failures}
@@ -329,6 +366,7 @@ def test_check_leaves_values_unknown_during_preview_alone() -> None:
 
 # --- serialization ----------------------------------------------------------------------------------------------------
 
+
 def test_the_fake_has_the_signatures_of_the_sdk_stubs() -> None:
     from pachyderm_sdk.api.pfs.extension import ApiStub as RealPfs
     from pachyderm_sdk.api.pps.extension import ApiStub as RealPps
@@ -354,13 +392,15 @@ def test_the_provider_pickles_with_dill_and_works_in_a_fresh_process(pachd: Fake
         "news['spec']['transform']['cmd'] = ['stages', 'train']\n"
         "print(type(provider).__name__, provider.diff('default/train', olds, news).changes)\n"
     )
-    done = subprocess.run([sys.executable, "-c", program, blob, olds], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", program, blob, olds], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "PipelineProvider True"
 
 
 # --- the component under Pulumi mocks ---------------------------------------------------------------------------------
+
 
 class _Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
@@ -380,8 +420,13 @@ class _Recorder(pulumi_mocks.MockMonitor):
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         inputs = dict(rpc.deserialize_properties(request.object))
-        self.registered[request.name] = {"type": request.type, "urn": response.urn, "parent": request.parent,
-                                        "depends_on": set(request.dependencies), "inputs": inputs}
+        self.registered[request.name] = {
+            "type": request.type,
+            "urn": response.urn,
+            "parent": request.parent,
+            "depends_on": set(request.dependencies),
+            "inputs": inputs,
+        }
         return response
 
 
@@ -405,13 +450,17 @@ def deploy_pipelines() -> dict[str, Any]:
     @pulumi.runtime.test
     def program() -> pulumi.Output:
         pachd = _Pachd("pachd")
-        settings = PipelineSettings(stage_image=pulumi.Output.from_input(IMAGE),
-                                    serving_image_repo=SETTINGS.serving_image_repo)
-        component = PachydermPipelines("pipelines", PachydermPipelinesArgs(
-            pachd_address=pulumi.Output.from_input(ADDRESS), settings=settings),
-            pulumi.ResourceOptions(depends_on=[pachd]))
-        return pulumi.Output.all(component.repo, component.pipelines).apply(lambda v: outputs.update(
-            repo=v[0], pipelines=v[1]))
+        settings = PipelineSettings(
+            stage_image=pulumi.Output.from_input(IMAGE), serving_image_repo=SETTINGS.serving_image_repo
+        )
+        component = PachydermPipelines(
+            "pipelines",
+            PachydermPipelinesArgs(pachd_address=pulumi.Output.from_input(ADDRESS), settings=settings),
+            pulumi.ResourceOptions(depends_on=[pachd]),
+        )
+        return pulumi.Output.all(component.repo, component.pipelines).apply(
+            lambda v: outputs.update(repo=v[0], pipelines=v[1])
+        )
 
     program()
     return outputs
@@ -421,8 +470,14 @@ def test_the_component_creates_raw_data_and_the_five_pipelines_with_their_specs(
     outputs = deploy_pipelines()
     assert outputs == {"repo": "raw_data", "pipelines": ["split", "pre_process", "train", "build", "export"]}
     dynamic = {n: r for n, r in recorder.registered.items() if r["type"] == "pulumi-python:dynamic:Resource"}
-    assert set(dynamic) == {"pipelines-raw_data", "pipelines-split", "pipelines-pre_process", "pipelines-train",
-                            "pipelines-build", "pipelines-export"}
+    assert set(dynamic) == {
+        "pipelines-raw_data",
+        "pipelines-split",
+        "pipelines-pre_process",
+        "pipelines-train",
+        "pipelines-build",
+        "pipelines-export",
+    }
     for spec in all_pipelines(SETTINGS):  # the stage image's Output resolved where the specs name it
         inputs = dynamic[f"pipelines-{spec['pipeline']['name']}"]["inputs"]
         assert pachyderm_provider.normalise(inputs["spec"]) == spec
@@ -435,8 +490,13 @@ def test_the_component_creates_raw_data_and_the_five_pipelines_with_their_specs(
 def test_each_pipeline_waits_for_what_it_reads_and_for_pachd(recorder: _Recorder) -> None:
     deploy_pipelines()
     urn = {name: r["urn"] for name, r in recorder.registered.items()}
-    upstream = {"split": ["raw_data"], "pre_process": ["split"], "train": ["pre_process"],
-                "build": ["train", "split"], "export": ["build"]}
+    upstream = {
+        "split": ["raw_data"],
+        "pre_process": ["split"],
+        "train": ["pre_process"],
+        "build": ["train", "split"],
+        "export": ["build"],
+    }
     assert urn["pachd"] in recorder.registered["pipelines-raw_data"]["depends_on"]
     for pipeline, reads in upstream.items():
         depends_on = recorder.registered[f"pipelines-{pipeline}"]["depends_on"]
@@ -446,8 +506,10 @@ def test_each_pipeline_waits_for_what_it_reads_and_for_pachd(recorder: _Recorder
 def test_a_spec_given_as_one_output_names_the_pipeline_once_it_resolves(recorder: _Recorder) -> None:
     @pulumi.runtime.test
     def program() -> None:
-        PachydermPipeline("whole-output", PachydermPipelineArgs(
-            pachd_address=ADDRESS, spec=pulumi.Output.from_input(spec_of("train"))))
+        PachydermPipeline(
+            "whole-output",
+            PachydermPipelineArgs(pachd_address=ADDRESS, spec=pulumi.Output.from_input(spec_of("train"))),
+        )
 
     program()
     assert recorder.registered["whole-output"]["inputs"]["name"] == "train"
@@ -461,7 +523,8 @@ def test_another_project_holds_the_pipelines_and_the_repos_they_read() -> None:
 
 
 def test_a_spec_reading_a_repo_nothing_provides_stops_the_program_before_anything_is_declared(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     def misrouted(settings: PipelineSettings) -> list[dict[str, Any]]:
         specs = all_pipelines(settings)
         specs[1]["input"] = {"pfs": {"repo": "nowhere", "glob": "/"}}
@@ -473,6 +536,7 @@ def test_a_spec_reading_a_repo_nothing_provides_stops_the_program_before_anythin
 
 
 # --- a real pachd -----------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.cluster
 def test_create_diff_update_delete_against_a_real_pachd() -> None:
@@ -486,10 +550,12 @@ def test_create_diff_update_delete_against_a_real_pachd() -> None:
     project = f"pulumi-test-{uuid.uuid4().hex[:8]}"
     client.pfs.create_project(project=pfs.Project(name=project))
     repo = {"pachd_address": address, "project": project, "name": "inbox", "description": "throwaway"}
-    spec = {"pipeline": {"name": "copy", "project": {"name": project}},
-            "transform": {"image": "alpine:3.20", "cmd": ["sh", "-c", "cp -r /pfs/inbox/. /pfs/out/"]},
-            "input": {"pfs": {"project": project, "repo": "inbox", "glob": "/"}},
-            "reprocessSpec": "until_success"}
+    spec = {
+        "pipeline": {"name": "copy", "project": {"name": project}},
+        "transform": {"image": "alpine:3.20", "cmd": ["sh", "-c", "cp -r /pfs/inbox/. /pfs/out/"]},
+        "input": {"pfs": {"project": project, "repo": "inbox", "glob": "/"}},
+        "reprocessSpec": "until_success",
+    }
     props = {"pachd_address": address, "project": project, "name": "copy", "spec": spec}
     pipeline = pps.Pipeline(name="copy", project=pfs.Project(name=project))
     try:

@@ -11,6 +11,7 @@ The pods below are what upstream creates from our values, transcribed from upstr
   gives a pod without a securityContext `runAsUser: DEFAULT_USER_ID` (8888). The manager pod:
   helm-charts/seldon-core-operator/templates/deployment_seldon-controller-manager.yaml.
 """
+
 from __future__ import annotations
 
 import copy
@@ -35,8 +36,9 @@ def release_namespace(run: ProgramRun, chart: str) -> str:
 
 
 def namespace_labels(run: ProgramRun, name: str) -> dict[str, str]:
-    return next(m for m in run.manifests() if m["kind"] == "Namespace" and m["metadata"]["name"] == name)[
-        "metadata"]["labels"]
+    return next(m for m in run.manifests() if m["kind"] == "Namespace" and m["metadata"]["name"] == name)["metadata"][
+        "labels"
+    ]
 
 
 def pach_disk(deploy_target: str) -> dict[str, Any]:
@@ -49,13 +51,20 @@ def pach_disk(deploy_target: str) -> dict[str, Any]:
 def pachyderm_pods(deploy_target: str) -> dict[str, dict[str, Any]]:
     storage_secret = {"name": "pachyderm-storage-secret", "secret": {"secretName": "pachyderm-storage-secret"}}
     return {
-        "pachd": {"containers": [{"name": "pachd"}],
-                  "volumes": [{"name": "tmp", "emptyDir": {}}, pach_disk(deploy_target), storage_secret]},
-        "pachw": {"containers": [{"name": "pachd"}],
-                  "volumes": [{"name": "tmp", "emptyDir": {}}, pach_disk(deploy_target), storage_secret]},
-        "pipeline worker": {"containers": [{"name": "user"}, {"name": "storage"}],
-                            "volumes": [pach_disk(deploy_target) if deploy_target == "LOCAL"
-                                        else {"name": "pach-dir-volume", "emptyDir": {}}]},
+        "pachd": {
+            "containers": [{"name": "pachd"}],
+            "volumes": [{"name": "tmp", "emptyDir": {}}, pach_disk(deploy_target), storage_secret],
+        },
+        "pachw": {
+            "containers": [{"name": "pachd"}],
+            "volumes": [{"name": "tmp", "emptyDir": {}}, pach_disk(deploy_target), storage_secret],
+        },
+        "pipeline worker": {
+            "containers": [{"name": "user"}, {"name": "storage"}],
+            "volumes": [
+                pach_disk(deploy_target) if deploy_target == "LOCAL" else {"name": "pach-dir-volume", "emptyDir": {}}
+            ],
+        },
     }
 
 
@@ -65,10 +74,13 @@ def seldon_model_pod(sdep: dict[str, Any]) -> dict[str, Any]:
     pod = copy.deepcopy(predictor["componentSpecs"][0]["spec"])
     pod.setdefault("securityContext", {"runAsUser": 8888})  # DEFAULT_USER_ID, only when the spec sets none
     if (predictor.get("annotations") or {}).get("seldon.io/no-engine") != "true":
-        pod["containers"].append({  # createExecutorContainer + createEngineContainer (executor.user 8888)
-            "name": "seldon-container-engine", "image": "docker.io/seldonio/seldon-core-executor:1.17.1",
-            "securityContext": {"runAsUser": 8888, "allowPrivilegeEscalation": False},
-        })
+        pod["containers"].append(
+            {  # createExecutorContainer + createEngineContainer (executor.user 8888)
+                "name": "seldon-container-engine",
+                "image": "docker.io/seldonio/seldon-core-executor:1.17.1",
+                "securityContext": {"runAsUser": 8888, "allowPrivilegeEscalation": False},
+            }
+        )
         pod.setdefault("volumes", []).append({"name": "seldon-podinfo", "downwardAPI": {"items": []}})
     return pod
 
@@ -87,17 +99,22 @@ def seldon_manager_pod(chart_values: dict[str, Any]) -> dict[str, Any]:
 
 # --- the checker itself ----------------------------------------------------------------------------------------------
 
+
 def test_baseline_refuses_a_host_path_and_restricted_an_unhardened_container() -> None:
     assert violations("baseline", pachyderm_pods("LOCAL")["pachd"]) == ["hostPath volume 'pach-disk'"]
     assert violations("privileged", pachyderm_pods("LOCAL")["pachd"]) == []
-    executor_only = {"securityContext": {"runAsNonRoot": True},
-                     "containers": [{"name": "e", "securityContext": {"allowPrivilegeEscalation": False}}]}
+    executor_only = {
+        "securityContext": {"runAsNonRoot": True},
+        "containers": [{"name": "e", "securityContext": {"allowPrivilegeEscalation": False}}],
+    }
     assert violations("restricted", executor_only) == [
         "container 'e' must set seccompProfile RuntimeDefault or Localhost (or the pod must)",
-        "container 'e' must set capabilities.drop=[\"ALL\"]"]
+        "container 'e' must set capabilities.drop=[\"ALL\"]",
+    ]
 
 
 # --- Pachyderm's namespace ---------------------------------------------------------------------------------------------
+
 
 def test_pachyderm_namespace_admits_every_pod_pachyderm_runs(program: ProgramRun) -> None:
     level = namespace_labels(program, "issue-titles")[ENFORCE]
@@ -122,6 +139,7 @@ def test_loki_and_its_host_path_daemonset_are_off_unless_a_stack_turns_them_on(p
 
 # --- the serving namespace ---------------------------------------------------------------------------------------------
 
+
 def test_serving_namespace_enforces_restricted(serving_program: ProgramRun) -> None:
     assert namespace_labels(serving_program, "issue-titles-serving")[ENFORCE] == "restricted"
     sdep = next(m for m in serving_program.manifests() if m["kind"] == "SeldonDeployment")
@@ -138,8 +156,9 @@ def test_with_seldons_executor_the_model_pods_would_be_refused(serving_program: 
     """Why the predictor runs without the executor: the container Seldon injects never drops capabilities."""
     sdep = copy.deepcopy(next(m for m in serving_program.manifests() if m["kind"] == "SeldonDeployment"))
     del sdep["spec"]["predictors"][0]["annotations"]["seldon.io/no-engine"]
-    assert 'container \'seldon-container-engine\' must set capabilities.drop=["ALL"]' in \
-        violations("restricted", seldon_model_pod(sdep))
+    assert "container 'seldon-container-engine' must set capabilities.drop=[\"ALL\"]" in violations(
+        "restricted", seldon_model_pod(sdep)
+    )
 
 
 def test_the_seldon_manager_pod_is_admitted_at_restricted(program: ProgramRun) -> None:
@@ -154,6 +173,7 @@ def test_the_image_check_pods_are_admitted_where_they_run(program: ProgramRun) -
 
 
 # --- Seldon's validating webhook ---------------------------------------------------------------------------------------
+
 
 def test_seldons_webhook_covers_the_serving_namespace(serving_program: ProgramRun) -> None:
     """singleNamespace: the ValidatingWebhookConfiguration selects namespaces labelled

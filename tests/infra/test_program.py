@@ -1,4 +1,5 @@
 """The real `__main__.py`, evaluated under mocks for both stacks: every component, wired and ordered."""
+
 from __future__ import annotations
 
 import pytest
@@ -42,13 +43,14 @@ def test_each_component_owns_its_kind_of_resources(serving_program: ProgramRun) 
     def parent_type(resource):
         return serving_program.by_urn(resource.parent).type_
 
-    assert {parent_type(s) for s in serving_program.of_type("kubernetes:core/v1:Secret")} == \
-        {"issue-titles:infra:RegistrySecret", "issue-titles:infra:Pachyderm"}  # Pachyderm's: its root token
+    assert {parent_type(s) for s in serving_program.of_type("kubernetes:core/v1:Secret")} == {
+        "issue-titles:infra:RegistrySecret",
+        "issue-titles:infra:Pachyderm",
+    }  # Pachyderm's: its root token
     assert parent_type(serving_program.one(SELDON_DEPLOYMENT)) == "issue-titles:infra:ModelServing"
     assert parent_type(release(serving_program, "pachyderm")) == "issue-titles:infra:Pachyderm"
     assert parent_type(release(serving_program, "seldon-core-operator")) == "issue-titles:infra:SeldonCore"
-    assert parent_type(serving_program.one("kubernetes:yaml/v2:ConfigFile")) == \
-        "issue-titles:infra:TrainingOperator"
+    assert parent_type(serving_program.one("kubernetes:yaml/v2:ConfigFile")) == "issue-titles:infra:TrainingOperator"
     assert parent_type(serving_program.one("docker:index/image:Image")) == "issue-titles:infra:StageImage"
 
 
@@ -64,11 +66,16 @@ def test_pipelines_wait_for_pachyderm_and_the_stage_image(program: ProgramRun) -
 
 
 def test_namespaced_objects_wait_for_the_namespace(serving_program: ProgramRun) -> None:
-    namespace = next(r for r in serving_program.of_type("kubernetes:core/v1:Namespace")
-                     if r.inputs["metadata"]["name"] == "issue-titles")
+    namespace = next(
+        r
+        for r in serving_program.of_type("kubernetes:core/v1:Namespace")
+        if r.inputs["metadata"]["name"] == "issue-titles"
+    )
     for resource in serving_program:
-        namespaced = resource.inputs.get("metadata", {}).get("namespace") == "issue-titles" or \
-            resource.inputs.get("namespace") == "issue-titles"
+        namespaced = (
+            resource.inputs.get("metadata", {}).get("namespace") == "issue-titles"
+            or resource.inputs.get("namespace") == "issue-titles"
+        )
         if namespaced and not resource.read:
             assert serving_program.depends_transitively(resource, namespace), resource.name
 
@@ -139,7 +146,8 @@ def test_pachyderm_chart_is_pinned_with_storage_per_stack(program: ProgramRun) -
         assert values["deployTarget"] == "GOOGLE"
         assert values["pachd"]["storage"]["google"]["bucket"] == "cluster-pachyderm-4f2a"
         assert values["pachd"]["serviceAccount"]["additionalAnnotations"] == {
-            "iam.gke.io/gcp-service-account": "issue-titles-pachyderm@example-project.iam.gserviceaccount.com"}
+            "iam.gke.io/gcp-service-account": "issue-titles-pachyderm@example-project.iam.gserviceaccount.com"
+        }
     else:
         assert values["deployTarget"] == "LOCAL"
         assert values["proxy"]["service"] == {"type": "NodePort", "httpNodePort": 30080}

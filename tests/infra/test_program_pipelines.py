@@ -1,4 +1,5 @@
 """The pipelines the program creates in each stack: valid Pachyderm 2.x specs, wired to the stack's images."""
+
 from __future__ import annotations
 
 import json
@@ -71,8 +72,11 @@ def test_train_requests_a_gpu_with_the_taint_toleration_only_on_the_gpu_stack(pr
 
 def test_export_pushes_to_the_serving_repo_with_the_mounted_registry_secret(program: ProgramRun) -> None:
     export = specs(program)["export"]["transform"]
-    repo = "docker.io/example/issue-titles-serving" if program.stack == "minikube" \
+    repo = (
+        "docker.io/example/issue-titles-serving"
+        if program.stack == "minikube"
         else "us-docker.pkg.dev/example-project/issue-titles/serving"
+    )
     assert export["cmd"][-2:] == ["--image", repo]
     assert export["secrets"] == [{"name": "registry-credentials", "mountPath": "/var/run/secrets/registry"}]
     assert "password" not in json.dumps(export).lower()
@@ -85,6 +89,12 @@ def test_pipelines_are_created_through_the_stack_pachd_address(program: ProgramR
 
 def test_each_pipeline_depends_on_what_it_reads(program: ProgramRun) -> None:
     by_name = {r.inputs.get("name"): r for r in program.of_type("pulumi-python:dynamic:Resource")}
-    for downstream, upstream in [("split", "raw_data"), ("pre_process", "split"), ("train", "pre_process"),
-                                 ("build", "train"), ("build", "split"), ("export", "build")]:
+    for downstream, upstream in [
+        ("split", "raw_data"),
+        ("pre_process", "split"),
+        ("train", "pre_process"),
+        ("build", "train"),
+        ("build", "split"),
+        ("export", "build"),
+    ]:
         assert by_name[upstream].urn in by_name[downstream].depends_on, f"{downstream} -> {upstream}"

@@ -12,6 +12,7 @@ The host below runs in a project directory where, as after the modules were rena
 (`infra.pachyderm_provider.PipelineProvider`) fails to load; ours is pickled by source (infra/pachyderm_provider.py,
 `BySource`) and answers.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,8 +20,9 @@ import base64
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -34,8 +36,9 @@ from pipelines import PipelineSettings, all_pipelines
 from tests.infra.harness import ROOT
 
 ADDRESS = "grpc://pachd.example:30650"
-SETTINGS = PipelineSettings(stage_image="registry.example.com/stages@sha256:" + "ab" * 32,
-                            serving_image_repo="registry.example.com/serving")
+SETTINGS = PipelineSettings(
+    stage_image="registry.example.com/stages@sha256:" + "ab" * 32, serving_image_repo="registry.example.com/serving"
+)
 URN = "urn:pulumi:test::issue-titles::pulumi-python:dynamic:Resource::train"
 
 
@@ -63,8 +66,13 @@ def moved_away(project: Path) -> Path:
 def host(tmp_path: Path) -> Iterator[provider_pb2_grpc.ResourceProviderStub]:
     """`python -u -m pulumi.dynamic` as pulumi-resource-pulumi-python starts it, in a directory without the repo."""
     moved_away(tmp_path)
-    process = subprocess.Popen([sys.executable, "-u", "-m", "pulumi.dynamic"], cwd=tmp_path, env=host_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-u", "-m", "pulumi.dynamic"],
+        cwd=tmp_path,
+        env=host_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert process.stdout is not None
         port = process.stdout.readline().decode().strip()
@@ -92,14 +100,21 @@ def wire(props: dict[str, Any]) -> struct_pb2.Struct:
 def test_host_cannot_import_the_repository(tmp_path: Path, module: str) -> None:
     """The premise: in the host's directory the repository's modules do not resolve (`-m` puts it first on the path)."""
     moved_away(tmp_path)
-    probe = subprocess.run([sys.executable, "-m", module], cwd=tmp_path, env=host_env(), capture_output=True,
-                           text=True, timeout=60)
+    probe = subprocess.run(
+        [sys.executable, "-m", module], cwd=tmp_path, env=host_env(), capture_output=True, text=True, timeout=60
+    )
     assert probe.returncode != 0 and "moved away" in probe.stderr
 
 
 def test_the_pipeline_provider_checks_a_spec_in_a_host_that_cannot_import_infra(host: Any) -> None:
-    news = {"__provider": serialize_provider(PipelineProvider()), "pachd_address": ADDRESS, "project": "default",
-            "name": "not a name!", "spec": train_spec(), "auth_token": "a-root-token"}
+    news = {
+        "__provider": serialize_provider(PipelineProvider()),
+        "pachd_address": ADDRESS,
+        "project": "default",
+        "name": "not a name!",
+        "spec": train_spec(),
+        "auth_token": "a-root-token",
+    }
     response = host.Check(provider_pb2.CheckRequest(urn=URN, olds=wire({}), news=wire(news)), timeout=120)
     # The answer comes from PipelineProvider.check itself: it names the bad field.
     assert {failure.property for failure in response.failures} == {"name"}
@@ -107,18 +122,31 @@ def test_the_pipeline_provider_checks_a_spec_in_a_host_that_cannot_import_infra(
 
 def test_the_pipeline_provider_diffs_in_a_host_that_cannot_import_infra(host: Any) -> None:
     provider = serialize_provider(PipelineProvider())
-    olds = {"__provider": provider, "pachd_address": ADDRESS, "project": "default", "name": "train",
-            "spec": train_spec()}
+    olds = {
+        "__provider": provider,
+        "pachd_address": ADDRESS,
+        "project": "default",
+        "name": "train",
+        "spec": train_spec(),
+    }
     changed = train_spec()
     changed["transform"]["cmd"] = [*changed["transform"]["cmd"], "--epochs", "3"]
-    response = host.Diff(provider_pb2.DiffRequest(id="default/train", urn=URN, olds=wire(olds),
-                                                  news=wire({**olds, "spec": changed})), timeout=120)
+    response = host.Diff(
+        provider_pb2.DiffRequest(id="default/train", urn=URN, olds=wire(olds), news=wire({**olds, "spec": changed})),
+        timeout=120,
+    )
     assert response.changes == provider_pb2.DiffResponse.DIFF_SOME
 
 
 def test_the_repo_provider_loads_in_a_host_that_cannot_import_infra(host: Any) -> None:
-    news = {"__provider": serialize_provider(RepoProvider()), "pachd_address": "not an address",
-            "project": "default", "name": "raw_data", "description": "", "auth_token": "a-root-token"}
+    news = {
+        "__provider": serialize_provider(RepoProvider()),
+        "pachd_address": "not an address",
+        "project": "default",
+        "name": "raw_data",
+        "description": "",
+        "auth_token": "a-root-token",
+    }
     response = host.Check(provider_pb2.CheckRequest(urn=URN, olds=wire({}), news=wire(news)), timeout=120)
     assert [failure.property for failure in response.failures] == ["pachd_address"]
 
@@ -126,11 +154,20 @@ def test_the_repo_provider_loads_in_a_host_that_cannot_import_infra(host: Any) -
 def test_the_serialized_provider_is_the_same_in_every_run() -> None:
     """Pulumi sorts dicts so an unchanged provider gives the same `__provider` (no spurious diff); so must we, even
     with a different string-hash seed in each process."""
-    script = ("from pulumi.dynamic.dynamic import serialize_provider; "
-              "from infra.pachyderm_provider import PipelineProvider; print(serialize_provider(PipelineProvider()))")
+    script = (
+        "from pulumi.dynamic.dynamic import serialize_provider; "
+        "from infra.pachyderm_provider import PipelineProvider; print(serialize_provider(PipelineProvider()))"
+    )
     outputs = {
-        subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
-                       env={**host_env(), "PYTHONHASHSEED": seed}).stdout
+        subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+            env={**host_env(), "PYTHONHASHSEED": seed},
+        ).stdout
         for seed in ("1", "2")
     }
     assert len(outputs) == 1
@@ -144,7 +181,7 @@ def test_the_pickle_names_no_repository_module() -> None:
     ops = list(pickletools.genops(pickled))
     lookups = [index for index, (op, _, _) in enumerate(ops) if op.name in ("GLOBAL", "STACK_GLOBAL")]
     assert len(lookups) == 1, "one name is looked up when loading: builtins.eval"
-    module, name = (arg for _, arg, _ in ops[lookups[0] - 4:lookups[0]] if isinstance(arg, str))
+    module, name = (arg for _, arg, _ in ops[lookups[0] - 4 : lookups[0]] if isinstance(arg, str))
     assert (module, name) == ("builtins", "eval")
 
 

@@ -1,12 +1,12 @@
 """Every object the program renders validates against the real schema it will meet in the cluster."""
+
 from __future__ import annotations
 
 import kubernetes_validate
 import pytest
 
 from tests.infra.harness import ProgramRun
-from tests.infra.schemas import (KUBERNETES_VERSION, errors, pachyderm_values_validator,
-                                 seldon_deployment_validator)
+from tests.infra.schemas import KUBERNETES_VERSION, errors, pachyderm_values_validator, seldon_deployment_validator
 
 CORE_GROUPS = ("v1", "apps/v1", "networking.k8s.io/v1", "rbac.authorization.k8s.io/v1", "batch/v1")
 
@@ -21,7 +21,9 @@ def test_every_core_object_validates_with_kubernetes_validate(serving_program: P
 def test_the_only_custom_resources_are_the_seldon_deployment_and_the_image_check(serving_program: ProgramRun) -> None:
     custom = [m for m in serving_program.manifests() if m["apiVersion"] not in CORE_GROUPS]
     assert sorted((m["apiVersion"], m["kind"]) for m in custom) == [
-        ("kubeflow.org/v1", "TFJob"), ("machinelearning.seldon.io/v1", "SeldonDeployment")]
+        ("kubeflow.org/v1", "TFJob"),
+        ("machinelearning.seldon.io/v1", "SeldonDeployment"),
+    ]
 
 
 def test_seldon_deployment_validates_against_the_1_17_1_crd(serving_program: ProgramRun) -> None:
@@ -36,8 +38,9 @@ def test_a_misspelt_seldon_field_would_be_caught(serving_program: ProgramRun) ->
 
 
 def test_pachyderm_helm_values_validate_against_the_chart_schema(program: ProgramRun) -> None:
-    values = next(r for r in program.of_type("kubernetes:helm.sh/v3:Release")
-                  if r.inputs["chart"] == "pachyderm").inputs["values"]
+    values = next(
+        r for r in program.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["chart"] == "pachyderm"
+    ).inputs["values"]
     assert errors(pachyderm_values_validator(), values) == []
 
 
@@ -49,8 +52,9 @@ def test_seldon_deployment_serves_two_replicas_of_the_exported_image(serving_pro
     pod = predictor["componentSpecs"][0]["spec"]
     container = pod["containers"][0]
     assert spec["name"] == "issue-summarization" and predictor["replicas"] == 2
-    assert container["image"].endswith(f"/issue-titles-serving:{MODEL_TAG}") or \
-        container["image"].endswith(f"/serving:{MODEL_TAG}")
+    assert container["image"].endswith(f"/issue-titles-serving:{MODEL_TAG}") or container["image"].endswith(
+        f"/serving:{MODEL_TAG}"
+    )
     assert pod["imagePullSecrets"] == [{"name": "registry-credentials"}]
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
@@ -80,8 +84,9 @@ def test_without_a_model_tag_nothing_is_served_and_the_output_says_why(program: 
     assert "pulumi config set serving:modelTag" in program.outputs["serving_status"]
 
 
-@pytest.mark.parametrize("kind", ["Namespace", "Secret", "ServiceAccount", "NetworkPolicy", "Ingress",
-                                  "SeldonDeployment"])
+@pytest.mark.parametrize(
+    "kind", ["Namespace", "Secret", "ServiceAccount", "NetworkPolicy", "Ingress", "SeldonDeployment"]
+)
 def test_every_object_is_labelled_as_part_of_the_system(serving_program: ProgramRun, kind: str) -> None:
     for manifest in serving_program.manifests():
         if manifest["kind"] == kind:

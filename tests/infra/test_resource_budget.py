@@ -24,11 +24,13 @@ controller 100m/90Mi; on GKE, per node, about 0.5 CPU and 0.75 GiB of system pod
 for NetworkPolicy, metadata server) after GKE's own node reservation (cloud.google.com/kubernetes-engine/docs/
 concepts/plan-node-sizes).
 """
+
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from typing import Any, Iterable
+from collections.abc import Iterable
+from functools import cache
+from typing import Any
 
 import pytest
 
@@ -38,8 +40,8 @@ from tests.infra.harness import ROOT, ProgramRun, run_program
 from tests.infra.vendored import objects
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
-GIB = 1024 ** 3
-MIB = 1024 ** 2
+GIB = 1024**3
+MIB = 1024**2
 # (CPU, bytes) requests of what upstream runs with no request from us (see the table above).
 POSTGRES = (0.25, 256 * MIB)
 PROXY = (0.1, 512 * MIB)
@@ -101,6 +103,7 @@ def minikube_size() -> Requests:
 
 # --- what the program renders ------------------------------------------------------------------------------------------
 
+
 def chart_values(run: ProgramRun, chart: str) -> dict[str, Any]:
     return next(r for r in run.of_type(RELEASE) if r.inputs["chart"] == chart).inputs["values"]
 
@@ -114,8 +117,9 @@ def worker(spec: dict[str, Any]) -> Requests:
     """One worker pod: the user container's requests plus the storage sidecar's."""
     user = (cpu(spec["resourceRequests"].get("cpu", 0)), memory(spec["resourceRequests"].get("memory", 0)))
     sidecar_spec = spec.get("sidecarResourceRequests")
-    sidecar = (cpu(sidecar_spec.get("cpu", 0)), memory(sidecar_spec.get("memory", 0))) if sidecar_spec \
-        else SIDECAR_DEFAULT
+    sidecar = (
+        (cpu(sidecar_spec.get("cpu", 0)), memory(sidecar_spec.get("memory", 0))) if sidecar_spec else SIDECAR_DEFAULT
+    )
     return total([user, sidecar])
 
 
@@ -123,8 +127,14 @@ def pachyderm_at_rest(run: ProgramRun) -> list[Requests]:
     values = chart_values(run, "pachyderm")
     assert values["console"]["enabled"] is False and values["pachd"]["lokiDeploy"] is False
     idle_workers = [worker(s) for s in specs(run) if not s.get("autoscaling")]  # never scaled down
-    return [requests(values["pachd"]["resources"]), requests(values["etcd"]["resources"]),
-            requests(values["pgbouncer"]["resources"]), POSTGRES, PROXY, *idle_workers]
+    return [
+        requests(values["pachd"]["resources"]),
+        requests(values["etcd"]["resources"]),
+        requests(values["pgbouncer"]["resources"]),
+        POSTGRES,
+        PROXY,
+        *idle_workers,
+    ]
 
 
 def serving(run: ProgramRun) -> list[Requests]:
@@ -148,7 +158,7 @@ def image_check(run: ProgramRun) -> Requests:
     return total(requests(c.get("resources")) for c in spec["containers"])
 
 
-@lru_cache(maxsize=None)
+@cache
 def served(stack: str) -> ProgramRun:
     """The stack with a model served (two replicas): the most it ever runs at rest."""
     return run_program(stack, {"serving:modelTag": MODEL_TAG})
@@ -160,6 +170,7 @@ def fits(need: Requests, have: Requests, what: str) -> None:
 
 
 # --- the budget --------------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("stack", ["minikube", "gke-gpu"])
 def test_every_pipeline_scales_to_zero_and_sizes_its_sidecar(stack: str) -> None:

@@ -1,5 +1,6 @@
 """Choosing the model to serve: the newest gated export read from the fake pachd at the SDK boundary, and the
 pinned / latest / canary settings turned into predictors (no Pulumi engine needed)."""
+
 from __future__ import annotations
 
 import grpc
@@ -25,6 +26,7 @@ def pachd(monkeypatch: pytest.MonkeyPatch) -> FakePachd:
 
 
 # --- the newest export that passed the gate, from pachd -------------------------------------------------------------
+
 
 def test_the_newest_finished_export_is_selected_with_its_provenance(pachd: FakePachd) -> None:
     add_commit_set(pachd, OLD, REPO)
@@ -57,8 +59,9 @@ def test_an_export_whose_image_was_not_pushed_is_refused_by_name(pachd: FakePach
     add_commit_set(pachd, NEW, REPO, image_changes={"pushed": False, "reason": "kaniko is not at /kaniko/executor"})
     selection = newest_exported_model(ADDRESS, REPO)
     assert selection.model is not None and selection.model.job_id == OLD
-    assert selection.refused == [f"export@{NEW}: image {REPO}:{NEW} is missing from the registry "
-                                 "(kaniko is not at /kaniko/executor)"]
+    assert selection.refused == [
+        f"export@{NEW}: image {REPO}:{NEW} is missing from the registry (kaniko is not at /kaniko/executor)"
+    ]
 
 
 def test_an_image_in_another_repository_is_refused_by_name(pachd: FakePachd) -> None:
@@ -109,9 +112,18 @@ def test_the_scan_reads_through_the_sdk_pfs_api_only(pachd: FakePachd) -> None:
 
 # --- settings -> predictors -----------------------------------------------------------------------------------------
 
+
 def found(job_id: str) -> Selection:
-    return Selection(ExportedModel(job_id=job_id, image=f"{REPO}:{job_id}", export_commit=job_id,
-                                   build_commit=job_id, data_commit="c" * 32, metrics={"model_rouge_l": 0.3}))
+    return Selection(
+        ExportedModel(
+            job_id=job_id,
+            image=f"{REPO}:{job_id}",
+            export_commit=job_id,
+            build_commit=job_id,
+            data_commit="c" * 32,
+            metrics={"model_rouge_l": 0.3},
+        )
+    )
 
 
 def never(_address: str, _repo: str) -> Selection:
@@ -134,10 +146,10 @@ def test_latest_serves_the_newest_gated_export_with_its_provenance() -> None:
 
 
 def test_a_canary_takes_its_share_next_to_the_main_model() -> None:
-    models = resolve(RolloutConfig(model=OLD, canary="latest", canary_traffic=20), REPO, ADDRESS,
-                     lookup=lambda *_: found(NEW))
-    assert [(m["predictor"], m["job_id"], m["traffic"]) for m in models] == [("default", OLD, 80),
-                                                                             ("canary", NEW, 20)]
+    models = resolve(
+        RolloutConfig(model=OLD, canary="latest", canary_traffic=20), REPO, ADDRESS, lookup=lambda *_: found(NEW)
+    )
+    assert [(m["predictor"], m["job_id"], m["traffic"]) for m in models] == [("default", OLD, 80), ("canary", NEW, 20)]
 
 
 def test_a_canary_equal_to_the_main_model_is_promoted_to_one_predictor() -> None:
@@ -150,11 +162,12 @@ def test_a_canary_equal_to_the_main_model_is_promoted_to_one_predictor() -> None
 def test_pachd_unreachable_keeps_the_last_deployed_model_and_says_so() -> None:
     previous = [{"predictor": "default", "image": f"{REPO}:{OLD}", "job_id": OLD, "traffic": 100, "source": "x"}]
     warnings: list[str] = []
-    [model] = resolve(RolloutConfig(model="latest"), REPO, ADDRESS, previous, lookup=unreachable,
-                      warn=warnings.append)
+    [model] = resolve(RolloutConfig(model="latest"), REPO, ADDRESS, previous, lookup=unreachable, warn=warnings.append)
     assert model["image"] == f"{REPO}:{OLD}" and model["source"] == "last deployed (kept: pachd unreachable)"
-    assert warnings == [f"`serving:modelTag` is `latest` but cannot reach pachd at {ADDRESS}: keeping the last "
-                        f"deployed model {REPO}:{OLD}"]
+    assert warnings == [
+        f"`serving:modelTag` is `latest` but cannot reach pachd at {ADDRESS}: keeping the last "
+        f"deployed model {REPO}:{OLD}"
+    ]
 
 
 def test_pachd_unreachable_before_any_deployment_is_a_clear_error() -> None:
@@ -166,8 +179,9 @@ def test_no_gated_export_keeps_the_last_deployed_model() -> None:
     previous = [{"predictor": "default", "image": f"{REPO}:{OLD}", "job_id": OLD, "traffic": 100, "source": "x"}]
     refused = Selection(None, [f"export@{NEW}: its job failed (inputs failed)"])
     warnings: list[str] = []
-    [model] = resolve(RolloutConfig(model="latest"), REPO, ADDRESS, previous, lookup=lambda *_: refused,
-                      warn=warnings.append)
+    [model] = resolve(
+        RolloutConfig(model="latest"), REPO, ADDRESS, previous, lookup=lambda *_: refused, warn=warnings.append
+    )
     assert model["image"] == f"{REPO}:{OLD}"
     assert warnings[0] == f"not serving export@{NEW}: its job failed (inputs failed)"
 

@@ -4,6 +4,7 @@ SeldonDeployment (predictors, traffic, images), and a new export is an in-place 
 `latest` reads the fake pachd (tests/infra/fake_pachd.py) through `infra.pachd.connect`, and the stack's
 own previous outputs through a StackReference that these mocks answer.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -33,8 +34,11 @@ class _StackMocks(harness._Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         if args.typ == STACK_REFERENCE:
-            return args.resource_id or args.name, {"name": args.inputs.get("name"),
-                                                  "outputs": dict(self.previous_outputs), "secretOutputNames": []}
+            return args.resource_id or args.name, {
+                "name": args.inputs.get("name"),
+                "outputs": dict(self.previous_outputs),
+                "secretOutputNames": [],
+            }
         return super().new_resource(args)
 
 
@@ -57,8 +61,10 @@ def deployment(run: ProgramRun) -> Recorded:
 
 def predictors(run: ProgramRun) -> list[tuple[str, str, int | None, int]]:
     """(name, image, traffic, replicas) of every predictor of the SeldonDeployment."""
-    return [(p["name"], p["componentSpecs"][0]["spec"]["containers"][0]["image"], p.get("traffic"), p["replicas"])
-            for p in deployment(run).inputs["spec"]["predictors"]]
+    return [
+        (p["name"], p["componentSpecs"][0]["spec"]["containers"][0]["image"], p.get("traffic"), p["replicas"])
+        for p in deployment(run).inputs["spec"]["predictors"]
+    ]
 
 
 def seldon_traffic_errors(spec: dict[str, Any]) -> list[str]:
@@ -78,8 +84,9 @@ def test_pinned_serves_the_job_id_as_one_predictor(stack: str, pachd: FakePachd)
     run = run_program(stack, {"serving:modelTag": OLD})
     assert predictors(run) == [("default", f"{image_repo(stack)}:{OLD}", None, 2)]
     assert pachd.calls == [] and not run.of_type(STACK_REFERENCE)  # pinned needs neither pachd nor the last state
-    assert run.outputs["serving_traffic"] == {"default": f"100% {image_repo(stack)}:{OLD} "
-                                                         f"(job {OLD}, pinned (serving:modelTag))"}
+    assert run.outputs["serving_traffic"] == {
+        "default": f"100% {image_repo(stack)}:{OLD} (job {OLD}, pinned (serving:modelTag))"
+    }
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -101,9 +108,18 @@ def test_canary_splits_traffic_between_two_predictors(stack: str, pachd: FakePac
     repo = image_repo(stack)
     assert predictors(run) == [("default", f"{repo}:{OLD}", 80, 2), ("canary", f"{repo}:{NEW}", 20, 1)]
     spec = deployment(run).inputs["spec"]
-    assert errors(seldon_deployment_validator(), {"apiVersion": "machinelearning.seldon.io/v1",
-                                                  "kind": "SeldonDeployment", "metadata": {"name": "x"},
-                                                  "spec": spec}) == []
+    assert (
+        errors(
+            seldon_deployment_validator(),
+            {
+                "apiVersion": "machinelearning.seldon.io/v1",
+                "kind": "SeldonDeployment",
+                "metadata": {"name": "x"},
+                "spec": spec,
+            },
+        )
+        == []
+    )
     assert seldon_traffic_errors(spec) == []
     assert set(run.outputs["serving_traffic"]) == {"default", "canary"}
     assert run.outputs["serving_traffic"]["canary"].startswith(f"20% {repo}:{NEW} (job {NEW}")
@@ -114,8 +130,10 @@ def test_the_canary_ingress_sends_the_same_share_to_the_canary_service(stack: st
     run = run_program(stack, {"serving:modelTag": OLD, "serving:canaryTag": NEW})
     canary = next(r for r in run.of_type(INGRESS) if r.inputs["metadata"]["name"] == "issue-summarization-canary")
     annotations = canary.inputs["metadata"]["annotations"]
-    assert annotations == {"nginx.ingress.kubernetes.io/canary": "true",
-                           "nginx.ingress.kubernetes.io/canary-weight": "10"}
+    assert annotations == {
+        "nginx.ingress.kubernetes.io/canary": "true",
+        "nginx.ingress.kubernetes.io/canary-weight": "10",
+    }
     paths = canary.inputs["spec"]["rules"][0]["http"]["paths"]
     main = next(r for r in run.of_type(INGRESS) if r.inputs["metadata"]["name"] == "issue-summarization")
     assert paths[0]["path"] == main.inputs["spec"]["rules"][0]["http"]["paths"][0]["path"]  # same route, other backend
@@ -123,8 +141,9 @@ def test_the_canary_ingress_sends_the_same_share_to_the_canary_service(stack: st
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_a_canary_stack_renders_valid_objects_and_passes_the_policy_pack(stack: str, pachd: FakePachd,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_canary_stack_renders_valid_objects_and_passes_the_policy_pack(
+    stack: str, pachd: FakePachd, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The pack's policies as tests/delivery/test_policies_on_stacks.py runs them, on the canary's extra objects."""
     from policy import pack
     from tests.delivery.test_policies import run_policy
@@ -137,8 +156,13 @@ def test_a_canary_stack_renders_valid_objects_and_passes_the_policy_pack(stack: 
             kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
         if manifest["kind"] == "SeldonDeployment":
             assert errors(seldon_deployment_validator(), manifest) == []
-    found = {f"{policy.name}: {r.type_} {r.name}": reported for r in run if not r.read for policy in pack.POLICIES
-             if (reported := run_policy(policy.name, r.type_, r.inputs, urn=r.urn))}
+    found = {
+        f"{policy.name}: {r.type_} {r.name}": reported
+        for r in run
+        if not r.read
+        for policy in pack.POLICIES
+        if (reported := run_policy(policy.name, r.type_, r.inputs, urn=r.urn))
+    }
     assert found == {}
 
 
@@ -152,16 +176,20 @@ def test_promoting_the_canary_leaves_one_predictor_and_no_canary_traffic(stack: 
 
 def _paths(old: Any, new: Any, prefix: str = "") -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
-        return [p for key in sorted(set(old) | set(new))
-                for p in _paths(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else key)]
+        return [
+            p
+            for key in sorted(set(old) | set(new))
+            for p in _paths(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else key)
+        ]
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
         return [p for i, (a, b) in enumerate(zip(old, new)) for p in _paths(a, b, f"{prefix}[{i}]")]
     return [] if old == new else [prefix]
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_a_new_export_changes_only_the_image_so_the_deployment_is_updated_in_place(stack: str,
-                                                                                    pachd: FakePachd) -> None:
+def test_a_new_export_changes_only_the_image_so_the_deployment_is_updated_in_place(
+    stack: str, pachd: FakePachd
+) -> None:
     """pulumi-kubernetes replaces an object only when a force-new field changes: `.metadata.name` and
     `.metadata.namespace` for every kind, plus per-kind lists that have no entry for machinelearning.seldon.io
     (forceNewProperties in provider/pkg/provider/diff.go, pulumi/pulumi-kubernetes v4.32.0). A new export changes
@@ -174,25 +202,37 @@ def test_a_new_export_changes_only_the_image_so_the_deployment_is_updated_in_pla
     changed = _paths(before.inputs, after.inputs)
     # the image, and with it the pod spec's rollout name and the wait that names it (infra/serving.py, wait_for):
     # neither is a force-new field
-    assert changed == ['metadata.annotations.pulumi.com/waitFor',
-                       "spec.predictors[0].componentSpecs[0].metadata.name",
-                       "spec.predictors[0].componentSpecs[0].spec.containers[0].image"]
+    assert changed == [
+        "metadata.annotations.pulumi.com/waitFor",
+        "spec.predictors[0].componentSpecs[0].metadata.name",
+        "spec.predictors[0].componentSpecs[0].spec.containers[0].image",
+    ]
     assert after.inputs["metadata"]["name"] == before.inputs["metadata"]["name"] == "issue-summarization"
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_pachd_unreachable_keeps_the_last_deployed_model(stack: str, pachd: FakePachd,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    last = [{"predictor": "default", "image": f"{image_repo(stack)}:{OLD}", "job_id": OLD, "traffic": 100,
-             "source": "latest export (serving:modelTag)"}]
+def test_pachd_unreachable_keeps_the_last_deployed_model(
+    stack: str, pachd: FakePachd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    last = [
+        {
+            "predictor": "default",
+            "image": f"{image_repo(stack)}:{OLD}",
+            "job_id": OLD,
+            "traffic": 100,
+            "source": "latest export (serving:modelTag)",
+        }
+    ]
     monkeypatch.setattr(_StackMocks, "previous_outputs", {"serving_models": last})
     warnings: list[str] = []
     monkeypatch.setattr(pulumi.log, "warn", lambda message, *args, **kwargs: warnings.append(message))
     pachd.fail_next("list_commit", grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses")
     run = run_program(stack, {"serving:modelTag": "latest"}, preview=True)
     assert predictors(run) == [("default", f"{image_repo(stack)}:{OLD}", None, 2)]
-    assert any("cannot reach pachd" in w and f"keeping the last deployed model {image_repo(stack)}:{OLD}" in w
-               for w in warnings)
+    assert any(
+        "cannot reach pachd" in w and f"keeping the last deployed model {image_repo(stack)}:{OLD}" in w
+        for w in warnings
+    )
     reference = run.one(STACK_REFERENCE)
     assert reference.inputs["name"] == f"organization/issue-titles/{stack}"  # the stack itself
 
@@ -241,8 +281,9 @@ def test_pachd_unreachable_before_any_deployment_stops_the_preview_with_a_clear_
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-c", _UNREACHABLE_FIRST_DEPLOY], cwd=harness.ROOT, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", _UNREACHABLE_FIRST_DEPLOY], cwd=harness.ROOT, capture_output=True, text=True, timeout=300
+    )
     assert "STOPPED:" in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
     assert "cannot reach pachd at grpc://" in result.stdout
     assert "and this stack has deployed no model before" in result.stdout

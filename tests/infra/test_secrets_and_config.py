@@ -1,4 +1,5 @@
 """The registry password stays a secret everywhere; every bad config stops the preview with a message that helps."""
+
 from __future__ import annotations
 
 import base64
@@ -34,8 +35,9 @@ def test_password_never_appears_in_plain_text_in_inputs_or_outputs(stack: str) -
 @pytest.mark.parametrize("stack", ["minikube", "gke-gpu"])
 def test_password_reaches_the_registry_secret_and_the_image_push_as_a_secret(stack: str) -> None:
     run = run_program(stack)
-    secrets = [s for s in run.of_type("kubernetes:core/v1:Secret")
-               if s.inputs.get("type") == "kubernetes.io/dockerconfigjson"]
+    secrets = [
+        s for s in run.of_type("kubernetes:core/v1:Secret") if s.inputs.get("type") == "kubernetes.io/dockerconfigjson"
+    ]
     # One copy in each namespace whose pods use it: Pachyderm's (export pushes) and serving's (pulls).
     assert sorted(s.inputs["metadata"]["namespace"] for s in secrets) == ["issue-titles", "issue-titles-serving"]
     for secret in secrets:
@@ -174,8 +176,9 @@ def test_a_gateway_namespace_that_is_no_dns_label_is_refused(name: str) -> None:
     assert "pulumi config set serving:gatewayNamespace ingress-nginx" in message
 
 
-@pytest.mark.parametrize("host", ["bad host!*", "under_score.example.com", "a..b", "999.1.1.1", "host:99999",
-                                  "x" * 64 + ".example.com"])
+@pytest.mark.parametrize(
+    "host", ["bad host!*", "under_score.example.com", "a..b", "999.1.1.1", "host:99999", "x" * 64 + ".example.com"]
+)
 def test_an_ingress_host_that_is_no_host_name_is_refused(host: str) -> None:
     message = expect_config_error("minikube", {"serving:ingressHost": host})
 

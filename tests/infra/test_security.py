@@ -1,4 +1,5 @@
 """Cluster security, asserted on what the program renders: least privilege, fenced pods, mounted secrets."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,11 @@ def test_model_has_requests_and_limits(serving_program: ProgramRun) -> None:
 
 
 def test_only_the_ingress_gateway_reaches_the_model_pods(serving_program: ProgramRun) -> None:
-    policy = next(m for m in serving_program.manifests()
-                  if m["kind"] == "NetworkPolicy" and m["metadata"]["name"].startswith("issue-summarization"))
+    policy = next(
+        m
+        for m in serving_program.manifests()
+        if m["kind"] == "NetworkPolicy" and m["metadata"]["name"].startswith("issue-summarization")
+    )
     assert policy["spec"]["podSelector"] == {"matchLabels": {"seldon-deployment-id": "issue-summarization"}}
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     rule, metrics = policy["spec"]["ingress"]  # the gateway to HTTP; Prometheus's namespace to the metrics port only
@@ -42,8 +46,11 @@ def test_only_the_ingress_gateway_reaches_the_model_pods(serving_program: Progra
 
 
 def test_only_pipeline_workers_and_pachyderm_itself_reach_pachd(program: ProgramRun) -> None:
-    policy = next(m for m in program.manifests()
-                  if m["kind"] == "NetworkPolicy" and m["metadata"]["name"] == "pachd-from-pipelines-only")
+    policy = next(
+        m
+        for m in program.manifests()
+        if m["kind"] == "NetworkPolicy" and m["metadata"]["name"] == "pachd-from-pipelines-only"
+    )
     assert policy["spec"]["podSelector"] == {"matchLabels": {"app": "pachd"}}
     peers = [p["podSelector"]["matchLabels"] for p in policy["spec"]["ingress"][0]["from"]]
     assert {"component": "worker"} in peers
@@ -55,15 +62,16 @@ def test_the_model_identity_has_no_token_and_no_role(serving_program: ProgramRun
     assert account["automountServiceAccountToken"] is False
     assert seldon_pod(serving_program)["serviceAccountName"] == account["metadata"]["name"]
     assert seldon_pod(serving_program)["automountServiceAccountToken"] is False
-    assert not [m for m in serving_program.manifests() if m["kind"] in ("Role", "RoleBinding", "ClusterRole",
-                                                                       "ClusterRoleBinding")]
+    assert not [
+        m
+        for m in serving_program.manifests()
+        if m["kind"] in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+    ]
 
 
 def test_secrets_are_never_passed_through_environment_variables(serving_program: ProgramRun) -> None:
     rendered = json.dumps([r.inputs for r in serving_program])
     assert "secretKeyRef" not in rendered and '"secretRef"' not in rendered
-
-
 
 
 def test_operators_report_no_usage_and_seldon_watches_only_our_namespace(program: ProgramRun) -> None:

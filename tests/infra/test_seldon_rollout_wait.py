@@ -11,6 +11,7 @@ Upstream:
   operator/apis/machinelearning.seldon.io/v1/seldondeployment_types.go (GetDeploymentName): the Deployment is named
   `<deployment>-<predictor>-<index>-<componentSpec metadata.name>` when that name is set.
 """
+
 from __future__ import annotations
 
 import re
@@ -18,8 +19,7 @@ from typing import Any
 
 import pytest
 
-from infra.serving import (expected_deployments, rollout_name, seldon_deployment_spec, serving_status,
-                           wait_for)
+from infra.serving import expected_deployments, rollout_name, seldon_deployment_spec, serving_status, wait_for
 from tests.infra.conftest import MODEL_TAG
 from tests.infra.harness import ProgramRun, run_program
 
@@ -49,8 +49,12 @@ def satisfied(expression: str, obj: dict[str, Any]) -> bool:
 
 
 def seldon_object(spec: dict[str, Any], generation: int, status: dict[str, Any] | None) -> dict[str, Any]:
-    obj = {"apiVersion": "machinelearning.seldon.io/v1", "kind": "SeldonDeployment",
-           "metadata": {"name": "issue-summarization", "generation": generation}, "spec": spec}
+    obj = {
+        "apiVersion": "machinelearning.seldon.io/v1",
+        "kind": "SeldonDeployment",
+        "metadata": {"name": "issue-summarization", "generation": generation},
+        "spec": spec,
+    }
     if status is not None:
         obj["status"] = status
     return obj
@@ -66,11 +70,20 @@ def test_an_update_waits_past_the_stale_available_until_the_new_pods_are_availab
         # Seldon's first reconcile: created the new Deployment, not listed yet
         {"state": "Creating", "replicas": 2, "deploymentStatus": {old: {"replicas": 2, "availableReplicas": 2}}},
         # listed, no pod available yet (availableReplicas is omitempty)
-        {"state": "Creating", "replicas": 2, "deploymentStatus": {old: {"replicas": 2, "availableReplicas": 2},
-                                                                  new: {"replicas": 2}}},
+        {
+            "state": "Creating",
+            "replicas": 2,
+            "deploymentStatus": {old: {"replicas": 2, "availableReplicas": 2}, new: {"replicas": 2}},
+        },
         # one of two
-        {"state": "Creating", "replicas": 2, "deploymentStatus": {old: {"replicas": 2, "availableReplicas": 2},
-                                                                  new: {"replicas": 2, "availableReplicas": 1}}},
+        {
+            "state": "Creating",
+            "replicas": 2,
+            "deploymentStatus": {
+                old: {"replicas": 2, "availableReplicas": 2},
+                new: {"replicas": 2, "availableReplicas": 1},
+            },
+        },
         # ready: the old Deployment deleted, Available again
         {"state": "Available", "replicas": 2, "deploymentStatus": {new: {"replicas": 2, "availableReplicas": 2}}},
     ]
@@ -84,8 +97,11 @@ def test_a_new_image_that_never_gets_ready_never_ends_the_wait() -> None:
     old_spec = seldon_deployment_spec(OLD_IMAGE, "registry-credentials", 2)
     new_spec = seldon_deployment_spec(NEW_IMAGE, "registry-credentials", 2)
     (old,), (new,) = expected_deployments(old_spec), expected_deployments(new_spec)
-    failed = {"state": "Failed", "description": "Deployment is no longer progressing and not available.",
-              "deploymentStatus": {old: {"replicas": 2, "availableReplicas": 2}, new: {"replicas": 2}}}
+    failed = {
+        "state": "Failed",
+        "description": "Deployment is no longer progressing and not available.",
+        "deploymentStatus": {old: {"replicas": 2, "availableReplicas": 2}, new: {"replicas": 2}},
+    }
     assert not satisfied(wait_for(new_spec), seldon_object(new_spec, 2, failed))
     assert not satisfied(wait_for(new_spec), seldon_object(new_spec, 2, None))  # no status at all yet
 
@@ -96,8 +112,13 @@ def test_a_canary_update_waits_for_both_predictors_deployments() -> None:
     main, canary = expected_deployments(spec)
     assert main == next(iter(expected_deployments(main_spec)))  # the main predictor's pods are not rolled again
     only_main = {"state": "Available", "deploymentStatus": {main: {"replicas": 2, "availableReplicas": 2}}}
-    both = {"state": "Available", "deploymentStatus": {main: {"replicas": 2, "availableReplicas": 2},
-                                                       canary: {"replicas": 1, "availableReplicas": 1}}}
+    both = {
+        "state": "Available",
+        "deploymentStatus": {
+            main: {"replicas": 2, "availableReplicas": 2},
+            canary: {"replicas": 1, "availableReplicas": 1},
+        },
+    }
     assert not satisfied(wait_for(spec), seldon_object(spec, 3, only_main))
     assert satisfied(wait_for(spec), seldon_object(spec, 3, both))
 
@@ -125,11 +146,13 @@ def test_serving_status_does_not_call_a_new_image_available_from_the_old_specs_s
     line = serving_status(NEW_IMAGE, 2, stale, expected_deployments(new_spec))
     assert not line.startswith("Available") and line.startswith("Rolling out: " + NEW_IMAGE)
     assert new in line
-    assert serving_status(NEW_IMAGE, 2, fresh, expected_deployments(new_spec)) == \
-        f"Available: {NEW_IMAGE} (2/2 replicas)"
+    assert (
+        serving_status(NEW_IMAGE, 2, fresh, expected_deployments(new_spec)) == f"Available: {NEW_IMAGE} (2/2 replicas)"
+    )
 
 
 # --- in the program ---------------------------------------------------------------------------------------------------
+
 
 def manifest(run: ProgramRun, kind: str) -> dict[str, Any]:
     return next(m for m in run.manifests() if m["kind"] == kind)
@@ -143,8 +166,10 @@ def test_the_canary_ingress_comes_after_a_wait_that_covers_the_canary_predictor(
     deployment = run.one(SELDON_DEPLOYMENT)
     spec = manifest(run, "SeldonDeployment")["spec"]
     canary_deployment = next(name for name in expected_deployments(spec) if "-canary-0-" in name)
-    assert f"@.deploymentStatus['{canary_deployment}'].availableReplicas==1" in \
-        deployment.inputs["metadata"]["annotations"]["pulumi.com/waitFor"]
+    assert (
+        f"@.deploymentStatus['{canary_deployment}'].availableReplicas==1"
+        in deployment.inputs["metadata"]["annotations"]["pulumi.com/waitFor"]
+    )
     canary = next(r for r in run.of_type(INGRESS) if r.inputs["metadata"]["name"] == "issue-summarization-canary")
     main = next(r for r in run.of_type(INGRESS) if r.inputs["metadata"]["name"] == "issue-summarization")
     assert deployment.urn in canary.depends_on and deployment.urn in main.depends_on
@@ -154,8 +179,7 @@ def test_on_gke_the_model_ingress_waits_for_the_ingress_nginx_release() -> None:
     """The chart's validating webhook (admissionWebhooks.enabled, true by default) checks every Ingress: created in the
     same update, the model's Ingress could reach the API server before the webhook's backend runs."""
     run = run_program("gke-gpu", {"serving:modelTag": MODEL_TAG, "serving:canaryTag": "c" * 32})
-    controller = next(r for r in run.of_type("kubernetes:helm.sh/v3:Release")
-                      if r.inputs["chart"] == "ingress-nginx")
+    controller = next(r for r in run.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["chart"] == "ingress-nginx")
     ingresses = run.of_type(INGRESS)
     assert len(ingresses) == 2
     for ingress in ingresses:

@@ -1,5 +1,6 @@
 """`issue-titles:trainer: tfjob` on both stacks, under Pulumi's mocks: the train pipeline, the TFJob its worker would
 create (rendered by the real launcher from the rendered pipeline command), and the RBAC that lets only it do so."""
+
 from __future__ import annotations
 
 import functools
@@ -12,8 +13,15 @@ from infra.config import ConfigError
 from infra.pods import STAGE_UID
 from infra.training import SECRET_VERBS, TFJOB_ROLE, TFJOB_RULES, TFJOB_VERBS
 from issue_titles.cli import build_parser
-from issue_titles.tfjob import (KubeApi, ReplicaSpec, credentials_secret, run_launch, secret_name, split_train_args,
-                                tfjob_manifest)
+from issue_titles.tfjob import (
+    KubeApi,
+    ReplicaSpec,
+    credentials_secret,
+    run_launch,
+    secret_name,
+    split_train_args,
+    tfjob_manifest,
+)
 from pipelines.specs import TRAIN_LIMITS, TRAIN_REQUESTS, TRAINER_SERVICE_ACCOUNT
 from tests.infra import pod_security
 from tests.infra.harness import STACKS, ProgramRun, run_program
@@ -22,13 +30,16 @@ from tests.infra.test_program_pipelines import specs
 
 TFJOB = {"issue-titles:trainer": "tfjob", "issue-titles:trainWorkers": "2"}
 JOB_ID = "0123456789abcdef0123456789abcdef"
-WORKER_ENV = {"S3_ENDPOINT": "http://s3-0123456789abcdef0123456789abcdef.issue-titles:600",
-              "AWS_ACCESS_KEY_ID": "default", "AWS_SECRET_ACCESS_KEY": "default"}
+WORKER_ENV = {
+    "S3_ENDPOINT": "http://s3-0123456789abcdef0123456789abcdef.issue-titles:600",
+    "AWS_ACCESS_KEY_ID": "default",
+    "AWS_SECRET_ACCESS_KEY": "default",
+}
 AUTH_TOKEN = "5e0c2a9d7b6f4e1a8c3d2b1a0f9e8d7c"  # a pipeline's Pachyderm token (auth on)
 POD_SECURITY = {"minikube": "privileged", "gke-gpu": "baseline"}  # infra/platform.py pachyderm_pod_security
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def program(stack: str) -> ProgramRun:
     return run_program(stack, TFJOB)
 
@@ -37,10 +48,19 @@ def rendered_tfjob(stack: str) -> dict:
     """The TFJob `stages launch-tfjob` builds from the train pipeline's command as this stack renders it."""
     train = specs(program(stack))["train"]
     args = build_parser().parse_args(train["transform"]["cmd"][1:])
-    spec = ReplicaSpec(image=args.image, workers=args.workers, gpus=args.gpus, cpu_request=args.cpu_request,
-                       memory_request=args.memory_request, cpu_limit=args.cpu_limit, memory_limit=args.memory_limit,
-                       run_as_user=args.run_as_user, image_pull_secret=args.image_pull_secret,
-                       input_bucket=args.input_bucket, train_args=split_train_args(args.train_args))
+    spec = ReplicaSpec(
+        image=args.image,
+        workers=args.workers,
+        gpus=args.gpus,
+        cpu_request=args.cpu_request,
+        memory_request=args.memory_request,
+        cpu_limit=args.cpu_limit,
+        memory_limit=args.memory_limit,
+        run_as_user=args.run_as_user,
+        image_pull_secret=args.image_pull_secret,
+        input_bucket=args.input_bucket,
+        train_args=split_train_args(args.train_args),
+    )
     return tfjob_manifest(spec, JOB_ID, "issue-titles", WORKER_ENV)
 
 
@@ -64,10 +84,15 @@ def test_the_replicas_credentials_come_from_the_jobs_secret_which_validates(stac
     assert errors(tfjob_validator(), job) == [] and AUTH_TOKEN not in json.dumps(job)
     container = spec["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
-    assert refs == {key: {"name": secret_name(JOB_ID), "key": key}
-                    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    secret = credentials_secret(JOB_ID, "issue-titles", env, {"metadata": {"name": job["metadata"]["name"],
-                                                                           "uid": "0c6f5f55-1b5e-4c8e-9f2a-3d4e5f6a7b8c"}})
+    assert refs == {
+        key: {"name": secret_name(JOB_ID), "key": key} for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    }
+    secret = credentials_secret(
+        JOB_ID,
+        "issue-titles",
+        env,
+        {"metadata": {"name": job["metadata"]["name"], "uid": "0c6f5f55-1b5e-4c8e-9f2a-3d4e5f6a7b8c"}},
+    )
     kubernetes_validate.validate(secret, KUBERNETES_VERSION, strict=True)
 
 
@@ -81,10 +106,18 @@ def test_the_role_grants_exactly_what_the_launcher_asks_of_the_api() -> None:
     state.secrets["train-job1-s3"] = {"metadata": {"name": "train-job1-s3"}}
     server, url = fake_kube(state)
     try:
-        env = {"PACH_JOB_ID": "job1", "S3_ENDPOINT": "http://s3-job1.issue-titles:600", "AWS_ACCESS_KEY_ID": AUTH_TOKEN,
-               "AWS_SECRET_ACCESS_KEY": AUTH_TOKEN}
-        run_launch(ReplicaSpec(image="i"), env=env, api=KubeApi(url, state.token, state.namespace, verify=False),
-                   poll_seconds=0.001)
+        env = {
+            "PACH_JOB_ID": "job1",
+            "S3_ENDPOINT": "http://s3-job1.issue-titles:600",
+            "AWS_ACCESS_KEY_ID": AUTH_TOKEN,
+            "AWS_SECRET_ACCESS_KEY": AUTH_TOKEN,
+        }
+        run_launch(
+            ReplicaSpec(image="i"),
+            env=env,
+            api=KubeApi(url, state.token, state.namespace, verify=False),
+            poll_seconds=0.001,
+        )
     finally:
         server.shutdown()
     verbs = {"POST": "create", "GET": "get", "DELETE": "delete"}
@@ -94,8 +127,13 @@ def test_the_role_grants_exactly_what_the_launcher_asks_of_the_api() -> None:
         return ("", parts[4]) if parts[0] == "api" else (parts[1], parts[5])
 
     asked = {(*group_and_resource(path), verbs[method]) for method, path in state.requests}
-    granted = {(group, resource, verb) for rule in TFJOB_RULES for group in rule["apiGroups"]
-               for resource in rule["resources"] for verb in rule["verbs"]}
+    granted = {
+        (group, resource, verb)
+        for rule in TFJOB_RULES
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
     assert asked == granted - {("kubeflow.org", "tfjobs", "watch")}
 
 
@@ -116,7 +154,9 @@ def test_the_replicas_get_the_train_steps_limits_user_and_gpu_pool(stack: str) -
     assert container["image"] == specs(program(stack))["train"]["transform"]["image"]
     assert container["resources"]["requests"] == {"cpu": "1", "memory": TRAIN_REQUESTS["memory"]}
     assert {k: v for k, v in container["resources"]["limits"].items() if k != "nvidia.com/gpu"} == {
-        "cpu": "4", "memory": TRAIN_LIMITS["memory"]}
+        "cpu": "4",
+        "memory": TRAIN_LIMITS["memory"],
+    }
     assert pod["securityContext"]["runAsUser"] == container["securityContext"]["runAsUser"] == STAGE_UID
     assert pod["imagePullSecrets"] == [{"name": "registry-credentials"}]
     if stack == "gke-gpu":  # gpus: "1" in the stack: one GPU per replica, on the tainted GPU pool
@@ -140,22 +180,31 @@ def test_only_the_trainer_account_may_manage_tfjobs_and_only_in_its_namespace(st
     assert not run.of_type("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding")
     [role] = run.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")
     assert role.inputs["metadata"]["name"] == TFJOB_ROLE and role.inputs["metadata"]["namespace"] == "issue-titles"
-    assert role.inputs["rules"] == [{"apiGroups": ["kubeflow.org"], "resources": ["tfjobs"],
-                                     "verbs": list(TFJOB_VERBS)},
-                                    {"apiGroups": [""], "resources": ["secrets"], "verbs": list(SECRET_VERBS)}]
+    assert role.inputs["rules"] == [
+        {"apiGroups": ["kubeflow.org"], "resources": ["tfjobs"], "verbs": list(TFJOB_VERBS)},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": list(SECRET_VERBS)},
+    ]
     assert set(TFJOB_VERBS) == {"create", "get", "watch", "delete"}
     assert set(SECRET_VERBS) == {"create", "delete"}  # the job's credentials Secret: never read back
-    bindings = {b.inputs["metadata"]["name"]: b.inputs
-                for b in run.of_type("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")}
+    bindings = {
+        b.inputs["metadata"]["name"]: b.inputs
+        for b in run.of_type("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
+    }
     subject = [{"kind": "ServiceAccount", "name": TRAINER_SERVICE_ACCOUNT, "namespace": "issue-titles"}]
-    assert bindings[TFJOB_ROLE]["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                              "name": TFJOB_ROLE}
+    assert bindings[TFJOB_ROLE]["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": TFJOB_ROLE,
+    }
     assert bindings[TFJOB_ROLE]["subjects"] == subject
     # The storage sidecar in the same pod keeps what every Pachyderm worker account has (the chart's worker Role).
     assert bindings[f"{TRAINER_SERVICE_ACCOUNT}-worker"]["roleRef"]["name"] == "pachyderm-worker"
     assert bindings[f"{TRAINER_SERVICE_ACCOUNT}-worker"]["subjects"] == subject
-    [account] = [a for a in run.of_type("kubernetes:core/v1:ServiceAccount")
-                 if a.inputs["metadata"]["name"] == TRAINER_SERVICE_ACCOUNT]
+    [account] = [
+        a
+        for a in run.of_type("kubernetes:core/v1:ServiceAccount")
+        if a.inputs["metadata"]["name"] == TRAINER_SERVICE_ACCOUNT
+    ]
     assert account.inputs["metadata"]["namespace"] == "issue-titles"
 
 
@@ -163,8 +212,11 @@ def test_on_gke_the_trainer_account_reaches_the_bucket_like_the_worker_account()
     run = program("gke-gpu")
     members = {m.inputs["member"] for m in run.of_type("gcp:serviceaccount/iAMMember:IAMMember")}
     assert f"serviceAccount:example-project.svc.id.goog[issue-titles/{TRAINER_SERVICE_ACCOUNT}]" in members
-    [account] = [a for a in run.of_type("kubernetes:core/v1:ServiceAccount")
-                 if a.inputs["metadata"]["name"] == TRAINER_SERVICE_ACCOUNT]
+    [account] = [
+        a
+        for a in run.of_type("kubernetes:core/v1:ServiceAccount")
+        if a.inputs["metadata"]["name"] == TRAINER_SERVICE_ACCOUNT
+    ]
     assert "iam.gke.io/gcp-service-account" in account.inputs["metadata"]["annotations"]
 
 
@@ -200,8 +252,9 @@ def test_minikube_holds_a_one_replica_tfjob_next_to_everything_at_rest() -> None
     pachw = budget.requests(budget.chart_values(served, "pachyderm")["pachd"]["resources"])
     launcher = budget.worker(specs(program("minikube"))["train"])
     replica = budget.requests(replica_pod("minikube")["containers"][0]["resources"])
-    budget.fits(budget.total([at_rest, pachw, launcher, replica]), budget.minikube_size(),
-                "minikube during a one-replica TFJob")
+    budget.fits(
+        budget.total([at_rest, pachw, launcher, replica]), budget.minikube_size(), "minikube during a one-replica TFJob"
+    )
     with pytest.raises(AssertionError):
         budget.fits(budget.total([at_rest, pachw, launcher, replica, replica]), budget.minikube_size(), "two")
 
@@ -211,5 +264,8 @@ def test_each_gpu_replica_fits_a_gpu_node() -> None:
 
     node = budget.allocatable("n1-standard-8")
     replica = budget.requests(replica_pod("gke-gpu")["containers"][0]["resources"])
-    budget.fits(replica, (node[0] - budget.GKE_SYSTEM_PER_NODE[0], node[1] - budget.GKE_SYSTEM_PER_NODE[1]),
-                "a TFJob replica on a GPU node")
+    budget.fits(
+        replica,
+        (node[0] - budget.GKE_SYSTEM_PER_NODE[0], node[1] - budget.GKE_SYSTEM_PER_NODE[1]),
+        "a TFJob replica on a GPU node",
+    )

@@ -1,4 +1,5 @@
 """The vendored schemas are the upstream files, byte for byte (tests/schemas/README.md records their sha256)."""
+
 from __future__ import annotations
 
 import hashlib

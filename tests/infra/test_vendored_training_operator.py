@@ -4,6 +4,7 @@ Upstream: kubeflow/training-operator, tag v1.9.0 (commit 6f74c7f6b2), manifests/
 (`namespace: kubeflow`, `images: kubeflow/training-operator newTag v1-5170a36`, `secretGenerator
 training-operator-webhook-cert`) over manifests/base (six job CRDs, RBAC, webhook, Service, Deployment). Apache-2.0.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,29 +31,41 @@ def test_the_file_is_the_recorded_rendering() -> None:
     recorded = re.search(r"sha256 of `standalone.yaml` \| `([0-9a-f]{64})`", provenance)
     assert recorded, "PROVENANCE.md records the sha256 of standalone.yaml"
     assert hashlib.sha256((FOLDER / "standalone.yaml").read_bytes()).hexdigest() == recorded.group(1)
-    for fact in ("https://github.com/kubeflow/training-operator", "`v1.9.0`", "manifests/overlays/standalone",
-                 "Apache-2.0"):
+    for fact in (
+        "https://github.com/kubeflow/training-operator",
+        "`v1.9.0`",
+        "manifests/overlays/standalone",
+        "Apache-2.0",
+    ):
         assert fact in provenance, fact
     assert "Apache License" in (FOLDER / "LICENSE").read_text() and "Version 2.0" in (FOLDER / "LICENSE").read_text()
 
 
 def test_it_holds_what_the_standalone_overlay_renders() -> None:
-    assert sorted(kinds()) == sorted([
-        ("Namespace", "kubeflow"),
-        *[("CustomResourceDefinition", f"{job}.kubeflow.org")
-          for job in ("tfjobs", "pytorchjobs", "xgboostjobs", "mpijobs", "paddlejobs", "jaxjobs")],
-        ("ServiceAccount", "training-operator"), ("ClusterRole", "training-operator"),
-        ("ClusterRoleBinding", "training-operator"), ("Secret", "training-operator-webhook-cert"),
-        ("Service", "training-operator"), ("Deployment", "training-operator"),
-        ("ValidatingWebhookConfiguration", "validator.training-operator.kubeflow.org"),
-    ])
+    assert sorted(kinds()) == sorted(
+        [
+            ("Namespace", "kubeflow"),
+            *[
+                ("CustomResourceDefinition", f"{job}.kubeflow.org")
+                for job in ("tfjobs", "pytorchjobs", "xgboostjobs", "mpijobs", "paddlejobs", "jaxjobs")
+            ],
+            ("ServiceAccount", "training-operator"),
+            ("ClusterRole", "training-operator"),
+            ("ClusterRoleBinding", "training-operator"),
+            ("Secret", "training-operator-webhook-cert"),
+            ("Service", "training-operator"),
+            ("Deployment", "training-operator"),
+            ("ValidatingWebhookConfiguration", "validator.training-operator.kubeflow.org"),
+        ]
+    )
 
 
 def test_the_operator_runs_the_image_the_overlay_pins_in_the_kubeflow_namespace() -> None:
     (deployment,) = objects("Deployment")
     assert deployment["metadata"]["namespace"] == "kubeflow"
     assert [c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]] == [
-        "kubeflow/training-operator:v1-5170a36"]
+        "kubeflow/training-operator:v1-5170a36"
+    ]
 
 
 def test_the_tfjob_crd_serves_kubeflow_org_v1_for_the_image_check(program: ProgramRun) -> None:

@@ -1,8 +1,9 @@
 """The committed training operator manifests, read the fast way (3.5 MB of YAML, mostly CRD schemas)."""
+
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import yaml
@@ -12,7 +13,7 @@ from infra.operators import PROJECT_ROOT, TRAINING_OPERATOR_MANIFESTS
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _documents(ref: str) -> tuple[str, ...]:
     text = (PROJECT_ROOT / TRAINING_OPERATOR_MANIFESTS[ref]).read_text()
     return tuple(doc for doc in re.split(r"^---\s*$", text, flags=re.M) if doc.strip(" \n#"))
@@ -30,5 +31,8 @@ def kinds(ref: str = "v1.9.0") -> list[tuple[str, str]]:
 
 def objects(kind: str, ref: str = "v1.9.0") -> list[dict[str, Any]]:
     """The parsed objects of one kind."""
-    return [yaml.load(doc, Loader=_LOADER) for doc in _documents(ref)
-            if re.search(rf"^kind: {re.escape(kind)}$", doc, flags=re.M)]
+    return [
+        yaml.load(doc, Loader=_LOADER)
+        for doc in _documents(ref)
+        if re.search(rf"^kind: {re.escape(kind)}$", doc, flags=re.M)
+    ]

@@ -57,15 +57,15 @@ job = os.environ.get("PACH_JOB_ID")
 variables = {
     key: value
     for key, value in os.environ.items()
-    if key.startswith(("PACH_", "PPS_")) or key.endswith("_COMMIT") or key in ("raw_data", "split", "pre_process",
-                                                                               "train", "build", "images", "labels")
+    if key.startswith(("PACH_", "PPS_"))
+    or key.endswith("_COMMIT")
+    or key in ("raw_data", "split", "pre_process", "train", "build", "images", "labels")
 }
 result = out / "result.json"
 if os.environ.get("FAKE_UNIQUE"):
     result = out / "results" / f"{os.environ['PACH_DATUM_ID']}.json"
 result.parent.mkdir(parents=True, exist_ok=True)
-result.write_text(json.dumps({"name": args.name, "job": job, "env": variables, "seen": seen},
-                                            indent=1, sort_keys=True))
+result.write_text(json.dumps({"name": args.name, "job": job, "env": variables, "seen": seen}, indent=1, sort_keys=True))
 for key in seen:
     target = out / "seen" / (key.replace("/", "__") + ".seen")
     target.parent.mkdir(parents=True, exist_ok=True)

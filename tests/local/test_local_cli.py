@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.local.conftest import cli, put, run
-from tests.local.localpach_fakes import issue_csv, project_like_specs
 
 from localpach.cli import build_parser, main
 from localpach.jobs import JobStore
 from localpach.pfs import PFS
+from tests.local.conftest import cli, put, run
+from tests.local.localpach_fakes import issue_csv, project_like_specs
 
 SUBCOMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
 
@@ -103,9 +103,7 @@ def test_run_exits_non_zero_when_a_job_fails(
     assert "✗ train" in out and "1 failed" in out
 
 
-def test_serve_without_a_built_model_says_how_to_build_one(
-    state: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_serve_without_a_built_model_says_how_to_build_one(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = cli(capsys, "--state", str(state), "serve")
 
     assert code == 1

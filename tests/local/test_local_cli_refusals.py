@@ -8,10 +8,10 @@ import socket
 from pathlib import Path
 
 import pytest
-from tests.local.conftest import put
-from tests.local.localpach_fakes import issue_csv
 
 from localpach.cli import build_parser, main
+from tests.local.conftest import put
+from tests.local.localpach_fakes import issue_csv
 
 SUBCOMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
 
@@ -55,7 +55,9 @@ def test_get_file_refuses_an_output_it_cannot_write(
     assert_refused(code, err, target.rstrip("/."), why)
 
 
-def test_get_file_refuses_an_unwritable_output(stored: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_get_file_refuses_an_unwritable_output(
+    stored: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     target = "/proc/version"  # exists, and not even root may write it
 
     code, _, err = cli(capsys, "--state", str(stored), "get-file", "raw_data@master:issues.csv", "-o", target)
@@ -187,8 +189,13 @@ def test_every_option_with_a_default_shows_it_and_no_python_names(
     text = " ".join(capsys.readouterr().out.split())
 
     for action in parser._actions:
-        if action.option_strings and action.default is not None and action.default is not False \
-                and action.default != "==SUPPRESS==" and action.help:
+        if (
+            action.option_strings
+            and action.default is not None
+            and action.default is not False
+            and action.default != "==SUPPRESS=="
+            and action.help
+        ):
             assert f"default: {action.default}" in text or "default" in action.help, (command, action.dest)
     assert not re.search(r"default: (None|False|True)\b", text), text
     assert parser.description

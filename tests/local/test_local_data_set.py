@@ -7,12 +7,11 @@ import hashlib
 import re
 from pathlib import Path
 
-from tests.local.conftest import PROJECT_ROOT
-
 from localpach.data import put_file
 from localpach.errors import InputRefused
 from localpach.pfs import PFS
 from localpach.sample import DATA_SET, draw_sample, read_rows, remove_rows
+from tests.local.conftest import PROJECT_ROOT
 
 README = PROJECT_ROOT / "data" / "README.md"
 

@@ -43,7 +43,11 @@ def test_a_cross_is_the_product_and_a_union_the_concatenation_of_datums() -> Non
 
     assert len(crossed) == 6 and all(len(datum.inputs) == 2 for datum in crossed)
     assert [datum.describe() for datum in united] == [
-        "images:/1.png", "images:/2.png", "labels:/x.txt", "labels:/y.txt", "labels:/z.txt"
+        "images:/1.png",
+        "images:/2.png",
+        "labels:/x.txt",
+        "labels:/y.txt",
+        "labels:/z.txt",
     ]
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tests.local.conftest import PROJECT_ROOT
 
 
@@ -17,13 +18,18 @@ def test_the_demo_answers_the_tutorial_request_and_updates_the_model_after_the_d
 
     result = subprocess.run(
         [sys.executable, "-m", "localpach", "demo", "--dir", str(demo_dir)],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1200,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
 
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     title = re.search(r"predicted title ─+╮\n│ (.+?)\s*│", result.stdout)
     assert title and title.group(1).strip()
-    served = re.search(r"served model: model ROUGE-L (\d\.\d{4}) vs best extractive baseline (\d\.\d{4})", result.stdout)
+    served = re.search(
+        r"served model: model ROUGE-L (\d\.\d{4}) vs best extractive baseline (\d\.\d{4})", result.stdout
+    )
     assert served and float(served.group(1)) > float(served.group(2)), "the demo serves a model that beats the baseline"
     assert "configuration:  demo (sample_size=" in result.stdout
     # the update appends 1% as a new file: only its datums run, the vocabulary holds and train warm-starts

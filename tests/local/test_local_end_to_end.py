@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.local.conftest import PROJECT_ROOT
 
 from localpach import serve
 from localpach.data import put_file
 from localpach.pfs import PFS
 from localpach.runner import run_pipelines
 from localpach.sample import DATA_SET, open_text
+from tests.local.conftest import PROJECT_ROOT
 
 pipelines = pytest.importorskip("pipelines", reason="the pipelines package is not installed")
 STAGES = Path(sys.executable).parent / "stages"
@@ -65,7 +65,10 @@ def test_the_project_pipelines_run_for_real_and_the_build_is_served(tmp_path: Pa
     port = serve.free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "localpach", "--state", str(state), "serve", "--port", str(port)],
-        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         serve.wait_ready(f"http://127.0.0.1:{port}", server, timeout=120)

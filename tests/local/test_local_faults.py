@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.local.conftest import PROJECT_ROOT, localpach_cli, put, run
-from tests.local.localpach_fakes import PIPELINES, issue_csv, project_like_specs, write_specs
 
 from localpach.jobs import KILLED, RUNNING, SUCCESS, JobStore
 from localpach.pfs import PFS
+from tests.local.conftest import PROJECT_ROOT, localpach_cli, put, run
+from tests.local.localpach_fakes import PIPELINES, issue_csv, project_like_specs, write_specs
 
 
 def start_runner(state: Path, specs: Path, control: Path, log: Path, *extra: str) -> subprocess.Popen:
@@ -195,8 +195,9 @@ def test_run_watch_picks_up_new_data_and_stops_cleanly(state: Path, tmp_path: Pa
 def test_fsck_reports_a_job_a_killed_runner_left_running_and_fix_marks_it_killed(
     state: Path, tmp_path: Path, control: Path
 ) -> None:
-    killed_job = kill_runner_mid_train(state, tmp_path, control, write_specs(tmp_path / "specs.json",
-                                                                            project_like_specs()))
+    killed_job = kill_runner_mid_train(
+        state, tmp_path, control, write_specs(tmp_path / "specs.json", project_like_specs())
+    )
     work = state / "work" / killed_job
     assert work.is_dir() and JobStore(state).get(killed_job).state == RUNNING
 

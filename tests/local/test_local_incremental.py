@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.local.conftest import PROJECT_ROOT
-from tests.local.test_local_end_to_end import tiny_csv
 
 from localpach.data import put_file
 from localpach.pfs import PFS
 from localpach.runner import run_pipelines
+from tests.local.conftest import PROJECT_ROOT
+from tests.local.test_local_end_to_end import tiny_csv
 
 pytestmark = pytest.mark.slow
 
@@ -30,8 +30,9 @@ def test_a_new_file_runs_only_its_datums_and_train_updates_the_previous_model(tm
 
     with open(tiny_csv(tmp_path / "all.csv", rows=420), encoding="utf-8", newline="") as handle:
         header, *rows = list(csv.reader(handle))
-    specs = project_specs(local_settings(epochs=1, batch_size=64, embedding_dim=16, hidden_dim=16,
-                                         beat_baseline=False, incremental=True))
+    specs = project_specs(
+        local_settings(epochs=1, batch_size=64, embedding_dim=16, hidden_dim=16, beat_baseline=False, incremental=True)
+    )
     vocabulary = next(spec for spec in specs if spec["pipeline"]["name"] == "vocabulary")
     vocabulary["transform"]["cmd"] += ["--drift-threshold", "0.5"]  # tiny data drifts more than the real default
     state = tmp_path / "state"
@@ -45,8 +46,13 @@ def test_a_new_file_runs_only_its_datums_and_train_updates_the_previous_model(tm
     counts = {job.pipeline: (job.datums_processed, job.datums_skipped) for job in summary.jobs}
     assert counts["split"] == (1, 1) and counts["pre_process"] == (1, 1)
     pfs = PFS(state)
-    inspected = subprocess.run([sys.executable, "-m", "localpach", "--state", str(state), "inspect-commit",
-                                "train@master"], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=60)
+    inspected = subprocess.run(
+        [sys.executable, "-m", "localpach", "--state", str(state), "inspect-commit", "train@master"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=60,
+    )
     assert "Model lineage:" in inspected.stdout and "update training of" in inspected.stdout
     first_train = pfs.get_commit("train", pfs.resolve("train", "master").parent)
     assert f"started from train@{first_train.id} (full training" in inspected.stdout

@@ -12,12 +12,13 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.local.conftest import put, run
-from tests.local.localpach_fakes import issue_csv, pfs as pfs_input, project_like_specs, spec
 
 from localpach.cli import main
 from localpach.errors import InputRefused, SpecError
 from localpach.pfs import PFS
+from tests.local.conftest import put, run
+from tests.local.localpach_fakes import issue_csv, project_like_specs, spec
+from tests.local.localpach_fakes import pfs as pfs_input
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -121,12 +122,11 @@ def test_reading_commands_refuse_a_path_like_branch_by_name(ran: Path, capsys: p
     assert "invalid branch name '../../split/branches/master'" in err
 
 
-def test_a_spec_whose_input_branch_is_a_path_fails_that_pipeline_naming_the_branch(
-    ran: Path, tmp_path: Path
-) -> None:
+def test_a_spec_whose_input_branch_is_a_path_fails_that_pipeline_naming_the_branch(ran: Path, tmp_path: Path) -> None:
     specs = project_like_specs()
-    specs[0] = spec("split", {"pfs": {**pfs_input("raw_data")["pfs"], "branch": "../../build/branches/master"}},
-                    ["raw_data"])
+    specs[0] = spec(
+        "split", {"pfs": {**pfs_input("raw_data")["pfs"], "branch": "../../build/branches/master"}}, ["raw_data"]
+    )
 
     summary = run(ran, specs)
 
@@ -169,9 +169,7 @@ def test_an_invalid_branch_on_a_fresh_state_creates_nothing(
     assert not state.exists()
 
 
-def test_a_spec_input_name_that_climbs_out_of_pfs_is_refused_before_anything_runs(
-    ran: Path, tmp_path: Path
-) -> None:
+def test_a_spec_input_name_that_climbs_out_of_pfs_is_refused_before_anything_runs(ran: Path, tmp_path: Path) -> None:
     specs = project_like_specs()
     specs[0] = spec("split", pfs_input("raw_data", name="../../../../../../escaped"), ["raw_data"])
     jobs = sorted(path.name for path in (ran / "jobs").iterdir())

@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.local.conftest import cli, put, run
-from tests.local.localpach_fakes import issue_csv, project_like_specs
 
 from localpach.cli import join_verb_noun
 from localpach.jobs import JobStore
 from localpach.pfs import PFS
+from tests.local.conftest import cli, put, run
+from tests.local.localpach_fakes import issue_csv, project_like_specs
 
 # Recorded from pachctl 2.12 (pretty.go constants, v2.12.0-rc.3).
 PACHCTL_212 = {
@@ -95,7 +95,7 @@ def test_inspect_pipeline_shows_spec_state_and_last_job(populated: Path, capsys)
     assert code == 0
     assert "Name:" in out and "train" in out and "State:" in out and "standby" in out
     assert "Input:" in out and "default/pre_process:/" in out
-    assert f"Last Job:" in out and job.id in out and "success" in out
+    assert "Last Job:" in out and job.id in out and "success" in out
     spec = json.loads(out.split("User Spec:", 1)[1])
     assert spec["pipeline"]["name"] == "train" and spec["input"] == {"pfs": {"repo": "pre_process", "glob": "/"}}
     _, raw, _ = cli(capsys, "--state", str(populated), "inspect", "pipeline", "train", "--raw")

@@ -26,8 +26,12 @@ print('done', len(list(src.rglob('*'))))
 
 def specs() -> list[dict]:
     def step(name: str, repo: str, glob: str) -> dict:
-        return {"pipeline": {"name": name}, "input": {"pfs": {"repo": repo, "glob": glob}},
-                "transform": {"image": "ignored:1", "cmd": [sys.executable, "-c", STEP, f"/pfs/{repo}", "/pfs/out"]}}
+        return {
+            "pipeline": {"name": name},
+            "input": {"pfs": {"repo": repo, "glob": glob}},
+            "transform": {"image": "ignored:1", "cmd": [sys.executable, "-c", STEP, f"/pfs/{repo}", "/pfs/out"]},
+        }
+
     return [step("shard", "raw_data", "/*"), step("again", "shard", "/*")]
 
 
@@ -61,5 +65,8 @@ def test_parallel_workers_commit_what_a_serial_run_commits_and_skip_the_same_dat
     serial_jobs, parallel_jobs = run_with(serial, 1, range(6, 7)), run_with(parallel, 3, range(6, 7))
 
     assert heads(serial) == heads(parallel)
-    assert [(j.pipeline, j.datums_processed, j.datums_skipped) for j in parallel_jobs] == \
-        [(j.pipeline, j.datums_processed, j.datums_skipped) for j in serial_jobs] == [("shard", 1, 6), ("again", 1, 6)]
+    assert (
+        [(j.pipeline, j.datums_processed, j.datums_skipped) for j in parallel_jobs]
+        == [(j.pipeline, j.datums_processed, j.datums_skipped) for j in serial_jobs]
+        == [("shard", 1, 6), ("again", 1, 6)]
+    )

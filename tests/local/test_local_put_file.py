@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.local.conftest import localpach_cli
-from tests.local.localpach_fakes import issue_csv
 
 from localpach.data import put_file
 from localpach.errors import InputRefused
 from localpach.pfs import PFS
+from tests.local.conftest import localpach_cli
+from tests.local.localpach_fakes import issue_csv
 
 
 def snapshot(pfs: PFS) -> tuple:
@@ -140,7 +140,9 @@ def test_put_file_stores_the_bytes_it_checked_even_if_the_file_changes_while_it_
 def test_put_file_refuses_a_file_name_no_step_could_open_naming_the_limit(state: Path, tmp_path: Path) -> None:
     source = issue_csv(tmp_path / "issues.csv", rows=3)
 
-    with pytest.raises(InputRefused, match="a file or folder name in a repo may have at most 255 bytes \\(it has 304\\)"):
+    with pytest.raises(
+        InputRefused, match="a file or folder name in a repo may have at most 255 bytes \\(it has 304\\)"
+    ):
         put_file(state, "raw_data", "x" * 300 + ".csv", source)
 
     assert not (state / "repos" / "raw_data").exists()

@@ -6,12 +6,11 @@ import json
 import re
 from pathlib import Path
 
+from localpach.jobs import FAILURE, SUCCESS, JobStore
+from localpach.pfs import PFS, SPEC_REPO
 from tests.local.conftest import put, run
 from tests.local.localpach_fakes import PIPELINES, issue_csv, project_like_specs, spec
 from tests.local.localpach_fakes import pfs as pfs_input
-
-from localpach.jobs import FAILURE, SUCCESS, JobStore
-from localpach.pfs import PFS, SPEC_REPO
 
 
 def result_of(pfs: PFS, repo: str) -> dict:
@@ -133,7 +132,9 @@ def test_glob_star_makes_one_datum_per_top_level_file_and_reprocesses_only_chang
     # every datum saw exactly its own file, at its path under /pfs/raw_data
     out = PFS(state).resolve("per_file", "master")
     assert sorted(path for path in out.files if path.startswith("seen/")) == [
-        "seen/raw_data__a.csv.seen", "seen/raw_data__b.csv.seen", "seen/raw_data__c.csv.seen"
+        "seen/raw_data__a.csv.seen",
+        "seen/raw_data__b.csv.seen",
+        "seen/raw_data__c.csv.seen",
     ]
 
 

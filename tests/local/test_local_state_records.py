@@ -10,16 +10,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
-from tests.local.localpach_fakes import issue_csv, project_like_specs, write_specs
 
 from localpach.cli import main
 from localpach.data import put_file
 from localpach.pfs import PFS
 from localpach.runner import SilentReporter, run_pipelines
+from tests.local.localpach_fakes import issue_csv, project_like_specs, write_specs
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +145,16 @@ def test_put_file_names_a_broken_head_record_with_its_repair_and_writes_nothing(
     damaged = truncate(head_record(state, "raw_data"))
     commits = sorted(os.listdir(state / "repos" / "raw_data" / "commits"))
 
-    code, _, err = cli(capsys, "--state", str(state), "put-file", "raw_data", "new.csv", "-f",
-                       str(issue_csv(tmp_path / "new.csv", rows=2)))
+    code, _, err = cli(
+        capsys,
+        "--state",
+        str(state),
+        "put-file",
+        "raw_data",
+        "new.csv",
+        "-f",
+        str(issue_csv(tmp_path / "new.csv", rows=2)),
+    )
 
     assert code == 1
     assert err.count("\n") == 1 and damaged in err
@@ -159,8 +167,16 @@ def test_put_file_works_while_a_pipeline_repo_is_damaged(
 ) -> None:
     truncate(head_record(state, "split"))
 
-    code, out, _ = cli(capsys, "--state", str(state), "put-file", "raw_data", "new.csv", "-f",
-                       str(issue_csv(tmp_path / "new.csv", rows=2)))
+    code, out, _ = cli(
+        capsys,
+        "--state",
+        str(state),
+        "put-file",
+        "raw_data",
+        "new.csv",
+        "-f",
+        str(issue_csv(tmp_path / "new.csv", rows=2)),
+    )
 
     assert code == 0 and "committed raw_data@" in out
 
@@ -247,9 +263,7 @@ def test_a_missing_parent_record_does_not_block_runs_and_list_commit_names_it(
     assert code == 1 and damaged in err and "parent" in err
 
 
-def test_get_file_names_a_missing_object_and_how_to_restore_it(
-    state: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_get_file_names_a_missing_object_and_how_to_restore_it(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
     damaged = delete_object(state)
 
     code, _, err = cli(capsys, "--state", str(state), "get-file", "split@master:result.json")
@@ -263,8 +277,16 @@ def test_a_truncated_state_marker_is_named_with_what_it_should_hold(
 ) -> None:
     damaged = truncate(state / "localpach.json")
 
-    code, _, err = cli(capsys, "--state", str(state), "put-file", "raw_data", "new.csv", "-f",
-                       str(issue_csv(tmp_path / "new.csv", rows=2)))
+    code, _, err = cli(
+        capsys,
+        "--state",
+        str(state),
+        "put-file",
+        "raw_data",
+        "new.csv",
+        "-f",
+        str(issue_csv(tmp_path / "new.csv", rows=2)),
+    )
 
     assert code == 1
     assert damaged in err and '{"format": 1}' in err
@@ -294,9 +316,15 @@ def test_fsck_finds_no_errors_in_a_healthy_state(state: Path, capsys: pytest.Cap
 
 
 def test_fsck_names_every_damaged_record_and_exits_1(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    damaged = [DAMAGE[name](state) for name in (
-        "split head commit truncated", "train repo record truncated", "job record truncated", "datum record truncated",
-    )]
+    damaged = [
+        DAMAGE[name](state)
+        for name in (
+            "split head commit truncated",
+            "train repo record truncated",
+            "job record truncated",
+            "datum record truncated",
+        )
+    ]
     damaged += [delete_parent(state, "pre_process"), delete_object_of(state, "pre_process")]
 
     code, out, _ = cli(capsys, "--state", str(state), "fsck")
@@ -392,8 +420,17 @@ def test_put_file_over_a_lost_object_says_to_put_that_file_again_and_doing_so_re
     other = issue_csv(tmp_path / "other.csv", rows=2)
 
     refused, _, err = cli(capsys, "--state", str(state), "put-file", "raw_data", "other.csv", "-f", str(other))
-    repaired, _, _ = cli(capsys, "--state", str(state), "put-file", "raw_data", "issues.csv", "-o", "-f",
-                         str(issue_csv(tmp_path / "again.csv", rows=4)))
+    repaired, _, _ = cli(
+        capsys,
+        "--state",
+        str(state),
+        "put-file",
+        "raw_data",
+        "issues.csv",
+        "-o",
+        "-f",
+        str(issue_csv(tmp_path / "again.csv", rows=4)),
+    )
 
     assert refused == 1 and "issues.csv" in err and "put those files again" in err
     assert repaired == 0
@@ -401,8 +438,9 @@ def test_put_file_over_a_lost_object_says_to_put_that_file_again_and_doing_so_re
 
 def test_a_damaged_datum_record_is_a_cache_miss_named_in_a_note(state: Path) -> None:
     head_job = PFS(state).head_commit("split").job
-    record = next(path for path in (state / "datums" / "split").glob("*.json")
-                  if json.loads(path.read_text())["job"] == head_job)
+    record = next(
+        path for path in (state / "datums" / "split").glob("*.json") if json.loads(path.read_text())["job"] == head_job
+    )
     truncate(record)
     (state / "repos" / "split" / "branches" / "master.json").unlink()  # split's output must be made again
     reporter = SilentReporter()
@@ -419,8 +457,16 @@ def test_fsck_fix_rewrites_a_damaged_state_marker_and_writers_work_again(
     truncate(state / "localpach.json")
 
     code, out, _ = cli(capsys, "--state", str(state), "fsck", "--fix")
-    put, _, _ = cli(capsys, "--state", str(state), "put-file", "raw_data", "new.csv", "-f",
-                    str(issue_csv(tmp_path / "new.csv", rows=2)))
+    put, _, _ = cli(
+        capsys,
+        "--state",
+        str(state),
+        "put-file",
+        "raw_data",
+        "new.csv",
+        "-f",
+        str(issue_csv(tmp_path / "new.csv", rows=2)),
+    )
 
     assert code == 0 and "Fix applied: rewrote" in out
     assert json.loads((state / "localpach.json").read_text())["format"] == 1

@@ -25,8 +25,9 @@ def test_the_cli_flags_reach_the_train_pipeline() -> None:
 
     args = build_parser().parse_args(["run", "--trainer", "tfjob", "--train-workers", "2"])
     assert (args.trainer, args.train_workers) == ("tfjob", 2)
-    train = next(s for s in project_specs(local_settings(trainer="tfjob", train_workers=2))
-                 if s["pipeline"]["name"] == "train")
+    train = next(
+        s for s in project_specs(local_settings(trainer="tfjob", train_workers=2)) if s["pipeline"]["name"] == "train"
+    )
     assert train["transform"]["cmd"][:4] == ["stages", "launch-tfjob", "--image", "local"]
 
 
@@ -40,8 +41,22 @@ def test_without_a_cluster_the_launcher_runs_the_replicas_as_local_workers(tmp_p
     monkeypatch.setattr(distributed, "run_local_workers", lambda argv, workers: started.append((argv, workers)))
     spec = ReplicaSpec(image="local", workers=2, train_args=("--architecture", "default", "--epochs", "1"))
     result = run_launch(spec, env={}, local_input=tmp_path / "pfs" / "pre_process", local_output=tmp_path / "out")
-    assert started == [(["train", "--input", str(tmp_path / "pfs" / "pre_process"), "--output", str(tmp_path / "out"),
-                         "--architecture", "default", "--epochs", "1"], 2)]
+    assert started == [
+        (
+            [
+                "train",
+                "--input",
+                str(tmp_path / "pfs" / "pre_process"),
+                "--output",
+                str(tmp_path / "out"),
+                "--architecture",
+                "default",
+                "--epochs",
+                "1",
+            ],
+            2,
+        )
+    ]
     assert result["workers"] == 2
 
 
@@ -49,8 +64,9 @@ def test_without_a_cluster_the_launcher_runs_the_replicas_as_local_workers(tmp_p
 def test_two_local_replicas_train_and_the_model_lands_in_the_train_commit(tmp_path: Path) -> None:
     state = tmp_path / "state"
     put_file(state, "raw_data", "issues.csv", tiny_csv(tmp_path / "issues.csv", rows=240))
-    settings = local_settings(sample_size=200, epochs=1, batch_size=64, embedding_dim=16, hidden_dim=16,
-                              trainer="tfjob", train_workers=2)
+    settings = local_settings(
+        sample_size=200, epochs=1, batch_size=64, embedding_dim=16, hidden_dim=16, trainer="tfjob", train_workers=2
+    )
     specs = [s for s in project_specs(settings) if s["pipeline"]["name"] in ("split", "pre_process", "train")]
 
     summary = run_pipelines(state, specs)

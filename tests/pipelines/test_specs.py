@@ -7,11 +7,24 @@ from pachyderm_sdk.api.pps import CreatePipelineRequest
 from pipelines import PipelineSettings, SpecError, all_pipelines, input_leaves, spec_problems, validate_specs
 from tests import schemas
 
-CPU = PipelineSettings(stage_image="registry.example.com/stages:0123abcd", serving_image_repo="registry.example.com/serve")
-GPU = PipelineSettings(stage_image="registry.example.com/stages:0123abcd", serving_image_repo="registry.example.com/serve",
-                       gpus=1, sample_size=None, epochs=12)
-TFJOB = PipelineSettings(stage_image="registry.example.com/stages:0123abcd", serving_image_repo="registry.example.com/serve",
-                         gpus=1, trainer="tfjob", train_workers=3, epochs=5)
+CPU = PipelineSettings(
+    stage_image="registry.example.com/stages:0123abcd", serving_image_repo="registry.example.com/serve"
+)
+GPU = PipelineSettings(
+    stage_image="registry.example.com/stages:0123abcd",
+    serving_image_repo="registry.example.com/serve",
+    gpus=1,
+    sample_size=None,
+    epochs=12,
+)
+TFJOB = PipelineSettings(
+    stage_image="registry.example.com/stages:0123abcd",
+    serving_image_repo="registry.example.com/serve",
+    gpus=1,
+    trainer="tfjob",
+    train_workers=3,
+    epochs=5,
+)
 
 
 def by_name(settings):
@@ -61,7 +74,9 @@ def test_every_pipeline_has_cpu_and_memory_requests_and_limits_and_pulls_with_th
 
 def test_export_mounts_the_registry_secret_and_carries_no_credential():
     export = by_name(CPU)["export"]
-    assert export["transform"]["secrets"] == [{"name": "registry-credentials", "mountPath": "/var/run/secrets/registry"}]
+    assert export["transform"]["secrets"] == [
+        {"name": "registry-credentials", "mountPath": "/var/run/secrets/registry"}
+    ]
     assert export["transform"]["env"] == {"REGISTRY_AUTH_FILE": "/var/run/secrets/registry/.dockerconfigjson"}
     assert export["transform"]["cmd"][-2:] == ["--image", "registry.example.com/serve"]  # the job ID becomes the tag
 
@@ -71,7 +86,8 @@ def test_no_pipeline_asks_for_a_user_so_every_worker_runs_as_the_images_non_root
     # together with RunAsNonRoot: true and the user container's ReadOnlyRootFilesystem: true, so "0" (what the
     # kaniko export once asked for) is refused by the kubelet. Export now pushes through the registry API as uid 10001.
     assert {spec["pipeline"]["name"]: spec["transform"].get("user") for spec in all_pipelines(CPU)} == dict.fromkeys(
-        ["split", "pre_process", "train", "build", "export"])
+        ["split", "pre_process", "train", "build", "export"]
+    )
 
 
 def test_unset_training_knobs_leave_the_stage_defaults():
@@ -85,14 +101,17 @@ def test_the_model_size_reaches_the_train_command():
     assert by_name(small)["train"]["transform"]["cmd"][-4:] == ["--embedding-dim", "64", "--hidden-dim", "128"]
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"hidden_dim": 0}, "hidden_dim must be a positive integer"),
-    ({"architecture": "transformer"}, "architecture must be one of default, tutorial"),
-    ({"gpus": -1}, "gpus must be a non-negative integer"),
-    ({"serving_image_repo": "r/serve:v1"}, "must not carry a tag"),
-    ({"registry_secret": "Bad_Name"}, "is not a Kubernetes secret name"),
-    ({"test_fraction": 1.5}, "test_fraction must be between 0 and 1"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"hidden_dim": 0}, "hidden_dim must be a positive integer"),
+        ({"architecture": "transformer"}, "architecture must be one of default, tutorial"),
+        ({"gpus": -1}, "gpus must be a non-negative integer"),
+        ({"serving_image_repo": "r/serve:v1"}, "must not carry a tag"),
+        ({"registry_secret": "Bad_Name"}, "is not a Kubernetes secret name"),
+        ({"test_fraction": 1.5}, "test_fraction must be between 0 and 1"),
+    ],
+)
 def test_bad_settings_name_the_field(changes, message):
     with pytest.raises(ValueError, match=message):
         PipelineSettings(**{"stage_image": "s:1", "serving_image_repo": "r/serve", **changes})
@@ -111,17 +130,22 @@ def spec_with(**changes):
     return spec
 
 
-@pytest.mark.parametrize("spec, problem", [
-    (spec_with(transform={"image": "s:1", "cmd": []}), "pipeline build: transform.cmd must be a non-empty list"),
-    (spec_with(transform={"cmd": ["stages"]}), "pipeline build: transform.image is required"),
-    (spec_with(reprocessSpec="sometimes"), "pipeline build: reprocessSpec must be one of until_success, every_job"),
-    (spec_with(input={"join": []}), "pipeline build: input type 'join' is not supported"),
-    (spec_with(input={"pfs": {"repo": "train"}}), "pipeline build: pfs input train needs a glob"),
-    (spec_with(input={"cross": []}), "pipeline build: cross input needs a non-empty list"),
-    (spec_with(input={"cross": [{"pfs": {"repo": "split", "glob": "/"}}] * 2}),
-     "pipeline build: input name(s) split used twice in a cross"),
-    ({"transform": {"image": "s:1", "cmd": ["x"]}}, "pipeline.name is missing"),
-])
+@pytest.mark.parametrize(
+    "spec, problem",
+    [
+        (spec_with(transform={"image": "s:1", "cmd": []}), "pipeline build: transform.cmd must be a non-empty list"),
+        (spec_with(transform={"cmd": ["stages"]}), "pipeline build: transform.image is required"),
+        (spec_with(reprocessSpec="sometimes"), "pipeline build: reprocessSpec must be one of until_success, every_job"),
+        (spec_with(input={"join": []}), "pipeline build: input type 'join' is not supported"),
+        (spec_with(input={"pfs": {"repo": "train"}}), "pipeline build: pfs input train needs a glob"),
+        (spec_with(input={"cross": []}), "pipeline build: cross input needs a non-empty list"),
+        (
+            spec_with(input={"cross": [{"pfs": {"repo": "split", "glob": "/"}}] * 2}),
+            "pipeline build: input name(s) split used twice in a cross",
+        ),
+        ({"transform": {"image": "s:1", "cmd": ["x"]}}, "pipeline.name is missing"),
+    ],
+)
 def test_the_one_validator_names_the_pipeline_and_the_field(spec, problem):
     (found,) = spec_problems(spec)
     assert found.startswith(problem)
@@ -155,9 +179,10 @@ def test_with_trainer_tfjob_the_train_pipeline_is_s3_enabled_and_launches_the_tf
     assert cmd[:2] == ["stages", "launch-tfjob"]
     flag = {cmd[i]: cmd[i + 1] for i in range(2, cmd.index("--"), 2)}
     assert flag["--workers"] == "3" and flag["--gpus"] == "1" and flag["--image"] == TFJOB.stage_image
-    assert cmd[cmd.index("--") + 1:] == ["--architecture", "default", "--epochs", "5"]
-    assert json.loads(train["podPatch"]) == [{"op": "add", "path": "/serviceAccountName",
-                                              "value": TRAINER_SERVICE_ACCOUNT}]
+    assert cmd[cmd.index("--") + 1 :] == ["--architecture", "default", "--epochs", "5"]
+    assert json.loads(train["podPatch"]) == [
+        {"op": "add", "path": "/serviceAccountName", "value": TRAINER_SERVICE_ACCOUNT}
+    ]
     # The replicas take the GPU; the waiting worker neither asks for one nor needs the GPU pool's toleration.
     assert "gpu" not in train["resourceLimits"] and "tolerations" not in train
 
@@ -179,11 +204,15 @@ def test_several_train_workers_need_trainer_tfjob():
         PipelineSettings(stage_image="i", serving_image_repo="r", trainer="mpi")
 
 
-@pytest.mark.parametrize("change, problem", [
-    (lambda spec: spec.update(tfJob={"tfJob": "{}"}), "embedding TFJobs in pipelines is not supported yet"),
-    (lambda spec: spec["input"]["pfs"].update(glob="/*"), 'sets s3, so its glob must be "/"'),
-    (lambda spec: spec["input"]["pfs"].update(lazy=True), "cannot set s3 with lazy"),
-], ids=["tfJob", "s3-glob", "s3-lazy"])
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (lambda spec: spec.update(tfJob={"tfJob": "{}"}), "embedding TFJobs in pipelines is not supported yet"),
+        (lambda spec: spec["input"]["pfs"].update(glob="/*"), 'sets s3, so its glob must be "/"'),
+        (lambda spec: spec["input"]["pfs"].update(lazy=True), "cannot set s3 with lazy"),
+    ],
+    ids=["tfJob", "s3-glob", "s3-lazy"],
+)
 def test_what_pachyderm_2_12_refuses_at_create_time_is_refused_here(change, problem):
     """pachyderm/pachyderm 2.12.x src/server/pps/server/api_server.go: validateInput and the tfJob check."""
     spec = by_name(TFJOB)["train"]
@@ -196,5 +225,9 @@ def test_the_incremental_chain_and_tfjob_training_are_not_combined() -> None:
     from pipelines.settings import PipelineSettings
 
     with pytest.raises(ValueError, match="incremental needs trainer pipeline"):
-        PipelineSettings(stage_image="registry.example.com/stages:0123abcd",
-                         serving_image_repo="registry.example.com/serve", incremental=True, trainer="tfjob")
+        PipelineSettings(
+            stage_image="registry.example.com/stages:0123abcd",
+            serving_image_repo="registry.example.com/serve",
+            incremental=True,
+            trainer="tfjob",
+        )

@@ -20,6 +20,7 @@ from issue_titles.provenance import PROVENANCE, sha256_file
 from issue_titles.serving.limits import ServingLimits
 from tests.serving.serving_harness import ServerProcess
 
+
 def is_json(data: bytes) -> bool:
     json.loads(data.decode("utf-8"))
     return True
@@ -119,7 +120,9 @@ def test_the_serving_runtime_refuses_a_bundle_whose_provenance_was_removed(bundl
     (bundle / PROVENANCE).unlink()
     flip_byte_in_the_middle(bundle / "model.weights.h5")
 
-    with pytest.raises(TamperedBundleError, match="provenance.json is missing, so the bundle's files cannot be verified"):
+    with pytest.raises(
+        TamperedBundleError, match="provenance.json is missing, so the bundle's files cannot be verified"
+    ):
         load_in_runtime(bundle)
 
 

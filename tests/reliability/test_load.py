@@ -45,7 +45,7 @@ async def closed_loop_load(url: str, clients: int, seconds: float) -> LoadResult
                 async with session.post(url, data=TUTORIAL_PAYLOAD, headers=headers) as response:
                     answer = await response.json(content_type=None)
                     title = answer["data"]["ndarray"][0][0] if response.status == 200 else None
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError) as error:
+            except (TimeoutError, aiohttp.ClientError, ValueError, KeyError) as error:
                 result.errors[type(error).__name__] += 1
                 continue
             if not (isinstance(title, str) and title.strip()):

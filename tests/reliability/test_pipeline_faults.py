@@ -102,7 +102,9 @@ def test_a_csv_corrupted_halfway_is_refused_with_its_line_and_the_good_data_stay
     specs, good = good_run
     lines = issue_csv(tmp_path / "next.csv", rows=40).read_bytes().splitlines(keepends=True)
     corrupt = tmp_path / "corrupt.csv"
-    corrupt.write_bytes(b"".join(lines[:20]) + b'https://x/1,"unterminated \xff\xfe title,\x00body\r\n' + b"".join(lines[20:]))
+    corrupt.write_bytes(
+        b"".join(lines[:20]) + b'https://x/1,"unterminated \xff\xfe title,\x00body\r\n' + b"".join(lines[20:])
+    )
 
     refused = localpach_cli("--state", str(state), "put-file", "raw_data", "issues.csv", "-f", str(corrupt), "-o")
 
@@ -166,7 +168,9 @@ def test_a_corrupted_pipeline_output_is_caught_and_the_pipeline_that_made_it_run
     code, output = finish(run_cli(state, specs_file, control))
 
     assert code != 0
-    assert f"input pre_process (pre_process@{good['pre_process'][:12]}) result.json: stored object {digest[:12]}" in output
+    assert (
+        f"input pre_process (pre_process@{good['pre_process'][:12]}) result.json: stored object {digest[:12]}" in output
+    )
     assert heads(state)["train"] == good["train"]
     code, output = finish(run_cli(state, specs_file, control))
     assert code == 0, output

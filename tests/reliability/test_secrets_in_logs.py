@@ -53,8 +53,18 @@ def test_a_full_local_run_never_prints_or_stores_the_registry_password(tmp_path:
 
     results = [
         localpach(*state_args, "put-file", "raw_data", "issues.csv", "-f", str(raw), env=env),
-        localpach(*state_args, "run", "--sample-size", "300", "--epochs", "1", "--batch-size", "64",
-                  "--allow-below-baseline", env=env),  # a 1-epoch model is not meant to win: lift build's gate
+        localpach(
+            *state_args,
+            "run",
+            "--sample-size",
+            "300",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "64",
+            "--allow-below-baseline",
+            env=env,
+        ),  # a 1-epoch model is not meant to win: lift build's gate
         localpach(*state_args, "list-job", env=env),
         localpach(*state_args, "inspect-commit", "export@master", env=env),
     ]

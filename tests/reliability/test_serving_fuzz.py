@@ -125,8 +125,10 @@ def openapi_requests(document: dict) -> st.SearchStrategy:
             weight = 6 if path == "/v2/models/{model_name}/infer" else 1
             operations += weight * [
                 st.tuples(st.just(path), names, versions, from_openapi_schema(schema, components)).map(
-                    lambda drawn: (drawn[0].replace("{model_name}", drawn[1]).replace("{model_version}", drawn[2]),
-                                   drawn[3])  # fmt: skip
+                    lambda drawn: (
+                        drawn[0].replace("{model_name}", drawn[1]).replace("{model_version}", drawn[2]),
+                        drawn[3],
+                    )  # fmt: skip
                 )
             ]
     assert operations, "the server's OpenAPI document lists no POST operation"
@@ -183,7 +185,6 @@ def test_2000_hostile_requests_get_json_2xx_or_4xx_memory_stays_bounded_and_good
     good = http.post(server.url + "/api/v1.0/predictions", data=TUTORIAL_PAYLOAD, timeout=60)
     assert good.status_code == 200 and good.json()["data"]["ndarray"][0][0].strip()
     assert memory_after - memory_before < MAX_GROWTH_MB, (memory_before, memory_middle, memory_after)
-
 
 
 @pytest.mark.parametrize(

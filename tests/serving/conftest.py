@@ -27,9 +27,7 @@ def bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 def server(bundle: tuple[Path, str | None], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     model_dir, loader = bundle
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    server = ServerProcess(
-        model_dir, log_path, predictor_loader=loader, env=LIMITS_ENV, via_stages_cli=loader is None
-    )
+    server = ServerProcess(model_dir, log_path, predictor_loader=loader, env=LIMITS_ENV, via_stages_cli=loader is None)
     with server.running() as process:
         yield process
 

@@ -150,5 +150,3 @@ class ServerProcess:
                 self.process.wait()
         self._log.close()
         return self.process.returncode
-
-

@@ -219,7 +219,9 @@ def test_sigterm_answers_requests_it_cannot_finish_with_a_json_503(tmp_path) -> 
 
         def send_one(number: int) -> None:
             try:
-                response = requests.post(server.url + SELDON, json={"data": {"ndarray": [[f"body {number}"]]}}, timeout=30)
+                response = requests.post(
+                    server.url + SELDON, json={"data": {"ndarray": [[f"body {number}"]]}}, timeout=30
+                )
                 answers.append((response.status_code, response.headers.get("content-type")))
             except requests.RequestException as error:
                 answers.append(("no answer", type(error).__name__))

@@ -22,9 +22,22 @@ ROUTES = ["/api/v1.0/predictions", "/api/v0.1/predictions", "/predict", "/v2/mod
 MAX_REQUEST_BYTES = int(LIMITS_ENV["ISSUE_TITLES_MAX_REQUEST_BYTES"])
 
 HOSTILE_SNIPPETS = [
-    "\x00", "\x00\x01\x02\x1b[2J", "\u202e\u202d\u200f", "مرحبا بالعالم", "שלום", "🔥💥👩‍👩‍👧‍👦🏳️‍🌈",
-    "```\nrm -rf / # ```", "<script>alert(1)</script>", "'; DROP TABLE issues; --", "\r\n\r\nHTTP/1.1 200 OK",
-    "%s%n%x", "\ufeff", "\uffff", "a" * 5_000, " ", "",
+    "\x00",
+    "\x00\x01\x02\x1b[2J",
+    "\u202e\u202d\u200f",
+    "مرحبا بالعالم",
+    "שלום",
+    "🔥💥👩‍👩‍👧‍👦🏳️‍🌈",
+    "```\nrm -rf / # ```",
+    "<script>alert(1)</script>",
+    "'; DROP TABLE issues; --",
+    "\r\n\r\nHTTP/1.1 200 OK",
+    "%s%n%x",
+    "\ufeff",
+    "\uffff",
+    "a" * 5_000,
+    " ",
+    "",
 ]
 
 

@@ -28,7 +28,9 @@ def grpc_server(tmp_path):
 
 
 def test_grpc_answers_one_title_per_body(grpc_server) -> None:
-    response = grpc_server.ModelInfer(infer_request([b"one two three four", "f\u00fcnf \U0001f642".encode()]), timeout=10)
+    response = grpc_server.ModelInfer(
+        infer_request([b"one two three four", "f\u00fcnf \U0001f642".encode()]), timeout=10
+    )
 
     [output] = response.outputs
     assert output.name == "titles"

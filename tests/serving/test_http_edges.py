@@ -215,9 +215,7 @@ def test_urllib_reads_the_413_of_a_body_over_the_limit(edge_server: ServerProces
 
 def test_urllib_reads_the_413_of_a_chunked_body_over_the_limit(edge_server: ServerProcess) -> None:
     chunks = (b" " * 1_048_576 for _ in range(16))
-    request = urllib.request.Request(
-        edge_server.url + SELDON, data=chunks, headers={"Transfer-Encoding": "chunked"}
-    )
+    request = urllib.request.Request(edge_server.url + SELDON, data=chunks, headers={"Transfer-Encoding": "chunked"})
 
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=60)
@@ -241,9 +239,7 @@ def test_a_client_expecting_100_continue_gets_the_413_without_sending_the_body(e
 
 def test_connection_is_usable_after_an_early_refusal_of_a_small_body(edge_server: ServerProcess) -> None:
     with requests.Session() as session:
-        refused = session.post(
-            edge_server.url + SELDON, data=b"x" * 10, headers={"Content-Encoding": "br"}, timeout=30
-        )
+        refused = session.post(edge_server.url + SELDON, data=b"x" * 10, headers={"Content-Encoding": "br"}, timeout=30)
         answered = session.post(edge_server.url + SELDON, data=TUTORIAL_PAYLOAD, timeout=30)
 
     assert (refused.status_code, answered.status_code) == (415, 200)

@@ -19,9 +19,9 @@ import requests
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from issue_titles.serving.limits import ServingLimits
 from issue_titles.serving.observability import JSONFormatter, model_version, resolve_log_format
 from issue_titles.serving.settings import build_settings
-from issue_titles.serving.limits import ServingLimits
 from tests.serving.serving_harness import ServerProcess, free_port
 
 JOB_ID = "5f0c3a9d2b7e4d1f8a6c0e9b7d5a3f21"
@@ -67,7 +67,7 @@ class Collector(trace_service_pb2_grpc.TraceServiceServicer):
         self.resources: list = []
         self.received = threading.Event()
 
-    def Export(self, request, context):  # noqa: N802 - the gRPC method name
+    def Export(self, request, context):
         for resource_spans in request.resource_spans:
             self.resources.append(resource_spans.resource)
             for scope_spans in resource_spans.scope_spans:
@@ -127,9 +127,10 @@ def test_v1_and_v2_requests_are_counted_with_the_job_id_as_version(observed: Ser
     before = success_count(scrape(observed), JOB_ID)
 
     assert requests.post(f"{observed.url}/api/v1.0/predictions", json=V1_REQUEST, timeout=10).status_code == 200
-    assert requests.post(
-        f"{observed.url}/v2/models/issue-summarization/infer", json=V2_REQUEST, timeout=10
-    ).status_code == 200
+    assert (
+        requests.post(f"{observed.url}/v2/models/issue-summarization/infer", json=V2_REQUEST, timeout=10).status_code
+        == 200
+    )
 
     samples = scrape(observed)
     assert success_count(samples, JOB_ID) == before + 2
@@ -259,8 +260,9 @@ def test_stages_serve_turns_metrics_on_from_mlserver_metrics_port(bundle, tmp_pa
     if loader is not None:
         pytest.skip("needs the real tiny bundle (TensorFlow) for `stages serve`")
     metrics_port = free_port()
-    server = ServerProcess(model_dir, tmp_path / "server.log", via_stages_cli=True,
-                           env={"MLSERVER_METRICS_PORT": str(metrics_port)})
+    server = ServerProcess(
+        model_dir, tmp_path / "server.log", via_stages_cli=True, env={"MLSERVER_METRICS_PORT": str(metrics_port)}
+    )
     server.metrics_port = metrics_port  # type: ignore[attr-defined]
     provenance = json.loads((model_dir / "provenance.json").read_text())
     version = model_version(provenance)

@@ -136,8 +136,10 @@ def test_a_bad_request_does_not_fail_good_ones_batched_with_it(server: ServerPro
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         statuses = list(
-            pool.map(lambda payload: requests.post(server.url + V2_INFER, json=payload, timeout=60).status_code,
-                     [good, bad] * 8)
+            pool.map(
+                lambda payload: requests.post(server.url + V2_INFER, json=payload, timeout=60).status_code,
+                [good, bad] * 8,
+            )
         )
 
     assert statuses == [200, 400] * 8

@@ -44,16 +44,30 @@ def condition(kind: str, reason: str = "", message: str = "") -> dict:
     return {"type": kind, "status": "True", "reason": reason, "message": message}
 
 
-RUNNING = {"conditions": [condition("Created", "TFJobCreated", "TFJob is created."),
-                          condition("Running", "TFJobRunning", "TFJob is running.")],
-           "replicaStatuses": {"Worker": {"active": 2}}}
-SUCCEEDED = {"conditions": [condition("Created", "TFJobCreated"), condition("Running", "TFJobRunning"),
-                            condition("Succeeded", "TFJobSucceeded", "TFJob successfully completed.")],
-             "replicaStatuses": {"Worker": {"succeeded": 2}}}
-FAILED = {"conditions": [condition("Created", "TFJobCreated"),
-                         condition("Failed", "TFJobFailed",
-                                   "TFJob issue-titles/train-job1 has failed because 1 Worker replica(s) failed.")],
-          "replicaStatuses": {"Worker": {"active": 1, "failed": 1}}}
+RUNNING = {
+    "conditions": [
+        condition("Created", "TFJobCreated", "TFJob is created."),
+        condition("Running", "TFJobRunning", "TFJob is running."),
+    ],
+    "replicaStatuses": {"Worker": {"active": 2}},
+}
+SUCCEEDED = {
+    "conditions": [
+        condition("Created", "TFJobCreated"),
+        condition("Running", "TFJobRunning"),
+        condition("Succeeded", "TFJobSucceeded", "TFJob successfully completed."),
+    ],
+    "replicaStatuses": {"Worker": {"succeeded": 2}},
+}
+FAILED = {
+    "conditions": [
+        condition("Created", "TFJobCreated"),
+        condition(
+            "Failed", "TFJobFailed", "TFJob issue-titles/train-job1 has failed because 1 Worker replica(s) failed."
+        ),
+    ],
+    "replicaStatuses": {"Worker": {"active": 1, "failed": 1}},
+}
 
 
 @dataclass
@@ -99,8 +113,17 @@ class _KubeHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _status(self, code: int, reason: str, message: str) -> None:
-        self._send(code, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason,
-                          "message": message, "code": code})
+        self._send(
+            code,
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "reason": reason,
+                "message": message,
+                "code": code,
+            },
+        )
 
     def _route(self) -> str | None:
         """The TFJob name ('' for the collection), or None after answering 401/404 or a Secrets request."""
@@ -114,13 +137,13 @@ class _KubeHandler(BaseHTTPRequestHandler):
         if path == base:
             return ""
         if path.startswith(base + "/"):
-            return path[len(base) + 1:]
+            return path[len(base) + 1 :]
         secrets = SECRETS.format(namespace=state.namespace)
         if path == secrets and self.command == "POST":
             self._create_secret()
             return None
         if path.startswith(secrets + "/") and self.command == "DELETE":
-            self._delete_secret(path[len(secrets) + 1:])
+            self._delete_secret(path[len(secrets) + 1 :])
             return None
         self._status(404, "NotFound", f"the server could not find the requested resource ({path})")
         return None
@@ -207,8 +230,10 @@ class S3State:
 
 
 # s2 e4a20345d93c s2.go authV4HeaderValidator
-AUTH_V4 = re.compile(r"^AWS4-HMAC-SHA256 Credential=([^/]*)/([^/]*)/([^/]*)/s3/aws4_request, ?SignedHeaders=([^,]+), "
-                     r"?Signature=(.+)$")
+AUTH_V4 = re.compile(
+    r"^AWS4-HMAC-SHA256 Credential=([^/]*)/([^/]*)/([^/]*)/s3/aws4_request, ?SignedHeaders=([^,]+), "
+    r"?Signature=(.+)$"
+)
 SKEW = timedelta(minutes=15)
 
 
@@ -220,8 +245,9 @@ def _go_norm_uri(path: str) -> str:
 def _go_norm_query(query: str) -> str:
     """s2 normQuery: Go's url.Values.Encode (keys sorted, QueryEscape) with '+' as %20."""
     values = parse_qs(query, keep_blank_values=True)
-    return "&".join(f"{quote_plus(k, safe='-_.~')}={quote_plus(v, safe='-_.~')}" for k in sorted(values)
-                    for v in values[k]).replace("+", "%20")
+    return "&".join(
+        f"{quote_plus(k, safe='-_.~')}={quote_plus(v, safe='-_.~')}" for k in sorted(values) for v in values[k]
+    ).replace("+", "%20")
 
 
 def _hmac(key: bytes, text: str) -> bytes:
@@ -260,10 +286,19 @@ class _S3Handler(BaseHTTPRequestHandler):
             keys = sorted(signed.split(";"))
             canonical_headers = "".join(
                 f"{key}:{self.headers.get('Host', '') if key == 'host' else (self.headers.get(key) or '').strip()}\n"
-                for key in keys)
+                for key in keys
+            )
             parts = urlsplit(self.path)
-            request = "\n".join([self.command, _go_norm_uri(unquote(parts.path)), _go_norm_query(parts.query),
-                                 canonical_headers, ";".join(keys), self.headers.get("x-amz-content-sha256") or ""])
+            request = "\n".join(
+                [
+                    self.command,
+                    _go_norm_uri(unquote(parts.path)),
+                    _go_norm_query(parts.query),
+                    canonical_headers,
+                    ";".join(keys),
+                    self.headers.get("x-amz-content-sha256") or "",
+                ]
+            )
             try:
                 stamp = datetime.strptime(self.headers.get("x-amz-date") or "", "%Y%m%dT%H%M%SZ")
             except ValueError:
@@ -273,8 +308,14 @@ class _S3Handler(BaseHTTPRequestHandler):
             if abs(datetime.now(UTC) - stamp) >= SKEW:
                 self._error(403, "RequestTimeTooSkewed")
                 return False
-            to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp.strftime("%Y%m%dT%H%M%SZ"),
-                                  f"{date}/{region}/s3/aws4_request", hashlib.sha256(request.encode()).hexdigest()])
+            to_sign = "\n".join(
+                [
+                    "AWS4-HMAC-SHA256",
+                    stamp.strftime("%Y%m%dT%H%M%SZ"),
+                    f"{date}/{region}/s3/aws4_request",
+                    hashlib.sha256(request.encode()).hexdigest(),
+                ]
+            )
             key = _hmac(_hmac(_hmac(_hmac(("AWS4" + access_key).encode(), date), region), "s3"), "aws4_request")
             if hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest() != signature:
                 self._error(403, "SignatureDoesNotMatch")
@@ -310,8 +351,9 @@ class _S3Handler(BaseHTTPRequestHandler):
         parts = unquote(urlsplit(self.path).path).lstrip("/").split("/", 1)
         bucket, key = parts[0], parts[1] if len(parts) > 1 else ""
         if bucket not in self.state.buckets:
-            self._send(404, b"<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist"
-                            b"</Message></Error>")
+            self._send(
+                404, b"<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>"
+            )
             return None
         return bucket, key
 
@@ -331,9 +373,11 @@ class _S3Handler(BaseHTTPRequestHandler):
         keys = sorted(k for k in objects if k > marker)
         page, truncated = keys[: self.state.page], len(keys) > self.state.page
         body = "".join(f"<Contents><Key>{escape(k)}</Key><Size>{len(objects[k])}</Size></Contents>" for k in page)
-        xml = (f'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/'
-               f'2006-03-01/"><Name>{bucket}</Name><Marker>{escape(marker)}</Marker>'
-               f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>{body}</ListBucketResult>")
+        xml = (
+            f'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/'
+            f'2006-03-01/"><Name>{bucket}</Name><Marker>{escape(marker)}</Marker>'
+            f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>{body}</ListBucketResult>"
+        )
         self._send(200, xml.encode())
 
     def do_PUT(self) -> None:

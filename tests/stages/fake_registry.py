@@ -43,7 +43,9 @@ class RegistryState:
     password: str = "pw"
     blobs: dict[str, bytes] = field(default_factory=dict)  # digest -> bytes (one store)
     repo_blobs: dict[str, set[str]] = field(default_factory=dict)  # repository -> digests it holds
-    manifests: dict[tuple[str, str], tuple[bytes, str]] = field(default_factory=dict)  # (repo, tag|digest) -> (body, type)
+    manifests: dict[tuple[str, str], tuple[bytes, str]] = field(
+        default_factory=dict
+    )  # (repo, tag|digest) -> (body, type)
     uploads: dict[str, str] = field(default_factory=dict)  # session id -> repository
     tokens: dict[str, set[tuple[str, str]]] = field(default_factory=dict)  # token -> {(repository, action)}
     token_requests: list[dict[str, list[str]]] = field(default_factory=list)
@@ -134,7 +136,7 @@ def _handler(registry: FakeRegistry):
                 return header == _basic(state.username, state.password)
             if not header.startswith("Bearer "):
                 return False
-            grants = state.tokens.get(header[len("Bearer "):])
+            grants = state.tokens.get(header[len("Bearer ") :])
             if grants is None:
                 return False
             return repository is None or (repository, action) in grants
@@ -183,11 +185,19 @@ def _handler(registry: FakeRegistry):
                     pass  # a registry that cannot mount opens an upload instead (spec: SHOULD return 202)
                 elif digest in state.repo_blobs.get(source, set()):
                     state.repo_blobs.setdefault(name, set()).add(digest)
-                    return self._send(201, b"", {"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest})
+                    return self._send(
+                        201, b"", {"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest}
+                    )
             session = uuid.uuid4().hex
             state.uploads[session] = name
-            self._send(202, b"", {"Location": f"/v2/{name}/blobs/uploads/{session}?_state={secrets.token_hex(4)}",
-                                   "Docker-Upload-UUID": session})
+            self._send(
+                202,
+                b"",
+                {
+                    "Location": f"/v2/{name}/blobs/uploads/{session}?_state={secrets.token_hex(4)}",
+                    "Docker-Upload-UUID": session,
+                },
+            )
 
         def do_PUT(self) -> None:
             path, query = self._record()
@@ -235,8 +245,9 @@ def _handler(registry: FakeRegistry):
                 if reference not in state.repo_blobs.get(name, set()):
                     return self._error(404, "BLOB_UNKNOWN", "blob unknown to registry")
                 data = state.blobs[reference]
-                return self._send(200, data, {"Content-Type": "application/octet-stream",
-                                              "Docker-Content-Digest": reference})
+                return self._send(
+                    200, data, {"Content-Type": "application/octet-stream", "Docker-Content-Digest": reference}
+                )
             if (name, reference) not in state.manifests:
                 return self._error(404, "MANIFEST_UNKNOWN", "manifest unknown")
             body, media_type = state.manifests[(name, reference)]
@@ -254,8 +265,9 @@ def _handler(registry: FakeRegistry):
                     grants |= {(repository, action) for action in actions.split(",")}
             token = secrets.token_hex(16)
             state.tokens[token] = grants
-            self._send(200, json.dumps({"token": token, "expires_in": 300}).encode(),
-                       {"Content-Type": "application/json"})
+            self._send(
+                200, json.dumps({"token": token, "expires_in": 300}).encode(), {"Content-Type": "application/json"}
+            )
 
     return Handler
 

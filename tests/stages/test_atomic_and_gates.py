@@ -5,12 +5,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tests.stages.conftest import run_stages
 
 from issue_titles.atomic import MARKER, atomic_output_dir, marker_content
 from issue_titles.build import baseline_label, check_quality_gate
 from issue_titles.errors import QualityGateError, TamperedBundleError
 from issue_titles.predictor import TitlePredictor
+from tests.stages.conftest import run_stages
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -59,8 +59,10 @@ def test_a_successful_step_replaces_its_previous_output_whole(tmp_path):
 
 
 def gate_numbers(metrics: dict) -> str:
-    return (f"model ROUGE-L {metrics['rouge_l']:.4f}, {baseline_label(metrics['lead_baseline'])} "
-            f"{metrics['lead_baseline']['rouge_l']:.4f} on the {metrics['test_rows']} rows of the test split")
+    return (
+        f"model ROUGE-L {metrics['rouge_l']:.4f}, {baseline_label(metrics['lead_baseline'])} "
+        f"{metrics['lead_baseline']['rouge_l']:.4f} on the {metrics['test_rows']} rows of the test split"
+    )
 
 
 def test_quality_gate_refuses_a_weak_model_and_writes_nothing(chain, tmp_path, capsys):
@@ -146,5 +148,7 @@ def test_tampered_bundle_is_refused_by_the_predict_command(chain, tmp_path, caps
     (tmp_path / "in.csv").write_text("body\nsomething broke\n")
     code = run_stages("predict", "--model", bundle, "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv")
     assert code == 4
-    assert capsys.readouterr().err.strip().startswith(f"stages predict: error: {bundle / 'model.json'}: checksum mismatch")
+    assert (
+        capsys.readouterr().err.strip().startswith(f"stages predict: error: {bundle / 'model.json'}: checksum mismatch")
+    )
     assert not (tmp_path / "out.csv").exists()

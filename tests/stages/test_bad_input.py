@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from tests.stages.conftest import run_stages
 
 HEADER = "issue_url,issue_title,body\n"
@@ -143,8 +144,10 @@ def test_train_refuses_a_pickled_array(chain, tmp_path, capsys):
     shutil.copytree(chain["pre_process"], broken)
     np.save(broken / "train_title.npy", np.array([{"not": "numbers"}], dtype=object), allow_pickle=True)
     assert run_stages("train", "--input", broken, "--output", tmp_path / "out", "--epochs", "1") == 2
-    assert capsys.readouterr().err.strip().startswith(
-        f"stages train: error: {broken / 'train_title.npy'}: not a plain numeric .npy array"
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .startswith(f"stages train: error: {broken / 'train_title.npy'}: not a plain numeric .npy array")
     )
     assert not (tmp_path / "out").exists()
 
@@ -182,7 +185,9 @@ def test_console_script_reports_errors_as_one_line(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("command", ["split", "pre_process", "train", "evaluate", "build", "export", "predict", "serve"])
+@pytest.mark.parametrize(
+    "command", ["split", "pre_process", "train", "evaluate", "build", "export", "predict", "serve"]
+)
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_stages(command, "--help")

@@ -105,8 +105,13 @@ def test_evaluate_command_records_the_decoding_it_was_given(tiny, tmp_path):
                       "--beam-width", "2", "--length-penalty", "0.6")  # fmt: skip
     assert code == 0
     decoding = json.loads((tmp_path / "metrics" / "metrics.json").read_text())["decoding"]
-    assert decoding == {"method": "beam", "beam_width": 2, "length_penalty": 0.6, "min_length": 0,
-                        "copy_bias": DEFAULT_COPY_BIAS}
+    assert decoding == {
+        "method": "beam",
+        "beam_width": 2,
+        "length_penalty": 0.6,
+        "min_length": 0,
+        "copy_bias": DEFAULT_COPY_BIAS,
+    }
 
 
 @pytest.mark.parametrize("argument", [["--beam-width", "0"], ["--length-penalty", "-1"]])
@@ -131,8 +136,12 @@ def greedy_bundle(tmp_path_factory, tiny_training) -> Path:
 def test_a_bundle_records_the_decoding_its_gate_measured(greedy_bundle):
     provenance = json.loads((greedy_bundle / "provenance.json").read_text())
     metrics = json.loads((greedy_bundle / "metrics.json").read_text())
-    assert provenance["decoding"] == {"beam_width": 1, "length_penalty": DEFAULT_LENGTH_PENALTY, "min_length": 0,
-                                      "copy_bias": DEFAULT_COPY_BIAS}
+    assert provenance["decoding"] == {
+        "beam_width": 1,
+        "length_penalty": DEFAULT_LENGTH_PENALTY,
+        "min_length": 0,
+        "copy_bias": DEFAULT_COPY_BIAS,
+    }
     assert metrics["decoding"]["beam_width"] == 1
 
 

@@ -9,11 +9,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tests.stages.conftest import run_stages
 
 from issue_titles.errors import StageError, TamperedBundleError
 from issue_titles.predictor import TitlePredictor
 from issue_titles.provenance import BUNDLE_FORMAT, PROVENANCE, sha256_file
+from tests.stages.conftest import run_stages
 
 
 @pytest.fixture
@@ -141,8 +141,10 @@ def test_a_tampered_bundle_stops_serve_with_exit_4_before_the_server_starts(bund
     code = run_stages("serve", "--model", bundle, "--port", "1")  # port 1: nothing may get as far as listening
 
     assert code == 4
-    assert capsys.readouterr().err.strip().startswith(
-        f"stages serve: error: {bundle / 'title_vocab.json'}: checksum mismatch"
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .startswith(f"stages serve: error: {bundle / 'title_vocab.json'}: checksum mismatch")
     )
 
 

@@ -75,7 +75,10 @@ def test_bundle_has_serving_files(chain):
     bundle = chain["build"]
     dockerfile = (bundle / "Dockerfile").read_text()
     assert dockerfile.splitlines()[1] == "FROM registry.example.com/issue-titles/stages:test"
-    assert 'CMD ["serve", "--model", "/model", "--host", "0.0.0.0", "--port", "9000", "--metrics-port", "8082"]' in dockerfile
+    assert (
+        'CMD ["serve", "--model", "/model", "--host", "0.0.0.0", "--port", "9000", "--metrics-port", "8082"]'
+        in dockerfile
+    )
     assert "USER 10001:10001" in dockerfile
     settings = json.loads((bundle / "model-settings.json").read_text())
     assert settings["name"] == "issue-summarization"

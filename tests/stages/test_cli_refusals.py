@@ -58,7 +58,7 @@ def test_build_refuses_the_same_input_twice(tmp_path: Path) -> None:
     train, split = make_train_output(tmp_path / "train"), make_split_output(tmp_path / "split")
 
     with pytest.raises(StageError, match="the same input folder is given twice"):
-        find_inputs([train, split, tmp_path / "split" / "." ])
+        find_inputs([train, split, tmp_path / "split" / "."])
 
 
 def test_build_refuses_a_folder_that_is_both_a_train_and_a_split_output(tmp_path: Path) -> None:
@@ -133,8 +133,10 @@ def test_predict_keeps_every_input_column_and_row(chain, tmp_path: Path, capsys:
 # --- 9: non-finite floats, a diverging training, stdout for the report only --------------------------------------
 
 
-@pytest.mark.parametrize("option", ["--learning-rate", "--dropout", "--label-smoothing", "--word-dropout",
-                                    "--max-minutes", "--validation-split"])
+@pytest.mark.parametrize(
+    "option",
+    ["--learning-rate", "--dropout", "--label-smoothing", "--word-dropout", "--max-minutes", "--validation-split"],
+)
 @pytest.mark.parametrize("value", ["inf", "nan", "-inf"])
 def test_train_refuses_non_finite_floats(option: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
     err = refused(capsys, "train", "--input", "in", "--output", "out", f"{option}={value}")
@@ -221,7 +223,9 @@ def test_serve_api_refuses_a_port_out_of_range(tmp_path: Path) -> None:
         serve(tmp_path, "127.0.0.1", 70000)
 
 
-def test_split_of_a_binary_file_says_binary_without_its_bytes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_split_of_a_binary_file_says_binary_without_its_bytes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     raw = tmp_path / "raw"
     raw.mkdir()
     (raw / "a.csv").write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00\xd0\xff" * 50)
@@ -270,7 +274,8 @@ def test_stages_help_describes_every_subcommand(capsys: pytest.CaptureFixture[st
 
     for command in SUBCOMMANDS:
         assert re.search(rf"^\s+{command}\s+\S", text, re.MULTILINE) or re.search(
-            rf"^\s+{command}\n\s+\S", text, re.MULTILINE), command
+            rf"^\s+{command}\n\s+\S", text, re.MULTILINE
+        ), command
 
 
 def test_serve_help_explains_options_endpoints_and_variables(capsys: pytest.CaptureFixture[str]) -> None:

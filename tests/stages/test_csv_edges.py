@@ -5,17 +5,19 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.stages.conftest import run_stages
 
 from issue_titles.csvio import ReadReport, read_issue_file
 from localpach.csvcheck import check_issue_csv
 from localpach.errors import InputRefused
+from tests.stages.conftest import run_stages
 
 HEADER = "issue_url,issue_title,body"
 
 
 def rows(count: int, prefix: str = "a") -> list[str]:
-    return [f"https://x/{prefix}{i},Fix bug {prefix}{i},The body of issue {prefix}{i} says it crashes" for i in range(count)]
+    return [
+        f"https://x/{prefix}{i},Fix bug {prefix}{i},The body of issue {prefix}{i} says it crashes" for i in range(count)
+    ]
 
 
 def split_report(tmp_path: Path, content: str) -> dict:
@@ -82,7 +84,9 @@ def test_put_file_does_not_count_a_repeated_header_as_a_data_row(tmp_path):
 
 def test_an_unclosed_quote_does_not_swallow_the_next_good_row(tmp_path):
     """The quote opened on line 3 closes on line 4 (`"Quoted"`): that line is a good row and must be kept."""
-    content = "\n".join([HEADER, rows(1)[0], 'https://x/q,"Never closed,body', 'https://x/g,Good,"Quoted"', rows(1, "z")[0]])
+    content = "\n".join(
+        [HEADER, rows(1)[0], 'https://x/q,"Never closed,body', 'https://x/g,Good,"Quoted"', rows(1, "z")[0]]
+    )
     report = split_report(tmp_path, content + "\n")
 
     assert (report["rows_read"], report["rows_kept"], report["skipped"]) == (4, 3, {"broken_quoting": 1})
@@ -103,7 +107,7 @@ def test_a_multiline_record_with_the_wrong_field_count_does_not_hide_the_lines_i
     [
         "\r".join([HEADER, *rows(3)]),
         "\n".join([HEADER, *rows(2), HEADER, 'x,"open', *rows(2, "b"), 'y,"a""b",c,d']),
-        "\r\n".join([HEADER, 'a,b,"c\r\nd"', '"e', 'f",g,h', ',,', *rows(2)]),
+        "\r\n".join([HEADER, 'a,b,"c\r\nd"', '"e', 'f",g,h', ",,", *rows(2)]),
         "\n".join([HEADER, 'a,"b"c,d', 'q,"r', 's",t', '"u', *rows(2)]),
     ],
 )

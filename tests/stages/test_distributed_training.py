@@ -40,12 +40,17 @@ def test_a_replica_reads_its_place_from_tf_config() -> None:
     assert replica_from_env({}) == Replica(workers=1, index=0)
 
 
-@pytest.mark.parametrize("config, words", [
-    ("{not json", "not a worker cluster spec"),
-    (json.dumps({"cluster": {"worker": ["a:1"], "ps": ["b:2"]}, "task": {"type": "ps", "index": 0}}),
-     "only `worker` replicas"),
-    (json.dumps({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}), "index 3"),
-])
+@pytest.mark.parametrize(
+    "config, words",
+    [
+        ("{not json", "not a worker cluster spec"),
+        (
+            json.dumps({"cluster": {"worker": ["a:1"], "ps": ["b:2"]}, "task": {"type": "ps", "index": 0}}),
+            "only `worker` replicas",
+        ),
+        (json.dumps({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}), "index 3"),
+    ],
+)
 def test_a_tf_config_this_training_cannot_follow_is_refused(config: str, words: str) -> None:
     with pytest.raises(StageError, match=words):
         replica_from_env({"TF_CONFIG": config})
@@ -65,16 +70,47 @@ def _prepare(root: Path, rows: int = 320) -> Path:
 
     (root / "raw").mkdir(parents=True)
     write_issues(root / "raw" / "issues.csv", tiny_issues(rows, seed=11))
-    assert run_stages("split", "--input", root / "raw", "--output", root / "split", "--test-fraction", "0.25",
-                      "--seed", "1") == 0
-    assert run_stages("pre_process", "--input", root / "split", "--output", root / "pre_process",
-                      "--body-vocab-size", "120", "--body-length", "24", "--title-vocab-size", "60",
-                      "--title-length", "8") == 0
+    assert (
+        run_stages(
+            "split", "--input", root / "raw", "--output", root / "split", "--test-fraction", "0.25", "--seed", "1"
+        )
+        == 0
+    )
+    assert (
+        run_stages(
+            "pre_process",
+            "--input",
+            root / "split",
+            "--output",
+            root / "pre_process",
+            "--body-vocab-size",
+            "120",
+            "--body-length",
+            "24",
+            "--title-vocab-size",
+            "60",
+            "--title-length",
+            "8",
+        )
+        == 0
+    )
     return root / "pre_process"
 
 
-TRAIN_FLAGS = ("--epochs", "3", "--batch-size", "16", "--embedding-dim", "16", "--hidden-dim", "16",
-               "--dropout", "0", "--learning-rate", "0.01")
+TRAIN_FLAGS = (
+    "--epochs",
+    "3",
+    "--batch-size",
+    "16",
+    "--embedding-dim",
+    "16",
+    "--hidden-dim",
+    "16",
+    "--dropout",
+    "0",
+    "--learning-rate",
+    "0.01",
+)
 
 
 def _losses(train_dir: Path) -> list[float]:
@@ -131,10 +167,22 @@ def test_workers_inside_a_tfjob_replica_are_refused(tmp_path: Path, monkeypatch,
 @pytest.mark.slow
 def test_two_workers_reach_the_single_workers_heldout_rouge_l_on_real_data(tmp_path: Path, chain) -> None:
     """The chain's sample of the real data set, its pre_process output, default architecture, 4 epochs."""
-    flags = ("--epochs", "4", "--batch-size", "32", "--embedding-dim", "32", "--hidden-dim", "48",
-             "--learning-rate", "0.005")
-    assert run_stages("train", "--input", chain["pre_process"], "--output", tmp_path / "two", *flags,
-                      "--workers", "2") == 0
+    flags = (
+        "--epochs",
+        "4",
+        "--batch-size",
+        "32",
+        "--embedding-dim",
+        "32",
+        "--hidden-dim",
+        "48",
+        "--learning-rate",
+        "0.005",
+    )
+    assert (
+        run_stages("train", "--input", chain["pre_process"], "--output", tmp_path / "two", *flags, "--workers", "2")
+        == 0
+    )
     one = _rouge_l(chain["train"], chain["split"], tmp_path / "eval-one")
     two = _rouge_l(tmp_path / "two", chain["split"], tmp_path / "eval-two")
     assert abs(one - two) <= 0.01, (one, two)

@@ -7,10 +7,10 @@ import types
 from pathlib import Path
 
 import pytest
-from tests.stages.conftest import run_stages
 
 from issue_titles.errors import StageError
 from issue_titles.export import run_export, split_reference
+from tests.stages.conftest import run_stages
 
 JOB = "0123456789abcdef0123456789abcdef"
 

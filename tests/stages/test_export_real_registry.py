@@ -21,10 +21,10 @@ import time
 
 import pytest
 import requests
-from tests.stages.test_export_registry import JOB, PASSWORD, make_bundle, schema_validator, tar_gz
 
 from issue_titles.export import SERVE_CMD, run_export
 from issue_titles.registry import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST, Credentials, RegistryClient
+from tests.stages.test_export_registry import JOB, PASSWORD, make_bundle, schema_validator, tar_gz
 
 BINARY = shutil.which("docker-registry")
 pytestmark = pytest.mark.skipif(BINARY is None, reason="the docker-registry binary (distribution 2.x) is not installed")
@@ -43,13 +43,17 @@ def real_registry(tmp_path):
     port = free_port()
     (tmp_path / "htpasswd").write_text(HTPASSWD)
     config = tmp_path / "config.yml"
-    config.write_text(json.dumps({  # YAML is a superset of JSON
-        "version": 0.1,
-        "log": {"level": "warn"},
-        "storage": {"filesystem": {"rootdirectory": str(tmp_path / "storage")}},
-        "http": {"addr": f"127.0.0.1:{port}"},
-        "auth": {"htpasswd": {"realm": "issue-titles-test", "path": str(tmp_path / "htpasswd")}},
-    }))
+    config.write_text(
+        json.dumps(
+            {  # YAML is a superset of JSON
+                "version": 0.1,
+                "log": {"level": "warn"},
+                "storage": {"filesystem": {"rootdirectory": str(tmp_path / "storage")}},
+                "http": {"addr": f"127.0.0.1:{port}"},
+                "auth": {"htpasswd": {"realm": "issue-titles-test", "path": str(tmp_path / "htpasswd")}},
+            }
+        )
+    )
     process = subprocess.Popen([BINARY, "serve", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     host = f"127.0.0.1:{port}"
     deadline = time.time() + 30
@@ -79,16 +83,39 @@ def seed(host: str) -> str:
         client.upload_bytes("team/stages", digest, blob)
         layers.append({"mediaType": OCI_LAYER_GZIP, "digest": digest, "size": len(blob)})
         diff_ids.append(diff_id)
-    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"User": "10001:10001"},
-                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"User": "10001:10001"},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }
+    ).encode()
     config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
     client.upload_bytes("team/stages", config_digest, config)
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": layers,
-                           "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)}}).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "layers": layers,
+            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
+        }
+    ).encode()
     manifest_digest = client.put_manifest("team/stages", "amd64", manifest, OCI_MANIFEST)
-    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
-        {"mediaType": OCI_MANIFEST, "digest": manifest_digest, "size": len(manifest),
-         "platform": {"os": "linux", "architecture": "amd64"}}]}).encode()
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": manifest_digest,
+                    "size": len(manifest),
+                    "platform": {"os": "linux", "architecture": "amd64"},
+                }
+            ],
+        }
+    ).encode()
     client.put_manifest("team/stages", "cpu", index, OCI_INDEX)
     return f"{host}/team/stages:cpu"
 
@@ -97,7 +124,9 @@ def test_export_pushes_to_the_real_registry_and_the_image_reads_back(real_regist
     base = seed(real_registry)
     bundle = make_bundle(tmp_path / "bundle", base)
     secret = tmp_path / ".dockerconfigjson"
-    secret.write_text(json.dumps({"auths": {real_registry: {"auth": base64.b64encode(f"robot:{PASSWORD}".encode()).decode()}}}))
+    secret.write_text(
+        json.dumps({"auths": {real_registry: {"auth": base64.b64encode(f"robot:{PASSWORD}".encode()).decode()}}})
+    )
     env = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "PACH_JOB_ID": JOB, "REGISTRY_AUTH_FILE": str(secret)}
 
     record = run_export(bundle, tmp_path / "out", f"{real_registry}/team/serving", env=env)
@@ -119,8 +148,15 @@ def test_export_pushes_to_the_real_registry_and_the_image_reads_back(real_regist
 def test_the_real_registry_refuses_a_push_without_credentials(real_registry, tmp_path):
     base = seed(real_registry)
     bundle = make_bundle(tmp_path / "bundle", base)
-    with pytest.raises(Exception, match=f"cannot push {real_registry}/team/serving:{JOB}: registry {real_registry}: "
-                                        f"authentication required: no credentials for {real_registry}"):
-        run_export(bundle, tmp_path / "out", f"{real_registry}/team/serving",
-                   env={"KUBERNETES_SERVICE_HOST": "10.0.0.1", "PACH_JOB_ID": JOB})
+    with pytest.raises(
+        Exception,
+        match=f"cannot push {real_registry}/team/serving:{JOB}: registry {real_registry}: "
+        f"authentication required: no credentials for {real_registry}",
+    ):
+        run_export(
+            bundle,
+            tmp_path / "out",
+            f"{real_registry}/team/serving",
+            env={"KUBERNETES_SERVICE_HOST": "10.0.0.1", "PACH_JOB_ID": JOB},
+        )
     assert not (tmp_path / "out").exists()

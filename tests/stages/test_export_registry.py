@@ -18,8 +18,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 import referencing
-from tests.stages.conftest import run_stages
-from tests.stages.fake_registry import FakeRegistry, digest_of
 
 from issue_titles.errors import StageError
 from issue_titles.export import SERVE_CMD, SERVING_UID, build_layer, run_export
@@ -36,6 +34,8 @@ from issue_titles.registry import (
     load_credentials,
     parse_reference,
 )
+from tests.stages.conftest import run_stages
+from tests.stages.fake_registry import FakeRegistry, digest_of
 
 JOB = "0123456789abcdef0123456789abcdef"
 PASSWORD = "Registry-Pa55word-9d2e"
@@ -58,29 +58,53 @@ def tar_gz(files: dict[str, bytes]) -> tuple[bytes, str]:
     return gzip.compress(raw.getvalue(), mtime=0), digest_of(raw.getvalue())
 
 
-def seed_base(registry: FakeRegistry, repository: str = BASE_REPO, docker: bool = False,
-              platforms: tuple[str, ...] = ("linux/arm64", "linux/amd64", "unknown/unknown")) -> dict:
+def seed_base(
+    registry: FakeRegistry,
+    repository: str = BASE_REPO,
+    docker: bool = False,
+    platforms: tuple[str, ...] = ("linux/arm64", "linux/amd64", "unknown/unknown"),
+) -> dict:
     """A two-layer stage image behind an index (OCI or Docker list); returns its parts."""
     state = registry.state
     layers, diff_ids = [], []
     for index, files in enumerate(({"usr/bin/stages": b"#!/bin/sh\n"}, {"opt/issue-titles/x.py": b"print(1)\n"})):
         blob, diff_id = tar_gz(files)
-        layers.append({"mediaType": DOCKER_LAYER_GZIP if docker else OCI_LAYER_GZIP, "digest": state.add_blob(repository, blob),
-                       "size": len(blob)})
+        layers.append(
+            {
+                "mediaType": DOCKER_LAYER_GZIP if docker else OCI_LAYER_GZIP,
+                "digest": state.add_blob(repository, blob),
+                "size": len(blob),
+            }
+        )
         diff_ids.append(diff_id)
     config = {
-        "architecture": "amd64", "os": "linux", "created": "2026-11-01T00:00:00Z",
-        "config": {"User": "10001:10001", "Entrypoint": ["stages"], "Cmd": ["--help"], "WorkingDir": "/tmp",
-                   "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"], "Labels": {"base.label": "kept"}},
+        "architecture": "amd64",
+        "os": "linux",
+        "created": "2026-11-01T00:00:00Z",
+        "config": {
+            "User": "10001:10001",
+            "Entrypoint": ["stages"],
+            "Cmd": ["--help"],
+            "WorkingDir": "/tmp",
+            "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"],
+            "Labels": {"base.label": "kept"},
+        },
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [{"created_by": "layer one"}, {"created_by": "ENV x=y", "empty_layer": True}, {"created_by": "layer two"}],
+        "history": [
+            {"created_by": "layer one"},
+            {"created_by": "ENV x=y", "empty_layer": True},
+            {"created_by": "layer two"},
+        ],
     }
     config_bytes = json.dumps(config).encode()
     manifest = {
         "schemaVersion": 2,
         "mediaType": DOCKER_MANIFEST if docker else OCI_MANIFEST,
-        "config": {"mediaType": DOCKER_CONFIG if docker else OCI_CONFIG, "digest": state.add_blob(repository, config_bytes),
-                   "size": len(config_bytes)},
+        "config": {
+            "mediaType": DOCKER_CONFIG if docker else OCI_CONFIG,
+            "digest": state.add_blob(repository, config_bytes),
+            "size": len(config_bytes),
+        },
         "layers": layers,
     }
     manifest_bytes = json.dumps(manifest, indent=2).encode()
@@ -89,15 +113,26 @@ def seed_base(registry: FakeRegistry, repository: str = BASE_REPO, docker: bool 
     for platform in platforms:
         os_name, architecture = platform.split("/")
         digest = manifest_digest if platform == "linux/amd64" else digest_of(platform.encode())
-        entries.append({"mediaType": manifest["mediaType"], "digest": digest, "size": len(manifest_bytes),
-                        "platform": {"os": os_name, "architecture": architecture}})
+        entries.append(
+            {
+                "mediaType": manifest["mediaType"],
+                "digest": digest,
+                "size": len(manifest_bytes),
+                "platform": {"os": os_name, "architecture": architecture},
+            }
+        )
     index = {"schemaVersion": 2, "mediaType": DOCKER_LIST if docker else OCI_INDEX, "manifests": entries}
     if not docker:
         schema_validator("image-index-schema.json").validate(index)  # the fixture itself is a valid OCI index
     index_bytes = json.dumps(index).encode()
     index_digest = state.add_manifest(repository, "cpu", index_bytes, index["mediaType"])
-    return {"manifest": manifest, "manifest_digest": manifest_digest, "config": config, "index_digest": index_digest,
-            "reference": f"{registry.host}/{repository}@{index_digest}"}
+    return {
+        "manifest": manifest,
+        "manifest_digest": manifest_digest,
+        "config": config,
+        "index_digest": index_digest,
+        "reference": f"{registry.host}/{repository}@{index_digest}",
+    }
 
 
 def make_bundle(folder: Path, base_image: str) -> Path:
@@ -110,8 +145,13 @@ def make_bundle(folder: Path, base_image: str) -> Path:
     (folder / "Dockerfile").write_text(f"FROM {base_image}\nCOPY . /model\n")
     (folder / "extra").mkdir()
     (folder / "extra" / "notes.txt").write_text("nested\n")
-    provenance = {"model_name": "issue-summarization", "base_image": base_image, "built_at": "2026-11-30T06:00:00+00:00",
-                  "code": {"version": "0.1.0", "source_sha256": "ab" * 32}, "files": checksums(folder)}
+    provenance = {
+        "model_name": "issue-summarization",
+        "base_image": base_image,
+        "built_at": "2026-11-30T06:00:00+00:00",
+        "code": {"version": "0.1.0", "source_sha256": "ab" * 32},
+        "files": checksums(folder),
+    }
     (folder / PROVENANCE).write_text(json.dumps(provenance, indent=2))
     return folder
 
@@ -175,7 +215,9 @@ def test_the_serving_image_is_tagged_with_the_job_id_and_image_json_records_its_
     assert record["digest"] == digest_of(body)
     assert record["base_digest"] == base["manifest_digest"]  # the linux/amd64 manifest of the index
     saved = json.loads((tmp_path / "out" / "image.json").read_text())
-    assert saved == record and saved["provenance_sha256"] == digest_of((tmp_path / "bundle" / PROVENANCE).read_bytes())[7:]
+    assert (
+        saved == record and saved["provenance_sha256"] == digest_of((tmp_path / "bundle" / PROVENANCE).read_bytes())[7:]
+    )
 
 
 def test_the_manifest_and_config_are_valid_oci_and_their_descriptors_match_the_blobs(registry, tmp_path):
@@ -191,8 +233,10 @@ def test_the_manifest_and_config_are_valid_oci_and_their_descriptors_match_the_b
     new = manifest["layers"][-1]
     assert manifest["layers"][:-1] == base["manifest"]["layers"]
     assert new["mediaType"] == OCI_LAYER_GZIP
-    assert config["rootfs"]["diff_ids"] == [*base["config"]["rootfs"]["diff_ids"],
-                                            digest_of(gzip.decompress(registry.blob(new["digest"])))]
+    assert config["rootfs"]["diff_ids"] == [
+        *base["config"]["rootfs"]["diff_ids"],
+        digest_of(gzip.decompress(registry.blob(new["digest"]))),
+    ]
 
 
 def test_the_new_layer_holds_the_bundle_under_model_owned_by_the_non_root_user(registry, tmp_path):
@@ -293,8 +337,11 @@ def test_the_token_is_asked_for_with_the_secret_and_push_and_pull_scopes(registr
     assert set(first["scope"]) == {f"repository:{TARGET_REPO}:pull,push", f"repository:{BASE_REPO}:pull"}
     token_calls = [r for r in registry.state.requests if r.path == "/token"]
     assert token_calls[0].headers["Authorization"] == "Basic " + base64.b64encode(f"robot:{PASSWORD}".encode()).decode()
-    assert all(r.headers.get("Authorization", "").startswith("Bearer ") for r in registry.state.requests
-               if r.path.startswith("/v2/") and r.path != "/v2/")
+    assert all(
+        r.headers.get("Authorization", "").startswith("Bearer ")
+        for r in registry.state.requests
+        if r.path.startswith("/v2/") and r.path != "/v2/"
+    )
 
 
 def test_the_registry_token_never_goes_to_an_upload_location_on_another_host(registry):
@@ -304,8 +351,9 @@ def test_the_registry_token_never_goes_to_an_upload_location_on_another_host(reg
     client.ping()
     with FakeRegistry(auth="none") as storage:  # the spec lets a registry hand uploads to another server
         storage.state.uploads["s1"] = TARGET_REPO
-        client.finish_upload(f"http://{storage.host}/v2/{TARGET_REPO}/blobs/uploads/s1?_state=x", digest_of(b"blob"),
-                             b"blob", 4)
+        client.finish_upload(
+            f"http://{storage.host}/v2/{TARGET_REPO}/blobs/uploads/s1?_state=x", digest_of(b"blob"), b"blob", 4
+        )
         (put,) = storage.state.requests
     assert put.method == "PUT" and "Authorization" not in put.headers
     assert storage.blob(digest_of(b"blob")) == b"blob"
@@ -320,14 +368,22 @@ def test_a_basic_auth_registry_gets_basic_credentials(tmp_path):
 
 def test_credentials_as_username_and_password_and_docker_hub_keys_are_read(tmp_path):
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({"auths": {
-        "https://index.docker.io/v1/": {"username": "hub", "password": "p1"},
-        "https://registry.example.com:5000/": {"auth": base64.b64encode(b"user:p:2").decode()},
-    }}))
+    path.write_text(
+        json.dumps(
+            {
+                "auths": {
+                    "https://index.docker.io/v1/": {"username": "hub", "password": "p1"},
+                    "https://registry.example.com:5000/": {"auth": base64.b64encode(b"user:p:2").decode()},
+                }
+            }
+        )
+    )
     credentials = load_credentials(path)
     assert (credentials["docker.io"].username, credentials["docker.io"].password) == ("hub", "p1")
     assert (credentials["registry.example.com:5000"].username, credentials["registry.example.com:5000"].password) == (
-        "user", "p:2")
+        "user",
+        "p:2",
+    )
 
 
 def test_a_broken_auth_entry_is_named_without_its_value(tmp_path):
@@ -349,16 +405,21 @@ def cli_export(registry: FakeRegistry, tmp_path: Path, monkeypatch, secret: Path
         monkeypatch.setenv(key, value)
     if secret is None:
         monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
-    return run_stages("export", "--input", bundle, "--output", tmp_path / "out", "--image", f"{registry.host}/{TARGET_REPO}")
+    return run_stages(
+        "export", "--input", bundle, "--output", tmp_path / "out", "--image", f"{registry.host}/{TARGET_REPO}"
+    )
 
 
-def test_in_a_cluster_without_credentials_the_registry_answers_401_and_export_fails(registry, tmp_path, monkeypatch,
-                                                                                   capsys):
+def test_in_a_cluster_without_credentials_the_registry_answers_401_and_export_fails(
+    registry, tmp_path, monkeypatch, capsys
+):
     code = cli_export(registry, tmp_path, monkeypatch, secret=None)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 5  # RegistryError: the export could not push
-    assert err[-1] == (f"stages export: error: cannot push {registry.host}/{TARGET_REPO}:{JOB}: registry {registry.host}: "
-                       f"token request HTTP 401: no credentials for {registry.host} in REGISTRY_AUTH_FILE")
+    assert err[-1] == (
+        f"stages export: error: cannot push {registry.host}/{TARGET_REPO}:{JOB}: registry {registry.host}: "
+        f"token request HTTP 401: no credentials for {registry.host} in REGISTRY_AUTH_FILE"
+    )
     assert not (tmp_path / "out").exists()
     assert (TARGET_REPO, JOB) not in registry.state.manifests
 
@@ -381,7 +442,9 @@ def test_in_a_cluster_an_unreachable_registry_fails_the_step(tmp_path, monkeypat
     code = run_stages("export", "--input", bundle, "--output", tmp_path / "out", "--image", f"{host}/{TARGET_REPO}")
     err = capsys.readouterr().err.strip()
     assert code != 0 and len(err.splitlines()) == 1
-    assert err.startswith(f"stages export: error: cannot push {host}/{TARGET_REPO}:{JOB}: registry {host}: cannot connect")
+    assert err.startswith(
+        f"stages export: error: cannot push {host}/{TARGET_REPO}:{JOB}: registry {host}: cannot connect"
+    )
 
 
 def test_in_a_cluster_a_missing_secret_file_fails_the_step(registry, tmp_path, monkeypatch, capsys):
@@ -409,8 +472,10 @@ def test_a_successful_push_never_prints_or_stores_the_credentials(registry, tmp_
         ("python:3.11-slim", ("docker.io", "library/python", "3.11-slim", None)),
         ("docker.io/team/app", ("docker.io", "team/app", None, None)),
         ("localhost:5000/team/app:v1", ("localhost:5000", "team/app", "v1", None)),
-        ("europe-docker.pkg.dev/p/r/stages@sha256:" + "a" * 64,
-         ("europe-docker.pkg.dev", "p/r/stages", None, "sha256:" + "a" * 64)),
+        (
+            "europe-docker.pkg.dev/p/r/stages@sha256:" + "a" * 64,
+            ("europe-docker.pkg.dev", "p/r/stages", None, "sha256:" + "a" * 64),
+        ),
         ("172.18.0.2:5000/stages:abc@sha256:" + "b" * 64, ("172.18.0.2:5000", "stages", "abc", "sha256:" + "b" * 64)),
     ],
 )
@@ -434,13 +499,17 @@ def test_push_onto_a_real_stage_image_in_a_real_registry(tmp_path):
     if not (base and target):
         pytest.skip("set EXPORT_TEST_BASE and EXPORT_TEST_REPO (and REGISTRY_AUTH_FILE if needed) to push for real")
     bundle = make_bundle(tmp_path / "bundle", base)
-    env = {"KUBERNETES_SERVICE_HOST": "real", "PACH_JOB_ID": JOB, **{
-        key: os.environ[key] for key in ("REGISTRY_AUTH_FILE",) if key in os.environ}}
+    env = {
+        "KUBERNETES_SERVICE_HOST": "real",
+        "PACH_JOB_ID": JOB,
+        **{key: os.environ[key] for key in ("REGISTRY_AUTH_FILE",) if key in os.environ},
+    }
     record = run_export(bundle, tmp_path / "out", target, env=env)
     reference = parse_reference(record["image"])
     credentials = load_credentials(Path(env["REGISTRY_AUTH_FILE"])) if "REGISTRY_AUTH_FILE" in env else {}
-    client = RegistryClient(reference.registry, credentials.get(reference.registry),
-                            scopes=[f"repository:{reference.repository}:pull"])
+    client = RegistryClient(
+        reference.registry, credentials.get(reference.registry), scopes=[f"repository:{reference.repository}:pull"]
+    )
     body, _, digest = client.get_manifest(reference.repository, JOB)
     assert digest == record["digest"]
     assert json.loads(body)["layers"][-1]["digest"] == record["layer"]["digest"]

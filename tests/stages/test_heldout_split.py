@@ -4,9 +4,9 @@ import csv
 import json
 
 import pytest
-from tests.stages.conftest import run_stages
 
 from issue_titles.split import HELDOUT_REPOSITORIES, repository_of
+from tests.stages.conftest import run_stages
 
 
 def write_rows(path, rows):
@@ -27,7 +27,9 @@ def raw(tmp_path):
     folder.mkdir()
     rows = []
     for index in range(30):
-        rows.append([f"https://github.com/apache/kafka/pull/{index}", f"kafka title {index}", f"kafka body {index} words"])
+        rows.append(
+            [f"https://github.com/apache/kafka/pull/{index}", f"kafka title {index}", f"kafka body {index} words"]
+        )
     for index in range(6):
         rows.append([f"https://github.com/ollama/ollama/pull/{index}", f"ollama title {index}", f"ollama body {index}"])
         rows.append([f"https://github.com/onnx/onnx/commit/abc{index}", f"onnx title {index}", f"onnx body {index}"])

@@ -9,18 +9,19 @@ from pathlib import Path
 import pytest
 
 from issue_titles.csvio import Issue, ReadReport, read_issue_file, write_issues
+from issue_titles.encode import run_encode_shards
 from issue_titles.incremental import LINEAGE, TRAINED_KEYS, UpdateSettings, decide, run_train_incremental
 from issue_titles.jsonio import read_json
 from issue_titles.shards import ShardSettings, merge_side, run_split_shards, unit_hash
 from issue_titles.text import TextConfig
 from issue_titles.train import TrainSettings
-from issue_titles.encode import run_encode_shards
 from issue_titles.vocabulary import run_vocabulary
 from tests.tiny_model import tiny_issues
 
 TEXT = TextConfig(body_vocab_size=120, body_length=24, title_vocab_size=60, title_length=8)
-TRAIN = TrainSettings(epochs=2, batch_size=16, embedding_dim=16, hidden_dim=16, dropout=0.0, learning_rate=0.01,
-                      verbose=0)
+TRAIN = TrainSettings(
+    epochs=2, batch_size=16, embedding_dim=16, hidden_dim=16, dropout=0.0, learning_rate=0.01, verbose=0
+)
 
 
 def sides(split: Path) -> dict[str, dict[str, str]]:
@@ -98,8 +99,9 @@ def add_file_and_refit(chain: Path, target: Path, rows, threshold: float) -> dic
     shutil.copytree(chain / "raw", target / "raw")
     write_issues(target / "raw" / "b.csv", rows)
     run_split_shards(target / "raw", target / "split", ShardSettings(test_fraction=0.2))
-    return run_vocabulary(target / "split", target / "vocabulary", TEXT, previous=chain / "vocabulary",
-                          threshold=threshold)
+    return run_vocabulary(
+        target / "split", target / "vocabulary", TEXT, previous=chain / "vocabulary", threshold=threshold
+    )
 
 
 def test_below_the_drift_threshold_the_vocabulary_stays_byte_identical(chain: Path, tmp_path: Path) -> None:
@@ -111,25 +113,38 @@ def test_below_the_drift_threshold_the_vocabulary_stays_byte_identical(chain: Pa
 
 
 def test_above_the_drift_threshold_a_fresh_vocabulary_forces_a_full_retrain(chain: Path, tmp_path: Path) -> None:
-    unrelated = [Issue(f"https://example.com/other/{i}", f"bump lodash to {i}.0",
-                                 f"Bumps lodash from {i} to {i + 1}. Release notes, changelog, commits.")
-                 for i in range(40)]
+    unrelated = [
+        Issue(
+            f"https://example.com/other/{i}",
+            f"bump lodash to {i}.0",
+            f"Bumps lodash from {i} to {i + 1}. Release notes, changelog, commits.",
+        )
+        for i in range(40)
+    ]
     report = add_file_and_refit(chain, tmp_path, unrelated, threshold=0.005)
     assert not report["kept_previous"] and max(report["drift"].values()) > 0.005
     run_encode_shards(tmp_path / "split", tmp_path / "vocabulary", tmp_path / "pre")
 
     from issue_titles.incremental import assemble
+
     assemble(tmp_path / "pre", tmp_path / "vocabulary", tmp_path / "flat")
     mode, reason = decide(chain / "train", tmp_path / "flat", TRAIN, UpdateSettings())
     assert mode == "full" and "vocabulary changed" in reason
 
 
-def test_an_unchanged_vocabulary_warm_starts_from_the_previous_model_and_records_the_chain(chain: Path,
-                                                                                         tmp_path: Path) -> None:
+def test_an_unchanged_vocabulary_warm_starts_from_the_previous_model_and_records_the_chain(
+    chain: Path, tmp_path: Path
+) -> None:
     add_file_and_refit(chain, tmp_path, tiny_issues(80)[60:], threshold=0.5)
     run_encode_shards(tmp_path / "split", tmp_path / "vocabulary", tmp_path / "pre")
-    info = run_train_incremental(tmp_path / "pre", tmp_path / "vocabulary", tmp_path / "train", TRAIN,
-                                 UpdateSettings(min_replay=10), previous_dir=chain / "train")
+    info = run_train_incremental(
+        tmp_path / "pre",
+        tmp_path / "vocabulary",
+        tmp_path / "train",
+        TRAIN,
+        UpdateSettings(min_replay=10),
+        previous_dir=chain / "train",
+    )
 
     lineage = read_json(tmp_path / "train" / LINEAGE)
     assert lineage["mode"] == "update" and info["lineage"] == lineage
@@ -143,19 +158,25 @@ def test_an_unchanged_vocabulary_warm_starts_from_the_previous_model_and_records
 
 
 def test_a_warm_start_whose_shapes_do_not_match_is_refused_and_falls_back_to_a_full_training(
-        chain: Path, tmp_path: Path, capsys) -> None:
+    chain: Path, tmp_path: Path, capsys
+) -> None:
     from issue_titles.train import run_train
 
     previous = tmp_path / "previous"
     shutil.copytree(chain / "train", previous)
     from issue_titles.incremental import assemble
+
     assemble(chain / "pre", chain / "vocabulary", tmp_path / "flat")
-    run_train(tmp_path / "flat", tmp_path / "wider", TrainSettings(epochs=1, batch_size=16, embedding_dim=16,
-                                                                hidden_dim=24, verbose=0))
+    run_train(
+        tmp_path / "flat",
+        tmp_path / "wider",
+        TrainSettings(epochs=1, batch_size=16, embedding_dim=16, hidden_dim=24, verbose=0),
+    )
     shutil.copyfile(tmp_path / "wider" / "model.weights.h5", previous / "model.weights.h5")  # same record, other shapes
 
-    info = run_train_incremental(chain / "pre", chain / "vocabulary", tmp_path / "train", TRAIN, UpdateSettings(),
-                                 previous_dir=previous)
+    info = run_train_incremental(
+        chain / "pre", chain / "vocabulary", tmp_path / "train", TRAIN, UpdateSettings(), previous_dir=previous
+    )
 
     err = capsys.readouterr().err
     assert "warm start refused: the previous model's weights do not fit this model" in err

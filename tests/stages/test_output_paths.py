@@ -13,10 +13,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from tests.stages.conftest import run_stages
 
 from issue_titles import atomic
 from issue_titles.atomic import MARKER
+from tests.stages.conftest import run_stages
 
 HEADER = "issue_url,issue_title,body\n"
 
@@ -81,7 +81,9 @@ def test_dot_as_the_output_of_a_step_run_inside_its_data_is_refused(tmp_path, mo
 
     assert split(Path("raw"), ".") == 2
 
-    assert "stages split: error: .: contains the input raw; replacing it would delete the input" in capsys.readouterr().err
+    assert (
+        "stages split: error: .: contains the input raw; replacing it would delete the input" in capsys.readouterr().err
+    )
     assert (raw / "issues.csv").is_file()
 
 
@@ -195,7 +197,9 @@ def test_a_symlinked_output_is_filled_through_the_link(tmp_path):
     assert split(raw, tmp_path / "pfs" / "out") == 0
 
     assert (tmp_path / "pfs" / "out").is_symlink()
-    assert sorted(tree(tmp_path / "scratch" / "out")) == sorted([MARKER, "heldout.csv", "report.json", "test.csv", "train.csv"])
+    assert sorted(tree(tmp_path / "scratch" / "out")) == sorted(
+        [MARKER, "heldout.csv", "report.json", "test.csv", "train.csv"]
+    )
 
 
 @pytest.mark.parametrize("target", ["missing", "file.txt"])

@@ -21,5 +21,7 @@ def imported_roots(path: Path) -> set[str]:
 def test_the_stages_package_imports_no_pulumi_pipelines_or_localpach():
     modules = sorted(PACKAGE.rglob("*.py"))
     assert any(path.name == "registry.py" for path in modules)  # the export's registry client is among them
-    offenders = {path.relative_to(PACKAGE).as_posix(): sorted(imported_roots(path) & set(FORBIDDEN)) for path in modules}
+    offenders = {
+        path.relative_to(PACKAGE).as_posix(): sorted(imported_roots(path) & set(FORBIDDEN)) for path in modules
+    }
     assert {name: found for name, found in offenders.items() if found} == {}

@@ -16,9 +16,15 @@ from pachyderm_sdk.api import pfs
 from issue_titles.errors import StageError
 from issue_titles.previous import previous_output
 
-WORKER_ENV = {"ISSUE_TITLES_PREVIOUS_OUTPUT": "parent-commit", "PACH_OUTPUT_COMMIT_ID": "c3", "PPS_PIPELINE_NAME":
-              "train", "PPS_PROJECT_NAME": "default", "PACHD_PEER_SERVICE_HOST": "10.0.0.7",
-              "PACHD_PEER_SERVICE_PORT": "30653", "PACH_TOKEN": "pipeline-token"}
+WORKER_ENV = {
+    "ISSUE_TITLES_PREVIOUS_OUTPUT": "parent-commit",
+    "PACH_OUTPUT_COMMIT_ID": "c3",
+    "PPS_PIPELINE_NAME": "train",
+    "PPS_PROJECT_NAME": "default",
+    "PACHD_PEER_SERVICE_HOST": "10.0.0.7",
+    "PACHD_PEER_SERVICE_PORT": "30653",
+    "PACH_TOKEN": "pipeline-token",
+}
 
 
 class FakePfs:
@@ -32,8 +38,10 @@ class FakePfs:
     def inspect_commit(self, *, commit, wait=None):
         assert commit.repo.name == "train" and commit.repo.project.name == "default"
         parent = self.parents[commit.id]
-        return SimpleNamespace(parent_commit=pfs.Commit(id=parent, repo=commit.repo) if parent else None,
-                               error=self.errors.get(commit.id, ""))
+        return SimpleNamespace(
+            parent_commit=pfs.Commit(id=parent, repo=commit.repo) if parent else None,
+            error=self.errors.get(commit.id, ""),
+        )
 
     def walk_file(self, *, file):
         for path in self.files[file.commit.id]:
@@ -59,12 +67,14 @@ def test_outside_a_pipeline_there_is_no_previous_output(tmp_path: Path) -> None:
 def test_localpach_names_the_previous_output_folder_or_none(tmp_path: Path) -> None:
     request = {"ISSUE_TITLES_PREVIOUS_OUTPUT": "parent-commit"}
     assert previous_output(tmp_path, request | {"LOCALPACH_PREVIOUS_OUTPUT": ""}) == (None, None)
-    assert previous_output(tmp_path, request | {"LOCALPACH_PREVIOUS_OUTPUT": "/x", "LOCALPACH_PREVIOUS_OUTPUT_COMMIT":
-                                                "abc"}) == (Path("/x"), "abc")
+    assert previous_output(
+        tmp_path, request | {"LOCALPACH_PREVIOUS_OUTPUT": "/x", "LOCALPACH_PREVIOUS_OUTPUT_COMMIT": "abc"}
+    ) == (Path("/x"), "abc")
 
 
 def test_a_worker_reads_the_last_good_parent_of_its_output_commit_from_pachd_with_its_token(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(pachyderm_sdk, "Client", FakeClient)
 
     folder, commit = previous_output(tmp_path / "previous", WORKER_ENV)

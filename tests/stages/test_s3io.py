@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from issue_titles.errors import StageError
 from issue_titles.s3io import (
     EMPTY_SHA256,
@@ -18,7 +19,6 @@ from issue_titles.s3io import (
     signed_headers,
     upload_folder,
 )
-
 from tests.stages.fake_cluster import S3State, fake_s3
 
 # AWS's Signature Version 4 test suite (aws-sig-v4-test-suite, as in botocore's and the AWS SDKs' tests): the
@@ -31,29 +31,38 @@ TOKEN = "0123456789abcdef0123456789abcdef"  # a Pachyderm token: the access key 
 
 def test_get_vanilla_from_the_aws_test_suite() -> None:
     request, _ = canonical_request("GET", "https://example.amazonaws.com/", SUITE_HEADERS, EMPTY_SHA256)
-    assert request == ("GET\n/\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\n"
-                       "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-    assert authorization("GET", "https://example.amazonaws.com/", SUITE_HEADERS, EMPTY_SHA256, SUITE,
-                         service="service") == (
-        SCOPE + ", Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31")
+    assert request == (
+        "GET\n/\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\n"
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    )
+    assert authorization(
+        "GET", "https://example.amazonaws.com/", SUITE_HEADERS, EMPTY_SHA256, SUITE, service="service"
+    ) == (SCOPE + ", Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31")
 
 
 def test_get_vanilla_query_order_key_case_from_the_aws_test_suite() -> None:
     url = "https://example.amazonaws.com/?Param2=value2&Param1=value1"
     assert authorization("GET", url, SUITE_HEADERS, EMPTY_SHA256, SUITE, service="service") == (
-        SCOPE + ", Signature=b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500")
+        SCOPE + ", Signature=b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500"
+    )
 
 
 def test_the_s3_get_object_example_from_the_aws_docs() -> None:
     """Amazon S3 API reference, "Signature Calculations for the Authorization Header": GET /test.txt, Range 0-9."""
     credentials = Credentials("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
-    headers = {"Host": "examplebucket.s3.amazonaws.com", "Range": "bytes=0-9", "x-amz-content-sha256": EMPTY_SHA256,
-               "x-amz-date": "20130524T000000Z"}
-    assert authorization("GET", "https://examplebucket.s3.amazonaws.com/test.txt", headers, EMPTY_SHA256,
-                         credentials) == (
+    headers = {
+        "Host": "examplebucket.s3.amazonaws.com",
+        "Range": "bytes=0-9",
+        "x-amz-content-sha256": EMPTY_SHA256,
+        "x-amz-date": "20130524T000000Z",
+    }
+    assert authorization(
+        "GET", "https://examplebucket.s3.amazonaws.com/test.txt", headers, EMPTY_SHA256, credentials
+    ) == (
         "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
         "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
-        "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
+        "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+    )
 
 
 def test_credentials_come_from_the_workers_env_and_never_show_in_a_repr() -> None:
@@ -68,8 +77,10 @@ def test_credentials_come_from_the_workers_env_and_never_show_in_a_repr() -> Non
 @pytest.fixture
 def gateway():
     """A gateway with Pachyderm auth on, holding a bucket with keys that need escaping, over two pages."""
-    state = S3State(tokens={TOKEN}, buckets={"pre_process": {"a b+c.npy": b"1", "meta/vocab~x.json": b"22",
-                                                             "z.txt": b"333"}, "out": {}})
+    state = S3State(
+        tokens={TOKEN},
+        buckets={"pre_process": {"a b+c.npy": b"1", "meta/vocab~x.json": b"22", "z.txt": b"333"}, "out": {}},
+    )
     server, url = fake_s3(state)
     yield state, url
     server.shutdown()
@@ -119,8 +130,9 @@ def test_a_request_signed_more_than_15_minutes_ago_is_refused(gateway) -> None:
     _, url = gateway
     target = f"{url}/pre_process"
     old = datetime.now(UTC) - timedelta(minutes=16)
-    response = requests.get(target, headers=signed_headers("GET", target, Credentials(TOKEN, TOKEN), now=old),
-                            timeout=5)
+    response = requests.get(
+        target, headers=signed_headers("GET", target, Credentials(TOKEN, TOKEN), now=old), timeout=5
+    )
     assert response.status_code == 403 and b"RequestTimeTooSkewed" in response.content
 
 

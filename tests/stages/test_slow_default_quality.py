@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.stages.conftest import data_set_path
 
 from issue_titles.split import HELDOUT_REPOSITORIES
+from tests.stages.conftest import data_set_path
 
 MARGIN = 0.05
 LENGTH_TOLERANCE = 0.15
@@ -39,8 +39,14 @@ def metrics(tmp_path_factory) -> dict:
     stages("build", "--input", root / "train", "--input", root / "split", "--output", root / "build")
     result = json.loads((root / "build" / "metrics.json").read_text())
     print(json.dumps({key: result[key] for key in ("model", "lead_baseline", "test_rows")}))
-    print(json.dumps({name: (repo["model"]["rouge_l"], repo["best_baseline"]) for name, repo in
-                      result["heldout"]["repositories"].items()}))
+    print(
+        json.dumps(
+            {
+                name: (repo["model"]["rouge_l"], repo["best_baseline"])
+                for name, repo in result["heldout"]["repositories"].items()
+            }
+        )
+    )
     return result
 
 

@@ -10,14 +10,18 @@ from issue_titles.text import clean_body
     ("body", "cleaned"),
     [
         ("## Summary Add roundtrip support for notebooks.", "Add roundtrip support for notebooks."),
-        ("# Which issue does this PR close? Closes #12. # Rationale for this change Faster reads.",
-         "Closes #12. Faster reads."),
+        (
+            "# Which issue does this PR close? Closes #12. # Rationale for this change Faster reads.",
+            "Closes #12. Faster reads.",
+        ),
         ("**Description:** Fixing a bug in Unwrap", "Fixing a bug in Unwrap"),
         ("## What changed? Add metrics. ## Why? To monitor.", "Add metrics. To monitor."),
         ("### Motivation and Context This PR fixes cpplint", "This PR fixes cpplint"),
         ("## Describe your changes react-hotkeys is old", "react-hotkeys is old"),
-        ("<!-- describe the change --> ok - [x] done [docs](https://x.y/z) ![shot](a.png) <b>bold</b>",
-         "ok done docs bold"),
+        (
+            "<!-- describe the change --> ok - [x] done [docs](https://x.y/z) ![shot](a.png) <b>bold</b>",
+            "ok done docs bold",
+        ),
         ("see https://github.com/a/b/pull/1 for details", "see for details"),
     ],
 )

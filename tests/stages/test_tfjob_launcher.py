@@ -11,16 +11,27 @@ from issue_titles import tfjob
 from issue_titles.contract import MODEL_FILES
 from issue_titles.tfjob import KubeApi, ReplicaSpec, TFJobFailed, run_launch
 from tests.stages.conftest import run_stages
-from tests.stages.fake_cluster import FAILED, RUNNING, SUCCEEDED, KubeState, S3State, fake_kube, fake_s3
+from tests.stages.fake_cluster import FAILED, RUNNING, KubeState, S3State, fake_kube, fake_s3
 
 JOB_ID = "job1"
-SPEC = ReplicaSpec(image="registry.example.com/issue-titles/stages@sha256:" + "a" * 64, workers=2,
-                   image_pull_secret="registry-credentials", train_args=("--architecture", "default", "--epochs", "4"))
+SPEC = ReplicaSpec(
+    image="registry.example.com/issue-titles/stages@sha256:" + "a" * 64,
+    workers=2,
+    image_pull_secret="registry-credentials",
+    train_args=("--architecture", "default", "--epochs", "4"),
+)
 TOKEN = "6d1c0b6e1f5a4c0e9a7b2d3c4e5f6a7b"  # the pipeline's Pachyderm token, as the worker hands it (auth on)
-ENV = {"PACH_JOB_ID": JOB_ID, "S3_ENDPOINT": "http://s3-job1.issue-titles:600", "AWS_ACCESS_KEY_ID": TOKEN,
-       "AWS_SECRET_ACCESS_KEY": TOKEN, "PACH_TOKEN": TOKEN}
-SECRET_REFS = [{"name": key, "valueFrom": {"secretKeyRef": {"name": "train-job1-s3", "key": key}}}
-               for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+ENV = {
+    "PACH_JOB_ID": JOB_ID,
+    "S3_ENDPOINT": "http://s3-job1.issue-titles:600",
+    "AWS_ACCESS_KEY_ID": TOKEN,
+    "AWS_SECRET_ACCESS_KEY": TOKEN,
+    "PACH_TOKEN": TOKEN,
+}
+SECRET_REFS = [
+    {"name": key, "valueFrom": {"secretKeyRef": {"name": "train-job1-s3", "key": key}}}
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+]
 
 
 def assert_no_token(text: str) -> None:
@@ -47,9 +58,22 @@ def test_the_worker_creates_its_jobs_tfjob_follows_it_and_deletes_it(kube, capsy
     assert worker["replicas"] == 2 and worker["restartPolicy"] == "Never"
     container = worker["template"]["spec"]["containers"][0]
     assert container["name"] == "tensorflow"  # the container the operator puts TF_CONFIG into
-    assert container["command"] == ["stages", "train", "--from-s3", "pre_process", "--input", "/tmp/input",
-                                    "--to-s3", "out", "--output", "/tmp/output", "--architecture", "default",
-                                    "--epochs", "4"]
+    assert container["command"] == [
+        "stages",
+        "train",
+        "--from-s3",
+        "pre_process",
+        "--input",
+        "/tmp/input",
+        "--to-s3",
+        "out",
+        "--output",
+        "/tmp/output",
+        "--architecture",
+        "default",
+        "--epochs",
+        "4",
+    ]
     assert {e["name"]: e.get("value") for e in container["env"]}["S3_ENDPOINT"] == ENV["S3_ENDPOINT"]
     assert state.deleted == ["train-job1"] and state.jobs == {}
     log = capsys.readouterr().out
@@ -70,13 +94,22 @@ def test_the_token_goes_into_a_secret_owned_by_the_tfjob_never_into_the_tfjob(ku
     assert secret["kind"] == "Secret" and secret["type"] == "Opaque"
     assert secret["metadata"]["name"] == "train-job1-s3" and secret["metadata"]["namespace"] == "issue-titles"
     [owner] = secret["metadata"]["ownerReferences"]
-    assert owner == {"apiVersion": "kubeflow.org/v1", "kind": "TFJob", "name": "train-job1",
-                     "uid": state.created_uids["train-job1"]}  # the uid the API server gave the TFJob
+    assert owner == {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "TFJob",
+        "name": "train-job1",
+        "uid": state.created_uids["train-job1"],
+    }  # the uid the API server gave the TFJob
     assert {key: base64.b64decode(value).decode() for key, value in secret["data"].items()} == {
-        "AWS_ACCESS_KEY_ID": TOKEN, "AWS_SECRET_ACCESS_KEY": TOKEN}
+        "AWS_ACCESS_KEY_ID": TOKEN,
+        "AWS_SECRET_ACCESS_KEY": TOKEN,
+    }
     # created after the TFJob (it needs its uid), deleted before it
-    kinds = [(method, "secrets" if "/secrets" in path else "tfjobs") for method, path in state.requests
-             if method in ("POST", "DELETE")]
+    kinds = [
+        (method, "secrets" if "/secrets" in path else "tfjobs")
+        for method, path in state.requests
+        if method in ("POST", "DELETE")
+    ]
     assert kinds == [("POST", "tfjobs"), ("POST", "secrets"), ("DELETE", "secrets"), ("DELETE", "tfjobs")]
     assert state.secrets_deleted == ["train-job1-s3"] and state.secrets == {} and state.collected == []
     out = capsys.readouterr()
@@ -100,13 +133,16 @@ def test_a_failed_tfjob_fails_the_datum_with_the_tfjobs_own_reason(kube, monkeyp
     for key, value in (ENV | {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}).items():
         monkeypatch.setenv(key, value)
 
-    code = run_stages("launch-tfjob", "--image", SPEC.image, "--workers", "2", "--poll-seconds", "0.01",
-                      "--", "--epochs", "4")
+    code = run_stages(
+        "launch-tfjob", "--image", SPEC.image, "--workers", "2", "--poll-seconds", "0.01", "--", "--epochs", "4"
+    )
 
     assert code == TFJobFailed.exit_code != 0  # a non-zero exit fails the datum
     out, err = capsys.readouterr()
-    assert ("TFJob train-job1 failed: TFJobFailed: TFJob issue-titles/train-job1 has failed because 1 Worker "
-            "replica(s) failed.") in err
+    assert (
+        "TFJob train-job1 failed: TFJobFailed: TFJob issue-titles/train-job1 has failed because 1 Worker "
+        "replica(s) failed."
+    ) in err
     assert state.deleted == ["train-job1"] and state.jobs == {}
     assert state.secrets_deleted == ["train-job1-s3"] and state.secrets == {}
     assert_no_token(out + err)
@@ -144,9 +180,14 @@ def test_a_stopped_worker_still_deletes_its_tfjob(kube) -> None:
 
     lines: list[str] = []
     with pytest.raises(KeyboardInterrupt):
-        tfjob.launch(api, tfjob.tfjob_manifest(SPEC, JOB_ID, state.namespace, ENV), log=lines.append,
-                     poll_seconds=0.01, sleep=sleep,
-                     secret=lambda created: tfjob.credentials_secret(JOB_ID, state.namespace, ENV, created))
+        tfjob.launch(
+            api,
+            tfjob.tfjob_manifest(SPEC, JOB_ID, state.namespace, ENV),
+            log=lines.append,
+            poll_seconds=0.01,
+            sleep=sleep,
+            secret=lambda created: tfjob.credentials_secret(JOB_ID, state.namespace, ENV, created),
+        )
     assert state.deleted == ["train-job1"]
     assert state.secrets_deleted == ["train-job1-s3"] and state.secrets == {}
     assert_no_token("\n".join(lines))
@@ -176,8 +217,9 @@ def test_a_tfjob_that_never_ends_fails_after_the_timeout(kube) -> None:
 def test_the_api_refusing_the_tfjob_fails_with_its_message(kube) -> None:
     state, api = kube
     with pytest.raises(TFJobFailed, match="HTTP 401: Unauthorized"):
-        run_launch(SPEC, env=ENV, api=KubeApi(api.base_url, "wrong-token", state.namespace, verify=False),
-                   poll_seconds=0.01)
+        run_launch(
+            SPEC, env=ENV, api=KubeApi(api.base_url, "wrong-token", state.namespace, verify=False), poll_seconds=0.01
+        )
 
 
 def test_a_worker_outside_an_s3_enabled_pipeline_is_refused(kube) -> None:
@@ -195,16 +237,37 @@ def test_gpus_per_worker_get_the_gpu_toleration_and_limit() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
 
 
-def test_a_replica_trains_from_the_s3_gateway_and_the_chief_writes_the_model_into_out(tmp_path: Path, chain,
-                                                                                    monkeypatch) -> None:
-    state = S3State(buckets={"pre_process": {p.name: p.read_bytes() for p in chain["pre_process"].iterdir()
-                                             if p.is_file()}, "out": {}})
+def test_a_replica_trains_from_the_s3_gateway_and_the_chief_writes_the_model_into_out(
+    tmp_path: Path, chain, monkeypatch
+) -> None:
+    state = S3State(
+        buckets={
+            "pre_process": {p.name: p.read_bytes() for p in chain["pre_process"].iterdir() if p.is_file()},
+            "out": {},
+        }
+    )
     server, url = fake_s3(state)
     monkeypatch.setenv("S3_ENDPOINT", url)
     try:
-        code = run_stages("train", "--from-s3", "pre_process", "--input", tmp_path / "input", "--to-s3", "out",
-                          "--output", tmp_path / "output", "--epochs", "1", "--batch-size", "64",
-                          "--embedding-dim", "16", "--hidden-dim", "16")
+        code = run_stages(
+            "train",
+            "--from-s3",
+            "pre_process",
+            "--input",
+            tmp_path / "input",
+            "--to-s3",
+            "out",
+            "--output",
+            tmp_path / "output",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "64",
+            "--embedding-dim",
+            "16",
+            "--hidden-dim",
+            "16",
+        )
     finally:
         server.shutdown()
     assert code == 0
@@ -212,16 +275,38 @@ def test_a_replica_trains_from_the_s3_gateway_and_the_chief_writes_the_model_int
     assert state.buckets["out"]["model.weights.h5"] == (tmp_path / "output" / "model.weights.h5").read_bytes()
 
 
-def test_a_replica_trains_through_an_auth_on_gateway_with_the_secrets_credentials(tmp_path: Path, chain,
-                                                                                  monkeypatch) -> None:
+def test_a_replica_trains_through_an_auth_on_gateway_with_the_secrets_credentials(
+    tmp_path: Path, chain, monkeypatch
+) -> None:
     """Pachyderm auth on: the gateway refuses unsigned requests; the replica's env (AWS_* from the Secret) signs."""
-    state = S3State(tokens={TOKEN}, buckets={"pre_process": {p.name: p.read_bytes() for p in
-                                                             chain["pre_process"].iterdir() if p.is_file()},
-                                             "out": {}})
+    state = S3State(
+        tokens={TOKEN},
+        buckets={
+            "pre_process": {p.name: p.read_bytes() for p in chain["pre_process"].iterdir() if p.is_file()},
+            "out": {},
+        },
+    )
     server, url = fake_s3(state)
     monkeypatch.setenv("S3_ENDPOINT", url)
-    args = ("train", "--from-s3", "pre_process", "--input", tmp_path / "input", "--to-s3", "out", "--output",
-            tmp_path / "output", "--epochs", "1", "--batch-size", "64", "--embedding-dim", "16", "--hidden-dim", "16")
+    args = (
+        "train",
+        "--from-s3",
+        "pre_process",
+        "--input",
+        tmp_path / "input",
+        "--to-s3",
+        "out",
+        "--output",
+        tmp_path / "output",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--embedding-dim",
+        "16",
+        "--hidden-dim",
+        "16",
+    )
     try:
         monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
         monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
@@ -243,12 +328,12 @@ def test_a_real_training_operator_fails_the_tfjob_and_the_launcher_reports_it_an
     Failed, and the launcher must fail with the operator's own reason and leave no TFJob behind."""
     import os
 
-    api_url, namespace, image = (os.environ.get(k) for k in ("TFJOB_TEST_API", "TFJOB_TEST_NAMESPACE",
-                                                              "TFJOB_TEST_IMAGE"))
+    api_url, namespace, image = (
+        os.environ.get(k) for k in ("TFJOB_TEST_API", "TFJOB_TEST_NAMESPACE", "TFJOB_TEST_IMAGE")
+    )
     if not (api_url and namespace and image):
         pytest.skip("set TFJOB_TEST_API, TFJOB_TEST_NAMESPACE and TFJOB_TEST_IMAGE to run against a real cluster")
-    api = KubeApi(api_url, os.environ.get("TFJOB_TEST_TOKEN", "unused-behind-kubectl-proxy"), namespace,
-                  verify=False)
+    api = KubeApi(api_url, os.environ.get("TFJOB_TEST_TOKEN", "unused-behind-kubectl-proxy"), namespace, verify=False)
     spec = ReplicaSpec(image=image, workers=1, memory_request="512Mi", cpu_request="250m")
     env = {"PACH_JOB_ID": "clustertest0", "S3_ENDPOINT": "http://s3-nowhere.invalid:600"}
     with pytest.raises(TFJobFailed, match="TFJobFailed"):

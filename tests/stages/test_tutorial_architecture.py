@@ -2,10 +2,9 @@
 
 import json
 
-from tests.stages.conftest import run_stages
-
 from issue_titles.models import ModelConfig, TutorialSeq2Seq, build_model
 from issue_titles.predictor import TitlePredictor
+from tests.stages.conftest import run_stages
 
 
 def test_tutorial_model_has_the_tutorial_layers():

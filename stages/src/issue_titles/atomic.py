@@ -110,7 +110,9 @@ def _refuse_overlap(output: Path, target: Path, inputs: Iterable[Path], kind: st
     for source in inputs:
         source_resolved = Path(source).resolve()
         if resolved == source_resolved:
-            raise StageError(f"is also the input {source}; write the output to another {kind}" + _UNCHANGED, path=output)
+            raise StageError(
+                f"is also the input {source}; write the output to another {kind}" + _UNCHANGED, path=output
+            )
         if resolved in source_resolved.parents:
             raise StageError(
                 f"contains the input {source}; replacing it would delete the input" + _UNCHANGED, path=output

@@ -28,10 +28,10 @@ from issue_titles.errors import QualityGateError, StageError
 from issue_titles.evaluate import evaluate_split, load_for_split
 from issue_titles.jsonio import read_json, write_json
 from issue_titles.model_card import render_model_card
-from issue_titles.progress import TENSORBOARD_DIR, write_decoding_choice
 from issue_titles.predictor import DECODING_DEFAULTS
-from issue_titles.shards import flat_split_view, is_sharded_split
+from issue_titles.progress import TENSORBOARD_DIR, write_decoding_choice
 from issue_titles.provenance import BUNDLE_FORMAT, checksums, code_version
+from issue_titles.shards import flat_split_view, is_sharded_split
 
 DEFAULT_BASE_IMAGE = "issue-titles-stages:latest"
 OPTIONAL_TRAIN_FILES = ("history.csv", "loss.png")
@@ -82,7 +82,11 @@ def input_commits(inputs: Sequence[Path], env: Mapping[str, str]) -> dict[str, d
     commits = {}
     for path in inputs:
         name = next(
-            (key for key, value in env.items() if not key.endswith("_COMMIT") and value.rstrip("/") == str(path).rstrip("/")),
+            (
+                key
+                for key, value in env.items()
+                if not key.endswith("_COMMIT") and value.rstrip("/") == str(path).rstrip("/")
+            ),
             Path(path).name,
         )
         commits[name] = {"path": str(path), "commit": env.get(f"{name}_COMMIT")}
@@ -164,14 +168,47 @@ def run_build(
     if is_sharded_split(split_dir):  # one shard per raw file: score on their merged rows, each row once
         with tempfile.TemporaryDirectory(prefix="build-split-") as flat:
             flat_split_view(split_dir, Path(flat))
-            return _build(inputs, output_dir, train_dir, Path(flat), min_rouge_l, base_image, env, beat_baseline,
-                          beam_width, length_penalty, copy_bias)
-    return _build(inputs, output_dir, train_dir, split_dir, min_rouge_l, base_image, env, beat_baseline,
-                  beam_width, length_penalty, copy_bias)
+            return _build(
+                inputs,
+                output_dir,
+                train_dir,
+                Path(flat),
+                min_rouge_l,
+                base_image,
+                env,
+                beat_baseline,
+                beam_width,
+                length_penalty,
+                copy_bias,
+            )
+    return _build(
+        inputs,
+        output_dir,
+        train_dir,
+        split_dir,
+        min_rouge_l,
+        base_image,
+        env,
+        beat_baseline,
+        beam_width,
+        length_penalty,
+        copy_bias,
+    )
 
 
-def _build(inputs, output_dir, train_dir, split_dir, min_rouge_l, base_image, env, beat_baseline, beam_width,
-           length_penalty, copy_bias) -> dict:
+def _build(
+    inputs,
+    output_dir,
+    train_dir,
+    split_dir,
+    min_rouge_l,
+    base_image,
+    env,
+    beat_baseline,
+    beam_width,
+    length_penalty,
+    copy_bias,
+) -> dict:
     predictor, choice = load_for_split(train_dir, split_dir, beam_width, length_penalty, copy_bias)
     metrics = evaluate_split(predictor, split_dir) | {"decoding_choice": choice}
     check_quality_gate(metrics, min_rouge_l, beat_baseline)
@@ -200,11 +237,16 @@ def _build(inputs, output_dir, train_dir, split_dir, min_rouge_l, base_image, en
             # what the gate measured is what is served: the serving runtime and `stages predict` decode this way
             "decoding": {key: predictor.decoding[key] for key in DECODING_DEFAULTS},
             "metrics": {key: metrics[key] for key in ("model", "lead_baseline", "test_rows")}
-            | ({"heldout": {k: v for k, v in metrics["heldout"].items() if k != "repositories"}}
-               if "heldout" in metrics else {}),
+            | (
+                {"heldout": {k: v for k, v in metrics["heldout"].items() if k != "repositories"}}
+                if "heldout" in metrics
+                else {}
+            ),
             "quality_gate": {
-                "min_rouge_l": min_rouge_l, "beat_baseline": beat_baseline,
-                "baseline_rouge_l": metrics["lead_baseline"]["rouge_l"], "passed": True,
+                "min_rouge_l": min_rouge_l,
+                "beat_baseline": beat_baseline,
+                "baseline_rouge_l": metrics["lead_baseline"]["rouge_l"],
+                "passed": True,
             },
             "base_image": base_image,
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),

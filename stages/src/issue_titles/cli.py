@@ -13,8 +13,8 @@ import json
 import math
 import os
 import sys
-from dataclasses import replace
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +125,12 @@ class HelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if not action.option_strings or "default" in text or any(action.default is skip for skip in (None, False)) \
-                or action.default == argparse.SUPPRESS:
+        if (
+            not action.option_strings
+            or "default" in text
+            or any(action.default is skip for skip in (None, False))
+            or action.default == argparse.SUPPRESS
+        ):
             return text
         if isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
             return text
@@ -196,21 +200,43 @@ build is refused (exit 4). On SIGTERM, requests in flight get 3 s to finish, the
 
 def _add_text_options(parser: argparse.ArgumentParser, text_defaults: Any) -> None:
     """The vocabulary and encoding sizes: one set for pre_process and for the incremental chain's vocabulary step."""
-    parser.add_argument("--body-vocab-size", type=_bounded_int(2, MAX_VOCAB_SIZE), default=text_defaults.body_vocab_size,
-                        help=f"body words kept, 2 to {MAX_VOCAB_SIZE:,}")
-    parser.add_argument("--body-length", type=_bounded_int(1, MAX_BODY_LENGTH), default=text_defaults.body_length,
-                        help=f"body tokens the model reads, 1 to {MAX_BODY_LENGTH:,}")
-    parser.add_argument("--title-vocab-size", type=_bounded_int(2, MAX_VOCAB_SIZE),
-                        default=text_defaults.title_vocab_size, help=f"title words kept, 2 to {MAX_VOCAB_SIZE:,}")
-    parser.add_argument("--title-length", type=_bounded_int(3, MAX_TITLE_LENGTH), default=text_defaults.title_length,
-                        help=f"title tokens including the start and end markers, 3 to {MAX_TITLE_LENGTH}")
-    parser.add_argument("--trigrams-per-token", type=_bounded_int(0, MAX_TRIGRAMS_PER_TOKEN),
-                        default=text_defaults.trigrams_per_token,
-                        help=f"hashed character trigrams of each body token the encoder also reads, 0 (none) to "
-                             f"{MAX_TRIGRAMS_PER_TOKEN}")
-    parser.add_argument("--trigram-buckets", type=_bounded_int(2, MAX_TRIGRAM_BUCKETS),
-                        default=text_defaults.trigram_buckets,
-                        help=f"trigram ids are hashed into this many buckets, 2 to {MAX_TRIGRAM_BUCKETS:,}")
+    parser.add_argument(
+        "--body-vocab-size",
+        type=_bounded_int(2, MAX_VOCAB_SIZE),
+        default=text_defaults.body_vocab_size,
+        help=f"body words kept, 2 to {MAX_VOCAB_SIZE:,}",
+    )
+    parser.add_argument(
+        "--body-length",
+        type=_bounded_int(1, MAX_BODY_LENGTH),
+        default=text_defaults.body_length,
+        help=f"body tokens the model reads, 1 to {MAX_BODY_LENGTH:,}",
+    )
+    parser.add_argument(
+        "--title-vocab-size",
+        type=_bounded_int(2, MAX_VOCAB_SIZE),
+        default=text_defaults.title_vocab_size,
+        help=f"title words kept, 2 to {MAX_VOCAB_SIZE:,}",
+    )
+    parser.add_argument(
+        "--title-length",
+        type=_bounded_int(3, MAX_TITLE_LENGTH),
+        default=text_defaults.title_length,
+        help=f"title tokens including the start and end markers, 3 to {MAX_TITLE_LENGTH}",
+    )
+    parser.add_argument(
+        "--trigrams-per-token",
+        type=_bounded_int(0, MAX_TRIGRAMS_PER_TOKEN),
+        default=text_defaults.trigrams_per_token,
+        help=f"hashed character trigrams of each body token the encoder also reads, 0 (none) to "
+        f"{MAX_TRIGRAMS_PER_TOKEN}",
+    )
+    parser.add_argument(
+        "--trigram-buckets",
+        type=_bounded_int(2, MAX_TRIGRAM_BUCKETS),
+        default=text_defaults.trigram_buckets,
+        help=f"trigram ids are hashed into this many buckets, 2 to {MAX_TRIGRAM_BUCKETS:,}",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,136 +246,266 @@ def build_parser() -> argparse.ArgumentParser:
 
     text_defaults = TextConfig()
     parser = argparse.ArgumentParser(
-        prog="stages", description="Issue-title model: pipeline steps (folders in, one folder out), predict, serve.",
+        prog="stages",
+        description="Issue-title model: pipeline steps (folders in, one folder out), predict, serve.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, summary: str, description: str | None = None, **kwargs) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=summary, description=description or summary,
-                                   formatter_class=kwargs.pop("formatter_class", HelpFormatter), **kwargs)
+        return commands.add_parser(
+            name,
+            help=summary,
+            description=description or summary,
+            formatter_class=kwargs.pop("formatter_class", HelpFormatter),
+            **kwargs,
+        )
 
-    split = add("split", "clean the raw CSVs and cut them into train.csv and test.csv",
-                "Read every *.csv and *.csv.gz of --input, skip and count malformed rows, and write train.csv, "
-                "test.csv, heldout.csv and report.json into --output (atomically).")
-    split.add_argument("--input", type=Path, required=True, action=_Once,
-                       help="folder with *.csv (issue_url,issue_title,body)")
-    split.add_argument("--output", type=Path, required=True, action=_Once,
-                       help="folder to write train.csv, test.csv, report.json")
+    split = add(
+        "split",
+        "clean the raw CSVs and cut them into train.csv and test.csv",
+        "Read every *.csv and *.csv.gz of --input, skip and count malformed rows, and write train.csv, "
+        "test.csv, heldout.csv and report.json into --output (atomically).",
+    )
+    split.add_argument(
+        "--input", type=Path, required=True, action=_Once, help="folder with *.csv (issue_url,issue_title,body)"
+    )
+    split.add_argument(
+        "--output", type=Path, required=True, action=_Once, help="folder to write train.csv, test.csv, report.json"
+    )
     split.add_argument("--sample-size", type=_positive_int, default=None, help="keep this many rows (default: all)")
     split.add_argument("--test-fraction", type=_fraction, default=0.1, help="share of rows for test")
     split.add_argument("--seed", type=int, default=42, help="shuffle seed")
-    split.add_argument("--heldout-repos", type=_repositories, default=None, metavar="OWNER/NAME,...",
-                       help="repositories kept out of training, written to heldout.csv (default: "
-                            "issue_titles.split.HELDOUT_REPOSITORIES; '' for none)")
-    split.add_argument("--layout", choices=("flat", "shards"), default="flat",
-                       help="flat: one train/test/heldout.csv for all rows (shuffled); shards: one folder per raw "
-                            "file, rows assigned by a stable hash of issue_url (Pachyderm glob /*)")
-    split.add_argument("--sample-fraction", type=_fraction, default=None,
-                       help="shards layout: keep this share of every file, chosen per row by a seeded hash (default: every row)")
+    split.add_argument(
+        "--heldout-repos",
+        type=_repositories,
+        default=None,
+        metavar="OWNER/NAME,...",
+        help="repositories kept out of training, written to heldout.csv (default: "
+        "issue_titles.split.HELDOUT_REPOSITORIES; '' for none)",
+    )
+    split.add_argument(
+        "--layout",
+        choices=("flat", "shards"),
+        default="flat",
+        help="flat: one train/test/heldout.csv for all rows (shuffled); shards: one folder per raw "
+        "file, rows assigned by a stable hash of issue_url (Pachyderm glob /*)",
+    )
+    split.add_argument(
+        "--sample-fraction",
+        type=_fraction,
+        default=None,
+        help="shards layout: keep this share of every file, chosen per row by a seeded hash (default: every row)",
+    )
 
-    vocabulary = add("vocabulary", "fit the vocabularies on every split shard; keep the previous ones byte for byte "
-                     "while they have not drifted",
-                     "The incremental chain's reduce step: fit the body and title vocabularies on every shard of a "
-                     "sharded split, and write the previous vocabularies unchanged (byte for byte, so Pachyderm skips "
-                     "every unchanged shard downstream) while the new ones have not drifted past --drift-threshold.")
+    vocabulary = add(
+        "vocabulary",
+        "fit the vocabularies on every split shard; keep the previous ones byte for byte while they have not drifted",
+        "The incremental chain's reduce step: fit the body and title vocabularies on every shard of a "
+        "sharded split, and write the previous vocabularies unchanged (byte for byte, so Pachyderm skips "
+        "every unchanged shard downstream) while the new ones have not drifted past --drift-threshold.",
+    )
     vocabulary.add_argument("--input", type=Path, required=True, action=_Once, help="a sharded split output")
     vocabulary.add_argument("--output", type=Path, required=True, action=_Once, help="folder to write")
-    vocabulary.add_argument("--previous", type=Path, default=None, action=_Once,
-                            help="a former output of this step (default: the pipeline's previous output commit "
-                                 "when the spec asks for it, else none)")
-    vocabulary.add_argument("--drift-threshold", type=_probability, default=DRIFT_THRESHOLD,
-                            help="largest drift (share of token mass the new vocabulary covers and the previous one "
-                                 "misses) that keeps the previous vocabulary")
+    vocabulary.add_argument(
+        "--previous",
+        type=Path,
+        default=None,
+        action=_Once,
+        help="a former output of this step (default: the pipeline's previous output commit "
+        "when the spec asks for it, else none)",
+    )
+    vocabulary.add_argument(
+        "--drift-threshold",
+        type=_probability,
+        default=DRIFT_THRESHOLD,
+        help="largest drift (share of token mass the new vocabulary covers and the previous one "
+        "misses) that keeps the previous vocabulary",
+    )
     _add_text_options(vocabulary, text_defaults)
 
-    pre = add("pre_process", "fit vocabularies on train.csv and encode it as arrays",
-              "Fit the body and title vocabularies on the split's train.csv and write them with the encoded arrays "
-              "into --output.")
+    pre = add(
+        "pre_process",
+        "fit vocabularies on train.csv and encode it as arrays",
+        "Fit the body and title vocabularies on the split's train.csv and write them with the encoded arrays "
+        "into --output.",
+    )
     pre.add_argument("--input", type=Path, required=True, action=_Once, help="the split output (train.csv)")
     pre.add_argument("--output", type=Path, required=True, action=_Once, help="folder to write")
-    pre.add_argument("--vocabulary", type=Path, default=None, action=_Once,
-                     help="the vocabulary step's output: encode every split shard with it (one folder per shard) "
-                          "instead of fitting vocabularies here (default: fit them here)")
+    pre.add_argument(
+        "--vocabulary",
+        type=Path,
+        default=None,
+        action=_Once,
+        help="the vocabulary step's output: encode every split shard with it (one folder per shard) "
+        "instead of fitting vocabularies here (default: fit them here)",
+    )
     _add_text_options(pre, text_defaults)
 
-    train = add("train", "train the title model (defaults depend on --architecture)",
-                "Train the title model on the pre_process output and write its weights, model.json and "
-                "history.csv into --output. stdout holds only the JSON report; progress goes to stderr.")
+    train = add(
+        "train",
+        "train the title model (defaults depend on --architecture)",
+        "Train the title model on the pre_process output and write its weights, model.json and "
+        "history.csv into --output. stdout holds only the JSON report; progress goes to stderr.",
+    )
     train.add_argument("--input", type=Path, required=True, action=_Once, help="the pre_process output")
     train.add_argument("--output", type=Path, required=True, action=_Once, help="folder to write")
     train.add_argument("--architecture", default="default",
                        help="'default' (attention + copying, pointer_generator) or 'tutorial'")  # fmt: skip
-    train.add_argument("--epochs", type=_bounded_int(1, MAX_EPOCHS), default=None,
-                       help="maximum epochs (default: 4 for pointer_generator, 7 for tutorial)")
-    train.add_argument("--batch-size", type=_bounded_int(1, MAX_TRAIN_BATCH), default=None,
-                       help=f"1 to {MAX_TRAIN_BATCH:,} (default: the architecture's)")
-    train.add_argument("--learning-rate", type=_positive_float, default=None,
-                       help="a finite number > 0 (default: the architecture's)")
-    train.add_argument("--embedding-dim", type=_bounded_int(1, MAX_DIM), default=None,
-                       help=f"1 to {MAX_DIM:,} (default: the architecture's)")
-    train.add_argument("--hidden-dim", type=_bounded_int(1, MAX_DIM), default=None,
-                       help=f"1 to {MAX_DIM:,} (default: the architecture's)")
+    train.add_argument(
+        "--epochs",
+        type=_bounded_int(1, MAX_EPOCHS),
+        default=None,
+        help="maximum epochs (default: 4 for pointer_generator, 7 for tutorial)",
+    )
+    train.add_argument(
+        "--batch-size",
+        type=_bounded_int(1, MAX_TRAIN_BATCH),
+        default=None,
+        help=f"1 to {MAX_TRAIN_BATCH:,} (default: the architecture's)",
+    )
+    train.add_argument(
+        "--learning-rate", type=_positive_float, default=None, help="a finite number > 0 (default: the architecture's)"
+    )
+    train.add_argument(
+        "--embedding-dim",
+        type=_bounded_int(1, MAX_DIM),
+        default=None,
+        help=f"1 to {MAX_DIM:,} (default: the architecture's)",
+    )
+    train.add_argument(
+        "--hidden-dim",
+        type=_bounded_int(1, MAX_DIM),
+        default=None,
+        help=f"1 to {MAX_DIM:,} (default: the architecture's)",
+    )
     train.add_argument("--dropout", type=_probability, default=None, help="0 up to 1 (default: the architecture's)")
     train.add_argument("--patience", type=_positive_int, default=None,
                        help="stop after this many epochs without a better validation loss (default: the "
                             "architecture's)")  # fmt: skip
-    train.add_argument("--encoder", choices=("bigru", "transformer"), default=None,
-                       help="pointer_generator's body encoder (default: bigru)")
-    train.add_argument("--schedule", choices=("constant", "cosine"), default=None,
-                       help="learning-rate schedule (default: cosine for pointer_generator, constant for tutorial)")
-    train.add_argument("--precision", choices=("auto", "float32", "mixed"), default="auto",
-                       help="auto (default): mixed float16 on a GPU for pointer_generator, float32 otherwise")
-    train.add_argument("--label-smoothing", type=_probability, default=None,
-                       help="share of the loss spread over the title vocabulary "
-                            "(default: 0.1 for pointer_generator, 0 for tutorial)")
-    train.add_argument("--average-steps", type=_non_negative_int, default=None, metavar="STEPS",
-                       help="save the weights' moving average over about this many last steps, at most a third of "
-                            "the training (default: 500 for pointer_generator; 0: the best epoch's, as the tutorial)")
-    train.add_argument("--word-dropout", type=_probability, default=None,
-                       help="in training, a body word enters the encoder as unknown with this probability "
-                            "(pointer_generator only; default: 0; 0.25 with --trigrams-per-token in stages/README)")
+    train.add_argument(
+        "--encoder",
+        choices=("bigru", "transformer"),
+        default=None,
+        help="pointer_generator's body encoder (default: bigru)",
+    )
+    train.add_argument(
+        "--schedule",
+        choices=("constant", "cosine"),
+        default=None,
+        help="learning-rate schedule (default: cosine for pointer_generator, constant for tutorial)",
+    )
+    train.add_argument(
+        "--precision",
+        choices=("auto", "float32", "mixed"),
+        default="auto",
+        help="auto (default): mixed float16 on a GPU for pointer_generator, float32 otherwise",
+    )
+    train.add_argument(
+        "--label-smoothing",
+        type=_probability,
+        default=None,
+        help="share of the loss spread over the title vocabulary (default: 0.1 for pointer_generator, 0 for tutorial)",
+    )
+    train.add_argument(
+        "--average-steps",
+        type=_non_negative_int,
+        default=None,
+        metavar="STEPS",
+        help="save the weights' moving average over about this many last steps, at most a third of "
+        "the training (default: 500 for pointer_generator; 0: the best epoch's, as the tutorial)",
+    )
+    train.add_argument(
+        "--word-dropout",
+        type=_probability,
+        default=None,
+        help="in training, a body word enters the encoder as unknown with this probability "
+        "(pointer_generator only; default: 0; 0.25 with --trigrams-per-token in stages/README)",
+    )
     train.add_argument("--validation-split", type=_fraction, default=0.12, help="share of rows held for validation")
-    train.add_argument("--max-minutes", type=_positive_float, default=None,
-                       help="stop after the epoch that passes this (default: no limit)")
+    train.add_argument(
+        "--max-minutes",
+        type=_positive_float,
+        default=None,
+        help="stop after the epoch that passes this (default: no limit)",
+    )
     train.add_argument("--seed", type=int, default=42, help="random seed")
-    train.add_argument("--workers", type=_positive_int, default=1, action=_Once,
-                       help="train data-parallel as this many processes on 127.0.0.1, each with the TF_CONFIG a TFJob "
-                            "replica gets (MultiWorkerMirroredStrategy; worker 0 writes the output); the global batch "
-                            "size stays --batch-size")
-    train.add_argument("--from-s3", metavar="BUCKET", default=None, action=_Once,
-                       help="first copy this bucket of the S3 gateway at $S3_ENDPOINT into --input (a TFJob replica "
-                            "reading an S3-enabled pipeline's input; default: read --input as it is)")
-    train.add_argument("--to-s3", metavar="BUCKET", default=None, action=_Once,
-                       help="then put --output into this bucket (the chief only; `out` is the pipeline's output "
-                            "commit; default: --output only)")
-    train.add_argument("--vocabulary", type=Path, default=None, action=_Once,
-                       help="the vocabulary step's output: --input is then the encoded shards, and train updates the "
-                            "previous model when it can (issue_titles.incremental; default: a whole training)")
-    train.add_argument("--previous", type=Path, default=None, action=_Once,
-                       help="with --vocabulary: a former train output to update (default: the pipeline's previous "
-                            "output commit when the spec asks for it)")
-    train.add_argument("--full", action="store_true",
-                       help="with --vocabulary: retrain from scratch (default: update the previous model when it can)")
+    train.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        action=_Once,
+        help="train data-parallel as this many processes on 127.0.0.1, each with the TF_CONFIG a TFJob "
+        "replica gets (MultiWorkerMirroredStrategy; worker 0 writes the output); the global batch "
+        "size stays --batch-size",
+    )
+    train.add_argument(
+        "--from-s3",
+        metavar="BUCKET",
+        default=None,
+        action=_Once,
+        help="first copy this bucket of the S3 gateway at $S3_ENDPOINT into --input (a TFJob replica "
+        "reading an S3-enabled pipeline's input; default: read --input as it is)",
+    )
+    train.add_argument(
+        "--to-s3",
+        metavar="BUCKET",
+        default=None,
+        action=_Once,
+        help="then put --output into this bucket (the chief only; `out` is the pipeline's output "
+        "commit; default: --output only)",
+    )
+    train.add_argument(
+        "--vocabulary",
+        type=Path,
+        default=None,
+        action=_Once,
+        help="the vocabulary step's output: --input is then the encoded shards, and train updates the "
+        "previous model when it can (issue_titles.incremental; default: a whole training)",
+    )
+    train.add_argument(
+        "--previous",
+        type=Path,
+        default=None,
+        action=_Once,
+        help="with --vocabulary: a former train output to update (default: the pipeline's previous "
+        "output commit when the spec asks for it)",
+    )
+    train.add_argument(
+        "--full",
+        action="store_true",
+        help="with --vocabulary: retrain from scratch (default: update the previous model when it can)",
+    )
     train.add_argument("--update-epochs", type=_positive_int, default=1, help="epochs of an update")
-    train.add_argument("--update-lr-scale", type=_fraction, default=0.5,
-                       help="an update's learning rate as a share of the full training's")
-    train.add_argument("--replay-factor", type=_non_negative_float, default=4.0,
-                       help="old rows replayed per new row in an update")
+    train.add_argument(
+        "--update-lr-scale",
+        type=_fraction,
+        default=0.5,
+        help="an update's learning rate as a share of the full training's",
+    )
+    train.add_argument(
+        "--replay-factor", type=_non_negative_float, default=4.0, help="old rows replayed per new row in an update"
+    )
     train.add_argument("--min-replay", type=_non_negative_int, default=1000, help="old rows replayed at least")
 
-    evaluate = add("evaluate", "score a model on test.csv and heldout.csv against the extractive baselines",
-                   "Score a model (train output or bundle) on the split's test.csv and heldout.csv, with the "
-                   "extractive baselines side by side; write metrics.json into --output.")
+    evaluate = add(
+        "evaluate",
+        "score a model on test.csv and heldout.csv against the extractive baselines",
+        "Score a model (train output or bundle) on the split's test.csv and heldout.csv, with the "
+        "extractive baselines side by side; write metrics.json into --output.",
+    )
     evaluate.add_argument("--model", type=Path, required=True, action=_Once, help="a train output or a bundle")
     evaluate.add_argument("--input", type=Path, required=True, action=_Once, help="the split output (test.csv)")
     evaluate.add_argument("--output", type=Path, required=True, action=_Once, help="folder to write metrics.json")
     _decoding_arguments(evaluate)
 
-    build = add("build", "evaluate, apply the quality gate, write the serving bundle",
-                "Evaluate the train output on the split output, refuse a model the quality gate rejects (exit 3), "
-                "and write the serving bundle with provenance.json into --output.")
+    build = add(
+        "build",
+        "evaluate, apply the quality gate, write the serving bundle",
+        "Evaluate the train output on the split output, refuse a model the quality gate rejects (exit 3), "
+        "and write the serving bundle with provenance.json into --output.",
+    )
     build.add_argument("--input", type=Path, action="append", required=True,
                        help="the train output and the split output: exactly two --input, any order")  # fmt: skip
     build.add_argument("--output", type=Path, required=True, action=_Once, help="folder to write the bundle")
@@ -358,33 +514,51 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--allow-below-baseline", action="store_true",
                        help="build even a model that does not beat the best extractive baseline on ROUGE-L "
                        "(refused by default)")  # fmt: skip
-    build.add_argument("--base-image", default=None,
-                       help="the stage image the serving image starts FROM (default: issue-titles-stages:latest)")
+    build.add_argument(
+        "--base-image",
+        default=None,
+        help="the stage image the serving image starts FROM (default: issue-titles-stages:latest)",
+    )
     _decoding_arguments(build)
 
-    export = add("export", "push the serving image (stage image + bundle layer) through the registry API, in a cluster",
-                 "Push the serving image (the stage image plus a layer with the bundle) through the registry API "
-                 "and write image.json into --output; runs in a cluster.")
+    export = add(
+        "export",
+        "push the serving image (stage image + bundle layer) through the registry API, in a cluster",
+        "Push the serving image (the stage image plus a layer with the bundle) through the registry API "
+        "and write image.json into --output; runs in a cluster.",
+    )
     export.add_argument("--input", type=Path, required=True, action=_Once, help="the build output (bundle)")
     export.add_argument("--output", type=Path, required=True, action=_Once, help="folder to write image.json")
-    export.add_argument("--image", required=True, action=_Once,
-                        help="REPO or REPO:TAG; without a tag, PACH_JOB_ID is the tag")
+    export.add_argument(
+        "--image", required=True, action=_Once, help="REPO or REPO:TAG; without a tag, PACH_JOB_ID is the tag"
+    )
 
-    predict = add("predict", "write a title for every body of a CSV",
-                  "Write --output: every column and row of --input, plus predicted_title (an empty body gets an "
-                  "empty title and is counted).")
+    predict = add(
+        "predict",
+        "write a title for every body of a CSV",
+        "Write --output: every column and row of --input, plus predicted_title (an empty body gets an "
+        "empty title and is counted).",
+    )
     predict.add_argument("--model", type=Path, required=True, action=_Once, help="a bundle or train output")
     predict.add_argument("--input", type=Path, required=True, action=_Once, help="CSV with a 'body' column")
-    predict.add_argument("--output", type=Path, required=True, action=_Once,
-                         help="CSV to write (input columns + predicted_title)")
-    predict.add_argument("--batch-size", type=_bounded_int(1, MAX_PREDICT_BATCH), default=512,
-                         help=f"bodies per model call, 1 to {MAX_PREDICT_BATCH:,}")
+    predict.add_argument(
+        "--output", type=Path, required=True, action=_Once, help="CSV to write (input columns + predicted_title)"
+    )
+    predict.add_argument(
+        "--batch-size",
+        type=_bounded_int(1, MAX_PREDICT_BATCH),
+        default=512,
+        help=f"bodies per model call, 1 to {MAX_PREDICT_BATCH:,}",
+    )
     _decoding_arguments(predict)
 
-    launch = add("launch-tfjob", "run `stages train` as a TFJob (the train pipeline's command with trainer tfjob)",
-                 "The train pipeline's command with trainer tfjob: run `stages train` as a TFJob (one replica or "
-                 "several, data-parallel) through the pipeline's S3 gateway, follow it, delete it; without a "
-                 "Kubernetes API (localpach), run the replicas as local processes.")
+    launch = add(
+        "launch-tfjob",
+        "run `stages train` as a TFJob (the train pipeline's command with trainer tfjob)",
+        "The train pipeline's command with trainer tfjob: run `stages train` as a TFJob (one replica or "
+        "several, data-parallel) through the pipeline's S3 gateway, follow it, delete it; without a "
+        "Kubernetes API (localpach), run the replicas as local processes.",
+    )
     launch.add_argument("--image", required=True, help="the stage image every replica runs")
     launch.add_argument("--workers", type=_positive_int, default=1, help="Worker replicas (1: no TF_CONFIG)")
     launch.add_argument("--gpus", type=_non_negative_int, default=0, help="GPUs per replica")
@@ -393,22 +567,42 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--cpu-limit", default="4", help="each replica's CPU limit")
     launch.add_argument("--memory-limit", default="12Gi", help="each replica's memory limit")
     launch.add_argument("--run-as-user", type=_positive_int, default=STAGE_UID, help="the image's non-root user")
-    launch.add_argument("--image-pull-secret", default=None, help="the registry Secret the replicas pull with (default: none)")
+    launch.add_argument(
+        "--image-pull-secret", default=None, help="the registry Secret the replicas pull with (default: none)"
+    )
     launch.add_argument("--input-bucket", default="pre_process", help="the S3-enabled input's name")
-    launch.add_argument("--poll-seconds", type=_positive_float, default=10.0, help="how often the TFJob's status is read")
-    launch.add_argument("--timeout-minutes", type=_positive_float, default=None,
-                        help="give up on the TFJob after this long (default: no limit)")
-    launch.add_argument("--local-input", type=Path, default=None,
-                        help="without a Kubernetes API (localpach): the folder the replicas train on (default: none)")
-    launch.add_argument("--local-output", type=Path, default=None, help="... and the folder the model goes to (default: none)")
+    launch.add_argument(
+        "--poll-seconds", type=_positive_float, default=10.0, help="how often the TFJob's status is read"
+    )
+    launch.add_argument(
+        "--timeout-minutes",
+        type=_positive_float,
+        default=None,
+        help="give up on the TFJob after this long (default: no limit)",
+    )
+    launch.add_argument(
+        "--local-input",
+        type=Path,
+        default=None,
+        help="without a Kubernetes API (localpach): the folder the replicas train on (default: none)",
+    )
+    launch.add_argument(
+        "--local-output", type=Path, default=None, help="... and the folder the model goes to (default: none)"
+    )
     launch.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the `stages train` flags")
 
-    serve = add("serve", "serve a bundle over HTTP with MLServer", SERVE_DESCRIPTION,
-                formatter_class=_RawDescriptionDefaults)
-    serve.add_argument("--model", type=Path, required=True, action=_Once,
-                       help="the bundle folder (what `stages build` writes)")
-    serve.add_argument("--host", type=_host, default="127.0.0.1",
-                       help="address to listen on; 0.0.0.0 for every interface (the serving image's)")
+    serve = add(
+        "serve", "serve a bundle over HTTP with MLServer", SERVE_DESCRIPTION, formatter_class=_RawDescriptionDefaults
+    )
+    serve.add_argument(
+        "--model", type=Path, required=True, action=_Once, help="the bundle folder (what `stages build` writes)"
+    )
+    serve.add_argument(
+        "--host",
+        type=_host,
+        default="127.0.0.1",
+        help="address to listen on; 0.0.0.0 for every interface (the serving image's)",
+    )
     serve.add_argument("--port", type=_port, default=SERVING_PORT, help="HTTP port, 1 to 65535")
     add_observability_options(serve, _port)
     return parser
@@ -542,8 +736,14 @@ def run(args: argparse.Namespace) -> None:
         from issue_titles.text import TextConfig
         from issue_titles.vocabulary import DRIFT_THRESHOLD, run_vocabulary
 
-        config = TextConfig(args.body_vocab_size, args.body_length, args.title_vocab_size, args.title_length,
-                            trigrams_per_token=args.trigrams_per_token, trigram_buckets=args.trigram_buckets)
+        config = TextConfig(
+            args.body_vocab_size,
+            args.body_length,
+            args.title_vocab_size,
+            args.title_length,
+            trigrams_per_token=args.trigrams_per_token,
+            trigram_buckets=args.trigram_buckets,
+        )
         previous = args.previous
         if previous is None:
             import tempfile
@@ -570,14 +770,22 @@ def run(args: argparse.Namespace) -> None:
         from issue_titles.preprocess import run_preprocess
         from issue_titles.text import TextConfig
 
-        config = TextConfig(args.body_vocab_size, args.body_length, args.title_vocab_size, args.title_length,
-                            trigrams_per_token=args.trigrams_per_token, trigram_buckets=args.trigram_buckets)
+        config = TextConfig(
+            args.body_vocab_size,
+            args.body_length,
+            args.title_vocab_size,
+            args.title_length,
+            trigrams_per_token=args.trigrams_per_token,
+            trigram_buckets=args.trigram_buckets,
+        )
         _report(run_preprocess(args.input, args.output, config))
     elif args.command == "train" and args.workers > 1:
         from issue_titles.distributed import TF_CONFIG_ENV, run_local_workers
 
         if os.environ.get(TF_CONFIG_ENV):
-            raise StageError(f"--workers starts its own cluster; unset {TF_CONFIG_ENV} (a TFJob replica runs one worker)")
+            raise StageError(
+                f"--workers starts its own cluster; unset {TF_CONFIG_ENV} (a TFJob replica runs one worker)"
+            )
         run_local_workers(_without_workers(sys.argv[1:] if args.argv is None else args.argv), args.workers)
     elif args.command == "train":
         from issue_titles.train import TrainSettings, run_train
@@ -604,10 +812,12 @@ def run(args: argparse.Namespace) -> None:
             if args.vocabulary is not None:
                 from issue_titles.incremental import UpdateSettings, run_train_incremental
 
-                update = UpdateSettings(args.full, args.update_epochs, args.update_lr_scale, args.replay_factor,
-                                        args.min_replay)
-                trained = run_train_incremental(args.input, args.vocabulary, args.output, settings, update,
-                                                args.previous)
+                update = UpdateSettings(
+                    args.full, args.update_epochs, args.update_lr_scale, args.replay_factor, args.min_replay
+                )
+                trained = run_train_incremental(
+                    args.input, args.vocabulary, args.output, settings, update, args.previous
+                )
             else:
                 trained = run_train(args.input, args.output, settings)
         from issue_titles.distributed import replica_from_env
@@ -623,14 +833,27 @@ def run(args: argparse.Namespace) -> None:
         from issue_titles.tfjob import ReplicaSpec, run_launch, split_train_args
 
         spec = ReplicaSpec(
-            image=args.image, workers=args.workers, gpus=args.gpus, cpu_request=args.cpu_request,
-            memory_request=args.memory_request, cpu_limit=args.cpu_limit, memory_limit=args.memory_limit,
-            run_as_user=args.run_as_user, image_pull_secret=args.image_pull_secret, input_bucket=args.input_bucket,
+            image=args.image,
+            workers=args.workers,
+            gpus=args.gpus,
+            cpu_request=args.cpu_request,
+            memory_request=args.memory_request,
+            cpu_limit=args.cpu_limit,
+            memory_limit=args.memory_limit,
+            run_as_user=args.run_as_user,
+            image_pull_secret=args.image_pull_secret,
+            input_bucket=args.input_bucket,
             train_args=split_train_args(args.train_args),
         )
-        _report(run_launch(spec, local_input=args.local_input, local_output=args.local_output,
-                           poll_seconds=args.poll_seconds,
-                           timeout_seconds=args.timeout_minutes * 60 if args.timeout_minutes else None))
+        _report(
+            run_launch(
+                spec,
+                local_input=args.local_input,
+                local_output=args.local_output,
+                poll_seconds=args.poll_seconds,
+                timeout_seconds=args.timeout_minutes * 60 if args.timeout_minutes else None,
+            )
+        )
     elif args.command == "evaluate":
         from issue_titles.evaluate import run_evaluate
 
@@ -643,8 +866,14 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "build":
         from issue_titles.build import DEFAULT_BASE_IMAGE, run_build
 
-        provenance = run_build(args.input, args.output, args.min_rouge_l, args.base_image or DEFAULT_BASE_IMAGE,
-                               beat_baseline=not args.allow_below_baseline, **_decoding(args))
+        provenance = run_build(
+            args.input,
+            args.output,
+            args.min_rouge_l,
+            args.base_image or DEFAULT_BASE_IMAGE,
+            beat_baseline=not args.allow_below_baseline,
+            **_decoding(args),
+        )
         _report({key: provenance[key] for key in ("job_id", "inputs", "metrics", "code")})
     elif args.command == "export":
         from issue_titles.export import run_export
@@ -662,8 +891,15 @@ def run(args: argparse.Namespace) -> None:
             from issue_titles.serving.server import serve
         except ImportError as error:
             raise StageError(f"serving is not installed ({error}); install issue-titles[serve]") from None
-        serve(args.model, args.host, args.port, metrics_port=args.metrics_port, tracing_server=args.tracing_server,
-              log_format=args.log_format, access_log=args.access_log)
+        serve(
+            args.model,
+            args.host,
+            args.port,
+            metrics_port=args.metrics_port,
+            tracing_server=args.tracing_server,
+            log_format=args.log_format,
+            access_log=args.access_log,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -686,7 +922,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"stages {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Exception as error:  # noqa: BLE001 - the last line of defence: one readable line, details on demand
+    except Exception as error:
         if os.environ.get("STAGES_DEBUG"):
             raise
         print(

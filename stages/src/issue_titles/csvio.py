@@ -153,8 +153,9 @@ def read_issue_file(
     return issues
 
 
-def read_table(path: Path, report: ReadReport, *, require: Iterable[str] = (BODY,),
-               label: str | None = None) -> tuple[list[str], list[list[str]]]:
+def read_table(
+    path: Path, report: ReadReport, *, require: Iterable[str] = (BODY,), label: str | None = None
+) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of one CSV with every column and field as written, for steps that give the rows back.
 
     Rows that cannot be given back (broken quoting, the wrong number of fields, bytes that are not UTF-8) and
@@ -181,7 +182,11 @@ def read_table(path: Path, report: ReadReport, *, require: Iterable[str] = (BODY
     report.rows_read += read
     report.rows_kept += len(rows)
     report.skipped.update(skipped)
-    report.files[label or str(path)] = {"rows_read": read, "rows_kept": len(rows), "skipped": dict(sorted(skipped.items()))}
+    report.files[label or str(path)] = {
+        "rows_read": read,
+        "rows_kept": len(rows),
+        "skipped": dict(sorted(skipped.items())),
+    }
     return [name.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for name in raw_header], rows
 
 

@@ -85,8 +85,10 @@ def replica_from_env(env: Mapping[str, str] = os.environ) -> Replica:
     except (ValueError, KeyError, TypeError) as error:
         raise StageError(f"{TF_CONFIG_ENV} is not a worker cluster spec ({type(error).__name__}: {error})") from None
     if kind != "worker" or set(config["cluster"]) - {"worker"}:
-        raise StageError(f"{TF_CONFIG_ENV}: only `worker` replicas are supported (MultiWorkerMirroredStrategy), "
-                         f"got task type {kind!r} in cluster {sorted(config['cluster'])}")
+        raise StageError(
+            f"{TF_CONFIG_ENV}: only `worker` replicas are supported (MultiWorkerMirroredStrategy), "
+            f"got task type {kind!r} in cluster {sorted(config['cluster'])}"
+        )
     if not isinstance(workers, list) or not 0 <= index < len(workers):
         raise StageError(f"{TF_CONFIG_ENV}: task index {index} is not among {len(workers)} workers")
     return Replica(workers=len(workers), index=index)
@@ -144,8 +146,13 @@ def build_with_local_batch(model) -> None:
             for _, _, batches in iterator:
                 batch = next(batches)
                 data_batch = tree.map_structure(
-                    lambda value: self.distribute_strategy.experimental_local_results(value)[0]
-                    if isinstance(value, tf.distribute.DistributedValues) else value, batch)
+                    lambda value: (
+                        self.distribute_strategy.experimental_local_results(value)[0]
+                        if isinstance(value, tf.distribute.DistributedValues)
+                        else value
+                    ),
+                    batch,
+                )
                 break
         with self.distribute_strategy.scope():
             self._symbolic_build(data_batch=data_batch)
@@ -185,8 +192,9 @@ def _reduce_scalars_across_workers() -> None:
     trainer.reduce_per_replica = reduce_per_replica
 
 
-def run_local_workers(argv: Sequence[str], workers: int, env: Mapping[str, str] | None = None,
-                      ports: Sequence[int] | None = None) -> None:
+def run_local_workers(
+    argv: Sequence[str], workers: int, env: Mapping[str, str] | None = None, ports: Sequence[int] | None = None
+) -> None:
     """Run `stages <argv>` as `workers` processes on 127.0.0.1, each with its own TF_CONFIG, and wait for all.
 
     The chief's output goes to this process's stdout/stderr; the others' stdout is dropped (they write nothing) and
@@ -197,11 +205,13 @@ def run_local_workers(argv: Sequence[str], workers: int, env: Mapping[str, str] 
     processes: list[subprocess.Popen] = []
     try:
         for index, config in enumerate(configs):
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "issue_titles.cli", *argv],
-                env=base | {TF_CONFIG_ENV: config},
-                stdout=None if index == 0 else subprocess.DEVNULL,
-            ))
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "issue_titles.cli", *argv],
+                    env=base | {TF_CONFIG_ENV: config},
+                    stdout=None if index == 0 else subprocess.DEVNULL,
+                )
+            )
         failed: tuple[int, int] | None = None
         while failed is None and any(p.poll() is None for p in processes):
             for index, process in enumerate(processes):

@@ -37,8 +37,12 @@ def encode_shard(shard: Path, output_dir: Path, encoder: TextEncoder) -> dict:
         grams.append(encoded["body_grams"])
         arrays["train_title"].append(titles["title"])
         arrays["train_title_copy"].append(titles["title_copy"])
-    empty = {"train_body": (0, config.body_length), "train_body_copy": (0, config.body_length),
-             "train_title": (0, config.title_length), "train_title_copy": (0, config.title_length)}
+    empty = {
+        "train_body": (0, config.body_length),
+        "train_body_copy": (0, config.body_length),
+        "train_title": (0, config.title_length),
+        "train_title_copy": (0, config.title_length),
+    }
     summary = {"shard": shard.name, "rows": len(issues), "skipped": dict(report.skipped)}
     with atomic_output_dir(Path(output_dir) / shard.name, step="pre_process", inputs=[shard]) as staging:
         for name, parts in arrays.items():
@@ -47,8 +51,7 @@ def encode_shard(shard: Path, output_dir: Path, encoder: TextEncoder) -> dict:
         if config.trigrams_per_token:
             small = config.trigram_buckets <= np.iinfo(np.int16).max + 1
             array = np.concatenate(grams) if grams else np.zeros((0, config.body_length, config.trigrams_per_token))
-            np.save(staging / "train_body_grams.npy", array.astype(np.int16 if small else np.int32),
-                    allow_pickle=False)
+            np.save(staging / "train_body_grams.npy", array.astype(np.int16 if small else np.int32), allow_pickle=False)
         write_json(staging / "keys.json", keys_of(issues))
         write_json(staging / "shard.json", summary)
     return summary
@@ -61,7 +64,8 @@ def run_encode_shards(split_dir: Path, vocabulary: Path, output_dir: Path) -> di
         raise StageError("no split shard (a folder holding train.csv) in the input", path=split_dir)
     folder = vocab_dir(vocabulary)
     config = read_text_config(vocabulary)
-    encoder = TextEncoder(read_vocabulary(folder / "body_vocab.json"), read_vocabulary(folder / "title_vocab.json"),
-                          config)
+    encoder = TextEncoder(
+        read_vocabulary(folder / "body_vocab.json"), read_vocabulary(folder / "title_vocab.json"), config
+    )
     results = [encode_shard(shard, output_dir, encoder) for shard in shards]
     return {"shards": [r["shard"] for r in results], "rows": sum(r["rows"] for r in results)}

@@ -17,7 +17,13 @@ from issue_titles.csvio import Issue, ReadReport, read_issue_file
 from issue_titles.errors import StageError
 from issue_titles.jsonio import read_json, write_json
 from issue_titles.metrics import (
-    LEAD_WORDS, best_lead_words, bleu, extractive_baselines, mean_words, rouge_l, rouge_l_scores,
+    LEAD_WORDS,
+    best_lead_words,
+    bleu,
+    extractive_baselines,
+    mean_words,
+    rouge_l,
+    rouge_l_scores,
 )  # fmt: skip
 from issue_titles.models import POINTER_GENERATOR
 from issue_titles.predictor import TitlePredictor, recorded_decoding
@@ -107,8 +113,13 @@ def score_systems(issues: list[Issue], predictions: list[str], lead_k: int) -> d
     return result
 
 
-def evaluate(predictor: TitlePredictor, issues: list[Issue], heldout: list[Issue] | None = None,
-             lead_k: int = LEAD_WORDS, lead_k_source: str = "default") -> dict:
+def evaluate(
+    predictor: TitlePredictor,
+    issues: list[Issue],
+    heldout: list[Issue] | None = None,
+    lead_k: int = LEAD_WORDS,
+    lead_k_source: str = "default",
+) -> dict:
     """metrics.json's content. `lead_baseline` is the strongest extractive baseline on the test split (what the
     build gate compares with); `heldout` the same scores on the held-out repositories, per repository too."""
     bodies = [issue.body for issue in issues]
@@ -179,8 +190,12 @@ def choose_decoding(predictor: TitlePredictor, rows: list[Issue], sample: int = 
     candidates = [(length_penalty, copy_bias) for length_penalty in penalties for copy_bias in biases]
     for number, (length_penalty, copy_bias) in enumerate(candidates, start=1):
         # One line per candidate on stderr: tuning decodes the sample once per candidate.
-        print(f"choosing decoding: candidate {number}/{len(candidates)} (length penalty {length_penalty}, copy bias "
-              f"{copy_bias}) on {len(rows)} validation rows", file=sys.stderr, flush=True)
+        print(
+            f"choosing decoding: candidate {number}/{len(candidates)} (length penalty {length_penalty}, copy bias "
+            f"{copy_bias}) on {len(rows)} validation rows",
+            file=sys.stderr,
+            flush=True,
+        )
         candidate = predictor.with_decoding(length_penalty=length_penalty, copy_bias=copy_bias)
         scores.append({"length_penalty": length_penalty, "copy_bias": copy_bias,
                        "rouge_l": round(rouge_l(candidate.predict(bodies), references), 4)})  # fmt: skip
@@ -189,8 +204,13 @@ def choose_decoding(predictor: TitlePredictor, rows: list[Issue], sample: int = 
             "scores": scores}  # fmt: skip
 
 
-def load_for_split(model_dir: Path, split_dir: Path, beam_width: int | None = None,
-                   length_penalty: float | None = None, copy_bias: float | None = None) -> tuple[TitlePredictor, dict]:
+def load_for_split(
+    model_dir: Path,
+    split_dir: Path,
+    beam_width: int | None = None,
+    length_penalty: float | None = None,
+    copy_bias: float | None = None,
+) -> tuple[TitlePredictor, dict]:
     """(the predictor to evaluate, how its decoding was chosen). Options given, or recorded by a bundle, are used as
     they are; otherwise the length penalty and copy bias are chosen on the model's validation rows in `split_dir`
     (`choose_decoding`), or the defaults apply when there are fewer than MIN_TUNING_ROWS of them."""

@@ -162,8 +162,9 @@ def build_layer(bundle: Path, target: Path, uid: int, gid: int, mtime: int) -> L
                     else:
                         with open(path, "rb") as handle:
                             archive.addfile(info(name, is_dir=False, size=path.stat().st_size), handle)
-    return Layer(Path(target), "sha256:" + sha256_file(target), "sha256:" + writer.hash.hexdigest(),
-                 Path(target).stat().st_size)
+    return Layer(
+        Path(target), "sha256:" + sha256_file(target), "sha256:" + writer.hash.hexdigest(), Path(target).stat().st_size
+    )
 
 
 # -- the image config and manifest --------------------------------------------------------------------------------------
@@ -182,8 +183,9 @@ def serving_user(base_config: Mapping[str, Any]) -> tuple[str, int, int]:
     return f"{SERVING_UID}:{SERVING_UID}", SERVING_UID, SERVING_UID
 
 
-def serving_config(base_config: Mapping[str, Any], layer: Layer, user: str, labels: Mapping[str, str],
-                   created: str, comment: str) -> dict[str, Any]:
+def serving_config(
+    base_config: Mapping[str, Any], layer: Layer, user: str, labels: Mapping[str, str], created: str, comment: str
+) -> dict[str, Any]:
     """The base config plus the layer: diff_id and history appended, serve /model as the non-root user.
 
     image-spec v1.1.1 config.md: rootfs.diff_ids lists the layers in order (bottom first), history has one
@@ -206,8 +208,14 @@ def serving_config(base_config: Mapping[str, Any], layer: Layer, user: str, labe
     return config
 
 
-def image_labels(provenance: Mapping[str, Any], provenance_sha256: str, job_id: str | None, base: Reference,
-                 base_digest: str | None, created: str) -> dict[str, str]:
+def image_labels(
+    provenance: Mapping[str, Any],
+    provenance_sha256: str,
+    job_id: str | None,
+    base: Reference,
+    base_digest: str | None,
+    created: str,
+) -> dict[str, str]:
     """OCI pre-defined keys (image-spec v1.1.1 annotations.md) plus this project's, namespaced with LABEL_PREFIX."""
     labels = {
         "org.opencontainers.image.created": created,
@@ -310,10 +318,14 @@ def push_serving_image(
     same_registry = base_ref.registry == target.registry
     target_scopes = [f"repository:{target.repository}:pull,push"]
     base_scopes = [f"repository:{base_ref.repository}:pull"]
-    target_client = RegistryClient(target.registry, credentials.get(target.registry),
-                                   scopes=target_scopes + (base_scopes if same_registry else []))
-    base_client = target_client if same_registry else RegistryClient(
-        base_ref.registry, credentials.get(base_ref.registry), scopes=base_scopes)
+    target_client = RegistryClient(
+        target.registry, credentials.get(target.registry), scopes=target_scopes + (base_scopes if same_registry else [])
+    )
+    base_client = (
+        target_client
+        if same_registry
+        else RegistryClient(base_ref.registry, credentials.get(base_ref.registry), scopes=base_scopes)
+    )
 
     base = resolve_base(base_client, base_ref)
     log(f"base image {base_ref} -> {base.digest} ({len(base.manifest['layers'])} layers)")
@@ -356,7 +368,9 @@ def push_serving_image(
     if not target_client.blob_exists(target.repository, config_digest):
         target_client.upload_bytes(target.repository, config_digest, config_bytes)
     manifest_bytes = _canonical(manifest)
-    digest = target_client.put_manifest(target.repository, target.tag or "latest", manifest_bytes, manifest["mediaType"])
+    digest = target_client.put_manifest(
+        target.repository, target.tag or "latest", manifest_bytes, manifest["mediaType"]
+    )
     return {
         "digest": digest,
         "media_type": manifest["mediaType"],
@@ -418,9 +432,16 @@ def run_export(
                 target = parse_reference(reference)
                 base_ref = parse_reference(base_image)
                 pushed = push_serving_image(
-                    bundle, target, base_ref,
+                    bundle,
+                    target,
+                    base_ref,
                     lambda base: image_labels(provenance, provenance_sha256, job_id, base_ref, base.digest, created),
-                    created, mtime, comment, _credentials(env), Path(scratch), log,
+                    created,
+                    mtime,
+                    comment,
+                    _credentials(env),
+                    Path(scratch),
+                    log,
                 )
             except StageError as error:
                 raise RegistryError(f"cannot push {reference}: {error}") from None
@@ -432,8 +453,10 @@ def run_export(
             layer = build_layer(bundle, Path(scratch) / "layer.tar.gz", SERVING_UID, SERVING_UID, mtime)
             record["reason"] = "not inside a Kubernetes cluster (KUBERNETES_SERVICE_HOST is unset): nothing was pushed"
             record["layer"] = {"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size}
-            log(f"{record['reason']}. Recorded {reference} and the bundle layer {layer.digest} in image.json; "
-                f"to build the same image by hand: docker build -t {reference} {bundle}")
+            log(
+                f"{record['reason']}. Recorded {reference} and the bundle layer {layer.digest} in image.json; "
+                f"to build the same image by hand: docker build -t {reference} {bundle}"
+            )
     with atomic_output_dir(output_dir, step="export", inputs=[input_dir]) as staging:
         write_json(staging / IMAGE_RECORD, record)
     return record

@@ -50,8 +50,10 @@ class UpdateSettings:
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or not 0 < self.learning_rate_scale <= 1 or self.replay_factor < 0 or self.min_replay < 0:
-            raise StageError("update settings out of range: --update-epochs >= 1, 0 < --update-lr-scale <= 1, "
-                             "--replay-factor >= 0, --min-replay >= 0")
+            raise StageError(
+                "update settings out of range: --update-epochs >= 1, 0 < --update-lr-scale <= 1, "
+                "--replay-factor >= 0, --min-replay >= 0"
+            )
 
 
 def sha256_file(path: Path) -> str:
@@ -94,8 +96,10 @@ def assemble(pre_dir: Path, vocabulary: Path, target: Path) -> list[str]:
     folder = vocab_dir(vocabulary)
     for name in (BODY_VOCAB, TITLE_VOCAB):
         (target / name).write_bytes((folder / name).read_bytes())
-    write_json(target / PREPROCESS, config.as_dict() | {"rows": len(keys), "repeated_across_files": repeated,
-                                                               "shards": len(shards)})
+    write_json(
+        target / PREPROCESS,
+        config.as_dict() | {"rows": len(keys), "repeated_across_files": repeated, "shards": len(shards)},
+    )
     return keys
 
 
@@ -106,7 +110,7 @@ def subset(source: Path, target: Path, rows: np.ndarray) -> None:
         if path.suffix == ".npy":
             np.save(target / path.name, np.load(path, allow_pickle=False)[rows], allow_pickle=False)
         elif path.name == PREPROCESS:
-            write_json(target / path.name, read_json(path) | {"rows": int(len(rows))})
+            write_json(target / path.name, read_json(path) | {"rows": len(rows)})
         else:
             (target / path.name).write_bytes(path.read_bytes())
 
@@ -125,8 +129,11 @@ def decide(previous: Path | None, flat: Path, settings, update: UpdateSettings) 
         return "full", "the previous model records no trained rows (it was not trained by this step)"
     for name in (BODY_VOCAB, TITLE_VOCAB):
         if not (previous / name).is_file() or sha256_file(previous / name) != sha256_file(flat / name):
-            return "full", f"the vocabulary changed ({name} differs from the previous model's: drift past the threshold)"
-    recorded = (read_json(previous / LINEAGE).get("settings") if (previous / LINEAGE).is_file() else None)
+            return (
+                "full",
+                f"the vocabulary changed ({name} differs from the previous model's: drift past the threshold)",
+            )
+    recorded = read_json(previous / LINEAGE).get("settings") if (previous / LINEAGE).is_file() else None
     if recorded != fingerprint(settings):
         return "full", "a training setting changed since the previous model"
     return "update", "same vocabulary and settings as the previous model"
@@ -150,8 +157,9 @@ def full_plan(keys: list[str], validation_split: float) -> tuple[list[str], list
     return keys[:cut], keys[cut:]
 
 
-def plan_update(keys: list[str], trained: set[str], validation: set[str], update: UpdateSettings, seed: int,
-                validation_split: float) -> UpdatePlan:
+def plan_update(
+    keys: list[str], trained: set[str], validation: set[str], update: UpdateSettings, seed: int, validation_split: float
+) -> UpdatePlan:
     """New rows are those no model of the chain saw; a seeded `validation_split` of them joins the chain's
     validation rows (never fitted, so build chooses the decoding on rows the model did not learn); the rest are
     fitted together with a replay sample of the rows fitted before."""
@@ -166,15 +174,22 @@ def plan_update(keys: list[str], trained: set[str], validation: set[str], update
     rng = np.random.default_rng([seed, len(keys)])
     replay = np.sort(rng.choice(old, size=want, replace=False)) if want else np.zeros(0, dtype=np.int64)
     fit = np.sort(np.concatenate([np.array(new_fit, dtype=np.int64), replay]))
-    validate = np.array(sorted([i for i, key in enumerate(keys) if key in validation] + new_validation),
-                        dtype=np.int64)
+    validate = np.array(sorted([i for i, key in enumerate(keys) if key in validation] + new_validation), dtype=np.int64)
     fitted = trained | {keys[i] for i in new_fit}
-    return UpdatePlan(fit, validate, len(new_fit), len(replay), [k for k in keys if k in fitted],
-                      [keys[i] for i in validate])
+    return UpdatePlan(
+        fit, validate, len(new_fit), len(replay), [k for k in keys if k in fitted], [keys[i] for i in validate]
+    )
 
 
-def run_train_incremental(pre_dir: Path, vocabulary: Path, output_dir: Path, settings, update: UpdateSettings,
-                          previous_dir: Path | None = None, env=None) -> dict:
+def run_train_incremental(
+    pre_dir: Path,
+    vocabulary: Path,
+    output_dir: Path,
+    settings,
+    update: UpdateSettings,
+    previous_dir: Path | None = None,
+    env=None,
+) -> dict:
     from issue_titles.train import run_train
 
     env = os.environ if env is None else env
@@ -182,59 +197,99 @@ def run_train_incremental(pre_dir: Path, vocabulary: Path, output_dir: Path, set
         scratch = Path(scratch)
         flat = scratch / "all"
         keys = assemble(pre_dir, vocabulary, flat)
-        previous, previous_commit = (previous_dir, None) if previous_dir else previous_output(scratch / "previous",
-                                                                                              env)
+        previous, previous_commit = (previous_dir, None) if previous_dir else previous_output(scratch / "previous", env)
         mode, reason = decide(previous, flat, settings, update)
-        lineage = {"mode": mode, "reason": reason, "commit": env.get("PACH_OUTPUT_COMMIT_ID"),
-                   "settings": fingerprint(settings), "rows": len(keys),
-                   "vocabulary_sha256": sha256_file(flat / BODY_VOCAB)[:16] + sha256_file(
-                       flat / TITLE_VOCAB)[:16]}
+        lineage = {
+            "mode": mode,
+            "reason": reason,
+            "commit": env.get("PACH_OUTPUT_COMMIT_ID"),
+            "settings": fingerprint(settings),
+            "rows": len(keys),
+            "vocabulary_sha256": sha256_file(flat / BODY_VOCAB)[:16] + sha256_file(flat / TITLE_VOCAB)[:16],
+        }
         if mode == "update":
             assert previous is not None
             old_lineage = read_json(previous / LINEAGE)
             previous_info = read_json(previous / MODEL_INFO)
             resolved = settings.resolved()
-            plan = plan_update(keys, set(read_json(previous / TRAINED_KEYS)),
-                               set(previous_info.get("validation_row_keys") or []), update, settings.seed,
-                               resolved.validation_split)
-            started_from = {"commit": previous_commit or old_lineage.get("commit"), "mode": old_lineage.get("mode"),
-                            "weights_sha256": sha256_file(previous / WEIGHTS_FILE)}
+            plan = plan_update(
+                keys,
+                set(read_json(previous / TRAINED_KEYS)),
+                set(previous_info.get("validation_row_keys") or []),
+                update,
+                settings.seed,
+                resolved.validation_split,
+            )
+            started_from = {
+                "commit": previous_commit or old_lineage.get("commit"),
+                "mode": old_lineage.get("mode"),
+                "weights_sha256": sha256_file(previous / WEIGHTS_FILE),
+            }
             chain = [] if old_lineage.get("mode") == "full" else list(old_lineage.get("chain", []))
-            lineage |= {"started_from": started_from, "chain": chain + [started_from], "new_rows": plan.new_rows,
-                        "replay_rows": plan.replay_rows, "validation_rows": int(len(plan.validate)),
-                        "updates_since_full": len(chain) + 1}
+            lineage |= {
+                "started_from": started_from,
+                "chain": chain + [started_from],
+                "new_rows": plan.new_rows,
+                "replay_rows": plan.replay_rows,
+                "validation_rows": len(plan.validate),
+                "updates_since_full": len(chain) + 1,
+            }
             # Keras watches the loss on a sample of the chain's validation rows, as many as its validation_split
             # would hold out of the fitted rows; build chooses the decoding on all of them (validation_row_keys).
-            watch = min(len(plan.validate), max(1, round(len(plan.fit) * resolved.validation_split
-                                                         / (1.0 - resolved.validation_split))))
+            watch = min(
+                len(plan.validate),
+                max(1, round(len(plan.fit) * resolved.validation_split / (1.0 - resolved.validation_split))),
+            )
             rng = np.random.default_rng([settings.seed, len(keys), 1])
-            watched = np.sort(rng.choice(plan.validate, size=watch, replace=False)) if len(plan.validate) else \
-                plan.fit[-1:]
+            watched = (
+                np.sort(rng.choice(plan.validate, size=watch, replace=False)) if len(plan.validate) else plan.fit[-1:]
+            )
             part = scratch / "update"
             subset(flat, part, np.concatenate([plan.fit, watched]))
             total = len(plan.fit) + len(watched)
-            tuned = replace(settings, epochs=update.epochs, validation_split=(len(watched) - 0.5) / total,
-                            learning_rate=resolved.learning_rate * update.learning_rate_scale)
+            tuned = replace(
+                settings,
+                epochs=update.epochs,
+                validation_split=(len(watched) - 0.5) / total,
+                learning_rate=resolved.learning_rate * update.learning_rate_scale,
+            )
             write_json(scratch / LINEAGE, lineage)
             write_json(scratch / TRAINED_KEYS, plan.trained_keys)
             try:
-                info = run_train(part, output_dir, tuned, initial_weights=previous / WEIGHTS_FILE,
-                                 extra_info={"lineage": lineage, "validation_row_keys": plan.validation_keys},
-                                 extra_files={LINEAGE: scratch / LINEAGE, TRAINED_KEYS: scratch / TRAINED_KEYS})
-                print(f"stages train: warm-started from the previous model ({plan.new_rows} new rows, "
-                      f"{plan.replay_rows} replayed)", file=sys.stderr)
+                info = run_train(
+                    part,
+                    output_dir,
+                    tuned,
+                    initial_weights=previous / WEIGHTS_FILE,
+                    extra_info={"lineage": lineage, "validation_row_keys": plan.validation_keys},
+                    extra_files={LINEAGE: scratch / LINEAGE, TRAINED_KEYS: scratch / TRAINED_KEYS},
+                )
+                print(
+                    f"stages train: warm-started from the previous model ({plan.new_rows} new rows, "
+                    f"{plan.replay_rows} replayed)",
+                    file=sys.stderr,
+                )
                 return info
             except ValueError as error:
-                note = (f"warm start refused: the previous model's weights do not fit this model ({error}); "
-                        "falling back to a full training")
+                note = (
+                    f"warm start refused: the previous model's weights do not fit this model ({error}); "
+                    "falling back to a full training"
+                )
                 print(f"stages train: {note}", file=sys.stderr)
-                lineage = {key: value for key, value in lineage.items()
-                           if key not in ("started_from", "chain", "new_rows", "replay_rows", "validation_rows",
-                                          "updates_since_full")}
+                lineage = {
+                    key: value
+                    for key, value in lineage.items()
+                    if key
+                    not in ("started_from", "chain", "new_rows", "replay_rows", "validation_rows", "updates_since_full")
+                }
                 lineage |= {"mode": "full", "reason": note}
         fitted, validation = full_plan(keys, settings.resolved().validation_split)
         write_json(scratch / TRAINED_KEYS, fitted)
         write_json(scratch / LINEAGE, lineage)
-        return run_train(flat, output_dir, settings,
-                         extra_info={"lineage": lineage, "validation_row_keys": validation},
-                         extra_files={LINEAGE: scratch / LINEAGE, TRAINED_KEYS: scratch / TRAINED_KEYS})
+        return run_train(
+            flat,
+            output_dir,
+            settings,
+            extra_info={"lineage": lineage, "validation_row_keys": validation},
+            extra_files={LINEAGE: scratch / LINEAGE, TRAINED_KEYS: scratch / TRAINED_KEYS},
+        )

@@ -14,8 +14,9 @@ def write_json(path: Path, data: Any) -> None:
     try:
         text = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False, allow_nan=False)
     except ValueError:
-        raise StageError("refusing to write NaN or Infinity (not JSON); a value it would hold is not finite",
-                         path=path) from None
+        raise StageError(
+            "refusing to write NaN or Infinity (not JSON); a value it would hold is not finite", path=path
+        ) from None
     Path(path).write_text(text + "\n", encoding="utf-8")
 
 

@@ -29,7 +29,7 @@ DATA_LICENCES = (
 
 KNOWN_LIMITS = (
     "Trained on pull-request descriptions, not issue reports: an issue written as a question or a stack trace gets a "
-    "title in the style of a change (\"Fix ...\", \"Add ...\").",
+    'title in the style of a change ("Fix ...", "Add ...").',
     "English only; bodies are truncated to the model's body length (the tokens after it are never read).",
     "Titles are short (the training titles have 3-25 words) and can repeat across similar bodies; see "
     "`distinct_titles` and `most_common_title` in metrics.json.",

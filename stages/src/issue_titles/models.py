@@ -136,9 +136,7 @@ class TutorialSeq2Seq(Seq2SeqModel):
         self.body_embedding = layers.Embedding(config.body_vocab_size, config.embedding_dim, name="body_embedding")
         self.encoder_bn = layers.BatchNormalization(name="encoder_bn")
         self.encoder_gru = layers.GRU(size, return_state=True, name="encoder_gru")
-        self.title_embedding = layers.Embedding(
-            config.title_vocab_size, config.embedding_dim, name="title_embedding"
-        )
+        self.title_embedding = layers.Embedding(config.title_vocab_size, config.embedding_dim, name="title_embedding")
         self.decoder_bn = layers.BatchNormalization(name="decoder_bn")
         self.decoder_gru = layers.GRU(size, return_sequences=True, return_state=True, name="decoder_gru")
         self.output_bn = layers.BatchNormalization(name="output_bn")
@@ -176,7 +174,11 @@ class PointerGenerator(Seq2SeqModel):
     """Attention seq2seq with a copy switch; trained on P(target) = g·P_vocab + (1-g)·Σ attention on copies."""
 
     def __init__(
-        self, config: ModelConfig, unroll: bool = False, label_smoothing: float = 0.0, word_dropout: float = 0.0,
+        self,
+        config: ModelConfig,
+        unroll: bool = False,
+        label_smoothing: float = 0.0,
+        word_dropout: float = 0.0,
         **kwargs,
     ) -> None:
         super().__init__(config, **kwargs)
@@ -205,9 +207,7 @@ class PointerGenerator(Seq2SeqModel):
             raise ValueError(f"unknown encoder '{config.encoder}' (choose from bigru, transformer)")
         self.bridge = layers.Dense(size, activation="tanh", name="bridge")
         self.attention_keys = layers.Dense(size, use_bias=False, name="attention_keys")
-        self.title_embedding = layers.Embedding(
-            config.title_vocab_size, config.embedding_dim, name="title_embedding"
-        )
+        self.title_embedding = layers.Embedding(config.title_vocab_size, config.embedding_dim, name="title_embedding")
         self.decoder_gru = layers.GRU(size, return_sequences=True, return_state=True, unroll=unroll, name="decoder_gru")
         self.attentional = layers.Dense(size, activation="tanh", name="attentional")
         self.dropout = layers.Dropout(config.dropout, name="dropout")
@@ -330,7 +330,9 @@ class TransformerEncoder(layers.Layer):
                 (
                     layers.LayerNormalization(name=f"attention_norm_{index}"),
                     layers.MultiHeadAttention(
-                        config.attention_heads, size // config.attention_heads, dropout=config.dropout / 2,
+                        config.attention_heads,
+                        size // config.attention_heads,
+                        dropout=config.dropout / 2,
                         name=f"attention_{index}",
                     ),
                     layers.LayerNormalization(name=f"feed_forward_norm_{index}"),

@@ -50,7 +50,7 @@ from issue_titles.contract import (
 )
 from issue_titles.errors import StageError, TamperedBundleError
 from issue_titles.jsonio import read_json, read_vocabulary
-from issue_titles.models import ModelConfig, POINTER_GENERATOR, build_model
+from issue_titles.models import POINTER_GENERATOR, ModelConfig, build_model
 from issue_titles.provenance import verify_bundle
 from issue_titles.text import STANDARDIZATION, START, TextConfig, TextEncoder, trigram_settings
 
@@ -68,8 +68,12 @@ DEFAULT_MIN_LENGTH = 0  # words before the end marker may be chosen; 0: only "no
 # validation rows' ROUGE-L of both the full-data default and the demo's small model (stages/README.md, "Decoding").
 DEFAULT_COPY_BIAS = 1.6
 # copy_bias None: the architecture's default (DEFAULT_COPY_BIAS, or 1 for a model that does not copy).
-DECODING_DEFAULTS = {"beam_width": DEFAULT_BEAM_WIDTH, "length_penalty": DEFAULT_LENGTH_PENALTY,
-                     "min_length": DEFAULT_MIN_LENGTH, "copy_bias": None}
+DECODING_DEFAULTS = {
+    "beam_width": DEFAULT_BEAM_WIDTH,
+    "length_penalty": DEFAULT_LENGTH_PENALTY,
+    "min_length": DEFAULT_MIN_LENGTH,
+    "copy_bias": None,
+}
 # Serving: batches of up to this many bodies decode through XLA (sizes 1, 2, 4, 8, 16: five compiles at load time).
 SERVING_COMPILED_BATCH_LIMIT = 16
 PROBABILITY_FLOOR = 1e-9  # tiny probabilities are floored before the log (beam search); exact zeros are impossible ids
@@ -144,8 +148,12 @@ class TitlePredictor:
         Decoding options left as None take the bundle's recorded ones (provenance.json "decoding": what build
         evaluated and gated), else the module defaults. Given ones are checked before any file is read, so a bad
         one fails fast with one line."""
-        given = {"beam_width": beam_width, "length_penalty": length_penalty, "min_length": min_length,
-                 "copy_bias": copy_bias}
+        given = {
+            "beam_width": beam_width,
+            "length_penalty": length_penalty,
+            "min_length": min_length,
+            "copy_bias": copy_bias,
+        }
         _check_decoding(**_with_defaults(given), max_steps=None)
         _check_batch_limit(compiled_batch_limit)  # an API argument: a ValueError, before the StageError wrapping below
         folder = Path(folder)
@@ -155,9 +163,7 @@ class TitlePredictor:
             verify_bundle(folder)
         decoding = _with_defaults(given, recorded_decoding(folder))
         info, config, text_config = read_description(folder)
-        encoder = TextEncoder(
-            read_vocabulary(folder / BODY_VOCAB), read_vocabulary(folder / TITLE_VOCAB), text_config
-        )
+        encoder = TextEncoder(read_vocabulary(folder / BODY_VOCAB), read_vocabulary(folder / TITLE_VOCAB), text_config)
         if (len(encoder.body_vocab), len(encoder.title_vocab)) != (config.body_vocab_size, config.title_vocab_size):
             raise StageError(f"vocabulary sizes do not match {MODEL_INFO}", path=folder / MODEL_INFO)
         try:
@@ -250,7 +256,9 @@ class TitlePredictor:
         for body in bodies:
             encoded = self.encoder.encode_bodies([body])
             memory, state = self.model.encode(
-                tf.constant(encoded["body"]), tf.constant(encoded["body_copy"]), tf.constant(encoded["body_grams"]),
+                tf.constant(encoded["body"]),
+                tf.constant(encoded["body_copy"]),
+                tf.constant(encoded["body_grams"]),
                 training=False,
             )
             if self.beam_width == 1:
@@ -509,7 +517,9 @@ def read_text_config(folder: Path) -> TextConfig:
     except ValueError as error:
         raise StageError(str(error), path=folder / PREPROCESS) from None
     try:
-        sizes = {key: text_fields[key] for key in ("body_vocab_size", "body_length", "title_vocab_size", "title_length")}
+        sizes = {
+            key: text_fields[key] for key in ("body_vocab_size", "body_length", "title_vocab_size", "title_length")
+        }
         return TextConfig(**sizes, trigrams_per_token=per_token, trigram_buckets=buckets)
     except (KeyError, TypeError) as error:
         raise StageError(f"incomplete text description: {error}", path=folder / PREPROCESS) from None
@@ -553,8 +563,10 @@ def recorded_decoding(folder: Path) -> dict:
 def _with_defaults(given: dict, fallback: dict | None = None) -> dict:
     """Each decoding option: the given value, else the fallback's (a bundle's record), else the module default."""
     fallback = fallback or {}
-    return {key: given.get(key) if given.get(key) is not None else fallback.get(key, default)
-            for key, default in DECODING_DEFAULTS.items()}
+    return {
+        key: given.get(key) if given.get(key) is not None else fallback.get(key, default)
+        for key, default in DECODING_DEFAULTS.items()
+    }
 
 
 def _check_decoding(

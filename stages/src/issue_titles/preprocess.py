@@ -33,7 +33,9 @@ def run_preprocess(input_dir: Path, output_dir: Path, config: TextConfig = TextC
         raise StageError(f"no usable rows (skipped: {dict(report.skipped)})", path=source)
     bodies = [issue.body for issue in issues]
     titles = [issue.issue_title for issue in issues]
-    standardized_bodies = [text.decode("utf-8") for text in standardize(tf.constant([clean_body(body) for body in bodies])).numpy()]
+    standardized_bodies = [
+        text.decode("utf-8") for text in standardize(tf.constant([clean_body(body) for body in bodies])).numpy()
+    ]
     marked_titles = title_with_markers(standardize(tf.constant(titles)), config.title_length)
     body_vocab = fit_vocabulary(standardized_bodies, config.body_vocab_size)
     title_vocab = fit_vocabulary([text.decode("utf-8") for text in marked_titles.numpy()], config.title_vocab_size)

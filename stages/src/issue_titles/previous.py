@@ -47,8 +47,10 @@ def _from_pachd(target: Path, env: Mapping[str, str]) -> tuple[Path | None, str 
     host = env.get("PACHD_PEER_SERVICE_HOST") or env.get("PACHD_SERVICE_HOST")
     port = env.get("PACHD_PEER_SERVICE_PORT") or env.get("PACHD_SERVICE_PORT")
     if not (commit_id and pipeline and host and port):
-        raise StageError(f"{REQUEST_ENV}={REQUEST} but this is not a Pachyderm worker (PACH_OUTPUT_COMMIT_ID, "
-                         "PPS_PIPELINE_NAME and PACHD_PEER_SERVICE_HOST/PORT are needed)")
+        raise StageError(
+            f"{REQUEST_ENV}={REQUEST} but this is not a Pachyderm worker (PACH_OUTPUT_COMMIT_ID, "
+            "PPS_PIPELINE_NAME and PACHD_PEER_SERVICE_HOST/PORT are needed)"
+        )
     try:
         from pachyderm_sdk import Client
         from pachyderm_sdk.api import pfs

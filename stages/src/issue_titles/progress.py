@@ -46,7 +46,7 @@ def current_learning_rate(model: Any) -> float | None:
         if callable(rate):
             rate = rate(optimizer.iterations)
         return float(keras.ops.convert_to_numpy(rate))
-    except Exception:  # noqa: BLE001 - an optimizer without a readable rate: just leave it out
+    except Exception:
         return None
 
 
@@ -136,7 +136,9 @@ class TensorBoardScalars(keras.callbacks.Callback):
             self._writer = None
 
 
-def training_callbacks(log_dir: Path | None, settings_text: str = "", verbose: int = 1) -> list[keras.callbacks.Callback]:
+def training_callbacks(
+    log_dir: Path | None, settings_text: str = "", verbose: int = 1
+) -> list[keras.callbacks.Callback]:
     """What `stages train` adds to fit(): progress on stderr (unless `verbose` is 0) and the TensorBoard writer."""
     callbacks: list[keras.callbacks.Callback] = []
     if verbose:
@@ -165,7 +167,9 @@ def write_decoding_choice(log_dir: Path, choice: dict) -> None:
     header = f"decoding chosen on: {choice.get('chosen_on', 'n/a')}"
     if choice.get("why"):
         header += f" ({choice['why']})"
-    text = header + ("\n\n" + markdown_table(rows, ["length_penalty", "copy_bias", "rouge_l", "chosen"]) if rows else "")
+    text = header + (
+        "\n\n" + markdown_table(rows, ["length_penalty", "copy_bias", "rouge_l", "chosen"]) if rows else ""
+    )
     writer = tf.summary.create_file_writer(str(log_dir))
     with writer.as_default():
         tf.summary.text("decoding/choice", text, step=0)

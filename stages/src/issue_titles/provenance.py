@@ -73,7 +73,9 @@ def verify_bundle(folder: Path) -> None:
     for name in files:
         if not _inside_bundle(name):
             # A forged table could otherwise make the loader read (hash) any file on the machine.
-            raise TamperedBundleError(f"lists {name!r}, which is not a file inside the bundle", path=folder / PROVENANCE)
+            raise TamperedBundleError(
+                f"lists {name!r}, which is not a file inside the bundle", path=folder / PROVENANCE
+            )
     _refuse_unlisted(folder, set(files))
     for name, expected in files.items():
         path = folder / name

@@ -174,7 +174,9 @@ def load_credentials(auth_file: Path) -> dict[str, Credentials]:
     except FileNotFoundError:
         raise StageError("registry credentials file not found (is the registry secret mounted?)", path=path) from None
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise StageError(f"registry credentials file is not readable JSON ({type(error).__name__})", path=path) from None
+        raise StageError(
+            f"registry credentials file is not readable JSON ({type(error).__name__})", path=path
+        ) from None
     auths = document.get("auths") if isinstance(document, dict) else None
     if not isinstance(auths, dict):
         raise StageError("registry credentials file has no `auths` object (expected a .dockerconfigjson)", path=path)
@@ -187,8 +189,9 @@ def load_credentials(auth_file: Path) -> dict[str, Credentials]:
             try:
                 decoded = base64.b64decode(str(entry["auth"]), validate=True).decode("utf-8")
             except (binascii.Error, UnicodeDecodeError, ValueError):
-                raise StageError(f"registry credentials for {key!r}: `auth` is not base64 of user:password",
-                                 path=path) from None
+                raise StageError(
+                    f"registry credentials for {key!r}: `auth` is not base64 of user:password", path=path
+                ) from None
             if ":" not in decoded:
                 raise StageError(f"registry credentials for {key!r}: `auth` is not base64 of user:password", path=path)
             username, password = decoded.split(":", 1)
@@ -218,8 +221,10 @@ _CHALLENGE_PARAM = re.compile(r'([A-Za-z_]+)\s*=\s*(?:"([^"]*)"|([^,\s]+))')
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     """`Bearer realm="...",service="...",scope="..."` -> ("bearer", {...})."""
     scheme, _, params = header.strip().partition(" ")
-    values = {match.group(1).lower(): match.group(2) if match.group(2) is not None else match.group(3)
-              for match in _CHALLENGE_PARAM.finditer(params)}
+    values = {
+        match.group(1).lower(): match.group(2) if match.group(2) is not None else match.group(3)
+        for match in _CHALLENGE_PARAM.finditer(params)
+    }
     return scheme.lower(), values
 
 
@@ -229,7 +234,9 @@ def _registry_errors(response: requests.Response) -> str:
         body = response.json()
         errors = body.get("errors") if isinstance(body, dict) else None
         if isinstance(errors, list) and errors:
-            parts = [f"{e.get('code', '?')}: {e.get('message') or ''}".rstrip(": ") for e in errors if isinstance(e, dict)]
+            parts = [
+                f"{e.get('code', '?')}: {e.get('message') or ''}".rstrip(": ") for e in errors if isinstance(e, dict)
+            ]
             if parts:
                 return "; ".join(parts)
     except ValueError:
@@ -379,7 +386,9 @@ class RegistryClient:
     def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, str]:
         """(exact bytes, media type, digest); a digest reference is verified against the bytes."""
         response = self.request(
-            "GET", f"/v2/{repository}/manifests/{reference}", expect=(200,),
+            "GET",
+            f"/v2/{repository}/manifests/{reference}",
+            expect=(200,),
             what=f"GET manifest {repository}{'@' if ':' in reference else ':'}{reference}",
             headers={"Accept": ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))},
         )
@@ -399,8 +408,12 @@ class RegistryClient:
 
     def put_manifest(self, repository: str, tag: str, body: bytes, media_type: str) -> str:
         response = self.request(
-            "PUT", f"/v2/{repository}/manifests/{tag}", expect=(200, 201), what=f"PUT manifest {repository}:{tag}",
-            data=body, headers={"Content-Type": media_type},
+            "PUT",
+            f"/v2/{repository}/manifests/{tag}",
+            expect=(200, 201),
+            what=f"PUT manifest {repository}:{tag}",
+            data=body,
+            headers={"Content-Type": media_type},
         )
         digest = sha256_digest(body)
         answered = response.headers.get("Docker-Content-Digest")
@@ -411,40 +424,55 @@ class RegistryClient:
     # -- blobs -------------------------------------------------------------------------------------------------------
 
     def get_blob(self, repository: str, digest: str) -> bytes:
-        response = self.request("GET", f"/v2/{repository}/blobs/{digest}", expect=(200,),
-                                what=f"GET blob {repository}@{digest}")
+        response = self.request(
+            "GET", f"/v2/{repository}/blobs/{digest}", expect=(200,), what=f"GET blob {repository}@{digest}"
+        )
         if _digest_of(response.content, digest) != digest:
             raise self._fail(f"blob {repository}@{digest}", "the registry sent content with another digest")
         return response.content
 
     def open_blob(self, repository: str, digest: str) -> requests.Response:
-        return self.request("GET", f"/v2/{repository}/blobs/{digest}", expect=(200,),
-                            what=f"GET blob {repository}@{digest}", stream=True)
+        return self.request(
+            "GET",
+            f"/v2/{repository}/blobs/{digest}",
+            expect=(200,),
+            what=f"GET blob {repository}@{digest}",
+            stream=True,
+        )
 
     def blob_exists(self, repository: str, digest: str) -> bool:
-        response = self.request("HEAD", f"/v2/{repository}/blobs/{digest}", expect=(200, 404),
-                                what=f"HEAD blob {repository}@{digest}")
+        response = self.request(
+            "HEAD", f"/v2/{repository}/blobs/{digest}", expect=(200, 404), what=f"HEAD blob {repository}@{digest}"
+        )
         return response.status_code == 200
 
     def mount_blob(self, repository: str, digest: str, source: str) -> str | None:
         """None when mounted (201); else the upload location the registry opened instead (202)."""
         response = self.request(
-            "POST", f"/v2/{repository}/blobs/uploads/", params={"mount": digest, "from": source}, expect=(201, 202),
+            "POST",
+            f"/v2/{repository}/blobs/uploads/",
+            params={"mount": digest, "from": source},
+            expect=(201, 202),
             what=f"mount blob {digest} from {source} into {repository}",
         )
         return None if response.status_code == 201 else self._location(response, "mount")
 
     def start_upload(self, repository: str) -> str:
-        response = self.request("POST", f"/v2/{repository}/blobs/uploads/", expect=(202,),
-                                what=f"start blob upload to {repository}")
+        response = self.request(
+            "POST", f"/v2/{repository}/blobs/uploads/", expect=(202,), what=f"start blob upload to {repository}"
+        )
         return self._location(response, "start blob upload")
 
     def finish_upload(self, location: str, digest: str, data: Any, size: int) -> None:
         """PUT <location>?digest=... with the whole blob (monolithic upload, end-6)."""
         separator = "&" if urlsplit(location).query else "?"
         self.request(
-            "PUT", f"{location}{separator}digest={digest}", expect=(201,), what=f"PUT blob {digest}",
-            data=data, headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            "PUT",
+            f"{location}{separator}digest={digest}",
+            expect=(201,),
+            what=f"PUT blob {digest}",
+            data=data,
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
         )
 
     def _location(self, response: requests.Response, what: str) -> str:
@@ -457,8 +485,14 @@ class RegistryClient:
         self.finish_upload(self.start_upload(repository), digest, data, len(data))
 
 
-def copy_blob(source: RegistryClient, source_repo: str, target: RegistryClient, target_repo: str,
-              descriptor: Mapping[str, Any], location: str | None = None) -> None:
+def copy_blob(
+    source: RegistryClient,
+    source_repo: str,
+    target: RegistryClient,
+    target_repo: str,
+    descriptor: Mapping[str, Any],
+    location: str | None = None,
+) -> None:
     """Stream one blob from a repository (of any registry) into another, checking its digest on the way."""
     digest, size = descriptor["digest"], int(descriptor["size"])
     response = source.open_blob(source_repo, digest)

@@ -88,14 +88,16 @@ def canonical_request(method: str, url: str, headers: Mapping[str, str], payload
     lowered = {name.lower(): " ".join(str(value).split()) for name, value in headers.items()}
     names = sorted(lowered)
     signed = ";".join(names)
-    text = "\n".join([
-        method.upper(),
-        _uri_encode(unquote(parts.path) or "/", safe="/"),
-        canonical_query(parts.query),
-        "".join(f"{name}:{lowered[name]}\n" for name in names),
-        signed,
-        payload_hash,
-    ])
+    text = "\n".join(
+        [
+            method.upper(),
+            _uri_encode(unquote(parts.path) or "/", safe="/"),
+            canonical_query(parts.query),
+            "".join(f"{name}:{lowered[name]}\n" for name in names),
+            signed,
+            payload_hash,
+        ]
+    )
     return text, signed
 
 
@@ -106,8 +108,15 @@ def signing_key(secret_key: str, date: str, region: str, service: str) -> bytes:
     return key
 
 
-def authorization(method: str, url: str, headers: Mapping[str, str], payload_hash: str, credentials: Credentials,
-                  region: str = REGION, service: str = "s3") -> str:
+def authorization(
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    payload_hash: str,
+    credentials: Credentials,
+    region: str = REGION,
+    service: str = "s3",
+) -> str:
     """The `Authorization` header value (AWS Signature Version 4) for a request whose `headers` include `host` and
     `x-amz-date`; every header given is signed."""
     amz_date = next(value for name, value in headers.items() if name.lower() == "x-amz-date")
@@ -115,13 +124,19 @@ def authorization(method: str, url: str, headers: Mapping[str, str], payload_has
     scope = f"{date}/{region}/{service}/aws4_request"
     request, signed = canonical_request(method, url, headers, payload_hash)
     to_sign = "\n".join([ALGORITHM, amz_date, scope, hashlib.sha256(request.encode()).hexdigest()])
-    signature = hmac.new(signing_key(credentials.secret_key, date, region, service), to_sign.encode(),
-                         hashlib.sha256).hexdigest()
+    signature = hmac.new(
+        signing_key(credentials.secret_key, date, region, service), to_sign.encode(), hashlib.sha256
+    ).hexdigest()
     return f"{ALGORITHM} Credential={credentials.access_key}/{scope}, SignedHeaders={signed}, Signature={signature}"
 
 
-def signed_headers(method: str, url: str, credentials: Credentials | None, payload_hash: str = EMPTY_SHA256,
-                   now: datetime | None = None) -> dict[str, str]:
+def signed_headers(
+    method: str,
+    url: str,
+    credentials: Credentials | None,
+    payload_hash: str = EMPTY_SHA256,
+    now: datetime | None = None,
+) -> dict[str, str]:
     """The headers to send with a request: `Host` as signed, the body's SHA-256 and, with credentials, the time and
     the signature. The Host header is set explicitly so that the one sent is the one signed."""
     headers = {"Host": urlsplit(url).netloc, "x-amz-content-sha256": payload_hash}
@@ -135,8 +150,10 @@ def signed_headers(method: str, url: str, credentials: Credentials | None, paylo
 def endpoint_from_env(env: Mapping[str, str] = os.environ) -> str:
     endpoint = env.get(S3_ENDPOINT_ENV, "").rstrip("/")
     if not endpoint.startswith(("http://", "https://")):
-        raise StageError(f"{S3_ENDPOINT_ENV} is not set to the pipeline's S3 gateway (http://HOST:PORT); "
-                         "the pipeline must be S3-enabled (input.pfs.s3, s3Out)")
+        raise StageError(
+            f"{S3_ENDPOINT_ENV} is not set to the pipeline's S3 gateway (http://HOST:PORT); "
+            "the pipeline must be S3-enabled (input.pfs.s3, s3Out)"
+        )
     return endpoint
 
 
@@ -147,8 +164,9 @@ def _tag(element: ElementTree.Element, name: str) -> str | None:
     return None
 
 
-def list_keys(endpoint: str, bucket: str, session: requests.Session | None = None,
-              credentials: Credentials | None = None) -> Iterator[str]:
+def list_keys(
+    endpoint: str, bucket: str, session: requests.Session | None = None, credentials: Credentials | None = None
+) -> Iterator[str]:
     """Every object key in `bucket`, following the gateway's pages."""
     http = session or requests.Session()
     marker = ""
@@ -176,8 +194,9 @@ def download_bucket(endpoint: str, bucket: str, target: Path, credentials: Crede
                 raise StageError(f"s3://{bucket}/{key} would land outside {target}")
             path.parent.mkdir(parents=True, exist_ok=True)
             url = f"{endpoint}/{bucket}/{_uri_encode(key, safe='/')}"
-            with http.get(url, headers=signed_headers("GET", url, credentials), stream=True,
-                          timeout=TIMEOUT) as response:
+            with http.get(
+                url, headers=signed_headers("GET", url, credentials), stream=True, timeout=TIMEOUT
+            ) as response:
                 _check(response, f"get s3://{bucket}/{key}")
                 with open(path, "wb") as out:
                     for chunk in response.iter_content(1 << 20):

@@ -73,8 +73,9 @@ def side_of(issue: Issue, settings: ShardSettings, held: set[str]) -> str:
 def shard_name(entry: Path) -> str:
     name = entry.name
     if not _SAFE.match(name):
-        raise StageError("a raw file's name must be letters, digits, '.', '_' or '-' (it names its split shard)",
-                         path=entry)
+        raise StageError(
+            "a raw file's name must be letters, digits, '.', '_' or '-' (it names its split shard)", path=entry
+        )
     return name
 
 
@@ -134,8 +135,10 @@ def run_split_shards(input_dir: Path, output_dir: Path, settings: ShardSettings)
     shards = [split_entry(entry, output_dir, settings) for entry in entries]
     return {
         "shards": [shard["shard"] for shard in shards],
-        **{key: sum(shard[key] for shard in shards) for key in
-           ("rows_read", "rows_kept", "repeated_in_file", "train_rows", "test_rows", "heldout_rows")},
+        **{
+            key: sum(shard[key] for shard in shards)
+            for key in ("rows_read", "rows_kept", "repeated_in_file", "train_rows", "test_rows", "heldout_rows")
+        },
     }
 
 
@@ -190,8 +193,11 @@ def flat_split_view(split_dir: Path, target: Path) -> dict:
 
 
 def shard_reports(split_dir: Path) -> list[dict]:
-    return [read_json(shard / SHARD_REPORT) for shard in shard_dirs(split_dir, "test.csv")
-            if (shard / SHARD_REPORT).is_file()]
+    return [
+        read_json(shard / SHARD_REPORT)
+        for shard in shard_dirs(split_dir, "test.csv")
+        if (shard / SHARD_REPORT).is_file()
+    ]
 
 
 def keys_of(issues: Iterable[Issue]) -> list[str]:

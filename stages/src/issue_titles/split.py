@@ -16,7 +16,6 @@ from issue_titles.csvio import read_issue_folder, write_issues
 from issue_titles.errors import StageError
 from issue_titles.jsonio import write_json
 
-
 # Several ecosystems and body styles, about 9% of the vendored data set's rows (data/README.md has the table):
 HELDOUT_REPOSITORIES: tuple[str, ...] = (
     "getsentry/sentry-python",  # Python SDK; plain prose bodies

@@ -16,10 +16,9 @@ title id; one that is not gets `title_vocab_size + p`, where p is the position o
 be produced by pointing at the body.
 """
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-
-import re
 
 import numpy as np
 
@@ -49,8 +48,17 @@ _CLEANERS = (
     (re.compile(r"\[([^\]]*)\]\([^)]*\)"), r"\1"),  # links keep their text
     (re.compile(r"</?[a-zA-Z][^>]{0,200}>"), " "),  # HTML tags
     (re.compile(r"https?://\S+"), " "),  # bare URLs
-    (re.compile(r"(?:^|\s)" + _HEADING_MARK + r"(?:" + "|".join(re.escape(h) for h in TEMPLATE_HEADINGS)
-                + r")(?:\s*\(if applicable\))?\s*[?:]?(?:\*\*)?(?=\s|$)", re.I), " "),
+    (
+        re.compile(
+            r"(?:^|\s)"
+            + _HEADING_MARK
+            + r"(?:"
+            + "|".join(re.escape(h) for h in TEMPLATE_HEADINGS)
+            + r")(?:\s*\(if applicable\))?\s*[?:]?(?:\*\*)?(?=\s|$)",
+            re.I,
+        ),
+        " ",
+    ),
     (re.compile(r"(?:^|\s)" + _HEADING_MARK + r"[^#*?:\n]{1,60}?[?:](?:\*\*)?(?=\s|$)"), " "),  # "## Why?", "**Risk:**"
     (re.compile(r"(?:^|\s)(?:#{1,6}|\*\*|[-*] \[[ xX]\]|\[[ xX]\])(?=\s|$)"), " "),  # leftover marks, checkboxes
 )

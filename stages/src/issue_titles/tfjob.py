@@ -109,10 +109,14 @@ def credentials_secret(job_id: str, namespace: str, env: Mapping[str, str], owne
         "metadata": {
             "name": secret_name(job_id),
             "namespace": namespace,
-            "labels": {"app.kubernetes.io/part-of": "issue-titles", "app.kubernetes.io/component": "training",
-                       "pachyderm.io/job": job_id},
-            "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": metadata["name"],
-                                 "uid": metadata["uid"]}],
+            "labels": {
+                "app.kubernetes.io/part-of": "issue-titles",
+                "app.kubernetes.io/component": "training",
+                "pachyderm.io/job": job_id,
+            },
+            "ownerReferences": [
+                {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": metadata["name"], "uid": metadata["uid"]}
+            ],
         },
         "data": {key: base64.b64encode(env[key].encode()).decode() for key in CREDENTIAL_ENV},
     }
@@ -120,8 +124,19 @@ def credentials_secret(job_id: str, namespace: str, env: Mapping[str, str], owne
 
 def replica_command(spec: ReplicaSpec) -> list[str]:
     """What each replica runs: the ordinary `stages train`, reading and writing through the S3 gateway."""
-    return ["stages", "train", "--from-s3", spec.input_bucket, "--input", f"{SCRATCH}/input",
-            "--to-s3", spec.output_bucket, "--output", f"{SCRATCH}/output", *spec.train_args]
+    return [
+        "stages",
+        "train",
+        "--from-s3",
+        spec.input_bucket,
+        "--input",
+        f"{SCRATCH}/input",
+        "--to-s3",
+        spec.output_bucket,
+        "--output",
+        f"{SCRATCH}/output",
+        *spec.train_args,
+    ]
 
 
 def tfjob_manifest(spec: ReplicaSpec, job_id: str, namespace: str, env: Mapping[str, str]) -> dict[str, Any]:
@@ -134,24 +149,38 @@ def tfjob_manifest(spec: ReplicaSpec, job_id: str, namespace: str, env: Mapping[
     pod: dict[str, Any] = {
         "automountServiceAccountToken": False,  # the replicas need no Kubernetes API
         "securityContext": {"runAsNonRoot": True, "runAsUser": spec.run_as_user, "fsGroup": spec.run_as_user},
-        "containers": [{
-            "name": CONTAINER,
-            "image": spec.image,
-            "command": replica_command(spec),
-            "ports": [{"name": PORT_NAME, "containerPort": PORT}],
-            "env": [{"name": key, "value": env[key]} for key in PASSED_ENV[:1] if key in env]
-            + ([{"name": key, "valueFrom": {"secretKeyRef": {"name": secret_name(job_id), "key": key}}}
-                for key in CREDENTIAL_ENV] if has_credentials(env) else [])
-            + [{"name": "HOME", "value": SCRATCH}, {"name": "TF_CPP_MIN_LOG_LEVEL", "value": "2"},
-               {"name": "PYTHONUNBUFFERED", "value": "1"}],
-            "resources": resources,
-            "securityContext": {
-                "runAsNonRoot": True, "runAsUser": spec.run_as_user, "readOnlyRootFilesystem": True,
-                "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
-        }],
+        "containers": [
+            {
+                "name": CONTAINER,
+                "image": spec.image,
+                "command": replica_command(spec),
+                "ports": [{"name": PORT_NAME, "containerPort": PORT}],
+                "env": [{"name": key, "value": env[key]} for key in PASSED_ENV[:1] if key in env]
+                + (
+                    [
+                        {"name": key, "valueFrom": {"secretKeyRef": {"name": secret_name(job_id), "key": key}}}
+                        for key in CREDENTIAL_ENV
+                    ]
+                    if has_credentials(env)
+                    else []
+                )
+                + [
+                    {"name": "HOME", "value": SCRATCH},
+                    {"name": "TF_CPP_MIN_LOG_LEVEL", "value": "2"},
+                    {"name": "PYTHONUNBUFFERED", "value": "1"},
+                ],
+                "resources": resources,
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": spec.run_as_user,
+                    "readOnlyRootFilesystem": True,
+                    "allowPrivilegeEscalation": False,
+                    "capabilities": {"drop": ["ALL"]},
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
+            }
+        ],
         "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": spec.scratch_size}}],
     }
     if spec.image_pull_secret:
@@ -165,13 +194,17 @@ def tfjob_manifest(spec: ReplicaSpec, job_id: str, namespace: str, env: Mapping[
         "metadata": {
             "name": job_name(job_id),
             "namespace": namespace,
-            "labels": {"app.kubernetes.io/part-of": "issue-titles", "app.kubernetes.io/component": "training",
-                       "pachyderm.io/job": job_id},
+            "labels": {
+                "app.kubernetes.io/part-of": "issue-titles",
+                "app.kubernetes.io/component": "training",
+                "pachyderm.io/job": job_id,
+            },
         },
         "spec": {
             "runPolicy": {"cleanPodPolicy": "None", "backoffLimit": 0},
-            "tfReplicaSpecs": {"Worker": {"replicas": spec.workers, "restartPolicy": "Never",
-                                          "template": {"spec": pod}}},
+            "tfReplicaSpecs": {
+                "Worker": {"replicas": spec.workers, "restartPolicy": "Never", "template": {"spec": pod}}
+            },
         },
     }
 
@@ -190,14 +223,16 @@ class KubeApi:
         self.http.verify = verify
 
     @classmethod
-    def in_cluster(cls, env: Mapping[str, str] = os.environ, account: Path = SERVICE_ACCOUNT_DIR) -> "KubeApi":
+    def in_cluster(cls, env: Mapping[str, str] = os.environ, account: Path = SERVICE_ACCOUNT_DIR) -> KubeApi:
         host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT", "443")
         try:
             token = (account / "token").read_text().strip()
             namespace = (account / "namespace").read_text().strip()
         except OSError as error:
-            raise TFJobFailed(f"no service-account token in {account} ({error.strerror}): the train pipeline must "
-                              "run under its own service account (podPatch serviceAccountName)") from None
+            raise TFJobFailed(
+                f"no service-account token in {account} ({error.strerror}): the train pipeline must "
+                "run under its own service account (podPatch serviceAccountName)"
+            ) from None
         host = f"[{host}]" if host and ":" in host else host
         return cls(f"https://{host}:{port}", token, namespace, verify=str(account / "ca.crt"))
 
@@ -242,7 +277,6 @@ class KubeApi:
             self._fail(response, f"delete TFJob {name}")
         return True
 
-
     def create_secret(self, manifest: dict) -> bool:
         """True when created, False when one of that name exists already. The response (which echoes the data) is
         not kept, and no error message carries the manifest."""
@@ -286,8 +320,10 @@ def describe(job: Mapping) -> str:
     replicas = (job.get("status") or {}).get("replicaStatuses") or {}
     for rtype, counts in sorted(replicas.items()):
         counts = counts or {}
-        line += (f"; {rtype}: {counts.get('active', 0)} active, {counts.get('succeeded', 0)} succeeded, "
-                 f"{counts.get('failed', 0)} failed")
+        line += (
+            f"; {rtype}: {counts.get('active', 0)} active, {counts.get('succeeded', 0)} succeeded, "
+            f"{counts.get('failed', 0)} failed"
+        )
     return line
 
 
@@ -303,10 +339,16 @@ def _create_secret(api: KubeApi, secret: dict, log: Callable[[str], None]) -> No
     log(f"Secret {name} created (S3 credentials of the replicas, owned by TFJob {owner['name']})")
 
 
-def launch(api: KubeApi, manifest: dict, log: Callable[[str], None] = print, poll_seconds: float = 10.0,
-           timeout_seconds: float | None = None, sleep: Callable[[float], None] = time.sleep,
-           clock: Callable[[], float] = time.monotonic,
-           secret: Callable[[dict], dict] | None = None) -> dict:
+def launch(
+    api: KubeApi,
+    manifest: dict,
+    log: Callable[[str], None] = print,
+    poll_seconds: float = 10.0,
+    timeout_seconds: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    secret: Callable[[dict], dict] | None = None,
+) -> dict:
     """Create the TFJob (and, from the created TFJob, the credentials Secret that `secret` builds), follow it until it
     ends, delete both; return the finished TFJob or raise TFJobFailed.
 
@@ -340,40 +382,50 @@ def launch(api: KubeApi, manifest: dict, log: Callable[[str], None] = print, pol
             kind, condition = state(job)
             if kind == "Failed":
                 condition = condition or {}
-                raise TFJobFailed(f"TFJob {name} failed: {condition.get('reason', 'Failed')}: "
-                                  f"{condition.get('message', '(no message)')}")
+                raise TFJobFailed(
+                    f"TFJob {name} failed: {condition.get('reason', 'Failed')}: "
+                    f"{condition.get('message', '(no message)')}"
+                )
             if kind == "Succeeded":
                 return job
             if timeout_seconds is not None and clock() - started > timeout_seconds:
-                raise TFJobFailed(f"TFJob {name} did not finish within {timeout_seconds / 60:g} minutes "
-                                  f"(last: {line})")
+                raise TFJobFailed(f"TFJob {name} did not finish within {timeout_seconds / 60:g} minutes (last: {line})")
             sleep(poll_seconds)
     finally:
         if secret_made:
             try:
                 if api.delete_secret(secret_made):
                     log(f"Secret {secret_made} deleted")
-            except Exception as error:  # noqa: BLE001 - its owner's deletion still collects it
-                log(f"Secret {secret_made} could not be deleted ({error}); the garbage collector removes it with "
-                    f"TFJob {name}")
+            except Exception as error:
+                log(
+                    f"Secret {secret_made} could not be deleted ({error}); the garbage collector removes it with "
+                    f"TFJob {name}"
+                )
         try:
             if api.delete(name):
                 log(f"TFJob {name} deleted")
-        except Exception as error:  # noqa: BLE001 - never hide the training's own outcome behind the cleanup's
+        except Exception as error:
             log(f"TFJob {name} could not be deleted: {error}")
 
 
 def _stop_on_sigterm() -> None:
     """Pachyderm stops a worker with SIGTERM (a killed job): unwind through `launch`'s cleanup, as on Ctrl-C."""
+
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
 
 
-def run_launch(spec: ReplicaSpec, env: Mapping[str, str] = os.environ, local_input: Path | None = None,
-               local_output: Path | None = None, poll_seconds: float = 10.0,
-               timeout_seconds: float | None = None, api: KubeApi | None = None) -> dict:
+def run_launch(
+    spec: ReplicaSpec,
+    env: Mapping[str, str] = os.environ,
+    local_input: Path | None = None,
+    local_output: Path | None = None,
+    poll_seconds: float = 10.0,
+    timeout_seconds: float | None = None,
+    api: KubeApi | None = None,
+) -> dict:
     """In a cluster: the TFJob for this Pachyderm job. Without one: the same replicas as local processes."""
     if api is None and not env.get("KUBERNETES_SERVICE_HOST"):
         return _run_locally(spec, local_input, local_output)
@@ -382,14 +434,20 @@ def run_launch(spec: ReplicaSpec, env: Mapping[str, str] = os.environ, local_inp
         raise StageError("PACH_JOB_ID is not set: launch-tfjob runs as a Pachyderm pipeline's command")
     missing = [key for key in PASSED_ENV[:1] if not env.get(key)]
     if missing:
-        raise StageError(f"{', '.join(missing)} is not set: the train pipeline must be S3-enabled "
-                         "(input.pfs.s3: true, s3Out: true)")
+        raise StageError(
+            f"{', '.join(missing)} is not set: the train pipeline must be S3-enabled (input.pfs.s3: true, s3Out: true)"
+        )
     api = api or KubeApi.in_cluster(env)
     _stop_on_sigterm()
-    secret = ((lambda created: credentials_secret(job_id, api.namespace, env, created)) if has_credentials(env)
-              else None)
-    job = launch(api, tfjob_manifest(spec, job_id, api.namespace, env), log=lambda line: print(line, flush=True),
-                 poll_seconds=poll_seconds, timeout_seconds=timeout_seconds, secret=secret)
+    secret = (lambda created: credentials_secret(job_id, api.namespace, env, created)) if has_credentials(env) else None
+    job = launch(
+        api,
+        tfjob_manifest(spec, job_id, api.namespace, env),
+        log=lambda line: print(line, flush=True),
+        poll_seconds=poll_seconds,
+        timeout_seconds=timeout_seconds,
+        secret=secret,
+    )
     return {"tfjob": job["metadata"]["name"], "state": state(job)[0], "workers": spec.workers}
 
 
@@ -397,8 +455,10 @@ def _run_locally(spec: ReplicaSpec, local_input: Path | None, local_output: Path
     from issue_titles.distributed import run_local_workers
 
     if local_input is None or local_output is None:
-        raise StageError("no Kubernetes API (KUBERNETES_SERVICE_HOST) and no --local-input/--local-output folders "
-                         "to train on locally")
+        raise StageError(
+            "no Kubernetes API (KUBERNETES_SERVICE_HOST) and no --local-input/--local-output folders "
+            "to train on locally"
+        )
     argv = ["train", "--input", str(local_input), "--output", str(local_output), *spec.train_args]
     if spec.workers > 1:
         run_local_workers(argv, spec.workers)

@@ -60,8 +60,11 @@ def compiles_with_xla(settings: "TrainSettings", train_rows: int, distributed: b
     """XLA with unrolled GRUs: ~15% faster per step, but compiling takes minutes; worth it only for long trainings.
     Never with several workers: XLA has no kernel for MultiWorkerMirroredStrategy's collectives (CollectiveGatherV2
     on XLA_CPU_JIT, measured with TensorFlow 2.20), so the step would not compile."""
-    return (settings.architecture == POINTER_GENERATOR and train_rows * settings.epochs >= COMPILE_PAYS_OFF
-            and not distributed)
+    return (
+        settings.architecture == POINTER_GENERATOR
+        and train_rows * settings.epochs >= COMPILE_PAYS_OFF
+        and not distributed
+    )
 
 
 def planned_steps(settings: "TrainSettings", train_rows: int) -> int:
@@ -86,8 +89,10 @@ def learning_rate_schedule(settings: "TrainSettings", train_rows: int):
     steps = planned_steps(settings, train_rows)
     warmup = min(200, steps // 10)
     return keras.optimizers.schedules.CosineDecay(
-        0.0 if warmup else settings.learning_rate, decay_steps=max(1, steps - warmup),
-        warmup_target=settings.learning_rate if warmup else None, warmup_steps=warmup,
+        0.0 if warmup else settings.learning_rate,
+        decay_steps=max(1, steps - warmup),
+        warmup_target=settings.learning_rate if warmup else None,
+        warmup_steps=warmup,
     )
 
 
@@ -165,8 +170,10 @@ def load_training_data(input_dir: Path) -> tuple[dict, list[str], list[str]]:
     rows = arrays["train_body"].shape[0]
     for name, array in arrays.items():
         if array.ndim != 2 or array.shape[0] != rows or not np.issubdtype(array.dtype, np.integer):
-            raise StageError(f"expected a 2-D integer array with {rows} rows, got {array.dtype} {array.shape}",
-                             path=input_dir / f"{name}.npy")
+            raise StageError(
+                f"expected a 2-D integer array with {rows} rows, got {array.dtype} {array.shape}",
+                path=input_dir / f"{name}.npy",
+            )
     try:
         per_token, buckets = trigram_settings(summary)  # 0 also for an output written before trigrams existed
     except ValueError as error:
@@ -202,9 +209,14 @@ def training_inputs(arrays: dict, architecture: str) -> tuple[dict, np.ndarray]:
     return x, arrays["train_title"][:, 1:]
 
 
-def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = TrainSettings(),
-              initial_weights: Path | None = None, extra_info: dict | None = None,
-              extra_files: dict[str, Path] | None = None) -> dict:
+def run_train(
+    input_dir: Path,
+    output_dir: Path,
+    settings: TrainSettings = TrainSettings(),
+    initial_weights: Path | None = None,
+    extra_info: dict | None = None,
+    extra_files: dict[str, Path] | None = None,
+) -> dict:
     """Train and write the model folder. `initial_weights` warm-starts from a former model's weights (ValueError when
     their shapes do not fit this model: issue_titles.incremental falls back to a full training); `extra_info` and
     `extra_files` (name -> source) are added to model.json and the output (the update's lineage)."""
@@ -243,7 +255,9 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
             model = build_model(config, unroll=compiled, label_smoothing=settings.label_smoothing,
                                 word_dropout=settings.word_dropout)  # fmt: skip
         finally:
-            keras.mixed_precision.set_dtype_policy("float32")  # the layers keep theirs; later loads build float32 models
+            keras.mixed_precision.set_dtype_policy(
+                "float32"
+            )  # the layers keep theirs; later loads build float32 models
         if initial_weights is not None:
             model.load_weights(initial_weights)  # keras raises ValueError on a shape mismatch
         model.compile(
@@ -251,7 +265,8 @@ def run_train(input_dir: Path, output_dir: Path, settings: TrainSettings = Train
                 learning_rate=learning_rate_schedule(settings, train_rows),
                 clipnorm=None if settings.architecture == TUTORIAL else 5.0,  # the tutorial did not clip
                 # fit() ends by writing the moving average into the model (Optimizer.finalize_variable_values).
-                use_ema=bool(momentum), ema_momentum=momentum or 0.99,
+                use_ema=bool(momentum),
+                ema_momentum=momentum or 0.99,
             ),
             loss=loss_for_replicas(model.training_loss()) if replica.distributed else model.training_loss(),
             jit_compile=True if compiled else "auto",

@@ -67,8 +67,13 @@ def _standardized(config: TextConfig, bodies: list[str], titles: list[str]) -> t
     return body_texts, [t.decode("utf-8") for t in marked.numpy()]
 
 
-def run_vocabulary(split_dir: Path, output_dir: Path, config: TextConfig = TextConfig(),
-                   previous: Path | None = None, threshold: float = DRIFT_THRESHOLD) -> dict:
+def run_vocabulary(
+    split_dir: Path,
+    output_dir: Path,
+    config: TextConfig = TextConfig(),
+    previous: Path | None = None,
+    threshold: float = DRIFT_THRESHOLD,
+) -> dict:
     """Fit, compare with `previous` (a former output of this step, or None), write `vocab/` and `report.json`."""
     if not 0.0 <= threshold < 1.0:
         raise StageError(f"--drift-threshold must be in [0, 1), got {threshold}")
@@ -78,20 +83,35 @@ def run_vocabulary(split_dir: Path, output_dir: Path, config: TextConfig = TextC
     if len(merged.issues) < 2:
         raise StageError(f"need at least 2 training rows across the shards, got {len(merged.issues)}", path=split_dir)
     bodies, titles = _standardized(config, [i.body for i in merged.issues], [i.issue_title for i in merged.issues])
-    fresh = {"body": fit_vocabulary(bodies, config.body_vocab_size),
-             "title": fit_vocabulary(titles, config.title_vocab_size)}
-    counts = {"body": Counter(t for text in bodies for t in text.split()),
-              "title": Counter(t for text in titles for t in text.split())}
-    reached = replace(config, body_vocab_size=len(fresh["body"]), title_vocab_size=len(fresh["title"]),
-                      trigram_buckets=config.trigram_buckets if config.trigrams_per_token else 0)
-    report: dict = {"rows": len(merged.issues), "repeated_across_files": merged.repeated_across_files,
-                    "threshold": threshold, "drift": None, "kept_previous": False}
+    fresh = {
+        "body": fit_vocabulary(bodies, config.body_vocab_size),
+        "title": fit_vocabulary(titles, config.title_vocab_size),
+    }
+    counts = {
+        "body": Counter(t for text in bodies for t in text.split()),
+        "title": Counter(t for text in titles for t in text.split()),
+    }
+    reached = replace(
+        config,
+        body_vocab_size=len(fresh["body"]),
+        title_vocab_size=len(fresh["title"]),
+        trigram_buckets=config.trigram_buckets if config.trigrams_per_token else 0,
+    )
+    report: dict = {
+        "rows": len(merged.issues),
+        "repeated_across_files": merged.repeated_across_files,
+        "threshold": threshold,
+        "drift": None,
+        "kept_previous": False,
+    }
     keep = None
     if previous is not None and all((vocab_dir(previous) / name).is_file() for name in VOCAB_FILES):
         old_dir = vocab_dir(previous)
         same_settings = read_json(old_dir / "requested.json") == config.as_dict()
-        old = {"body": read_vocabulary(old_dir / "body_vocab.json"),
-               "title": read_vocabulary(old_dir / "title_vocab.json")}
+        old = {
+            "body": read_vocabulary(old_dir / "body_vocab.json"),
+            "title": read_vocabulary(old_dir / "title_vocab.json"),
+        }
         values = {side: round(drift(counts[side], old[side], fresh[side]), 6) for side in ("body", "title")}
         report["drift"] = values
         report["same_settings"] = same_settings

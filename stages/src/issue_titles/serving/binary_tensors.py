@@ -71,9 +71,7 @@ def decode_request(body: bytes, header_length: bytes) -> bytes:
         if not parameters:
             del tensor["parameters"]
     if offset != len(binary):
-        raise BinaryFormatError(
-            f"{len(binary) - offset} bytes of binary data after the last input's binary_data_size"
-        )
+        raise BinaryFormatError(f"{len(binary) - offset} bytes of binary data after the last input's binary_data_size")
     return orjson.dumps(request)
 
 

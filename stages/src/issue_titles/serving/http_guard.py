@@ -381,7 +381,7 @@ def describe_validation_error(error: RequestValidationError) -> str:
             detail = (problem.get("ctx") or {}).get("error") or problem.get("msg", "")
             return f"malformed JSON: {detail}"
     if any(problem.get("type") == "missing" and tuple(problem.get("loc", ())) == ("body",) for problem in problems):
-        return "the request body is empty: send a V2 inference request (a JSON object with \"inputs\")"
+        return 'the request body is empty: send a V2 inference request (a JSON object with "inputs")'
     parts = []
     for problem in problems[:3]:
         location = ".".join(str(part) for part in problem.get("loc", ()) if part != "body") or "request"
@@ -415,9 +415,7 @@ def install(app: FastAPI, max_request_bytes: int, body_timeout: float, draining:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected_error)
-    app.add_middleware(
-        RequestGuard, max_request_bytes=max_request_bytes, body_timeout=body_timeout, draining=draining
-    )
+    app.add_middleware(RequestGuard, max_request_bytes=max_request_bytes, body_timeout=body_timeout, draining=draining)
 
 
 UNPARSABLE_REQUEST = "invalid HTTP request: its request line, headers or framing could not be parsed"

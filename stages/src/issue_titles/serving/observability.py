@@ -121,8 +121,10 @@ def truthy(value: str | None) -> bool:
 def resolve_log_format(requested: str | None, env: dict[str, str] | None = None) -> str:
     """`--log-format`, else `ISSUE_TITLES_LOG_FORMAT`, else json when `MLSERVER_USE_STRUCTURED_LOGGING` is true."""
     env = os.environ if env is None else env
-    value = requested or env.get("ISSUE_TITLES_LOG_FORMAT") or (
-        "json" if truthy(env.get("MLSERVER_USE_STRUCTURED_LOGGING")) else "text"
+    value = (
+        requested
+        or env.get("ISSUE_TITLES_LOG_FORMAT")
+        or ("json" if truthy(env.get("MLSERVER_USE_STRUCTURED_LOGGING")) else "text")
     )
     if value not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {value!r}")

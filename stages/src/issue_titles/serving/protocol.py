@@ -16,6 +16,7 @@ from mlserver.types import InferenceRequest, InferenceResponse, RequestInput, Re
 
 from .limits import ServingLimits
 from .settings import INPUT_NAME, OUTPUT_NAME
+
 SELDON_OUTPUT_NAMES = ["t:0"]
 SELDON_EXAMPLE = '{"data": {"ndarray": [["<issue body>"], ...]}}'
 
@@ -119,9 +120,7 @@ def check_batch_size(count: int, where: str, limits: ServingLimits | None) -> No
     if count == 0:
         raise BadRequest(f"{where} is empty: send at least one issue body")
     if limits is not None and count > limits.max_batch_bodies:
-        raise PayloadTooLarge(
-            f"{where} has {count} bodies; at most {limits.max_batch_bodies} are allowed per request"
-        )
+        raise PayloadTooLarge(f"{where} has {count} bodies; at most {limits.max_batch_bodies} are allowed per request")
 
 
 def bodies_from_seldon(payload: Any, limits: ServingLimits | None) -> list[str]:
@@ -135,9 +134,7 @@ def bodies_from_seldon(payload: Any, limits: ServingLimits | None) -> list[str]:
         raise BadRequest(f'"data" must be an object with an "ndarray" list, got {json_type(data)}')
     if "ndarray" not in data:
         others = ", ".join(sorted(str(key) for key in data)) or "nothing"
-        raise BadRequest(
-            f'missing "data.ndarray" (got {others}): send the issue bodies as {SELDON_EXAMPLE}'
-        )
+        raise BadRequest(f'missing "data.ndarray" (got {others}): send the issue bodies as {SELDON_EXAMPLE}')
     rows = data["ndarray"]
     if not isinstance(rows, list):
         raise BadRequest(f'"data.ndarray" must be an array of ["<issue body>"] rows, got {json_type(rows)}')

@@ -31,9 +31,10 @@ from mlserver.handlers import custom_handler
 from mlserver.types import InferenceRequest, InferenceResponse, MetadataModelResponse, Parameters
 from mlserver.utils import get_model_uri
 
+from issue_titles.contract import MODEL_CARD, MODEL_NAME
+
 from . import observability
 from .limits import ServingLimits
-from issue_titles.contract import MODEL_CARD, MODEL_NAME
 from .protocol import (
     PayloadTooLarge,
     bodies_from_seldon,
@@ -158,9 +159,7 @@ class IssueTitleRuntime(MLModel):
             raise ModelNotLoaded()
         raw = await request.body()
         if len(raw) > self._limits.max_request_bytes:
-            raise PayloadTooLarge(
-                f"request has {len(raw)} bytes; at most {self._limits.max_request_bytes} are allowed"
-            )
+            raise PayloadTooLarge(f"request has {len(raw)} bytes; at most {self._limits.max_request_bytes} are allowed")
         payload = seldon_payload(raw, request.headers.get("content-type"), request.scope.get("query_string", b""))
         bodies = bodies_from_seldon(payload, self._limits)
         observability.note_bodies(len(bodies))

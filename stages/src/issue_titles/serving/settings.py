@@ -137,9 +137,7 @@ def write_settings(
     model_path = bundle_dir / MODEL_SETTINGS_FILE
     server_path = bundle_dir / SERVER_SETTINGS_FILE
     _write_json_atomically(model_path, model_settings_dict(model_uri, limits, runtime_limits=explicit))
-    _write_json_atomically(
-        server_path, server_settings_dict(host, port, max_request_bytes=limits.max_request_bytes)
-    )
+    _write_json_atomically(server_path, server_settings_dict(host, port, max_request_bytes=limits.max_request_bytes))
     return model_path, server_path
 
 
