@@ -4,7 +4,7 @@ No Pulumi CLI, no cluster, no state: the mock monitor stands in for the engine a
 registers, with what Pulumi's mocks hand to `new_resource` and what they drop (parent, dependencies, provider, and
 which input paths were sent as secrets, read from the wire format before the secret wrapper is unwrapped).
 
-    python -m infra.render minikube [--set KEY=VALUE ...] [--unset KEY] [--kind Deployment] [--format yaml|json]
+    python -m infra.render minikube [--set KEY=VALUE ...] [--unset KEY] [--kind Namespace] [--format yaml|json]
 
 The secrets (`registry:password`, `issue-titles:pachdRootToken`) are not known offline: placeholders stand in for
 them, handed over as secrets, and printed as `[secret]` unless `--show-secrets` is given. With `serving:modelTag` (or
@@ -474,7 +474,7 @@ def _parser() -> argparse.ArgumentParser:
         "--kind",
         action="append",
         default=[],
-        help="only this Kubernetes kind or type name, e.g. Deployment (repeatable)",
+        help="only this Kubernetes kind or type name, e.g. SeldonDeployment, Release (repeatable)",
     )
     parser.add_argument("--format", choices=("yaml", "json"), default="yaml")
     parser.add_argument("--show-secrets", action="store_true", help="print the secrets' placeholders where they flow")

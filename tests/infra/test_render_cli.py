@@ -59,9 +59,10 @@ def no_pachd(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 @pytest.mark.parametrize("stack", render.STACKS)
 def test_prints_the_resources_the_program_declares_for_each_stack(
-    stack: str, capsys: pytest.CaptureFixture[str]
+    stack: str, capsys: pytest.CaptureFixture[str], no_pachd: list[str]
 ) -> None:
     resources = rendered(capsys, stack)
+    assert no_pachd == []  # a pinned (or no) model tag: the program reads nothing from pachd while it evaluates
     run = render.run_program(stack)
     assert sorted((r["type"], r["name"]) for r in resources) == sorted((r.type_, r.name) for r in run if not r.read)
     namespaces = {r["inputs"]["metadata"]["name"] for r in of_type(resources, "kubernetes:core/v1:Namespace")}
@@ -228,7 +229,7 @@ def test_latest_with_a_loopback_pachd_serves_its_newest_export(
     assert containers[0]["image"] == f"{repo}:{'7' * 32}"
 
 
-def test_runs_as_a_module(tmp_path: Any) -> None:
+def test_runs_as_a_module() -> None:
     """What users type: `python -m infra.render`, from the repository root, printing YAML on stdout only."""
     result = subprocess.run(
         [
