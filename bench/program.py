@@ -1,4 +1,4 @@
-"""Benchmark 5: time for the Pulumi program to evaluate under mocks, per stack (tests/infra/harness.py)."""
+"""Benchmark 5: time for the Pulumi program to evaluate under mocks, per stack (infra/render.py, the offline render)."""
 
 import time
 
@@ -8,7 +8,7 @@ STACKS = ("minikube", "gke-gpu")
 
 
 def run(quick: bool) -> Section:
-    from tests.infra import harness  # the one way to evaluate the program under mocks, reused
+    from infra import render  # the one way to evaluate the program under mocks: the product's offline render
 
     section = Section(
         "Pulumi program evaluation under mocks",
@@ -20,14 +20,14 @@ def run(quick: bool) -> Section:
         try:
             for _ in range(repeats):
                 started = time.perf_counter()
-                count = len(harness.run_program(stack))
+                count = len(render.run_program(stack))
                 times.append(time.perf_counter() - started)
         except Exception as error:  # a failing program is a finding, reported in the table
             section.rows.append([stack, "failed", "-", repr(error)[:120]])
             continue
-        section.rows.append([stack, f"{times[0]:.2f}", f"{min(times):.2f} (best of {repeats})", count])
+        section.rows.append([stack, f"{times[0]:.2f}", f"{min(times):.2f} (best of {repeats})", str(count)])
     section.notes.append(
-        "`tests/infra/harness.py` `run_program(stack)`: the real `__main__.py` under `pulumi.runtime.set_mocks`, "
+        "`infra/render.py` `run_program(stack)`: the real `__main__.py` under `pulumi.runtime.set_mocks`, "
         "in this process; the first evaluation of the first stack also imports the program's modules."
     )
     return section

@@ -20,7 +20,7 @@ OVERRIDDEN = {
     "mlserver": "serving/server.py: IssueTitleServer subclasses MLServer",
     "uvicorn": "serving/http_guard.py: JSONErrorsH11Protocol subclasses H11Protocol",
     "pulumi-kubernetes": "infra/custom_resources.py: CustomResourceWithStatus overrides _internal_init",
-    "pulumi": "infra/pachyderm_provider.py, tests/infra/harness.py: rpc and the mocks' monitor",
+    "pulumi": "infra/pachyderm_provider.py, infra/render.py: rpc and the mocks' monitor",
 }
 
 
