@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -257,19 +258,24 @@ class _Reader:
             raise ConfigError(f"missing config `{self.key(name)}`: set it with {_fix(self.key(name), example)}")
         return value
 
-    def whole(self, name: str, example: str) -> int | None:
-        """A whole number, or None when the key is unset."""
+    def _parsed(self, name: str, get: Callable[[str], Any], use: str) -> Any:
+        """The key's value as `get` parses it, or None when the key is unset; `use` says what to write instead."""
         raw = self.optional(name)
         if raw is None:
             return None
         try:
-            value = self.cfg.get_int(name)
+            value = get(name)
         except pulumi.ConfigTypeError:
             value = None
         if value is None:
-            raise ConfigError(
-                f"invalid `{self.key(name)}` {raw!r}: use a whole number, e.g. {_fix(self.key(name), example)}"
-            )
+            raise ConfigError(f"invalid `{self.key(name)}` {raw!r}: use {use}")
+        return value
+
+    def whole(self, name: str, example: str) -> int | None:
+        """A whole number, or None when the key is unset."""
+        value: int | None = self._parsed(
+            name, self.cfg.get_int, f"a whole number, e.g. {_fix(self.key(name), example)}"
+        )
         return value
 
     def integer(self, name: str, default: int, minimum: int, example: str, maximum: int | None = None) -> int:
@@ -286,15 +292,7 @@ class _Reader:
 
     def number(self, name: str, example: str) -> float | None:
         """A number, or None when the key is unset."""
-        raw = self.optional(name)
-        if raw is None:
-            return None
-        try:
-            value = self.cfg.get_float(name)
-        except pulumi.ConfigTypeError:
-            value = None
-        if value is None:
-            raise ConfigError(f"invalid `{self.key(name)}` {raw!r}: use a number, e.g. {_fix(self.key(name), example)}")
+        value: float | None = self._parsed(name, self.cfg.get_float, f"a number, e.g. {_fix(self.key(name), example)}")
         return value
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -308,15 +306,7 @@ class _Reader:
 
     def flag(self, name: str) -> bool | None:
         """true or false, or None when the key is unset."""
-        raw = self.optional(name)
-        if raw is None:
-            return None
-        try:
-            value = self.cfg.get_bool(name)
-        except pulumi.ConfigTypeError:
-            value = None
-        if value is None:
-            raise ConfigError(f"invalid `{self.key(name)}` {raw!r}: use true or false")
+        value: bool | None = self._parsed(name, self.cfg.get_bool, "true or false")
         return value
 
     def boolean(self, name: str, default: bool) -> bool:

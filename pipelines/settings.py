@@ -69,7 +69,7 @@ class PipelineSettings:
     full_retrain: bool = False
 
     def __post_init__(self) -> None:
-        problems = settings_problems(self)
+        problems = list(_problems(self))
         if problems:
             raise SettingsError(problems)
 
@@ -120,10 +120,6 @@ def _out_of_range(field: str, value: Any) -> str | None:
         return None
     span = f"from {least} to {most:,}" if most is not None else f"of {least} or more"
     return f"must be a whole number {span}, or unset for the stage's default"
-
-
-def settings_problems(s: PipelineSettings) -> list[Problem]:
-    return list(_problems(s))
 
 
 def _problems(s: PipelineSettings) -> Iterator[Problem]:
