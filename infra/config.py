@@ -211,6 +211,11 @@ def _fix(key: str, example: str, secret: bool = False) -> str:
     return f"`pulumi config set {'--secret ' if secret else ''}{key} {example}`"
 
 
+def _invalid(key: str, shown: str, why: str, example: str) -> ConfigError:
+    """`invalid `key` <value>: <why>, e.g. `pulumi config set key <example>``."""
+    return ConfigError(f"invalid `{key}` {shown}: {why}, e.g. {_fix(key, example)}")
+
+
 def _set_keys() -> set[str]:
     """All config keys the stack sets. The engine hands the whole config to the program in PULUMI_CONFIG, which
     `pulumi.runtime.get_config_env` reads (pulumi/pulumi sdk/python/cmd/pulumi-language-python-exec loads the same
@@ -348,10 +353,8 @@ def _image_repo(reader: _Reader, name: str, example: str) -> str:
     repo = reader.required(name, example)
     problem = repository_problem(repo)
     if problem is not None:
-        raise ConfigError(
-            f"invalid `{reader.key(name)}` {repo!r}: give a repository without a tag (the program tags images "
-            f"itself): {problem}, e.g. {_fix(reader.key(name), example)}"
-        )
+        why = f"give a repository without a tag (the program tags images itself): {problem}"
+        raise _invalid(reader.key(name), repr(repo), why, example)
     return repo
 
 
@@ -373,10 +376,7 @@ def _pachd_address(app: _Reader, cluster: str) -> str | None:
         )
     problem = None if address is None else address_problem(address)
     if problem is not None:
-        raise ConfigError(
-            f"invalid `{app.key('pachdAddress')}` {address!r}: {problem}, "
-            f"e.g. {_fix(app.key('pachdAddress'), ADDRESS_EXAMPLE)}"
-        )
+        raise _invalid(app.key("pachdAddress"), repr(address), problem, ADDRESS_EXAMPLE)
     return address
 
 
@@ -478,9 +478,7 @@ def _pipeline_settings(app: _Reader, stage_image_repo: str, serving_image_repo: 
         name, example = PIPELINE_KEYS[problem.field]
         key = app.key(name)
         described = problem.describe(lambda field: f"`{app.key(PIPELINE_KEYS[field][0])}`")
-        raise ConfigError(
-            f"invalid `{key}` {_shown(values[problem.field])}: {described}; e.g. {_fix(key, example)}"
-        ) from None
+        raise _invalid(key, _shown(values[problem.field]), described, example) from None
 
 
 def _shown(value: Any) -> str:

@@ -78,7 +78,11 @@ def test_invalid_image_reference_is_refused(chain, tmp_path, capsys):
 def test_serve_delegates_to_the_serving_part(monkeypatch, tiny):
     calls = []
     fake = types.ModuleType("issue_titles.serving.server")
-    fake.serve = lambda model_dir, host, port, **options: calls.append((Path(model_dir), host, port, options))
+
+    def serve(model_dir, host, port, **options):
+        calls.append((Path(model_dir), host, port, options))
+
+    monkeypatch.setattr(fake, "serve", serve, raising=False)
     monkeypatch.setitem(sys.modules, "issue_titles.serving.server", fake)
     assert run_stages("serve", "--model", tiny, "--host", "0.0.0.0", "--port", "9100", "--metrics-port", "8082") == 0
     assert calls == [(tiny, "0.0.0.0", 9100, {"metrics_port": 8082, "tracing_server": None, "log_format": None,

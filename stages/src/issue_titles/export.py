@@ -221,7 +221,9 @@ def image_labels(
         labels["org.opencontainers.image.base.digest"] = base_digest
     if job_id:
         labels[f"{LABEL_PREFIX}pachyderm.job-id"] = job_id
-    code = provenance.get("code") if isinstance(provenance.get("code"), dict) else {}
+    code = provenance.get("code")
+    if not isinstance(code, dict):
+        code = {}
     if code.get("source_sha256"):
         labels[f"{LABEL_PREFIX}code.source-sha256"] = str(code["source_sha256"])
     if code.get("version"):
@@ -239,7 +241,9 @@ def _canonical(document: Any) -> bytes:
 
 def choose_platform(index: Mapping[str, Any], where: str) -> Mapping[str, Any]:
     """The linux/amd64 entry of an OCI image index or Docker manifest list (image-spec v1.1.1 image-index.md)."""
-    entries = index.get("manifests") if isinstance(index.get("manifests"), list) else []
+    entries = index.get("manifests")
+    if not isinstance(entries, list):
+        entries = []
     seen = []
     for entry in entries:
         platform = entry.get("platform") or {}
