@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from pulumi_policy import EnforcementLevel, PolicyResourceOptions, ResourceValidationArgs
+from pulumi_policy import EnforcementLevel, PolicyCustomTimeouts, PolicyResourceOptions, ResourceValidationArgs
 
 from policy import pack, rules
 
@@ -348,11 +348,15 @@ def run_policy(name: str, resource_type: str, props: dict, urn: str = OWN_URN, c
         copy.deepcopy(props),
         urn,
         "web",
-        PolicyResourceOptions(False, [], None, [], None, []),
+        PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), []),
         None,
         config,
     )
-    policy.validate(args, lambda message, urn=None: reported.append(message))
+
+    def report(message: str, urn: str | None = None) -> None:
+        reported.append(message)
+
+    policy.validate(args, report)
     return reported
 
 
