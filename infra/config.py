@@ -536,7 +536,6 @@ def load_config() -> StackConfig:
     )
 
 
-ROOT_TOKEN_KEY = f"{PROJECT}:pachdRootToken"
 ROOT_TOKEN_EXAMPLE = '"$(openssl rand -hex 32)"'
 
 
