@@ -11,6 +11,8 @@ Two namespaces, because their Pod Security levels differ: Pachyderm on minikube 
 `baseline` on GKE), while Seldon and the model run at `restricted` (infra/platform.py says why).
 """
 
+from dataclasses import replace
+
 import pulumi
 
 from infra.cluster import ClusterAccess, ClusterAccessArgs
@@ -39,13 +41,12 @@ from infra.rollout import OUTPUT as SERVING_MODELS
 from infra.rollout import rollout_models
 from infra.serving import ModelServing, ModelServingArgs
 from infra.training import TrainerAccess, TrainerAccessArgs
-from pipelines import PipelineSettings
 from pipelines.specs import TRAINER_SERVICE_ACCOUNT
 
 cfg = load_config()
 rollout = cfg.serving.rollout
 
-tfjob_training = cfg.training.trainer == "tfjob"  # the train pipeline's worker creates a TFJob per job
+tfjob_training = cfg.pipeline.trainer == "tfjob"  # the train pipeline's worker creates a TFJob per job
 cluster = ClusterAccess(
     "cluster",
     ClusterAccessArgs(
@@ -124,7 +125,7 @@ stage_image = StageImage(
     "stages",
     StageImageArgs(
         repository=cfg.stage_image_repo,
-        gpu=cfg.training.gpus > 0,
+        gpu=cfg.pipeline.gpus > 0,
         registry_server=cfg.registry.server,
         registry_username=cfg.registry.username,
         registry_password=cfg.registry.password,
@@ -137,7 +138,7 @@ image_check = StageImageCheck(
         namespace=cfg.namespace,
         image=stage_image.image_ref,
         image_pull_secret=registry.secret_name,
-        gpus=cfg.training.gpus,
+        gpus=cfg.pipeline.gpus,
     ),
     pulumi.ResourceOptions(provider=cluster.provider, depends_on=[namespace, training_operator, registry]),
 )  # TFJob CRD first
@@ -159,28 +160,15 @@ pipelines = PachydermPipelines(
     PachydermPipelinesArgs(
         pachd_address=pachyderm.pachd_address,
         auth_token=cfg.pachd_root_token,
-        settings=PipelineSettings(
-            stage_image=stage_image.image_ref,
-            serving_image_repo=cfg.serving.image_repo,
-            sample_size=cfg.training.sample_size,
-            epochs=cfg.training.epochs,
-            architecture=cfg.training.architecture,
-            min_rouge_l=cfg.training.min_rouge_l,
-            beat_baseline=cfg.training.beat_baseline,
-            gpus=cfg.training.gpus,
-            trainer=cfg.training.trainer,
-            train_workers=cfg.training.train_workers,
-            incremental=cfg.training.incremental,
-            parallelism=cfg.training.parallelism,
-            full_retrain=cfg.training.full_retrain,
-        ),
+        # load_config validated the settings; the pipelines run the image built above, by digest
+        settings=replace(cfg.pipeline, stage_image=stage_image.image_ref),
     ),
     pulumi.ResourceOptions(
         depends_on=[pachyderm, stage_image, registry, *([training_operator, trainer_access] if trainer_access else [])]
     ),
 )
 
-ingress_host = cfg.serving.ingress_host
+ingress_host: pulumi.Input[str] = cfg.serving.ingress_host
 ingress_after: list[pulumi.Resource] = []
 if cfg.on_gke and cfg.serving.ingress == "nginx":  # minikube has ingress-nginx as an addon
     ingress_controller = IngressController(

@@ -9,6 +9,8 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 
+from pipelines.images import tagged
+
 STAGES_DIR = Path(__file__).resolve().parents[1] / "stages"
 # What the Dockerfile copies in; anything else in the folder (benchmarks, caches) does not change the image.
 IMAGE_INPUTS = (
@@ -71,7 +73,7 @@ class StageImage(pulumi.ComponentResource):
         self.tag = content_tag(args.context, variant)
         self.image = docker.Image(
             name,
-            image_name=f"{args.repository}:{self.tag}",
+            image_name=tagged(args.repository, self.tag),
             build=docker.DockerBuildArgs(
                 context=str(args.context),
                 dockerfile=str(args.context / "Dockerfile"),

@@ -69,7 +69,7 @@ def seldon_values() -> dict[str, Any]:
 @dataclass(frozen=True)
 class SeldonCoreArgs:
     namespace: pulumi.Input[str]
-    version: str = "1.17.1"
+    version: str  # issue-titles:seldonChartVersion (default: infra.config.VERSIONS)
 
 
 class SeldonCore(pulumi.ComponentResource):
@@ -277,7 +277,7 @@ def _load_balancer_address(status: Any, service: str, config_key: str) -> str:
 
 @dataclass(frozen=True)
 class TrainingOperatorArgs:
-    ref: str = "v1.9.0"
+    ref: str  # issue-titles:trainingOperatorRef (default: infra.config.VERSIONS)
 
 
 def training_operator_manifests(ref: str) -> str:

@@ -27,6 +27,7 @@ import pulumi
 from infra.config import LATEST, ConfigError, RolloutConfig
 from infra.model_source import PachdUnreachable, Selection, newest_exported_model
 from infra.serving import CANARY_PREDICTOR, PREDICTOR
+from pipelines.images import tagged
 
 MAIN, CANARY = PREDICTOR, CANARY_PREDICTOR  # Seldon names their services <deployment>-<predictor>
 OUTPUT = "serving_models"  # the stack output that records what is served, read back when pachd is unreachable
@@ -40,7 +41,7 @@ def _entry(predictor: str, image: str, job_id: str, source: str, **provenance: A
 
 
 def _pinned(predictor: str, tag: str, image_repo: str) -> dict[str, Any]:
-    return _entry(predictor, f"{image_repo}:{tag}", tag, f"pinned (serving:{_key(predictor)})")
+    return _entry(predictor, tagged(image_repo, tag), tag, f"pinned (serving:{_key(predictor)})")
 
 
 def _key(predictor: str) -> str:

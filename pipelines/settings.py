@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from pipelines.images import reference_problem, repository_problem
 
 # The one definition of each choice: infra/config.py, localpach and the spec validator read these.
 ARCHITECTURES = ("default", "tutorial")
@@ -13,6 +16,18 @@ REPROCESS_SPECS = ("until_success", "every_job")
 # Who runs `stages train`: the train pipeline's own worker, or a Kubeflow TFJob the worker creates (pipelines/specs.py).
 TRAINERS = ("pipeline", "tfjob")
 K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # a DNS-1123 label: namespaces, secret names
+# The whole-number training knobs the pipelines hand to `stages split`/`train` (least, most; None: no upper bound).
+# The one home of these ranges on this side: infra/config.py reports them under the config keys. The stages read the
+# same table as `issue_titles.limits.TRAINING_RANGES` (they cannot import this package), and
+# tests/pipelines/test_contract.py keeps the two equal, so a value the program accepts is one the stage accepts.
+TRAINING_RANGES: dict[str, tuple[int, int | None]] = {
+    "sample_size": (10, None),
+    "epochs": (1, 10_000),
+    "batch_size": (1, 65_536),
+    "embedding_dim": (1, 8_192),
+    "hidden_dim": (2, 8_192),
+}
+MAX_PARALLELISM = 16  # encoding workers of the incremental chain
 
 
 @dataclass(frozen=True)
@@ -56,7 +71,37 @@ class PipelineSettings:
     def __post_init__(self) -> None:
         problems = list(_problems(self))
         if problems:
-            raise ValueError("invalid pipeline settings: " + "; ".join(problems))
+            raise SettingsError(problems)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One field's problem. `text` has no subject (the caller names the field: a Python name here, a config key in
+    infra/config.py); `{field}` placeholders name the other fields it involves."""
+
+    field: str
+    text: str
+
+    def describe(self, name: Callable[[str], str] = str) -> str:
+        """`text` with every other field named by `name`."""
+        return self.text.format_map(_Names(name))
+
+
+class _Names(dict):
+    def __init__(self, name: Callable[[str], str]) -> None:
+        super().__init__()
+        self.name = name
+
+    def __missing__(self, field: str) -> str:
+        return self.name(field)
+
+
+class SettingsError(ValueError):
+    """PipelineSettings out of range: `problems` says which field and why, for the caller to name in its own terms."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("invalid pipeline settings: " + "; ".join(f"{p.field} {p.describe()}" for p in problems))
 
 
 def _resolves_later(value: Any) -> bool:
@@ -64,47 +109,62 @@ def _resolves_later(value: Any) -> bool:
     return not isinstance(value, str) and callable(getattr(value, "apply", None))
 
 
-def _problems(s: PipelineSettings):
-    if not (_resolves_later(s.stage_image) or (isinstance(s.stage_image, str) and s.stage_image.strip())):
-        yield "stage_image must be a non-empty image reference (or an Output of one)"
-    if not isinstance(s.serving_image_repo, str) or not s.serving_image_repo.strip():
-        yield "serving_image_repo must be a non-empty image repository"
-    elif ":" in s.serving_image_repo.rsplit("/", 1)[-1]:
-        yield "serving_image_repo must not carry a tag: export tags each image with its Pachyderm job ID"
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _out_of_range(field: str, value: Any) -> str | None:
+    """Why a whole-number knob is outside TRAINING_RANGES (None for the stage's default is in range)."""
+    least, most = TRAINING_RANGES[field]
+    if value is None or (_whole(value) and least <= value and (most is None or value <= most)):
+        return None
+    span = f"from {least} to {most:,}" if most is not None else f"of {least} or more"
+    return f"must be a whole number {span}, or unset for the stage's default"
+
+
+def _problems(s: PipelineSettings) -> Iterator[Problem]:
+    if not _resolves_later(s.stage_image):
+        problem = reference_problem(s.stage_image)
+        if problem is not None:
+            yield Problem("stage_image", f"must be an image reference (or an Output of one): {problem}")
+    problem = repository_problem(s.serving_image_repo)
+    if problem is not None:
+        yield Problem(
+            "serving_image_repo",
+            f"must be an image repository without a tag (export tags each image with its job ID): {problem}",
+        )
     if not K8S_NAME.match(s.registry_secret or ""):
-        yield f"registry_secret {s.registry_secret!r} is not a Kubernetes secret name"
-    if s.sample_size is not None and (not isinstance(s.sample_size, int) or s.sample_size < 10):
-        yield "sample_size must be an integer >= 10, or None for all rows"
-    if not 0 < s.test_fraction < 1:
-        yield "test_fraction must be between 0 and 1"
-    for field in ("epochs", "batch_size", "embedding_dim", "hidden_dim"):
-        value = getattr(s, field)
-        if value is not None and (not isinstance(value, int) or value < 1):
-            yield f"{field} must be a positive integer, or None for the stage's default"
+        yield Problem("registry_secret", f"{s.registry_secret!r} is not a Kubernetes secret name")
+    for field in TRAINING_RANGES:
+        problem = _out_of_range(field, getattr(s, field))
+        if problem is not None:
+            yield Problem(field, problem)
+    if not (isinstance(s.test_fraction, (int, float)) and 0 < s.test_fraction < 1):
+        yield Problem("test_fraction", "must be between 0 and 1")
     if s.learning_rate is not None and not (s.learning_rate > 0 and math.isfinite(s.learning_rate)):
-        yield "learning_rate must be a positive, finite number"
+        yield Problem("learning_rate", "must be a positive, finite number")
     if s.architecture not in ARCHITECTURES:
-        yield f"architecture must be one of {', '.join(ARCHITECTURES)}, not {s.architecture!r}"
-    if not 0 <= s.min_rouge_l <= 1:
-        yield "min_rouge_l must be between 0 and 1"
-    if not isinstance(s.beat_baseline, bool):
-        yield "beat_baseline must be true or false"
-    if not isinstance(s.gpus, int) or s.gpus < 0:
-        yield "gpus must be a non-negative integer"
-    for field in ("incremental", "full_retrain"):
+        yield Problem("architecture", f"must be one of {', '.join(ARCHITECTURES)}, not {s.architecture!r}")
+    if not (isinstance(s.min_rouge_l, (int, float)) and 0 <= s.min_rouge_l <= 1):
+        yield Problem("min_rouge_l", "must be between 0 and 1")
+    for field in ("beat_baseline", "incremental", "full_retrain"):
         if not isinstance(getattr(s, field), bool):
-            yield f"{field} must be true or false"
-    if not isinstance(s.parallelism, int) or isinstance(s.parallelism, bool) or not 1 <= s.parallelism <= 16:
-        yield "parallelism must be an integer from 1 to 16"
+            yield Problem(field, "must be true or false")
+    if not _whole(s.gpus) or s.gpus < 0:
+        yield Problem("gpus", "must be a non-negative integer")
+    if not _whole(s.parallelism) or not 1 <= s.parallelism <= MAX_PARALLELISM:
+        yield Problem("parallelism", f"must be an integer from 1 to {MAX_PARALLELISM}")
     if s.reprocess_spec not in REPROCESS_SPECS:
-        yield f"reprocess_spec must be one of {', '.join(REPROCESS_SPECS)}"
+        yield Problem("reprocess_spec", f"must be one of {', '.join(REPROCESS_SPECS)}")
     if s.trainer not in TRAINERS:
-        yield f"trainer must be one of {', '.join(TRAINERS)}, not {s.trainer!r}"
-    if not isinstance(s.train_workers, int) or isinstance(s.train_workers, bool) or s.train_workers < 1:
-        yield "train_workers must be a positive integer"
+        yield Problem("trainer", f"must be one of {', '.join(TRAINERS)}, not {s.trainer!r}")
+    if not _whole(s.train_workers) or s.train_workers < 1:
+        yield Problem("train_workers", "must be a positive integer")
     elif s.train_workers > 1 and s.trainer != "tfjob":
-        yield "train_workers > 1 needs trainer tfjob: only a TFJob trains on several workers"
+        yield Problem("train_workers", "> 1 needs {trainer} tfjob: only a TFJob trains on several workers")
     if s.incremental is True and s.trainer == "tfjob":
         # The TFJob's replicas read one S3-enabled input and start from random weights; the incremental train reads
         # the vocabulary too and warm-starts from its previous output commit. Not combined yet.
-        yield "incremental needs trainer pipeline: a TFJob training does not update its previous model yet"
+        yield Problem(
+            "incremental", "needs {trainer} pipeline: a TFJob training does not update its previous model yet"
+        )

@@ -6,6 +6,7 @@ from pathlib import Path
 from pulumi_policy import EnforcementLevel, PolicyPack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `pack` and `rules` sit beside this file
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the project root: `rules` reads pipelines.images
 
 from pack import POLICIES
 

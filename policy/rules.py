@@ -2,7 +2,8 @@
 
 Every rule takes `(resource_type, props)` (plus what it needs to know about the stack) and returns the list of
 violation messages, empty when the resource complies. Nothing here imports Pulumi: the policy pack (`pack.py`)
-wraps these functions, and the tests call them directly with hand-made and with mocked resources.
+wraps these functions, and the tests call them directly with hand-made and with mocked resources. Image references are
+read with the project's one grammar (pipelines.images; pipelines imports neither Pulumi nor the program).
 
 Property names are the ones the engine hands to policies: the camelCase Kubernetes/Pachyderm field names.
 """
@@ -15,6 +16,8 @@ import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
+
+from pipelines.images import ImageReferenceError, parse
 
 GPU_RESOURCE = "nvidia.com/gpu"
 DYNAMIC_RESOURCE = "pulumi-python:dynamic:Resource"
@@ -38,8 +41,8 @@ THIRD_PARTY_BUNDLES = (
     "kubernetes:helm.sh/v4:Chart",
     "kubernetes:helm.sh/v3:Chart",
 )
-# Training-operator jobs: the spec key holding each kind's replica specs (the `json:"..."` tags of
-# kubeflow/training-operator v1.9.0 pkg/apis/kubeflow.org/v1/{tensorflow,pytorch,mpi,xgboost,jax,paddlepaddle}_types.go).
+# Training-operator jobs: the spec key holding each kind's replica specs (the `json:"..."` tags of kubeflow/
+# training-operator v1.9.0 pkg/apis/kubeflow.org/v1/{tensorflow,pytorch,mpi,xgboost,jax,paddlepaddle}_types.go).
 REPLICA_SPECS_KEY = {
     "TFJob": "tfReplicaSpecs",
     "PyTorchJob": "pytorchReplicaSpecs",
@@ -315,14 +318,16 @@ def image_problem(image: Any) -> str | None:
     """Why an image reference is not pinned, or None when it names a digest or a fixed tag."""
     if not isinstance(image, str) or not image.strip():
         return "no image reference"
-    if "@sha256:" in image:
+    try:
+        reference = parse(image)  # pipelines.images: the grammar the program writes its references in
+    except ImageReferenceError as error:
+        return f"is not a valid image reference ({error})"
+    if reference.digest is not None:
         return None
-    last = image.rsplit("/", 1)[-1]  # a registry port (host:5000/...) is not a tag
-    if ":" not in last:
+    if reference.tag is None:
         return "has no tag or digest (that means :latest)"
-    tag = last.rsplit(":", 1)[1]
-    if tag.lower() in FLOATING_TAGS:
-        return f"uses the moving tag :{tag}"
+    if reference.tag.lower() in FLOATING_TAGS:
+        return f"uses the moving tag :{reference.tag}"
     return None
 
 

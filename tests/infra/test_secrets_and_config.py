@@ -44,7 +44,7 @@ def test_password_reaches_the_registry_secret_and_the_image_push_as_a_secret(sta
         assert secret.inputs["type"] == "kubernetes.io/dockerconfigjson"
         assert "stringData" in secret.secret_paths
         auth = json.loads(secret.inputs["stringData"][".dockerconfigjson"])["auths"]
-        assert list(auth.values())[0]["password"] == TEST_PASSWORD
+        assert next(iter(auth.values()))["password"] == TEST_PASSWORD
     image = run.one("docker:index/image:Image")
     assert "registry.password" in image.secret_paths
 
@@ -116,7 +116,7 @@ def test_gke_without_a_gcp_project_names_the_key() -> None:
     assert "missing config `gcp:project`" in message
 
 
-def test_config_errors_stop_before_any_resource_is_declared() -> None:
+def test_config_errors_stop_before_any_resource_is_declared(monkeypatch: pytest.MonkeyPatch) -> None:
     """The config is read first, so a preview with a bad config changes nothing."""
     from tests.infra import harness
 
@@ -128,11 +128,8 @@ def test_config_errors_stop_before_any_resource_is_declared() -> None:
             seen.append(request.type)
         return original(self, request)
 
-    harness._RecordingMonitor.RegisterResource = spy
-    try:
-        expect_config_error("minikube", {"issue-titles:gpus": "1"})
-    finally:
-        harness._RecordingMonitor.RegisterResource = original
+    monkeypatch.setattr(harness._RecordingMonitor, "RegisterResource", spy)
+    expect_config_error("minikube", {"issue-titles:gpus": "1"})
     assert seen == []
 
 
@@ -142,7 +139,7 @@ def test_config_errors_stop_before_any_resource_is_declared() -> None:
 @pytest.mark.parametrize("key", ["issue-titles:namespace", "serving:namespace"])
 @pytest.mark.parametrize("name", ["kube-system", "kube-public", "kube-node-lease", "default"])
 def test_a_namespace_kubernetes_reserves_is_refused_for_every_namespace_the_stack_owns(key: str, name: str) -> None:
-    overrides = {key: name}
+    overrides: dict[str, str | None] = {key: name}
     if key == "issue-titles:namespace":
         overrides["serving:namespace"] = "titles-serving"  # so the serving namespace is not derived from it
 
@@ -197,3 +194,42 @@ def test_a_pachd_port_out_of_range_is_refused(address: str) -> None:
 
     assert f"invalid `issue-titles:pachdAddress` {address!r}: the port must be 1 to 65535" in message
     assert "pulumi config set issue-titles:pachdAddress grpc://192.168.49.2:30080" in message
+
+
+# --- issue 30: the training knobs are PipelineSettings' ranges, reported under their config keys -------------------
+
+
+@pytest.mark.parametrize(
+    "key, value, reason",
+    [
+        ("epochs", "0", "must be a whole number from 1 to 10,000"),
+        ("epochs", "10001", "must be a whole number from 1 to 10,000"),
+        ("sampleSize", "9", "must be a whole number of 10 or more"),
+        ("parallelism", "17", "must be an integer from 1 to 16"),
+        ("minRougeL", "1.5", "must be between 0 and 1"),
+        ("architecture", "'transformer'", "must be one of default, tutorial"),
+    ],
+)
+def test_a_training_knob_out_of_range_names_its_key_and_the_settings_rule(key: str, value: str, reason: str) -> None:
+    message = expect_config_error("minikube", {f"issue-titles:{key}": value.strip("'")})
+
+    assert message.startswith(f"invalid `issue-titles:{key}` {value}: {reason}")
+    assert f"pulumi config set issue-titles:{key} " in message
+
+
+def test_a_training_knob_that_does_not_parse_names_its_key() -> None:
+    message = expect_config_error("minikube", {"issue-titles:minRougeL": "high"})
+
+    assert message.startswith("invalid `issue-titles:minRougeL` 'high': use a number")
+
+
+def test_chart_versions_default_from_one_table() -> None:
+    """The stacks set no version: each comes from infra.config.VERSIONS unless a stack overrides it."""
+    from infra.config import VERSIONS
+
+    run = run_program("minikube", {"issue-titles:seldonChartVersion": "1.17.0"})
+    defaults = {name: default for _, name, default in VERSIONS}
+    releases = {r.inputs["chart"]: r for r in run.of_type("kubernetes:helm.sh/v3:Release")}
+    seldon, pachyderm = releases["seldon-core-operator"], releases["pachyderm"]
+    assert seldon.inputs["version"] == "1.17.0"
+    assert pachyderm.inputs["version"] == defaults["pachydermChartVersion"]

@@ -17,3 +17,11 @@ def test_the_stage_images_user_is_the_contracts() -> None:
     useradd = re.search(r"useradd --uid (\d+) ", dockerfile)
     assert useradd is not None and useradd.group(1) == str(shared_contract.STAGE_UID)
     assert f"USER {shared_contract.STAGE_UID}:{shared_contract.STAGE_UID}" in dockerfile
+
+
+def test_the_programs_training_ranges_are_the_stages() -> None:
+    """A value PipelineSettings (and so the stack config) accepts is one `stages split`/`train` accept, and back."""
+    from issue_titles.limits import TRAINING_RANGES as stage_ranges
+    from pipelines.settings import TRAINING_RANGES as pipeline_ranges
+
+    assert pipeline_ranges == stage_ranges

@@ -104,10 +104,13 @@ def test_the_model_size_reaches_the_train_command():
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"hidden_dim": 0}, "hidden_dim must be a positive integer"),
+        ({"hidden_dim": 1}, "hidden_dim must be a whole number from 2 to 8,192"),
+        ({"epochs": 10_001}, "epochs must be a whole number from 1 to 10,000"),
+        ({"sample_size": 9}, "sample_size must be a whole number of 10 or more"),
         ({"architecture": "transformer"}, "architecture must be one of default, tutorial"),
         ({"gpus": -1}, "gpus must be a non-negative integer"),
-        ({"serving_image_repo": "r/serve:v1"}, "must not carry a tag"),
+        ({"serving_image_repo": "r/serve:v1"}, "serving_image_repo must be an image repository without a tag"),
+        ({"stage_image": "Stages:1"}, "stage_image must be an image reference"),
         ({"registry_secret": "Bad_Name"}, "is not a Kubernetes secret name"),
         ({"test_fraction": 1.5}, "test_fraction must be between 0 and 1"),
     ],

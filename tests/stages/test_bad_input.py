@@ -116,7 +116,7 @@ def test_every_csv_below_the_input_is_read(tmp_path):
     ("flag", "value", "message"),
     [
         ("--test-fraction", "1.5", "argument --test-fraction: must be between 0 and 1 (exclusive), got 1.5"),
-        ("--sample-size", "0", "argument --sample-size: must be at least 1, got 0"),
+        ("--sample-size", "9", "argument --sample-size: must be at least 10, got 9"),
         ("--sample-size", "many", "argument --sample-size: expected a whole number, got 'many'"),
     ],
 )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from issue_titles.errors import StageError
-from issue_titles.export import run_export, split_reference
+from issue_titles.export import image_reference, run_export
 from tests.stages.conftest import run_stages
 
 JOB = "0123456789abcdef0123456789abcdef"
@@ -51,27 +51,38 @@ def test_export_refuses_a_changed_bundle(chain, tmp_path):
 @pytest.mark.parametrize(
     ("image", "expected"),
     [
-        ("localhost:5000/team/app", ("localhost:5000/team/app", None)),
-        ("localhost:5000/team/app:v1", ("localhost:5000/team/app", "v1")),
-        ("app", ("app", None)),
+        ("localhost:5000/team/app", ("localhost:5000/team/app:job-1", "PACH_JOB_ID")),
+        ("localhost:5000/team/app:v1", ("localhost:5000/team/app:v1", "--image")),
+        ("app", ("app:job-1", "PACH_JOB_ID")),
     ],
 )
-def test_image_references_split_at_the_tag_not_the_port(image, expected):
-    assert split_reference(image) == expected
+def test_image_references_split_at_the_tag_not_the_port(image, expected, tmp_path):
+    assert image_reference(image, tmp_path, {"PACH_JOB_ID": "job-1"}) == expected
+
+
+@pytest.mark.parametrize("image", ["registry.example.com/app@sha256:" + "a" * 64, "Registry.example.com/App", "app:"])
+def test_a_digest_or_a_reference_outside_the_grammar_is_refused(image, tmp_path):
+    with pytest.raises(StageError, match="is not a valid image reference"):
+        image_reference(image, tmp_path, {"PACH_JOB_ID": "job-1"})
 
 
 def test_invalid_image_reference_is_refused(chain, tmp_path, capsys):
     code = run_stages("export", "--input", chain["build"], "--output", tmp_path / "out", "--image", "Not Valid")
     assert code == 2
     assert capsys.readouterr().err.strip() == (
-        "stages export: error: --image 'Not Valid' is not a valid image reference (expected REPO or REPO:TAG, lower-case)"
+        "stages export: error: --image 'Not Valid' is not a valid image reference "
+        "(expected REPO or REPO:TAG, lower-case)"
     )
 
 
 def test_serve_delegates_to_the_serving_part(monkeypatch, tiny):
     calls = []
     fake = types.ModuleType("issue_titles.serving.server")
-    fake.serve = lambda model_dir, host, port, **options: calls.append((Path(model_dir), host, port, options))
+
+    def serve(model_dir, host, port, **options):
+        calls.append((Path(model_dir), host, port, options))
+
+    monkeypatch.setattr(fake, "serve", serve, raising=False)
     monkeypatch.setitem(sys.modules, "issue_titles.serving.server", fake)
     assert run_stages("serve", "--model", tiny, "--host", "0.0.0.0", "--port", "9100", "--metrics-port", "8082") == 0
     assert calls == [(tiny, "0.0.0.0", 9100, {"metrics_port": 8082, "tracing_server": None, "log_format": None,

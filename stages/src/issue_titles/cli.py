@@ -21,6 +21,7 @@ from typing import Any
 from issue_titles import __version__
 from issue_titles.contract import SERVING_PORT, STAGE_UID
 from issue_titles.errors import StageError
+from issue_titles.limits import TRAINING_RANGES
 
 
 def _whole_number(text: str, least: int, most: int | None = None) -> int:
@@ -43,14 +44,24 @@ def _non_negative_int(text: str) -> int:
     return _whole_number(text, 0)
 
 
-def _bounded_int(least: int, most: int):
+def _bounded_int(least: int, most: int | None):
     """A whole number from `least` to `most`: the bounds keep a typo from becoming pages of out-of-memory output."""
 
     def parse(text: str) -> int:
         return _whole_number(text, least, most)
 
-    parse.__name__ = f"whole number from {least} to {most}"
+    parse.__name__ = f"whole number from {least} to {most}" if most is not None else f"whole number from {least}"
     return parse
+
+
+def _training_int(knob: str):
+    """A whole number in the training knob's range (issue_titles.limits, the pipelines' too)."""
+    return _bounded_int(*TRAINING_RANGES[knob])
+
+
+def _span(knob: str) -> str:
+    least, most = TRAINING_RANGES[knob]
+    return f"{least} to {most:,}" if most is not None else f"{least} or more"
 
 
 def _finite(text: str) -> float:
@@ -147,9 +158,7 @@ MAX_BODY_LENGTH = 2_000  # tokens; bodies are cut at text.MAX_CHARS (20,000 char
 MAX_TITLE_LENGTH = 200
 MAX_TRIGRAMS_PER_TOKEN = 64
 MAX_TRIGRAM_BUCKETS = 32_767  # ids are stored as int16
-MAX_EPOCHS = 10_000
-MAX_TRAIN_BATCH = 65_536
-MAX_DIM = 8_192
+# epochs, batch size, embedding and hidden sizes: issue_titles.limits.TRAINING_RANGES
 MAX_BEAM_WIDTH = 64
 MAX_PREDICT_BATCH = 8_192
 
@@ -274,7 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument(
         "--output", type=Path, required=True, action=_Once, help="folder to write train.csv, test.csv, report.json"
     )
-    split.add_argument("--sample-size", type=_positive_int, default=None, help="keep this many rows (default: all)")
+    split.add_argument(
+        "--sample-size",
+        type=_training_int("sample_size"),
+        default=None,
+        help=f"keep this many rows, {_span('sample_size')} (default: all)",
+    )
     split.add_argument("--test-fraction", type=_fraction, default=0.1, help="share of rows for test")
     split.add_argument("--seed", type=int, default=42, help="shuffle seed")
     split.add_argument(
@@ -355,30 +369,30 @@ def build_parser() -> argparse.ArgumentParser:
                        help="'default' (attention + copying, pointer_generator) or 'tutorial'")  # fmt: skip
     train.add_argument(
         "--epochs",
-        type=_bounded_int(1, MAX_EPOCHS),
+        type=_training_int("epochs"),
         default=None,
-        help="maximum epochs (default: 4 for pointer_generator, 7 for tutorial)",
+        help=f"maximum epochs, {_span('epochs')} (default: 4 for pointer_generator, 7 for tutorial)",
     )
     train.add_argument(
         "--batch-size",
-        type=_bounded_int(1, MAX_TRAIN_BATCH),
+        type=_training_int("batch_size"),
         default=None,
-        help=f"1 to {MAX_TRAIN_BATCH:,} (default: the architecture's)",
+        help=f"{_span('batch_size')} (default: the architecture's)",
     )
     train.add_argument(
         "--learning-rate", type=_positive_float, default=None, help="a finite number > 0 (default: the architecture's)"
     )
     train.add_argument(
         "--embedding-dim",
-        type=_bounded_int(1, MAX_DIM),
+        type=_training_int("embedding_dim"),
         default=None,
-        help=f"1 to {MAX_DIM:,} (default: the architecture's)",
+        help=f"{_span('embedding_dim')} (default: the architecture's)",
     )
     train.add_argument(
         "--hidden-dim",
-        type=_bounded_int(1, MAX_DIM),
+        type=_training_int("hidden_dim"),
         default=None,
-        help=f"1 to {MAX_DIM:,} (default: the architecture's)",
+        help=f"{_span('hidden_dim')} (default: the architecture's)",
     )
     train.add_argument("--dropout", type=_probability, default=None, help="0 up to 1 (default: the architecture's)")
     train.add_argument("--patience", type=_positive_int, default=None,

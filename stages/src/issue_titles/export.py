@@ -70,30 +70,24 @@ from issue_titles.registry import (
 # The serving image's user, ports, bundle folder and command are the bundle's Dockerfile's (issue_titles.contract).
 PLATFORM = {"os": "linux", "architecture": "amd64"}  # the stage image's platform (stages/Dockerfile, GKE nodes)
 LABEL_PREFIX = "issue-titles."
-_REPOSITORY = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-
-
-def split_reference(image: str) -> tuple[str, str | None]:
-    """'host:5000/team/app:tag' -> ('host:5000/team/app', 'tag'); a registry port is not a tag."""
-    last = image.rsplit("/", 1)[-1]
-    if ":" in last:
-        repository, tag = image.rsplit(":", 1)
-    else:
-        repository, tag = image, None
-    if "@" in image or not _REPOSITORY.match(repository) or (tag is not None and not _TAG.match(tag)):
-        raise StageError(f"--image '{image}' is not a valid image reference (expected REPO or REPO:TAG, lower-case)")
-    return repository, tag
 
 
 def image_reference(image: str, bundle: Path, env: Mapping[str, str]) -> tuple[str, str]:
-    """(reference, where the tag came from): an explicit tag, else PACH_JOB_ID, else the bundle's digest."""
-    repository, tag = split_reference(image)
-    if tag:
-        return f"{repository}:{tag}", "--image"
+    """(reference, where the tag came from): an explicit tag, else PACH_JOB_ID, else the bundle's digest.
+
+    `--image` is REPO or REPO:TAG in registry.parse_reference's grammar (a registry port is not a tag); the reference
+    keeps the repository as written."""
+    try:
+        parsed = parse_reference(image)
+    except StageError:
+        parsed = None
+    if parsed is None or parsed.digest is not None:
+        raise StageError(f"--image '{image}' is not a valid image reference (expected REPO or REPO:TAG, lower-case)")
+    if parsed.tag:
+        return image, "--image"
     if env.get("PACH_JOB_ID"):
-        return f"{repository}:{env['PACH_JOB_ID']}", "PACH_JOB_ID"
-    return f"{repository}:bundle-{sha256_file(bundle / PROVENANCE)[:12]}", "provenance.json sha256 (no PACH_JOB_ID)"
+        return f"{image}:{env['PACH_JOB_ID']}", "PACH_JOB_ID"
+    return f"{image}:bundle-{sha256_file(bundle / PROVENANCE)[:12]}", "provenance.json sha256 (no PACH_JOB_ID)"
 
 
 def in_cluster(env: Mapping[str, str]) -> bool:
@@ -167,7 +161,7 @@ def build_layer(bundle: Path, target: Path, uid: int, gid: int, mtime: int) -> L
     )
 
 
-# -- the image config and manifest --------------------------------------------------------------------------------------
+# -- the image config and manifest -------------------------------------------------------------------------------------
 
 
 def serving_user(base_config: Mapping[str, Any]) -> tuple[str, int, int]:
@@ -227,7 +221,9 @@ def image_labels(
         labels["org.opencontainers.image.base.digest"] = base_digest
     if job_id:
         labels[f"{LABEL_PREFIX}pachyderm.job-id"] = job_id
-    code = provenance.get("code") if isinstance(provenance.get("code"), dict) else {}
+    code = provenance.get("code")
+    if not isinstance(code, dict):
+        code = {}
     if code.get("source_sha256"):
         labels[f"{LABEL_PREFIX}code.source-sha256"] = str(code["source_sha256"])
     if code.get("version"):
@@ -245,7 +241,9 @@ def _canonical(document: Any) -> bytes:
 
 def choose_platform(index: Mapping[str, Any], where: str) -> Mapping[str, Any]:
     """The linux/amd64 entry of an OCI image index or Docker manifest list (image-spec v1.1.1 image-index.md)."""
-    entries = index.get("manifests") if isinstance(index.get("manifests"), list) else []
+    entries = index.get("manifests")
+    if not isinstance(entries, list):
+        entries = []
     seen = []
     for entry in entries:
         platform = entry.get("platform") or {}

@@ -15,6 +15,7 @@ from issue_titles.atomic import atomic_output_dir
 from issue_titles.csvio import read_issue_folder, write_issues
 from issue_titles.errors import StageError
 from issue_titles.jsonio import write_json
+from issue_titles.limits import TRAINING_RANGES
 
 # Several ecosystems and body styles, about 9% of the vendored data set's rows (data/README.md has the table):
 HELDOUT_REPOSITORIES: tuple[str, ...] = (
@@ -42,8 +43,9 @@ class SplitSettings:
     heldout_repositories: tuple[str, ...] = HELDOUT_REPOSITORIES
 
     def __post_init__(self) -> None:
-        if self.sample_size is not None and self.sample_size < 2:
-            raise StageError(f"--sample-size must be at least 2, got {self.sample_size}")
+        least, _ = TRAINING_RANGES["sample_size"]
+        if self.sample_size is not None and self.sample_size < least:
+            raise StageError(f"--sample-size must be at least {least}, got {self.sample_size}")
         if not 0.0 < self.test_fraction < 1.0:
             raise StageError(f"--test-fraction must be between 0 and 1 (exclusive), got {self.test_fraction}")
 

@@ -23,6 +23,7 @@ from issue_titles.contract import BODY_VOCAB, MODEL_FORMAT, MODEL_INFO, PREPROCE
 from issue_titles.distributed import build_with_local_batch, loss_for_replicas, replica_from_env, training_scope
 from issue_titles.errors import StageError
 from issue_titles.jsonio import load_array, read_json, read_vocabulary, write_json
+from issue_titles.limits import TRAINING_RANGES
 from issue_titles.models import POINTER_GENERATOR, TUTORIAL, ModelConfig, build_model, resolve_architecture
 from issue_titles.text import trigram_settings
 
@@ -96,6 +97,14 @@ def learning_rate_schedule(settings: "TrainSettings", train_rows: int):
     )
 
 
+SIZE_KNOBS = ("epochs", "batch_size", "embedding_dim", "hidden_dim")  # ranged by issue_titles.limits
+
+
+def _in_range(knob: str, value: int) -> bool:
+    least, most = TRAINING_RANGES[knob]
+    return least <= value and (most is None or value <= most)
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """None means: the architecture's default (ARCHITECTURE_DEFAULTS)."""
@@ -134,11 +143,8 @@ class TrainSettings:
             **{key: value for key, value in defaults.items() if getattr(self, key) is None},
         )
         checks = {
-            "--epochs": filled.epochs >= 1,
-            "--batch-size": filled.batch_size >= 1,
+            **{f"--{knob.replace('_', '-')}": _in_range(knob, getattr(filled, knob)) for knob in SIZE_KNOBS},
             "--learning-rate": filled.learning_rate > 0 and math.isfinite(filled.learning_rate),
-            "--embedding-dim": filled.embedding_dim >= 1,
-            "--hidden-dim": filled.hidden_dim >= 2,
             "--dropout": 0.0 <= filled.dropout < 1.0,
             "--validation-split": 0.0 < filled.validation_split < 1.0,
             "--encoder": filled.encoder in ("bigru", "transformer"),
