@@ -180,7 +180,7 @@ pipelines = PachydermPipelines(
     ),
 )
 
-ingress_host = cfg.serving.ingress_host
+ingress_host: pulumi.Input[str] = cfg.serving.ingress_host
 ingress_after: list[pulumi.Resource] = []
 if cfg.on_gke and cfg.serving.ingress == "nginx":  # minikube has ingress-nginx as an addon
     ingress_controller = IngressController(
