@@ -44,7 +44,7 @@ def test_password_reaches_the_registry_secret_and_the_image_push_as_a_secret(sta
         assert secret.inputs["type"] == "kubernetes.io/dockerconfigjson"
         assert "stringData" in secret.secret_paths
         auth = json.loads(secret.inputs["stringData"][".dockerconfigjson"])["auths"]
-        assert list(auth.values())[0]["password"] == TEST_PASSWORD
+        assert next(iter(auth.values()))["password"] == TEST_PASSWORD
     image = run.one("docker:index/image:Image")
     assert "registry.password" in image.secret_paths
 
@@ -116,7 +116,7 @@ def test_gke_without_a_gcp_project_names_the_key() -> None:
     assert "missing config `gcp:project`" in message
 
 
-def test_config_errors_stop_before_any_resource_is_declared() -> None:
+def test_config_errors_stop_before_any_resource_is_declared(monkeypatch: pytest.MonkeyPatch) -> None:
     """The config is read first, so a preview with a bad config changes nothing."""
     from tests.infra import harness
 
@@ -128,11 +128,8 @@ def test_config_errors_stop_before_any_resource_is_declared() -> None:
             seen.append(request.type)
         return original(self, request)
 
-    harness._RecordingMonitor.RegisterResource = spy
-    try:
-        expect_config_error("minikube", {"issue-titles:gpus": "1"})
-    finally:
-        harness._RecordingMonitor.RegisterResource = original
+    monkeypatch.setattr(harness._RecordingMonitor, "RegisterResource", spy)
+    expect_config_error("minikube", {"issue-titles:gpus": "1"})
     assert seen == []
 
 
@@ -142,7 +139,7 @@ def test_config_errors_stop_before_any_resource_is_declared() -> None:
 @pytest.mark.parametrize("key", ["issue-titles:namespace", "serving:namespace"])
 @pytest.mark.parametrize("name", ["kube-system", "kube-public", "kube-node-lease", "default"])
 def test_a_namespace_kubernetes_reserves_is_refused_for_every_namespace_the_stack_owns(key: str, name: str) -> None:
-    overrides = {key: name}
+    overrides: dict[str, str | None] = {key: name}
     if key == "issue-titles:namespace":
         overrides["serving:namespace"] = "titles-serving"  # so the serving namespace is not derived from it
 
