@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from pulumi_policy import EnforcementLevel, PolicyResourceOptions, ResourceValidationArgs
+from pulumi_policy import EnforcementLevel, PolicyCustomTimeouts, PolicyResourceOptions, ResourceValidationArgs
 
 from policy import pack, rules
 
@@ -84,7 +84,7 @@ def docker_config(password: str) -> str:
     return json.dumps({"auths": {"registry.example.com": {"username": "user", "password": password, "auth": auth}}})
 
 
-# --- no cluster-admin --------------------------------------------------------------------------------------------------
+# --- no cluster-admin -------------------------------------------------------------------------------------------------
 
 
 def test_a_binding_to_a_narrow_role_passes() -> None:
@@ -104,7 +104,7 @@ def test_a_binding_to_cluster_admin_is_refused_naming_the_subject(kind: str) -> 
     assert f"{kind} ops binds the cluster-admin ClusterRole" in message and "ServiceAccount/operator" in message
 
 
-# --- requests and limits -----------------------------------------------------------------------------------------------
+# --- requests and limits ----------------------------------------------------------------------------------------------
 
 
 def test_containers_with_requests_and_limits_pass() -> None:
@@ -160,7 +160,7 @@ def test_a_replica_spec_key_spelt_by_case_munging_is_not_a_pod_spec() -> None:
     assert rules.pod_specs("kubernetes:kubeflow.org/v1:TFJob", job) == []  # the TFJob CRD has no such field
 
 
-# --- non-root ------------------------------------------------------------------------------------------------------------
+# --- non-root ---------------------------------------------------------------------------------------------------------
 
 
 def test_non_root_at_container_or_pod_level_passes() -> None:
@@ -197,7 +197,7 @@ def test_no_pipeline_may_run_as_root() -> None:
     assert message == "pipeline train: transform.user is 'root' (root); no pipeline may run as root"
 
 
-# --- pinned images ------------------------------------------------------------------------------------------------------
+# --- pinned images ----------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -237,7 +237,7 @@ def test_image_builds_and_pipeline_images_are_checked() -> None:
     assert message.startswith("pipeline train transform.image: image 'r.example.com/stages' has no tag")
 
 
-# --- GPUs ---------------------------------------------------------------------------------------------------------------
+# --- GPUs -------------------------------------------------------------------------------------------------------------
 
 
 def gpu_pipeline() -> dict[str, Any]:
@@ -273,7 +273,7 @@ def test_the_gpu_stacks_are_named_by_stack_not_by_the_programs_own_config() -> N
     assert not rules.gpu_allowed_for("minikube", ["gke-gpu"]) and not rules.gpu_allowed_for(None, ["gke-gpu"])
 
 
-# --- registry password ---------------------------------------------------------------------------------------------------
+# --- registry password ------------------------------------------------------------------------------------------------
 
 
 def registry_secret() -> dict[str, Any]:
@@ -335,7 +335,7 @@ def test_a_dynamic_provider_that_pickled_the_password_is_refused() -> None:
     ]
 
 
-# --- the pack: the same rules as Pulumi runs them -----------------------------------------------------------------------
+# --- the pack: the same rules as Pulumi runs them ---------------------------------------------------------------------
 
 
 def run_policy(name: str, resource_type: str, props: dict, urn: str = OWN_URN, config: dict | None = None) -> list[str]:
@@ -346,11 +346,16 @@ def run_policy(name: str, resource_type: str, props: dict, urn: str = OWN_URN, c
         copy.deepcopy(props),
         urn,
         "web",
-        PolicyResourceOptions(False, [], None, [], None, []),
+        # what pulumi_policy hands a policy for a resource without custom timeouts (policy.py: (0, 0, 0))
+        PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), []),
         None,
         config,
     )
-    policy.validate(args, lambda message, urn=None: reported.append(message))
+
+    def report(message: str, urn: str | None = None) -> None:
+        reported.append(message)
+
+    policy.validate(args, report)
     return reported
 
 
