@@ -34,7 +34,7 @@ class CustomResourceWithStatus(k8s.apiextensions.CustomResource):
         self,
         resource_name: str,
         api_version: str,
-        kind: str,  # type: ignore[override]
+        kind: str,
         opts: pulumi.ResourceOptions | None = None,
         metadata: Any = None,
         spec: Any = None,

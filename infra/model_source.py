@@ -73,7 +73,8 @@ class Selection:
 
 def _metrics(provenance: dict[str, Any]) -> dict[str, Any]:
     """ROUGE-L of the model and of the best extractive baseline on the test split, as build recorded them."""
-    metrics = provenance.get("metrics") if isinstance(provenance.get("metrics"), dict) else {}
+    recorded = provenance.get("metrics")
+    metrics: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
     out: dict[str, Any] = {}
     for system in ("model", "lead_baseline"):
         value = (metrics.get(system) or {}).get("rouge_l") if isinstance(metrics.get(system), dict) else None
@@ -156,7 +157,8 @@ def _read_file(client: Any, commit: Any, path: str) -> bytes | None:
 def _upstream(client: Any, export: Any) -> tuple[Any | None, Any | None]:
     """(the build commit, the raw_data commit) an export commit derives from, following direct provenance."""
     build = data = None
-    queue, seen = list(export.direct_provenance), set()
+    queue = list(export.direct_provenance)
+    seen: set[tuple[str, str]] = set()
     while queue and len(seen) < _WALK_LIMIT and data is None:
         commit = queue.pop(0)
         key = (commit.repo.name, commit.id)

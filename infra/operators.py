@@ -223,7 +223,7 @@ class Pachyderm(pulumi.ComponentResource):
         token_sha256 = pulumi.Output.unsecret(token.apply(lambda t: hashlib.sha256(t.encode()).hexdigest()))
         values = pulumi.Output.all(args.registry_secret, args.bucket, args.storage_service_account, token_sha256).apply(
             lambda parts: pachyderm_values(
-                args.cluster, *parts[:3], loki_deploy=args.loki_deploy, root_token_sha256=parts[3]
+                args.cluster, parts[0], parts[1], parts[2], loki_deploy=args.loki_deploy, root_token_sha256=parts[3]
             )
         )
         self.release = k8s.helm.v3.Release(
@@ -240,7 +240,9 @@ class Pachyderm(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.root_token_secret]),
         )
-        self.network_policy = k8s.networking.v1.NetworkPolicy(
+        # pulumi-kubernetes types spec= only as its snake_case Args/ArgsDict forms; the provider takes the Kubernetes
+        # JSON (camelCase) dict pachd_network_policy_spec renders, as it is.
+        self.network_policy = k8s.networking.v1.NetworkPolicy(  # type: ignore[call-overload]
             f"{name}-pachd",
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name="pachd-from-pipelines-only", namespace=args.namespace, labels=labels("pachyderm")

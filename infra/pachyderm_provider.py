@@ -358,16 +358,16 @@ class BySource:
     """
 
     def __reduce__(self) -> tuple[Any, ...]:
-        source = globals().get("__provider_source__")
-        bundle = globals().get("__provider_bundle__")
-        if source is None:
+        source: str | None = globals().get("__provider_source__")
+        bundle: dict[str, str] | None = globals().get("__provider_bundle__")
+        if source is None or bundle is None:  # set together when a pickled provider is rebuilt (_REBUILD)
             with open(__file__, encoding="utf-8") as handle:
                 source = handle.read()
             bundle = _repository_sources(source)
         digest = hashlib.sha256(source.encode())
         for name in sorted(bundle):
             digest.update(name.encode() + b"\0" + bundle[name].encode())
-        scope = {
+        scope: dict[str, Any] = {
             "loader": _loader_source(),
             "scope": {},
             "source": source,
@@ -481,7 +481,7 @@ class PipelineProvider(BySource, ResourceProvider):
         if _is_unknown(spec):
             return CheckResult(news, failures)
         if not isinstance(spec, Mapping):
-            return CheckResult(news, failures + [CheckFailure("spec", "must be a CreatePipelineRequest object")])
+            return CheckResult(news, [*failures, CheckFailure("spec", "must be a CreatePipelineRequest object")])
         # The spec's own rules are pipelines/validate.py's, the same the program and localpach apply. Not a repeat:
         # the program validates while values such as transform.image (the stage image's digest) are still Outputs,
         # which it skips as pending; here they are resolved, so this is where those fields are first checked.
@@ -625,7 +625,7 @@ class PachydermPipeline(Resource):
         if isinstance(spec, Mapping):
             name_: Any = pipeline_name(spec)
         else:
-            name_ = pulumi.Output.from_input(spec).apply(pipeline_name)
+            name_ = pulumi.Output.from_input(args.spec).apply(pipeline_name)
         token, opts = _secret_token(args.auth_token, opts)
         props: dict[str, Any] = {
             "pachd_address": args.pachd_address,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
+from typing import cast
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -36,6 +37,12 @@ class PlatformNamespaceArgs:
     component: str = "namespace"
 
 
+def _created_name(metadata: k8s.meta.v1.outputs.ObjectMeta) -> str:
+    """metadata.name of an object this module creates: typed optional (an object may ask for a generateName), but
+    every object here is created with its name set."""
+    return cast(str, metadata.name)
+
+
 class PlatformNamespace(pulumi.ComponentResource):
     """A namespace the program owns, with its Pod Security level, so `pulumi destroy` removes it cleanly."""
 
@@ -57,7 +64,7 @@ class PlatformNamespace(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.name: pulumi.Output[str] = self.namespace.metadata.apply(lambda m: m.name)
+        self.name: pulumi.Output[str] = self.namespace.metadata.apply(_created_name)
         self.register_outputs({"name": self.name})
 
 
@@ -83,7 +90,7 @@ class RegistrySecret(pulumi.ComponentResource):
     def __init__(self, name: str, args: RegistrySecretArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("issue-titles:infra:RegistrySecret", name, None, opts)
         # Built inside apply so the secret-ness of the password carries over to the whole document.
-        config_json = pulumi.Output.secret(
+        config_json: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.from_input(args.password).apply(
                 lambda password: dockerconfigjson(args.server, args.username, password)
             )
@@ -97,5 +104,5 @@ class RegistrySecret(pulumi.ComponentResource):
             string_data={".dockerconfigjson": config_json},
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["data", "stringData"]),
         )
-        self.secret_name: pulumi.Output[str] = self.secret.metadata.apply(lambda m: m.name)
+        self.secret_name: pulumi.Output[str] = self.secret.metadata.apply(_created_name)
         self.register_outputs({"secret_name": self.secret_name})

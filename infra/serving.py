@@ -343,7 +343,7 @@ class ModelServing(pulumi.ComponentResource):
         else:  # `kubectl port-forward svc/issue-summarization-default 9000`
             self.prediction_url = pulumi.Output.from_input(f"http://localhost:{SERVER_PORT}/api/v1.0/predictions")
         if args.models is None:
-            self.status = (
+            self.status: str | pulumi.Output[str] = (
                 "not deployed: no model yet. Put data in raw_data, wait for the export job, then "
                 "`pulumi config set serving:modelTag <export job ID>` (the tag in export's image.json) and `pulumi up`"
             )
@@ -375,7 +375,9 @@ class ModelServing(pulumi.ComponentResource):
                 spec=spec,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service_account]),
             )
-            self.network_policy = k8s.networking.v1.NetworkPolicy(
+            # pulumi-kubernetes types spec= (and rules=, role_ref=, subjects=) only as its snake_case Args/ArgsDict
+            # forms; the provider takes the Kubernetes JSON (camelCase) dicts this module renders, as they are.
+            self.network_policy = k8s.networking.v1.NetworkPolicy(  # type: ignore[call-overload]  # camelCase JSON spec, see above
                 name,
                 metadata=k8s.meta.v1.ObjectMetaArgs(
                     name=f"{MODEL_NAME}-from-gateway-only", namespace=args.namespace, labels=labels("serving")
@@ -397,7 +399,7 @@ class ModelServing(pulumi.ComponentResource):
                     opts=child,
                 )
             if args.ingress == "nginx":
-                self.ingress = k8s.networking.v1.Ingress(
+                self.ingress = k8s.networking.v1.Ingress(  # type: ignore[call-overload]  # camelCase JSON spec, see above
                     name,
                     metadata=k8s.meta.v1.ObjectMetaArgs(
                         name=MODEL_NAME,
@@ -424,8 +426,10 @@ class ModelServing(pulumi.ComponentResource):
                                 lambda m: canary_ingress_annotations(int(m[1]["traffic"]) if len(m) > 1 else 0)
                             ),
                         ),
-                        spec=models.apply(
-                            lambda m: ingress_spec(args.namespace, CANARY_PREDICTOR if len(m) > 1 else PREDICTOR)
+                        spec=models.apply(  # camelCase JSON spec, see above
+                            lambda m: ingress_spec(  # type: ignore[arg-type,return-value]
+                                args.namespace, CANARY_PREDICTOR if len(m) > 1 else PREDICTOR
+                            )
                         ),
                         # after the SeldonDeployment's wait, which ends only once Seldon reports this spec's
                         # Deployments available, after it created the canary predictor's Service

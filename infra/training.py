@@ -69,14 +69,16 @@ class TrainerAccess(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(name=TRAINER_SERVICE_ACCOUNT, annotations=annotations, **meta),
             opts=child,
         )
+        # pulumi-kubernetes types rules=, role_ref= and subjects= only as its snake_case Args/ArgsDict forms; the
+        # provider takes these Kubernetes JSON (camelCase) dicts as they are.
         role = k8s.rbac.v1.Role(
             f"{name}-tfjobs",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=TFJOB_ROLE, **meta),
-            rules=TFJOB_RULES,
+            rules=TFJOB_RULES,  # type: ignore[arg-type]  # camelCase JSON, see above
             opts=child,
         )
         subject = [{"kind": "ServiceAccount", "name": TRAINER_SERVICE_ACCOUNT, "namespace": args.namespace}]
-        k8s.rbac.v1.RoleBinding(
+        k8s.rbac.v1.RoleBinding(  # type: ignore[call-overload]  # camelCase JSON, see above
             f"{name}-tfjobs",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=TFJOB_ROLE, **meta),
             role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": TFJOB_ROLE},
@@ -84,7 +86,7 @@ class TrainerAccess(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[account, role]),
         )
         # The chart's worker Role (it exists once Pachyderm is installed: the program makes this depend on it).
-        k8s.rbac.v1.RoleBinding(
+        k8s.rbac.v1.RoleBinding(  # type: ignore[call-overload]  # camelCase JSON, see above
             f"{name}-worker",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{TRAINER_SERVICE_ACCOUNT}-worker", **meta),
             role_ref={

@@ -2,8 +2,8 @@
 
 put the project's data set -> run split, pre_process, train, build, export with the demo's configuration
 (DEMO_SETTINGS) -> serve build@master on 127.0.0.1 -> send the tutorial's request -> print the title beside the
-served model's and the best extractive baseline's ROUGE-L, the jobs and the served model's provenance -> remove a few rows
-and put the file again (step 9) -> show which jobs re-ran -> serve the new build and show old and new side
+served model's and the best extractive baseline's ROUGE-L, the jobs and the served model's provenance -> remove a few
+rows and put the file again (step 9) -> show which jobs re-ran -> serve the new build and show old and new side
 by side with their provenance -> stop the servers. Leaves the loss curve and a metrics
 table in the demo directory.
 """
@@ -34,8 +34,8 @@ from localpach.sample import DATA_SET_NAME, find_data_set, remove_rows
 from localpach.specs import local_settings, project_specs, raw_data_repo
 
 # The demo's own configuration, by name: the pipeline defaults (PipelineSettings) train the default model on every row
-# of the data set (about 17 minutes on 2 idle CPU cores); the demo trains a smaller model (embedding 64, state 128 instead
-# of 128 and 256) on a seeded 10,000-row sample: large enough for the served model to beat the best extractive
+# of the data set (about 17 minutes on 2 idle CPU cores); the demo trains a smaller model (embedding 64, state 128
+# instead of 128 and 256) on a seeded 10,000-row sample: large enough for the served model to beat the best extractive
 # baseline on its test split, small enough that both trainings (before and after the data update) fit in a few
 # minutes on 2 CPU cores. Any flag given to `localpach demo` (--sample-size, --hidden-dim, ...) overrides it; build's
 # default gate (beat the baseline) stays on, so a demo model that loses fails loudly.
@@ -83,7 +83,10 @@ def demo_settings(overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def quality_line(metrics: dict[str, Any]) -> str | None:
-    """'model ROUGE-L 0.3512 vs best extractive baseline 0.3101 (1,330 test rows): beats the baseline', from metrics.json."""
+    """The quality line, from metrics.json.
+
+    'model ROUGE-L 0.3512 vs best extractive baseline 0.3101 (1,330 test rows): beats the baseline'
+    """
     try:
         model, baseline = float(metrics["model"]["rouge_l"]), float(metrics["lead_baseline"]["rouge_l"])
     except (KeyError, TypeError, ValueError):
@@ -213,7 +216,8 @@ class Demo:
             Panel.fit(
                 f"demo directory: [bold]{self.root}[/]\nstate:          {self.state}\n"
                 f"configuration:  {DEMO_CONFIG_NAME} "
-                f"({', '.join(f'{key}={value}' for key, value in self.shown_settings.items())}; the rest: pipeline defaults)\n"
+                f"({', '.join(f'{key}={value}' for key, value in self.shown_settings.items())}; "
+                "the rest: pipeline defaults)\n"
                 f"look around later with: localpach --state {self.state} list-job",
                 title="localpach demo",
             )

@@ -3,8 +3,8 @@
 Modelled on `pachctl fsck` (pachyderm/pachyderm v2.12.0-rc.3: src/server/pfs/cmds/cmds.go prints `Error: ...` per
 problem, `Fix applied: ...` per fix and `No errors found.`; src/server/pfs/server/server_fsck.go checks that each
 branch's head commit and each commit's parent exist, `ErrCommitInfoNotFound`, and that a branch head's direct
-provenance can be followed, `checkBranchCommitProvenance`). A folder can also lose or garble a file, so this also reads every record field by field and
-re-hashes every stored object.
+provenance can be followed, `checkBranchCommitProvenance`). A folder can also lose or garble a file, so this also reads
+every record field by field and re-hashes every stored object.
 
 `--fix` only does what cannot lose data or change what a branch means: unreadable job and datum records, and commit
 records no branch reaches, move to `lost+found/` (same relative path); an object whose bytes changed moves to
@@ -22,6 +22,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from localpach.errors import CorruptState, NotFound
@@ -272,9 +273,7 @@ class Checker:
                     self.add(
                         f"{path}: the stored object's bytes do not match its name (they hash to {actual[:12]}); "
                         "once it is quarantined, put the file again or `localpach run` to restore it",
-                        lambda digest=digest: (
-                            f"quarantined {self.pfs.objects.path_of(digest)} as {self.pfs.objects.quarantine(digest)}"
-                        ),
+                        partial(self.quarantine_object, digest),
                         "moves it to objects/corrupt/",
                     )
 
@@ -334,9 +333,12 @@ class Checker:
             self.add(
                 f"{self.jobs.dir / (job.id + '.json')}: job {job.id} ({job.pipeline}) is marked running, but no "
                 f"localpach run holds the state (the runner was killed){left}",
-                lambda job=job: self.finish_stale_job(job),
+                partial(self.finish_stale_job, job),
                 "marks it killed and removes its work folder",
             )
+
+    def quarantine_object(self, digest: str) -> str:
+        return f"quarantined {self.pfs.objects.path_of(digest)} as {self.pfs.objects.quarantine(digest)}"
 
     def finish_stale_job(self, job: Job) -> str:
         from localpach.runner import Runner
@@ -371,9 +373,14 @@ class Checker:
                 continue  # named with its job above
             self.add(
                 f"{path}: scratch left by a runner that stopped (no running job uses it)",
-                lambda path=path: (remove_tree(path), f"removed {path}")[1],
+                partial(self.remove_scratch, path),
                 "removes it",
             )
+
+    @staticmethod
+    def remove_scratch(path: Path) -> str:
+        remove_tree(path)
+        return f"removed {path}"
 
     def check_datums(self) -> None:
         root = self.state_dir / "datums"

@@ -110,7 +110,7 @@ class Job:
 
     @classmethod
     def from_json(cls, data: dict) -> Job:
-        known = {name for name in cls.__dataclass_fields__}
+        known = set(cls.__dataclass_fields__)
         return cls(**{key: value for key, value in data.items() if key in known})
 
 

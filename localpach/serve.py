@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from localpach.errors import LocalPachError, NotFound
 from localpach.fsutil import make_tree_read_only, remove_tree
@@ -96,7 +96,8 @@ def latest_build(pfs: PFS, on_refused: Callable[[str], None] | None = None) -> C
 def model_summary(pfs: PFS, commit: Commit, data_repo: str = "raw_data") -> dict:
     """Which model this is and where it came from: build commit, job, data commit, ROUGE-L against the baseline."""
     record = _provenance(pfs, commit)
-    metrics = record.get("metrics") if isinstance(record.get("metrics"), dict) else {}
+    recorded = record.get("metrics")
+    metrics: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
 
     def rouge(system: str) -> float | None:
         value = (metrics.get(system) or {}).get("rouge_l") if isinstance(metrics.get(system), dict) else None

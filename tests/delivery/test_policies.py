@@ -348,6 +348,7 @@ def run_policy(name: str, resource_type: str, props: dict, urn: str = OWN_URN, c
         copy.deepcopy(props),
         urn,
         "web",
+        # what pulumi_policy hands a policy for a resource without custom timeouts (policy.py: (0, 0, 0))
         PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), []),
         None,
         config,

@@ -212,7 +212,7 @@ def test_the_program_runs_in_the_venv_the_makefile_builds(name: str) -> None:
     assert "make .venv/.installed" in [s.get("run", "").strip() for s in steps(load(name))]
 
 
-# --- cluster credentials (issues 12, 27) --------------------------------------------------------------------------------
+# --- cluster credentials (issues 12, 27) ------------------------------------------------------------------------------
 # The gke-gpu kubeconfig runs gke-gcloud-auth-plugin (infra/cluster.py). google-github-actions/auth v3.0.0 README.md
 # ("Inputs: Workload Identity Federation", the recommended mode: `workload_identity_provider`, optional
 # `service_account`, and `id-token: write`; "Inputs: Service Account Key JSON": `credentials_json`) and src/main.ts

@@ -12,7 +12,7 @@ ErrNotSignedIn and ErrBadToken, both codes.Unauthenticated).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +89,7 @@ class FakePachd:
         repo: str,
         commit_id: str,
         files: dict[str, bytes] | None = None,
-        provenance: list[tuple[str, str]] = (),
+        provenance: Sequence[tuple[str, str]] = (),
         error: str = "",
         finished: bool = True,
     ) -> Any:

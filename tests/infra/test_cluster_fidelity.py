@@ -38,11 +38,11 @@ def pachyderm_values(run: ProgramRun) -> dict[str, Any]:
     return next(r for r in run.of_type(RELEASE) if r.inputs["chart"] == "pachyderm").inputs["values"]
 
 
-def annotations(run: ProgramRun, kind: str) -> dict[str, str]:
+def annotations_of(run: ProgramRun, kind: str) -> dict[str, str]:
     return next(m for m in run.manifests() if m["kind"] == kind)["metadata"].get("annotations") or {}
 
 
-# --- GKE storage and identities ----------------------------------------------------------------------------------------
+# --- GKE storage and identities ---------------------------------------------------------------------------------------
 
 
 def test_gke_sets_the_storage_url_the_chart_requires_off_local() -> None:
@@ -94,11 +94,11 @@ def test_pipeline_workers_run_as_the_worker_account_bound_to_the_bucket_identity
     }
 
 
-# --- the stage image check (TFJob) -------------------------------------------------------------------------------------
+# --- the stage image check (TFJob) ------------------------------------------------------------------------------------
 
 
 def test_pulumi_waits_for_the_image_check_to_succeed_or_fail(program: ProgramRun) -> None:
-    wait = annotations(program, "TFJob")
+    wait = annotations_of(program, "TFJob")
     assert (
         wait["pulumi.com/waitFor"]
         == "jsonpath={.status.conditions[?(@.type=='Succeeded'||@.type=='Failed')].status}=True"
@@ -166,11 +166,11 @@ def test_the_component_turns_the_jobs_status_into_its_result(condition: str) -> 
         check()
 
 
-# --- serving ------------------------------------------------------------------------------------------------------------
+# --- serving ----------------------------------------------------------------------------------------------------------
 
 
 def test_pulumi_waits_for_the_seldon_deployment_to_be_available(serving_program: ProgramRun) -> None:
-    wait = annotations(serving_program, "SeldonDeployment")
+    wait = annotations_of(serving_program, "SeldonDeployment")
     spec = next(m for m in serving_program.manifests() if m["kind"] == "SeldonDeployment")["spec"]
     assert wait["pulumi.com/waitFor"] == wait_for(spec)  # Available, and this spec's Deployments available
     assert wait["pulumi.com/waitFor"].startswith("jsonpath={$[?@.state=='Available' && ")

@@ -52,7 +52,7 @@ def _is_path(text: str) -> bool:
 def citations(source: str) -> list[tuple[str, str, list[str]]]:
     """(repository, tag, paths) of each citation in a table cell."""
     masked = _BACKTICKED.sub(lambda m: "\0" * len(m.group()), source)  # repositories are never in backticks
-    starts = [m for m in _REPO.finditer(masked)]
+    starts = list(_REPO.finditer(masked))
     found = []
     for i, match in enumerate(starts):
         end = starts[i + 1].start() if i + 1 < len(starts) else len(source)

@@ -20,7 +20,7 @@ CHAIN = ["split", "vocabulary", "pre_process", "train", "build", "export"]
 
 @cache
 def incremental(stack: str, full: bool = False) -> ProgramRun:
-    config = {"issue-titles:incremental": "true", "serving:modelTag": budget.MODEL_TAG}
+    config: dict[str, str | None] = {"issue-titles:incremental": "true", "serving:modelTag": budget.MODEL_TAG}
     if full:
         config["issue-titles:fullRetrain"] = "true"
     return run_program(stack, config)

@@ -281,7 +281,9 @@ def test_the_stack_says_how_pachctl_logs_in_without_showing_the_token(program: P
     )
 
 
-def test_the_token_output_of_every_pachyderm_resource_is_kept_secret_in_the_state() -> None:
+def test_the_token_output_of_every_pachyderm_resource_is_kept_secret_in_the_state(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The dynamic provider host takes no secrets (the engine hands it plain values): the program marks the
     `auth_token` output secret itself, so the state stores it encrypted."""
     from tests.infra import harness
@@ -294,9 +296,6 @@ def test_the_token_output_of_every_pachyderm_resource_is_kept_secret_in_the_stat
             asked[request.name] = list(request.additionalSecretOutputs)
         return original(self, request)
 
-    harness._RecordingMonitor.RegisterResource = spy
-    try:
-        run_program("minikube")
-    finally:
-        harness._RecordingMonitor.RegisterResource = original
+    monkeypatch.setattr(harness._RecordingMonitor, "RegisterResource", spy)
+    run_program("minikube")
     assert len(asked) == 6 and all(AUTH_TOKEN in names for names in asked.values()), asked

@@ -88,7 +88,7 @@ def test_create_sends_the_exact_spec_to_the_configured_pachd(pachd: FakePachd) -
     assert sent_request(pachd) == spec_of("train")
     assert pachd.called("create_pipeline_v2")[0]["update"] is False
     assert result.id == "default/train"
-    assert result.outs["spec"] == spec_of("train")
+    assert result.outs is not None and result.outs["spec"] == spec_of("train")
 
 
 def test_create_sends_whole_numbers_as_integers_although_pulumi_hands_them_back_as_floats(pachd: FakePachd) -> None:
@@ -180,7 +180,7 @@ def test_update_of_the_command_updates_in_place_and_reprocesses(pachd: FakePachd
     call = pachd.called("create_pipeline_v2")[-1]
     assert call["update"] is True and call["reprocess"] is True
     assert sent_request(pachd)["transform"]["cmd"][-2:] == ["--epochs", "3"]
-    assert result.outs["spec"] == news["spec"]
+    assert result.outs is not None and result.outs["spec"] == news["spec"]
 
 
 def test_update_of_resources_only_keeps_what_was_already_processed(pachd: FakePachd) -> None:
@@ -212,7 +212,7 @@ def test_a_new_pachd_address_alone_updates_the_state_without_calling_pachd(pachd
     assert PipelineProvider().diff("default/train", pipeline_props(), news).changes is True
     result = PipelineProvider().update("default/train", pipeline_props(), news)
     assert pachd.calls == []
-    assert result.outs["pachd_address"] == "grpc://203.0.113.20:30650"
+    assert result.outs is not None and result.outs["pachd_address"] == "grpc://203.0.113.20:30650"
 
 
 def test_update_of_a_repo_description_updates_the_repo(pachd: FakePachd) -> None:
@@ -240,7 +240,7 @@ def test_delete_of_a_pipeline_already_gone_succeeds(pachd: FakePachd) -> None:
 
 def test_delete_tolerates_pachd_reporting_a_missing_pipeline_with_code_unknown(pachd: FakePachd) -> None:
     pachd.fail_next("delete_pipeline", grpc.StatusCode.UNKNOWN, "pipeline default/train not found")
-    assert PipelineProvider().delete("default/train", pipeline_props()) is None  # no PachydermError
+    PipelineProvider().delete("default/train", pipeline_props())  # no PachydermError
     (call,) = pachd.called("delete_pipeline")
     assert call["pipeline"].name == "train" and call["must_exist"] is False
 
@@ -255,7 +255,7 @@ def test_delete_that_pachd_refuses_fails_with_the_reason(pachd: FakePachd) -> No
     pachd.fail_next(
         "delete_repo", grpc.StatusCode.FAILED_PRECONDITION, "cannot delete repo raw_data: pipeline split reads from it"
     )
-    with pytest.raises(PachydermError, match="repo 'raw_data'.*pipeline split reads from it"):
+    with pytest.raises(PachydermError, match=r"repo 'raw_data'.*pipeline split reads from it"):
         RepoProvider().delete("default/raw_data", repo_props())
 
 
@@ -550,13 +550,13 @@ def test_create_diff_update_delete_against_a_real_pachd() -> None:
     project = f"pulumi-test-{uuid.uuid4().hex[:8]}"
     client.pfs.create_project(project=pfs.Project(name=project))
     repo = {"pachd_address": address, "project": project, "name": "inbox", "description": "throwaway"}
-    spec = {
+    spec: dict[str, Any] = {
         "pipeline": {"name": "copy", "project": {"name": project}},
         "transform": {"image": "alpine:3.20", "cmd": ["sh", "-c", "cp -r /pfs/inbox/. /pfs/out/"]},
         "input": {"pfs": {"project": project, "repo": "inbox", "glob": "/"}},
         "reprocessSpec": "until_success",
     }
-    props = {"pachd_address": address, "project": project, "name": "copy", "spec": spec}
+    props: dict[str, Any] = {"pachd_address": address, "project": project, "name": "copy", "spec": spec}
     pipeline = pps.Pipeline(name="copy", project=pfs.Project(name=project))
     try:
         RepoProvider().create(repo)

@@ -7,9 +7,9 @@ The pods below are what upstream creates from our values, transcribed from upstr
   worker_rc.go adds the same hostPath to every pipeline worker when STORAGE_HOST_PATH is set (LOCAL only).
 - Seldon Core (SeldonIO/seldon-core v1.17.1): operator/controllers/seldondeployment_engine.go, createEngineContainer,
   adds the executor container `seldon-container-engine` with at most {runAsUser, allowPrivilegeEscalation: false}
-  unless the predictor says `seldon.io/no-engine: "true"` (seldondeployment_controller.go); createDeploymentWithoutEngine
-  gives a pod without a securityContext `runAsUser: DEFAULT_USER_ID` (8888). The manager pod:
-  helm-charts/seldon-core-operator/templates/deployment_seldon-controller-manager.yaml.
+  unless the predictor says `seldon.io/no-engine: "true"` (seldondeployment_controller.go);
+  createDeploymentWithoutEngine gives a pod without a securityContext `runAsUser: DEFAULT_USER_ID` (8888). The
+  manager pod: helm-charts/seldon-core-operator/templates/deployment_seldon-controller-manager.yaml.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def test_baseline_refuses_a_host_path_and_restricted_an_unhardened_container() -
     ]
 
 
-# --- Pachyderm's namespace ---------------------------------------------------------------------------------------------
+# --- Pachyderm's namespace --------------------------------------------------------------------------------------------
 
 
 def test_pachyderm_namespace_admits_every_pod_pachyderm_runs(program: ProgramRun) -> None:
@@ -137,7 +137,7 @@ def test_loki_and_its_host_path_daemonset_are_off_unless_a_stack_turns_them_on(p
     assert values(turned_on, "pachyderm")["pachd"]["lokiDeploy"] is True
 
 
-# --- the serving namespace ---------------------------------------------------------------------------------------------
+# --- the serving namespace --------------------------------------------------------------------------------------------
 
 
 def test_serving_namespace_enforces_restricted(serving_program: ProgramRun) -> None:
@@ -172,7 +172,7 @@ def test_the_image_check_pods_are_admitted_where_they_run(program: ProgramRun) -
     assert violations(level, tfjob["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]) == []
 
 
-# --- Seldon's validating webhook ---------------------------------------------------------------------------------------
+# --- Seldon's validating webhook --------------------------------------------------------------------------------------
 
 
 def test_seldons_webhook_covers_the_serving_namespace(serving_program: ProgramRun) -> None:

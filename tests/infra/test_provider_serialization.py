@@ -74,7 +74,7 @@ def host(tmp_path: Path) -> Iterator[provider_pb2_grpc.ResourceProviderStub]:
         stderr=subprocess.PIPE,
     )
     try:
-        assert process.stdout is not None
+        assert process.stdout is not None and process.stderr is not None
         port = process.stdout.readline().decode().strip()
         assert port.isdigit(), f"the host printed no port: {port!r} {process.stderr.read().decode()[-2000:]}"
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
@@ -192,6 +192,7 @@ def test_evaluating_the_program_leaves_the_pickler_as_it_found_it() -> None:
 
     from tests.infra import harness
 
-    before = (pickle._Pickler._batch_setitems, pickle._Pickler.save_dict)
+    # pickle._Pickler's private methods are not in typeshed's stubs.
+    before = (pickle._Pickler._batch_setitems, pickle._Pickler.save_dict)  # type: ignore[attr-defined]
     harness.run_program("minikube")
-    assert (pickle._Pickler._batch_setitems, pickle._Pickler.save_dict) == before
+    assert (pickle._Pickler._batch_setitems, pickle._Pickler.save_dict) == before  # type: ignore[attr-defined]

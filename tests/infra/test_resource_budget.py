@@ -4,15 +4,19 @@ The scheduler places a pod only where its requests fit what the node has left, s
 decides whether the chain runs or sits Pending. Requests come from the program itself (what it renders) and, for
 what it leaves to upstream, from upstream's defaults at the pinned versions:
 
-| pod | requests (CPU, memory) | source |
-|---|---|---|
-| postgres | 250m, 256Mi | pachyderm/pachyderm 2.12.x etc/helm/pachyderm/dependencies/postgresql/values.yaml `resources.requests` |
-| pachyderm-proxy | 100m, 512Mi | pachyderm/pachyderm 2.12.x etc/helm/pachyderm/values.yaml `proxy.resources.requests` |
-| pachw | pachd's | values.yaml `pachw.inheritFromPachd: true`; 0 replicas at rest (`minReplicas` default 0), at most 1 |
-| pipeline storage sidecar | 1, 256Mi unless the spec sets `sidecarResourceRequests` | src/internal/pachconfig/config.go `SIDECAR_DEFAULT_*` |
-| seldon-controller-manager | 100m, 200Mi | SeldonIO/seldon-core v1.17.1 helm-charts/seldon-core-operator/values.yaml `manager.*Request` |
-| training-operator | none | kubeflow/training-operator v1.9.0 manifests/base/deployment.yaml (checked in the vendored file below) |
-| console, Loki, kube-event-tail, Determined | not deployed | values.yaml `console.enabled` (we set false), `pachd.lokiDeploy` (we set false), `kubeEventTail.enabled: false`, `determined.enabled: false` |
+pod: requests (CPU, memory); source
+- postgres: 250m, 256Mi; pachyderm/pachyderm 2.12.x etc/helm/pachyderm/dependencies/postgresql/values.yaml
+  `resources.requests`
+- pachyderm-proxy: 100m, 512Mi; pachyderm/pachyderm 2.12.x etc/helm/pachyderm/values.yaml `proxy.resources.requests`
+- pachw: pachd's; values.yaml `pachw.inheritFromPachd: true`; 0 replicas at rest (`minReplicas` default 0), at most 1
+- pipeline storage sidecar: 1, 256Mi unless the spec sets `sidecarResourceRequests`; src/internal/pachconfig/config.go
+  `SIDECAR_DEFAULT_*`
+- seldon-controller-manager: 100m, 200Mi; SeldonIO/seldon-core v1.17.1 helm-charts/seldon-core-operator/values.yaml
+  `manager.*Request`
+- training-operator: none; kubeflow/training-operator v1.9.0 manifests/base/deployment.yaml (checked in the vendored
+  file below)
+- console, Loki, kube-event-tail, Determined: not deployed; values.yaml `console.enabled` (we set false),
+  `pachd.lokiDeploy` (we set false), `kubeEventTail.enabled: false`, `determined.enabled: false`
 
 One pipeline job at a time: with `autoscaling: true` a pipeline leaves STANDBY only when a commit of its output repo
 is READY, i.e. all its input commits are finished (pachyderm 2.12.x src/server/pps/server/monitor.go, SubscribeCommit
@@ -101,7 +105,7 @@ def minikube_size() -> Requests:
     return float(match.group(1)), float(match.group(2)) * GIB
 
 
-# --- what the program renders ------------------------------------------------------------------------------------------
+# --- what the program renders -----------------------------------------------------------------------------------------
 
 
 def chart_values(run: ProgramRun, chart: str) -> dict[str, Any]:
@@ -169,7 +173,7 @@ def fits(need: Requests, have: Requests, what: str) -> None:
     assert need[1] <= have[1], f"{what}: {need[1] / GIB:.2f} GiB requested, {have[1] / GIB:.2f} GiB available"
 
 
-# --- the budget --------------------------------------------------------------------------------------------------------
+# --- the budget -------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("stack", ["minikube", "gke-gpu"])

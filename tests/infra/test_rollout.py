@@ -99,7 +99,7 @@ def test_pachd_unreachable_is_its_own_error_naming_the_address(pachd: FakePachd)
 def test_other_pachd_errors_say_what_failed(pachd: FakePachd) -> None:
     add_commit_set(pachd, NEW, REPO)
     pachd.fail_next("list_commit", grpc.StatusCode.PERMISSION_DENIED, "not authorized")
-    with pytest.raises(PachydermError, match="reading the `export` commits .* not authorized"):
+    with pytest.raises(PachydermError, match=r"reading the `export` commits .* not authorized"):
         newest_exported_model(ADDRESS, REPO)
 
 
@@ -171,7 +171,7 @@ def test_pachd_unreachable_keeps_the_last_deployed_model_and_says_so() -> None:
 
 
 def test_pachd_unreachable_before_any_deployment_is_a_clear_error() -> None:
-    with pytest.raises(ConfigError, match="cannot reach pachd at .* and this stack has deployed no model before"):
+    with pytest.raises(ConfigError, match=r"cannot reach pachd at .* and this stack has deployed no model before"):
         resolve(RolloutConfig(model="latest"), REPO, ADDRESS, None, lookup=unreachable)
 
 

@@ -7,7 +7,7 @@ own previous outputs through a StackReference that these mocks answer.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import grpc
 import kubernetes_validate
@@ -30,7 +30,7 @@ OLD, NEW = "1" * 32, "2" * 32
 class _StackMocks(harness._Mocks):
     """The harness's mocks, plus this stack's previous outputs for a StackReference to itself."""
 
-    previous_outputs: dict[str, Any] = {}
+    previous_outputs: ClassVar[dict[str, Any]] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         if args.typ == STACK_REFERENCE:
@@ -182,7 +182,7 @@ def _paths(old: Any, new: Any, prefix: str = "") -> list[str]:
             for p in _paths(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else key)
         ]
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        return [p for i, (a, b) in enumerate(zip(old, new)) for p in _paths(a, b, f"{prefix}[{i}]")]
+        return [p for i, (a, b) in enumerate(zip(old, new, strict=True)) for p in _paths(a, b, f"{prefix}[{i}]")]
     return [] if old == new else [prefix]
 
 

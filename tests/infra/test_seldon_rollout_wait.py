@@ -40,7 +40,9 @@ def satisfied(expression: str, obj: dict[str, Any]) -> bool:
     raw = expression.removeprefix("jsonpath=").replace("==", "\0")
     path, _, value = raw.partition("=")
     path, value = path.replace("\0", "=="), value.replace("\0", "==")
-    inner = re.search(r"\{\s*(.*?)\s*\}", path).group(1)
+    braces = re.search(r"\{\s*(.*?)\s*\}", path)
+    assert braces is not None, f"no {{...}} in {expression!r}"
+    inner = braces.group(1)
     selected = jsonpath.find(inner if inner.startswith("$") else "$" + inner, obj).values()
     if not selected:
         return False

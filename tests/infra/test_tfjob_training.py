@@ -28,7 +28,7 @@ from tests.infra.harness import STACKS, ProgramRun, run_program
 from tests.infra.schemas import KUBERNETES_VERSION, errors, pipeline_spec_validator, tfjob_validator
 from tests.infra.test_program_pipelines import specs
 
-TFJOB = {"issue-titles:trainer": "tfjob", "issue-titles:trainWorkers": "2"}
+TFJOB: dict[str, str | None] = {"issue-titles:trainer": "tfjob", "issue-titles:trainWorkers": "2"}
 JOB_ID = "0123456789abcdef0123456789abcdef"
 WORKER_ENV = {
     "S3_ENDPOINT": "http://s3-0123456789abcdef0123456789abcdef.issue-titles:600",
@@ -228,12 +228,12 @@ def test_the_default_trainer_makes_no_tfjob_rbac(stack: str) -> None:
 
 
 def test_several_workers_without_trainer_tfjob_are_refused_naming_both_keys() -> None:
-    with pytest.raises(ConfigError, match="issue-titles:trainWorkers.*issue-titles:trainer"):
+    with pytest.raises(ConfigError, match=r"issue-titles:trainWorkers.*issue-titles:trainer"):
         run_program("minikube", {"issue-titles:trainWorkers": "2"})
 
 
 def test_the_incremental_chain_with_a_tfjob_trainer_is_refused_naming_both_keys() -> None:
-    with pytest.raises(ConfigError, match="issue-titles:incremental.*issue-titles:trainer"):
+    with pytest.raises(ConfigError, match=r"issue-titles:incremental.*issue-titles:trainer"):
         run_program("minikube", {"issue-titles:incremental": "true", "issue-titles:trainer": "tfjob"})
 
 

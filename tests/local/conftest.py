@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -9,12 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from localpach.cli import build_parser
 from localpach.data import put_file
 from localpach.pfs import PFS
 from localpach.runner import RunSummary, run_pipelines
 
 HERE = Path(__file__).parent
 PROJECT_ROOT = HERE.parent.parent
+
+
+def subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
+    """localpach's subcommands and their parsers, by name (argparse keeps them in its subparsers action)."""
+    (action,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return action._name_parser_map
 
 
 @pytest.fixture

@@ -7,8 +7,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from localpach.pfs import PFS, Commit
+
 FAKE_STAGE = Path(__file__).with_name("fake_stage.py")
 PIPELINES = ("split", "pre_process", "train", "build", "export")
+
+
+def head_commit(pfs: PFS, repo: str) -> Commit:
+    """The head commit of repo@master, which the test made: no head here is a broken test, not a finding."""
+    commit = pfs.head_commit(repo)
+    assert commit is not None, f"{repo}@master has no commit"
+    return commit
 
 
 def pfs(repo: str, glob: str = "/", name: str | None = None) -> dict[str, Any]:

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from localpach.cli import build_parser, main
+from localpach.cli import main
 from localpach.jobs import JobStore
 from localpach.pfs import PFS
-from tests.local.conftest import cli, put, run
+from tests.local.conftest import cli, put, run, subcommand_parsers
 from tests.local.localpach_fakes import issue_csv, project_like_specs
 
-SUBCOMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+SUBCOMMANDS = sorted(subcommand_parsers())
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)
@@ -38,7 +38,7 @@ def test_list_repo_shows_every_repo_with_its_size(populated: Path, capsys: pytes
 
 
 def test_list_job_shows_pachctl_columns_and_every_job(populated: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = cli(capsys, "--state", str(populated), "list-job")
+    _, out, _ = cli(capsys, "--state", str(populated), "list-job")
 
     header, *rows = out.strip().split("\n")
     columns = ["PROJECT", "PIPELINE", "ID", "STARTED", "DURATION", "RESTART", "PROGRESS", "DL", "UL", "STATE"]
@@ -68,9 +68,11 @@ def test_inspect_commit_prints_the_full_provenance_chain(populated: Path, capsys
     assert code == 0
     assert f"build@{build.id}" in out
     for repo in ("raw_data", "split", "pre_process", "train"):
-        assert f"{repo} " in out and pfs.head(repo) in out
+        head = pfs.head(repo)
+        assert head is not None and f"{repo} " in out and head in out
     for pipeline in ("split", "pre_process", "train", "build"):
-        assert pfs.head("__spec__", pipeline) in out
+        spec_head = pfs.head("__spec__", pipeline)
+        assert spec_head is not None and spec_head in out
 
 
 def test_a_failed_job_shows_its_reason_and_log_tail(

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from localpach.cli import build_parser, main
-from tests.local.conftest import put
+from localpach.cli import main
+from tests.local.conftest import put, subcommand_parsers
 from tests.local.localpach_fakes import issue_csv
 
-SUBCOMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+SUBCOMMANDS = sorted(subcommand_parsers())
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -183,7 +183,7 @@ def test_serve_refuses_a_busy_port_before_printing_how_to_call_it(
 def test_every_option_with_a_default_shows_it_and_no_python_names(
     command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    parser = build_parser()._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+    parser = subcommand_parsers()[command]
     with pytest.raises(SystemExit):
         main([command, "--help"])
     text = " ".join(capsys.readouterr().out.split())

@@ -15,7 +15,7 @@ import pytest
 from localpach.jobs import KILLED, RUNNING, SUCCESS, JobStore
 from localpach.pfs import PFS
 from tests.local.conftest import PROJECT_ROOT, localpach_cli, put, run
-from tests.local.localpach_fakes import PIPELINES, issue_csv, project_like_specs, write_specs
+from tests.local.localpach_fakes import PIPELINES, head_commit, issue_csv, project_like_specs, write_specs
 
 
 def start_runner(state: Path, specs: Path, control: Path, log: Path, *extra: str) -> subprocess.Popen:
@@ -178,7 +178,7 @@ def test_run_watch_picks_up_new_data_and_stops_cleanly(state: Path, tmp_path: Pa
 
         deadline = time.time() + 30
         while time.time() < deadline:
-            head = PFS(state).head_commit("export")
+            head = head_commit(PFS(state), "export")
             if head.provenance_map()["raw_data"] == edited.commit.id:
                 break
             time.sleep(0.1)

@@ -54,5 +54,7 @@ def test_a_new_file_runs_only_its_datums_and_train_updates_the_previous_model(tm
         timeout=60,
     )
     assert "Model lineage:" in inspected.stdout and "update training of" in inspected.stdout
-    first_train = pfs.get_commit("train", pfs.resolve("train", "master").parent)
+    first_train_id = pfs.resolve("train", "master").parent
+    assert first_train_id is not None
+    first_train = pfs.get_commit("train", first_train_id)
     assert f"started from train@{first_train.id} (full training" in inspected.stdout

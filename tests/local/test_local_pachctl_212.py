@@ -38,7 +38,7 @@ def header_columns(out: str, expected: list[str]) -> list[str]:
     """The header line split on runs of 2+ spaces (column names such as 'SIZE (MASTER)' contain one space)."""
     import re
 
-    return [part for part in re.split(r"\s{2,}", out.split("\n")[0].strip())][: len(expected)]
+    return re.split(r"\s{2,}", out.split("\n")[0].strip())[: len(expected)]
 
 
 def test_verb_noun_forms_map_to_the_same_commands() -> None:
@@ -78,7 +78,7 @@ def test_raw_prints_json_like_json(populated: Path, capsys) -> None:
 
 
 def test_list_pipeline_shows_version_input_and_state_with_last_job(populated: Path, capsys) -> None:
-    code, out, _ = cli(capsys, "--state", str(populated), "list", "pipeline")
+    _, out, _ = cli(capsys, "--state", str(populated), "list", "pipeline")
 
     rows = {line.split()[1]: line for line in out.strip().split("\n")[1:]}
     assert set(rows) == {"split", "pre_process", "train", "build", "export"}
@@ -120,7 +120,7 @@ def test_list_datum_shows_each_datum_state_and_the_failure_reason(
 
     expected = columns(PACHCTL_212["list datum"])
     assert code == 0
-    assert header_columns(out, expected + ["REASON"]) == expected + ["REASON"]
+    assert header_columns(out, [*expected, "REASON"]) == [*expected, "REASON"]
     (row,) = out.strip().split("\n")[1:]
     assert row.split()[0] == job.datums[0]["id"] and len(job.datums[0]["id"]) == 32
     assert "failed" in row and "datum 1/1 failed" in row

@@ -45,9 +45,9 @@ def run_with(state: Path, parallelism: int, files: range) -> list:
     return summary.jobs
 
 
-def heads(state: Path) -> dict[str, dict[str, str]]:
+def heads(state: Path) -> dict[str, dict[str, str] | list[str]]:
     pfs = PFS(state)
-    out = {}
+    out: dict[str, dict[str, str] | list[str]] = {}
     for repo in ("shard", "again"):
         commit = pfs.resolve(repo, "master")
         out[repo] = {path: obj.hash for path, obj in commit.files.items()}

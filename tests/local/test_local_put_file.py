@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def test_putting_identical_content_again_makes_no_new_commit(state: Path, tmp_pa
     again = put_file(state, "raw_data", "issues.csv", source, overwrite=True)
 
     assert again.commit is None
-    assert PFS(state).head("raw_data") == first.commit.id
+    assert first.commit is not None and PFS(state).head("raw_data") == first.commit.id
 
 
 BAD_FILES = {
@@ -91,7 +92,7 @@ def test_cli_refusal_prints_the_file_and_line_and_exits_2(state: Path, tmp_path:
 
 
 def test_put_file_refuses_a_repo_path_that_split_would_not_read(state: Path, tmp_path: Path) -> None:
-    with pytest.raises(InputRefused, match="must end in .csv"):
+    with pytest.raises(InputRefused, match=re.escape("must end in .csv")):
         put_file(state, "raw_data", "issues.txt", issue_csv(tmp_path / "good.csv", rows=2))
 
 
@@ -101,7 +102,7 @@ def test_put_file_refuses_to_replace_an_existing_file_without_overwrite(state: P
     with pytest.raises(InputRefused, match="already exists; pass -o/--overwrite"):
         put_file(state, "raw_data", "issues.csv", issue_csv(tmp_path / "b.csv", rows=3, seed="b"))
 
-    assert PFS(state).head("raw_data") == first.commit.id
+    assert first.commit is not None and PFS(state).head("raw_data") == first.commit.id
 
 
 def test_put_file_refuses_to_write_into_a_pipeline_output_repo(state: Path, tmp_path: Path) -> None:
@@ -131,6 +132,7 @@ def test_put_file_stores_the_bytes_it_checked_even_if_the_file_changes_while_it_
         holder.release()
 
     result = put_file(state, "raw_data", "issues.csv", source, on_wait=swap_then_let_go)
+    assert result.commit is not None
 
     stored = PFS(state).objects.read_bytes(result.commit.files["issues.csv"].hash)
     assert stored == checked

@@ -19,7 +19,7 @@ from localpach.cli import main
 from localpach.data import put_file
 from localpach.pfs import PFS
 from localpach.runner import SilentReporter, run_pipelines
-from tests.local.localpach_fakes import issue_csv, project_like_specs, write_specs
+from tests.local.localpach_fakes import head_commit, issue_csv, project_like_specs, write_specs
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def delete(path: Path) -> str:
 
 
 def delete_parent(state: Path, repo: str = "split") -> str:
-    parent = PFS(state).head_commit(repo).parent
+    parent = head_commit(PFS(state), repo).parent
     record = state / "repos" / repo / "commits" / f"{parent}.json"
     record.unlink()
     return str(record)
@@ -77,7 +77,7 @@ def delete_parent(state: Path, repo: str = "split") -> str:
 
 def delete_object(state: Path) -> str:
     pfs = PFS(state)
-    path = pfs.objects.path_of(pfs.head_commit("split").files["result.json"].hash)
+    path = pfs.objects.path_of(head_commit(pfs, "split").files["result.json"].hash)
     path.unlink()
     return str(path)
 
@@ -225,7 +225,7 @@ def test_a_pipeline_makes_its_next_output_on_top_of_a_damaged_head(state: Path, 
     summary = run_pipelines(state, project_like_specs())
 
     assert [item.status for item in summary.statuses] == ["ran"] * 5
-    assert PFS(state).head_commit("train").parent == Path(damaged).stem
+    assert head_commit(PFS(state), "train").parent == Path(damaged).stem
 
 
 def test_an_unreadable_job_record_does_not_block_runs(state: Path, tmp_path: Path) -> None:
@@ -336,14 +336,14 @@ def test_fsck_names_every_damaged_record_and_exits_1(state: Path, capsys: pytest
 
 def delete_object_of(state: Path, repo: str) -> str:
     pfs = PFS(state)
-    path = pfs.objects.path_of(next(iter(pfs.head_commit(repo).files.values())).hash)
+    path = pfs.objects.path_of(next(iter(head_commit(pfs, repo).files.values())).hash)
     path.unlink()
     return str(path)
 
 
 def test_fsck_finds_an_object_whose_bytes_changed(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pfs = PFS(state)
-    path = pfs.objects.path_of(pfs.head_commit("train").files["result.json"].hash)
+    path = pfs.objects.path_of(head_commit(pfs, "train").files["result.json"].hash)
     os.chmod(path, 0o644)
     path.write_bytes(b"tampered")
 
@@ -370,7 +370,8 @@ def test_fsck_fix_moves_unreadable_job_and_datum_records_to_lost_and_found(
 
 
 def test_fsck_fix_never_repoints_a_branch_and_says_how_to(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    parent = PFS(state).head_commit("split").parent
+    parent = head_commit(PFS(state), "split").parent
+    assert parent is not None
     damaged = truncate(head_record(state, "split"))
     branch = state / "repos" / "split" / "branches" / "master.json"
     before = branch.read_bytes()
@@ -415,7 +416,7 @@ def test_put_file_over_a_lost_object_says_to_put_that_file_again_and_doing_so_re
     state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pfs = PFS(state)
-    lost = pfs.objects.path_of(pfs.head_commit("raw_data").files["issues.csv"].hash)
+    lost = pfs.objects.path_of(head_commit(pfs, "raw_data").files["issues.csv"].hash)
     lost.unlink()
     other = issue_csv(tmp_path / "other.csv", rows=2)
 
@@ -437,7 +438,7 @@ def test_put_file_over_a_lost_object_says_to_put_that_file_again_and_doing_so_re
 
 
 def test_a_damaged_datum_record_is_a_cache_miss_named_in_a_note(state: Path) -> None:
-    head_job = PFS(state).head_commit("split").job
+    head_job = head_commit(PFS(state), "split").job
     record = next(
         path for path in (state / "datums" / "split").glob("*.json") if json.loads(path.read_text())["job"] == head_job
     )
@@ -507,7 +508,7 @@ def test_fsck_fix_points_a_truncated_branch_record_at_its_newest_intact_commit(
 
 def test_fsck_rechecks_stored_input_files_as_put_file_does(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pfs = PFS(state)
-    head = pfs.head_commit("raw_data")
+    head = head_commit(pfs, "raw_data")
     binary = pfs.objects.put_bytes(b"\x00\x01binary, not a CSV" * 10)  # stored without put-file's check
     pfs.commit("raw_data", {**head.files, "issues.csv": binary}, origin="user", description="swapped")
 

@@ -8,6 +8,7 @@ bundle whose provenance.json was removed or forged, and loading with every code-
 import asyncio
 import json
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -121,7 +122,7 @@ def test_the_serving_runtime_refuses_a_bundle_whose_provenance_was_removed(bundl
     flip_byte_in_the_middle(bundle / "model.weights.h5")
 
     with pytest.raises(
-        TamperedBundleError, match="provenance.json is missing, so the bundle's files cannot be verified"
+        TamperedBundleError, match=re.escape("provenance.json is missing, so the bundle's files cannot be verified")
     ):
         load_in_runtime(bundle)
 
@@ -155,6 +156,7 @@ def test_the_server_refuses_to_start_on_changed_weights_and_says_which_file(bund
     flip_byte_in_the_middle(bundle / "model.weights.h5")
     server = ServerProcess(bundle, tmp_path / "server.log", via_stages_cli=True).start()
     try:
+        assert server.process is not None
         returncode = server.process.wait(timeout=120)
     finally:
         server.stop()

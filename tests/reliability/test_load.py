@@ -72,7 +72,7 @@ def run_load(server: ServerProcess, seconds: float) -> None:
     assert not result.errors
     assert len(result.latencies) >= CLIENTS * 5  # the load really ran
     assert p99 <= 10 * p50
-    assert server.process.poll() is None
+    assert server.process is not None and server.process.poll() is None
 
 
 def test_32_clients_for_10_seconds_get_every_answer_with_p99_within_10x_p50(default_server: ServerProcess) -> None:

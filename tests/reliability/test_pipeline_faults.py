@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ BIG_OUTPUT_STEP = (
 )
 
 
-def run_cli(state: Path, specs: Path, control: Path, **popen: object) -> subprocess.Popen:
+def run_cli(state: Path, specs: Path, control: Path, **popen: Any) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "localpach", "--state", str(state), "run", "--specs", str(specs)],
         stdout=subprocess.PIPE,
@@ -80,6 +81,7 @@ def test_a_step_killed_mid_write_commits_nothing_and_the_next_run_completes(
     wait_for(control / "started-train")
     job_id = (control / "started-train").read_text()
     step_pid = JobStore(state).get(job_id).step_pid
+    assert step_pid is not None
 
     os.killpg(step_pid, signal.SIGKILL)  # the step dies halfway through writing its output
     code, output = finish(runner)
@@ -141,10 +143,9 @@ def test_a_stored_csv_corrupted_halfway_is_caught_before_any_step_reads_it(
 
     code, output = finish(run_cli(state, specs, control))
 
-    assert code != 0
-    assert (
-        f"input raw_data (raw_data@{heads(state)['raw_data'][:12]}) issues.csv: stored object {digest[:12]} is corrupt"
-    ) in output
+    raw_head = heads(state)["raw_data"]
+    assert code != 0 and raw_head is not None
+    assert (f"input raw_data (raw_data@{raw_head[:12]}) issues.csv: stored object {digest[:12]} is corrupt") in output
     split_job = next(job for job in JobStore(state).all() if job.pipeline == "split" and job.state == FAILURE)
     assert "is corrupt" in split_job.reason and split_job.datums_processed == 0
     assert {name: heads(state)[name] for name in PIPELINES} == {name: good[name] for name in PIPELINES}

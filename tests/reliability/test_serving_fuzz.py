@@ -128,7 +128,7 @@ def openapi_requests(document: dict) -> st.SearchStrategy:
                     lambda drawn: (
                         drawn[0].replace("{model_name}", drawn[1]).replace("{model_version}", drawn[2]),
                         drawn[3],
-                    )  # fmt: skip
+                    )
                 )
             ]
     assert operations, "the server's OpenAPI document lists no POST operation"
@@ -149,9 +149,11 @@ def test_2000_hostile_requests_get_json_2xx_or_4xx_memory_stays_bounded_and_good
     default_server: ServerProcess, http: requests.Session
 ) -> None:
     server = default_server
+    process = server.process
+    assert process is not None
     document = http.get(server.url + "/v2/docs/dataplane.json", timeout=30).json()
     warm_up(server, http)
-    memory_before = resident_memory_mb(server.process.pid)
+    memory_before = resident_memory_mb(process.pid)
     statuses: Counter = Counter()
 
     @settings(FUZZ_SETTINGS, max_examples=HOSTILE_EXAMPLES)
@@ -170,9 +172,9 @@ def test_2000_hostile_requests_get_json_2xx_or_4xx_memory_stays_bounded_and_good
         check_answer(http.post(server.url + path, json=body, timeout=60), statuses)
 
     hostile()
-    memory_middle = resident_memory_mb(server.process.pid)
+    memory_middle = resident_memory_mb(process.pid)
     schema_valid()
-    memory_after = resident_memory_mb(server.process.pid)
+    memory_after = resident_memory_mb(process.pid)
 
     fuzzed = sum(statuses.values())
     print(
@@ -181,7 +183,7 @@ def test_2000_hostile_requests_get_json_2xx_or_4xx_memory_stays_bounded_and_good
     )
     assert fuzzed >= 2_000
     assert statuses[200] >= 100 and statuses[400] >= 500 and statuses[413] > 0  # every kind of answer was hit
-    assert server.process.poll() is None, server.log()[-3000:]
+    assert process.poll() is None, server.log()[-3000:]
     good = http.post(server.url + "/api/v1.0/predictions", data=TUTORIAL_PAYLOAD, timeout=60)
     assert good.status_code == 200 and good.json()["data"]["ndarray"][0][0].strip()
     assert memory_after - memory_before < MAX_GROWTH_MB, (memory_before, memory_middle, memory_after)
