@@ -46,11 +46,12 @@ def measure(model: Model, decoder: Decoder) -> list[dict]:
     runs on at most `reference_cap` bodies and its per-body time is extrapolated (it is linear in bodies: one model
     call per token per hypothesis per body). Batched times include encoding the text, as `predict` does."""
     from issue_titles.predictor import TitlePredictor
+    from issue_titles.reference_decoding import predict_reference
 
     predictor = TitlePredictor.load(model.path, beam_width=decoder.width)
     pool = sample_bodies(max(decoder.sizes))
     predictor.predict(pool[:8])  # warm up: compile, first-call costs
-    predictor.predict_reference(pool[:2])
+    predict_reference(predictor, pool[:2])
     results = []
     for size in decoder.sizes:
         bodies = pool[:size]
@@ -63,7 +64,7 @@ def measure(model: Model, decoder: Decoder) -> list[dict]:
         batched_s = min(timings)
         reference_bodies = bodies[: min(size, decoder.reference_cap)]
         started = time.perf_counter()
-        reference = predictor.predict_reference(reference_bodies)
+        reference = predict_reference(predictor, reference_bodies)
         reference_per_body = (time.perf_counter() - started) / len(reference_bodies)
         results.append(
             {
@@ -99,7 +100,7 @@ def run(model: Model, quick: bool, plots_dir: Path) -> Section:
             "ratio",
             "same titles",
             "mean words",
-        ],  # fmt: skip
+        ],
     )
     for decoder, items in results.values():
         for item in items:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import io
+import itertools
 import os
 import re
 import shutil
@@ -144,6 +145,18 @@ def _signal_name(code: int) -> str:
         return signal.Signals(-code).name
     except ValueError:
         return f"signal {-code}"
+
+
+def _step_base_env(pipeline: PipelineDef) -> dict[str, str]:
+    """This process's environment with the spec's env on top, as a step starts from."""
+    env = dict(os.environ)
+    env.pop("KUBERNETES_SERVICE_HOST", None)  # a step never reaches a cluster from here (launch-tfjob runs locally)
+    env.update(pipeline.env)
+    return env
+
+
+def _wants_previous_output(pipeline: PipelineDef) -> bool:
+    return pipeline.env.get(PREVIOUS_OUTPUT_REQUEST[0]) == PREVIOUS_OUTPUT_REQUEST[1]
 
 
 def _tail(data: bytes, lines: int = LOG_TAIL_LINES) -> list[str]:
@@ -460,7 +473,7 @@ class Runner:
         seconds: dict[int, float] = {}
 
         def one(item: tuple[int, Datum, str]) -> dict[str, StoredObject]:
-            number, datum, datum_hash = item
+            number, datum, _ = item
             started = time.time()
             try:
                 with open(work / f"datum-{number}.log", "w+b") as own:
@@ -472,12 +485,12 @@ class Runner:
 
         with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="datum") as pool:
             futures = [(item, pool.submit(one, item)) for item in pending]
-            results = []
+            results: list[tuple[tuple[int, Datum, str], dict[str, StoredObject] | None, StepFailed | None]] = []
             for item, future in futures:
                 try:
                     results.append((item, future.result(), None))
-                except StepFailed as failure:
-                    results.append((item, None, failure))
+                except StepFailed as failed:
+                    results.append((item, None, failed))
         skipped_lines = {number for number in range(1, total + 1) if trees[number - 1] is not None}
         failure: StepFailed | None = None
         by_number = {item[0]: (item, tree, error) for item, tree, error in results}
@@ -527,7 +540,7 @@ class Runner:
             return None
         again = "the datum runs again (`localpach fsck --fix` moves the record aside)"
         try:
-            entries = read_record(record, "datum record", again).get("files")
+            entries = read_record(record, "datum record", again)["files"]  # missing: KeyError, a miss as below
             files = {path: StoredObject(obj["hash"], obj["size"]) for path, obj in entries.items()}
             if not all(is_clean_repo_path(path) and is_digest(obj.hash) for path, obj in files.items()):
                 raise ValueError("an invalid path or hash")
@@ -579,13 +592,26 @@ class Runner:
         log: Any,
         report_output: bool = True,
     ) -> dict[str, StoredObject]:
-        pfs_dir = work / "pfs"
-        out = pfs_dir / "out"
+        """One datum, as a Pachyderm worker runs it: inputs mounted read-only under `work`/pfs, the step's command
+        run there with its output logged, and /pfs/out stored. StepFailed names what went wrong."""
+        out = work / "pfs" / "out"
         out.mkdir(parents=True)
-        mounts: dict[str, Path] = {"out": out}
-        env = dict(os.environ)
-        env.pop("KUBERNETES_SERVICE_HOST", None)  # a step never reaches a cluster from here (launch-tfjob runs locally)
-        env.update(pipeline.env)
+        mounts, inputs_env = self._mount_inputs(job, datum, work / "pfs")
+        env = {**_step_base_env(pipeline), **inputs_env, **self._job_env(job, pipeline, datum, work)}
+        argv, stdin = self._datum_command(pipeline, mounts)
+        log.write(f"== datum {number}/{total} ({datum.describe()}): {' '.join(argv)}\n".encode())
+        log.flush()
+        start = log.tell()
+        code = self._run_step(job, argv, stdin, env, work, log, report_output)
+        if code != 0:
+            raise self._step_failed(code, log, start, number, total)
+        return self._ingest(out)
+
+    def _mount_inputs(self, job: Job, datum: Datum, pfs_dir: Path) -> tuple[dict[str, Path], dict[str, str]]:
+        """Each input's files materialised read-only under `pfs_dir`/<name>; the mounts (with `out`) and the
+        variables naming them (`<name>` and `<name>_COMMIT`, as Pachyderm sets them)."""
+        mounts: dict[str, Path] = {"out": pfs_dir / "out"}
+        env: dict[str, str] = {}
         for item in datum.inputs:
             target = pfs_dir / item.name
             try:
@@ -601,15 +627,21 @@ class Runner:
             mounts[item.name] = target
             env[item.name] = str(target / item.path) if item.path else str(target)
             env[f"{item.name}_COMMIT"] = item.commit
-        if pipeline.env.get(PREVIOUS_OUTPUT_REQUEST[0]) == PREVIOUS_OUTPUT_REQUEST[1]:
-            env.update(self._previous_output(job, pipeline, work))
-        env.update(
-            PACH_JOB_ID=job.id,
-            PACH_OUTPUT_COMMIT_ID=job.output_commit,
-            PPS_PIPELINE_NAME=pipeline.name,
-            PACH_DATUM_ID=datum.hash(pipeline.spec_hash)[:32],
-            PYTHONUNBUFFERED="1",
-        )
+        return mounts, env
+
+    def _job_env(self, job: Job, pipeline: PipelineDef, datum: Datum, work: Path) -> dict[str, str]:
+        """The previous output, when the spec asks for it, and the job and datum variables a Pachyderm worker sets."""
+        env = self._previous_output(job, pipeline, work) if _wants_previous_output(pipeline) else {}
+        return env | {
+            "PACH_JOB_ID": job.id,
+            "PACH_OUTPUT_COMMIT_ID": job.output_commit,
+            "PPS_PIPELINE_NAME": pipeline.name,
+            "PACH_DATUM_ID": datum.hash(pipeline.spec_hash)[:32],
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def _datum_command(self, pipeline: PipelineDef, mounts: dict[str, Path]) -> tuple[list[str], bytes | None]:
+        """The spec's cmd and stdin with each /pfs/<name> pointing at its mount, and cmd's program found."""
 
         def substitute(text: str) -> str:
             return _PFS_ARG.sub(lambda m: str(mounts[m.group(1)]) if m.group(1) in mounts else m.group(0), text)
@@ -617,9 +649,13 @@ class Runner:
         argv = [substitute(part) for part in pipeline.cmd]
         argv[0] = self._resolve_command(argv[0])
         stdin = "".join(substitute(line) + "\n" for line in pipeline.stdin).encode() if pipeline.stdin else None
-        log.write(f"== datum {number}/{total} ({datum.describe()}): {' '.join(argv)}\n".encode())
-        log.flush()
-        start = log.tell()
+        return argv, stdin
+
+    def _run_step(
+        self, job: Job, argv: list[str], stdin: bytes | None, env: dict[str, str], work: Path, log: Any, report: bool
+    ) -> int:
+        """Run the step in its own process group (stopped with it if this run is interrupted), its output appended
+        to `log` (and reported, with `report`) as it comes; its exit code."""
         try:
             process = subprocess.Popen(
                 argv,
@@ -649,21 +685,23 @@ class Runner:
             while chunk := stdout.read1(65536):  # whatever is there now: progress shows as it happens
                 log.write(chunk)
                 log.flush()
-                if report_output:
+                if report:
                     self.reporter.output(job, chunk.decode("utf-8", "replace"))
-            code = process.wait()
+            return process.wait()
         except BaseException:
             stop_process_group(process)
             raise
-        if code != 0:
-            how = f"exit code {code}" if code > 0 else f"killed by {_signal_name(code)}"
-            log.flush()
-            with open(log.name, "rb") as reader:
-                reader.seek(start)
-                last = _tail(reader.read(), 1)
-            detail = f": {last[0]}" if last else ""
-            raise StepFailed(f"datum {number}/{total} failed ({how}){detail}")
-        return self._ingest(out)
+
+    @staticmethod
+    def _step_failed(code: int, log: Any, start: int, number: int, total: int) -> StepFailed:
+        """The failure of a step that exited with `code`, with the last line it logged (from `start` on)."""
+        how = f"exit code {code}" if code > 0 else f"killed by {_signal_name(code)}"
+        log.flush()
+        with open(log.name, "rb") as reader:
+            reader.seek(start)
+            last = _tail(reader.read(), 1)
+        detail = f": {last[0]}" if last else ""
+        return StepFailed(f"datum {number}/{total} failed ({how}){detail}")
 
     def _previous_output(self, job: Job, pipeline: PipelineDef, work: Path) -> dict[str, str]:
         """What a Pachyderm worker reads from pachd when its spec asks for it (stages' issue_titles.previous): the
@@ -735,7 +773,7 @@ class Runner:
                 merged[path] = obj
                 writer[path] = datum.describe()
         paths = sorted(merged)
-        for before, after in zip(paths, paths[1:], strict=False):
+        for before, after in itertools.pairwise(paths):
             if after.startswith(before + "/"):
                 raise StepFailed(f"datum outputs collide: {before} is a file in one datum and a directory in another")
         return merged

@@ -8,6 +8,7 @@ import numpy as np
 
 from issue_titles.predictor import TitlePredictor
 from issue_titles.provenance import sha256_file
+from issue_titles.reference_decoding import predict_reference
 
 BODIES = [
     "When I run helm install the chart fails with a nil pointer in renderYamlToDirectory",
@@ -89,8 +90,12 @@ def test_bundle_has_serving_files(chain):
 def test_provenance_records_checksums_of_every_bundle_file(chain):
     bundle = chain["build"]
     provenance = json.loads((bundle / "provenance.json").read_text())
-    files = sorted(path.relative_to(bundle).as_posix() for path in bundle.rglob("*")
-                   if path.is_file() and path.name != "provenance.json")  # tensorboard/decoding/ is a folder  # fmt: skip
+    # tensorboard/decoding/ is a folder: only files are listed
+    files = sorted(
+        path.relative_to(bundle).as_posix()
+        for path in bundle.rglob("*")
+        if path.is_file() and path.name != "provenance.json"
+    )
     assert sorted(provenance["files"]) == files
     assert all(provenance["files"][name] == sha256_file(bundle / name) for name in files)
     assert provenance["code"]["package"] == "issue-titles" and len(provenance["code"]["source_sha256"]) == 64
@@ -101,7 +106,7 @@ def test_batched_decoding_gives_the_reference_loop_titles(chain):
     predictor = TitlePredictor.load(chain["build"])
     with open(chain["split"] / "test.csv", newline="", encoding="utf-8") as handle:
         bodies = [row["body"] for row in csv.DictReader(handle)][:24] + BODIES
-    assert predictor.predict(bodies, chunk_size=7) == predictor.predict_reference(bodies)
+    assert predictor.predict(bodies, chunk_size=7) == predict_reference(predictor, bodies)
 
 
 def test_predict_keeps_order_and_handles_empty_batch(chain):

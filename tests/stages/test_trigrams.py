@@ -12,6 +12,7 @@ import tensorflow as tf
 from issue_titles.errors import StageError
 from issue_titles.models import ModelConfig, build_model
 from issue_titles.predictor import read_text_config
+from issue_titles.reference_decoding import predict_reference
 from issue_titles.text import STANDARDIZATION, token_trigrams
 from issue_titles.train import TrainSettings
 from tests.stages.conftest import run_stages
@@ -73,7 +74,7 @@ def spelled(tmp_path_factory) -> dict[str, Path]:
     """pre_process with --trigrams-per-token 10 and train with --word-dropout 0.25, through the CLI, tiny."""
     root = tmp_path_factory.mktemp("spelled")
     out = {"pre_process": root / "pre_process", "train": root / "train"}
-    assert run_stages("pre_process", "--input", synthetic_split(root), "--output", out["pre_process"],
+    assert run_stages("pre_process", "--input", str(synthetic_split(root)), "--output", str(out["pre_process"]),
                       "--body-length", "24", "--trigrams-per-token", "10") == 0  # fmt: skip
     assert run_stages("train", "--input", out["pre_process"], "--output", out["train"], "--epochs", "2",
                       "--batch-size", "16", "--embedding-dim", "16", "--hidden-dim", "16",
@@ -175,7 +176,7 @@ def test_a_model_trained_on_trigrams_records_them_and_writes_titles_with_them(sp
     bodies = ["The scheduler crashes on empty input.", "Document the kvcache options."] * 3
     titles = predictor.predict(bodies)
     assert len(titles) == 6 and all(isinstance(title, str) and title for title in titles)
-    assert predictor.predict_reference(bodies[:2]) == titles[:2]  # the compiled loop and the per-token loop agree
+    assert predict_reference(predictor, bodies[:2]) == titles[:2]  # the compiled loop and the per-token loop agree
 
 
 def strip_trigram_fields(folder):
@@ -194,8 +195,8 @@ def model_without_trigrams(tmp_path_factory):
     from issue_titles.train import run_train
 
     work = tmp_path_factory.mktemp("no_trigrams")
-    run_preprocess(synthetic_split(work), work / "pre", TextConfig(body_vocab_size=120, body_length=24, title_vocab_size=60,
-                                                            title_length=8))  # fmt: skip
+    text = TextConfig(body_vocab_size=120, body_length=24, title_vocab_size=60, title_length=8)
+    run_preprocess(synthetic_split(work), work / "pre", text)
     run_train(work / "pre", work / "train", TrainSettings(epochs=2, batch_size=16, embedding_dim=16, hidden_dim=16,
                                                           dropout=0.0, verbose=0))  # fmt: skip
     strip_trigram_fields(work / "train")

@@ -2,8 +2,9 @@
 
 Every failure the user can fix is one line on stderr naming the file (and line) and a non-zero exit:
 2 bad input or arguments (a refused --output included), 3 quality gate refused, 4 bundle changed after build,
-5 export could not push in a cluster, 6 the training's TFJob failed (launch-tfjob), 141 stdout closed before the report was printed (the output is complete; 128 + SIGPIPE, as a shell reports a
-process a closed pipe stopped), 1 anything unexpected.
+5 export could not push in a cluster, 6 the training's TFJob failed (launch-tfjob), 141 stdout closed before the
+report was printed (the output is complete; 128 + SIGPIPE, as a shell reports a process a closed pipe stopped),
+1 anything unexpected.
 """
 
 import argparse
@@ -13,7 +14,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -122,8 +123,8 @@ def _host(text: str) -> str:
 class _Once(argparse.Action):
     """A single-valued option given twice is refused: argparse would silently keep the last one."""
 
-    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
-        seen = getattr(namespace, "_given_once", set())
+    def __call__(self, parser, namespace, values, option_string=None):
+        seen: set[str] = getattr(namespace, "_given_once", set())
         if self.dest in seen:
             parser.error(f"argument {option_string}: given more than once; this step takes one")
         namespace._given_once = seen | {self.dest}
@@ -649,8 +650,9 @@ def _silence_stdout() -> None:
 
 
 # Each step's input arguments: its --output may not be, contain or lie inside any of them.
-STEP_INPUTS = {"split": ("input",), "vocabulary": ("input",), "pre_process": ("input",), "train": ("input",), "evaluate": ("model", "input"),
-               "build": ("input",), "export": ("input",), "predict": ("model", "input")}  # fmt: skip
+STEP_INPUTS = {"split": ("input",), "vocabulary": ("input",), "pre_process": ("input",), "train": ("input",),
+               "evaluate": ("model", "input"), "build": ("input",), "export": ("input",),
+               "predict": ("model", "input")}  # fmt: skip
 
 
 def check_output(args: argparse.Namespace) -> None:
@@ -736,184 +738,226 @@ def _short(path: Path) -> str:
     return text if len(text) <= 120 else f"{text[:60]}...{text[-40:]} ({len(text)} characters)"
 
 
-def run(args: argparse.Namespace) -> None:
-    check_paths(args)
-    check_output(args)
-    if args.command == "split" and args.layout == "shards":
-        from issue_titles.shards import ShardSettings, run_split_shards
+def _text_config(args: argparse.Namespace) -> Any:
+    """The text preparation --body-vocab-size ... --trigram-buckets describe (vocabulary, pre_process)."""
+    from issue_titles.text import TextConfig
 
-        shard_settings = ShardSettings(args.test_fraction, args.seed, args.sample_fraction, args.sample_size)
-        if args.heldout_repos is not None:
-            shard_settings = replace(shard_settings, heldout_repositories=args.heldout_repos)
-        _report(run_split_shards(args.input, args.output, shard_settings))
-    elif args.command == "vocabulary":
-        from issue_titles.text import TextConfig
-        from issue_titles.vocabulary import DRIFT_THRESHOLD, run_vocabulary
+    return TextConfig(
+        args.body_vocab_size,
+        args.body_length,
+        args.title_vocab_size,
+        args.title_length,
+        trigrams_per_token=args.trigrams_per_token,
+        trigram_buckets=args.trigram_buckets,
+    )
 
-        config = TextConfig(
-            args.body_vocab_size,
-            args.body_length,
-            args.title_vocab_size,
-            args.title_length,
-            trigrams_per_token=args.trigrams_per_token,
-            trigram_buckets=args.trigram_buckets,
-        )
-        previous = args.previous
-        if previous is None:
-            import tempfile
 
-            from issue_titles.previous import previous_output
+def _split(args: argparse.Namespace) -> None:
+    if args.layout == "shards":
+        _split_shards(args)
+        return
+    from issue_titles.split import SplitSettings, run_split
 
-            previous, _ = previous_output(Path(tempfile.mkdtemp(prefix="vocabulary-previous-")))
-        threshold = DRIFT_THRESHOLD if args.drift_threshold is None else args.drift_threshold
-        _report(run_vocabulary(args.input, args.output, config, previous, threshold))
-    elif args.command == "pre_process" and args.vocabulary is not None:
+    settings = SplitSettings(args.sample_size, args.test_fraction, args.seed)
+    if args.heldout_repos is not None:
+        settings = replace(settings, heldout_repositories=args.heldout_repos)
+    report = run_split(args.input, args.output, settings)
+    keys = ("rows_read", "rows_kept", "skipped", "train_rows", "test_rows", "heldout_rows")
+    _report({key: report[key] for key in keys})
+
+
+def _split_shards(args: argparse.Namespace) -> None:
+    from issue_titles.shards import ShardSettings, run_split_shards
+
+    shard_settings = ShardSettings(args.test_fraction, args.seed, args.sample_fraction, args.sample_size)
+    if args.heldout_repos is not None:
+        shard_settings = replace(shard_settings, heldout_repositories=args.heldout_repos)
+    _report(run_split_shards(args.input, args.output, shard_settings))
+
+
+def _vocabulary(args: argparse.Namespace) -> None:
+    from issue_titles.vocabulary import DRIFT_THRESHOLD, run_vocabulary
+
+    config = _text_config(args)
+    previous = args.previous
+    if previous is None:
+        import tempfile
+
+        from issue_titles.previous import previous_output
+
+        previous, _ = previous_output(Path(tempfile.mkdtemp(prefix="vocabulary-previous-")))
+    threshold = DRIFT_THRESHOLD if args.drift_threshold is None else args.drift_threshold
+    _report(run_vocabulary(args.input, args.output, config, previous, threshold))
+
+
+def _pre_process(args: argparse.Namespace) -> None:
+    if args.vocabulary is not None:
         from issue_titles.encode import run_encode_shards
 
         _report(run_encode_shards(args.input, args.vocabulary, args.output))
-    elif args.command == "split":
-        from issue_titles.split import SplitSettings, run_split
+        return
+    from issue_titles.preprocess import run_preprocess
 
-        settings = SplitSettings(args.sample_size, args.test_fraction, args.seed)
-        if args.heldout_repos is not None:
-            settings = replace(settings, heldout_repositories=args.heldout_repos)
-        report = run_split(args.input, args.output, settings)
-        keys = ("rows_read", "rows_kept", "skipped", "train_rows", "test_rows", "heldout_rows")
-        _report({key: report[key] for key in keys})
-    elif args.command == "pre_process":
-        from issue_titles.preprocess import run_preprocess
-        from issue_titles.text import TextConfig
+    _report(run_preprocess(args.input, args.output, _text_config(args)))
 
-        config = TextConfig(
-            args.body_vocab_size,
-            args.body_length,
-            args.title_vocab_size,
-            args.title_length,
-            trigrams_per_token=args.trigrams_per_token,
-            trigram_buckets=args.trigram_buckets,
-        )
-        _report(run_preprocess(args.input, args.output, config))
-    elif args.command == "train" and args.workers > 1:
-        from issue_titles.distributed import TF_CONFIG_ENV, run_local_workers
 
-        if os.environ.get(TF_CONFIG_ENV):
-            raise StageError(
-                f"--workers starts its own cluster; unset {TF_CONFIG_ENV} (a TFJob replica runs one worker)"
+def _train(args: argparse.Namespace) -> None:
+    if args.workers > 1:
+        _train_workers(args)
+        return
+    from issue_titles.train import TrainSettings, run_train
+
+    endpoint: Any = None
+    credentials: Any = None
+    if args.from_s3 or args.to_s3:
+        from issue_titles.s3io import credentials_from_env, download_bucket, endpoint_from_env, upload_folder
+
+        endpoint, credentials = endpoint_from_env(), credentials_from_env()  # signed when the env has keys
+    if args.from_s3:
+        keys = download_bucket(endpoint, args.from_s3, args.input, credentials)
+        print(f"input: {len(keys)} files from s3://{args.from_s3}", file=sys.stderr)
+
+    settings = TrainSettings(
+        architecture=args.architecture, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, embedding_dim=args.embedding_dim, hidden_dim=args.hidden_dim,
+        dropout=args.dropout, patience=args.patience, encoder=args.encoder, schedule=args.schedule,
+        label_smoothing=args.label_smoothing, average_steps=args.average_steps, precision=args.precision,
+        word_dropout=args.word_dropout,
+        validation_split=args.validation_split,
+        max_minutes=args.max_minutes, seed=args.seed,
+    )  # fmt: skip
+    with _stdout_to_stderr():  # Keras' progress lines: stdout holds only the JSON report, as for every step
+        if args.vocabulary is not None:
+            from issue_titles.incremental import UpdateSettings, run_train_incremental
+
+            update = UpdateSettings(
+                args.full, args.update_epochs, args.update_lr_scale, args.replay_factor, args.min_replay
             )
-        run_local_workers(_without_workers(sys.argv[1:] if args.argv is None else args.argv), args.workers)
-    elif args.command == "train":
-        from issue_titles.train import TrainSettings, run_train
+            trained = run_train_incremental(args.input, args.vocabulary, args.output, settings, update, args.previous)
+        else:
+            trained = run_train(args.input, args.output, settings)
+    from issue_titles.distributed import replica_from_env
 
-        endpoint = credentials = None
-        if args.from_s3 or args.to_s3:
-            from issue_titles.s3io import credentials_from_env, download_bucket, endpoint_from_env, upload_folder
+    if args.to_s3 and replica_from_env().is_chief:  # only the chief writes an output
+        keys = upload_folder(endpoint, args.output, args.to_s3, credentials)
+        print(f"output: {len(keys)} files to s3://{args.to_s3}", file=sys.stderr)
+    report = trained["training"]
+    if "lineage" in trained:
+        report = report | {"lineage": {k: v for k, v in trained["lineage"].items() if k != "settings"}}
+    _report(report)
 
-            endpoint, credentials = endpoint_from_env(), credentials_from_env()  # signed when the env has keys
-        if args.from_s3:
-            keys = download_bucket(endpoint, args.from_s3, args.input, credentials)
-            print(f"input: {len(keys)} files from s3://{args.from_s3}", file=sys.stderr)
 
-        settings = TrainSettings(
-            architecture=args.architecture, epochs=args.epochs, batch_size=args.batch_size,
-            learning_rate=args.learning_rate, embedding_dim=args.embedding_dim, hidden_dim=args.hidden_dim,
-            dropout=args.dropout, patience=args.patience, encoder=args.encoder, schedule=args.schedule,
-            label_smoothing=args.label_smoothing, average_steps=args.average_steps, precision=args.precision,
-            word_dropout=args.word_dropout,
-            validation_split=args.validation_split,
-            max_minutes=args.max_minutes, seed=args.seed,
-        )  # fmt: skip
-        with _stdout_to_stderr():  # Keras' progress lines: stdout holds only the JSON report, as for every step
-            if args.vocabulary is not None:
-                from issue_titles.incremental import UpdateSettings, run_train_incremental
+def _train_workers(args: argparse.Namespace) -> None:
+    from issue_titles.distributed import TF_CONFIG_ENV, run_local_workers
 
-                update = UpdateSettings(
-                    args.full, args.update_epochs, args.update_lr_scale, args.replay_factor, args.min_replay
-                )
-                trained = run_train_incremental(
-                    args.input, args.vocabulary, args.output, settings, update, args.previous
-                )
-            else:
-                trained = run_train(args.input, args.output, settings)
-        from issue_titles.distributed import replica_from_env
+    if os.environ.get(TF_CONFIG_ENV):
+        raise StageError(f"--workers starts its own cluster; unset {TF_CONFIG_ENV} (a TFJob replica runs one worker)")
+    run_local_workers(_without_workers(sys.argv[1:] if args.argv is None else args.argv), args.workers)
 
-        if args.to_s3 and replica_from_env().is_chief:  # only the chief writes an output
-            keys = upload_folder(endpoint, args.output, args.to_s3, credentials)
-            print(f"output: {len(keys)} files to s3://{args.to_s3}", file=sys.stderr)
-        report = trained["training"]
-        if "lineage" in trained:
-            report = report | {"lineage": {k: v for k, v in trained["lineage"].items() if k != "settings"}}
-        _report(report)
-    elif args.command == "launch-tfjob":
-        from issue_titles.tfjob import ReplicaSpec, run_launch, split_train_args
 
-        spec = ReplicaSpec(
-            image=args.image,
-            workers=args.workers,
-            gpus=args.gpus,
-            cpu_request=args.cpu_request,
-            memory_request=args.memory_request,
-            cpu_limit=args.cpu_limit,
-            memory_limit=args.memory_limit,
-            run_as_user=args.run_as_user,
-            image_pull_secret=args.image_pull_secret,
-            input_bucket=args.input_bucket,
-            train_args=split_train_args(args.train_args),
+def _launch_tfjob(args: argparse.Namespace) -> None:
+    from issue_titles.tfjob import ReplicaSpec, run_launch, split_train_args
+
+    spec = ReplicaSpec(
+        image=args.image,
+        workers=args.workers,
+        gpus=args.gpus,
+        cpu_request=args.cpu_request,
+        memory_request=args.memory_request,
+        cpu_limit=args.cpu_limit,
+        memory_limit=args.memory_limit,
+        run_as_user=args.run_as_user,
+        image_pull_secret=args.image_pull_secret,
+        input_bucket=args.input_bucket,
+        train_args=split_train_args(args.train_args),
+    )
+    _report(
+        run_launch(
+            spec,
+            local_input=args.local_input,
+            local_output=args.local_output,
+            poll_seconds=args.poll_seconds,
+            timeout_seconds=args.timeout_minutes * 60 if args.timeout_minutes else None,
         )
-        _report(
-            run_launch(
-                spec,
-                local_input=args.local_input,
-                local_output=args.local_output,
-                poll_seconds=args.poll_seconds,
-                timeout_seconds=args.timeout_minutes * 60 if args.timeout_minutes else None,
-            )
-        )
-    elif args.command == "evaluate":
-        from issue_titles.evaluate import run_evaluate
+    )
 
-        metrics = run_evaluate(args.model, args.input, args.output, **_decoding(args))
-        summary = {key: metrics[key] for key in ("model", "lead_baseline", "test_rows")}
-        if "heldout" in metrics:
-            keys = ("rows", "model", "best_baseline", "margin_rouge_l")
-            summary["heldout"] = {key: metrics["heldout"][key] for key in keys}
-        _report(summary)
-    elif args.command == "build":
-        from issue_titles.build import DEFAULT_BASE_IMAGE, run_build
 
-        provenance = run_build(
-            args.input,
-            args.output,
-            args.min_rouge_l,
-            args.base_image or DEFAULT_BASE_IMAGE,
-            beat_baseline=not args.allow_below_baseline,
-            **_decoding(args),
-        )
-        _report({key: provenance[key] for key in ("job_id", "inputs", "metrics", "code")})
-    elif args.command == "export":
-        from issue_titles.export import run_export
+def _evaluate(args: argparse.Namespace) -> None:
+    from issue_titles.evaluate import run_evaluate
 
-        _report(run_export(args.input, args.output, args.image))
-    elif args.command == "predict":
-        from issue_titles.predict import run_predict
+    metrics = run_evaluate(args.model, args.input, args.output, **_decoding(args))
+    summary = {key: metrics[key] for key in ("model", "lead_baseline", "test_rows")}
+    if "heldout" in metrics:
+        keys = ("rows", "model", "best_baseline", "margin_rouge_l")
+        summary["heldout"] = {key: metrics["heldout"][key] for key in keys}
+    _report(summary)
 
-        _report(run_predict(args.model, args.input, args.output, args.batch_size, **_decoding(args)))
-    elif args.command == "serve":
-        from issue_titles.predictor import check_bundle
 
-        check_bundle(args.model)  # a changed bundle exits 4 here, with one line, before any server starts
-        try:
-            from issue_titles.serving.server import serve
-        except ImportError as error:
-            raise StageError(f"serving is not installed ({error}); install issue-titles[serve]") from None
-        serve(
-            args.model,
-            args.host,
-            args.port,
-            metrics_port=args.metrics_port,
-            tracing_server=args.tracing_server,
-            log_format=args.log_format,
-            access_log=args.access_log,
-        )
+def _build(args: argparse.Namespace) -> None:
+    from issue_titles.build import DEFAULT_BASE_IMAGE, run_build
+
+    provenance = run_build(
+        args.input,
+        args.output,
+        args.min_rouge_l,
+        args.base_image or DEFAULT_BASE_IMAGE,
+        beat_baseline=not args.allow_below_baseline,
+        **_decoding(args),
+    )
+    _report({key: provenance[key] for key in ("job_id", "inputs", "metrics", "code")})
+
+
+def _export(args: argparse.Namespace) -> None:
+    from issue_titles.export import run_export
+
+    _report(run_export(args.input, args.output, args.image))
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from issue_titles.predict import run_predict
+
+    _report(run_predict(args.model, args.input, args.output, args.batch_size, **_decoding(args)))
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from issue_titles.predictor import check_bundle
+
+    check_bundle(args.model)  # a changed bundle exits 4 here, with one line, before any server starts
+    try:
+        from issue_titles.serving.server import serve
+    except ImportError as error:
+        raise StageError(f"serving is not installed ({error}); install issue-titles[serve]") from None
+    serve(
+        args.model,
+        args.host,
+        args.port,
+        metrics_port=args.metrics_port,
+        tracing_server=args.tracing_server,
+        log_format=args.log_format,
+        access_log=args.access_log,
+    )
+
+
+# Each subcommand's handler (what `add(...)` in build_parser declares); a step with variants (split --layout
+# shards, pre_process --vocabulary, train --workers) picks its variant in its handler.
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "split": _split,
+    "vocabulary": _vocabulary,
+    "pre_process": _pre_process,
+    "train": _train,
+    "launch-tfjob": _launch_tfjob,
+    "evaluate": _evaluate,
+    "build": _build,
+    "export": _export,
+    "predict": _predict,
+    "serve": _serve,
+}
+
+
+def run(args: argparse.Namespace) -> None:
+    check_paths(args)
+    check_output(args)
+    COMMANDS[args.command](args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -928,8 +972,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.exit_code
     except StdoutClosed:
         _silence_stdout()
+        output = getattr(args, "output", None)
         print(
-            f"stages {args.command}: stdout was closed, so the report was not printed; the output {getattr(args, 'output', None)} is complete",
+            f"stages {args.command}: stdout was closed, so the report was not printed; the output {output} is complete",
             file=sys.stderr,
         )
         return 141

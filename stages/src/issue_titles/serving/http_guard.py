@@ -14,6 +14,7 @@ is the uvicorn protocol `server.IssueTitleServer` runs with.
 """
 
 import asyncio
+import contextlib
 import logging
 import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -94,10 +95,15 @@ class RequestGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
-            return
-        if self.draining.active:
+        elif self.draining.active:
             await send_json_error(send, 503, SHUTTING_DOWN, close=True)
-            return
+        else:
+            await self._guard_until_cancelled(scope, receive, send)
+
+    async def _guard_until_cancelled(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """`_guard`; if uvicorn cancels it once the graceful shutdown time is over, before its response started, a
+        JSON 503. The cancellation is swallowed on purpose: the task ends with its answer written, instead of a
+        traceback and a plain-text 500."""
         started = False
 
         async def tracking_send(message: Message) -> None:
@@ -109,117 +115,145 @@ class RequestGuard:
         try:
             await self._guard(scope, receive, tracking_send)
         except asyncio.CancelledError:
-            # Cancelled by uvicorn once the graceful shutdown time is over. Swallowed on purpose: the task ends
-            # with its answer written, instead of a traceback and a plain-text 500.
             if not started:
-                try:
+                with contextlib.suppress(Exception):  # the connection is already gone
                     await send_json_error(send, 503, SHUTTING_DOWN, close=True)
-                except Exception:  # the connection is already gone
-                    pass
 
     async def _guard(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        if scope.get("method") not in BODY_METHODS:
-            if path.startswith("/v2/repository"):
-                await send_json_error(send, 403, "the model repository API is disabled on this server")
-            elif path.endswith("_stream"):
-                await send_json_error(send, 404, "streaming inference is not supported; use /infer")
+        route = _refused_route(path)
+        if scope.get("method") not in BODY_METHODS:  # no body to bound: only the route is checked
+            if route is not None:
+                await send_json_error(send, *route)
             else:
                 await self.app(scope, receive, send)
             return
-
         body = _BodyReader(receive, _header(scope, b"expect") == b"100-continue", self.body_timeout)
-
-        async def refuse(status: int, message: str) -> None:
-            await body.drain()
-            await send_json_error(send, status, message, close=True)
-
-        if path.startswith("/v2/repository"):
-            await refuse(403, "the model repository API is disabled on this server")
+        try:
+            if route is not None:
+                raise _Refusal(*route, drain=True, close=True)
+            codings = self._check_headers(scope)
+            raw = await self._read(body)
+            if raw is None:  # the client went away
+                return
+            raw = _undo_codings(raw, codings, self.max_request_bytes)
+            scope, raw, send = _handed_on(scope, path, raw, send)
+        except _Refusal as refusal:
+            if refusal.drain:
+                await body.drain()
+            await send_json_error(send, refusal.status, refusal.message, close=refusal.close)
             return
-        if path.endswith("_stream"):
-            await refuse(404, "streaming inference is not supported; use /infer")
-            return
+        await self.app(scope, _replay(raw, receive), send)
+
+    def _check_headers(self, scope: Scope) -> list[str]:
+        """What the headers alone refuse: a Content-Length that is no number or over the limit, a Content-Encoding
+        other than gzip, too many gzip layers. Returns the content codings to undo."""
         limit = self.max_request_bytes
         declared = _header(scope, b"content-length")
         if declared is not None:
             try:
                 declared_size = int(declared)
             except ValueError:
-                await send_json_error(send, 400, "Content-Length is not a number", close=True)
-                return
-            if declared_size > limit:
-                if declared_size > DRAIN_LIMIT_BYTES:  # not worth reading: answer now, closing
-                    await send_json_error(send, 413, _too_large(f"{declared_size} bytes", limit), close=True)
-                else:
-                    await refuse(413, _too_large(f"{declared_size} bytes", limit))
-                return
+                raise _Refusal(400, "Content-Length is not a number", close=True) from None
+            if declared_size > limit:  # beyond DRAIN_LIMIT_BYTES not worth reading: answered at once, closing
+                too_large = _too_large(f"{declared_size} bytes", limit)
+                raise _Refusal(413, too_large, drain=declared_size <= DRAIN_LIMIT_BYTES, close=True)
         codings = content_codings(scope)
         unsupported = [coding for coding in codings if coding not in GZIP_CODINGS]
         if unsupported:
-            await refuse(415, f"Content-Encoding {unsupported[0]!r} is not supported; send plain or gzip JSON")
-            return
+            message = f"Content-Encoding {unsupported[0]!r} is not supported; send plain or gzip JSON"
+            raise _Refusal(415, message, drain=True, close=True)
         if len(codings) > MAX_GZIP_LAYERS:
             # Each layer is bounded, but thousands of them (a long header) would still keep the event loop busy.
             layers = f"Content-Encoding lists {len(codings)} gzip layers; at most {MAX_GZIP_LAYERS} are undone"
-            await refuse(415, layers)
-            return
+            raise _Refusal(415, layers, drain=True, close=True)
+        return codings
 
+    async def _read(self, body: "_BodyReader") -> bytes | None:
+        """The whole body within the size and time limits; None if the client went away."""
+        limit = self.max_request_bytes
         try:
-            raw = await body.read(limit)
+            return await body.read(limit)
         except _TooLarge:
-            await refuse(413, _too_large(f"more than {limit} bytes", limit))
-            return
+            raise _Refusal(413, _too_large(f"more than {limit} bytes", limit), drain=True, close=True) from None
         except TimeoutError:
-            await send_json_error(
-                send, 408, f"the request body did not arrive within {self.body_timeout:g} s; send it whole", close=True
-            )
-            return
-        if raw is None:  # the client went away
-            return
+            message = f"the request body did not arrive within {self.body_timeout:g} s; send it whole"
+            raise _Refusal(408, message, close=True) from None
 
-        # Codings apply in the order listed, so they are undone in reverse (RFC 9110 §8.4); each step is bounded.
-        for _ in codings:
-            try:
-                raw = _gunzip_bounded(raw, limit)
-            except _TooLarge:
-                await send_json_error(send, 413, _too_large(f"more than {limit} bytes once decompressed", limit))
-                return
-            except _TrailingData as error:
-                await send_json_error(
-                    send, 400, f"the gzip body has {error.count} bytes of trailing data after its last member"
-                )
-                return
-            except (zlib.error, EOFError):
-                await send_json_error(send, 400, "the body is not valid gzip data")
-                return
 
-        # Always drop Content-Encoding: MLServer's Request.body() gunzips, without a bound, whenever any of these
-        # fields says gzip (mlserver 1.7, rest/requests.py), and the body handed on is already decoded.
-        replaced: dict[bytes, bytes] = {b"content-encoding": b"", b"content-length": str(len(raw)).encode()}
-        if path.endswith(V2_JSON_ROUTES):
-            # V2 REST bodies are JSON whatever the client declares (`curl -d` says form-urlencoded); FastAPI would
-            # otherwise not parse them and answer "Input should be a valid dictionary".
-            replaced[b"content-type"] = b"application/json"
-        if path.endswith("/infer"):
-            header_length = _header(scope, binary_tensors.HEADER)
-            if header_length is not None:  # tritonclient's default: binary tensors after the JSON
-                try:
-                    raw = binary_tensors.decode_request(raw, header_length)
-                except binary_tensors.BinaryFormatError as error:
-                    await send_json_error(send, 400, f"binary tensor data: {error}")
-                    return
-                replaced[binary_tensors.HEADER] = b""
-                replaced[b"content-length"] = str(len(raw)).encode()
-            if b"binary_data" in raw:  # only then can the request ask for binary outputs; skip parsing it otherwise
-                default, per_output = binary_tensors.binary_outputs_wanted(raw)
-                if default or any(per_output.values()):
-                    send = _binary_response(send, default, per_output)
-        scope = dict(scope)
-        headers = [(key, value) for key, value in scope.get("headers", []) if key.lower() not in replaced]
-        scope["headers"] = headers + [(key, value) for key, value in replaced.items() if value]
+class _Refusal(Exception):
+    """A JSON error answered instead of the app's response. `drain`: read the rest of the body first (bounded, see
+    `DRAIN_LIMIT_BYTES`); `close`: close the connection after the answer (part of the body may be left unread)."""
 
-        await self.app(scope, _replay(raw, receive), send)
+    def __init__(self, status: int, message: str, *, drain: bool = False, close: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.drain = drain
+        self.close = close
+
+
+def _refused_route(path: str) -> tuple[int, str] | None:
+    """The routes never served, whatever the method: the model repository API (any client could unload the model)
+    and streaming inference. (status, message), or None for a route the app answers."""
+    if path.startswith("/v2/repository"):
+        return 403, "the model repository API is disabled on this server"
+    if path.endswith("_stream"):
+        return 404, "streaming inference is not supported; use /infer"
+    return None
+
+
+def _undo_codings(raw: bytes, codings: list[str], limit: int) -> bytes:
+    """The body with its gzip codings undone, each step bounded by `limit`. Codings apply in the order listed, so
+    they are undone in reverse (RFC 9110 §8.4); all of them are gzip here."""
+    for _ in codings:
+        try:
+            raw = _gunzip_bounded(raw, limit)
+        except _TooLarge:
+            raise _Refusal(413, _too_large(f"more than {limit} bytes once decompressed", limit)) from None
+        except _TrailingData as error:
+            raise _Refusal(
+                400, f"the gzip body has {error.count} bytes of trailing data after its last member"
+            ) from None
+        except (zlib.error, EOFError):
+            raise _Refusal(400, "the body is not valid gzip data") from None
+    return raw
+
+
+def _handed_on(scope: Scope, path: str, raw: bytes, send: Send) -> tuple[Scope, bytes, Send]:
+    """What the app gets: the decoded body with headers that describe it, and on /infer binary tensors decoded (and
+    `send` encoding binary outputs, when asked for)."""
+    # Always drop Content-Encoding: MLServer's Request.body() gunzips, without a bound, whenever any of these
+    # fields says gzip (mlserver 1.7, rest/requests.py), and the body handed on is already decoded.
+    replaced: dict[bytes, bytes] = {b"content-encoding": b"", b"content-length": str(len(raw)).encode()}
+    if path.endswith(V2_JSON_ROUTES):
+        # V2 REST bodies are JSON whatever the client declares (`curl -d` says form-urlencoded); FastAPI would
+        # otherwise not parse them and answer "Input should be a valid dictionary".
+        replaced[b"content-type"] = b"application/json"
+    if path.endswith("/infer"):
+        raw, send = _binary_tensors(scope, raw, send, replaced)
+    scope = dict(scope)
+    headers = [(key, value) for key, value in scope.get("headers", []) if key.lower() not in replaced]
+    scope["headers"] = headers + [(key, value) for key, value in replaced.items() if value]
+    return scope, raw, send
+
+
+def _binary_tensors(scope: Scope, raw: bytes, send: Send, replaced: dict[bytes, bytes]) -> tuple[bytes, Send]:
+    """tritonclient's binary tensor extension on /infer: binary input tensors after the JSON are decoded into it
+    (their header dropped, the length updated in `replaced`), and binary outputs, when asked for, encoded by `send`."""
+    header_length = _header(scope, binary_tensors.HEADER)
+    if header_length is not None:  # tritonclient's default: binary tensors after the JSON
+        try:
+            raw = binary_tensors.decode_request(raw, header_length)
+        except binary_tensors.BinaryFormatError as error:
+            raise _Refusal(400, f"binary tensor data: {error}") from None
+        replaced[binary_tensors.HEADER] = b""
+        replaced[b"content-length"] = str(len(raw)).encode()
+    if b"binary_data" in raw:  # only then can the request ask for binary outputs; skip parsing it otherwise
+        default, per_output = binary_tensors.binary_outputs_wanted(raw)
+        if default or any(per_output.values()):
+            send = _binary_response(send, default, per_output)
+    return raw, send
 
 
 def content_codings(scope: Scope) -> list[str]:
@@ -394,11 +428,13 @@ def _json_error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-async def _on_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+async def _on_validation_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)  # registered for it (Starlette types handlers as taking any)
     return _json_error(400, describe_validation_error(error))
 
 
-async def _on_http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+async def _on_http_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)  # registered for it
     response = _json_error(error.status_code, str(error.detail))
     if error.headers:
         response.headers.update(error.headers)
@@ -449,7 +485,7 @@ class JSONErrorsH11Protocol(H11Protocol):
     header_timeout: float | None = None
     max_connections: int | None = None
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         self._header_timer: asyncio.TimerHandle | None = None
         super().connection_made(transport)
         if self.max_connections is not None and len(self.connections) > self.max_connections:

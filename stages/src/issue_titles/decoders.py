@@ -1,0 +1,226 @@
+"""The compiled decoders: every body of a batch decoded together by one TensorFlow function.
+
+Text is encoded for the whole chunk at once, then one compiled function runs the encoder once and the decoder loop
+for every body together. Decoding never emits padding, the unknown-word token or the start marker, never ends
+before the first word (or before `min_length` words), and never repeats a word within a title (an untrained or
+overfit decoder otherwise loops on its likeliest word: "rule rule rule"). `DecodingRules` holds those rules, worked
+out once per predictor; `reference_decoding` applies the same rules one token at a time, as the test oracle.
+
+`beam_width` 1 is greedy decoding (the argmax at every step). Wider, it is beam search with the GNMT length penalty
+(Wu et al., 2016): a title's score is its summed log-probability divided by ((5 + length) / 6) ** length_penalty,
+where length counts the ids emitted, the end marker included (it is a scored decision like any word). Greedy
+titles are short (5.4 words against 6.9 for real ones) because every extra word costs probability; the penalty
+divides that cost back out. Each step keeps the `beam_width` best unfinished hypotheses per body; a hypothesis that
+takes the end marker leaves the beam, and only the best finished one per body (by normalised score) is kept. At the
+end the best of that and the unfinished ones (normalised at their length) is the title. A chunk stops early once
+no unfinished hypothesis of any body can still beat its body's best finished one (log-probabilities only fall and,
+with a non-negative penalty, the divisor only grows).
+
+`compile_decoder` turns `greedy_ids` or `beam_ids` into a TensorFlow function, plain or XLA-compiled (the predictor
+runs small batches through XLA, padded to a power of two so each size compiles once).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from issue_titles.models import ModelConfig
+from issue_titles.text import TextEncoder
+
+UNK_ID = 1
+PROBABILITY_FLOOR = 1e-9  # tiny probabilities are floored before the log (beam search); exact zeros are impossible ids
+
+
+@dataclass(frozen=True, eq=False)
+class DecodingRules:
+    """What every decoder (compiled or reference) obeys for one model and one set of options, worked out once."""
+
+    beam_width: int
+    copy_bias: float
+    max_steps: int  # ids a title may have, the end marker included
+    start_id: int
+    end_id: int
+    title_vocab_size: int  # ids at or above this are copied body words: they enter the decoder as UNK_ID
+    output_size: int
+    first_end_step: int  # the first step at which the end marker may be chosen
+    banned: np.ndarray  # never output: padding, unknown word and start marker
+    banned_first: np.ndarray  # before `first_end_step`, and for an unfinished hypothesis: the end marker too
+    penalty: np.ndarray  # the length penalty of a title of n ids (index n), float32 as every decoder divides by it
+
+    @property
+    def banned_alive(self) -> np.ndarray:
+        """An unfinished hypothesis continues with a word, never the end."""
+        return self.banned_first
+
+    @classmethod
+    def build(
+        cls,
+        config: ModelConfig,
+        encoder: TextEncoder,
+        beam_width: int,
+        length_penalty: float,
+        min_length: int,
+        copy_bias: float,
+    ) -> "DecodingRules":
+        max_steps = config.title_length - 1
+        banned = np.zeros(config.output_size, dtype=bool)
+        banned[[0, UNK_ID, encoder.start_id]] = True  # padding, unknown word and start marker are never output
+        banned_first = banned.copy()
+        banned_first[encoder.end_id] = True  # no empty titles (nor, with min_length, short ones)
+        lengths = np.arange(max_steps + 1, dtype=np.float64)
+        return cls(
+            beam_width=beam_width,
+            copy_bias=copy_bias,
+            max_steps=max_steps,
+            start_id=encoder.start_id,
+            end_id=encoder.end_id,
+            title_vocab_size=config.title_vocab_size,
+            output_size=config.output_size,
+            first_end_step=max(1, min_length),
+            banned=banned,
+            banned_first=banned_first,
+            penalty=(((5.0 + lengths) / 6.0) ** length_penalty).astype(np.float32),
+        )
+
+
+def compile_decoder(decode: Callable, model: Any, rules: DecodingRules, jit_compile: bool = False) -> Callable:
+    """`decode` (greedy_ids or beam_ids) for this model and these rules, as a TensorFlow function of the encoded
+    batch (body, body_copy, body_grams). With `jit_compile`, XLA compiles it once per batch size it meets."""
+    import tensorflow as tf
+
+    config = model.config
+    length = config.body_length
+    signature = [tf.TensorSpec([None, length], tf.int32), tf.TensorSpec([None, length], tf.int32),
+                 tf.TensorSpec([None, length, config.trigrams_per_token], tf.int32)]  # fmt: skip
+
+    def decode_batch(body, body_copy, body_grams):
+        return decode(model, rules, body, body_copy, body_grams)
+
+    return tf.function(decode_batch, input_signature=signature, jit_compile=jit_compile)
+
+
+def log_probabilities(probs):
+    """float32 log-probabilities for beam search; every decoder calls this one function, so their sums agree.
+
+    A probability of 0 or less is -inf: an impossible id, never a candidate. That covers the ids ruled out (set to
+    -1 before the top-k) and the copy slots of padding and of a word's second occurrence (a repeated body word is
+    always copied from its first position), which a beam wider than the plausible words would otherwise fill up
+    with. Tiny probabilities are floored at PROBABILITY_FLOOR so they stay finite. The log runs in float64: the
+    vectorised and the scalar float32 log may differ in the last bit, and which elements take which path depends
+    on the tensor's size (a batch of hypotheses or one); rounded from float64 the two agree."""
+    import tensorflow as tf
+
+    probs = tf.cast(probs, tf.float32)
+    logs = tf.cast(tf.math.log(tf.cast(tf.maximum(probs, PROBABILITY_FLOOR), tf.float64)), tf.float32)
+    return tf.where(probs > 0.0, logs, tf.constant(-np.inf, tf.float32))
+
+
+def greedy_ids(model, rules: DecodingRules, body, body_copy, body_grams):
+    """Compiled: encode once, then argmax-decode every body in lock-step until all have ended."""
+    import tensorflow as tf
+
+    memory, state = model.encode(body, body_copy, body_grams, training=False)
+    batch = tf.shape(body)[0]
+    token = tf.fill([batch], tf.constant(rules.start_id, tf.int32))
+    finished = tf.zeros([batch], tf.bool)
+    # A fixed-size tensor, not a growing TensorArray: XLA needs static sizes (it silently drops the writes of a
+    # dynamic one). Positions after an early stop keep the end marker.
+    end_id = tf.constant(rules.end_id, tf.int32)
+    output = tf.fill([batch, rules.max_steps], end_id)
+    positions = tf.range(rules.max_steps)[None, :]
+    banned, banned_first = tf.constant(rules.banned), tf.constant(rules.banned_first)
+    vocab_size = tf.constant(rules.title_vocab_size, tf.int32)
+    used = tf.zeros([batch, rules.output_size], tf.bool)
+    for step in tf.range(rules.max_steps):
+        scores, state = model.step(token, memory, state, rules.copy_bias)
+        barred = tf.cond(step < rules.first_end_step, lambda: banned_first, lambda: banned)
+        mask = tf.logical_or(barred[None, :], used)
+        scores = tf.where(mask, tf.constant(-1.0, scores.dtype), scores)
+        chosen = tf.argmax(scores, axis=-1, output_type=tf.int32)
+        chosen = tf.where(finished, end_id, chosen)
+        output = tf.where(positions == step, chosen[:, None], output)
+        used = tf.logical_or(used, tf.one_hot(chosen, rules.output_size, on_value=True, off_value=False))
+        finished = tf.logical_or(finished, tf.equal(chosen, end_id))
+        token = tf.where(chosen >= vocab_size, tf.constant(UNK_ID, tf.int32), chosen)
+        if tf.reduce_all(finished):
+            break
+    return output
+
+
+def beam_ids(model, rules: DecodingRules, body, body_copy, body_grams):
+    """Compiled beam search: encode once, tile beam-wise, then every body's hypotheses advance in lock-step.
+
+    Rows are body-major (row = body * width + beam). Per step: one model call for all rows; the end marker's
+    probability scores each hypothesis' finished title against its body's best; every hypothesis proposes its
+    `width` likeliest allowed ids (a top-k per row, in probability order, so the log is taken of width values
+    per row, not of the whole output); each body keeps the `width` best of its width * width proposals by
+    summed log-probability, and the state follows its parent by a gather. The banned and no-repeat rules are
+    applied to each row's `pool` likeliest ids, not to a rows x output_size mask: a row's `width` best allowed ids
+    are always among its `width` + (banned ids) + (ids used so far) likeliest."""
+    import tensorflow as tf
+
+    width, steps = rules.beam_width, rules.max_steps
+    memory, state = model.encode(body, body_copy, body_grams, training=False)
+    batch = tf.shape(body)[0]
+    rows = batch * width
+    ruled_out = tf.constant(-1.0, tf.float32)
+    banned_alive = tf.constant(rules.banned_alive)[None, :]
+    vocab_size = tf.constant(rules.title_vocab_size, tf.int32)
+    # Step 0 once per body, before tiling: the beams would all be copies of the start, so the first hypothesis'
+    # `width` best first words are the beams (what the loop below would select, at a width-th of the cost).
+    start = tf.fill([batch], tf.constant(rules.start_id, tf.int32))
+    probs, state = model.step(start, memory, state, rules.copy_bias)
+    values, words = tf.math.top_k(tf.where(banned_alive, ruled_out, tf.cast(probs, tf.float32)), k=width)
+    scores = log_probabilities(values)  # (B, W); the reference adds these to a score of 0.0, which is exact
+    words = tf.reshape(words, [-1])
+    memory = tf.nest.map_structure(lambda tensor: tf.repeat(tensor, width, axis=0), memory)  # a row per beam
+    state = tf.nest.map_structure(lambda tensor: tf.repeat(tensor, width, axis=0), state)
+    sequences = tf.pad(words[:, None], [[0, 0], [0, steps - 1]])
+    token = tf.where(words >= vocab_size, tf.constant(UNK_ID, tf.int32), words)
+    best = tf.fill([batch], tf.constant(-np.inf, tf.float32))
+    best_sequence = tf.zeros([batch, steps], tf.int32)
+    penalty = tf.constant(rules.penalty)
+    end_id = tf.constant(rules.end_id, tf.int32)
+    banned_ids = tf.constant(rules.banned_alive)
+    # Enough of a row's likeliest ids that `width` remain once its banned and already used ids are taken out: a
+    # top-k of `pool` and a small filter instead of masking the whole rows x output_size tensor every step.
+    pool = min(rules.output_size, width + int(rules.banned_alive.sum()) + steps - 1)
+    body_base = tf.range(batch)[:, None] * width
+    positions = tf.range(steps)[None, :]
+    length = tf.constant(1)
+    for step in tf.range(1, steps):
+        probs, stepped = model.step(token, memory, state, rules.copy_bias)
+        probs = tf.cast(probs, tf.float32)
+        if step >= rules.first_end_step:
+            ending = tf.reshape(log_probabilities(probs[:, rules.end_id]), [batch, width])
+            top, beam = tf.math.top_k((scores + ending) / penalty[step + 1], k=1)  # ties: the lower beam
+            top, beam = top[:, 0], beam[:, 0]
+            improved = top > best
+            finished = tf.gather(tf.reshape(sequences, [batch, width, steps]), beam, batch_dims=1)
+            best = tf.where(improved, top, best)
+            finished = tf.where(positions == step, end_id, finished)
+            best_sequence = tf.where(improved[:, None], finished, best_sequence)
+        likeliest, ids = tf.math.top_k(probs, k=pool)  # (rows, pool), lower id first on ties
+        excluded = tf.logical_or(
+            tf.gather(banned_ids, ids),
+            tf.reduce_any(tf.equal(ids[:, :, None], sequences[:, None, :]), axis=2),  # unfilled: 0, banned anyway
+        )
+        likeliest, rank = tf.math.top_k(tf.where(excluded, ruled_out, likeliest), k=width)  # lower rank: lower id
+        proposed = tf.gather(ids, rank, batch_dims=1)  # (rows, W)
+        candidates = tf.reshape(scores, [rows, 1]) + log_probabilities(likeliest)
+        candidates = tf.reshape(candidates, [batch, width * width])
+        scores, chosen = tf.math.top_k(candidates, k=width)  # lower (beam, rank) first on ties
+        parents = tf.reshape(body_base + chosen // width, [-1])
+        words = tf.reshape(tf.gather(tf.reshape(proposed, [batch, width * width]), chosen, batch_dims=1), [-1])
+        sequences = tf.where(positions == step, words[:, None], tf.gather(sequences, parents))
+        state = tf.nest.map_structure(lambda tensor: tf.gather(tensor, parents), stepped)  # noqa: B023 (called here)
+        token = tf.where(words >= vocab_size, tf.constant(UNK_ID, tf.int32), words)
+        length = step + 1
+        if tf.reduce_all(best >= tf.reduce_max(scores, axis=1) / penalty[steps]):
+            break  # no unfinished hypothesis of any body can overtake its best finished one
+    finals = tf.concat([best[:, None], scores / penalty[length]], axis=1)  # (B, 1 + W): finished first on ties
+    _, pick = tf.math.top_k(finals, k=1)
+    options = tf.concat([best_sequence[:, None, :], tf.reshape(sequences, [batch, width, steps])], axis=1)
+    return tf.gather(options, pick[:, 0], batch_dims=1)
