@@ -9,6 +9,8 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 
+from infra.platform import RegistryCredentials
+
 STAGES_DIR = Path(__file__).resolve().parents[1] / "stages"
 # What the Dockerfile copies in; anything else in the folder (benchmarks, caches) does not change the image.
 IMAGE_INPUTS = (
@@ -51,9 +53,7 @@ def _is_build_debris(rel: Path) -> bool:
 class StageImageArgs:
     repository: str  # e.g. registry.example.com/issue-titles/stages
     gpu: bool
-    registry_server: str
-    registry_username: str
-    registry_password: pulumi.Input[str]  # a secret
+    registry: RegistryCredentials  # its password a secret
     context: Path = STAGES_DIR
 
 
@@ -79,9 +79,9 @@ class StageImage(pulumi.ComponentResource):
                 platform="linux/amd64",
             ),
             registry=docker.RegistryArgs(
-                server=args.registry_server,
-                username=args.registry_username,
-                password=pulumi.Output.secret(args.registry_password),
+                server=args.registry.server,
+                username=args.registry.username,
+                password=pulumi.Output.secret(args.registry.password),
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -257,6 +257,18 @@ def _stored(props: Mapping[str, Any]) -> dict[str, Any]:
     return {k: normalise(v) for k, v in props.items() if k != "__provider"}
 
 
+def _created(props: Mapping[str, Any]) -> CreateResult:
+    """A created repo or pipeline: its id is `<project>/<name>`, as pachctl names it."""
+    return CreateResult(f"{props.get('project') or DEFAULT_PROJECT}/{props['name']}", _stored(props))
+
+
+def _read(id_: str, props: Mapping[str, Any], request: Callable[[Any], Any], *, what: str, action: str) -> ReadResult:
+    """`pulumi refresh` of a repo or pipeline: `request` inspects it; one deleted outside Pulumi gets an empty id,
+    which makes the engine drop it from the state."""
+    found = _call_pachd(props, request, what=what, action=action, missing_ok=True)
+    return ReadResult(id_, dict(props)) if found else ReadResult("", {})
+
+
 # --- repos ------------------------------------------------------------------------------------------------------------
 
 
@@ -413,7 +425,7 @@ class RepoProvider(BySource, ResourceProvider):
             what=_repo_label(props),
             action="create it",
         )
-        return CreateResult(f"{props.get('project') or DEFAULT_PROJECT}/{props['name']}", _stored(props))
+        return _created(props)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         if olds.get("description") != news.get("description"):  # a new address or token only updates the state
@@ -438,15 +450,13 @@ class RepoProvider(BySource, ResourceProvider):
         )
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        found = _call_pachd(
+        return _read(
+            id_,
             props,
             lambda client: client.pfs.inspect_repo(repo=_repo_message(props)),
             what=_repo_label(props),
             action="inspect it",
-            missing_ok=True,
         )
-        # Deleted outside Pulumi: an empty id makes `pulumi refresh` drop it from the state.
-        return ReadResult(id_, dict(props)) if found else ReadResult("", {})
 
 
 # --- pipelines --------------------------------------------------------------------------------------------------------
@@ -481,7 +491,7 @@ class PipelineProvider(BySource, ResourceProvider):
         if _is_unknown(spec):
             return CheckResult(news, failures)
         if not isinstance(spec, Mapping):
-            return CheckResult(news, failures + [CheckFailure("spec", "must be a CreatePipelineRequest object")])
+            return CheckResult(news, [*failures, CheckFailure("spec", "must be a CreatePipelineRequest object")])
         # The spec's own rules are pipelines/validate.py's, the same the program and localpach apply. Not a repeat:
         # the program validates while values such as transform.image (the stage image's digest) are still Outputs,
         # which it skips as pending; here they are resolved, so this is where those fields are first checked.
@@ -518,7 +528,7 @@ class PipelineProvider(BySource, ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         self._send(props, update=False, reprocess=False)
-        return CreateResult(f"{props.get('project') or DEFAULT_PROJECT}/{props['name']}", _stored(props))
+        return _created(props)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         fields = changed_fields(olds.get("spec") or {}, news.get("spec") or {})
@@ -544,15 +554,13 @@ class PipelineProvider(BySource, ResourceProvider):
         )
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        found = _call_pachd(
+        return _read(
+            id_,
             props,
             lambda client: client.pps.inspect_pipeline(pipeline=self._pipeline_message(props), details=False),
             what=_pipeline_label(props),
             action="inspect the pipeline",
-            missing_ok=True,
         )
-        # Deleted outside Pulumi: an empty id makes `pulumi refresh` drop it from the state.
-        return ReadResult(id_, dict(props)) if found else ReadResult("", {})
 
 
 # --- resources --------------------------------------------------------------------------------------------------------
@@ -567,40 +575,44 @@ class PachydermRepoArgs:
     auth_token: pulumi.Input[str] | None = None  # pachd's root token; required by the provider's check
 
 
-def _secret_token(
-    token: pulumi.Input[str] | None,
-    opts: pulumi.ResourceOptions | None,
-) -> tuple[Any, pulumi.ResourceOptions]:
-    """The token as a secret input, and options that keep the output of the same name secret in the state too
-    (the dynamic provider host does not accept secrets: the engine hands it plain values, `acceptSecrets: False`
-    in pulumi/dynamic/__main__.py, so the output is marked here rather than left to the provider)."""
-    secret_outputs = pulumi.ResourceOptions(additional_secret_outputs=[AUTH_TOKEN])
-    merged = pulumi.ResourceOptions.merge(opts or pulumi.ResourceOptions(), secret_outputs)
-    return (pulumi.Output.secret(token) if token is not None else None), merged
+class _PachdObject(Resource):
+    """A repo or pipeline in pachd: where pachd is, the object's project and name, and pachd's root token.
 
-
-class PachydermRepo(Resource):
-    """A Pachyderm input repo, owned by the stack: `pulumi destroy` deletes it."""
+    The token goes in as a secret input, and the output of the same name is kept secret in the state too (the
+    dynamic provider host does not accept secrets: the engine hands it plain values, `acceptSecrets: False` in
+    pulumi/dynamic/__main__.py, so the output is marked here rather than left to the provider)."""
 
     pachd_address: pulumi.Output[str]
     project: pulumi.Output[str]
     name: pulumi.Output[str]
+
+    def __init__(
+        self,
+        provider: ResourceProvider,
+        name: str,
+        props: dict[str, Any],
+        auth_token: pulumi.Input[str] | None,
+        opts: pulumi.ResourceOptions | None,
+    ) -> None:
+        token = pulumi.Output.secret(auth_token) if auth_token is not None else None
+        secret_outputs = pulumi.ResourceOptions(additional_secret_outputs=[AUTH_TOKEN])
+        opts = pulumi.ResourceOptions.merge(opts or pulumi.ResourceOptions(), secret_outputs)
+        super().__init__(provider, name, {**props, AUTH_TOKEN: token}, opts)
+
+
+class PachydermRepo(_PachdObject):
+    """A Pachyderm input repo, owned by the stack: `pulumi destroy` deletes it."""
+
     description: pulumi.Output[str]
 
     def __init__(self, name: str, args: PachydermRepoArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        token, opts = _secret_token(args.auth_token, opts)
-        super().__init__(
-            RepoProvider(),
-            name,
-            {
-                "pachd_address": args.pachd_address,
-                "project": args.project,
-                "name": args.name,
-                "description": args.description,
-                AUTH_TOKEN: token,
-            },
-            opts,
-        )
+        props = {
+            "pachd_address": args.pachd_address,
+            "project": args.project,
+            "name": args.name,
+            "description": args.description,
+        }
+        super().__init__(RepoProvider(), name, props, args.auth_token, opts)
 
 
 @dataclass(frozen=True)
@@ -612,12 +624,9 @@ class PachydermPipelineArgs:
     auth_token: pulumi.Input[str] | None = None  # pachd's root token; required by the provider's check
 
 
-class PachydermPipeline(Resource):
+class PachydermPipeline(_PachdObject):
     """A Pachyderm pipeline, owned by the stack: a changed spec updates it in place, a new name replaces it."""
 
-    pachd_address: pulumi.Output[str]
-    project: pulumi.Output[str]
-    name: pulumi.Output[str]
     spec: pulumi.Output[dict]
 
     def __init__(self, name: str, args: PachydermPipelineArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -626,14 +635,12 @@ class PachydermPipeline(Resource):
             name_: Any = pipeline_name(spec)
         else:
             name_ = pulumi.Output.from_input(spec).apply(pipeline_name)
-        token, opts = _secret_token(args.auth_token, opts)
         props: dict[str, Any] = {
             "pachd_address": args.pachd_address,
             "project": args.project,
             "name": name_,
             "spec": spec,
-            AUTH_TOKEN: token,
         }
         if args.reprocess is not None:
             props["reprocess"] = args.reprocess
-        super().__init__(PipelineProvider(), name, props, opts)
+        super().__init__(PipelineProvider(), name, props, args.auth_token, opts)
