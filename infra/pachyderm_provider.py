@@ -262,13 +262,6 @@ def _created(props: Mapping[str, Any]) -> CreateResult:
     return CreateResult(f"{props.get('project') or DEFAULT_PROJECT}/{props['name']}", _stored(props))
 
 
-def _read(id_: str, props: Mapping[str, Any], request: Callable[[Any], Any], *, what: str, action: str) -> ReadResult:
-    """`pulumi refresh` of a repo or pipeline: `request` inspects it; one deleted outside Pulumi gets an empty id,
-    which makes the engine drop it from the state."""
-    found = _call_pachd(props, request, what=what, action=action, missing_ok=True)
-    return ReadResult(id_, dict(props)) if found else ReadResult("", {})
-
-
 # --- repos ------------------------------------------------------------------------------------------------------------
 
 
@@ -399,10 +392,46 @@ def _loader_source() -> str:
     return stored if stored else textwrap.dedent(inspect.getsource(_load_by_source))
 
 
-class RepoProvider(BySource, ResourceProvider):
-    """A PFS input repo (`raw_data`): created empty, deleted with its data on destroy."""
+class _ObjectProvider(BySource, ResourceProvider):
+    """What deleting and refreshing a repo and a pipeline have in common: one pachd call each, for which a missing
+    object is no error. Subclasses say how to name the object, inspect it and remove it."""
 
     serialize_as_secret_always = False  # nothing secret is captured; keeps the state readable
+    pronoun = "it"  # how the object is named in an action ("delete it")
+
+    def _label(self, props: Mapping[str, Any]) -> str:
+        raise NotImplementedError
+
+    def _inspect(self, client: Any, props: Mapping[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def _remove(self, client: Any, props: Mapping[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def _unless_missing(self, props: Mapping[str, Any], request: Callable[[Any], Any], verb: str) -> bool:
+        """`request(client)`: True when it went through, False when the object was not there."""
+        return _call_pachd(props, request, what=self._label(props), action=f"{verb} {self.pronoun}", missing_ok=True)
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        self._unless_missing(props, lambda client: self._remove(client, props), "delete")  # gone is what destroy wants
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        found = self._unless_missing(props, lambda client: self._inspect(client, props), "inspect")
+        # Deleted outside Pulumi: an empty id makes `pulumi refresh` drop it from the state.
+        return ReadResult(id_, dict(props)) if found else ReadResult("", {})
+
+
+class RepoProvider(_ObjectProvider):
+    """A PFS input repo (`raw_data`): created empty, deleted with its data on destroy."""
+
+    def _label(self, props: Mapping[str, Any]) -> str:
+        return _repo_label(props)
+
+    def _inspect(self, client: Any, props: Mapping[str, Any]) -> Any:
+        return client.pfs.inspect_repo(repo=_repo_message(props))
+
+    def _remove(self, client: Any, props: Mapping[str, Any]) -> Any:
+        return client.pfs.delete_repo(repo=_repo_message(props), force=False)
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         return CheckResult(
@@ -416,47 +445,24 @@ class RepoProvider(BySource, ResourceProvider):
         )
         return DiffResult(changes=changes, replaces=replaces, delete_before_replace=False)
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
+    def _send(self, props: Mapping[str, Any], *, update: bool) -> None:
         _call_pachd(
             props,
             lambda client: client.pfs.create_repo(
-                repo=_repo_message(props), description=props.get("description", ""), update=False
+                repo=_repo_message(props), description=props.get("description", ""), update=update
             ),
             what=_repo_label(props),
-            action="create it",
+            action="update its description" if update else "create it",
         )
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        self._send(props, update=False)
         return _created(props)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         if olds.get("description") != news.get("description"):  # a new address or token only updates the state
-            _call_pachd(
-                news,
-                lambda client: client.pfs.create_repo(
-                    repo=_repo_message(news), description=news.get("description", ""), update=True
-                ),
-                what=_repo_label(news),
-                action="update its description",
-            )
+            self._send(news, update=True)
         return UpdateResult(_stored(news))
-
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
-        # already gone is what destroy wants
-        _call_pachd(
-            props,
-            lambda client: client.pfs.delete_repo(repo=_repo_message(props), force=False),
-            what=_repo_label(props),
-            action="delete it",
-            missing_ok=True,
-        )
-
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        return _read(
-            id_,
-            props,
-            lambda client: client.pfs.inspect_repo(repo=_repo_message(props)),
-            what=_repo_label(props),
-            action="inspect it",
-        )
 
 
 # --- pipelines --------------------------------------------------------------------------------------------------------
@@ -480,10 +486,22 @@ def should_reprocess(spec: Mapping[str, Any], fields: list[str], override: bool 
     return any(re.split(r"[.\[]", field)[0] in DATUM_FIELDS for field in fields)
 
 
-class PipelineProvider(BySource, ResourceProvider):
+class PipelineProvider(_ObjectProvider):
     """A PPS pipeline from its full CreatePipelineRequest spec: create, update in place, delete."""
 
-    serialize_as_secret_always = False  # nothing secret is captured; keeps the state readable
+    pronoun = "the pipeline"
+
+    def _label(self, props: Mapping[str, Any]) -> str:
+        return _pipeline_label(props)
+
+    def _inspect(self, client: Any, props: Mapping[str, Any]) -> Any:
+        return client.pps.inspect_pipeline(pipeline=self._pipeline_message(props), details=False)
+
+    def _remove(self, client: Any, props: Mapping[str, Any]) -> Any:
+        # its output repo goes with it (keep_repo=False)
+        return client.pps.delete_pipeline(
+            pipeline=self._pipeline_message(props), all=False, force=False, keep_repo=False, must_exist=False
+        )
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = _address_failures(news) + _token_failures(news) + _name_failures(news, ("project", "name"))
@@ -540,27 +558,6 @@ class PipelineProvider(BySource, ResourceProvider):
         from pachyderm_sdk.api import pfs, pps
 
         return pps.Pipeline(name=props["name"], project=pfs.Project(name=props.get("project") or DEFAULT_PROJECT))
-
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
-        # already gone is what destroy wants; its output repo goes with it (keep_repo=False)
-        _call_pachd(
-            props,
-            lambda client: client.pps.delete_pipeline(
-                pipeline=self._pipeline_message(props), all=False, force=False, keep_repo=False, must_exist=False
-            ),
-            what=_pipeline_label(props),
-            action="delete the pipeline",
-            missing_ok=True,
-        )
-
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        return _read(
-            id_,
-            props,
-            lambda client: client.pps.inspect_pipeline(pipeline=self._pipeline_message(props), details=False),
-            what=_pipeline_label(props),
-            action="inspect the pipeline",
-        )
 
 
 # --- resources --------------------------------------------------------------------------------------------------------
