@@ -25,7 +25,7 @@ from issue_titles.contract import (
     SERVING_UID,
 )
 from issue_titles.errors import QualityGateError, StageError
-from issue_titles.evaluate import evaluate_model
+from issue_titles.evaluate import DecodingOptions, evaluate_model
 from issue_titles.jsonio import read_json, write_json
 from issue_titles.model_card import render_model_card
 from issue_titles.predictor import DECODING_DEFAULTS
@@ -165,12 +165,13 @@ def run_build(
     this test split (a model worse than a one-liner is not worth serving); `min_rouge_l` is an extra absolute floor."""
     env = os.environ if env is None else env
     train_dir, split_dir = find_inputs(inputs)
+    decoding: DecodingOptions = {"beam_width": beam_width, "length_penalty": length_penalty, "copy_bias": copy_bias}
     if is_sharded_split(split_dir):  # one shard per raw file: score on their merged rows, each row once
         with tempfile.TemporaryDirectory(prefix="build-split-") as flat:
             flat_split_view(split_dir, Path(flat))
-            predictor, metrics = evaluate_model(train_dir, Path(flat), beam_width, length_penalty, copy_bias)
+            predictor, metrics = evaluate_model(train_dir, Path(flat), **decoding)
     else:
-        predictor, metrics = evaluate_model(train_dir, split_dir, beam_width, length_penalty, copy_bias)
+        predictor, metrics = evaluate_model(train_dir, split_dir, **decoding)
     check_quality_gate(metrics, min_rouge_l, beat_baseline)
     model_info = read_json(train_dir / MODEL_INFO)
     with atomic_output_dir(output_dir, step="build", inputs=inputs) as staging:

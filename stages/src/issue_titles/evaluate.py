@@ -11,6 +11,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 from issue_titles.atomic import atomic_output_dir
 from issue_titles.csvio import Issue, ReadReport, read_issue_file
@@ -237,16 +238,20 @@ def evaluate_split(predictor: TitlePredictor, split_dir: Path) -> dict:
     return evaluate(predictor, issues, heldout, lead_k, source)
 
 
+class DecodingOptions(TypedDict, total=False):
+    """`load_for_split`'s decoding options (None: chosen on the split, or the bundle's)."""
+
+    beam_width: int | None
+    length_penalty: float | None
+    copy_bias: float | None
+
+
 def evaluate_model(
-    model_dir: Path,
-    split_dir: Path,
-    beam_width: int | None = None,
-    length_penalty: float | None = None,
-    copy_bias: float | None = None,
+    model_dir: Path, split_dir: Path, **decoding: Unpack[DecodingOptions]
 ) -> tuple[TitlePredictor, dict]:
     """(the predictor as evaluated, its metrics with `decoding_choice`): what `evaluate` reports is what `build`
     gates on and serves."""
-    predictor, choice = load_for_split(model_dir, split_dir, beam_width, length_penalty, copy_bias)
+    predictor, choice = load_for_split(model_dir, split_dir, **decoding)
     return predictor, evaluate_split(predictor, split_dir) | {"decoding_choice": choice}
 
 
@@ -258,7 +263,9 @@ def run_evaluate(
     length_penalty: float | None = None,
     copy_bias: float | None = None,
 ) -> dict:
-    _, metrics = evaluate_model(model_dir, split_dir, beam_width, length_penalty, copy_bias)
+    _, metrics = evaluate_model(
+        model_dir, split_dir, beam_width=beam_width, length_penalty=length_penalty, copy_bias=copy_bias
+    )
     with atomic_output_dir(output_dir, step="evaluate", inputs=[model_dir, split_dir]) as staging:
         write_json(staging / "metrics.json", metrics)
         write_decoding_choice(staging / TENSORBOARD_DIR / "decoding", metrics["decoding_choice"])
