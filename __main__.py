@@ -77,25 +77,9 @@ serving_namespace = PlatformNamespace(
 )
 in_serving_namespace = pulumi.ResourceOptions(provider=cluster.provider, depends_on=[serving_namespace])
 
-registry = RegistrySecret(
-    "registry",
-    RegistrySecretArgs(
-        namespace=namespace.name,
-        server=cfg.registry.server,
-        username=cfg.registry.username,
-        password=cfg.registry.password,
-    ),
-    in_namespace,
-)
+registry = RegistrySecret("registry", RegistrySecretArgs(namespace.name, cfg.registry), in_namespace)
 serving_registry = RegistrySecret(
-    "serving-registry",
-    RegistrySecretArgs(
-        namespace=serving_namespace.name,
-        server=cfg.registry.server,
-        username=cfg.registry.username,
-        password=cfg.registry.password,
-    ),
-    in_serving_namespace,
+    "serving-registry", RegistrySecretArgs(serving_namespace.name, cfg.registry), in_serving_namespace
 )
 
 training_operator = TrainingOperator("training-operator", TrainingOperatorArgs(cfg.training_operator_ref), on_cluster)
@@ -126,9 +110,7 @@ stage_image = StageImage(
     StageImageArgs(
         repository=cfg.stage_image_repo,
         gpu=cfg.pipeline.gpus > 0,
-        registry_server=cfg.registry.server,
-        registry_username=cfg.registry.username,
-        registry_password=cfg.registry.password,
+        registry=cfg.registry,
     ),
 )
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import requests
 
 from bench.common import Model, Section, median, percentile, sample_bodies, verdict
+from bench.serving import V1_PATH
 
-V1_PATH = "/api/v1.0/predictions"
 TARGET_MS = 0.5
 
 

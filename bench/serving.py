@@ -13,9 +13,10 @@ from pathlib import Path
 import requests
 
 from bench.common import Model, Section, median, percentile, sample_bodies, verdict
+from issue_titles.contract import MODEL_NAME
 
-V1_PATH = "/api/v1.0/predictions"
-V2_PATH = "/v2/models/issue-summarization/infer"
+V1_PATH = "/api/v1.0/predictions"  # the Seldon protocol's route (and the tutorial's)
+V2_PATH = f"/v2/models/{MODEL_NAME}/infer"
 
 
 @dataclass(frozen=True)

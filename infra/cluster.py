@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
@@ -94,44 +95,49 @@ class ClusterAccess(pulumi.ComponentResource):
             opts=child,
         )
         on_cluster = pulumi.ResourceOptions(parent=self, depends_on=[self.cluster])
-        workload_metadata = gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(mode="GKE_METADATA")
-        self.cpu_pool = gcp.container.NodePool(
-            f"{name}-cpu",
-            cluster=self.cluster.name,
-            location=gke.location,
-            project=gke.project,
-            node_count=2,
-            node_config=gcp.container.NodePoolNodeConfigArgs(
-                machine_type=gke.cpu_machine_type,
-                oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
-                workload_metadata_config=workload_metadata,
-            ),
-            opts=on_cluster,
-        )
+
+        def node_pool(
+            suffix: str,
+            machine_type: str,
+            accelerators: list[gcp.container.NodePoolNodeConfigGuestAcceleratorArgs] | None = None,
+            **sizing: Any,
+        ) -> gcp.container.NodePool:
+            """Every pool's nodes have the cloud-platform scope and expose only GKE's metadata server, so pods
+            reach Google APIs as their Workload Identity, never as the node's service account."""
+            return gcp.container.NodePool(
+                f"{name}-{suffix}",
+                cluster=self.cluster.name,
+                location=gke.location,
+                project=gke.project,
+                node_config=gcp.container.NodePoolNodeConfigArgs(
+                    machine_type=machine_type,
+                    oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
+                    workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(
+                        mode="GKE_METADATA"
+                    ),
+                    guest_accelerators=accelerators,
+                ),
+                opts=on_cluster,
+                **sizing,
+            )
+
+        self.cpu_pool = node_pool("cpu", gke.cpu_machine_type, node_count=2)
         # Scales from zero: GPU nodes only exist while a training job wants one. GKE installs the driver and
         # taints the nodes with nvidia.com/gpu, which is why the train pipeline carries the matching toleration.
-        self.gpu_pool = gcp.container.NodePool(
-            f"{name}-gpu",
-            cluster=self.cluster.name,
-            location=gke.location,
-            project=gke.project,
+        self.gpu_pool = node_pool(
+            "gpu",
+            gke.gpu_machine_type,
             initial_node_count=0,
             autoscaling=gcp.container.NodePoolAutoscalingArgs(min_node_count=0, max_node_count=gke.gpu_nodes_max),
-            node_config=gcp.container.NodePoolNodeConfigArgs(
-                machine_type=gke.gpu_machine_type,
-                oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
-                workload_metadata_config=workload_metadata,
-                guest_accelerators=[
-                    gcp.container.NodePoolNodeConfigGuestAcceleratorArgs(
-                        type=gke.gpu_type,
-                        count=1,
-                        gpu_driver_installation_config=gcp.container.NodePoolNodeConfigGuestAcceleratorGpuDriverInstallationConfigArgs(
-                            gpu_driver_version="DEFAULT"
-                        ),
-                    )
-                ],
-            ),
-            opts=on_cluster,
+            accelerators=[
+                gcp.container.NodePoolNodeConfigGuestAcceleratorArgs(
+                    type=gke.gpu_type,
+                    count=1,
+                    gpu_driver_installation_config=gcp.container.NodePoolNodeConfigGuestAcceleratorGpuDriverInstallationConfigArgs(
+                        gpu_driver_version="DEFAULT"
+                    ),
+                )
+            ],
         )
         self.bucket = gcp.storage.Bucket(
             f"{name}-pachyderm",

@@ -16,6 +16,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.labels import labels
+
 WAIT_FOR = "pulumi.com/waitFor"
 TIMEOUT_SECONDS = "pulumi.com/timeoutSeconds"
 
@@ -23,6 +25,21 @@ TIMEOUT_SECONDS = "pulumi.com/timeoutSeconds"
 def wait_annotations(wait_for: str, timeout_seconds: int) -> dict[str, str]:
     """The two annotations that make the provider wait for `wait_for`, and fail after `timeout_seconds`."""
     return {WAIT_FOR: wait_for, TIMEOUT_SECONDS: str(timeout_seconds)}
+
+
+def awaited_metadata(
+    name: str, namespace: pulumi.Input[str], component: str, wait_for: pulumi.Input[str], timeout_seconds: int
+) -> k8s.meta.v1.ObjectMetaArgs:
+    """The metadata of a custom resource the program waits for: its name, our labels and the two wait annotations
+    (`wait_for` may be an Output, when what to wait for depends on the spec)."""
+    return k8s.meta.v1.ObjectMetaArgs(
+        name=name,
+        namespace=namespace,
+        labels=labels(component),
+        annotations=pulumi.Output.from_input(wait_for).apply(
+            lambda condition: wait_annotations(condition, timeout_seconds)
+        ),
+    )
 
 
 class CustomResourceWithStatus(k8s.apiextensions.CustomResource):

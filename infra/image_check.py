@@ -19,10 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
-from infra.custom_resources import CustomResourceWithStatus, wait_annotations
-from infra.labels import labels
+from infra.custom_resources import CustomResourceWithStatus, awaited_metadata
 from infra.pods import TMP_MOUNT, TMP_VOLUME, container_security_context, pod_security_context
 
 JOB_NAME = "stage-image-check"
@@ -120,12 +118,7 @@ class StageImageCheck(pulumi.ComponentResource):
             name,
             api_version="kubeflow.org/v1",
             kind="TFJob",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=JOB_NAME,
-                namespace=args.namespace,
-                labels=labels("training"),
-                annotations=wait_annotations(WAIT_FOR, TIMEOUT_SECONDS),
-            ),
+            metadata=awaited_metadata(JOB_NAME, args.namespace, "training", WAIT_FOR, TIMEOUT_SECONDS),
             spec=spec,
             opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["spec"], delete_before_replace=True),
         )

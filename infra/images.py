@@ -9,6 +9,7 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 
+from infra.platform import RegistryCredentials
 from pipelines.images import tagged
 
 STAGES_DIR = Path(__file__).resolve().parents[1] / "stages"
@@ -53,9 +54,7 @@ def _is_build_debris(rel: Path) -> bool:
 class StageImageArgs:
     repository: str  # e.g. registry.example.com/issue-titles/stages
     gpu: bool
-    registry_server: str
-    registry_username: str
-    registry_password: pulumi.Input[str]  # a secret
+    registry: RegistryCredentials  # its password a secret
     context: Path = STAGES_DIR
 
 
@@ -81,9 +80,9 @@ class StageImage(pulumi.ComponentResource):
                 platform="linux/amd64",
             ),
             registry=docker.RegistryArgs(
-                server=args.registry_server,
-                username=args.registry_username,
-                password=pulumi.Output.secret(args.registry_password),
+                server=args.registry.server,
+                username=args.registry.username,
+                password=pulumi.Output.secret(args.registry.password),
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )

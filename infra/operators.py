@@ -47,6 +47,43 @@ ROOT_TOKEN_KEY = "root-token"
 LOCAL_STORAGE_HOST_PATH = "/var/pachyderm/"
 
 
+@dataclass(frozen=True)
+class ChartArgs:
+    """A pinned chart: the Helm release's name, the chart, its repository and version."""
+
+    release: str
+    chart: str
+    repo: str
+    version: str
+
+
+def chart_release(
+    name: str,
+    chart: ChartArgs,
+    *,
+    namespace: pulumi.Input[str],
+    values: pulumi.Input[dict[str, Any]],
+    opts: pulumi.ResourceOptions,
+    timeout: int | None = None,
+) -> k8s.helm.v3.Release:
+    """Every operator's chart is installed the same way: pinned, from its own repository, atomically (a failed
+    install rolls back instead of leaving half an operator)."""
+    return k8s.helm.v3.Release(
+        name,
+        k8s.helm.v3.ReleaseArgs(
+            name=chart.release,
+            chart=chart.chart,
+            version=chart.version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo),
+            namespace=namespace,
+            values=values,
+            atomic=True,
+            timeout=timeout,
+        ),
+        opts=opts,
+    )
+
+
 def seldon_values() -> dict[str, Any]:
     """Usage metrics off, watch only the serving namespace, no Ambassador/Istio: an Ingress routes to the model.
 
@@ -77,17 +114,11 @@ class SeldonCore(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: SeldonCoreArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("issue-titles:infra:SeldonCore", name, None, opts)
-        self.release = k8s.helm.v3.Release(
+        self.release = chart_release(
             name,
-            k8s.helm.v3.ReleaseArgs(
-                name="seldon-core",
-                chart="seldon-core-operator",
-                version=args.version,
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=SELDON_CHART_REPO),
-                namespace=args.namespace,
-                values=seldon_values(),
-                atomic=True,  # a failed install rolls back instead of leaving half an operator
-            ),
+            ChartArgs("seldon-core", "seldon-core-operator", SELDON_CHART_REPO, args.version),
+            namespace=args.namespace,
+            values=seldon_values(),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs({"status": self.release.status})
@@ -226,18 +257,12 @@ class Pachyderm(pulumi.ComponentResource):
                 args.cluster, parts[0], parts[1], parts[2], loki_deploy=args.loki_deploy, root_token_sha256=parts[3]
             )
         )
-        self.release = k8s.helm.v3.Release(
+        self.release = chart_release(
             name,
-            k8s.helm.v3.ReleaseArgs(
-                name="pachyderm",
-                chart="pachyderm",
-                version=args.version,
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=PACHYDERM_CHART_REPO),
-                namespace=args.namespace,
-                values=values,
-                atomic=True,
-                timeout=900,  # first pull of pachd, etcd and postgres images on a fresh node
-            ),
+            ChartArgs("pachyderm", "pachyderm", PACHYDERM_CHART_REPO, args.version),
+            namespace=args.namespace,
+            values=values,
+            timeout=900,  # first pull of pachd, etcd and postgres images on a fresh node
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.root_token_secret]),
         )
         # pulumi-kubernetes types spec= only as its snake_case Args/ArgsDict forms; the provider takes the Kubernetes
@@ -253,20 +278,19 @@ class Pachyderm(pulumi.ComponentResource):
         if args.pachd_address is not None:
             self.pachd_address = pulumi.Output.from_input(args.pachd_address)
         else:
-            proxy = k8s.core.v1.Service.get(
+            proxy = load_balancer_address(
                 f"{name}-proxy",
-                pulumi.Output.concat(args.namespace, "/pachyderm-proxy"),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
+                "pachyderm-proxy",
+                "issue-titles:pachdAddress",
+                namespace=args.namespace,
+                release=self.release,
+                parent=self,
             )
-            self.pachd_address = proxy.status.apply(
-                lambda status: (
-                    "grpc://" + _load_balancer_address(status, "pachyderm-proxy", "issue-titles:pachdAddress") + ":80"
-                )
-            )
+            self.pachd_address = proxy.apply(lambda address: f"grpc://{address}:80")
         self.register_outputs({"pachd_address": self.pachd_address, "status": self.release.status})
 
 
-def _load_balancer_address(status: Any, service: str, config_key: str) -> str:
+def _external_address(status: Any, service: str, config_key: str) -> str:
     """The external IP (or host name) a cloud load balancer gave a Service."""
     ingress = (status.load_balancer.ingress or []) if status and status.load_balancer else []
     if not ingress:
@@ -275,6 +299,25 @@ def _load_balancer_address(status: Any, service: str, config_key: str) -> str:
             f"and run `pulumi up` again, or set `{config_key}`"
         )
     return ingress[0].ip or ingress[0].hostname
+
+
+def load_balancer_address(
+    name: str,
+    service: str,
+    config_key: str,
+    *,
+    namespace: pulumi.Input[str],
+    release: k8s.helm.v3.Release,
+    parent: pulumi.Resource,
+) -> pulumi.Output[str]:
+    """The external address of the LoadBalancer Service `service` that `release` installs, read once the release is
+    up; `config_key` is the stack setting that names the address instead."""
+    found = k8s.core.v1.Service.get(
+        name,
+        pulumi.Output.concat(namespace, "/", service),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[release]),
+    )
+    return found.status.apply(lambda status: _external_address(status, service, config_key))
 
 
 @dataclass(frozen=True)
@@ -325,25 +368,19 @@ class IngressController(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(name=args.namespace, labels=labels("ingress")),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.release = k8s.helm.v3.Release(
+        self.release = chart_release(
             name,
-            k8s.helm.v3.ReleaseArgs(
-                name="ingress-nginx",
-                chart="ingress-nginx",
-                version=args.version,
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=INGRESS_NGINX_CHART_REPO),
-                namespace=self.namespace.metadata.name,
-                values={"controller": {"service": {"type": "LoadBalancer"}}},
-                atomic=True,
-            ),
+            ChartArgs("ingress-nginx", "ingress-nginx", INGRESS_NGINX_CHART_REPO, args.version),
+            namespace=self.namespace.metadata.name,
+            values={"controller": {"service": {"type": "LoadBalancer"}}},
             opts=pulumi.ResourceOptions(parent=self),
         )
-        service = k8s.core.v1.Service.get(
+        self.address: pulumi.Output[str] = load_balancer_address(
             f"{name}-controller",
-            pulumi.Output.concat(args.namespace, "/ingress-nginx-controller"),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
-        )
-        self.address: pulumi.Output[str] = service.status.apply(
-            lambda status: _load_balancer_address(status, "ingress-nginx-controller", "serving:ingressHost")
+            "ingress-nginx-controller",
+            "serving:ingressHost",
+            namespace=args.namespace,
+            release=self.release,
+            parent=self,
         )
         self.register_outputs({"status": self.release.status, "address": self.address})

@@ -257,6 +257,11 @@ def _stored(props: Mapping[str, Any]) -> dict[str, Any]:
     return {k: normalise(v) for k, v in props.items() if k != "__provider"}
 
 
+def _created(props: Mapping[str, Any]) -> CreateResult:
+    """A created repo or pipeline: its id is `<project>/<name>`, as pachctl names it."""
+    return CreateResult(f"{props.get('project') or DEFAULT_PROJECT}/{props['name']}", _stored(props))
+
+
 # --- repos ------------------------------------------------------------------------------------------------------------
 
 
@@ -387,10 +392,46 @@ def _loader_source() -> str:
     return stored if stored else textwrap.dedent(inspect.getsource(_load_by_source))
 
 
-class RepoProvider(BySource, ResourceProvider):
-    """A PFS input repo (`raw_data`): created empty, deleted with its data on destroy."""
+class _ObjectProvider(BySource, ResourceProvider):
+    """What deleting and refreshing a repo and a pipeline have in common: one pachd call each, for which a missing
+    object is no error. Subclasses say how to name the object, inspect it and remove it."""
 
     serialize_as_secret_always = False  # nothing secret is captured; keeps the state readable
+    pronoun = "it"  # how the object is named in an action ("delete it")
+
+    def _label(self, props: Mapping[str, Any]) -> str:
+        raise NotImplementedError
+
+    def _inspect(self, client: Any, props: Mapping[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def _remove(self, client: Any, props: Mapping[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def _unless_missing(self, props: Mapping[str, Any], request: Callable[[Any], Any], verb: str) -> bool:
+        """`request(client)`: True when it went through, False when the object was not there."""
+        return _call_pachd(props, request, what=self._label(props), action=f"{verb} {self.pronoun}", missing_ok=True)
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        self._unless_missing(props, lambda client: self._remove(client, props), "delete")  # gone is what destroy wants
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        found = self._unless_missing(props, lambda client: self._inspect(client, props), "inspect")
+        # Deleted outside Pulumi: an empty id makes `pulumi refresh` drop it from the state.
+        return ReadResult(id_, dict(props)) if found else ReadResult("", {})
+
+
+class RepoProvider(_ObjectProvider):
+    """A PFS input repo (`raw_data`): created empty, deleted with its data on destroy."""
+
+    def _label(self, props: Mapping[str, Any]) -> str:
+        return _repo_label(props)
+
+    def _inspect(self, client: Any, props: Mapping[str, Any]) -> Any:
+        return client.pfs.inspect_repo(repo=_repo_message(props))
+
+    def _remove(self, client: Any, props: Mapping[str, Any]) -> Any:
+        return client.pfs.delete_repo(repo=_repo_message(props), force=False)
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         return CheckResult(
@@ -404,49 +445,24 @@ class RepoProvider(BySource, ResourceProvider):
         )
         return DiffResult(changes=changes, replaces=replaces, delete_before_replace=False)
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
+    def _send(self, props: Mapping[str, Any], *, update: bool) -> None:
         _call_pachd(
             props,
             lambda client: client.pfs.create_repo(
-                repo=_repo_message(props), description=props.get("description", ""), update=False
+                repo=_repo_message(props), description=props.get("description", ""), update=update
             ),
             what=_repo_label(props),
-            action="create it",
+            action="update its description" if update else "create it",
         )
-        return CreateResult(f"{props.get('project') or DEFAULT_PROJECT}/{props['name']}", _stored(props))
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        self._send(props, update=False)
+        return _created(props)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         if olds.get("description") != news.get("description"):  # a new address or token only updates the state
-            _call_pachd(
-                news,
-                lambda client: client.pfs.create_repo(
-                    repo=_repo_message(news), description=news.get("description", ""), update=True
-                ),
-                what=_repo_label(news),
-                action="update its description",
-            )
+            self._send(news, update=True)
         return UpdateResult(_stored(news))
-
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
-        # already gone is what destroy wants
-        _call_pachd(
-            props,
-            lambda client: client.pfs.delete_repo(repo=_repo_message(props), force=False),
-            what=_repo_label(props),
-            action="delete it",
-            missing_ok=True,
-        )
-
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        found = _call_pachd(
-            props,
-            lambda client: client.pfs.inspect_repo(repo=_repo_message(props)),
-            what=_repo_label(props),
-            action="inspect it",
-            missing_ok=True,
-        )
-        # Deleted outside Pulumi: an empty id makes `pulumi refresh` drop it from the state.
-        return ReadResult(id_, dict(props)) if found else ReadResult("", {})
 
 
 # --- pipelines --------------------------------------------------------------------------------------------------------
@@ -470,10 +486,22 @@ def should_reprocess(spec: Mapping[str, Any], fields: list[str], override: bool 
     return any(re.split(r"[.\[]", field)[0] in DATUM_FIELDS for field in fields)
 
 
-class PipelineProvider(BySource, ResourceProvider):
+class PipelineProvider(_ObjectProvider):
     """A PPS pipeline from its full CreatePipelineRequest spec: create, update in place, delete."""
 
-    serialize_as_secret_always = False  # nothing secret is captured; keeps the state readable
+    pronoun = "the pipeline"
+
+    def _label(self, props: Mapping[str, Any]) -> str:
+        return _pipeline_label(props)
+
+    def _inspect(self, client: Any, props: Mapping[str, Any]) -> Any:
+        return client.pps.inspect_pipeline(pipeline=self._pipeline_message(props), details=False)
+
+    def _remove(self, client: Any, props: Mapping[str, Any]) -> Any:
+        # its output repo goes with it (keep_repo=False)
+        return client.pps.delete_pipeline(
+            pipeline=self._pipeline_message(props), all=False, force=False, keep_repo=False, must_exist=False
+        )
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = _address_failures(news) + _token_failures(news) + _name_failures(news, ("project", "name"))
@@ -518,7 +546,7 @@ class PipelineProvider(BySource, ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         self._send(props, update=False, reprocess=False)
-        return CreateResult(f"{props.get('project') or DEFAULT_PROJECT}/{props['name']}", _stored(props))
+        return _created(props)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         fields = changed_fields(olds.get("spec") or {}, news.get("spec") or {})
@@ -530,29 +558,6 @@ class PipelineProvider(BySource, ResourceProvider):
         from pachyderm_sdk.api import pfs, pps
 
         return pps.Pipeline(name=props["name"], project=pfs.Project(name=props.get("project") or DEFAULT_PROJECT))
-
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
-        # already gone is what destroy wants; its output repo goes with it (keep_repo=False)
-        _call_pachd(
-            props,
-            lambda client: client.pps.delete_pipeline(
-                pipeline=self._pipeline_message(props), all=False, force=False, keep_repo=False, must_exist=False
-            ),
-            what=_pipeline_label(props),
-            action="delete the pipeline",
-            missing_ok=True,
-        )
-
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        found = _call_pachd(
-            props,
-            lambda client: client.pps.inspect_pipeline(pipeline=self._pipeline_message(props), details=False),
-            what=_pipeline_label(props),
-            action="inspect the pipeline",
-            missing_ok=True,
-        )
-        # Deleted outside Pulumi: an empty id makes `pulumi refresh` drop it from the state.
-        return ReadResult(id_, dict(props)) if found else ReadResult("", {})
 
 
 # --- resources --------------------------------------------------------------------------------------------------------
@@ -567,40 +572,44 @@ class PachydermRepoArgs:
     auth_token: pulumi.Input[str] | None = None  # pachd's root token; required by the provider's check
 
 
-def _secret_token(
-    token: pulumi.Input[str] | None,
-    opts: pulumi.ResourceOptions | None,
-) -> tuple[Any, pulumi.ResourceOptions]:
-    """The token as a secret input, and options that keep the output of the same name secret in the state too
-    (the dynamic provider host does not accept secrets: the engine hands it plain values, `acceptSecrets: False`
-    in pulumi/dynamic/__main__.py, so the output is marked here rather than left to the provider)."""
-    secret_outputs = pulumi.ResourceOptions(additional_secret_outputs=[AUTH_TOKEN])
-    merged = pulumi.ResourceOptions.merge(opts or pulumi.ResourceOptions(), secret_outputs)
-    return (pulumi.Output.secret(token) if token is not None else None), merged
+class _PachdObject(Resource):
+    """A repo or pipeline in pachd: where pachd is, the object's project and name, and pachd's root token.
 
-
-class PachydermRepo(Resource):
-    """A Pachyderm input repo, owned by the stack: `pulumi destroy` deletes it."""
+    The token goes in as a secret input, and the output of the same name is kept secret in the state too (the
+    dynamic provider host does not accept secrets: the engine hands it plain values, `acceptSecrets: False` in
+    pulumi/dynamic/__main__.py, so the output is marked here rather than left to the provider)."""
 
     pachd_address: pulumi.Output[str]
     project: pulumi.Output[str]
     name: pulumi.Output[str]
+
+    def __init__(
+        self,
+        provider: ResourceProvider,
+        name: str,
+        props: dict[str, Any],
+        auth_token: pulumi.Input[str] | None,
+        opts: pulumi.ResourceOptions | None,
+    ) -> None:
+        token = pulumi.Output.secret(auth_token) if auth_token is not None else None
+        secret_outputs = pulumi.ResourceOptions(additional_secret_outputs=[AUTH_TOKEN])
+        opts = pulumi.ResourceOptions.merge(opts or pulumi.ResourceOptions(), secret_outputs)
+        super().__init__(provider, name, {**props, AUTH_TOKEN: token}, opts)
+
+
+class PachydermRepo(_PachdObject):
+    """A Pachyderm input repo, owned by the stack: `pulumi destroy` deletes it."""
+
     description: pulumi.Output[str]
 
     def __init__(self, name: str, args: PachydermRepoArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        token, opts = _secret_token(args.auth_token, opts)
-        super().__init__(
-            RepoProvider(),
-            name,
-            {
-                "pachd_address": args.pachd_address,
-                "project": args.project,
-                "name": args.name,
-                "description": args.description,
-                AUTH_TOKEN: token,
-            },
-            opts,
-        )
+        props = {
+            "pachd_address": args.pachd_address,
+            "project": args.project,
+            "name": args.name,
+            "description": args.description,
+        }
+        super().__init__(RepoProvider(), name, props, args.auth_token, opts)
 
 
 @dataclass(frozen=True)
@@ -612,12 +621,9 @@ class PachydermPipelineArgs:
     auth_token: pulumi.Input[str] | None = None  # pachd's root token; required by the provider's check
 
 
-class PachydermPipeline(Resource):
+class PachydermPipeline(_PachdObject):
     """A Pachyderm pipeline, owned by the stack: a changed spec updates it in place, a new name replaces it."""
 
-    pachd_address: pulumi.Output[str]
-    project: pulumi.Output[str]
-    name: pulumi.Output[str]
     spec: pulumi.Output[dict]
 
     def __init__(self, name: str, args: PachydermPipelineArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -625,15 +631,13 @@ class PachydermPipeline(Resource):
         if isinstance(spec, Mapping):
             name_: Any = pipeline_name(spec)
         else:
-            name_ = pulumi.Output.from_input(args.spec).apply(pipeline_name)
-        token, opts = _secret_token(args.auth_token, opts)
+            name_ = pulumi.Output.from_input(spec).apply(pipeline_name)
         props: dict[str, Any] = {
             "pachd_address": args.pachd_address,
             "project": args.project,
             "name": name_,
             "spec": spec,
-            AUTH_TOKEN: token,
         }
         if args.reprocess is not None:
             props["reprocess"] = args.reprocess
-        super().__init__(PipelineProvider(), name, props, opts)
+        super().__init__(PipelineProvider(), name, props, args.auth_token, opts)

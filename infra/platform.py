@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Protocol, cast
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -68,12 +68,24 @@ class PlatformNamespace(pulumi.ComponentResource):
         self.register_outputs({"name": self.name})
 
 
+class RegistryCredentials(Protocol):
+    """The registry the images go to and come from, and how to log in to it (`RegistryConfig` of infra/config.py):
+    the stage image's push and each namespace's pull secret use the same three values."""
+
+    @property
+    def server(self) -> str: ...
+
+    @property
+    def username(self) -> str: ...
+
+    @property
+    def password(self) -> pulumi.Input[str]: ...  # a secret Output
+
+
 @dataclass(frozen=True)
 class RegistrySecretArgs:
     namespace: pulumi.Input[str]
-    server: str
-    username: str
-    password: pulumi.Input[str]  # a secret Output
+    registry: RegistryCredentials
     secret_name: str = "registry-credentials"
 
 
@@ -90,9 +102,10 @@ class RegistrySecret(pulumi.ComponentResource):
     def __init__(self, name: str, args: RegistrySecretArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("issue-titles:infra:RegistrySecret", name, None, opts)
         # Built inside apply so the secret-ness of the password carries over to the whole document.
+        registry = args.registry
         config_json: pulumi.Output[str] = pulumi.Output.secret(
-            pulumi.Output.from_input(args.password).apply(
-                lambda password: dockerconfigjson(args.server, args.username, password)
+            pulumi.Output.from_input(registry.password).apply(
+                lambda password: dockerconfigjson(registry.server, registry.username, password)
             )
         )
         self.secret = k8s.core.v1.Secret(

@@ -28,7 +28,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.custom_resources import CustomResourceWithStatus, wait_annotations
+from infra.custom_resources import CustomResourceWithStatus, awaited_metadata
 from infra.labels import labels
 from infra.pods import TMP_MOUNT, TMP_VOLUME, container_security_context, pod_security_context
 from pipelines.contract import METRICS_PORT, MODEL_NAME, SERVING_PORT
@@ -366,12 +366,7 @@ class ModelServing(pulumi.ComponentResource):
                 name,
                 api_version="machinelearning.seldon.io/v1",
                 kind="SeldonDeployment",
-                metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=MODEL_NAME,
-                    namespace=args.namespace,
-                    labels=labels("serving"),
-                    annotations=spec.apply(lambda s: wait_annotations(wait_for(s), TIMEOUT_SECONDS)),
-                ),
+                metadata=awaited_metadata(MODEL_NAME, args.namespace, "serving", spec.apply(wait_for), TIMEOUT_SECONDS),
                 spec=spec,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service_account]),
             )

@@ -10,6 +10,7 @@ real format, the real loader and the real decoder, small.
 import random
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from issue_titles.csvio import Issue, write_issues
 
@@ -21,6 +22,11 @@ _PROBLEMS = [("crashes on empty input", "fix crash in {c} on empty input"),
              ("logs the password in plain text", "stop logging secrets in {c}"),
              ("is slow with large files", "speed up {c} for large files"),
              ("needs support for yaml files", "add yaml support to {c}")]  # fmt: skip
+# The tiny model's sizes, as TextConfig / TrainSettings fields (`pipelines.specs.cli_flags` turns them into the
+# `stages pre_process` / `stages train` flags for tests that run the CLI).
+TINY_TEXT: dict[str, Any] = {"body_vocab_size": 120, "body_length": 24, "title_vocab_size": 60, "title_length": 8}
+TINY_TRAIN: dict[str, Any] = {"epochs": 4, "batch_size": 16, "embedding_dim": 16, "hidden_dim": 16, "dropout": 0.0,
+                              "learning_rate": 0.01}  # fmt: skip
 
 
 def tiny_issues(rows: int = 60, seed: int = 7) -> list[Issue]:
@@ -49,11 +55,9 @@ def tiny_train(work: Path, architecture: str = "default", epochs: int = 4) -> Pa
     (work / "raw").mkdir(parents=True)
     write_issues(work / "raw" / "issues.csv", tiny_issues())
     run_split(work / "raw", work / "split", SplitSettings(test_fraction=0.2, seed=1))
-    run_preprocess(work / "split", work / "pre_process",
-                   TextConfig(body_vocab_size=120, body_length=24, title_vocab_size=60, title_length=8))  # fmt: skip
+    run_preprocess(work / "split", work / "pre_process", TextConfig(**TINY_TEXT))
     run_train(work / "pre_process", work / "train",
-              TrainSettings(architecture=architecture, epochs=epochs, batch_size=16, embedding_dim=16, hidden_dim=16,
-                            dropout=0.0, learning_rate=0.01, verbose=0))  # fmt: skip
+              TrainSettings(architecture=architecture, **(TINY_TRAIN | {"epochs": epochs}), verbose=0))  # fmt: skip
     return work / "train"
 
 

@@ -7,6 +7,8 @@ call, so a test may put its own mocks subclass there (monkeypatch.setattr(harnes
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 from infra.render import (
@@ -61,3 +63,16 @@ def run_program(
     return _render_run_program(
         stack, config_overrides, password=password, root_token=root_token, mocks=_Mocks, **options
     )
+
+
+def plain_text_leaks(run: ProgramRun, forms: Sequence[str], *, secret_outputs_too: bool = False) -> list[str]:
+    """Where one of `forms` (a secret and its encodings) shows in plain text: a resource's inputs and outputs outside
+    their secrets, and the stack outputs (those marked secret only with `secret_outputs_too`)."""
+    leaks = []
+    for resource in run:
+        plain = json.dumps(without_secrets(resource.wire))
+        leaks += [f"{resource.type_} {resource.name}" for form in forms if form in plain]
+    for key, value in run.outputs.items():
+        if secret_outputs_too or key not in run.secret_outputs:
+            leaks += [f"output {key}" for form in forms if form in json.dumps(value)]
+    return leaks

@@ -266,47 +266,39 @@ def test_read_of_a_pipeline_deleted_outside_pulumi_drops_it_from_the_state(pachd
 # --- errors -----------------------------------------------------------------------------------------------------------
 
 
-def test_a_rejected_spec_names_the_pipeline_the_field_and_the_address(pachd: FakePachd) -> None:
-    pachd.fail_next(
-        "create_pipeline_v2",
-        grpc.StatusCode.INVALID_ARGUMENT,
-        "invalid pipeline spec: request.Transform.Image cannot be empty",
-    )
+def create_refused(pachd: FakePachd, code: grpc.StatusCode, details: str) -> str:
+    """The message `create` fails with when pachd answers the pipeline's creation with `code` and `details`."""
+    pachd.fail_next("create_pipeline_v2", code, details)
     with pytest.raises(PachydermError) as raised:
         PipelineProvider().create(pipeline_props())
-    message = str(raised.value)
+    return str(raised.value)
+
+
+def test_a_rejected_spec_names_the_pipeline_the_field_and_the_address(pachd: FakePachd) -> None:
+    message = create_refused(
+        pachd, grpc.StatusCode.INVALID_ARGUMENT, "invalid pipeline spec: request.Transform.Image cannot be empty"
+    )
     assert message.startswith("pipeline 'train': pachd at " + ADDRESS + " rejected")
     assert "request.Transform.Image cannot be empty" in message
     assert "(field: transform.image)" in message
 
 
 def test_a_rejected_reprocess_spec_names_that_field(pachd: FakePachd) -> None:
-    pachd.fail_next(
-        "create_pipeline_v2",
-        grpc.StatusCode.UNKNOWN,
-        "invalid pipeline spec: ReprocessSpec must be one of 'until_success' or 'every_job'",
-    )
-    with pytest.raises(PachydermError, match=r"\(field: reprocessSpec\)"):
-        PipelineProvider().create(pipeline_props())
+    details = "invalid pipeline spec: ReprocessSpec must be one of 'until_success' or 'every_job'"
+    assert "(field: reprocessSpec)" in create_refused(pachd, grpc.StatusCode.UNKNOWN, details)
 
 
 def test_an_unknown_field_is_named_as_pachd_parsed_it(pachd: FakePachd) -> None:
-    pachd.fail_next(
-        "create_pipeline_v2", grpc.StatusCode.INVALID_ARGUMENT, 'proto: (line 1:412): unknown field "imagePullSecret"'
-    )
-    with pytest.raises(PachydermError, match=r"\(field: imagePullSecret\)"):
-        PipelineProvider().create(pipeline_props())
+    details = 'proto: (line 1:412): unknown field "imagePullSecret"'
+    assert "(field: imagePullSecret)" in create_refused(pachd, grpc.StatusCode.INVALID_ARGUMENT, details)
 
 
 def test_an_unreachable_pachd_says_it_cannot_reach_it_and_what_to_check(pachd: FakePachd) -> None:
-    pachd.fail_next(
-        "create_pipeline_v2",
+    message = create_refused(
+        pachd,
         grpc.StatusCode.UNAVAILABLE,
         "failed to connect to all addresses; last error: UNKNOWN: Connection refused",
     )
-    with pytest.raises(PachydermError) as raised:
-        PipelineProvider().create(pipeline_props())
-    message = str(raised.value)
     assert message.startswith(f"pipeline 'train': cannot reach pachd at {ADDRESS}")
     assert "Connection refused" in message and "issue-titles:pachdAddress" in message
 

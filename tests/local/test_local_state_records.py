@@ -105,6 +105,20 @@ DAMAGE: dict[str, Callable[[Path], str]] = {
 }
 
 
+def put_new_file(capsys: pytest.CaptureFixture[str], state: Path, tmp_path: Path) -> tuple[int, str, str]:
+    """`localpach put-file raw_data new.csv` of two new rows: a writer, the first command a user runs."""
+    return cli(
+        capsys,
+        "--state",
+        str(state),
+        "put-file",
+        "raw_data",
+        "new.csv",
+        "-f",
+        str(issue_csv(tmp_path / "new.csv", rows=2)),
+    )
+
+
 def commands(state: Path, tmp: Path) -> list[list[str]]:
     specs = write_specs(tmp / "specs.json", project_like_specs())
     job = first_job(state).stem
@@ -145,16 +159,7 @@ def test_put_file_names_a_broken_head_record_with_its_repair_and_writes_nothing(
     damaged = truncate(head_record(state, "raw_data"))
     commits = sorted(os.listdir(state / "repos" / "raw_data" / "commits"))
 
-    code, _, err = cli(
-        capsys,
-        "--state",
-        str(state),
-        "put-file",
-        "raw_data",
-        "new.csv",
-        "-f",
-        str(issue_csv(tmp_path / "new.csv", rows=2)),
-    )
+    code, _, err = put_new_file(capsys, state, tmp_path)
 
     assert code == 1
     assert err.count("\n") == 1 and damaged in err
@@ -167,16 +172,7 @@ def test_put_file_works_while_a_pipeline_repo_is_damaged(
 ) -> None:
     truncate(head_record(state, "split"))
 
-    code, out, _ = cli(
-        capsys,
-        "--state",
-        str(state),
-        "put-file",
-        "raw_data",
-        "new.csv",
-        "-f",
-        str(issue_csv(tmp_path / "new.csv", rows=2)),
-    )
+    code, out, _ = put_new_file(capsys, state, tmp_path)
 
     assert code == 0 and "committed raw_data@" in out
 
@@ -277,16 +273,7 @@ def test_a_truncated_state_marker_is_named_with_what_it_should_hold(
 ) -> None:
     damaged = truncate(state / "localpach.json")
 
-    code, _, err = cli(
-        capsys,
-        "--state",
-        str(state),
-        "put-file",
-        "raw_data",
-        "new.csv",
-        "-f",
-        str(issue_csv(tmp_path / "new.csv", rows=2)),
-    )
+    code, _, err = put_new_file(capsys, state, tmp_path)
 
     assert code == 1
     assert damaged in err and '{"format": 1}' in err
@@ -458,16 +445,7 @@ def test_fsck_fix_rewrites_a_damaged_state_marker_and_writers_work_again(
     truncate(state / "localpach.json")
 
     code, out, _ = cli(capsys, "--state", str(state), "fsck", "--fix")
-    put, _, _ = cli(
-        capsys,
-        "--state",
-        str(state),
-        "put-file",
-        "raw_data",
-        "new.csv",
-        "-f",
-        str(issue_csv(tmp_path / "new.csv", rows=2)),
-    )
+    put, _, _ = put_new_file(capsys, state, tmp_path)
 
     assert code == 0 and "Fix applied: rewrote" in out
     assert json.loads((state / "localpach.json").read_text())["format"] == 1

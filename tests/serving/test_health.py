@@ -2,11 +2,22 @@
 model where only loading behaviour matters, so these servers start in seconds and run beside the main one)."""
 
 import signal
+from collections.abc import Iterator
 
 import pytest
 import requests
 
 from tests.serving.serving_harness import TUTORIAL_PAYLOAD, ServerProcess
+
+
+def exit_code(process: ServerProcess) -> int:
+    """Start a server that must refuse to run; its exit code (it is stopped either way)."""
+    process.start()
+    assert process.process is not None
+    try:
+        return process.process.wait(timeout=60)
+    finally:
+        process.stop()
 
 
 def test_loaded_server_is_live_and_ready(server: ServerProcess, http: requests.Session) -> None:
@@ -23,7 +34,7 @@ def test_seldon_executor_status_path_reports_ready(server: ServerProcess, http: 
 
 
 @pytest.fixture()
-def slow_server(tmp_path) -> ServerProcess:
+def slow_server(tmp_path) -> Iterator[ServerProcess]:
     process = ServerProcess(
         tmp_path, tmp_path / "slow.log", predictor_loader="fake_predictor:load_slowly", env={"FAKE_LOAD_SECONDS": "6"}
     ).start()
@@ -46,11 +57,8 @@ def test_server_is_ready_only_once_the_model_is_loaded(slow_server: ServerProces
 
 
 def test_server_exits_with_an_error_when_the_model_cannot_load(tmp_path) -> None:
-    process = ServerProcess(tmp_path, tmp_path / "broken.log", predictor_loader="fake_predictor:load_broken").start()
-    try:
-        returncode = process.process.wait(timeout=60)
-    finally:
-        process.stop()
+    process = ServerProcess(tmp_path, tmp_path / "broken.log", predictor_loader="fake_predictor:load_broken")
+    returncode = exit_code(process)
 
     assert returncode == 2  # StageError's exit code, as `stages serve` reports it
     assert "no model weights in" in process.log()
@@ -58,11 +66,8 @@ def test_server_exits_with_an_error_when_the_model_cannot_load(tmp_path) -> None
 
 
 def test_server_refuses_a_missing_model_folder(tmp_path) -> None:
-    process = ServerProcess(tmp_path / "absent", tmp_path / "absent.log").start()
-    try:
-        returncode = process.process.wait(timeout=60)
-    finally:
-        process.stop()
+    process = ServerProcess(tmp_path / "absent", tmp_path / "absent.log")
+    returncode = exit_code(process)
 
     assert returncode == 2  # StageError's exit code, as `stages serve` reports it
     assert f"error: {tmp_path / 'absent'}: model bundle folder not found" in process.log()
@@ -70,11 +75,7 @@ def test_server_refuses_a_missing_model_folder(tmp_path) -> None:
 
 def test_server_refuses_a_port_in_use(server: ServerProcess, tmp_path) -> None:
     process = ServerProcess(tmp_path, tmp_path / "busy.log", predictor_loader="fake_predictor:load", port=server.port)
-    process.start()
-    try:
-        returncode = process.process.wait(timeout=60)
-    finally:
-        process.stop()
+    returncode = exit_code(process)
 
     assert returncode == 2  # StageError's exit code, as `stages serve` reports it
     assert f"error: cannot listen for HTTP on 127.0.0.1:{server.port}: Address already in use" in process.log()

@@ -111,48 +111,34 @@ def test_health_checks_answer_while_gzip_bombs_arrive(edge_server: ServerProcess
     assert slowest < 2
 
 
+def post_encoded(server: ServerProcess, body: bytes, content_encoding: str) -> requests.Response:
+    """A Seldon request whose JSON body was encoded as `content_encoding` says."""
+    headers = {"Content-Type": "application/json", "Content-Encoding": content_encoding}
+    return requests.post(server.url + SELDON, data=body, headers=headers, timeout=30)
+
+
 def test_comma_separated_identity_and_gzip_is_decoded(edge_server: ServerProcess) -> None:
-    response = requests.post(
-        edge_server.url + SELDON,
-        data=gzip.compress(TUTORIAL_PAYLOAD.encode()),
-        headers={"Content-Type": "application/json", "Content-Encoding": "identity, gzip"},
-        timeout=30,
-    )
+    response = post_encoded(edge_server, gzip.compress(TUTORIAL_PAYLOAD.encode()), "identity, gzip")
 
     assert response.status_code == 200, response.text
     assert len(response.json()["data"]["ndarray"]) == 1
 
 
 def test_gzip_applied_twice_is_decoded_twice(edge_server: ServerProcess) -> None:
-    response = requests.post(
-        edge_server.url + SELDON,
-        data=gzip.compress(gzip.compress(TUTORIAL_PAYLOAD.encode())),
-        headers={"Content-Type": "application/json", "Content-Encoding": "gzip, gzip"},
-        timeout=30,
-    )
+    response = post_encoded(edge_server, gzip.compress(gzip.compress(TUTORIAL_PAYLOAD.encode())), "gzip, gzip")
 
     assert response.status_code == 200, response.text
 
 
 def test_more_than_two_gzip_layers_are_415(edge_server: ServerProcess) -> None:
-    response = requests.post(
-        edge_server.url + SELDON,
-        data=gzip.compress(TUTORIAL_PAYLOAD.encode()),
-        headers={"Content-Type": "application/json", "Content-Encoding": ", ".join(["gzip"] * 1000)},
-        timeout=30,
-    )
+    response = post_encoded(edge_server, gzip.compress(TUTORIAL_PAYLOAD.encode()), ", ".join(["gzip"] * 1000))
 
     assert response.status_code == 415
     assert response.json() == {"error": "Content-Encoding lists 1000 gzip layers; at most 2 are undone"}
 
 
 def test_an_unsupported_coding_anywhere_in_the_list_is_415(edge_server: ServerProcess) -> None:
-    response = requests.post(
-        edge_server.url + SELDON,
-        data=gzip.compress(TUTORIAL_PAYLOAD.encode()),
-        headers={"Content-Type": "application/json", "Content-Encoding": "gzip, br"},
-        timeout=30,
-    )
+    response = post_encoded(edge_server, gzip.compress(TUTORIAL_PAYLOAD.encode()), "gzip, br")
 
     assert response.status_code == 415
     assert response.json() == {"error": "Content-Encoding 'br' is not supported; send plain or gzip JSON"}

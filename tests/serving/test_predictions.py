@@ -23,6 +23,18 @@ def seldon_titles(http: requests.Session, server: ServerProcess, bodies: list[st
     return [row[0] for row in response.json()["data"]["ndarray"]]
 
 
+def post_tutorial_payload(
+    http: requests.Session,
+    server: ServerProcess,
+    path: str = "/api/v1.0/predictions",
+    content_type: str = "application/json",
+    **headers: str,
+) -> requests.Response:
+    """The tutorial's curl request: its JSON body, sent as `content_type`, with any other headers."""
+    headers = {"Content-Type": content_type, **headers}
+    return http.post(server.url + path, data=TUTORIAL_PAYLOAD.encode(), headers=headers, timeout=60)
+
+
 def v2_titles(http: requests.Session, server: ServerProcess, bodies: list[str]) -> list[str]:
     payload = {"inputs": [{"name": "bodies", "shape": [len(bodies)], "datatype": "BYTES", "data": bodies}]}
     response = http.post(server.url + V2_INFER, json=payload, timeout=60)
@@ -31,12 +43,7 @@ def v2_titles(http: requests.Session, server: ServerProcess, bodies: list[str]) 
 
 
 def test_tutorial_curl_payload_gets_a_title(server: ServerProcess, http: requests.Session) -> None:
-    response = http.post(
-        server.url + "/api/v1.0/predictions",
-        data=TUTORIAL_PAYLOAD.encode(),
-        headers={"Content-Type": "application/json"},
-        timeout=60,
-    )
+    response = post_tutorial_payload(http, server)
 
     assert response.status_code == 200, response.text
     answer = response.json()
@@ -52,12 +59,7 @@ def test_other_seldon_paths_answer_like_the_v1_path(server: ServerProcess, http:
 
 
 def test_seldon_executor_puid_is_echoed_in_meta(server: ServerProcess, http: requests.Session) -> None:
-    response = http.post(
-        server.url + "/predict",
-        data=TUTORIAL_PAYLOAD.encode(),
-        headers={"Content-Type": "application/json", "Seldon-Puid": "puid-from-executor"},
-        timeout=60,
-    )
+    response = post_tutorial_payload(http, server, "/predict", **{"Seldon-Puid": "puid-from-executor"})
 
     assert response.status_code == 200, response.text
     assert response.json()["meta"]["puid"] == "puid-from-executor"
@@ -65,12 +67,7 @@ def test_seldon_executor_puid_is_echoed_in_meta(server: ServerProcess, http: req
 
 def test_plain_curl_without_content_type_is_still_json(server: ServerProcess, http: requests.Session) -> None:
     # `curl -d '{...}'` sends application/x-www-form-urlencoded; the body is still the JSON request.
-    response = http.post(
-        server.url + "/api/v1.0/predictions",
-        data=TUTORIAL_PAYLOAD.encode(),
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
-        timeout=60,
-    )
+    response = post_tutorial_payload(http, server, content_type="application/x-www-form-urlencoded")
 
     assert response.status_code == 200, response.text
 

@@ -9,8 +9,9 @@ import pytest
 from issue_titles.contract import MODEL_FILES
 from issue_titles.distributed import Replica, local_tf_configs, replica_from_env, tf_config
 from issue_titles.errors import StageError
+from pipelines.specs import cli_flags
 from tests.stages.conftest import run_stages
-from tests.tiny_model import tiny_issues
+from tests.tiny_model import TINY_TEXT, TINY_TRAIN, tiny_issues
 
 # The training operator's TF_CONFIG for replica 1 of a two-worker TFJob `train-job1` in namespace `issue-titles`
 # (kubeflow/training-operator v1.9.0 pkg/controller.v1/tensorflow/tensorflow.go genTFConfigJSONStr/genClusterSpec:
@@ -77,40 +78,15 @@ def _prepare(root: Path, rows: int = 320) -> Path:
         == 0
     )
     assert (
-        run_stages(
-            "pre_process",
-            "--input",
-            root / "split",
-            "--output",
-            root / "pre_process",
-            "--body-vocab-size",
-            "120",
-            "--body-length",
-            "24",
-            "--title-vocab-size",
-            "60",
-            "--title-length",
-            "8",
-        )
+        run_stages("pre_process", "--input", root / "split", "--output", root / "pre_process", *cli_flags(**TINY_TEXT))
         == 0
     )
     return root / "pre_process"
 
 
-TRAIN_FLAGS = (
-    "--epochs",
-    "3",
-    "--batch-size",
-    "16",
-    "--embedding-dim",
-    "16",
-    "--hidden-dim",
-    "16",
-    "--dropout",
-    "0",
-    "--learning-rate",
-    "0.01",
-)
+def train_flags(epochs: int = 3) -> list[str]:
+    """`stages train` flags of the tiny model (tests/tiny_model.py), `epochs` epochs."""
+    return cli_flags(**(TINY_TRAIN | {"epochs": epochs}))
 
 
 def _losses(train_dir: Path) -> list[float]:
@@ -128,7 +104,7 @@ def test_two_local_workers_follow_the_single_workers_loss_curve(tmp_path: Path) 
     """Same data, epochs and global batch: the 2-process run follows the single worker's loss curve and its chief
     writes the same files (the model the train output commit gets). The fast variant of the ROUGE-L test below."""
     pre = _prepare(tmp_path, rows=120)
-    flags = (*TRAIN_FLAGS[:1], "2", *TRAIN_FLAGS[2:])  # 2 epochs
+    flags = train_flags(epochs=2)
     assert run_stages("train", "--input", pre, "--output", tmp_path / "one", *flags) == 0
     assert run_stages("train", "--input", pre, "--output", tmp_path / "two", *flags, "--workers", "2") == 0
 
@@ -141,8 +117,8 @@ def test_two_local_workers_follow_the_single_workers_loss_curve(tmp_path: Path) 
 def test_two_local_workers_reach_the_single_workers_rouge_l(tmp_path: Path) -> None:
     """The 2-process model scores within 0.01 ROUGE-L of the single worker's on the same data and epochs (~70 s)."""
     pre = _prepare(tmp_path)
-    assert run_stages("train", "--input", pre, "--output", tmp_path / "one", *TRAIN_FLAGS) == 0
-    assert run_stages("train", "--input", pre, "--output", tmp_path / "two", *TRAIN_FLAGS, "--workers", "2") == 0
+    assert run_stages("train", "--input", pre, "--output", tmp_path / "one", *train_flags()) == 0
+    assert run_stages("train", "--input", pre, "--output", tmp_path / "two", *train_flags(), "--workers", "2") == 0
     assert _losses(tmp_path / "two") == pytest.approx(_losses(tmp_path / "one"), rel=2e-3)
     one = _rouge_l(tmp_path / "one", tmp_path / "split", tmp_path / "eval-one")
     two = _rouge_l(tmp_path / "two", tmp_path / "split", tmp_path / "eval-two")

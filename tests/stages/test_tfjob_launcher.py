@@ -1,5 +1,6 @@
-"""`stages launch-tfjob` against a fake Kubernetes API and a fake S3 gateway on 127.0.0.1 (tests/stages/fake_cluster.py):
-the TFJob it creates, how it follows and cleans up, how a failure fails the datum, and what a replica reads and writes."""
+"""`stages launch-tfjob` against a fake Kubernetes API and a fake S3 gateway on 127.0.0.1
+(tests/stages/fake_cluster.py): the TFJob it creates, how it follows and cleans up, how a failure fails the datum,
+and what a replica reads and writes."""
 
 import base64
 import json
@@ -237,37 +238,26 @@ def test_gpus_per_worker_get_the_gpu_toleration_and_limit() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
 
 
+def gateway_buckets(chain) -> dict[str, dict[str, bytes]]:
+    """What the S3 gateway serves a train replica: the pre_process output, and an empty `out`."""
+    return {"pre_process": {p.name: p.read_bytes() for p in chain["pre_process"].iterdir() if p.is_file()}, "out": {}}
+
+
+def replica_train_args(tmp_path: Path) -> tuple:
+    """The `stages train` a TFJob replica runs: from the gateway's pre_process bucket into its out bucket."""
+    return ("train", "--from-s3", "pre_process", "--input", tmp_path / "input", "--to-s3", "out",
+            "--output", tmp_path / "output", "--epochs", "1", "--batch-size", "64", "--embedding-dim", "16",
+            "--hidden-dim", "16")  # fmt: skip
+
+
 def test_a_replica_trains_from_the_s3_gateway_and_the_chief_writes_the_model_into_out(
     tmp_path: Path, chain, monkeypatch
 ) -> None:
-    state = S3State(
-        buckets={
-            "pre_process": {p.name: p.read_bytes() for p in chain["pre_process"].iterdir() if p.is_file()},
-            "out": {},
-        }
-    )
+    state = S3State(buckets=gateway_buckets(chain))
     server, url = fake_s3(state)
     monkeypatch.setenv("S3_ENDPOINT", url)
     try:
-        code = run_stages(
-            "train",
-            "--from-s3",
-            "pre_process",
-            "--input",
-            tmp_path / "input",
-            "--to-s3",
-            "out",
-            "--output",
-            tmp_path / "output",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "64",
-            "--embedding-dim",
-            "16",
-            "--hidden-dim",
-            "16",
-        )
+        code = run_stages(*replica_train_args(tmp_path))
     finally:
         server.shutdown()
     assert code == 0
@@ -279,34 +269,10 @@ def test_a_replica_trains_through_an_auth_on_gateway_with_the_secrets_credential
     tmp_path: Path, chain, monkeypatch
 ) -> None:
     """Pachyderm auth on: the gateway refuses unsigned requests; the replica's env (AWS_* from the Secret) signs."""
-    state = S3State(
-        tokens={TOKEN},
-        buckets={
-            "pre_process": {p.name: p.read_bytes() for p in chain["pre_process"].iterdir() if p.is_file()},
-            "out": {},
-        },
-    )
+    state = S3State(tokens={TOKEN}, buckets=gateway_buckets(chain))
     server, url = fake_s3(state)
     monkeypatch.setenv("S3_ENDPOINT", url)
-    args = (
-        "train",
-        "--from-s3",
-        "pre_process",
-        "--input",
-        tmp_path / "input",
-        "--to-s3",
-        "out",
-        "--output",
-        tmp_path / "output",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "64",
-        "--embedding-dim",
-        "16",
-        "--hidden-dim",
-        "16",
-    )
+    args = replica_train_args(tmp_path)
     try:
         monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
         monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)

@@ -25,7 +25,7 @@ from issue_titles.contract import (
     SERVING_UID,
 )
 from issue_titles.errors import QualityGateError, StageError
-from issue_titles.evaluate import evaluate_split, load_for_split
+from issue_titles.evaluate import DecodingOptions, evaluate_model
 from issue_titles.jsonio import read_json, write_json
 from issue_titles.model_card import render_model_card
 from issue_titles.predictor import DECODING_DEFAULTS
@@ -165,52 +165,13 @@ def run_build(
     this test split (a model worse than a one-liner is not worth serving); `min_rouge_l` is an extra absolute floor."""
     env = os.environ if env is None else env
     train_dir, split_dir = find_inputs(inputs)
+    decoding: DecodingOptions = {"beam_width": beam_width, "length_penalty": length_penalty, "copy_bias": copy_bias}
     if is_sharded_split(split_dir):  # one shard per raw file: score on their merged rows, each row once
         with tempfile.TemporaryDirectory(prefix="build-split-") as flat:
             flat_split_view(split_dir, Path(flat))
-            return _build(
-                inputs,
-                output_dir,
-                train_dir,
-                Path(flat),
-                min_rouge_l,
-                base_image,
-                env,
-                beat_baseline,
-                beam_width,
-                length_penalty,
-                copy_bias,
-            )
-    return _build(
-        inputs,
-        output_dir,
-        train_dir,
-        split_dir,
-        min_rouge_l,
-        base_image,
-        env,
-        beat_baseline,
-        beam_width,
-        length_penalty,
-        copy_bias,
-    )
-
-
-def _build(
-    inputs,
-    output_dir,
-    train_dir,
-    split_dir,
-    min_rouge_l,
-    base_image,
-    env,
-    beat_baseline,
-    beam_width,
-    length_penalty,
-    copy_bias,
-) -> dict:
-    predictor, choice = load_for_split(train_dir, split_dir, beam_width, length_penalty, copy_bias)
-    metrics = evaluate_split(predictor, split_dir) | {"decoding_choice": choice}
+            predictor, metrics = evaluate_model(train_dir, Path(flat), **decoding)
+    else:
+        predictor, metrics = evaluate_model(train_dir, split_dir, **decoding)
     check_quality_gate(metrics, min_rouge_l, beat_baseline)
     model_info = read_json(train_dir / MODEL_INFO)
     with atomic_output_dir(output_dir, step="build", inputs=inputs) as staging:
@@ -220,7 +181,8 @@ def _build(
             if (train_dir / name).is_file():
                 shutil.copyfile(train_dir / name, staging / name)
         write_json(staging / "metrics.json", metrics)
-        write_decoding_choice(staging / TENSORBOARD_DIR / "decoding", choice)  # beside train's scalars in TensorBoard
+        # beside train's scalars in TensorBoard
+        write_decoding_choice(staging / TENSORBOARD_DIR / "decoding", metrics["decoding_choice"])
         (staging / "Dockerfile").write_text(dockerfile(base_image), encoding="utf-8")
         write_json(staging / MODEL_SETTINGS_FILE, model_settings())
         provenance = {

@@ -11,6 +11,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 from issue_titles.atomic import atomic_output_dir
 from issue_titles.csvio import Issue, ReadReport, read_issue_file
@@ -143,7 +144,7 @@ def evaluate(
         "predict_seconds": round(seconds, 2),
         "examples": [
             {"body": issue.body[:200], "title": issue.issue_title, "predicted": predicted}
-            for issue, predicted in zip(issues[:EXAMPLES], predictions[:EXAMPLES])
+            for issue, predicted in zip(issues[:EXAMPLES], predictions[:EXAMPLES], strict=False)
         ],
     }
     if heldout:
@@ -174,7 +175,7 @@ def validation_rows(split_dir: Path, model_dir: Path) -> tuple[list[Issue], str]
     issues = read_issue_file(source, ReadReport(), label="train.csv")
     if len(issues) != rows:
         return [], f"train.csv has {len(issues)} rows, the model trained on {rows}: not the split it was trained from"
-    return issues[int(math.floor(rows * (1.0 - fraction))) :], ""
+    return issues[math.floor(rows * (1.0 - fraction)) :], ""
 
 
 def choose_decoding(predictor: TitlePredictor, rows: list[Issue], sample: int = TUNING_ROWS, seed: int = 0) -> dict:
@@ -237,6 +238,23 @@ def evaluate_split(predictor: TitlePredictor, split_dir: Path) -> dict:
     return evaluate(predictor, issues, heldout, lead_k, source)
 
 
+class DecodingOptions(TypedDict, total=False):
+    """`load_for_split`'s decoding options (None: chosen on the split, or the bundle's)."""
+
+    beam_width: int | None
+    length_penalty: float | None
+    copy_bias: float | None
+
+
+def evaluate_model(
+    model_dir: Path, split_dir: Path, **decoding: Unpack[DecodingOptions]
+) -> tuple[TitlePredictor, dict]:
+    """(the predictor as evaluated, its metrics with `decoding_choice`): what `evaluate` reports is what `build`
+    gates on and serves."""
+    predictor, choice = load_for_split(model_dir, split_dir, **decoding)
+    return predictor, evaluate_split(predictor, split_dir) | {"decoding_choice": choice}
+
+
 def run_evaluate(
     model_dir: Path,
     split_dir: Path,
@@ -245,9 +263,10 @@ def run_evaluate(
     length_penalty: float | None = None,
     copy_bias: float | None = None,
 ) -> dict:
-    predictor, choice = load_for_split(model_dir, split_dir, beam_width, length_penalty, copy_bias)
-    metrics = evaluate_split(predictor, split_dir) | {"decoding_choice": choice}
+    _, metrics = evaluate_model(
+        model_dir, split_dir, beam_width=beam_width, length_penalty=length_penalty, copy_bias=copy_bias
+    )
     with atomic_output_dir(output_dir, step="evaluate", inputs=[model_dir, split_dir]) as staging:
         write_json(staging / "metrics.json", metrics)
-        write_decoding_choice(staging / TENSORBOARD_DIR / "decoding", choice)
+        write_decoding_choice(staging / TENSORBOARD_DIR / "decoding", metrics["decoding_choice"])
     return metrics

@@ -251,50 +251,40 @@ class KubeApi:
             message = response.text
         raise TFJobFailed(f"Kubernetes API refused to {what}: HTTP {response.status_code}: {message[:300]}")
 
+    def _request(self, method: str, url: str, what: str, *, absent: int, json: dict | None = None) -> Any:
+        """The response, or None when the API answers `absent` (409: exists already; 404: not there); any other
+        error status fails, saying what was refused."""
+        response = self.http.request(method, url, json=json, timeout=30)
+        if response.status_code == absent:
+            return None
+        if response.status_code >= 300:
+            self._fail(response, what)
+        return response
+
     def create(self, manifest: dict) -> dict | None:
         """The created TFJob, or None when one of that name exists already."""
-        response = self.http.post(self._url(), json=manifest, timeout=30)
-        if response.status_code == 409:
-            return None
-        if response.status_code >= 300:
-            self._fail(response, f"create TFJob {manifest['metadata']['name']}")
-        return response.json()
+        what = f"create TFJob {manifest['metadata']['name']}"
+        response = self._request("POST", self._url(), what, absent=409, json=manifest)
+        return None if response is None else response.json()
 
     def get(self, name: str) -> dict | None:
-        response = self.http.get(self._url(name), timeout=30)
-        if response.status_code == 404:
-            return None
-        if response.status_code >= 300:
-            self._fail(response, f"get TFJob {name}")
-        return response.json()
+        response = self._request("GET", self._url(name), f"get TFJob {name}", absent=404)
+        return None if response is None else response.json()
 
     def delete(self, name: str) -> bool:
         """Delete the TFJob and, through their owner references, its pods and services; False if it was gone."""
-        response = self.http.delete(self._url(name), json={"propagationPolicy": "Background"}, timeout=30)
-        if response.status_code == 404:
-            return False
-        if response.status_code >= 300:
-            self._fail(response, f"delete TFJob {name}")
-        return True
+        body = {"propagationPolicy": "Background"}
+        return self._request("DELETE", self._url(name), f"delete TFJob {name}", absent=404, json=body) is not None
 
     def create_secret(self, manifest: dict) -> bool:
         """True when created, False when one of that name exists already. The response (which echoes the data) is
         not kept, and no error message carries the manifest."""
-        response = self.http.post(self._secrets_url(), json=manifest, timeout=30)
-        if response.status_code == 409:
-            return False
-        if response.status_code >= 300:
-            self._fail(response, f"create Secret {manifest['metadata']['name']}")
-        return True
+        what = f"create Secret {manifest['metadata']['name']}"
+        return self._request("POST", self._secrets_url(), what, absent=409, json=manifest) is not None
 
     def delete_secret(self, name: str) -> bool:
         """False if it was gone already (the garbage collector may have removed it with its TFJob)."""
-        response = self.http.delete(self._secrets_url(name), timeout=30)
-        if response.status_code == 404:
-            return False
-        if response.status_code >= 300:
-            self._fail(response, f"delete Secret {name}")
-        return True
+        return self._request("DELETE", self._secrets_url(name), f"delete Secret {name}", absent=404) is not None
 
 
 def _conditions(job: Mapping) -> list[dict]:

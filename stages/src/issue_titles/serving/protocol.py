@@ -5,6 +5,7 @@ exception handler turns it into `{"error": "<message>"}` with our status code) t
 field, instead of surfacing later as a 500 from deep inside the model.
 """
 
+import types
 import urllib.parse
 import uuid
 from collections.abc import Sequence
@@ -35,23 +36,21 @@ class PayloadTooLarge(RequestRejected):
         super().__init__(message, status_code=413)
 
 
+# Python type -> JSON name, in this order (bool before number: a bool is an int in Python).
+_JSON_TYPES: tuple[tuple[type | types.UnionType, str], ...] = (
+    (type(None), "null"),
+    (bool, "boolean"),
+    (int | float, "number"),
+    (str, "string"),
+    (bytes, "bytes"),
+    (list | tuple, "array"),
+    (dict, "object"),
+)
+
+
 def json_type(value: Any) -> str:
     """The JSON name of a decoded value's type, for messages a client can act on."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bytes):
-        return "bytes"
-    if isinstance(value, list | tuple):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
+    return next((name for kind, name in _JSON_TYPES if isinstance(value, kind)), type(value).__name__)
 
 
 def parse_json(raw: bytes) -> Any:
