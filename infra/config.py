@@ -445,7 +445,7 @@ PIPELINE_KEYS: dict[str, tuple[str, str]] = {
     "gpus": ("gpus", "1"),
     "trainer": ("trainer", TRAINERS[0]),
     "train_workers": ("trainWorkers", "1"),  # several only under a TFJob
-    "incremental": ("incremental", "false"),  # its train updates the previous model, which a TFJob does not yet
+    "incremental": ("incremental", "false"),  # unset: on, unless trainer is tfjob (a TFJob does not update yet)
     "parallelism": ("parallelism", "2"),
     "full_retrain": ("fullRetrain", "false"),
 }

@@ -702,7 +702,8 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
         "architecture": "model architecture (default or tutorial)",
         "min_rouge_l": "quality gate: build also refuses a model below this ROUGE-L",
         "incremental": "the incremental chain: split one datum per raw file, a vocabulary reduce, encoding per "
-        "shard, train updating its previous model (pipelines/incremental.py)",
+        "shard, train updating its previous model (pipelines/incremental.py); the default, except with --trainer "
+        "tfjob; --no-incremental: the tutorial's five whole-data steps",
         "full_retrain": "with --incremental: every train job starts from scratch (stages train --full)",
         "beat_baseline": "build even a model that does not beat the best extractive baseline (refused by default)",
         "trainer": "pipeline (train in the step itself, default) or tfjob (the step launches the TFJob's replicas: "
@@ -715,6 +716,15 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
 
     defaults = {field.name: field.default for field in dataclasses.fields(PipelineSettings)}
     for name, kind in SETTING_FLAGS.items():
+        if name == "incremental":  # on by default (off with --trainer tfjob): --no-incremental runs the classic chain
+            group.add_argument(
+                "--incremental",
+                dest=name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=helps.get(name),
+            )
+            continue
         if kind is bool and name != "beat_baseline":  # off by default: the flag turns it on
             group.add_argument(
                 f"--{name.replace('_', '-')}",

@@ -63,12 +63,15 @@ class PipelineSettings:
     train_workers: int = 1
     # The incremental data path (issue 32, pipelines/incremental.py): split one datum per raw file, a vocabulary
     # reduce, encoding one datum per shard on `parallelism` workers, train updating its previous model. Off: the
-    # tutorial's five whole-repo steps. `full_retrain` makes every train job start from scratch (stages train --full).
-    incremental: bool = False
+    # tutorial's five whole-repo steps. Unset (None): on, unless the trainer is a TFJob (whose replicas do not update
+    # a previous model yet). `full_retrain` makes every train job start from scratch (stages train --full).
+    incremental: bool | None = None
     parallelism: int = 2
     full_retrain: bool = False
 
     def __post_init__(self) -> None:
+        if self.incremental is None:  # the default: the incremental chain wherever its train can update
+            object.__setattr__(self, "incremental", self.trainer != "tfjob")
         problems = list(_problems(self))
         if problems:
             raise SettingsError(problems)
