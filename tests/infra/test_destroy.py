@@ -35,7 +35,7 @@ def test_pachyderm_repos_and_pipelines_are_stack_resources(program: ProgramRun) 
     """The Pachyderm provider deletes them on destroy (its delete is tested in test_pachyderm_provider.py)."""
     dynamic = program.of_type("pulumi-python:dynamic:Resource")
     assert sorted(r.name for r in dynamic) == sorted(
-        f"pipelines-{n}" for n in ("raw_data", "split", "pre_process", "train", "build", "export")
+        f"pipelines-{n}" for n in ("raw_data", "split", "vocabulary", "pre_process", "train", "build", "export")
     )
     assert all(not r.read and not r.retain_on_delete for r in dynamic)
 

@@ -87,7 +87,7 @@ def test_the_root_token_never_appears_in_plain_text_in_inputs_or_outputs(stack: 
 @pytest.mark.parametrize("stack", ["minikube", "gke-gpu"])
 def test_the_repo_and_every_pipeline_get_the_token_as_a_secret(stack: str) -> None:
     resources = run_program(stack).of_type(DYNAMIC)
-    assert len(resources) == 6  # raw_data and the five pipelines
+    assert len(resources) == 7  # raw_data and the incremental chain's six pipelines
     for resource in resources:
         assert resource.inputs[AUTH_TOKEN] == TEST_ROOT_TOKEN
         assert AUTH_TOKEN in resource.secret_paths, resource.name
@@ -292,4 +292,4 @@ def test_the_token_output_of_every_pachyderm_resource_is_kept_secret_in_the_stat
 
     monkeypatch.setattr(harness._RecordingMonitor, "RegisterResource", spy)
     run_program("minikube")
-    assert len(asked) == 6 and all(AUTH_TOKEN in names for names in asked.values()), asked
+    assert len(asked) == 7 and all(AUTH_TOKEN in names for names in asked.values()), asked

@@ -458,13 +458,17 @@ def deploy_pipelines() -> dict[str, Any]:
     return outputs
 
 
-def test_the_component_creates_raw_data_and_the_five_pipelines_with_their_specs(recorder: _Recorder) -> None:
+def test_the_component_creates_raw_data_and_the_pipelines_with_their_specs(recorder: _Recorder) -> None:
     outputs = deploy_pipelines()
-    assert outputs == {"repo": "raw_data", "pipelines": ["split", "pre_process", "train", "build", "export"]}
+    assert outputs == {
+        "repo": "raw_data",
+        "pipelines": ["split", "vocabulary", "pre_process", "train", "build", "export"],
+    }
     dynamic = {n: r for n, r in recorder.registered.items() if r["type"] == "pulumi-python:dynamic:Resource"}
     assert set(dynamic) == {
         "pipelines-raw_data",
         "pipelines-split",
+        "pipelines-vocabulary",
         "pipelines-pre_process",
         "pipelines-train",
         "pipelines-build",
@@ -484,8 +488,9 @@ def test_each_pipeline_waits_for_what_it_reads_and_for_pachd(recorder: _Recorder
     urn = {name: r["urn"] for name, r in recorder.registered.items()}
     upstream = {
         "split": ["raw_data"],
-        "pre_process": ["split"],
-        "train": ["pre_process"],
+        "vocabulary": ["split"],
+        "pre_process": ["split", "vocabulary"],
+        "train": ["pre_process", "vocabulary"],
         "build": ["train", "split"],
         "export": ["build"],
     }
@@ -519,7 +524,7 @@ def test_a_spec_reading_a_repo_nothing_provides_stops_the_program_before_anythin
 ) -> None:
     def misrouted(settings: PipelineSettings) -> list[dict[str, Any]]:
         specs = all_pipelines(settings)
-        specs[1]["input"] = {"pfs": {"repo": "nowhere", "glob": "/"}}
+        specs[2]["input"] = {"pfs": {"repo": "nowhere", "glob": "/"}}
         return specs
 
     monkeypatch.setattr(pachyderm_pipelines, "all_pipelines", misrouted)

@@ -9,7 +9,8 @@ from pachyderm_sdk.api.pps import CreatePipelineRequest
 from tests.infra.harness import ProgramRun, run_program
 from tests.infra.schemas import errors, pipeline_spec_validator
 
-PIPELINES = ["split", "pre_process", "train", "build", "export"]
+# The default: the incremental chain (pipelines/incremental.py); a TFJob trainer keeps the five whole-data steps.
+PIPELINES = ["split", "vocabulary", "pre_process", "train", "build", "export"]
 
 
 def specs(run: ProgramRun) -> dict[str, dict]:
@@ -21,7 +22,7 @@ def specs(run: ProgramRun) -> dict[str, dict]:
     return found
 
 
-def test_the_five_pipelines_are_created(program: ProgramRun) -> None:
+def test_the_incremental_chains_six_pipelines_are_created(program: ProgramRun) -> None:
     assert sorted(specs(program)) == sorted(PIPELINES)
     assert program.outputs["pipelines"] == PIPELINES
 

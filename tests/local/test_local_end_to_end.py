@@ -50,7 +50,7 @@ def test_the_project_pipelines_run_for_real_and_the_build_is_served(tmp_path: Pa
     summary = run_pipelines(state, specs)
 
     assert summary.ok, [(s.pipeline, s.detail, s.job.log_tail if s.job else None) for s in summary.failed]
-    assert [job.pipeline for job in summary.jobs] == ["split", "pre_process", "train", "build", "export"]
+    assert [job.pipeline for job in summary.jobs] == ["split", "vocabulary", "pre_process", "train", "build", "export"]
     pfs = PFS(state)
     build = pfs.resolve("build", "master")
     provenance = read_json(pfs, "build", "provenance.json")

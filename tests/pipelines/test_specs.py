@@ -10,6 +10,12 @@ from tests import schemas
 CPU = PipelineSettings(
     stage_image="registry.example.com/stages:0123abcd", serving_image_repo="registry.example.com/serve"
 )
+# The tutorial's five whole-data steps (incremental off); the default is the incremental chain.
+CLASSIC = PipelineSettings(
+    stage_image="registry.example.com/stages:0123abcd",
+    serving_image_repo="registry.example.com/serve",
+    incremental=False,
+)
 GPU = PipelineSettings(
     stage_image="registry.example.com/stages:0123abcd",
     serving_image_repo="registry.example.com/serve",
@@ -31,7 +37,7 @@ def by_name(settings):
     return {spec["pipeline"]["name"]: spec for spec in all_pipelines(settings)}
 
 
-@pytest.mark.parametrize("settings", [CPU, GPU, TFJOB], ids=["cpu", "gpu", "tfjob"])
+@pytest.mark.parametrize("settings", [CPU, CLASSIC, GPU, TFJOB], ids=["cpu", "classic", "gpu", "tfjob"])
 def test_every_spec_validates_against_the_published_schema(settings):
     validator = jsonschema.Draft4Validator(schemas.load_json("pachyderm-CreatePipelineRequest.schema.json"))
     for spec in all_pipelines(settings):
@@ -39,7 +45,7 @@ def test_every_spec_validates_against_the_published_schema(settings):
         assert errors == [], spec["pipeline"]["name"]
 
 
-@pytest.mark.parametrize("settings", [CPU, GPU, TFJOB], ids=["cpu", "gpu", "tfjob"])
+@pytest.mark.parametrize("settings", [CPU, CLASSIC, GPU, TFJOB], ids=["cpu", "classic", "gpu", "tfjob"])
 def test_every_spec_parses_into_the_sdk_request_without_losing_fields(settings):
     for spec in all_pipelines(settings):
         request = CreatePipelineRequest().from_dict(spec)
@@ -49,8 +55,17 @@ def test_every_spec_parses_into_the_sdk_request_without_losing_fields(settings):
         assert request.reprocess_spec == settings.reprocess_spec
 
 
-def test_pipelines_chain_in_the_tutorial_order():
-    specs = all_pipelines(CPU)
+def test_the_default_is_the_incremental_chain_except_under_a_tfjob():
+    assert [s["pipeline"]["name"] for s in all_pipelines(CPU)] == [
+        "split", "vocabulary", "pre_process", "train", "build", "export"
+    ]  # fmt: skip
+    assert by_name(CPU)["split"]["input"]["pfs"]["glob"] == "/*"
+    assert CPU.incremental is True and TFJOB.incremental is False
+    assert [s["pipeline"]["name"] for s in all_pipelines(TFJOB)] == ["split", "pre_process", "train", "build", "export"]
+
+
+def test_the_classic_pipelines_chain_in_the_tutorial_order():
+    specs = all_pipelines(CLASSIC)
     assert [s["pipeline"]["name"] for s in specs] == ["split", "pre_process", "train", "build", "export"]
     assert specs[0]["input"]["pfs"]["repo"] == "raw_data"
     assert [i["pfs"]["repo"] for i in specs[3]["input"]["cross"]] == ["train", "split"]
@@ -85,9 +100,10 @@ def test_no_pipeline_asks_for_a_user_so_every_worker_runs_as_the_images_non_root
     # pachyderm/pachyderm 2.12.x src/server/pps/server/worker_rc.go: a transform.user becomes the pod's RunAsUser
     # together with RunAsNonRoot: true and the user container's ReadOnlyRootFilesystem: true, so "0" (what the
     # kaniko export once asked for) is refused by the kubelet. Export now pushes through the registry API as uid 10001.
-    assert {spec["pipeline"]["name"]: spec["transform"].get("user") for spec in all_pipelines(CPU)} == dict.fromkeys(
-        ["split", "pre_process", "train", "build", "export"]
-    )
+    for settings in (CPU, CLASSIC, TFJOB):
+        assert [spec["transform"].get("user") for spec in all_pipelines(settings)] == [None] * len(
+            all_pipelines(settings)
+        )
 
 
 def test_unset_training_knobs_leave_the_stage_defaults():
@@ -122,7 +138,7 @@ def test_bad_settings_name_the_field(changes, message):
 
 def test_a_spec_reading_an_undeclared_repo_is_refused():
     specs = all_pipelines(CPU)
-    specs[1]["input"] = {"pfs": {"repo": "nowhere", "glob": "/"}}
+    specs[2]["input"] = {"pfs": {"repo": "nowhere", "glob": "/"}}
     with pytest.raises(SpecError, match="pipeline pre_process: input repo 'nowhere'"):
         validate_specs(specs)
 
