@@ -1,5 +1,6 @@
-"""`stages launch-tfjob` against a fake Kubernetes API and a fake S3 gateway on 127.0.0.1 (tests/stages/fake_cluster.py):
-the TFJob it creates, how it follows and cleans up, how a failure fails the datum, and what a replica reads and writes."""
+"""`stages launch-tfjob` against a fake Kubernetes API and a fake S3 gateway on 127.0.0.1
+(tests/stages/fake_cluster.py): the TFJob it creates, how it follows and cleans up, how a failure fails the datum, and
+what a replica reads and writes."""
 
 import base64
 import json
@@ -32,6 +33,11 @@ SECRET_REFS = [
     {"name": key, "valueFrom": {"secretKeyRef": {"name": "train-job1-s3", "key": key}}}
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 ]
+
+
+def pre_process_files(tiny_training: Path) -> dict[str, bytes]:
+    """The run's tiny pre_process output (tests/conftest.py), as the S3 gateway serves a repo's files."""
+    return {p.name: p.read_bytes() for p in (tiny_training / "pre_process").iterdir() if p.is_file()}
 
 
 def assert_no_token(text: str) -> None:
@@ -238,11 +244,11 @@ def test_gpus_per_worker_get_the_gpu_toleration_and_limit() -> None:
 
 
 def test_a_replica_trains_from_the_s3_gateway_and_the_chief_writes_the_model_into_out(
-    tmp_path: Path, chain, monkeypatch
+    tmp_path: Path, tiny_training: Path, monkeypatch
 ) -> None:
     state = S3State(
         buckets={
-            "pre_process": {p.name: p.read_bytes() for p in chain["pre_process"].iterdir() if p.is_file()},
+            "pre_process": pre_process_files(tiny_training),
             "out": {},
         }
     )
@@ -276,13 +282,13 @@ def test_a_replica_trains_from_the_s3_gateway_and_the_chief_writes_the_model_int
 
 
 def test_a_replica_trains_through_an_auth_on_gateway_with_the_secrets_credentials(
-    tmp_path: Path, chain, monkeypatch
+    tmp_path: Path, tiny_training: Path, monkeypatch
 ) -> None:
     """Pachyderm auth on: the gateway refuses unsigned requests; the replica's env (AWS_* from the Secret) signs."""
     state = S3State(
         tokens={TOKEN},
         buckets={
-            "pre_process": {p.name: p.read_bytes() for p in chain["pre_process"].iterdir() if p.is_file()},
+            "pre_process": pre_process_files(tiny_training),
             "out": {},
         },
     )
