@@ -1,9 +1,11 @@
-"""Fixtures every test area shares: the tiny real model, trained once per test run.
+"""Fixtures every test area shares: the tiny real model, trained once per test run, and one real local run.
 
 Several areas (stages, serving, reliability, bench) need a trained model of the same tiny kind; training it takes
 seconds, and training it once per fixture added up. Under pytest-xdist each worker is its own session, so the
 first worker to get here trains into the run's shared temporary folder under a file lock, and the others reuse it.
-Tests treat these folders as read-only: one that changes a model or a split copies it first.
+The same goes for the one real local run of the project's pipelines (`real_local_run`) that the end-to-end and the
+secrets tests share. Tests treat these folders as read-only: one that changes a model, a split or a state copies it
+first.
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from filelock import FileLock
+
+if TYPE_CHECKING:
+    from tests.real_local_run import LocalRun
 
 
 def shared_build(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
@@ -49,6 +55,16 @@ def tiny_bundle_dir(tiny_training: Path, tmp_path_factory: pytest.TempPathFactor
     from tests.tiny_model import build_tiny_bundle
 
     return shared_build(tmp_path_factory, "tiny_bundle", lambda folder: build_tiny_bundle(tiny_training, folder))
+
+
+@pytest.fixture(scope="session")
+def real_local_run(tmp_path_factory: pytest.TempPathFactory) -> LocalRun:
+    """One real run of the project's pipelines through the `localpach` CLI, with a registry password configured
+    (`tests.real_local_run`): the end-to-end test serves its build, the secrets test searches all it printed and
+    stored. Read-only."""
+    from tests.real_local_run import LocalRun, make_real_local_run
+
+    return LocalRun(shared_build(tmp_path_factory, "real_local_run", make_real_local_run))
 
 
 # pytest.ini's --timeout (300 s) catches a hung test; real trainings and cluster runs get an hour unless they set

@@ -1,11 +1,43 @@
 """Smoke test: the quick decoding benchmark runs end to end (greedy and the default beam) and writes a results
 table with a verdict."""
 
+import contextlib
+import io
+import subprocess
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+import bench.common
 from bench.__main__ import main
+from issue_titles.cli import main as stages_main
 from issue_titles.predictor import DEFAULT_BEAM_WIDTH
 
 
-def test_quick_decoding_benchmark_writes_results_with_ratio_and_its_plot_beside_them(tmp_path):
+@pytest.fixture
+def stages_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bench's tiny model runs each `stages` step as a child process, as a user would; here each step is the same
+    `main(argv)` in this process (exit code and stderr as the child gives them), sparing a TensorFlow start-up per
+    step. Any other command still runs as a child; the `stages` process itself is the CLI tests' business."""
+    stages_binary = str(bench.common.BIN / "stages")
+    run_child = subprocess.run
+
+    def run(command: Sequence[str], *args: Any, **kwargs: Any) -> subprocess.CompletedProcess:
+        if not command or str(command[0]) != stages_binary:
+            return run_child(command, *args, **kwargs)
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                code = stages_main([str(part) for part in command[1:]])
+            except SystemExit as exit_:  # argparse refusals
+                code = exit_.code if isinstance(exit_.code, int) else 2
+        return subprocess.CompletedProcess(list(command), code, stdout.getvalue(), stderr.getvalue())
+
+    monkeypatch.setattr(bench.common.subprocess, "run", run)
+
+
+def test_quick_decoding_benchmark_writes_results_with_ratio_and_its_plot_beside_them(tmp_path, stages_in_process):
     output = tmp_path / "results.md"
 
     assert main(["--quick", "--only", "decoding", "--output", str(output)]) == 0

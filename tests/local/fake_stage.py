@@ -5,7 +5,8 @@
 Writes `result.json` (its name, job and commit variables, and a digest of every input file it saw; with FAKE_UNIQUE
 set, `results/<datum id>.json` instead) and one `<file>.seen` per input file. Control files in $FAKE_CONTROL:
   fail-NAME       exit 1 with a message (the step fails)
-  slow-NAME       write a partial file, touch started-NAME, then sleep that many seconds before finishing
+  slow-NAME       write a partial file, touch started-NAME, then sleep that many seconds (or until slow-NAME is
+                  removed) before finishing
   conflict-NAME   every datum writes the same path with different content
   fifo-NAME       leave a named pipe in the output
   scribble-NAME   try to overwrite the input files
@@ -50,6 +51,8 @@ if slow.exists():
     (out / "partial.bin").write_bytes(b"x" * 1024)
     (control / f"started-{args.name}").write_text(os.environ["PACH_JOB_ID"])
     for _ in range(int(float(slow.read_text() or "30") * 10)):
+        if not slow.exists():  # the test ended the wait early
+            break
         time.sleep(0.1)
     print(f"{args.name}: slow step done")
 

@@ -1,9 +1,12 @@
-"""One real run: the project's pipeline specs and the real `stages` on tiny data, then `localpach serve`."""
+"""One real run: the project's pipeline specs and the real `stages` on tiny data, then `localpach serve`.
+
+The run is the session's one real local run (`real_local_run` in tests/conftest.py: the `localpach` CLI's put-file
+and run on 400 rows, one epoch), which the secrets test searches too."""
 
 from __future__ import annotations
 
-import csv
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,26 +15,14 @@ from pathlib import Path
 import pytest
 
 from localpach import serve
-from localpach.data import put_file
+from localpach.jobs import SUCCESS, JobStore
 from localpach.pfs import PFS
-from localpach.runner import run_pipelines
-from localpach.sample import DATA_SET, open_text
 from tests.local.conftest import PROJECT_ROOT
+from tests.real_local_run import LocalRun
 
-pipelines = pytest.importorskip("pipelines", reason="the pipelines package is not installed")
+pytest.importorskip("pipelines", reason="the pipelines package is not installed")
 STAGES = Path(sys.executable).parent / "stages"
 pytestmark = pytest.mark.skipif(not STAGES.is_file(), reason="the stages package is not installed")
-
-
-def tiny_csv(target: Path, rows: int) -> Path:
-    """The first `rows` rows of the vendored data set (gzipped), as a plain CSV."""
-    with open_text(DATA_SET) as source, open(target, "w", encoding="utf-8", newline="") as out:
-        writer = csv.writer(out, lineterminator="\r\n")
-        for index, row in enumerate(csv.reader(source)):
-            if index > rows:
-                break
-            writer.writerow(row)
-    return target
 
 
 def read_json(pfs: PFS, repo: str, path: str) -> dict:
@@ -39,18 +30,15 @@ def read_json(pfs: PFS, repo: str, path: str) -> dict:
     return json.loads(pfs.objects.read_bytes(commit.files[path].hash))
 
 
-def test_the_project_pipelines_run_for_real_and_the_build_is_served(tmp_path: Path) -> None:
-    from localpach.specs import local_settings, project_specs
-
-    state = tmp_path / "state"
-    put_file(state, pipelines.RAW_DATA_REPO, "issues.csv", tiny_csv(tmp_path / "issues.csv", rows=400))
-    # One epoch on 270 rows is not meant to beat the baseline: lift build's default gate for this run.
-    specs = project_specs(local_settings(sample_size=300, epochs=1, batch_size=64, beat_baseline=False))
-
-    summary = run_pipelines(state, specs)
-
-    assert summary.ok, [(s.pipeline, s.detail, s.job.log_tail if s.job else None) for s in summary.failed]
-    assert [job.pipeline for job in summary.jobs] == ["split", "vocabulary", "pre_process", "train", "build", "export"]
+def test_the_project_pipelines_run_for_real_and_the_build_is_served(real_local_run: LocalRun, tmp_path: Path) -> None:
+    put_file, run = real_local_run.steps[:2]
+    assert (put_file.returncode, run.returncode) == (0, 0), run.stdout[-3000:] + run.stderr[-3000:]
+    jobs = sorted(JobStore(real_local_run.state).all(), key=lambda job: job.started)
+    assert [(job.pipeline, job.state) for job in jobs] == [
+        (name, SUCCESS) for name in ("split", "vocabulary", "pre_process", "train", "build", "export")
+    ], [(job.pipeline, job.reason) for job in jobs]
+    state = tmp_path / "state"  # serving writes under the state: serve a copy, the shared run stays as it is
+    shutil.copytree(real_local_run.state, state, symlinks=True)
     pfs = PFS(state)
     build = pfs.resolve("build", "master")
     provenance = read_json(pfs, "build", "provenance.json")

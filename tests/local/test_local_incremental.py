@@ -14,7 +14,7 @@ from localpach.data import put_file
 from localpach.pfs import PFS
 from localpach.runner import run_pipelines
 from tests.local.conftest import PROJECT_ROOT
-from tests.local.test_local_end_to_end import tiny_csv
+from tests.real_local_run import tiny_csv
 
 pytestmark = pytest.mark.slow
 

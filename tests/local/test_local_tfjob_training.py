@@ -13,7 +13,7 @@ from localpach.data import put_file
 from localpach.pfs import PFS
 from localpach.runner import run_pipelines
 from localpach.specs import local_settings, project_specs
-from tests.local.test_local_end_to_end import tiny_csv
+from tests.real_local_run import tiny_csv
 
 STAGES = Path(sys.executable).parent / "stages"
 pytestmark = pytest.mark.skipif(not STAGES.is_file(), reason="the stages package is not installed")

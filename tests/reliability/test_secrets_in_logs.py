@@ -4,75 +4,32 @@ The password is configured every way a deployment hands it over: the Pulumi conf
 docker config (`DOCKER_CONFIG/config.json`), the file `REGISTRY_AUTH_FILE` names (what the export pipeline
 mounts) and a plain variable. The run is the real `localpach` CLI with the project's specs and the real stages
 on tiny settings; every byte it prints and every file it leaves in its state (job logs, job records, commits,
-stored outputs such as provenance.json and image.json) is searched, raw and base64-encoded.
+stored outputs such as provenance.json and image.json) is searched, raw and base64-encoded. The run is the
+session's one real local run (`real_local_run` in tests/conftest.py, made by `tests.real_local_run`), which the
+end-to-end test serves.
 """
 
 import base64
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.local.conftest import PROJECT_ROOT
-from tests.local.test_local_end_to_end import tiny_csv
+from tests.real_local_run import PASSWORD, USER, LocalRun
 
-PASSWORD = "s3cr3t-Registry-Pa55word-7f1c"
-USER = "ci-robot"
 STAGES = Path(sys.executable).parent / "stages"
 pytestmark = pytest.mark.skipif(not STAGES.is_file(), reason="the stages package is not installed")
 
 
-def docker_config(user: str, password: str) -> dict:
-    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {"auths": {"registry.example.com": {"username": user, "password": password, "auth": auth}}}
+def test_a_full_local_run_never_prints_or_stores_the_registry_password(real_local_run: LocalRun) -> None:
+    steps = real_local_run.steps
+    state = real_local_run.state
 
-
-def localpach(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "localpach", *args], capture_output=True, env=env, cwd=PROJECT_ROOT, timeout=300
-    )
-
-
-def test_a_full_local_run_never_prints_or_stores_the_registry_password(tmp_path: Path) -> None:
-    secrets_dir = tmp_path / "secrets"
-    secrets_dir.mkdir()
-    (secrets_dir / "config.json").write_text(json.dumps(docker_config(USER, PASSWORD)))
-    env = {
-        **os.environ,
-        "PULUMI_CONFIG": json.dumps({"registry:password": PASSWORD, "registry:username": USER}),
-        "DOCKER_CONFIG": str(secrets_dir),
-        "REGISTRY_AUTH_FILE": str(secrets_dir / "config.json"),
-        "REGISTRY_PASSWORD": PASSWORD,
-    }
-    state = tmp_path / "state"
-    state_args = ("--state", str(state))
-    raw = tiny_csv(tmp_path / "issues.csv", rows=400)
-
-    results = [
-        localpach(*state_args, "put-file", "raw_data", "issues.csv", "-f", str(raw), env=env),
-        localpach(
-            *state_args,
-            "run",
-            "--sample-size",
-            "300",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "64",
-            "--allow-below-baseline",
-            env=env,
-        ),  # a 1-epoch model is not meant to win: lift build's gate
-        localpach(*state_args, "list-job", env=env),
-        localpach(*state_args, "inspect-commit", "export@master", env=env),
-    ]
-
-    assert [result.returncode for result in results] == [0, 0, 0, 0], results[1].stdout[-3000:]
-    assert b"export" in results[2].stdout  # every pipeline ran, the export step (which gets the secret) included
+    assert [step.args[0] for step in steps] == ["put-file", "run", "list-job", "inspect-commit"]
+    assert [step.returncode for step in steps] == [0, 0, 0, 0], steps[1].stdout[-3000:]
+    assert b"export" in steps[2].stdout  # every pipeline ran, the export step (which gets the secret) included
     forms = [PASSWORD.encode(), base64.b64encode(f"{USER}:{PASSWORD}".encode()), base64.b64encode(PASSWORD.encode())]
-    printed = b"".join(result.stdout + result.stderr for result in results)
+    printed = b"".join(step.stdout + step.stderr for step in steps)
     files = [path for path in state.rglob("*") if path.is_file()]
     assert len(files) > 20  # logs, job records, commits and stored outputs were all searched
     for form in forms:

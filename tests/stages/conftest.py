@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from issue_titles.cli import main as stages_main
+from tests.conftest import shared_build
 
 REPO = Path(__file__).resolve().parents[2]
 DATA_SET = REPO / "data" / "github_pr_issues_large.csv.gz"  # the project's data set (see data/README.md)
@@ -33,7 +34,7 @@ def first_rows(target: Path, rows: int) -> Path:
     return target
 
 
-def run_stages(*args: str) -> int:
+def run_stages(*args: object) -> int:
     """The CLI in-process (no TensorFlow start-up per step); returns the exit code."""
     return stages_main([str(arg) for arg in args])
 
@@ -46,12 +47,13 @@ def sample_dir(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def chain(tmp_path_factory, sample_dir) -> dict[str, Path]:
-    """split -> pre_process -> train -> evaluate -> build on the sample, small sizes, through the CLI."""
-    root = tmp_path_factory.mktemp("chain")
+def run_chain(root: Path) -> dict[str, Path]:
+    """split -> pre_process -> train -> evaluate -> build into `root`, on a sample of its own, through the CLI."""
+    sample = root / "raw_data"
+    sample.mkdir(parents=True, exist_ok=True)
+    first_rows(sample / "issues.csv", SAMPLE_ROWS)
     out = {name: root / name for name in ("split", "pre_process", "train", "evaluate", "build")}
-    assert run_stages("split", "--input", sample_dir, "--output", out["split"], "--test-fraction", "0.1") == 0
+    assert run_stages("split", "--input", sample, "--output", out["split"], "--test-fraction", "0.1") == 0
     assert run_stages("pre_process", "--input", out["split"], "--output", out["pre_process"],
                       "--body-vocab-size", "1500", "--title-vocab-size", "600", "--body-length", "40") == 0  # fmt: skip
     assert run_stages("train", "--input", out["pre_process"], "--output", out["train"], "--epochs", "4",
@@ -65,6 +67,14 @@ def chain(tmp_path_factory, sample_dir) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def chain(tmp_path_factory) -> dict[str, Path]:
+    """split -> pre_process -> train -> evaluate -> build on the first SAMPLE_ROWS rows, small sizes, through the CLI;
+    run once per test run, also across xdist workers (tests/conftest.py `shared_build`). Read-only."""
+    root = shared_build(tmp_path_factory, "chain", run_chain)
+    return {name: root / name for name in ("split", "pre_process", "train", "evaluate", "build")}
+
+
+@pytest.fixture(scope="session")
 def tiny(tiny_bundle_dir: Path) -> Path:
     """The fixture other parts use: the run's one tiny bundle (tests/conftest.py)."""
     return tiny_bundle_dir
@@ -72,7 +82,11 @@ def tiny(tiny_bundle_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tutorial_model(tmp_path_factory) -> Path:
-    """The tutorial architecture, trained in seconds on the tiny model's synthetic issues (a train output)."""
+    """The tutorial architecture, trained in seconds on the tiny model's synthetic issues (a train output); trained
+    once per test run, also across xdist workers. Read-only."""
     from tests.tiny_model import tiny_train
 
-    return tiny_train(tmp_path_factory.mktemp("tutorial"), architecture="tutorial", epochs=3)
+    root = shared_build(
+        tmp_path_factory, "tutorial", lambda folder: tiny_train(folder, architecture="tutorial", epochs=3)
+    )
+    return root / "train"

@@ -106,16 +106,15 @@ def test_mixed_precision_is_chosen_for_the_pointer_generator_on_a_gpu(precision,
     assert dtype_policy(TrainSettings(architecture, precision=precision).resolved(), gpus=gpus) == policy
 
 
-def test_a_mixed_precision_training_gives_float32_weights_that_a_predictor_loads(tmp_path):
+def test_a_mixed_precision_training_gives_float32_weights_that_a_predictor_loads(tmp_path, tiny_training):
     """What a GPU training does (forced here on the CPU): float16 compute, float32 weights, probabilities and loss."""
     from issue_titles.predictor import TitlePredictor
     from issue_titles.train import run_train
-    from tests.tiny_model import tiny_issues, tiny_train
+    from tests.tiny_model import tiny_issues
 
-    trained = tiny_train(tmp_path / "fp32", epochs=1)  # for its pre_process output
     settings = TrainSettings(epochs=2, batch_size=16, embedding_dim=16, hidden_dim=16, dropout=0.0,
                              learning_rate=0.01, precision="mixed", verbose=0)  # fmt: skip
-    info = run_train(trained.parent / "pre_process", tmp_path / "mixed", settings)
+    info = run_train(tiny_training / "pre_process", tmp_path / "mixed", settings)  # the run's tiny pre_process output
     training = info["training"]
     assert training["precision"] == "mixed_float16"
     assert np.isfinite(training["final_loss"]) and training["final_loss"] < training["first_loss"]

@@ -35,6 +35,11 @@ SECRET_REFS = [
 ]
 
 
+def pre_process_files(tiny_training: Path) -> dict[str, bytes]:
+    """The run's tiny pre_process output (tests/conftest.py), as the S3 gateway serves a repo's files."""
+    return {p.name: p.read_bytes() for p in (tiny_training / "pre_process").iterdir() if p.is_file()}
+
+
 def assert_no_token(text: str) -> None:
     assert TOKEN not in text and base64.b64encode(TOKEN.encode()).decode() not in text
 
@@ -238,9 +243,9 @@ def test_gpus_per_worker_get_the_gpu_toleration_and_limit() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
 
 
-def gateway_buckets(chain) -> dict[str, dict[str, bytes]]:
-    """What the S3 gateway serves a train replica: the pre_process output, and an empty `out`."""
-    return {"pre_process": {p.name: p.read_bytes() for p in chain["pre_process"].iterdir() if p.is_file()}, "out": {}}
+def gateway_buckets(tiny_training: Path) -> dict[str, dict[str, bytes]]:
+    """What the S3 gateway serves a train replica: the run's tiny pre_process output, and an empty `out`."""
+    return {"pre_process": pre_process_files(tiny_training), "out": {}}
 
 
 def replica_train_args(tmp_path: Path) -> tuple:
@@ -251,9 +256,9 @@ def replica_train_args(tmp_path: Path) -> tuple:
 
 
 def test_a_replica_trains_from_the_s3_gateway_and_the_chief_writes_the_model_into_out(
-    tmp_path: Path, chain, monkeypatch
+    tmp_path: Path, tiny_training: Path, monkeypatch
 ) -> None:
-    state = S3State(buckets=gateway_buckets(chain))
+    state = S3State(buckets=gateway_buckets(tiny_training))
     server, url = fake_s3(state)
     monkeypatch.setenv("S3_ENDPOINT", url)
     try:
@@ -266,10 +271,10 @@ def test_a_replica_trains_from_the_s3_gateway_and_the_chief_writes_the_model_int
 
 
 def test_a_replica_trains_through_an_auth_on_gateway_with_the_secrets_credentials(
-    tmp_path: Path, chain, monkeypatch
+    tmp_path: Path, tiny_training: Path, monkeypatch
 ) -> None:
     """Pachyderm auth on: the gateway refuses unsigned requests; the replica's env (AWS_* from the Secret) signs."""
-    state = S3State(tokens={TOKEN}, buckets=gateway_buckets(chain))
+    state = S3State(tokens={TOKEN}, buckets=gateway_buckets(tiny_training))
     server, url = fake_s3(state)
     monkeypatch.setenv("S3_ENDPOINT", url)
     args = replica_train_args(tmp_path)
