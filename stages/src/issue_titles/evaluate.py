@@ -143,7 +143,7 @@ def evaluate(
         "predict_seconds": round(seconds, 2),
         "examples": [
             {"body": issue.body[:200], "title": issue.issue_title, "predicted": predicted}
-            for issue, predicted in zip(issues[:EXAMPLES], predictions[:EXAMPLES])
+            for issue, predicted in zip(issues[:EXAMPLES], predictions[:EXAMPLES], strict=True)
         ],
     }
     if heldout:
@@ -174,7 +174,7 @@ def validation_rows(split_dir: Path, model_dir: Path) -> tuple[list[Issue], str]
     issues = read_issue_file(source, ReadReport(), label="train.csv")
     if len(issues) != rows:
         return [], f"train.csv has {len(issues)} rows, the model trained on {rows}: not the split it was trained from"
-    return issues[int(math.floor(rows * (1.0 - fraction))) :], ""
+    return issues[math.floor(rows * (1.0 - fraction)) :], ""
 
 
 def choose_decoding(predictor: TitlePredictor, rows: list[Issue], sample: int = TUNING_ROWS, seed: int = 0) -> dict:
