@@ -99,7 +99,7 @@ def run(model: Model, quick: bool, plots_dir: Path) -> Section:
             "ratio",
             "same titles",
             "mean words",
-        ],  # fmt: skip
+        ],
     )
     for decoder, items in results.values():
         for item in items:
