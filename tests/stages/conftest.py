@@ -3,6 +3,7 @@
 import csv
 import gzip
 import io
+import os
 import sys
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def first_rows(target: Path, rows: int) -> Path:
     return target
 
 
-def run_stages(*args: str) -> int:
+def run_stages(*args: str | os.PathLike[str]) -> int:
     """The CLI in-process (no TensorFlow start-up per step); returns the exit code."""
     return stages_main([str(arg) for arg in args])
 

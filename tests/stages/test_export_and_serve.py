@@ -64,14 +64,15 @@ def test_invalid_image_reference_is_refused(chain, tmp_path, capsys):
     code = run_stages("export", "--input", chain["build"], "--output", tmp_path / "out", "--image", "Not Valid")
     assert code == 2
     assert capsys.readouterr().err.strip() == (
-        "stages export: error: --image 'Not Valid' is not a valid image reference (expected REPO or REPO:TAG, lower-case)"
+        "stages export: error: --image 'Not Valid' is not a valid image reference "
+        "(expected REPO or REPO:TAG, lower-case)"
     )
 
 
 def test_serve_delegates_to_the_serving_part(monkeypatch, tiny):
     calls = []
     fake = types.ModuleType("issue_titles.serving.server")
-    fake.serve = lambda model_dir, host, port, **options: calls.append((Path(model_dir), host, port, options))
+    vars(fake)["serve"] = lambda model_dir, host, port, **options: calls.append((Path(model_dir), host, port, options))
     monkeypatch.setitem(sys.modules, "issue_titles.serving.server", fake)
     assert run_stages("serve", "--model", tiny, "--host", "0.0.0.0", "--port", "9100", "--metrics-port", "8082") == 0
     assert calls == [(tiny, "0.0.0.0", 9100, {"metrics_port": 8082, "tracing_server": None, "log_format": None,

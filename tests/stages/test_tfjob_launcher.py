@@ -1,5 +1,6 @@
-"""`stages launch-tfjob` against a fake Kubernetes API and a fake S3 gateway on 127.0.0.1 (tests/stages/fake_cluster.py):
-the TFJob it creates, how it follows and cleans up, how a failure fails the datum, and what a replica reads and writes."""
+"""`stages launch-tfjob` against a fake Kubernetes API and a fake S3 gateway on 127.0.0.1
+(tests/stages/fake_cluster.py): the TFJob it creates, how it follows and cleans up, how a failure fails the datum, and
+what a replica reads and writes."""
 
 import base64
 import json

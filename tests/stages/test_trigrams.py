@@ -194,8 +194,8 @@ def model_without_trigrams(tmp_path_factory):
     from issue_titles.train import run_train
 
     work = tmp_path_factory.mktemp("no_trigrams")
-    run_preprocess(synthetic_split(work), work / "pre", TextConfig(body_vocab_size=120, body_length=24, title_vocab_size=60,
-                                                            title_length=8))  # fmt: skip
+    run_preprocess(synthetic_split(work), work / "pre", TextConfig(body_vocab_size=120, body_length=24,
+                                                                   title_vocab_size=60, title_length=8))  # fmt: skip
     run_train(work / "pre", work / "train", TrainSettings(epochs=2, batch_size=16, embedding_dim=16, hidden_dim=16,
                                                           dropout=0.0, verbose=0))  # fmt: skip
     strip_trigram_fields(work / "train")
