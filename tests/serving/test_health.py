@@ -2,6 +2,7 @@
 model where only loading behaviour matters, so these servers start in seconds and run beside the main one)."""
 
 import signal
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -23,7 +24,7 @@ def test_seldon_executor_status_path_reports_ready(server: ServerProcess, http: 
 
 
 @pytest.fixture()
-def slow_server(tmp_path) -> ServerProcess:
+def slow_server(tmp_path) -> Iterator[ServerProcess]:
     process = ServerProcess(
         tmp_path, tmp_path / "slow.log", predictor_loader="fake_predictor:load_slowly", env={"FAKE_LOAD_SECONDS": "6"}
     ).start()
@@ -48,7 +49,7 @@ def test_server_is_ready_only_once_the_model_is_loaded(slow_server: ServerProces
 def test_server_exits_with_an_error_when_the_model_cannot_load(tmp_path) -> None:
     process = ServerProcess(tmp_path, tmp_path / "broken.log", predictor_loader="fake_predictor:load_broken").start()
     try:
-        returncode = process.process.wait(timeout=60)
+        returncode = process.popen.wait(timeout=60)
     finally:
         process.stop()
 
@@ -60,7 +61,7 @@ def test_server_exits_with_an_error_when_the_model_cannot_load(tmp_path) -> None
 def test_server_refuses_a_missing_model_folder(tmp_path) -> None:
     process = ServerProcess(tmp_path / "absent", tmp_path / "absent.log").start()
     try:
-        returncode = process.process.wait(timeout=60)
+        returncode = process.popen.wait(timeout=60)
     finally:
         process.stop()
 
@@ -72,7 +73,7 @@ def test_server_refuses_a_port_in_use(server: ServerProcess, tmp_path) -> None:
     process = ServerProcess(tmp_path, tmp_path / "busy.log", predictor_loader="fake_predictor:load", port=server.port)
     process.start()
     try:
-        returncode = process.process.wait(timeout=60)
+        returncode = process.popen.wait(timeout=60)
     finally:
         process.stop()
 
