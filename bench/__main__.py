@@ -1,4 +1,5 @@
-"""`python -m bench [--quick] [--only decoding,serving,observability,pipeline,program]`: run the benchmarks, write results.md."""
+"""`python -m bench [--quick] [--only decoding,serving,observability,pipeline,program]`: run the benchmarks, write
+results.md."""
 
 import argparse
 import sys
@@ -45,16 +46,19 @@ def main(argv: list[str] | None = None) -> int:
         if "decoding" in chosen:
             from bench import decoding
 
+            assert model is not None  # picked above for this benchmark
             sections.append(_announce(decoding.run(model, args.quick, plots_dir)))
         if "serving" in chosen:
             from bench import serving
 
+            assert model is not None  # picked above for this benchmark
             section, extra = serving.run(model, args.quick, scratch, plots_dir)
             server_rss = extra.get("server_peak_rss_kb")
             sections.append(_announce(section))
         if "observability" in chosen:
             from bench import observability
 
+            assert model is not None  # picked above for this benchmark
             sections.append(_announce(observability.run(model, args.quick, scratch)))
         if "pipeline" in chosen:
             from bench import pipeline

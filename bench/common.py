@@ -27,7 +27,7 @@ class Section:
 
     title: str
     header: list[str] = field(default_factory=list)
-    rows: list[list[str]] = field(default_factory=list)
+    rows: list[list[object]] = field(default_factory=list)  # each cell written as str(cell)
     notes: list[str] = field(default_factory=list)
     targets: list[tuple[str, str, str]] = field(default_factory=list)  # (target, measured, "met"/"not met")
     plots: list[Path] = field(default_factory=list)

@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         titles = titles_for(variant, args.model, [row.body for row in rows])  # one model load for every split
         scores = rouge_l_scores(titles, [row.issue_title for row in rows])
         by_repository = defaultdict(list)
-        for row, value in zip(splits["heldout"], scores[:count]):
+        for row, value in zip(splits["heldout"], scores[:count], strict=True):
             by_repository[repository_of(row.issue_url)].append(value)
         held = float(np.mean(scores[:count]))
         smallest = min(((np.mean(values) - baselines["heldout"][repository], repository)

@@ -92,7 +92,8 @@ def table(split: dict, results: list[dict], rows: int, model_flags: tuple[str, .
     ]
     for r in results:
         lines.append(
-            f"| {r['workers']} | {r['samples_per_second']:.0f} | {r['samples_per_second'] / base['samples_per_second']:.2f}x "
+            f"| {r['workers']} | {r['samples_per_second']:.0f} "
+            f"| {r['samples_per_second'] / base['samples_per_second']:.2f}x "
             f"| {r['fit_seconds']:.1f} | {r['wall_seconds']:.1f} | {r['final_loss']:.4f} | {r['best_val_loss']:.4f} "
             f"| {r['heldout_rouge_l']:.4f} | {r['heldout_rouge_l'] - base['heldout_rouge_l']:+.4f} "
             f"| {r['test_rouge_l']:.4f} |"

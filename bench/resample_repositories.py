@@ -28,12 +28,12 @@ def balanced_indices(repositories: list[str], alpha: float, seed: int = 0):
     rng = np.random.default_rng(seed)
     chosen = []
     for repository, rows in rows_of.items():  # in order of first appearance
-        rows = np.asarray(rows)
-        wanted = int(round(len(repositories) * weights[repository] / total))
-        if wanted <= len(rows):
-            chosen.append(rng.choice(rows, wanted, replace=False))
+        pool = np.asarray(rows)
+        wanted = round(len(repositories) * weights[repository] / total)
+        if wanted <= len(pool):
+            chosen.append(rng.choice(pool, wanted, replace=False))
         else:
-            chosen.append(np.concatenate([rows, rng.choice(rows, wanted - len(rows), replace=True)]))
+            chosen.append(np.concatenate([pool, rng.choice(pool, wanted - len(pool), replace=True)]))
     indices = np.concatenate(chosen)
     rng.shuffle(indices)
     return indices

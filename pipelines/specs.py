@@ -91,13 +91,17 @@ def pre_process(settings: PipelineSettings) -> Spec:
 
 
 def _train_flags(settings: PipelineSettings) -> list[str]:
-    return ["--architecture", settings.architecture] + cli_flags(
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        embedding_dim=settings.embedding_dim,
-        hidden_dim=settings.hidden_dim,
-    )
+    return [
+        "--architecture",
+        settings.architecture,
+        *cli_flags(
+            epochs=settings.epochs,
+            batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate,
+            embedding_dim=settings.embedding_dim,
+            hidden_dim=settings.hidden_dim,
+        ),
+    ]
 
 
 def _quantity(value: float | str) -> str:

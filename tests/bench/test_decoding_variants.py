@@ -38,7 +38,7 @@ def test_a_reranked_title_is_the_beam_title_or_an_extractive_candidate(trained):
     beam = predictor.predict(bodies)
     chosen = reranked(predictor, bodies, beam, alpha=2.0)
     assert len(chosen) == len(bodies)
-    for body, beam_title, title in zip(bodies, beam, chosen):
+    for body, beam_title, title in zip(bodies, beam, chosen, strict=True):
         assert title == beam_title or all(word.lower().strip(".,;`") in body.lower() for word in title.split())
 
 

@@ -67,10 +67,18 @@ class ServerProcess:
     start_arguments: list[str] = field(default_factory=list)
     open_files: int | None = None  # RLIMIT_NOFILE (soft and hard) for the server process, e.g. to test the fd cap
     process: subprocess.Popen | None = None
+    metrics_port: int | None = None  # where the server was told to serve /metrics, for tests that scrape it
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def popen(self) -> subprocess.Popen:
+        """The server's subprocess, for tests that signal it, wait for it or read its /proc entry; once started."""
+        if self.process is None:
+            raise AssertionError("the server was not started (call start() first)")
+        return self.process
 
     def start(self) -> "ServerProcess":
         arguments = ["--model", str(self.model_dir), "--port", str(self.port), *self.start_arguments]

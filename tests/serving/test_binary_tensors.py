@@ -84,7 +84,10 @@ def test_per_output_binary_data_overrides_the_request_default() -> None:
 def test_wanted_bytes_outputs_are_framed_after_the_json() -> None:
     response = orjson.dumps({"outputs": [{"name": "titles", "datatype": "BYTES", "shape": [2], "data": ["a", "bé"]}]})
 
-    body, json_size = encode_response(response, True, {})
+    encoded = encode_response(response, True, {})
+
+    assert encoded is not None
+    body, json_size = encoded
 
     assert orjson.loads(body[:json_size])["outputs"][0] == {
         "name": "titles",

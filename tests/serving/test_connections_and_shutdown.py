@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -175,7 +176,7 @@ def test_a_connection_cap_the_open_file_limit_cannot_hold_refuses_to_start(tmp_p
                            open_files=256)  # fmt: skip
     server.start()
     try:
-        returncode = server.process.wait(timeout=60)
+        returncode = server.popen.wait(timeout=60)
     finally:
         server.stop()
 
@@ -230,10 +231,10 @@ def test_sigterm_answers_requests_it_cannot_finish_with_a_json_503(tmp_path) -> 
         for sender in senders:
             sender.start()
         time.sleep(1.0)
-        server.process.send_signal(signal.SIGTERM)
+        server.popen.send_signal(signal.SIGTERM)
         for sender in senders:
             sender.join(timeout=30)
-        server.process.wait(timeout=20)
+        server.popen.wait(timeout=20)
     finally:
         server.stop(signal.SIGKILL)
 
@@ -257,7 +258,7 @@ def test_new_requests_get_a_json_503_while_draining(tmp_path) -> None:
             busy.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                          b"Content-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
             time.sleep(0.3)
-            server.process.send_signal(signal.SIGTERM)
+            server.popen.send_signal(signal.SIGTERM)
             time.sleep(0.05)  # before uvicorn closes idle connections (it looks every 0.1 s)
             try:
                 kept_alive.sendall(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -265,7 +266,7 @@ def test_new_requests_get_a_json_503_while_draining(tmp_path) -> None:
             except OSError:
                 during = b""
             finished, _ = read_until_closed(busy)
-        server.process.wait(timeout=20)
+        server.popen.wait(timeout=20)
     finally:
         server.stop(signal.SIGKILL)
 
@@ -284,7 +285,10 @@ def test_new_requests_get_a_json_503_while_draining(tmp_path) -> None:
 def test_a_v2_request_id_that_is_no_header_value_is_echoed_in_the_body(
     server: ServerProcess, http: requests.Session, request_id: str
 ) -> None:
-    request = {"id": request_id, "inputs": [{"name": "bodies", "datatype": "BYTES", "shape": [1], "data": ["a b c"]}]}
+    request: dict[str, Any] = {
+        "id": request_id,
+        "inputs": [{"name": "bodies", "datatype": "BYTES", "shape": [1], "data": ["a b c"]}],
+    }
 
     response = http.post(server.url + V2_INFER, json=request, timeout=60)
 

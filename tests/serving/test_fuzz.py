@@ -175,7 +175,7 @@ def check_hostile_request(server: ServerProcess, http: requests.Session, statuse
 def test_hostile_requests_get_2xx_or_4xx_json_and_the_server_keeps_working(
     server: ServerProcess, http: requests.Session
 ) -> None:
-    memory_before = resident_memory_kb(server.process.pid)
+    memory_before = resident_memory_kb(server.popen.pid)
     statuses: Counter = Counter()
 
     check_hostile_request(server, http, statuses)
@@ -183,7 +183,7 @@ def test_hostile_requests_get_2xx_or_4xx_json_and_the_server_keeps_working(
 
     good = http.post(server.url + "/api/v1.0/predictions", data=TUTORIAL_PAYLOAD, timeout=60)
     assert good.status_code == 200 and good.json()["data"]["ndarray"][0][0].strip()
-    assert server.process.poll() is None
-    growth_mb = (resident_memory_kb(server.process.pid) - memory_before) / 1024
+    assert server.popen.poll() is None
+    growth_mb = (resident_memory_kb(server.popen.pid) - memory_before) / 1024
     assert growth_mb < 300, f"server memory grew by {growth_mb:.0f} MB during the fuzz run"
     assert sum(statuses.values()) >= FUZZ_EXAMPLES and statuses[200] >= FUZZ_EXAMPLES // 10

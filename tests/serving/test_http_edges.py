@@ -38,7 +38,7 @@ def edge_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
 
 
 def peak_memory_mb(server: ServerProcess) -> float:
-    for line in open(f"/proc/{server.process.pid}/status"):
+    for line in open(f"/proc/{server.popen.pid}/status"):
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmHWM in /proc/<pid>/status")

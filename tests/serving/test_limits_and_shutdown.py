@@ -5,6 +5,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -50,7 +51,7 @@ def test_server_refuses_to_start_with_an_infinite_batch_window(tmp_path) -> None
         env={"ISSUE_TITLES_ADAPTIVE_BATCH_TIME": "inf"},
     ).start()
     try:
-        returncode = process.process.wait(timeout=60)
+        returncode = process.popen.wait(timeout=60)
     finally:
         process.stop()
 
@@ -63,16 +64,16 @@ def test_server_refuses_to_start_with_an_infinite_batch_window(tmp_path) -> None
 
 def seconds_to_stop(process: ServerProcess) -> float:
     started = time.monotonic()
-    process.process.send_signal(signal.SIGTERM)
+    process.popen.send_signal(signal.SIGTERM)
     try:
-        process.process.wait(timeout=30)
+        process.popen.wait(timeout=30)
     except Exception:
         pass
     return time.monotonic() - started
 
 
 @pytest.fixture()
-def fake_server(tmp_path, request) -> ServerProcess:
+def fake_server(tmp_path, request) -> Iterator[ServerProcess]:
     loader, env = request.param
     process = ServerProcess(tmp_path, tmp_path / "server.log", predictor_loader=loader, env=env).start()
     yield process
@@ -121,5 +122,5 @@ def test_sigterm_stops_an_idle_server_at_once_and_cleanly(fake_server: ServerPro
     fake_server.wait_ready()
 
     assert seconds_to_stop(fake_server) < 5, fake_server.log()
-    assert fake_server.process.returncode == 0
+    assert fake_server.popen.returncode == 0
     assert "did not stop within" not in fake_server.log()  # stopped by itself, not by the 6 s backstop

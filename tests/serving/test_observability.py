@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -26,7 +27,7 @@ from tests.serving.serving_harness import ServerProcess, free_port
 
 JOB_ID = "5f0c3a9d2b7e4d1f8a6c0e9b7d5a3f21"
 SECRET_BODY = "the build fails whenever zanzibar-quokka-7731 is in the path"
-PROVENANCE = {
+PROVENANCE: dict[str, Any] = {
     "bundle_format": 1,
     "model_name": "issue-summarization",
     "job_id": JOB_ID,
@@ -48,8 +49,10 @@ PROVENANCE = {
     "built_at": "2026-12-01T10:00:00+00:00",
     "files": {"model.weights.h5": "0123456789abcdef" * 4},
 }
-V1_REQUEST = {"data": {"ndarray": [[SECRET_BODY]]}}
-V2_REQUEST = {"inputs": [{"name": "bodies", "shape": [2], "datatype": "BYTES", "data": [SECRET_BODY, "second body"]}]}
+V1_REQUEST: dict[str, Any] = {"data": {"ndarray": [[SECRET_BODY]]}}
+V2_REQUEST: dict[str, Any] = {
+    "inputs": [{"name": "bodies", "shape": [2], "datatype": "BYTES", "data": [SECRET_BODY, "second body"]}]
+}
 
 
 def fake_bundle(folder: Path) -> Path:
@@ -90,7 +93,7 @@ def collector() -> Iterator[tuple[Collector, int]]:
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory: pytest.TempPathFactory, collector) -> Iterator[ServerProcess]:
     """One server with metrics, tracing and JSON logs on, through the documented flags and MLSERVER_* settings."""
-    servicer, collector_port = collector
+    _, collector_port = collector
     folder = tmp_path_factory.mktemp("observed")
     metrics_port = free_port()
     server = ServerProcess(
@@ -103,13 +106,13 @@ def observed(tmp_path_factory: pytest.TempPathFactory, collector) -> Iterator[Se
             "OTEL_BSP_SCHEDULE_DELAY": "100",  # export spans within 0.1 s instead of 5 s
         },
     )
-    server.metrics_port = metrics_port  # type: ignore[attr-defined]
+    server.metrics_port = metrics_port
     with server.running() as process:
         yield process
 
 
 def scrape(server: ServerProcess) -> dict[tuple[str, tuple], float]:
-    text = requests.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).text  # type: ignore[attr-defined]
+    text = requests.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).text
     samples = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -214,7 +217,7 @@ def test_model_card_is_served(observed: ServerProcess) -> None:
 
 
 def test_metrics_are_off_unless_asked(tmp_path: Path) -> None:
-    _, off = build_settings(fake_bundle(tmp_path), "127.0.0.1", 9100, ServingLimits())
+    build_settings(fake_bundle(tmp_path), "127.0.0.1", 9100, ServingLimits())
     server_off, _ = build_settings(tmp_path, "127.0.0.1", 9100, ServingLimits())
     server_on, model = build_settings(tmp_path, "127.0.0.1", 9100, ServingLimits(), metrics_port=9300)
 
@@ -263,9 +266,10 @@ def test_stages_serve_turns_metrics_on_from_mlserver_metrics_port(bundle, tmp_pa
     server = ServerProcess(
         model_dir, tmp_path / "server.log", via_stages_cli=True, env={"MLSERVER_METRICS_PORT": str(metrics_port)}
     )
-    server.metrics_port = metrics_port  # type: ignore[attr-defined]
+    server.metrics_port = metrics_port
     provenance = json.loads((model_dir / "provenance.json").read_text())
     version = model_version(provenance)
+    assert version is not None
 
     with server.running():
         assert requests.post(f"{server.url}/api/v1.0/predictions", json=V1_REQUEST, timeout=30).status_code == 200

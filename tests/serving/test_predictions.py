@@ -1,6 +1,7 @@
 """Good requests on a real server: the tutorial's Seldon request, V2, order, batching, awkward-but-valid text."""
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 import requests
@@ -36,7 +37,9 @@ def post_tutorial_payload(
 
 
 def v2_titles(http: requests.Session, server: ServerProcess, bodies: list[str]) -> list[str]:
-    payload = {"inputs": [{"name": "bodies", "shape": [len(bodies)], "datatype": "BYTES", "data": bodies}]}
+    payload: dict[str, Any] = {
+        "inputs": [{"name": "bodies", "shape": [len(bodies)], "datatype": "BYTES", "data": bodies}]
+    }
     response = http.post(server.url + V2_INFER, json=payload, timeout=60)
     assert response.status_code == 200, response.text
     return response.json()["outputs"][0]["data"]
@@ -73,7 +76,7 @@ def test_plain_curl_without_content_type_is_still_json(server: ServerProcess, ht
 
 
 def test_v2_answers_one_title_per_body(server: ServerProcess, http: requests.Session) -> None:
-    payload = {"inputs": [{"name": "bodies", "shape": [3], "datatype": "BYTES", "data": BODIES[:3]}]}
+    payload: dict[str, Any] = {"inputs": [{"name": "bodies", "shape": [3], "datatype": "BYTES", "data": BODIES[:3]}]}
 
     response = http.post(server.url + V2_INFER, json=payload, timeout=60)
 
@@ -95,7 +98,9 @@ def test_v2_body_is_json_whatever_the_declared_content_type(server: ServerProces
 
 
 def test_v2_accepts_a_column_of_bodies(server: ServerProcess, http: requests.Session) -> None:
-    payload = {"inputs": [{"name": "bodies", "shape": [2, 1], "datatype": "BYTES", "data": [[b] for b in BODIES[:2]]}]}
+    payload: dict[str, Any] = {
+        "inputs": [{"name": "bodies", "shape": [2, 1], "datatype": "BYTES", "data": [[b] for b in BODIES[:2]]}]
+    }
 
     response = http.post(server.url + V2_INFER, json=payload, timeout=60)
 
@@ -116,9 +121,10 @@ def test_concurrent_requests_each_get_their_own_titles(server: ServerProcess, ht
     requests_to_send = [[body] for body in BODIES] * 4 + [BODIES[::-1]] * 4
 
     def send(bodies: list[str]) -> tuple[list[str], list[str]]:
-        if len(bodies) % 2:
-            return bodies, v2_titles(requests, server, bodies)
-        return bodies, seldon_titles(requests, server, bodies)
+        with requests.Session() as own:  # a session per request, as requests.post makes: never shared by threads
+            if len(bodies) % 2:
+                return bodies, v2_titles(own, server, bodies)
+            return bodies, seldon_titles(own, server, bodies)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(send, requests_to_send))

@@ -1,6 +1,7 @@
 """The stages CLI refuses what cannot work with one line and exit 2, keeps the user's rows and columns, and keeps
 stdout for the JSON report (hardening round 3, issue 29: items 3, 6, 9, 11, 14)."""
 
+import argparse
 import csv
 import json
 import math
@@ -16,11 +17,19 @@ from issue_titles.errors import StageError
 from issue_titles.jsonio import read_json, write_json
 from tests.stages.conftest import run_stages
 
-SUBCOMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+
+def subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
+    """`stages`' subcommands, name -> parser (argparse keeps them in its one subparsers action)."""
+    [action] = [action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction)]
+    return action.choices
+
+
+SUBCOMMANDS = sorted(subcommand_parsers())
 
 
 def refused(capsys: pytest.CaptureFixture[str], *args) -> str:
     """Run the CLI, expect exit 2, return stderr (argparse's refusals exit through SystemExit)."""
+    code: int | str | None
     try:
         code = run_stages(*args)
     except SystemExit as exit_:
@@ -66,7 +75,7 @@ def test_build_refuses_a_folder_that_is_both_a_train_and_a_split_output(tmp_path
     (both / "test.csv").write_text("issue_url,issue_title,body\n")
     split = make_split_output(tmp_path / "split")
 
-    with pytest.raises(StageError, match="holds both model.json and test.csv, so it is ambiguous"):
+    with pytest.raises(StageError, match=re.escape("holds both model.json and test.csv, so it is ambiguous")):
         find_inputs([both, split])
 
 
@@ -294,7 +303,7 @@ def test_serve_help_explains_options_endpoints_and_variables(capsys: pytest.Capt
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)
 def test_help_shows_defaults_and_never_python_names(command: str, capsys: pytest.CaptureFixture[str]) -> None:
-    parser = build_parser()._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+    parser = subcommand_parsers()[command]
     with pytest.raises(SystemExit):
         run_stages(command, "--help")
     text = " ".join(capsys.readouterr().out.split())

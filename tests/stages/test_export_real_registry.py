@@ -54,7 +54,9 @@ def real_registry(tmp_path):
             }
         )
     )
+    assert BINARY is not None  # the module is skipped without it
     process = subprocess.Popen([BINARY, "serve", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert process.stdout is not None
     host = f"127.0.0.1:{port}"
     deadline = time.time() + 30
     while time.time() < deadline:

@@ -14,10 +14,12 @@ import io
 import json
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
 import referencing
+import referencing.jsonschema
 
 from issue_titles.errors import StageError
 from issue_titles.export import SERVE_CMD, SERVING_UID, build_layer, run_export
@@ -44,7 +46,7 @@ TARGET_REPO = "team/serving"
 SCHEMAS = Path(__file__).parent / "oci_schemas"
 
 
-# -- fixtures -----------------------------------------------------------------------------------------------------------
+# -- fixtures ----------------------------------------------------------------------------------------------------------
 
 
 def tar_gz(files: dict[str, bytes]) -> tuple[bytes, str]:
@@ -67,7 +69,7 @@ def seed_base(
     """A two-layer stage image behind an index (OCI or Docker list); returns its parts."""
     state = registry.state
     layers, diff_ids = [], []
-    for index, files in enumerate(({"usr/bin/stages": b"#!/bin/sh\n"}, {"opt/issue-titles/x.py": b"print(1)\n"})):
+    for files in ({"usr/bin/stages": b"#!/bin/sh\n"}, {"opt/issue-titles/x.py": b"print(1)\n"}):
         blob, diff_id = tar_gz(files)
         layers.append(
             {
@@ -97,7 +99,7 @@ def seed_base(
         ],
     }
     config_bytes = json.dumps(config).encode()
-    manifest = {
+    manifest: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": DOCKER_MANIFEST if docker else OCI_MANIFEST,
         "config": {
@@ -121,7 +123,11 @@ def seed_base(
                 "platform": {"os": os_name, "architecture": architecture},
             }
         )
-    index = {"schemaVersion": 2, "mediaType": DOCKER_LIST if docker else OCI_INDEX, "manifests": entries}
+    index: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": DOCKER_LIST if docker else OCI_INDEX,
+        "manifests": entries,
+    }
     if not docker:
         schema_validator("image-index-schema.json").validate(index)  # the fixture itself is a valid OCI index
     index_bytes = json.dumps(index).encode()
@@ -192,6 +198,13 @@ def pushed(registry: FakeRegistry) -> tuple[dict, bytes, dict]:
     return manifest, body, json.loads(registry.blob(manifest["config"]["digest"]))
 
 
+def _read_member(archive: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    """A regular file's bytes from a layer (extractfile answers None only for what is not a regular file)."""
+    handle = archive.extractfile(member)
+    assert handle is not None, member.name
+    return handle.read()
+
+
 def schema_validator(name: str) -> jsonschema.Draft4Validator:
     """Each `$ref` resolves to the vendored file of the same name, wherever the schemas' `id`s put the base URI."""
 
@@ -200,10 +213,13 @@ def schema_validator(name: str) -> jsonschema.Draft4Validator:
         return referencing.Resource.from_contents(document, default_specification=referencing.jsonschema.DRAFT4)
 
     schema = json.loads((SCHEMAS / name).read_text())
-    return jsonschema.Draft4Validator(schema, registry=referencing.Registry(retrieve=retrieve))
+    # referencing's attrs stub (_attrs.pyi) hides the field's alias, so mypy knows only `_retrieve`; `retrieve=` is
+    # the documented argument.
+    registry = referencing.Registry(retrieve=retrieve)  # type: ignore[call-arg]
+    return jsonschema.Draft4Validator(schema, registry=registry)
 
 
-# -- what is pushed -----------------------------------------------------------------------------------------------------
+# -- what is pushed ----------------------------------------------------------------------------------------------------
 
 
 def test_the_serving_image_is_tagged_with_the_job_id_and_image_json_records_its_digest(registry, tmp_path):
@@ -244,7 +260,7 @@ def test_the_new_layer_holds_the_bundle_under_model_owned_by_the_non_root_user(r
     manifest, _, _ = pushed(registry)
     with tarfile.open(fileobj=io.BytesIO(registry.blob(manifest["layers"][-1]["digest"])), mode="r:gz") as archive:
         members = archive.getmembers()
-        contents = {m.name: archive.extractfile(m).read() for m in members if m.isfile()}
+        contents = {m.name: _read_member(archive, m) for m in members if m.isfile()}
     bundle = tmp_path / "bundle"
     expected = {f"model/{p.relative_to(bundle).as_posix()}": p.read_bytes() for p in bundle.rglob("*") if p.is_file()}
     assert contents == expected
@@ -327,7 +343,7 @@ def test_a_base_without_linux_amd64_is_refused_naming_its_platforms(registry, tm
         export(registry, tmp_path, base)
 
 
-# -- authentication -----------------------------------------------------------------------------------------------------
+# -- authentication ----------------------------------------------------------------------------------------------------
 
 
 def test_the_token_is_asked_for_with_the_secret_and_push_and_pull_scopes(registry, tmp_path):
@@ -395,7 +411,7 @@ def test_a_broken_auth_entry_is_named_without_its_value(tmp_path):
     assert "not base64 !!" not in str(error.value)
 
 
-# -- failing in a cluster -----------------------------------------------------------------------------------------------
+# -- failing in a cluster ----------------------------------------------------------------------------------------------
 
 
 def cli_export(registry: FakeRegistry, tmp_path: Path, monkeypatch, secret: Path | None) -> int:
@@ -463,7 +479,7 @@ def test_a_successful_push_never_prints_or_stores_the_credentials(registry, tmp_
         assert form not in printed.out + printed.err and form not in stored
 
 
-# -- references ---------------------------------------------------------------------------------------------------------
+# -- references --------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -484,7 +500,7 @@ def test_image_references_are_split_as_docker_does(text, expected):
     assert (reference.registry, reference.repository, reference.tag, reference.digest) == expected
 
 
-# -- a real registry ----------------------------------------------------------------------------------------------------
+# -- a real registry ---------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.cluster

@@ -55,7 +55,7 @@ def test_held_out_repositories_go_to_heldout_csv_only(raw, tmp_path):
     assert run_stages("split", "--input", raw, "--output", tmp_path / "out") == 0
     heldout = read_urls(tmp_path / "out" / "heldout.csv")
     seen = read_urls(tmp_path / "out" / "train.csv") + read_urls(tmp_path / "out" / "test.csv")
-    assert sorted(repository_of(url) for url in heldout) == ["ollama/ollama"] * 6 + ["onnx/onnx"] * 6
+    assert sorted(str(repository_of(url)) for url in heldout) == ["ollama/ollama"] * 6 + ["onnx/onnx"] * 6
     assert {repository_of(url) for url in seen} == {"apache/kafka"}
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["heldout_rows"] == 12 and report["train_rows"] + report["test_rows"] == 30

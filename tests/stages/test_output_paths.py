@@ -225,10 +225,12 @@ def test_a_read_only_output_parent_is_one_line_exit_2(tmp_path, monkeypatch, cap
     if os.geteuid() == 0:  # root ignores the mode bits: make creating anything there fail as it would for a user
         real = tempfile.mkdtemp
 
-        def refuse(*args, dir=None, **kwargs):
+        def refuse(
+            suffix: str | None = None, prefix: str | None = None, dir: str | os.PathLike[str] | None = None
+        ) -> str:
             if dir is not None and Path(dir) == locked:
                 raise PermissionError(errno.EACCES, "Permission denied", str(dir))
-            return real(*args, dir=dir, **kwargs)
+            return real(suffix, prefix, dir)
 
         monkeypatch.setattr(atomic.tempfile, "mkdtemp", refuse)
     try:
@@ -248,6 +250,7 @@ def test_a_closed_stdout_is_one_line_and_the_output_is_still_written(tmp_path):
     command = [str(Path(sys.executable).parent / "stages"), "split", "--input", str(raw), "--output",
                str(tmp_path / "out")]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
     process.stdout.close()  # the reader went away before the step printed anything
     stderr = process.stderr.read().decode()
     process.wait(timeout=60)

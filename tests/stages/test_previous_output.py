@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar
 
 import pachyderm_sdk
 import pytest
@@ -53,7 +54,7 @@ class FakePfs:
 
 
 class FakeClient:
-    made: list[dict] = []
+    made: ClassVar[list[dict]] = []  # every client made, across instances
 
     def __init__(self, host: str, port: int, auth_token: str | None = None) -> None:
         FakeClient.made.append({"host": host, "port": port, "auth_token": auth_token})
@@ -80,6 +81,7 @@ def test_a_worker_reads_the_last_good_parent_of_its_output_commit_from_pachd_wit
     folder, commit = previous_output(tmp_path / "previous", WORKER_ENV)
 
     assert commit == "c1"  # c2 finished with an error: passed over
+    assert folder is not None
     assert (folder / "model.weights.h5").read_bytes() == b"weights"
     assert FakeClient.made[-1] == {"host": "10.0.0.7", "port": 30653, "auth_token": "pipeline-token"}
 

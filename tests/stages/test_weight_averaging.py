@@ -41,9 +41,9 @@ def test_saved_weights_are_the_moving_average_of_every_steps_weights(tmp_path, m
     assert momentum == pytest.approx(1 - 3 / len(steps))  # a window of a third of the run's steps
     average = steps[0]  # Keras starts the average at the first step's weights
     for weights in steps[1:]:
-        average = [momentum * mean + (1 - momentum) * value for mean, value in zip(average, weights)]
+        average = [momentum * mean + (1 - momentum) * value for mean, value in zip(average, weights, strict=True)]
     saved = TitlePredictor.load(trained).model.trainable_weights
     assert len(saved) == len(average)
-    for variable, expected in zip(saved, average):
+    for variable, expected in zip(saved, average, strict=True):
         np.testing.assert_allclose(variable.numpy(), expected, atol=1e-5)
     assert not np.allclose(saved[0].numpy(), steps[-1][0])  # not simply the last step's weights

@@ -126,16 +126,17 @@ def read_issue_file(
     header = [name.strip() for name in raw_header]
     positions = {name: header.index(name) for name in COLUMNS if name in header}
     issues: list[Issue] = []
-    file_report = {"rows_read": 0, "rows_kept": 0, "skipped": Counter()}
+    rows_read = rows_kept = 0
+    skipped: Counter[str] = Counter()
     for _line_number, outcome in _records(lines, first=1, width=len(header)):
-        file_report["rows_read"] += 1
+        rows_read += 1
         if isinstance(outcome, str):
-            file_report["skipped"][outcome] += 1
+            skipped[outcome] += 1
             continue
         reason = "repeated_header" if _is_header(outcome, header) else None
         reason = reason or _problem(outcome, len(header), positions, need_title=TITLE in require)
         if reason:
-            file_report["skipped"][reason] += 1
+            skipped[reason] += 1
             continue
         issues.append(
             Issue(
@@ -144,12 +145,15 @@ def read_issue_file(
                 body=outcome[positions[BODY]].strip(),
             )
         )
-        file_report["rows_kept"] += 1
-    report.rows_read += file_report["rows_read"]
-    report.rows_kept += file_report["rows_kept"]
-    report.skipped.update(file_report["skipped"])
-    file_report["skipped"] = dict(sorted(file_report["skipped"].items()))
-    report.files[label or str(path)] = file_report
+        rows_kept += 1
+    report.rows_read += rows_read
+    report.rows_kept += rows_kept
+    report.skipped.update(skipped)
+    report.files[label or str(path)] = {
+        "rows_read": rows_read,
+        "rows_kept": rows_kept,
+        "skipped": dict(sorted(skipped.items())),
+    }
     return issues
 
 

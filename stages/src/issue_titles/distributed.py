@@ -161,6 +161,9 @@ def build_with_local_batch(model) -> None:
     _reduce_scalars_across_workers()
 
 
+_PATCHED = "_scalars_across_workers"  # marks Keras' reduce_per_replica as replaced, so it is replaced once
+
+
 def _reduce_scalars_across_workers() -> None:
     """Keras 3 (trainer.py `reduce_per_replica`, through 3.15) averages each step's outputs over a multi-worker
     strategy with `strategy.reduce("MEAN", value, axis=0)`, which fails on the scalar losses and metrics a step
@@ -169,7 +172,7 @@ def _reduce_scalars_across_workers() -> None:
     gradients are all-reduced by the optimizer (keras/src/backend/tensorflow/optimizer.py)."""
     from keras.src.backend.tensorflow import trainer
 
-    if getattr(trainer.reduce_per_replica, "_scalars_across_workers", False):
+    if getattr(trainer.reduce_per_replica, _PATCHED, False):
         return
     original = trainer.reduce_per_replica
 
@@ -188,7 +191,7 @@ def _reduce_scalars_across_workers() -> None:
             return tree.map_structure(reduce, values)
         return original(values, strategy, reduction)
 
-    reduce_per_replica._scalars_across_workers = True
+    setattr(reduce_per_replica, _PATCHED, True)
     trainer.reduce_per_replica = reduce_per_replica
 
 

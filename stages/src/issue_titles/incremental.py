@@ -22,8 +22,10 @@ import hashlib
 import os
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +36,9 @@ from issue_titles.preprocess import ARRAYS
 from issue_titles.previous import previous_output
 from issue_titles.shards import shard_dirs
 from issue_titles.vocabulary import read_text_config, vocab_dir
+
+if TYPE_CHECKING:  # train imports Keras; this module imports it only when it trains
+    from issue_titles.train import TrainSettings
 
 LINEAGE = "lineage.json"
 TRAINED_KEYS = "trained_keys.json"
@@ -115,11 +120,11 @@ def subset(source: Path, target: Path, rows: np.ndarray) -> None:
             (target / path.name).write_bytes(path.read_bytes())
 
 
-def fingerprint(settings) -> dict:
+def fingerprint(settings: TrainSettings) -> dict:
     return {key: value for key, value in asdict(settings.resolved()).items() if key not in FINGERPRINT_EXCLUDES}
 
 
-def decide(previous: Path | None, flat: Path, settings, update: UpdateSettings) -> tuple[str, str]:
+def decide(previous: Path | None, flat: Path, settings: TrainSettings, update: UpdateSettings) -> tuple[str, str]:
     """('update' | 'full', why)."""
     if update.full:
         return "full", "a full training was asked for (--full)"
@@ -170,7 +175,7 @@ def plan_update(
     held = set(new_validation)
     new_fit = [i for i in new if i not in held]
     old = np.array([i for i, key in enumerate(keys) if key in trained], dtype=np.int64)
-    want = min(len(old), max(int(round(update.replay_factor * len(new_fit))), update.min_replay))
+    want = min(len(old), max(round(update.replay_factor * len(new_fit)), update.min_replay))
     rng = np.random.default_rng([seed, len(keys)])
     replay = np.sort(rng.choice(old, size=want, replace=False)) if want else np.zeros(0, dtype=np.int64)
     fit = np.sort(np.concatenate([np.array(new_fit, dtype=np.int64), replay]))
@@ -185,21 +190,21 @@ def run_train_incremental(
     pre_dir: Path,
     vocabulary: Path,
     output_dir: Path,
-    settings,
+    settings: TrainSettings,
     update: UpdateSettings,
     previous_dir: Path | None = None,
-    env=None,
+    env: Mapping[str, str] | None = None,
 ) -> dict:
     from issue_titles.train import run_train
 
     env = os.environ if env is None else env
-    with tempfile.TemporaryDirectory(prefix="train-assembly-") as scratch:
-        scratch = Path(scratch)
+    with tempfile.TemporaryDirectory(prefix="train-assembly-") as scratch_name:
+        scratch = Path(scratch_name)
         flat = scratch / "all"
         keys = assemble(pre_dir, vocabulary, flat)
         previous, previous_commit = (previous_dir, None) if previous_dir else previous_output(scratch / "previous", env)
         mode, reason = decide(previous, flat, settings, update)
-        lineage = {
+        lineage: dict[str, Any] = {
             "mode": mode,
             "reason": reason,
             "commit": env.get("PACH_OUTPUT_COMMIT_ID"),
@@ -228,7 +233,7 @@ def run_train_incremental(
             chain = [] if old_lineage.get("mode") == "full" else list(old_lineage.get("chain", []))
             lineage |= {
                 "started_from": started_from,
-                "chain": chain + [started_from],
+                "chain": [*chain, started_from],
                 "new_rows": plan.new_rows,
                 "replay_rows": plan.replay_rows,
                 "validation_rows": len(plan.validate),

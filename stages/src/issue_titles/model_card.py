@@ -77,7 +77,8 @@ def render_model_card(metrics: dict[str, Any], provenance: dict[str, Any]) -> st
         "## Model",
         "",
         f"- version (Pachyderm job ID): `{version}`",
-        f"- pipeline: `{provenance.get('pipeline') or 'n/a'}`, output commit `{provenance.get('output_commit') or 'n/a'}`",
+        f"- pipeline: `{provenance.get('pipeline') or 'n/a'}`, "
+        f"output commit `{provenance.get('output_commit') or 'n/a'}`",
         f"- architecture: `{provenance.get('architecture') or 'n/a'}` (sequence-to-sequence, Keras 3 on TensorFlow)",
         f"- training: {training.get('epochs_run', 'n/a')} epochs (best {training.get('best_epoch', 'n/a')}), "
         f"{training.get('train_rows', 'n/a')} training rows, best validation loss "

@@ -124,7 +124,7 @@ def parse_reference(text: str) -> Reference:
     """Docker's rules: the first part is a registry when it has a `.` or `:` or is `localhost`; else Docker Hub."""
     if not isinstance(text, str) or not text or text != text.strip():
         raise StageError(f"{text!r} is not an image reference")
-    rest, digest = (text.split("@", 1) + [None])[:2] if "@" in text else (text, None)
+    rest, digest = ([*text.split("@", 1), None])[:2] if "@" in text else (text, None)
     if digest is not None and not _DIGEST.match(digest):
         raise StageError(f"image reference {text!r}: {digest!r} is not a sha256/sha512 digest")
     head, _, remainder = rest.partition("/")

@@ -4,7 +4,8 @@ With weight averaging (the pointer-generator's default) the saved weights are in
 average of the weights over the last training steps (Polyak averaging, Keras' `use_ema`): averaged over the last few
 hundred steps of a decaying learning rate, they generalise better than the last step's weights alone. Measured on the
 full data (stages/README.md, variants table): held-out repositories +0.003 ROUGE-L overall, +0.001 to +0.006 on each
-of the six, at no training cost. A worse epoch still stops training after `patience`, but the average is not rolled back.
+of the six, at no training cost. A worse epoch still stops training after `patience`, but the average is not rolled
+back.
 """
 
 import csv
@@ -12,7 +13,7 @@ import math
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import keras
@@ -47,7 +48,7 @@ PRECISIONS = ("auto", "float32", "mixed")  # auto: mixed float16 for the pointer
 COMPILE_PAYS_OFF = 100_000  # rows x epochs from which XLA + unrolled GRUs (pointer_generator) repay their compile
 
 
-def dtype_policy(settings: "TrainSettings", gpus: int) -> str:
+def dtype_policy(settings: "ResolvedTrainSettings", gpus: int) -> str:
     """The Keras dtype policy to train with. On a GPU, float16 compute roughly halves the GRU and softmax time (tensor
     cores) while the weights, the attention and the output probabilities stay float32 (see models.py); on a CPU it
     only adds casts, so `auto` keeps float32 there. The tutorial architecture keeps the tutorial's float32."""
@@ -57,7 +58,7 @@ def dtype_policy(settings: "TrainSettings", gpus: int) -> str:
     return "float32"
 
 
-def compiles_with_xla(settings: "TrainSettings", train_rows: int, distributed: bool = False) -> bool:
+def compiles_with_xla(settings: "ResolvedTrainSettings", train_rows: int, distributed: bool = False) -> bool:
     """XLA with unrolled GRUs: ~15% faster per step, but compiling takes minutes; worth it only for long trainings.
     Never with several workers: XLA has no kernel for MultiWorkerMirroredStrategy's collectives (CollectiveGatherV2
     on XLA_CPU_JIT, measured with TensorFlow 2.20), so the step would not compile."""
@@ -68,12 +69,12 @@ def compiles_with_xla(settings: "TrainSettings", train_rows: int, distributed: b
     )
 
 
-def planned_steps(settings: "TrainSettings", train_rows: int) -> int:
+def planned_steps(settings: "ResolvedTrainSettings", train_rows: int) -> int:
     """Optimizer steps of a full training: epochs x batches of the rows left after the validation split."""
     return settings.epochs * math.ceil(train_rows * (1 - settings.validation_split) / settings.batch_size)
 
 
-def average_momentum(settings: "TrainSettings", train_rows: int) -> float:
+def average_momentum(settings: "ResolvedTrainSettings", train_rows: int) -> float:
     """The moving average's momentum per step, 1 - 1/window, or 0 (no averaging). The window is `average_steps`, but
     at most a third of the planned steps: an average over most of a short training would hold its untrained start.
     The full data's 1,728 steps average over 500 (momentum 0.998); the demo's ~340 over ~110."""
@@ -81,7 +82,7 @@ def average_momentum(settings: "TrainSettings", train_rows: int) -> float:
     return 1.0 - 1.0 / window if window > 1 else 0.0
 
 
-def learning_rate_schedule(settings: "TrainSettings", train_rows: int):
+def learning_rate_schedule(settings: "ResolvedTrainSettings", train_rows: int):
     """`constant`, or `cosine`: a short linear warm-up, then cosine decay to zero at the last planned step. With
     the few epochs a CPU budget allows, ending at a small step size gives a clearly lower loss than stopping at a
     large one."""
@@ -130,17 +131,18 @@ class TrainSettings:
     seed: int = 42
     verbose: int = 2
 
-    def resolved(self) -> "TrainSettings":
+    def resolved(self) -> "ResolvedTrainSettings":
         """Fill every None with the architecture's default and check the ranges."""
         try:
             architecture = resolve_architecture(self.architecture)
         except ValueError as error:
             raise StageError(str(error)) from None
         defaults = ARCHITECTURE_DEFAULTS[architecture]
-        filled = replace(
-            self,
-            architecture=architecture,
-            **{key: value for key, value in defaults.items() if getattr(self, key) is None},
+        given = {field.name: getattr(self, field.name) for field in fields(self)}
+        filled = ResolvedTrainSettings(
+            **given
+            | {"architecture": architecture}
+            | {key: value for key, value in defaults.items() if given[key] is None}
         )
         checks = {
             **{f"--{knob.replace('_', '-')}": _in_range(knob, getattr(filled, knob)) for knob in SIZE_KNOBS},
@@ -161,6 +163,25 @@ class TrainSettings:
             if not ok:
                 raise StageError(f"{flag} is out of range: {getattr(filled, flag[2:].replace('-', '_'))}")
         return filled
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResolvedTrainSettings(TrainSettings):
+    """TrainSettings with the architecture's defaults filled in (TrainSettings.resolved): what training reads, so
+    the settings that every architecture has are never None here. `patience` stays None where the architecture
+    has none (the tutorial), as does `max_minutes` when no limit is set."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    embedding_dim: int
+    hidden_dim: int
+    dropout: float
+    encoder: str
+    schedule: str
+    label_smoothing: float
+    average_steps: int
+    word_dropout: float
 
 
 def load_training_data(input_dir: Path) -> tuple[dict, list[str], list[str]]:
@@ -395,7 +416,7 @@ class BestEpoch(keras.callbacks.Callback):
             model.set_weights(self.best_weights)
 
 
-def _settings_text(settings: TrainSettings, train_rows: int) -> str:
+def _settings_text(settings: ResolvedTrainSettings, train_rows: int) -> str:
     """The run's settings as a Markdown table, for TensorBoard's text tab (comparing runs side by side)."""
     rows = {"train_rows": train_rows, **{key: value for key, value in vars(settings).items() if key != "verbose"}}
     return "| setting | value |\n|---|---|\n" + "\n".join(f"| {key} | {value} |" for key, value in rows.items())

@@ -76,7 +76,8 @@ def decode_request(body: bytes, header_length: bytes) -> bytes:
 
 
 def _bytes_elements(data: memoryview, name: Any) -> list[str]:
-    elements, offset = [], 0
+    elements: list[str] = []
+    offset = 0
     while offset < len(data):
         if offset + _LENGTH.size > len(data):
             raise BinaryFormatError(f"input {name!r}: element {len(elements)} is cut off in its 4-byte length")
@@ -127,7 +128,9 @@ def encode_response(response_json: bytes, default: bool, per_output: dict[str, b
     for output in outputs:
         if not isinstance(output, dict) or output.get("datatype") != "BYTES":
             continue
-        if not per_output.get(output.get("name"), default) or not isinstance(output.get("data"), list):
+        name = output.get("name")
+        wanted = per_output.get(name, default) if isinstance(name, str) else default
+        if not wanted or not isinstance(output.get("data"), list):
             continue
         binary = b"".join(
             _LENGTH.pack(len(encoded)) + encoded

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -106,7 +106,7 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-JSONFormatter.converter = time.gmtime  # type: ignore[assignment]
+JSONFormatter.converter = time.gmtime
 
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s [%(name)s] %(levelname)s %(message)s"
@@ -118,7 +118,7 @@ def truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def resolve_log_format(requested: str | None, env: dict[str, str] | None = None) -> str:
+def resolve_log_format(requested: str | None, env: Mapping[str, str] | None = None) -> str:
     """`--log-format`, else `ISSUE_TITLES_LOG_FORMAT`, else json when `MLSERVER_USE_STRUCTURED_LOGGING` is true."""
     env = os.environ if env is None else env
     value = (

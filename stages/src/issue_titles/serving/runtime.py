@@ -16,10 +16,11 @@ import gc
 import importlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from fastapi import Request
@@ -85,7 +86,7 @@ class IssueTitleRuntime(MLModel):
     _predictor: Predictor | None = None
     _limits: ServingLimits = ServingLimits()
     _data_plane: Any = None
-    _provenance: dict[str, Any] = {}
+    _provenance: Mapping[str, Any] = MappingProxyType({})  # until load() reads the bundle's; shared, so read-only
     _model_card: str | None = None
 
     def attach_data_plane(self, data_plane: Any) -> None:
@@ -246,7 +247,7 @@ class IssueTitleRuntime(MLModel):
         return JSONResponse({"status": "ready", "model": self.name})
 
 
-def bundle_parameters(provenance: dict[str, Any]) -> dict[str, Any]:
+def bundle_parameters(provenance: Mapping[str, Any]) -> dict[str, Any]:
     """What the V2 metadata's `parameters` says about the bundle, from its provenance.json."""
     keys = ("job_id", "pipeline", "output_commit", "inputs", "code", "architecture", "decoding", "metrics",
             "quality_gate", "built_at", "bundle_format")  # fmt: skip
@@ -254,7 +255,7 @@ def bundle_parameters(provenance: dict[str, Any]) -> dict[str, Any]:
     return {"content_type": "str", **found, "model_card": f"/v2/models/{MODEL_NAME}/model-card"}
 
 
-def seldon_custom(provenance: dict[str, Any]) -> dict[str, str]:
+def seldon_custom(provenance: Mapping[str, Any]) -> dict[str, str]:
     """Seldon's `custom` map (strings only): job, commits per input, the headline ROUGE-L numbers."""
     custom: dict[str, str] = {}
     for key in ("job_id", "pipeline", "output_commit", "built_at"):

@@ -78,7 +78,7 @@ class IssueTitleServer(MLServer):
         super()._create_servers()
         rest_server = getattr(self, "_rest_server", None)
         app = getattr(rest_server, "_app", None)
-        if app is None or not callable(getattr(rest_server, "_get_config", None)):
+        if rest_server is None or app is None or not callable(getattr(rest_server, "_get_config", None)):
             # MLServer 1.7 keeps the FastAPI app at `_rest_server._app` and builds uvicorn's config in `_get_config`
             raise RuntimeError("this MLServer version does not expose its REST app; pin mlserver 1.7.x")
         http_guard.install(app, self._limits.max_request_bytes, self._limits.body_timeout, self._draining)
@@ -98,7 +98,7 @@ class IssueTitleServer(MLServer):
 
         rest_server._get_config = uvicorn_config
         if not self._grpc_enabled:
-            self._grpc_server = _GRPCOff()  # type: ignore[assignment]
+            self._grpc_server = _GRPCOff()
 
     def _add_signal_handlers(self) -> None:
         """MLServer's handlers only ask its servers to stop, which waits for every request and for a model that is
