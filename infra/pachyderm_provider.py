@@ -631,7 +631,7 @@ class PachydermPipeline(_PachdObject):
         if isinstance(spec, Mapping):
             name_: Any = pipeline_name(spec)
         else:
-            name_ = pulumi.Output.from_input(spec).apply(pipeline_name)
+            name_ = pulumi.Output.from_input(spec).apply(pipeline_name)  # type: ignore[arg-type]  # an Input, not only an Output
         props: dict[str, Any] = {
             "pachd_address": args.pachd_address,
             "project": args.project,

@@ -23,8 +23,8 @@ SIDECAR_REQUESTS = {"cpu": 0.1, "memory": "256Mi"}
 # The train step's size: the train worker's with trainer "pipeline", each TFJob replica's with "tfjob".
 # 1 CPU and 4Gi requested (up to 4 CPUs and 12Gi used): with pachd, Seldon and two model replicas this still fits
 # the documented 4-CPU / 12 GiB minikube (tests/infra/test_resource_budget.py adds it up).
-TRAIN_REQUESTS = {"cpu": 1.0, "memory": "4Gi"}
-TRAIN_LIMITS = {"cpu": 4.0, "memory": "12Gi"}
+TRAIN_REQUESTS: dict[str, float | str] = {"cpu": 1.0, "memory": "4Gi"}
+TRAIN_LIMITS: dict[str, float | str] = {"cpu": 4.0, "memory": "12Gi"}
 # With trainer "tfjob" the train worker only creates the TFJob and waits for it.
 LAUNCHER_REQUESTS = {"cpu": 0.1, "memory": "256Mi"}
 LAUNCHER_LIMITS = {"cpu": 0.5, "memory": "512Mi"}
@@ -144,11 +144,11 @@ def train_with_tfjob(settings: PipelineSettings) -> Spec:
         "--cpu-request",
         _quantity(TRAIN_REQUESTS["cpu"]),
         "--memory-request",
-        TRAIN_REQUESTS["memory"],
+        _quantity(TRAIN_REQUESTS["memory"]),
         "--cpu-limit",
         _quantity(TRAIN_LIMITS["cpu"]),
         "--memory-limit",
-        TRAIN_LIMITS["memory"],
+        _quantity(TRAIN_LIMITS["memory"]),
         "--run-as-user",
         str(STAGE_UID),
         "--image-pull-secret",

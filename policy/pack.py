@@ -20,7 +20,7 @@ from pulumi_policy import (
 try:  # imported as `policy.pack` (tests) or as the top-level `pack` (Pulumi runs the pack from its folder)
     from . import rules
 except ImportError:  # pragma: no cover - the Pulumi runtime path
-    import rules  # type: ignore[no-redef]
+    import rules  # type: ignore[no-redef,import-not-found]
 
 DEFAULT_GPU_STACKS = ["gke-gpu"]
 Rule = Callable[[ResourceValidationArgs], list[str]]

@@ -13,7 +13,7 @@ BENCH = Path(program.__file__).parent
 def test_quick_program_benchmark_times_both_stacks_and_counts_their_resources() -> None:
     section = program.run(quick=True)
     assert [row[0] for row in section.rows] == list(render.STACKS)
-    for stack, first, best, count in section.rows:
+    for stack, first, best, count in (tuple(map(str, row)) for row in section.rows):
         assert first != "failed", count  # a failing program is reported in the row; here it must not fail
         assert float(first) > 0 and best.endswith("(best of 1)")
         assert int(count) == len(render.run_program(stack))

@@ -124,7 +124,8 @@ def parse_reference(text: str) -> Reference:
     """Docker's rules: the first part is a registry when it has a `.` or `:` or is `localhost`; else Docker Hub."""
     if not isinstance(text, str) or not text or text != text.strip():
         raise StageError(f"{text!r} is not an image reference")
-    rest, digest = ([*text.split("@", 1), None])[:2] if "@" in text else (text, None)
+    rest, at, after = text.partition("@")
+    digest = after if at else None
     if digest is not None and not _DIGEST.match(digest):
         raise StageError(f"image reference {text!r}: {digest!r} is not a sha256/sha512 digest")
     head, _, remainder = rest.partition("/")
@@ -360,8 +361,9 @@ class RegistryClient:
                 # An upload Location may point at another server (spec: "does not necessarily need to be provided
                 # by the registry itself"); the registry's token or password stays with the registry.
                 headers["Authorization"] = self._authorization
-            if hasattr(data, "seek"):
-                data.seek(0)
+            rewind = getattr(data, "seek", None)
+            if rewind is not None:
+                rewind(0)
             try:
                 response = self._session.request(method, url, headers=headers, timeout=self._timeout, **kwargs)
             except requests.RequestException as error:
