@@ -184,6 +184,8 @@ class Runner:
         # outputs are merged in datum order, so the commit is the same whatever the number.
         self.parallelism = parallelism
         self._lock = threading.Lock()
+        # Step processes running now (on datum worker threads too): an interrupt stops them all at once.
+        self._live_steps: set[subprocess.Popen] = set()
         state_dir = Path(os.path.abspath(state_dir))  # steps run in their own cwd: every path must be absolute
         self.state_dir = state_dir
         self.pfs = PFS(state_dir)
@@ -483,14 +485,20 @@ class Runner:
             finally:
                 seconds[number] = round(time.time() - started, 3)
 
+        results: list[tuple[tuple[int, Datum, str], dict[str, StoredObject] | None, StepFailed | None]] = []
         with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="datum") as pool:
             futures = [(item, pool.submit(one, item)) for item in pending]
-            results: list[tuple[tuple[int, Datum, str], dict[str, StoredObject] | None, StepFailed | None]] = []
-            for item, future in futures:
-                try:
-                    results.append((item, future.result(), None))
-                except StepFailed as failed:
-                    results.append((item, None, failed))
+            try:
+                for item, future in futures:
+                    try:
+                        results.append((item, future.result(), None))
+                    except StepFailed as failed:
+                        results.append((item, None, failed))
+            except BaseException:  # Ctrl-C / SIGTERM on the main thread: stop the workers' steps, then unwind
+                for _, future in futures:
+                    future.cancel()
+                self._stop_live_steps()
+                raise
         skipped_lines = {number for number in range(1, total + 1) if trees[number - 1] is not None}
         failure: StepFailed | None = None
         by_number = {item[0]: (item, tree, error) for item, tree, error in results}
@@ -671,6 +679,7 @@ class Runner:
             raise StepFailed(f"cannot start {argv[0]}: {error.strerror or error}") from None
         with self._lock:
             job.step_pid = process.pid
+            self._live_steps.add(process)
             self.jobs.save(job)
         try:
             if stdin is not None:
@@ -691,6 +700,17 @@ class Runner:
         except BaseException:
             stop_process_group(process)
             raise
+        finally:
+            with self._lock:
+                self._live_steps.discard(process)
+
+    def _stop_live_steps(self) -> None:
+        """Stop every running step's process group: an interrupt on the main thread must not wait for the datum
+        workers' steps to end on their own (a silent step would hold the run until it finished)."""
+        with self._lock:
+            running = list(self._live_steps)
+        for process in running:
+            stop_process_group(process)
 
     @staticmethod
     def _step_failed(code: int, log: Any, start: int, number: int, total: int) -> StepFailed:
