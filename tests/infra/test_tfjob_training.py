@@ -12,14 +12,13 @@ import pytest
 from infra.config import ConfigError
 from infra.pods import STAGE_UID
 from infra.training import SECRET_VERBS, TFJOB_ROLE, TFJOB_RULES, TFJOB_VERBS
-from issue_titles.cli import build_parser
+from issue_titles.cli import build_parser, replica_spec
 from issue_titles.tfjob import (
     KubeApi,
     ReplicaSpec,
     credentials_secret,
     run_launch,
     secret_name,
-    split_train_args,
     tfjob_manifest,
 )
 from pipelines.specs import TRAIN_LIMITS, TRAIN_REQUESTS, TRAINER_SERVICE_ACCOUNT
@@ -48,20 +47,7 @@ def rendered_tfjob(stack: str) -> dict:
     """The TFJob `stages launch-tfjob` builds from the train pipeline's command as this stack renders it."""
     train = specs(program(stack))["train"]
     args = build_parser().parse_args(train["transform"]["cmd"][1:])
-    spec = ReplicaSpec(
-        image=args.image,
-        workers=args.workers,
-        gpus=args.gpus,
-        cpu_request=args.cpu_request,
-        memory_request=args.memory_request,
-        cpu_limit=args.cpu_limit,
-        memory_limit=args.memory_limit,
-        run_as_user=args.run_as_user,
-        image_pull_secret=args.image_pull_secret,
-        input_bucket=args.input_bucket,
-        train_args=split_train_args(args.train_args),
-    )
-    return tfjob_manifest(spec, JOB_ID, "issue-titles", WORKER_ENV)
+    return tfjob_manifest(replica_spec(args), JOB_ID, "issue-titles", WORKER_ENV)
 
 
 def replica_pod(stack: str) -> dict:

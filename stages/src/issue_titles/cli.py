@@ -17,12 +17,15 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from issue_titles import __version__
 from issue_titles.contract import SERVING_PORT, STAGE_UID
 from issue_titles.errors import StageError
 from issue_titles.limits import TRAINING_RANGES
+
+if TYPE_CHECKING:
+    from issue_titles.tfjob import ReplicaSpec
 
 
 def _whole_number(text: str, least: int, most: int | None = None) -> int:
@@ -855,10 +858,11 @@ def _train_workers(args: argparse.Namespace) -> None:
     run_local_workers(_without_workers(sys.argv[1:] if args.argv is None else args.argv), args.workers)
 
 
-def _launch_tfjob(args: argparse.Namespace) -> None:
-    from issue_titles.tfjob import ReplicaSpec, run_launch, split_train_args
+def replica_spec(args: argparse.Namespace) -> "ReplicaSpec":
+    """What `stages launch-tfjob`'s options say of the TFJob's replicas (tests render the stacks' TFJob with it)."""
+    from issue_titles.tfjob import ReplicaSpec, split_train_args
 
-    spec = ReplicaSpec(
+    return ReplicaSpec(
         image=args.image,
         workers=args.workers,
         gpus=args.gpus,
@@ -871,6 +875,12 @@ def _launch_tfjob(args: argparse.Namespace) -> None:
         input_bucket=args.input_bucket,
         train_args=split_train_args(args.train_args),
     )
+
+
+def _launch_tfjob(args: argparse.Namespace) -> None:
+    from issue_titles.tfjob import run_launch
+
+    spec = replica_spec(args)
     _report(
         run_launch(
             spec,
