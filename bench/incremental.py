@@ -78,17 +78,14 @@ def put(state: Path, files: list[Path]) -> None:
         localpach(state, "put-file", "raw_data", path.name, "-f", str(path))
 
 
-def run_all(state: Path, settings: list[str], *extra: str) -> tuple[float, list[dict]]:
-    """One `localpach run --incremental`: its wall seconds and the jobs it ran. The CPU seconds of the run (every
-    step's process, waited for) are added to CPU_SECONDS[state], read back with `cpu_of`."""
+def run_all(state: Path, settings: list[str], *extra: str) -> tuple[float, float, list[dict]]:
+    """One `localpach run --incremental`: its wall seconds, its CPU seconds (every step's process, waited for) and
+    the jobs it ran."""
     before = {job["id"] for job in jobs(state)} if (state / "jobs").exists() else set()
     cpu_before = _children_cpu()
     wall, _, _ = localpach(state, "run", "--incremental", *settings, *extra)
-    LAST_CPU[state] = _children_cpu() - cpu_before
-    return wall, [job for job in jobs(state) if job["id"] not in before]
-
-
-LAST_CPU: dict[Path, float] = {}
+    cpu = _children_cpu() - cpu_before
+    return wall, cpu, [job for job in jobs(state) if job["id"] not in before]
 
 
 def _keep_raw(**measured: object) -> None:
@@ -158,37 +155,33 @@ def run(quick: bool, scratch: Path, rows: int | None, model: str, successive: bo
     # A: base from scratch, then update 1, an unchanged re-run, updates 2..10
     a = scratch / "A"
     put(a, base)
-    first_s, first_jobs = run_all(a, settings)
-    first_cpu = LAST_CPU[a]
+    first_s, first_cpu, first_jobs = run_all(a, settings)
     base_quality = heldout_rouge(a)  # the model the update starts from: separates the update's effect from training's
     put(a, updates[:1])
-    update_s, update_jobs = run_all(a, settings)
-    update_cpu = LAST_CPU[a]
-    unchanged_s, unchanged_jobs = run_all(a, settings)
+    update_s, update_cpu, update_jobs = run_all(a, settings)
+    unchanged_s, _, unchanged_jobs = run_all(a, settings)
     update_quality, update_lineage = heldout_rouge(a), lineage(a)
     qualities = [update_quality]
     modes = [update_lineage["mode"]]
     update_times, update_cpus = [update_s], [update_cpu]
     for path in updates[1:] if successive else []:
         put(a, [path])
-        seconds, _ = run_all(a, settings)
+        seconds, cpu, _ = run_all(a, settings)
         update_times.append(seconds)
-        update_cpus.append(LAST_CPU[a])
+        update_cpus.append(cpu)
         qualities.append(heldout_rouge(a))
         modes.append(lineage(a)["mode"])
 
     # B: base + update 1 from scratch; C: base + all updates from scratch
     b = scratch / "B"
     put(b, base + updates[:1])
-    full_s, full_jobs = run_all(b, settings)
-    full_cpu = LAST_CPU[b]
+    full_s, full_cpu, full_jobs = run_all(b, settings)
     full_quality = heldout_rouge(b)
     full10_s = full10_cpu = full10_quality = float("nan")
     if successive:
         c = scratch / "C"
         put(c, base + updates)
-        full10_s, _ = run_all(c, settings)
-        full10_cpu = LAST_CPU[c]
+        full10_s, full10_cpu, _ = run_all(c, settings)
         full10_quality = heldout_rouge(c)
 
     # parallel vs serial pre-processing on the same files
