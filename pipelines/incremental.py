@@ -13,7 +13,7 @@ warm-started train. vocabulary and train read their own previous output commit f
 from __future__ import annotations
 
 from pipelines.settings import PipelineSettings
-from pipelines.specs import RAW_DATA_REPO, Spec, build, cli_flags, export, pfs, step_spec
+from pipelines.specs import RAW_DATA_REPO, Spec, build, export, pfs, split_cmd, step_spec
 from pipelines.specs import train as whole_train
 
 PREVIOUS_OUTPUT_ENV = {"ISSUE_TITLES_PREVIOUS_OUTPUT": "parent-commit"}
@@ -21,8 +21,7 @@ VOCAB_GLOB = "/vocab"
 
 
 def split(settings: PipelineSettings) -> Spec:
-    cmd = ["stages", "split", "--input", f"/pfs/{RAW_DATA_REPO}", "--output", "/pfs/out", "--layout", "shards"]
-    cmd += cli_flags(sample_size=settings.sample_size, test_fraction=settings.test_fraction, seed=settings.seed)
+    cmd = split_cmd(settings, "--layout", "shards")
     return step_spec(
         "split",
         "One datum per raw file (glob /*): each row goes to train, test or the held-out "

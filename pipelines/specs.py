@@ -70,9 +70,14 @@ def cli_flags(**values: Any) -> list[str]:
     return out
 
 
+def split_cmd(settings: PipelineSettings, *layout: str) -> list[str]:
+    """`stages split` from raw_data with the sampling and split settings; `layout` as the incremental chain asks."""
+    cmd = ["stages", "split", "--input", f"/pfs/{RAW_DATA_REPO}", "--output", "/pfs/out", *layout]
+    return cmd + cli_flags(sample_size=settings.sample_size, test_fraction=settings.test_fraction, seed=settings.seed)
+
+
 def split(settings: PipelineSettings) -> Spec:
-    cmd = ["stages", "split", "--input", f"/pfs/{RAW_DATA_REPO}", "--output", "/pfs/out"]
-    cmd += cli_flags(sample_size=settings.sample_size, test_fraction=settings.test_fraction, seed=settings.seed)
+    cmd = split_cmd(settings)
     return step_spec(
         "split",
         "Sample the raw issues, set the held-out repositories aside (heldout.csv), split the rest "
