@@ -103,9 +103,20 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def build_metrics(state: Path) -> dict:
+    return json.loads(localpach(state, "get-file", "build@master:metrics.json")[1])
+
+
 def heldout_rouge(state: Path) -> float:
-    metrics = json.loads(localpach(state, "get-file", "build@master:metrics.json")[1])
-    return float(metrics["heldout"]["model"]["rouge_l"])
+    return float(build_metrics(state)["heldout"]["model"]["rouge_l"])
+
+
+def decoding_of(state: Path) -> str:
+    """How build chose the served decoding: `validation rows a1.75 c1.6`, `previous build a1.75 c1.6`."""
+    metrics = build_metrics(state)
+    decoding = metrics.get("decoding") or {}
+    chosen_on = (metrics.get("decoding_choice") or {}).get("chosen_on", "?")
+    return f"{chosen_on} a{decoding.get('length_penalty')} c{decoding.get('copy_bias')}"
 
 
 def lineage(state: Path) -> dict:
@@ -157,12 +168,14 @@ def run(quick: bool, scratch: Path, rows: int | None, model: str, successive: bo
     put(a, base)
     first_s, first_cpu, first_jobs = run_all(a, settings)
     base_quality = heldout_rouge(a)  # the model the update starts from: separates the update's effect from training's
+    base_decoding = decoding_of(a)
     put(a, updates[:1])
     update_s, update_cpu, update_jobs = run_all(a, settings)
     unchanged_s, _, unchanged_jobs = run_all(a, settings)
     update_quality, update_lineage = heldout_rouge(a), lineage(a)
     qualities = [update_quality]
     modes = [update_lineage["mode"]]
+    decodings = [decoding_of(a)]  # an update's build reuses the previous build's choice (issue_titles.evaluate)
     update_times, update_cpus = [update_s], [update_cpu]
     for path in updates[1:] if successive else []:
         put(a, [path])
@@ -171,6 +184,7 @@ def run(quick: bool, scratch: Path, rows: int | None, model: str, successive: bo
         update_cpus.append(cpu)
         qualities.append(heldout_rouge(a))
         modes.append(lineage(a)["mode"])
+        decodings.append(decoding_of(a))
 
     # B: base + update 1 from scratch; C: base + all updates from scratch
     b = scratch / "B"
@@ -200,7 +214,7 @@ def run(quick: bool, scratch: Path, rows: int | None, model: str, successive: bo
         scale=scale, first_s=first_s, first_cpu=first_cpu, update_s=update_s, update_cpu=update_cpu,
         unchanged_s=unchanged_s, update_times=update_times, update_cpus=update_cpus, full_s=full_s, full_cpu=full_cpu,
         full10_s=full10_s, full10_cpu=full10_cpu, walls=walls, identical=identical, qualities=qualities, modes=modes,
-        full_quality=full_quality,
+        full_quality=full_quality, decodings=decodings, base_decoding=base_decoding,
         base_quality=base_quality, full10_quality=full10_quality, update_lineage=update_lineage,
         jobs={"first": first_jobs, "update": update_jobs, "full": full_jobs},
     )  # fmt: skip
@@ -275,17 +289,23 @@ def run(quick: bool, scratch: Path, rows: int | None, model: str, successive: bo
     )
     quality.rows.append(["full retrain on base + update 1 (B)", f"{full_quality:.4f}", "-"])
     quality.rows.append(
-        ["A's base model (90% of the rows, from scratch)", f"{base_quality:.4f}", f"{base_quality - full_quality:+.4f}"]
+        [
+            f"A's base model (90% of the rows, from scratch; decoding: {base_decoding})",
+            f"{base_quality:.4f}",
+            f"{base_quality - full_quality:+.4f}",
+        ]
     )
     quality.rows.append(
         [
-            f"updated after update 1 (A, {update_lineage['mode']})",
+            f"updated after update 1 (A, {update_lineage['mode']}; decoding: {decodings[0]})",
             f"{update_quality:.4f}",
             f"{update_quality - full_quality:+.4f}",
         ]
     )
     for index, value in enumerate(qualities[1:], start=2):
-        quality.rows.append([f"A after update {index} ({modes[index - 1]})", f"{value:.4f}", ""])
+        quality.rows.append(
+            [f"A after update {index} ({modes[index - 1]}; decoding: {decodings[index - 1]})", f"{value:.4f}", ""]
+        )
     if successive:
         quality.rows.append(["full retrain on base + all updates (C)", f"{full10_quality:.4f}", "-"])
         quality.rows.append(

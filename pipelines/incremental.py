@@ -6,14 +6,16 @@ pre_process (glob /) x vocabulary (glob /vocab) --> train (updates its previous 
 
 Pachyderm processes only datums it has not processed with the same inputs and spec, so a new raw file costs one
 split datum, one encoded shard, a vocabulary fit (whose `vocab/` stays byte-identical until it drifts) and a
-warm-started train. vocabulary and train read their own previous output commit from pachd
+warm-started train. vocabulary, train and build read their own previous output commit from pachd
 (issue_titles.previous; transform.env ISSUE_TITLES_PREVIOUS_OUTPUT): a pipeline may not take its own repo as input.
+build reads only the previous bundle's provenance.json, whose decoding choice an updated model reuses.
 """
 
 from __future__ import annotations
 
 from pipelines.settings import PipelineSettings
-from pipelines.specs import RAW_DATA_REPO, Spec, build, export, pfs, split_cmd, step_spec
+from pipelines.specs import RAW_DATA_REPO, Spec, export, pfs, split_cmd, step_spec
+from pipelines.specs import build as whole_build
 from pipelines.specs import train as whole_train
 
 PREVIOUS_OUTPUT_ENV = {"ISSUE_TITLES_PREVIOUS_OUTPUT": "parent-commit"}
@@ -74,6 +76,13 @@ def train(settings: PipelineSettings) -> Spec:
         "from scratch."
     )
     spec["input"] = {"cross": [pfs("pre_process"), pfs("vocabulary", VOCAB_GLOB)]}
+    spec["transform"]["env"] = dict(PREVIOUS_OUTPUT_ENV)
+    return spec
+
+
+def build(settings: PipelineSettings) -> Spec:
+    spec = whole_build(settings)
+    # the previous bundle's provenance.json: an updated model reuses its decoding choice (issue_titles.evaluate)
     spec["transform"]["env"] = dict(PREVIOUS_OUTPUT_ENV)
     return spec
 

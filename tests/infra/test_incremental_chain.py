@@ -38,7 +38,7 @@ def test_both_stacks_render_the_incremental_chain_as_valid_pipeline_requests(sta
     assert found["vocabulary"]["input"]["pfs"]["glob"] == "/"  # the reduce sees every shard
     assert [leaf["pfs"]["glob"] for leaf in found["pre_process"]["input"]["cross"]] == ["/*", "/vocab"]
     assert found["pre_process"]["parallelismSpec"]["constant"] == 2
-    for name in ("vocabulary", "train"):
+    for name in ("vocabulary", "train", "build"):  # build: the previous bundle's decoding choice
         assert found[name]["transform"]["env"]["ISSUE_TITLES_PREVIOUS_OUTPUT"] == "parent-commit"
     assert "--full" not in found["train"]["transform"]["cmd"]
 

@@ -109,3 +109,29 @@ def test_a_bundle_records_the_chosen_decoding_and_is_served_with_it(trained, tmp
     copy = shutil.copytree(split, tmp_path / "split")
     _, choice = load_for_split(bundle, copy)
     assert choice == {"chosen_on": "recorded by the bundle"}
+
+
+def test_the_build_of_an_updated_model_reuses_the_previous_builds_choice(trained, tmp_path, monkeypatch):
+    """The pipeline's previous output commit (here as localpach names it) is the bundle this model was updated from:
+    its chosen alpha is kept although choosing anew would now pick another."""
+    from issue_titles.build import run_build
+    from issue_titles.incremental import sha256_file
+
+    model, split = trained
+    monkeypatch.setattr(evaluate, "MIN_TUNING_ROWS", 1)
+    monkeypatch.setattr(evaluate, "TUNED_LENGTH_PENALTIES", (0.5,))
+    before = tmp_path / "before"
+    run_build([model, split], before, env={}, beat_baseline=False)
+    updated = shutil.copytree(model, tmp_path / "updated" / "train")
+    info = json.loads((updated / "model.json").read_text())
+    info["lineage"] = {"mode": "update", "started_from": {"weights_sha256": sha256_file(before / "model.weights.h5")}}
+    (updated / "model.json").write_text(json.dumps(info))
+    monkeypatch.setattr(evaluate, "TUNED_LENGTH_PENALTIES", (1.5,))
+    env = {"ISSUE_TITLES_PREVIOUS_OUTPUT": "parent-commit", "LOCALPACH_PREVIOUS_OUTPUT": str(before)}
+
+    provenance = run_build([updated, split], tmp_path / "after", env=env, beat_baseline=False)
+
+    assert provenance["decoding"]["length_penalty"] == 0.5
+    assert provenance["decoding_choice"] == {"chosen_on": "previous build", "reuses": 1}
+    metrics = json.loads((tmp_path / "after" / "metrics.json").read_text())
+    assert "scores" not in metrics["decoding_choice"]  # nothing was decoded to choose

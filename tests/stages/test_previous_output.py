@@ -1,6 +1,6 @@
-"""How vocabulary and train reach their previous output commit (issue_titles.previous): from pachd inside a Pachyderm
-worker (the parent of PACH_OUTPUT_COMMIT_ID, passing over a failed one, with the pipeline's PACH_TOKEN), from the
-folder localpach names, or not at all outside a pipeline. pachd is faked at the SDK client."""
+"""How vocabulary, train and build reach their previous output commit (issue_titles.previous): from pachd inside a
+Pachyderm worker (the parent of PACH_OUTPUT_COMMIT_ID, passing over a failed one, with the pipeline's PACH_TOKEN),
+from the folder localpach names, or not at all outside a pipeline. pachd is faked at the SDK client."""
 
 from __future__ import annotations
 
@@ -84,6 +84,15 @@ def test_a_worker_reads_the_last_good_parent_of_its_output_commit_from_pachd_wit
     assert folder is not None
     assert (folder / "model.weights.h5").read_bytes() == b"weights"
     assert FakeClient.made[-1] == {"host": "10.0.0.7", "port": 30653, "auth_token": "pipeline-token"}
+
+
+def test_a_worker_reads_only_the_files_it_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pachyderm_sdk, "Client", FakeClient)
+
+    folder, _ = previous_output(tmp_path / "previous", WORKER_ENV, only=("lineage.json",))
+
+    assert folder is not None
+    assert sorted(path.name for path in folder.iterdir()) == ["lineage.json"]  # the weights stay in pachd
 
 
 def test_a_request_outside_a_worker_fails_clearly(tmp_path: Path) -> None:

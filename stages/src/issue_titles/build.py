@@ -29,6 +29,7 @@ from issue_titles.evaluate import DecodingOptions, evaluate_model
 from issue_titles.jsonio import read_json, write_json
 from issue_titles.model_card import render_model_card
 from issue_titles.predictor import DECODING_DEFAULTS
+from issue_titles.previous import previous_output
 from issue_titles.progress import TENSORBOARD_DIR, write_decoding_choice
 from issue_titles.provenance import BUNDLE_FORMAT, checksums, code_version
 from issue_titles.shards import flat_split_view, is_sharded_split
@@ -160,18 +161,22 @@ def run_build(
     beam_width: int | None = None,
     length_penalty: float | None = None,
     copy_bias: float | None = None,
+    previous_dir: Path | None = None,
 ) -> dict:
     """Evaluate, gate, bundle. The default gate: the model must beat the best extractive baseline on ROUGE-L on
-    this test split (a model worse than a one-liner is not worth serving); `min_rouge_l` is an extra absolute floor."""
+    this test split (a model worse than a one-liner is not worth serving); `min_rouge_l` is an extra absolute floor.
+    `previous_dir` (default: the pipeline's previous output commit, when its spec asks for it) is a former bundle
+    whose decoding choice an updated model may reuse (evaluate.inherited_choice)."""
     env = os.environ if env is None else env
     train_dir, split_dir = find_inputs(inputs)
     decoding: DecodingOptions = {"beam_width": beam_width, "length_penalty": length_penalty, "copy_bias": copy_bias}
-    if is_sharded_split(split_dir):  # one shard per raw file: score on their merged rows, each row once
-        with tempfile.TemporaryDirectory(prefix="build-split-") as flat:
-            flat_split_view(split_dir, Path(flat))
-            predictor, metrics = evaluate_model(train_dir, Path(flat), **decoding)
-    else:
-        predictor, metrics = evaluate_model(train_dir, split_dir, **decoding)
+    with tempfile.TemporaryDirectory(prefix="build-scratch-") as scratch_name:
+        scratch = Path(scratch_name)
+        previous = previous_dir or previous_output(scratch / "previous", env, only=(PROVENANCE,))[0]
+        if is_sharded_split(split_dir):  # one shard per raw file: score on their merged rows, each row once
+            flat_split_view(split_dir, scratch / "split")
+            split_dir = scratch / "split"
+        predictor, metrics = evaluate_model(train_dir, split_dir, previous, **decoding)
     check_quality_gate(metrics, min_rouge_l, beat_baseline)
     model_info = read_json(train_dir / MODEL_INFO)
     with atomic_output_dir(output_dir, step="build", inputs=inputs) as staging:
@@ -198,6 +203,12 @@ def run_build(
             **({"lineage": model_info["lineage"]} if "lineage" in model_info else {}),
             # what the gate measured is what is served: the serving runtime and `stages predict` decode this way
             "decoding": {key: predictor.decoding[key] for key in DECODING_DEFAULTS},
+            # how it was chosen: the next build of a model updated from this one may reuse it
+            "decoding_choice": {
+                key: metrics["decoding_choice"][key]
+                for key in ("chosen_on", "reuses")
+                if key in metrics["decoding_choice"]
+            },
             "metrics": {key: metrics[key] for key in ("model", "lead_baseline", "test_rows")}
             | (
                 {"heldout": {k: v for k, v in metrics["heldout"].items() if k != "repositories"}}

@@ -537,6 +537,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the stage image the serving image starts FROM (default: issue-titles-stages:latest)",
     )
+    build.add_argument(
+        "--previous",
+        type=Path,
+        default=None,
+        action=_Once,
+        help="a former bundle whose decoding choice an updated model may reuse (default: the pipeline's previous "
+        "output commit, when its spec asks for it)",
+    )
     _decoding_arguments(build)
 
     export = add(
@@ -779,18 +787,16 @@ def _split_shards(args: argparse.Namespace) -> None:
 
 
 def _vocabulary(args: argparse.Namespace) -> None:
+    import tempfile
+
+    from issue_titles.previous import previous_output
     from issue_titles.vocabulary import DRIFT_THRESHOLD, run_vocabulary
 
     config = _text_config(args)
-    previous = args.previous
-    if previous is None:
-        import tempfile
-
-        from issue_titles.previous import previous_output
-
-        previous, _ = previous_output(Path(tempfile.mkdtemp(prefix="vocabulary-previous-")))
     threshold = DRIFT_THRESHOLD if args.drift_threshold is None else args.drift_threshold
-    _report(run_vocabulary(args.input, args.output, config, previous, threshold))
+    with tempfile.TemporaryDirectory(prefix="vocabulary-previous-") as scratch:  # what pachd sends is read once
+        previous = args.previous or previous_output(Path(scratch) / "previous")[0]
+        _report(run_vocabulary(args.input, args.output, config, previous, threshold))
 
 
 def _pre_process(args: argparse.Namespace) -> None:
@@ -912,6 +918,7 @@ def _build(args: argparse.Namespace) -> None:
         args.min_rouge_l,
         args.base_image or DEFAULT_BASE_IMAGE,
         beat_baseline=not args.allow_below_baseline,
+        previous_dir=args.previous,
         **_decoding(args),
     )
     _report({key: provenance[key] for key in ("job_id", "inputs", "metrics", "code")})

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypedDict, Unpack
 
 from issue_titles.atomic import atomic_output_dir
+from issue_titles.contract import WEIGHTS_FILE
 from issue_titles.csvio import Issue, ReadReport, read_issue_file
 from issue_titles.errors import StageError
 from issue_titles.jsonio import read_json, write_json
@@ -44,6 +45,12 @@ TUNED_LENGTH_PENALTIES = (1.5, 1.75, 2.0, 2.25)
 TUNED_COPY_BIASES = (1.0, 1.6)  # pointer_generator only; the tutorial's model does not copy
 TUNING_ROWS = 3000  # a seeded sample of the validation rows: ~40 s for the full-data model on 2 cores
 MIN_TUNING_ROWS = 500  # on fewer rows the choice would follow noise: the predictor's defaults apply
+# An update (issue_titles.incremental) fine-tunes the previous model for one epoch at half its learning rate on ~1% new
+# rows plus a replay sample; choosing its decoding anew would decode the tuning sample once per candidate (8 x 3,000
+# rows for the full-data model, most of an update's build). So a build of an updated model reuses the choice of the
+# build that bundled the very weights it was updated from, for at most MAX_CHOICE_REUSES builds in a row; the next
+# one, and every build of a full training, chooses on its validation rows again.
+MAX_CHOICE_REUSES = 9
 
 
 def read_test_split(split_dir: Path, name: str = "test.csv") -> list[Issue]:
@@ -205,22 +212,63 @@ def choose_decoding(predictor: TitlePredictor, rows: list[Issue], sample: int = 
             "scores": scores}  # fmt: skip
 
 
+def inherited_choice(model_dir: Path, previous_bundle: Path | None, beam_width: int) -> tuple[dict | None, str]:
+    """(the previous build's decoding choice for this model, "") or (None, why it does not apply). It applies to an
+    updated model whose lineage names the weights the previous bundle holds, decoded at the same beam width, when
+    that build chose on validation rows (or reused such a choice fewer than MAX_CHOICE_REUSES times)."""
+    if previous_bundle is None:
+        return None, "no previous build"
+    lineage = read_json(Path(model_dir) / "model.json").get("lineage") or {}
+    if lineage.get("mode") != "update":
+        return None, "a full training chooses its decoding anew"
+    provenance_path = Path(previous_bundle) / PROVENANCE
+    if not provenance_path.is_file():
+        return None, "the previous build has no provenance.json"
+    provenance = read_json(provenance_path)
+    started_from = (lineage.get("started_from") or {}).get("weights_sha256")
+    if not started_from or (provenance.get("files") or {}).get(WEIGHTS_FILE) != started_from:
+        return None, "the model was not updated from the weights the previous build bundled"
+    recorded = recorded_decoding(Path(previous_bundle))
+    if recorded.get("beam_width") != beam_width:
+        return None, f"the previous build decoded at beam width {recorded.get('beam_width')}, this one at {beam_width}"
+    before = provenance.get("decoding_choice") or {}
+    if before.get("chosen_on") not in ("validation rows", "previous build"):
+        return None, f"the previous build's decoding was not chosen on validation rows ({before.get('chosen_on')})"
+    reuses = int(before.get("reuses", 0))
+    if reuses >= MAX_CHOICE_REUSES:
+        return None, f"chosen anew after {reuses} builds reused one choice"
+    return {
+        "chosen_on": "previous build",
+        "why": f"the model was updated from the previous build's weights; reuse {reuses + 1} of {MAX_CHOICE_REUSES}",
+        "length_penalty": recorded["length_penalty"],
+        "copy_bias": recorded["copy_bias"],
+        "reuses": reuses + 1,
+        "previous_build": provenance.get("output_commit"),
+    }, ""
+
+
 def load_for_split(
     model_dir: Path,
     split_dir: Path,
     beam_width: int | None = None,
     length_penalty: float | None = None,
     copy_bias: float | None = None,
+    previous_bundle: Path | None = None,
 ) -> tuple[TitlePredictor, dict]:
     """(the predictor to evaluate, how its decoding was chosen). Options given, or recorded by a bundle, are used as
-    they are; otherwise the length penalty and copy bias are chosen on the model's validation rows in `split_dir`
-    (`choose_decoding`), or the defaults apply when there are fewer than MIN_TUNING_ROWS of them."""
+    they are; an updated model reuses the previous build's choice (`inherited_choice`); otherwise the length penalty
+    and copy bias are chosen on the model's validation rows in `split_dir` (`choose_decoding`), or the defaults
+    apply when there are fewer than MIN_TUNING_ROWS of them."""
     predictor = TitlePredictor.load(model_dir, beam_width=beam_width, length_penalty=length_penalty,
                                     copy_bias=copy_bias)  # fmt: skip
     if length_penalty is not None or copy_bias is not None:
         return predictor, {"chosen_on": "given"}
     if (Path(model_dir) / PROVENANCE).is_file() and recorded_decoding(model_dir):
         return predictor, {"chosen_on": "recorded by the bundle"}
+    inherited, _ = inherited_choice(model_dir, previous_bundle, predictor.beam_width)
+    if inherited is not None:
+        reused = predictor.with_decoding(length_penalty=inherited["length_penalty"], copy_bias=inherited["copy_bias"])
+        return reused, inherited
     rows, why_not = validation_rows(split_dir, model_dir)
     if len(rows) < MIN_TUNING_ROWS:
         why_not = why_not or f"{len(rows)} validation rows, fewer than {MIN_TUNING_ROWS}"
@@ -247,11 +295,11 @@ class DecodingOptions(TypedDict, total=False):
 
 
 def evaluate_model(
-    model_dir: Path, split_dir: Path, **decoding: Unpack[DecodingOptions]
+    model_dir: Path, split_dir: Path, previous_bundle: Path | None = None, **decoding: Unpack[DecodingOptions]
 ) -> tuple[TitlePredictor, dict]:
     """(the predictor as evaluated, its metrics with `decoding_choice`): what `evaluate` reports is what `build`
     gates on and serves."""
-    predictor, choice = load_for_split(model_dir, split_dir, **decoding)
+    predictor, choice = load_for_split(model_dir, split_dir, previous_bundle=previous_bundle, **decoding)
     return predictor, evaluate_split(predictor, split_dir) | {"decoding_choice": choice}
 
 

@@ -1,4 +1,4 @@
-"""A step's own previous output, for the steps that update rather than recompute (vocabulary, train).
+"""A step's own previous output, for the steps that update rather than recompute (vocabulary, train, build).
 
 Pachyderm pipelines may not form cycles, so a step cannot list its own output repo as an input. What a worker may do
 is talk to pachd: Pachyderm 2.12 gives the user code PACH_OUTPUT_COMMIT_ID (the job's open output commit),
@@ -16,7 +16,7 @@ parent) read-only and names it in LOCALPACH_PREVIOUS_OUTPUT; no step code differ
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from issue_titles.errors import StageError
@@ -27,11 +27,14 @@ REQUEST = "parent-commit"
 MAX_PARENTS = 50
 
 
-def previous_output(target: Path, env: Mapping[str, str] | None = None) -> tuple[Path | None, str | None]:
+def previous_output(
+    target: Path, env: Mapping[str, str] | None = None, only: Collection[str] | None = None
+) -> tuple[Path | None, str | None]:
     """(folder holding the previous output, its commit id), or (None, None) when there is none.
 
-    `target` receives the files when they come from pachd. Outside a pipeline (no request in the environment) there
-    is none: a step run by hand starts afresh unless given --previous DIR.
+    `target` receives the files when they come from pachd; `only` (paths in the commit) limits what is read from
+    there, e.g. build reads a bundle's provenance.json, not its weights. Outside a pipeline (no request in the
+    environment) there is none: a step run by hand starts afresh unless given --previous DIR.
     """
     env = os.environ if env is None else env
     if env.get(REQUEST_ENV) != REQUEST:
@@ -39,10 +42,12 @@ def previous_output(target: Path, env: Mapping[str, str] | None = None) -> tuple
     if LOCAL_ENV in env:
         local = env[LOCAL_ENV]
         return (Path(local), env.get(LOCAL_ENV + "_COMMIT")) if local else (None, None)
-    return _from_pachd(target, env)
+    return _from_pachd(target, env, only)
 
 
-def _from_pachd(target: Path, env: Mapping[str, str]) -> tuple[Path | None, str | None]:
+def _from_pachd(
+    target: Path, env: Mapping[str, str], only: Collection[str] | None = None
+) -> tuple[Path | None, str | None]:
     commit_id, pipeline = env.get("PACH_OUTPUT_COMMIT_ID"), env.get("PPS_PIPELINE_NAME")
     host = env.get("PACHD_PEER_SERVICE_HOST") or env.get("PACHD_SERVICE_HOST")
     port = env.get("PACHD_PEER_SERVICE_PORT") or env.get("PACHD_SERVICE_PORT")
@@ -72,9 +77,10 @@ def _from_pachd(target: Path, env: Mapping[str, str]) -> tuple[Path | None, str 
         return None, None
     target.mkdir(parents=True, exist_ok=True)
     for file_info in client.pfs.walk_file(file=pfs.File(commit=parent, path="/")):
-        if file_info.file_type != pfs.FileType.FILE:
+        path = file_info.file.path.lstrip("/")
+        if file_info.file_type != pfs.FileType.FILE or (only is not None and path not in only):
             continue
-        destination = target / file_info.file.path.lstrip("/")
+        destination = target / path
         destination.parent.mkdir(parents=True, exist_ok=True)
         with client.pfs.pfs_file(file=file_info.file) as source, open(destination, "wb") as sink:
             sink.write(source.read())
