@@ -49,8 +49,9 @@ def test_compiled_small_batches_work_for_the_tutorial_architecture(tutorial_mode
     assert compiled.predict(BODIES[:2]) == plain.predict(BODIES[:2])
 
 
-def record_compiled_sizes(predictor: TitlePredictor) -> list[int]:
-    """Wrap the XLA beam decoder so the test sees the batch sizes it is called with (XLA compiles one per size)."""
+def record_compiled_sizes(predictor: TitlePredictor, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Wrap the XLA beam decoder so the test sees the batch sizes it is called with (XLA compiles one per size);
+    the wrapper goes when the test ends (the module's predictors are shared)."""
     sizes: list[int] = []
     compiled = predictor._beam_xla
 
@@ -58,23 +59,24 @@ def record_compiled_sizes(predictor: TitlePredictor) -> list[int]:
         sizes.append(len(body))
         return compiled(body, body_copy, body_grams)
 
-    predictor._beam_xla = recording
+    monkeypatch.setattr(predictor, "_beam_xla", recording)
     return sizes
 
 
-def test_batches_above_the_limit_use_the_plain_graph(tiny):
-    predictor = TitlePredictor.load(tiny, compiled_batch_limit=2)
-    sizes = record_compiled_sizes(predictor)
-    predictor.predict(BODIES[:3])
+def test_batches_above_the_limit_use_the_plain_graph(compiled, monkeypatch):
+    predictor = compiled[2]  # the module's width-2 predictor: XLA up to 4 bodies
+    assert predictor.compiled_batch_limit == 4
+    sizes = record_compiled_sizes(predictor, monkeypatch)
+    predictor.predict(BODIES[:5])
     assert sizes == []
-    predictor.predict(BODIES[:2])
-    assert sizes == [2]
+    predictor.predict(BODIES[:4])
+    assert sizes == [4]
 
 
-def test_a_served_bundle_compiles_small_batches_and_warm_up_meets_every_size_first(tiny):
+def test_a_served_bundle_compiles_small_batches_and_warm_up_meets_every_size_first(tiny, monkeypatch):
     predictor = TitlePredictor.load_bundle(tiny)  # what the serving runtime loads
     assert predictor.compiled_batch_limit == SERVING_COMPILED_BATCH_LIMIT
-    sizes = record_compiled_sizes(predictor)
+    sizes = record_compiled_sizes(predictor, monkeypatch)
     predictor.warm_up()
     warmed = set(sizes)
     sizes.clear()

@@ -109,11 +109,13 @@ def test_a_bundle_records_the_chosen_decoding_and_is_served_with_it(trained, tmp
     model, split = trained
     monkeypatch.setattr(evaluate, "MIN_TUNING_ROWS", 1)
     monkeypatch.setattr(evaluate, "TUNED_LENGTH_PENALTIES", (0.5,))  # an alpha no default has
+    monkeypatch.setattr(evaluate, "TUNED_COPY_BIASES", (1.0,))  # and a bias that is not the default: one candidate
     bundle = tmp_path / "bundle"
     run_build([model, split], bundle, env={}, beat_baseline=False)
     provenance = json.loads((bundle / "provenance.json").read_text())
-    assert provenance["decoding"]["length_penalty"] == 0.5
-    assert TitlePredictor.load_bundle(bundle).length_penalty == 0.5  # what the serving runtime loads
+    assert provenance["decoding"]["length_penalty"] == 0.5 and provenance["decoding"]["copy_bias"] == 1.0
+    served = TitlePredictor.load_bundle(bundle)  # what the serving runtime loads
+    assert (served.length_penalty, served.copy_bias) == (0.5, 1.0)
     # evaluating the bundle again keeps what it records
     copy = shutil.copytree(split, tmp_path / "split")
     _, choice = load_for_split(bundle, copy)
