@@ -8,8 +8,8 @@ import pytest
 
 from issue_titles.errors import StageError
 from issue_titles.predictor import DEFAULT_BEAM_WIDTH, DEFAULT_COPY_BIAS, DEFAULT_LENGTH_PENALTY, TitlePredictor
-from issue_titles.reference_decoding import predict_reference
 from tests.stages.conftest import run_stages
+from tests.stages.graph_reference import reference_titles
 from tests.tiny_model import tiny_issues
 
 # Unseen bodies (other seeds than the training rows) plus the edge cases a server gets.
@@ -21,56 +21,69 @@ BODIES = [issue.body for issue in tiny_issues(14, seed=11)] + [
 ]
 
 
-def test_default_decoding_is_beam_search(tiny):
-    predictor = TitlePredictor.load(tiny)
-    assert predictor.beam_width == DEFAULT_BEAM_WIDTH > 1
-    assert predictor.decoding["method"] == "beam"
+# The tiny model, loaded once for the module: the decoding tests take their options with `with_decoding` (the same
+# model and encoder, no second read of the weights) instead of one `TitlePredictor.load` each. Loading with options
+# is guarded below (test_default_decoding_is_beam_search, test_a_served_bundle_decodes_as_it_was_gated_...).
+@pytest.fixture(scope="module")
+def loaded(tiny) -> TitlePredictor:
+    return TitlePredictor.load(tiny)
 
 
-def test_batched_beam_search_gives_the_reference_loop_titles(tiny):
-    predictor = TitlePredictor.load(tiny, beam_width=3)
-    assert predictor.predict(BODIES, chunk_size=5) == predict_reference(predictor, BODIES)
+@pytest.fixture(scope="module")
+def beam_of_four(loaded) -> TitlePredictor:
+    """One width-4 predictor for the tests that only read its titles: its decoder is traced once, not per test."""
+    return loaded.with_decoding(beam_width=4)
+
+
+def test_default_decoding_is_beam_search(loaded):
+    assert loaded.beam_width == DEFAULT_BEAM_WIDTH > 1
+    assert loaded.decoding["method"] == "beam"
+
+
+def test_batched_beam_search_gives_the_reference_loop_titles(loaded):
+    predictor = loaded.with_decoding(beam_width=3)
+    assert predictor.predict(BODIES, chunk_size=5) == reference_titles(predictor, BODIES)
 
 
 def test_batched_beam_search_gives_the_reference_loop_titles_for_the_tutorial_architecture(tutorial_model):
     predictor = TitlePredictor.load(tutorial_model, beam_width=3)
     assert predictor.architecture == "tutorial"
-    assert predictor.predict(BODIES, chunk_size=5) == predict_reference(predictor, BODIES)
+    assert predictor.predict(BODIES, chunk_size=5) == reference_titles(predictor, BODIES)
 
 
-def test_beam_width_one_is_greedy_decoding(tiny):
-    greedy = TitlePredictor.load(tiny, beam_width=1)
+def test_beam_width_one_is_greedy_decoding(loaded):
+    greedy = loaded.with_decoding(beam_width=1)
     assert greedy.decoding["method"] == "greedy"
     encoded = greedy.encoder.encode_bodies(BODIES)
     # the compiled greedy loop, called directly
     ids = greedy._greedy(encoded["body"], encoded["body_copy"], encoded["body_grams"]).numpy()
-    assert greedy.predict(BODIES) == greedy.encoder.decode(ids, encoded["body_tokens"])
-    assert greedy.predict(BODIES) == predict_reference(greedy, BODIES)
+    titles = greedy.predict(BODIES)
+    assert titles == greedy.encoder.decode(ids, encoded["body_tokens"])
+    assert titles == reference_titles(greedy, BODIES)
 
 
-def test_beam_titles_are_non_empty_and_never_repeat_a_word(tiny):
-    titles = TitlePredictor.load(tiny, beam_width=4).predict([issue.body for issue in tiny_issues(40, seed=5)] + BODIES)
+def test_beam_titles_are_non_empty_and_never_repeat_a_word(beam_of_four):
+    titles = beam_of_four.predict([issue.body for issue in tiny_issues(40, seed=5)] + BODIES)
     assert all(title.strip() for title in titles)
     assert all(len(title.split()) == len(set(title.split())) for title in titles)
 
 
-def test_chunk_size_does_not_change_beam_titles(tiny):
-    predictor = TitlePredictor.load(tiny, beam_width=4)
-    assert predictor.predict(BODIES, chunk_size=7) == predictor.predict(BODIES, chunk_size=512)
+def test_chunk_size_does_not_change_beam_titles(beam_of_four):
+    assert beam_of_four.predict(BODIES, chunk_size=7) == beam_of_four.predict(BODIES, chunk_size=512)
 
 
-def test_min_length_holds_back_the_end_marker(tiny):
-    predictor = TitlePredictor.load(tiny, beam_width=3, min_length=4)
+def test_min_length_holds_back_the_end_marker(loaded):
+    predictor = loaded.with_decoding(beam_width=3, min_length=4)
     titles = predictor.predict(BODIES)
     assert all(len(title.split()) >= 4 for title in titles)
-    assert titles == predict_reference(predictor, BODIES)
+    assert titles == reference_titles(predictor, BODIES)
 
 
-def test_a_stronger_length_penalty_never_shortens_a_title(tiny):
+def test_a_stronger_length_penalty_never_shortens_a_title(loaded):
     """The hypotheses kept depend only on log-probabilities; the penalty only ranks the candidates at the end, and a
     larger alpha favours longer ones. So per body, title length is non-decreasing in alpha."""
-    plain = TitlePredictor.load(tiny, beam_width=4, length_penalty=0.0).predict(BODIES)
-    strong = TitlePredictor.load(tiny, beam_width=4, length_penalty=3.0).predict(BODIES)
+    plain = loaded.with_decoding(beam_width=4, length_penalty=0.0).predict(BODIES)
+    strong = loaded.with_decoding(beam_width=4, length_penalty=3.0).predict(BODIES)
     assert all(len(long.split()) >= len(short.split()) for short, long in zip(plain, strong, strict=True))
 
 

@@ -5,10 +5,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from issue_titles.predictor import TitlePredictor
 from issue_titles.provenance import sha256_file
-from issue_titles.reference_decoding import predict_reference
+from tests.stages.graph_reference import reference_titles
 
 BODIES = [
     "When I run helm install the chart fails with a nil pointer in renderYamlToDirectory",
@@ -18,6 +19,12 @@ BODIES = [
     "```python\nprint('code block')\n```\nThe build crashes",
     "word " * 5000,
 ]
+
+
+@pytest.fixture(scope="module")
+def served(chain) -> TitlePredictor:
+    """The chain's bundle, loaded (and its decoder traced) once for the tests that only decode with it."""
+    return TitlePredictor.load(chain["build"])
 
 
 def test_split_keeps_every_row_accounted_for(chain):
@@ -65,8 +72,8 @@ def test_evaluate_reports_model_and_every_extractive_baseline(chain):
     assert 3 <= metrics["lead_words"]["k"] <= 15
 
 
-def test_bundle_is_servable(chain):
-    predictor = TitlePredictor.load(chain["build"])
+def test_bundle_is_servable(served):
+    predictor = served
     titles = predictor.predict(BODIES)
     assert len(titles) == len(BODIES)
     assert all(isinstance(title, str) and title.strip() for title in titles)
@@ -102,15 +109,15 @@ def test_provenance_records_checksums_of_every_bundle_file(chain):
     assert provenance["metrics"]["model"]["rouge_l"] >= 0.0
 
 
-def test_batched_decoding_gives_the_reference_loop_titles(chain):
-    predictor = TitlePredictor.load(chain["build"])
+def test_batched_decoding_gives_the_reference_loop_titles(served, chain):
+    predictor = served
     with open(chain["split"] / "test.csv", newline="", encoding="utf-8") as handle:
         bodies = [row["body"] for row in csv.DictReader(handle)][:24] + BODIES
-    assert predictor.predict(bodies, chunk_size=7) == predict_reference(predictor, bodies)
+    assert predictor.predict(bodies, chunk_size=7) == reference_titles(predictor, bodies)
 
 
-def test_predict_keeps_order_and_handles_empty_batch(chain):
-    predictor = TitlePredictor.load(chain["build"])
+def test_predict_keeps_order_and_handles_empty_batch(served):
+    predictor = served
     single = [predictor.predict([body])[0] for body in BODIES[:3]]
     assert predictor.predict(BODIES[:3]) == single
     assert predictor.predict([]) == []

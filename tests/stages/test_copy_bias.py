@@ -3,6 +3,7 @@ both decoders honour it alike, bundles record it, and options it cannot mean are
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,37 +11,48 @@ import pytest
 
 from issue_titles.errors import StageError
 from issue_titles.predictor import DEFAULT_COPY_BIAS, TitlePredictor
-from issue_titles.reference_decoding import predict_reference
 from tests.stages.conftest import run_stages
+from tests.stages.graph_reference import reference_titles
 from tests.tiny_model import tiny_issues
 
 BODIES = [issue.body for issue in tiny_issues(16, seed=21)] + ["the helm chart fails to render", "Ünïcödé 😀"]
 
 
-def step_scores(predictor: TitlePredictor, copy_bias: float) -> np.ndarray:
-    """The first decoding step's (bodies, output_size) probabilities."""
+@pytest.fixture(scope="module")
+def loaded(tiny) -> TitlePredictor:
+    """The tiny model, loaded once for the module; tests change its decoding with `with_decoding` (same weights)."""
+    return TitlePredictor.load(tiny)
+
+
+@pytest.fixture(scope="module")
+def step_scores(loaded) -> Callable[[float], np.ndarray]:
+    """copy_bias -> the first decoding step's (bodies, output_size) probabilities. The bodies are encoded once: the
+    encoder's output does not depend on the copy bias, which only enters `step`."""
     import tensorflow as tf
 
-    encoded = predictor.encoder.encode_bodies(BODIES)
-    memory, state = predictor.model.encode(
+    encoded = loaded.encoder.encode_bodies(BODIES)
+    memory, state = loaded.model.encode(
         tf.constant(encoded["body"]), tf.constant(encoded["body_copy"]), tf.constant(encoded["body_grams"])
     )
-    start = tf.fill([len(BODIES)], predictor.encoder.start_id)
-    return np.asarray(predictor.model.step(start, memory, state, copy_bias)[0], np.float64)
+    start = tf.fill([len(BODIES)], loaded.encoder.start_id)
+
+    def scores(copy_bias: float) -> np.ndarray:
+        return np.asarray(loaded.model.step(start, memory, state, copy_bias)[0], np.float64)
+
+    return scores
 
 
-def test_the_copy_bias_multiplies_the_odds_of_copying_and_nothing_else(tiny):
+def test_the_copy_bias_multiplies_the_odds_of_copying_and_nothing_else(step_scores):
     """A step's scores are g·generated + (1 - g)·copied. The two parts are what a tiny and a huge bias leave; the
     switch's g, solved from each bias' scores, must have its odds of copying multiplied by the bias."""
-    predictor = TitlePredictor.load(tiny)
-    generated, copied = step_scores(predictor, 1e-7), step_scores(predictor, 1e7)
+    generated, copied = step_scores(1e-7), step_scores(1e7)
 
     def switch(scores: np.ndarray) -> np.ndarray:
         """Per body, the g that makes g·generated + (1 - g)·copied closest to `scores` (least squares)."""
         difference = generated - copied
         return ((scores - copied) * difference).sum(axis=1) / (difference * difference).sum(axis=1)
 
-    plain, biased = step_scores(predictor, 1.0), step_scores(predictor, 3.0)
+    plain, biased = step_scores(1.0), step_scores(3.0)
     g, g_biased = switch(plain), switch(biased)
     assert ((g > 0.01) & (g < 0.99)).all()  # the trained switch mixes both parts
     for scores, share in ((plain, g), (biased, g_biased)):  # ... and each bias' scores are such a mixture
@@ -50,29 +62,29 @@ def test_the_copy_bias_multiplies_the_odds_of_copying_and_nothing_else(tiny):
     np.testing.assert_allclose((1 - g_biased) / g_biased, 3.0 * (1 - g) / g, rtol=1e-3)
 
 
-def test_a_bias_of_one_is_the_switch_as_trained(tiny):
-    predictor = TitlePredictor.load(tiny)
-    np.testing.assert_array_equal(step_scores(predictor, 1.0), step_scores(predictor, 1))
+def test_a_bias_of_one_is_the_switch_as_trained(step_scores):
+    np.testing.assert_array_equal(step_scores(1.0), step_scores(1))
 
 
 @pytest.mark.parametrize("beam_width", [1, 3])
-def test_both_decoders_give_the_same_titles_with_a_copy_bias(tiny, beam_width):
-    predictor = TitlePredictor.load(tiny, beam_width=beam_width, copy_bias=2.5)
-    assert predictor.predict(BODIES, chunk_size=5) == predict_reference(predictor, BODIES)
+def test_both_decoders_give_the_same_titles_with_a_copy_bias(loaded, beam_width):
+    predictor = loaded.with_decoding(beam_width=beam_width, copy_bias=2.5)
+    assert predictor.predict(BODIES, chunk_size=5) == reference_titles(predictor, BODIES)
 
 
-def test_a_larger_copy_bias_copies_more_body_words(tiny):
+def test_a_larger_copy_bias_copies_more_body_words(loaded):
+    encoded = loaded.encoder.encode_bodies(BODIES)
+
     def copied_ids(copy_bias: float) -> int:
-        predictor = TitlePredictor.load(tiny, beam_width=1, copy_bias=copy_bias)
-        encoded = predictor.encoder.encode_bodies(BODIES)
+        predictor = loaded.with_decoding(beam_width=1, copy_bias=copy_bias)
         ids = predictor._greedy(encoded["body"], encoded["body_copy"], encoded["body_grams"]).numpy()
         return int((ids >= predictor.config.title_vocab_size).sum())
 
     assert copied_ids(0.2) < copied_ids(1.0) < copied_ids(5.0)
 
 
-def test_the_default_applies_to_a_model_that_copies_and_one_to_the_tutorials(tiny, tutorial_model):
-    assert TitlePredictor.load(tiny).decoding["copy_bias"] == DEFAULT_COPY_BIAS != 1.0
+def test_the_default_applies_to_a_model_that_copies_and_one_to_the_tutorials(loaded, tutorial_model):
+    assert loaded.decoding["copy_bias"] == DEFAULT_COPY_BIAS != 1.0
     tutorial = TitlePredictor.load(tutorial_model)
     assert tutorial.copy_bias == 1.0
     assert tutorial.predict(BODIES[:3]) == TitlePredictor.load(tutorial_model, copy_bias=1.0).predict(BODIES[:3])

@@ -63,7 +63,11 @@ def test_the_choice_is_the_best_scoring_pair_and_each_score_is_that_decodings_ro
     assert last["rouge_l"] == round(rouge_l(titles, [row.issue_title for row in shuffled[:sampled]]), 4)
 
 
-def test_the_tutorials_model_is_tuned_without_a_copy_bias(tutorial_model):
+def test_the_tutorials_model_is_tuned_without_a_copy_bias(tutorial_model, monkeypatch):
+    # Two penalties instead of four: each candidate traces a decoder of its own; what is checked is that no copy bias
+    # (the grid still has 1.6) is tried for any of them.
+    monkeypatch.setattr(evaluate, "TUNED_LENGTH_PENALTIES", (1.5, 2.25))
+    assert 1.6 in evaluate.TUNED_COPY_BIASES
     rows = tiny_issues(20, seed=4)
     choice = choose_decoding(TitlePredictor.load(tutorial_model), rows)
     assert {score["copy_bias"] for score in choice["scores"]} == {1.0}
@@ -79,9 +83,14 @@ def test_too_few_validation_rows_keep_the_defaults_and_say_why(trained):
 def test_enough_validation_rows_choose_the_decoding_evaluate_then_uses(trained, tmp_path, monkeypatch):
     model, split = trained
     monkeypatch.setattr(evaluate, "MIN_TUNING_ROWS", 1)
+    # A 2 x 2 grid (each candidate traces a decoder; the full grid is test_the_choice_is_the_best_scoring_pair_...'s)
+    # without the default penalty: the choice cannot be the defaults, so evaluate using the defaults would fail here.
+    monkeypatch.setattr(evaluate, "TUNED_LENGTH_PENALTIES", (1.5, 2.25))
+    monkeypatch.setattr(evaluate, "TUNED_COPY_BIASES", (1.0, 1.6))
     metrics = evaluate.run_evaluate(model, split, tmp_path / "metrics")
     choice = metrics["decoding_choice"]
     assert choice["chosen_on"] == "validation rows"
+    assert len(choice["scores"]) == 4 and choice["length_penalty"] != DEFAULT_LENGTH_PENALTY
     assert metrics["decoding"]["length_penalty"] == choice["length_penalty"]
     assert metrics["decoding"]["copy_bias"] == choice["copy_bias"]
 
@@ -100,11 +109,13 @@ def test_a_bundle_records_the_chosen_decoding_and_is_served_with_it(trained, tmp
     model, split = trained
     monkeypatch.setattr(evaluate, "MIN_TUNING_ROWS", 1)
     monkeypatch.setattr(evaluate, "TUNED_LENGTH_PENALTIES", (0.5,))  # an alpha no default has
+    monkeypatch.setattr(evaluate, "TUNED_COPY_BIASES", (1.0,))  # and a bias that is not the default: one candidate
     bundle = tmp_path / "bundle"
     run_build([model, split], bundle, env={}, beat_baseline=False)
     provenance = json.loads((bundle / "provenance.json").read_text())
-    assert provenance["decoding"]["length_penalty"] == 0.5
-    assert TitlePredictor.load_bundle(bundle).length_penalty == 0.5  # what the serving runtime loads
+    assert provenance["decoding"]["length_penalty"] == 0.5 and provenance["decoding"]["copy_bias"] == 1.0
+    served = TitlePredictor.load_bundle(bundle)  # what the serving runtime loads
+    assert (served.length_penalty, served.copy_bias) == (0.5, 1.0)
     # evaluating the bundle again keeps what it records
     copy = shutil.copytree(split, tmp_path / "split")
     _, choice = load_for_split(bundle, copy)

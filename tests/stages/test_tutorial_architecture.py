@@ -4,8 +4,8 @@ import json
 
 from issue_titles.models import ModelConfig, TutorialSeq2Seq, build_model
 from issue_titles.predictor import TitlePredictor
-from issue_titles.reference_decoding import predict_reference
 from tests.stages.conftest import run_stages
+from tests.stages.graph_reference import reference_titles
 
 
 def test_tutorial_model_has_the_tutorial_layers():
@@ -25,4 +25,4 @@ def test_tutorial_architecture_trains_and_decodes(chain, tmp_path):
     assert info["architecture"] == "tutorial" and info["training"]["epochs_run"] == 2
     predictor = TitlePredictor.load(output)
     bodies = ["the helm chart fails to render", "add a flag for the timeout", "Ünïcödé 😀"]
-    assert predictor.predict(bodies) == predict_reference(predictor, bodies)
+    assert predictor.predict(bodies) == reference_titles(predictor, bodies)
