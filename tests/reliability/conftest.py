@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.serving.serving_harness import ServerProcess
+from tests.serving.serving_harness import ServerProcess, use_xla_cache
+
+
+@pytest.fixture(scope="session", autouse=True)
+def xla_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run's one XLA cache folder for real servers, as in tests/serving/conftest.py (the same folder)."""
+    return use_xla_cache(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,9 @@
 
 The main server is `stages serve` on `tests.tiny_model.tiny_bundle` (a real, tiny trained model). Where
 that fixture or the predictor is not importable the tests fall back to `fake_predictor` (an echo model) so the
-HTTP behaviour is still checked; the header line of the test run says which one was used.
+HTTP behaviour is still checked; the header line of the test run says which one was used. The real one also serves
+Prometheus metrics on the port `MLSERVER_METRICS_PORT` names (the serving image's way of turning them on), which
+tests/serving/test_observability.py scrapes: one server start fewer than a server of its own.
 """
 
 from collections.abc import Iterator
@@ -11,7 +13,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.serving.serving_harness import LIMITS_ENV, ServerProcess, real_model_available
+from tests.serving.serving_harness import LIMITS_ENV, ServerProcess, free_port, real_model_available, use_xla_cache
+
+
+@pytest.fixture(scope="session", autouse=True)
+def xla_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One XLA cache folder for every real server of the run, all xdist workers (`use_xla_cache`)."""
+    return use_xla_cache(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +35,13 @@ def bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 def server(bundle: tuple[Path, str | None], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     model_dir, loader = bundle
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    server = ServerProcess(model_dir, log_path, predictor_loader=loader, env=LIMITS_ENV, via_stages_cli=loader is None)
+    env = dict(LIMITS_ENV)
+    metrics_port = None
+    if loader is None:
+        metrics_port = free_port()
+        env["MLSERVER_METRICS_PORT"] = str(metrics_port)
+    server = ServerProcess(model_dir, log_path, predictor_loader=loader, env=env, via_stages_cli=loader is None,
+                           metrics_port=metrics_port)  # fmt: skip
     with server.running() as process:
         yield process
 
