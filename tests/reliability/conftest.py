@@ -1,7 +1,8 @@
 """Shared by the reliability tests: one tiny real model and one real `stages serve` on it, both per session.
 
 The server runs with the *default* limits (no `ISSUE_TITLES_*` variables), as a serving image would, so the fuzz
-and load tests exercise the limits a user gets out of the box.
+tests exercise the limits a user gets out of the box. (The load test runs on the suite's main server, tests/conftest.py:
+its limit variables only lower request sizes the load never nears.)
 """
 
 import os

@@ -1,4 +1,5 @@
-"""Fixtures: the main model server (session-wide) and an HTTP session.
+"""Fixtures: an HTTP session; the main model server (`server`, session-wide) is in tests/conftest.py, shared with
+the reliability load test.
 
 The main server is `stages serve` on `tests.tiny_model.tiny_bundle` (a real, tiny trained model). Where
 that fixture or the predictor is not importable the tests fall back to `fake_predictor` (an echo model) so the
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.serving.serving_harness import LIMITS_ENV, ServerProcess, free_port, real_model_available, use_xla_cache
+from tests.serving.serving_harness import real_model_available, use_xla_cache
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -23,27 +24,9 @@ def xla_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str | None]:
-    """(model folder, predictor loader): the run's tiny bundle (tests/conftest.py) when available, else the echo
-    fake."""
-    if real_model_available():
-        return request.getfixturevalue("tiny_bundle_dir"), None
-    return tmp_path_factory.mktemp("fake_bundle"), "fake_predictor:load"
-
-
-@pytest.fixture(scope="session")
-def server(bundle: tuple[Path, str | None], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    model_dir, loader = bundle
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    env = dict(LIMITS_ENV)
-    metrics_port = None
-    if loader is None:
-        metrics_port = free_port()
-        env["MLSERVER_METRICS_PORT"] = str(metrics_port)
-    server = ServerProcess(model_dir, log_path, predictor_loader=loader, env=env, via_stages_cli=loader is None,
-                           metrics_port=metrics_port)  # fmt: skip
-    with server.running() as process:
-        yield process
+def bundle(main_server_bundle: tuple[Path, str | None]) -> tuple[Path, str | None]:
+    """(model folder, predictor loader) the main server runs (tests/conftest.py)."""
+    return main_server_bundle
 
 
 @pytest.fixture(scope="session")
