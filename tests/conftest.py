@@ -22,6 +22,7 @@ from filelock import FileLock
 
 if TYPE_CHECKING:
     from tests.real_local_run import LocalRun
+    from tests.serving.serving_harness import ServerProcess
 
 
 def shared_build(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
@@ -65,6 +66,41 @@ def real_local_run(tmp_path_factory: pytest.TempPathFactory) -> LocalRun:
     from tests.real_local_run import LocalRun, make_real_local_run
 
     return LocalRun(shared_build(tmp_path_factory, "real_local_run", make_real_local_run))
+
+
+@pytest.fixture(scope="session")
+def main_server_bundle(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, str | None]:
+    """(model folder, predictor loader) of the main model server: the run's tiny bundle when the model package
+    imports, else an echo fake (tests/serving/fake_predictor.py)."""
+    from tests.serving.serving_harness import real_model_available
+
+    if real_model_available():
+        return request.getfixturevalue("tiny_bundle_dir"), None
+    return tmp_path_factory.mktemp("fake_bundle"), "fake_predictor:load"
+
+
+@pytest.fixture(scope="session")
+def server(
+    main_server_bundle: tuple[Path, str | None], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """The main model server (tests/serving/conftest.py says what it runs), one per session for the serving tests
+    and the reliability load test alike: a real server start costs ~10-16 CPU seconds. Tests must not change it."""
+    from tests.serving.serving_harness import LIMITS_ENV, ServerProcess, free_port, use_xla_cache
+
+    use_xla_cache(tmp_path_factory)
+    model_dir, loader = main_server_bundle
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    env = dict(LIMITS_ENV)
+    metrics_port = None
+    if loader is None:
+        metrics_port = free_port()
+        env["MLSERVER_METRICS_PORT"] = str(metrics_port)
+    server = ServerProcess(model_dir, log_path, predictor_loader=loader, env=env, via_stages_cli=loader is None,
+                           metrics_port=metrics_port)  # fmt: skip
+    with server.running() as process:
+        yield process
 
 
 # pytest.ini's --timeout (300 s) catches a hung test; real trainings and cluster runs get an hour unless they set

@@ -1,7 +1,8 @@
 """Shared by the reliability tests: one tiny real model and one real `stages serve` on it, both per session.
 
 The server runs with the *default* limits (no `ISSUE_TITLES_*` variables), as a serving image would, so the fuzz
-and load tests exercise the limits a user gets out of the box.
+tests exercise the limits a user gets out of the box. (The load test runs on the suite's main server, tests/conftest.py:
+its limit variables only lower request sizes the load never nears.)
 """
 
 import os
@@ -11,7 +12,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.serving.serving_harness import ServerProcess
+from tests.serving.serving_harness import ServerProcess, use_xla_cache
+
+
+@pytest.fixture(scope="session", autouse=True)
+def xla_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run's one XLA cache folder for real servers, as in tests/serving/conftest.py (the same folder)."""
+    return use_xla_cache(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

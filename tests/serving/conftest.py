@@ -1,8 +1,11 @@
-"""Fixtures: the main model server (session-wide) and an HTTP session.
+"""Fixtures: an HTTP session; the main model server (`server`, session-wide) is in tests/conftest.py, shared with
+the reliability load test.
 
 The main server is `stages serve` on `tests.tiny_model.tiny_bundle` (a real, tiny trained model). Where
 that fixture or the predictor is not importable the tests fall back to `fake_predictor` (an echo model) so the
-HTTP behaviour is still checked; the header line of the test run says which one was used.
+HTTP behaviour is still checked; the header line of the test run says which one was used. The real one also serves
+Prometheus metrics on the port `MLSERVER_METRICS_PORT` names (the serving image's way of turning them on), which
+tests/serving/test_observability.py scrapes: one server start fewer than a server of its own.
 """
 
 from collections.abc import Iterator
@@ -11,25 +14,19 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.serving.serving_harness import LIMITS_ENV, ServerProcess, real_model_available
+from tests.serving.serving_harness import real_model_available, use_xla_cache
+
+
+@pytest.fixture(scope="session", autouse=True)
+def xla_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One XLA cache folder for every real server of the run, all xdist workers (`use_xla_cache`)."""
+    return use_xla_cache(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
-def bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str | None]:
-    """(model folder, predictor loader): the run's tiny bundle (tests/conftest.py) when available, else the echo
-    fake."""
-    if real_model_available():
-        return request.getfixturevalue("tiny_bundle_dir"), None
-    return tmp_path_factory.mktemp("fake_bundle"), "fake_predictor:load"
-
-
-@pytest.fixture(scope="session")
-def server(bundle: tuple[Path, str | None], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    model_dir, loader = bundle
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    server = ServerProcess(model_dir, log_path, predictor_loader=loader, env=LIMITS_ENV, via_stages_cli=loader is None)
-    with server.running() as process:
-        yield process
+def bundle(main_server_bundle: tuple[Path, str | None]) -> tuple[Path, str | None]:
+    """(model folder, predictor loader) the main server runs (tests/conftest.py)."""
+    return main_server_bundle
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,16 @@ def load_slowly(model_dir: Path) -> EchoPredictor:
     return EchoPredictor(model_dir)
 
 
+def load_when_released(model_dir: Path) -> EchoPredictor:
+    """Loads once the file FAKE_LOAD_RELEASE names exists (or after FAKE_LOAD_SECONDS, 60 by default): a test sees the
+    server live but not ready for as long as it needs, however slow the machine, and no longer."""
+    release = Path(os.environ["FAKE_LOAD_RELEASE"])
+    deadline = time.monotonic() + float(os.environ.get("FAKE_LOAD_SECONDS", "60"))
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return EchoPredictor(model_dir)
+
+
 def load_broken(model_dir: Path) -> EchoPredictor:
     raise OSError(f"no model weights in {model_dir}")
 

@@ -14,8 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
+import pytest
 import requests
+
+from tests.conftest import shared_build
 
 HERE = Path(__file__).resolve().parent
 STAGES_CLI = "import sys; from issue_titles.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -43,6 +47,23 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def use_xla_cache(factory: pytest.TempPathFactory) -> Path:
+    """Let every real server started from now on share one folder of the test run (all xdist workers) as
+    TensorFlow's persistent XLA cache; returns it. Idempotent: the serving and the reliability conftest both call it.
+
+    A real server's warm-up XLA-compiles the decoder for each batch size (about half of its ~16 CPU seconds of
+    start-up); the suite starts several servers of the same tiny bundle, so each one after the first loads those
+    executables instead of compiling them again. The warm-up itself still runs every batch size, so a server is
+    ready exactly as it would be without the cache. TensorFlow uses an entry only when the whole HLO module matches
+    the one it was compiled from (strict signature check), and writes each entry to a temporary file moved into
+    place, so servers starting at the same time never read half an entry."""
+    if ServerProcess.xla_cache is None:
+        ServerProcess.xla_cache = shared_build(
+            factory, "xla_cache", lambda path: path.mkdir(parents=True, exist_ok=True)
+        )
+    return ServerProcess.xla_cache
+
+
 def real_model_available() -> bool:
     try:
         return all(importlib.util.find_spec(name) for name in ("issue_titles.csvio", "issue_titles.predictor"))
@@ -68,6 +89,8 @@ class ServerProcess:
     open_files: int | None = None  # RLIMIT_NOFILE (soft and hard) for the server process, e.g. to test the fd cap
     process: subprocess.Popen | None = None
     metrics_port: int | None = None  # where the server was told to serve /metrics, for tests that scrape it
+    # A folder every real server of the test run keeps its XLA executables in (`use_xla_cache`), or None.
+    xla_cache: ClassVar[Path | None] = None
 
     @property
     def url(self) -> str:
@@ -91,6 +114,9 @@ class ServerProcess:
         if self.predictor_loader:
             command += ["--predictor-loader", self.predictor_loader]
         env = {**os.environ, **self.env, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        if self.xla_cache is not None:
+            flags = f"--tf_xla_persistent_cache_directory={self.xla_cache}"
+            env["TF_XLA_FLAGS"] = " ".join(filter(None, [env.get("TF_XLA_FLAGS", ""), flags]))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH", "")]))
         self._log = open(self.log_path, "wb")
         preexec = None

@@ -3,8 +3,11 @@ are not header-safe, multi-member gzip bodies (hardening round 3, issue 29: item
 
 Connection tests use a dedicated `stages serve` (the serving image's command) of the suite's tiny bundle with a 1 s
 header timeout, a 1 s idle timeout and a cap of 20 connections, so every wait is short; each opens at most 60
-sockets on 127.0.0.1. The open-file and shutdown tests swap in an echo or a deliberately slow model through
-`python -m issue_titles.serving --predictor-loader` (same server code; `stages serve` always loads the real one).
+sockets on 127.0.0.1. The request-id and gzip tests send one request each to that same server (a real model
+behind `stages serve`; none of them comes near its limits), each on a new connection, so the 1 s idle timeout never
+closes a kept-alive one under them. The open-file and shutdown tests swap in an echo or a deliberately slow model
+through `python -m issue_titles.serving --predictor-loader` (same server code; `stages serve` always loads the real
+one).
 """
 
 import gzip
@@ -283,14 +286,14 @@ def test_new_requests_get_a_json_503_while_draining(tmp_path) -> None:
 
 @pytest.mark.parametrize("request_id", ["abc\r\nX: 1", "nul\x00byte", "ïd-✓", "tab\there"])
 def test_a_v2_request_id_that_is_no_header_value_is_echoed_in_the_body(
-    server: ServerProcess, http: requests.Session, request_id: str
+    capped_server: ServerProcess, request_id: str
 ) -> None:
     request: dict[str, Any] = {
         "id": request_id,
         "inputs": [{"name": "bodies", "datatype": "BYTES", "shape": [1], "data": ["a b c"]}],
     }
 
-    response = http.post(server.url + V2_INFER, json=request, timeout=60)
+    response = requests.post(capped_server.url + V2_INFER, json=request, timeout=60)
 
     assert response.status_code == 200, response.text
     assert response.json()["id"] == request_id
@@ -301,34 +304,32 @@ def test_a_v2_request_id_that_is_no_header_value_is_echoed_in_the_body(
 # --- 10: gzip bodies are a series of members --------------------------------------------------------------------
 
 
-def test_a_multi_member_gzip_body_is_decoded_whole(server: ServerProcess, http: requests.Session) -> None:
+def test_a_multi_member_gzip_body_is_decoded_whole(capped_server: ServerProcess) -> None:
     payload = json.dumps({"data": {"ndarray": [["first body"], ["second body"]]}}).encode()
     body = gzip.compress(payload[:20]) + gzip.compress(payload[20:])
     assert gzip.decompress(body) == payload
 
-    response = http.post(server.url + SELDON, data=body, timeout=60,
-                         headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})  # fmt: skip
+    response = requests.post(capped_server.url + SELDON, data=body, timeout=60,
+                             headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})  # fmt: skip
 
     assert response.status_code == 200, response.text
     assert len(response.json()["data"]["ndarray"]) == 2
 
 
-def test_zero_padding_after_the_last_gzip_member_is_accepted(server: ServerProcess, http: requests.Session) -> None:
+def test_zero_padding_after_the_last_gzip_member_is_accepted(capped_server: ServerProcess) -> None:
     body = gzip.compress(b'{"data":{"ndarray":[["a body"]]}}') + b"\0" * 16
 
-    response = http.post(server.url + SELDON, data=body, timeout=60,
-                         headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})  # fmt: skip
+    response = requests.post(capped_server.url + SELDON, data=body, timeout=60,
+                             headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})  # fmt: skip
 
     assert response.status_code == 200, response.text
 
 
-def test_trailing_garbage_after_a_gzip_member_is_a_400_that_says_so(
-    server: ServerProcess, http: requests.Session
-) -> None:
+def test_trailing_garbage_after_a_gzip_member_is_a_400_that_says_so(capped_server: ServerProcess) -> None:
     body = gzip.compress(b'{"data":{"ndarray":[["a body"]]}}') + b"garbage"
 
-    response = http.post(server.url + SELDON, data=body, timeout=60,
-                         headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})  # fmt: skip
+    response = requests.post(capped_server.url + SELDON, data=body, timeout=60,
+                             headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})  # fmt: skip
 
     assert response.status_code == 400
     assert response.json() == {"error": "the gzip body has 7 bytes of trailing data after its last member"}

@@ -3,6 +3,7 @@ model where only loading behaviour matters, so these servers start in seconds an
 
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -35,9 +36,11 @@ def test_seldon_executor_status_path_reports_ready(server: ServerProcess, http: 
 
 @pytest.fixture()
 def slow_server(tmp_path) -> Iterator[ServerProcess]:
-    process = ServerProcess(
-        tmp_path, tmp_path / "slow.log", predictor_loader="fake_predictor:load_slowly", env={"FAKE_LOAD_SECONDS": "6"}
-    ).start()
+    """A server whose model loads only once the test creates `FAKE_LOAD_RELEASE` (`fake_predictor.load_when_released`):
+    live and not ready for exactly as long as the test looks, instead of a fixed sleep long enough for slow machines."""
+    env = {"FAKE_LOAD_RELEASE": str(tmp_path / "release")}
+    process = ServerProcess(tmp_path, tmp_path / "slow.log", predictor_loader="fake_predictor:load_when_released",
+                            env=env).start()  # fmt: skip
     yield process
     process.stop()
 
@@ -47,6 +50,7 @@ def test_server_is_ready_only_once_the_model_is_loaded(slow_server: ServerProces
 
     not_ready = requests.get(slow_server.url + "/v2/health/ready", timeout=5)
     early = requests.post(slow_server.url + "/api/v1.0/predictions", data=TUTORIAL_PAYLOAD, timeout=5)
+    Path(slow_server.env["FAKE_LOAD_RELEASE"]).touch()  # the model load ends now
     slow_server.wait_ready()
     later = requests.post(slow_server.url + "/api/v1.0/predictions", data=TUTORIAL_PAYLOAD, timeout=5)
 
