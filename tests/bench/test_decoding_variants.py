@@ -33,7 +33,7 @@ def one_predictor_per_load():
     variant, the tests to compare with). A predictor decodes the same titles however often it is asked, so a test
     comparing a variant with `TitlePredictor.load(...)` of the same options still fails when the variant passes other
     options: those are another load."""
-    real = TitlePredictor.load.__func__
+    real = TitlePredictor.__dict__["load"].__func__  # the classmethod's function, called with the class below
     loaded = {}
 
     def load(cls, folder, **options):
