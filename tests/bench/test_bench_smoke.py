@@ -2,6 +2,7 @@
 table with a verdict."""
 
 import contextlib
+import functools
 import io
 import subprocess
 from collections.abc import Sequence
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 import bench.common
+import bench.decoding
 from bench.__main__ import main
 from issue_titles.cli import main as stages_main
 from issue_titles.predictor import DEFAULT_BEAM_WIDTH
@@ -37,7 +39,16 @@ def stages_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bench.common.subprocess, "run", run)
 
 
-def test_quick_decoding_benchmark_writes_results_with_ratio_and_its_plot_beside_them(tmp_path, stages_in_process):
+@pytest.fixture
+def bodies_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Greedy and the beam each ask `sample_bodies` for the same 32 bodies, and each call reads and parses the whole
+    vendored data set (seconds of CPU) to pick them: the second call gets the first one's list, the same bodies."""
+    monkeypatch.setattr(bench.decoding, "sample_bodies", functools.cache(bench.decoding.sample_bodies))
+
+
+def test_quick_decoding_benchmark_writes_results_with_ratio_and_its_plot_beside_them(
+    tmp_path, stages_in_process, bodies_read_once
+):
     output = tmp_path / "results.md"
 
     assert main(["--quick", "--only", "decoding", "--output", str(output)]) == 0

@@ -21,7 +21,7 @@ RUNS = [(stack, tag) for stack in ("minikube", "gke-gpu") for tag in (None, "012
 
 @functools.cache
 def program(stack: str, model_tag: str | None) -> Any:
-    return harness.run_program(stack, {"serving:modelTag": model_tag} if model_tag else None)
+    return harness.shared_run(stack, {"serving:modelTag": model_tag} if model_tag else None)
 
 
 def declared(run: Any) -> list[Any]:
@@ -93,7 +93,7 @@ def test_with_tfjob_training_the_stack_passes_every_policy(stack: str, monkeypat
     """The trainer's ServiceAccount, Role and bindings too: the TFJob rights are a namespaced Role."""
     monkeypatch.setattr(pack, "current_stack", lambda: stack)
     monkeypatch.setattr(pack, "stack_registry_password", lambda: harness.TEST_PASSWORD)
-    run = declared(harness.run_program(stack, {"issue-titles:trainer": "tfjob", "issue-titles:trainWorkers": "2"}))
+    run = declared(harness.shared_run(stack, {"issue-titles:trainer": "tfjob", "issue-titles:trainWorkers": "2"}))
     roles = [r for r in run if r.type_ == "kubernetes:rbac.authorization.k8s.io/v1:Role"]
     assert roles and all(rules.tfjob_rights_least_privilege(r.type_, r.inputs) == [] for r in roles)
     found = {

@@ -28,7 +28,7 @@ import pytest
 from infra.image_check import StageImageCheck, StageImageCheckArgs, check_result
 from infra.serving import serving_status, wait_for
 from tests.infra.conftest import MODEL_TAG
-from tests.infra.harness import ProgramRun, run_program
+from tests.infra.harness import ProgramRun, shared_run
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 IMAGE = "us-docker.pkg.dev/example-project/issue-titles/stages@sha256:" + "ab" * 32
@@ -46,38 +46,38 @@ def annotations_of(run: ProgramRun, kind: str) -> dict[str, str]:
 
 
 def test_gke_sets_the_storage_url_the_chart_requires_off_local() -> None:
-    values = pachyderm_values(run_program("gke-gpu"))
+    values = pachyderm_values(shared_run("gke-gpu"))
     assert values["deployTarget"] == "GOOGLE"
     bucket = values["pachd"]["storage"]["google"]["bucket"]
     assert values["pachd"]["storage"]["storageURL"] == f"gs://{bucket}"
 
 
 def test_minikube_keeps_local_storage_without_a_storage_url() -> None:
-    values = pachyderm_values(run_program("minikube"))
+    values = pachyderm_values(shared_run("minikube"))
     assert values["deployTarget"] == "LOCAL" and "storageURL" not in values["pachd"]["storage"]
 
 
 def test_minikube_pins_one_host_path_for_pachd_pachw_and_the_workers() -> None:
     """Left empty, the pachd and pachw templates each draw `/var/pachyderm-<randAlphaNum 5>/` on every render."""
-    values = pachyderm_values(run_program("minikube"))
+    values = pachyderm_values(shared_run("minikube"))
     host_path = values["pachd"]["storage"]["local"]["hostPath"]
     assert host_path == "/var/pachyderm/"  # the chart appends `pachd`: /var/pachyderm/pachd
     assert host_path.startswith("/var/") and host_path.endswith("/")
 
 
 def test_gke_sets_no_host_path() -> None:
-    assert "local" not in pachyderm_values(run_program("gke-gpu"))["pachd"]["storage"]
+    assert "local" not in pachyderm_values(shared_run("gke-gpu"))["pachd"]["storage"]
 
 
 @pytest.mark.parametrize("loki", [None, "false", "true"])
 def test_loki_logging_is_on_only_with_loki_itself(loki: str | None) -> None:
     """pachd sends `pachctl logs` queries to Loki while `lokiLogging` is on: never without the Loki it deploys."""
-    values = pachyderm_values(run_program("minikube", {"issue-titles:lokiDeploy": loki}))
+    values = pachyderm_values(shared_run("minikube", {"issue-titles:lokiDeploy": loki}))
     assert values["pachd"]["lokiLogging"] is values["pachd"]["lokiDeploy"] is (loki == "true")
 
 
 def test_pipeline_workers_run_as_the_worker_account_bound_to_the_bucket_identity() -> None:
-    run = run_program("gke-gpu")
+    run = shared_run("gke-gpu")
     values = pachyderm_values(run)
     worker_account = values["pachd"]["worker"]["serviceAccount"]
     email = "issue-titles-pachyderm@example-project.iam.gserviceaccount.com"
@@ -187,7 +187,7 @@ def test_serving_status_is_what_seldon_reports() -> None:
 
 
 def test_the_serving_status_output_follows_the_deployments_status_not_a_fixed_string() -> None:
-    run = run_program("minikube", {"serving:modelTag": MODEL_TAG})
+    run = shared_run("minikube", {"serving:modelTag": MODEL_TAG})
     # The harness's mocks return no status, as a SeldonDeployment has none before the operator reconciles it.
     assert (
         run.outputs["serving_status"] == f"docker.io/example/issue-titles-serving:{MODEL_TAG}: no status reported yet"

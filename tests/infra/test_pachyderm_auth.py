@@ -29,7 +29,7 @@ from infra.pachyderm_provider import AUTH_TOKEN, PachydermError, PipelineProvide
 from pipelines import PipelineSettings, all_pipelines
 from tests.infra.conftest import MODEL_TAG
 from tests.infra.fake_pachd import FakePachd
-from tests.infra.harness import TEST_ROOT_TOKEN, ProgramRun, plain_text_leaks, run_program
+from tests.infra.harness import TEST_ROOT_TOKEN, ProgramRun, plain_text_leaks, run_program, shared_run
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 DYNAMIC = "pulumi-python:dynamic:Resource"
@@ -50,7 +50,7 @@ def pachyderm_release(run: ProgramRun) -> Any:
 
 @pytest.mark.parametrize("stack", ["minikube", "gke-gpu"])
 def test_auth_stays_on_with_the_root_token_pinned_in_a_secret_the_chart_reads(stack: str) -> None:
-    run = run_program(stack)
+    run = shared_run(stack)
     release = pachyderm_release(run)
     pachd = release.inputs["values"]["pachd"]
     assert pachd["activateAuth"] is True
@@ -67,7 +67,7 @@ def test_auth_stays_on_with_the_root_token_pinned_in_a_secret_the_chart_reads(st
 
 def test_a_new_root_token_restarts_pachd_so_it_rotates_to_it() -> None:
     """EnvBootstrap runs at pachd's start; the pod annotation changes with the token, so the release rolls pachd."""
-    first = pachyderm_release(run_program("minikube"))
+    first = pachyderm_release(shared_run("minikube"))
     second = pachyderm_release(run_program("minikube", root_token="another-root-token-for-rotation"))
     annotation = "issue-titles/root-token-sha256"
     assert (
@@ -80,13 +80,13 @@ def test_a_new_root_token_restarts_pachd_so_it_rotates_to_it() -> None:
 
 @pytest.mark.parametrize("stack", ["minikube", "gke-gpu"])
 def test_the_root_token_never_appears_in_plain_text_in_inputs_or_outputs(stack: str) -> None:
-    run = run_program(stack, {"serving:modelTag": MODEL_TAG})
+    run = shared_run(stack, {"serving:modelTag": MODEL_TAG})
     assert plain_text_leaks(run, LEAK_FORMS, secret_outputs_too=True) == []
 
 
 @pytest.mark.parametrize("stack", ["minikube", "gke-gpu"])
 def test_the_repo_and_every_pipeline_get_the_token_as_a_secret(stack: str) -> None:
-    resources = run_program(stack).of_type(DYNAMIC)
+    resources = shared_run(stack).of_type(DYNAMIC)
     assert len(resources) == 7  # raw_data and the incremental chain's six pipelines
     for resource in resources:
         assert resource.inputs[AUTH_TOKEN] == TEST_ROOT_TOKEN

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.infra.conftest import MODEL_TAG
-from tests.infra.harness import ProgramRun, run_program
+from tests.infra.harness import ProgramRun, run_program, shared_run
 from tests.infra.pod_security import violations
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -133,7 +133,7 @@ def test_loki_and_its_host_path_daemonset_are_off_unless_a_stack_turns_them_on(p
     """The chart installs loki-stack (promtail: hostPath volumes) unless pachd.lokiDeploy is false (values.yaml
     default true; Chart.yaml `condition: pachd.lokiDeploy`)."""
     assert values(program, "pachyderm")["pachd"]["lokiDeploy"] is False
-    turned_on = run_program(program.stack, {"issue-titles:lokiDeploy": "true"})
+    turned_on = shared_run(program.stack, {"issue-titles:lokiDeploy": "true"})
     assert values(turned_on, "pachyderm")["pachd"]["lokiDeploy"] is True
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.infra.conftest import MODEL_TAG
-from tests.infra.harness import ProgramRun, run_program
+from tests.infra.harness import ProgramRun, run_program, shared_run
 
 COMPONENTS = {
     "issue-titles:infra:ClusterAccess",
@@ -94,7 +94,7 @@ def test_minikube_uses_the_configured_kube_context() -> None:
 
 
 def test_gke_stack_creates_cluster_gpu_pool_bucket_and_identity() -> None:
-    run = run_program("gke-gpu")
+    run = shared_run("gke-gpu")
     cluster = run.one("gcp:container/cluster:Cluster")
     assert cluster.inputs["removeDefaultNodePool"] is True
     assert cluster.inputs["workloadIdentityConfig"]["workloadPool"] == "example-project.svc.id.goog"
@@ -164,13 +164,13 @@ def test_outputs_tell_how_to_reach_pachd_and_the_model(serving_program: ProgramR
 
 
 def test_gke_prediction_url_uses_the_ingress_load_balancer() -> None:
-    run = run_program("gke-gpu", {"serving:modelTag": MODEL_TAG})
+    run = shared_run("gke-gpu", {"serving:modelTag": MODEL_TAG})
     assert run.outputs["prediction_url"].startswith("http://203.0.113.20/seldon/")
 
 
 @pytest.mark.parametrize("stack", ["minikube", "gke-gpu"])
 def test_no_cluster_admin_binding_anywhere(stack: str) -> None:
-    run = run_program(stack, {"serving:modelTag": MODEL_TAG})
+    run = shared_run(stack, {"serving:modelTag": MODEL_TAG})
     bindings = [r for r in run if r.type_.endswith(("ClusterRoleBinding", "RoleBinding"))]
     assert not [b for b in bindings if b.inputs.get("roleRef", {}).get("name") == "cluster-admin"]
     assert "cluster-admin" not in repr([r.inputs for r in run])

@@ -6,6 +6,7 @@ input into a message and exit 2, and dials no address but a loopback pachd the u
 
 from __future__ import annotations
 
+import copy
 import json
 import socket
 import subprocess
@@ -44,6 +45,34 @@ def of_type(resources: list[dict[str, Any]], type_: str) -> list[dict[str, Any]]
     return [r for r in resources if r["type"] == type_]
 
 
+@pytest.fixture(scope="module")
+def _evaluations() -> dict[str, render.ProgramRun]:
+    return {}
+
+
+@pytest.fixture
+def one_evaluation_per_config(monkeypatch: pytest.MonkeyPatch, _evaluations: dict[str, render.ProgramRun]) -> None:
+    """`render.run_program` evaluates the program once per (stack, overrides) in this module and hands out a deep copy.
+
+    For the tests of what the CLI does with an evaluation (print it as YAML or JSON, mask or show the secrets, keep
+    some kinds): that is render.render and main, which run as they are on every call. The evaluation is the same
+    for the same config; that two evaluations print the same, order included, is
+    test_json_and_yaml_print_the_same_resources_in_the_same_order's, which evaluates each time."""
+    real = render.run_program
+
+    def run_program(
+        stack: str, config_overrides: dict[str, str | None] | None = None, **options: Any
+    ) -> render.ProgramRun:
+        if options:
+            return real(stack, config_overrides, **options)
+        key = json.dumps([stack, config_overrides or {}], sort_keys=True)
+        if key not in _evaluations:
+            _evaluations[key] = real(stack, config_overrides)
+        return copy.deepcopy(_evaluations[key])
+
+    monkeypatch.setattr(render, "run_program", run_program)
+
+
 @pytest.fixture
 def no_pachd(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every address the program tries to reach pachd at (none, unless a test says so)."""
@@ -59,7 +88,7 @@ def no_pachd(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 @pytest.mark.parametrize("stack", render.STACKS)
 def test_prints_the_resources_the_program_declares_for_each_stack(
-    stack: str, capsys: pytest.CaptureFixture[str], no_pachd: list[str]
+    stack: str, capsys: pytest.CaptureFixture[str], no_pachd: list[str], one_evaluation_per_config: None
 ) -> None:
     resources = rendered(capsys, stack)
     assert no_pachd == []  # a pinned (or no) model tag: the program reads nothing from pachd while it evaluates
@@ -77,7 +106,9 @@ def test_prints_the_resources_the_program_declares_for_each_stack(
 
 
 @pytest.mark.parametrize("stack", render.STACKS)
-def test_the_secrets_stay_masked(stack: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_secrets_stay_masked(
+    stack: str, capsys: pytest.CaptureFixture[str], one_evaluation_per_config: None
+) -> None:
     code, out, _ = cli(capsys, stack, "--format", "json")
     assert code == 0
     assert render.PLACEHOLDER_PASSWORD not in out and render.PLACEHOLDER_ROOT_TOKEN not in out
@@ -88,7 +119,9 @@ def test_the_secrets_stay_masked(stack: str, capsys: pytest.CaptureFixture[str])
     assert tokens and set(tokens) == {render.MASK}
 
 
-def test_show_secrets_prints_the_placeholders_where_they_flow(capsys: pytest.CaptureFixture[str]) -> None:
+def test_show_secrets_prints_the_placeholders_where_they_flow(
+    capsys: pytest.CaptureFixture[str], one_evaluation_per_config: None
+) -> None:
     resources = rendered(capsys, "minikube", "--show-secrets")
     tokens = {r["inputs"]["auth_token"] for r in of_type(resources, "pulumi-python:dynamic:Resource")}
     assert tokens == {render.PLACEHOLDER_ROOT_TOKEN}
@@ -103,7 +136,9 @@ def test_json_and_yaml_print_the_same_resources_in_the_same_order(capsys: pytest
     assert json.loads(out) == rendered(capsys, "minikube")
 
 
-def test_kind_keeps_only_that_kind_in_any_case(capsys: pytest.CaptureFixture[str]) -> None:
+def test_kind_keeps_only_that_kind_in_any_case(
+    capsys: pytest.CaptureFixture[str], one_evaluation_per_config: None
+) -> None:
     resources = rendered(capsys, "minikube", "--kind", "namespace", "--kind", "Release")
     assert sorted(r["inputs"].get("kind", r["type"]) for r in resources) == [
         "Namespace",
@@ -113,7 +148,9 @@ def test_kind_keeps_only_that_kind_in_any_case(capsys: pytest.CaptureFixture[str
     ]
 
 
-def test_a_kind_the_stack_has_not_is_exit_2_naming_the_kinds_it_has(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_kind_the_stack_has_not_is_exit_2_naming_the_kinds_it_has(
+    capsys: pytest.CaptureFixture[str], one_evaluation_per_config: None
+) -> None:
     code, out, err = cli(capsys, "minikube", "--kind", "Deploymnet")
     assert (code, out) == (2, "")
     assert "no resource of kind Deploymnet in stack minikube" in err and "Namespace" in err

@@ -40,7 +40,7 @@ import pytest
 
 from pipelines import PipelineSettings, all_pipelines
 from tests.infra.conftest import MODEL_TAG
-from tests.infra.harness import ROOT, ProgramRun, run_program
+from tests.infra.harness import ROOT, ProgramRun, shared_run
 from tests.infra.vendored import objects
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -165,7 +165,7 @@ def image_check(run: ProgramRun) -> Requests:
 @cache
 def served(stack: str) -> ProgramRun:
     """The stack with a model served (two replicas): the most it ever runs at rest."""
-    return run_program(stack, {"serving:modelTag": MODEL_TAG})
+    return shared_run(stack, {"serving:modelTag": MODEL_TAG})
 
 
 def fits(need: Requests, have: Requests, what: str) -> None:

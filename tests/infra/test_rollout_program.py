@@ -7,6 +7,7 @@ own previous outputs through a StackReference that these mocks answer.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, ClassVar
 
 import grpc
@@ -125,9 +126,21 @@ def test_canary_splits_traffic_between_two_predictors(stack: str, pachd: FakePac
     assert run.outputs["serving_traffic"]["canary"].startswith(f"20% {repo}:{NEW} (job {NEW}")
 
 
+_PINNED_CANARIES: dict[str, ProgramRun] = {}
+
+
+def pinned_canary(stack: str) -> ProgramRun:
+    """The stack serving OLD with NEW as its canary, both pinned: evaluated once per stack for the two tests that read
+    it (pinned tags read neither pachd nor the last state, test_pinned_serves_the_job_id_as_one_predictor), each
+    handed a deep copy."""
+    if stack not in _PINNED_CANARIES:
+        _PINNED_CANARIES[stack] = run_program(stack, {"serving:modelTag": OLD, "serving:canaryTag": NEW})
+    return copy.deepcopy(_PINNED_CANARIES[stack])
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_the_canary_ingress_sends_the_same_share_to_the_canary_service(stack: str, pachd: FakePachd) -> None:
-    run = run_program(stack, {"serving:modelTag": OLD, "serving:canaryTag": NEW})
+    run = pinned_canary(stack)
     canary = next(r for r in run.of_type(INGRESS) if r.inputs["metadata"]["name"] == "issue-summarization-canary")
     annotations = canary.inputs["metadata"]["annotations"]
     assert annotations == {
@@ -150,7 +163,7 @@ def test_a_canary_stack_renders_valid_objects_and_passes_the_policy_pack(
 
     monkeypatch.setattr(pack, "current_stack", lambda: stack)
     monkeypatch.setattr(pack, "stack_registry_password", lambda: harness.TEST_PASSWORD)
-    run = run_program(stack, {"serving:modelTag": OLD, "serving:canaryTag": NEW})
+    run = pinned_canary(stack)
     for manifest in run.manifests():
         if manifest["kind"] == "Ingress":
             kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)

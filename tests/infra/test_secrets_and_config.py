@@ -10,7 +10,7 @@ import pytest
 
 from infra.config import ConfigError
 from tests.infra.conftest import MODEL_TAG
-from tests.infra.harness import TEST_PASSWORD, plain_text_leaks, run_program
+from tests.infra.harness import TEST_PASSWORD, plain_text_leaks, run_program, shared_run
 
 LEAK_FORMS = (
     TEST_PASSWORD,
@@ -22,13 +22,13 @@ LEAK_FORMS = (
 
 @pytest.mark.parametrize("stack", ["minikube", "gke-gpu"])
 def test_password_never_appears_in_plain_text_in_inputs_or_outputs(stack: str) -> None:
-    run = run_program(stack, {"serving:modelTag": MODEL_TAG})
+    run = shared_run(stack, {"serving:modelTag": MODEL_TAG})
     assert plain_text_leaks(run, LEAK_FORMS) == []
 
 
 @pytest.mark.parametrize("stack", ["minikube", "gke-gpu"])
 def test_password_reaches_the_registry_secret_and_the_image_push_as_a_secret(stack: str) -> None:
-    run = run_program(stack)
+    run = shared_run(stack)
     secrets = [
         s for s in run.of_type("kubernetes:core/v1:Secret") if s.inputs.get("type") == "kubernetes.io/dockerconfigjson"
     ]

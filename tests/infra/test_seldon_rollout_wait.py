@@ -21,7 +21,7 @@ import pytest
 
 from infra.serving import expected_deployments, rollout_name, seldon_deployment_spec, serving_status, wait_for
 from tests.infra.conftest import MODEL_TAG
-from tests.infra.harness import ProgramRun, run_program
+from tests.infra.harness import ProgramRun, shared_run
 
 SELDON_DEPLOYMENT = "kubernetes:machinelearning.seldon.io/v1:SeldonDeployment"
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
@@ -164,7 +164,7 @@ def manifest(run: ProgramRun, kind: str) -> dict[str, Any]:
 def test_the_canary_ingress_comes_after_a_wait_that_covers_the_canary_predictor(stack: str) -> None:
     """Seldon makes the `issue-summarization-canary` Service once this spec's Deployments are ready, before it says
     Available; the canary Ingress depends on the SeldonDeployment, whose wait now covers exactly that."""
-    run = run_program(stack, {"serving:modelTag": MODEL_TAG, "serving:canaryTag": "c" * 32})
+    run = shared_run(stack, {"serving:modelTag": MODEL_TAG, "serving:canaryTag": "c" * 32})
     deployment = run.one(SELDON_DEPLOYMENT)
     spec = manifest(run, "SeldonDeployment")["spec"]
     canary_deployment = next(name for name in expected_deployments(spec) if "-canary-0-" in name)
@@ -180,7 +180,7 @@ def test_the_canary_ingress_comes_after_a_wait_that_covers_the_canary_predictor(
 def test_on_gke_the_model_ingress_waits_for_the_ingress_nginx_release() -> None:
     """The chart's validating webhook (admissionWebhooks.enabled, true by default) checks every Ingress: created in the
     same update, the model's Ingress could reach the API server before the webhook's backend runs."""
-    run = run_program("gke-gpu", {"serving:modelTag": MODEL_TAG, "serving:canaryTag": "c" * 32})
+    run = shared_run("gke-gpu", {"serving:modelTag": MODEL_TAG, "serving:canaryTag": "c" * 32})
     controller = next(r for r in run.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["chart"] == "ingress-nginx")
     ingresses = run.of_type(INGRESS)
     assert len(ingresses) == 2
@@ -189,7 +189,7 @@ def test_on_gke_the_model_ingress_waits_for_the_ingress_nginx_release() -> None:
 
 
 def test_on_minikube_the_ingress_depends_on_no_controller_release() -> None:
-    run = run_program("minikube", {"serving:modelTag": MODEL_TAG})
+    run = shared_run("minikube", {"serving:modelTag": MODEL_TAG})
     assert not any(r.inputs.get("chart") == "ingress-nginx" for r in run.of_type("kubernetes:helm.sh/v3:Release"))
     (ingress,) = run.of_type(INGRESS)
     assert run.one(SELDON_DEPLOYMENT).urn in ingress.depends_on

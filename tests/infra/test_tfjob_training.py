@@ -23,7 +23,7 @@ from issue_titles.tfjob import (
 )
 from pipelines.specs import TRAIN_LIMITS, TRAIN_REQUESTS, TRAINER_SERVICE_ACCOUNT
 from tests.infra import pod_security
-from tests.infra.harness import STACKS, ProgramRun, run_program
+from tests.infra.harness import STACKS, ProgramRun, run_program, shared_run
 from tests.infra.schemas import KUBERNETES_VERSION, errors, pipeline_spec_validator, tfjob_validator
 from tests.infra.test_program_pipelines import specs
 
@@ -40,7 +40,7 @@ POD_SECURITY = {"minikube": "privileged", "gke-gpu": "baseline"}  # infra/platfo
 
 @functools.cache
 def program(stack: str) -> ProgramRun:
-    return run_program(stack, TFJOB)
+    return shared_run(stack, TFJOB)
 
 
 def rendered_tfjob(stack: str) -> dict:
@@ -208,7 +208,7 @@ def test_on_gke_the_trainer_account_reaches_the_bucket_like_the_worker_account()
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_the_default_trainer_makes_no_tfjob_rbac(stack: str) -> None:
-    run = run_program(stack)
+    run = shared_run(stack)
     assert not run.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")
     assert specs(run)["train"]["transform"]["cmd"][:2] == ["stages", "train"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -64,13 +65,25 @@ def localpach_cli(*args: str, env: dict[str, str] | None = None, timeout: float 
     )
 
 
-@pytest.fixture
-def populated(state: Path, tmp_path: Path, control: Path) -> Path:
-    """A state where the project-like pipelines ran once on three rows (for the CLI's views)."""
+@pytest.fixture(scope="session")
+def populated_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project-like pipelines run once on three rows, with the fake stage unsteered: what `populated` copies."""
     from tests.local.localpach_fakes import issue_csv, project_like_specs
 
-    put(state, issue_csv(tmp_path / "issues.csv", rows=3))
-    run(state, project_like_specs())
+    root = tmp_path_factory.mktemp("populated")
+    (root / "control").mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FAKE_CONTROL", str(root / "control"))
+        put(root / "state", issue_csv(root / "issues.csv", rows=3))
+        assert run(root / "state", project_like_specs()).ok
+    return root / "state"
+
+
+@pytest.fixture
+def populated(populated_once: Path, state: Path, control: Path) -> Path:
+    """A state where the project-like pipelines ran once on three rows (for the CLI's views): a copy of the session's
+    one such run (five fake-stage processes and the runner's bookkeeping, made once), which the test may change."""
+    shutil.copytree(populated_once, state, symlinks=True)
     return state
 
 

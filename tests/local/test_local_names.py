@@ -17,7 +17,7 @@ import pytest
 from localpach.cli import main
 from localpach.errors import InputRefused, SpecError
 from localpach.pfs import PFS
-from tests.local.conftest import put, run
+from tests.local.conftest import run
 from tests.local.localpach_fakes import issue_csv, project_like_specs, spec
 from tests.local.localpach_fakes import pfs as pfs_input
 
@@ -33,11 +33,9 @@ def files_below(root: Path) -> set[str]:
 
 
 @pytest.fixture
-def ran(state: Path, tmp_path: Path, control: Path) -> Path:
-    """A state where every pipeline has run once on a three-row CSV."""
-    put(state, issue_csv(tmp_path / "issues.csv", rows=3))
-    run(state, project_like_specs())
-    return state
+def ran(populated: Path) -> Path:
+    """A state where every pipeline has run once on a three-row CSV (a copy of the session's one such run)."""
+    return populated
 
 
 def test_a_branch_that_climbs_out_of_the_state_folder_is_refused_and_nothing_is_written(
