@@ -15,7 +15,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from filelock import FileLock
@@ -56,6 +56,64 @@ def tiny_bundle_dir(tiny_training: Path, tmp_path_factory: pytest.TempPathFactor
     from tests.tiny_model import build_tiny_bundle
 
     return shared_build(tmp_path_factory, "tiny_bundle", lambda folder: build_tiny_bundle(tiny_training, folder))
+
+
+@pytest.fixture(scope="session")
+def tiny_cli_training(tiny_training: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`stages train` through the CLI (in-process) on the tiny training's pre_process output with the tiny model's
+    flags, its stdout and stderr captured at the file-descriptor level, every optimizer step's trainable weights
+    recorded: a folder with train/ (the output), stdout.txt, stderr.txt, exit_code.txt and steps.npz (weight j of
+    step i as `s{i}_{j}`). One training serves the tests of the stdout/stderr contract (stages/test_cli_refusals,
+    stages/test_progress_and_tensorboard), of the weight average (stages/test_weight_averaging) and the single worker
+    the two-worker training is compared with (stages/test_distributed_training). Read-only."""
+    return shared_build(tmp_path_factory, "tiny_cli_training", lambda folder: _cli_training(tiny_training, folder))
+
+
+def _cli_training(tiny_training: Path, folder: Path) -> None:
+    import io
+    import sys
+    import tempfile
+
+    import numpy as np
+
+    from issue_titles.cli import main as stages_main
+    from issue_titles.train import BestEpoch
+    from pipelines.specs import cli_flags
+    from tests.tiny_model import TINY_TRAIN
+
+    folder.mkdir(parents=True, exist_ok=True)
+    steps: list[list[np.ndarray]] = []
+
+    def record(self: BestEpoch, batch: int, logs: object = None) -> None:
+        steps.append([variable.numpy() for variable in self.model.trainable_weights])
+
+    args = ["train", "--input", str(tiny_training / "pre_process"), "--output", str(folder / "train")]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BestEpoch, "on_train_batch_end", record, raising=False)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        python_streams = sys.stdout, sys.stderr
+        sys.stdout = io.TextIOWrapper(open(1, "wb", closefd=False), encoding="utf-8", write_through=True)
+        sys.stderr = io.TextIOWrapper(open(2, "wb", closefd=False), encoding="utf-8", write_through=True)
+        try:
+            code = stages_main(args + cli_flags(**TINY_TRAIN))
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            sys.stdout, sys.stderr = python_streams
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+        for handle, name in ((out, "stdout.txt"), (err, "stderr.txt")):
+            handle.seek(0)
+            (folder / name).write_bytes(handle.read())
+    (folder / "exit_code.txt").write_text(str(code))
+    arrays: dict[str, Any] = {f"s{i}_{j}": w for i, step in enumerate(steps) for j, w in enumerate(step)}
+    np.savez(folder / "steps.npz", **arrays)
 
 
 @pytest.fixture(scope="session")

@@ -196,13 +196,13 @@ def test_a_training_whose_loss_becomes_nan_fails_clearly_and_saves_nothing(
     assert list(scratch.iterdir()) == []  # no TensorBoard scratch folder left behind either
 
 
-def test_train_prints_only_its_json_report_on_stdout(chain, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    code = run_stages("train", "--input", chain["pre_process"], "--output", tmp_path / "train", "--epochs", "1",
-                      "--batch-size", "64", "--embedding-dim", "8", "--hidden-dim", "8")  # fmt: skip
-    out, err = capfd.readouterr()
+def test_train_prints_only_its_json_report_on_stdout(tiny_cli_training: Path) -> None:
+    """`stages train` run in-process with stdout and stderr captured at the file-descriptor level (so TensorFlow's
+    own C++ logging is caught too), once for the run (tests/conftest.py `tiny_cli_training`, the tiny model's flags)."""
+    out, err = ((tiny_cli_training / name).read_text() for name in ("stdout.txt", "stderr.txt"))
 
-    assert code == 0, err
-    assert json.loads(out)["epochs_run"] == 1  # the whole of stdout is the report
+    assert (tiny_cli_training / "exit_code.txt").read_text() == "0", err
+    assert json.loads(out)["epochs_run"] == 4  # the whole of stdout is the report (the tiny model's 4 epochs)
     assert "loss" in err  # Keras' progress went to stderr
 
 

@@ -100,17 +100,25 @@ def _rouge_l(train_dir: Path, split_dir: Path, out: Path) -> float:
     return (metrics.get("heldout") or metrics)["model"]["rouge_l"]
 
 
-def test_two_local_workers_follow_the_single_workers_loss_curve(tmp_path: Path) -> None:
+def test_two_local_workers_follow_the_single_workers_loss_curve(
+    tmp_path: Path, tiny_training: Path, tiny_cli_training: Path
+) -> None:
     """Same data, epochs and global batch: the 2-process run follows the single worker's loss curve and its chief
-    writes the same files (the model the train output commit gets). The fast variant of the ROUGE-L test below."""
-    pre = _prepare(tmp_path, rows=120)
-    flags = train_flags(epochs=2)
-    assert run_stages("train", "--input", pre, "--output", tmp_path / "one", *flags) == 0
-    assert run_stages("train", "--input", pre, "--output", tmp_path / "two", *flags, "--workers", "2") == 0
+    writes the same files (the model the train output commit gets). The fast variant of the ROUGE-L test below. The
+    single worker is the run's one CLI training of the tiny model on the tiny pre_process output (tests/conftest.py
+    `tiny_cli_training`: `stages train` with these same flags), so only the two workers train here."""
+    one = tiny_cli_training / "train"
+    flags = train_flags(epochs=TINY_TRAIN["epochs"])
+    assert run_stages("train", "--input", tiny_training / "pre_process", "--output", tmp_path / "two", *flags,
+                      "--workers", "2") == 0  # fmt: skip
 
     assert {p.name for p in (tmp_path / "two").iterdir()} >= set(MODEL_FILES)
-    assert json.loads((tmp_path / "two" / "model.json").read_text())["training"]["workers"] == 2
-    assert _losses(tmp_path / "two") == pytest.approx(_losses(tmp_path / "one"), rel=2e-3)
+    training = {key: json.loads((folder / "model.json").read_text())["training"] for key, folder in
+                (("one", one), ("two", tmp_path / "two"))}  # fmt: skip
+    assert (training["one"]["workers"], training["two"]["workers"]) == (1, 2)
+    for setting in ("epochs_run", "batch_size", "learning_rate", "schedule", "seed", "train_rows"):
+        assert training["two"][setting] == training["one"][setting], setting  # the same training but for workers
+    assert _losses(tmp_path / "two") == pytest.approx(_losses(one), rel=2e-3)
 
 
 @pytest.mark.slow

@@ -160,19 +160,15 @@ def test_an_unchanged_vocabulary_warm_starts_from_the_previous_model_and_records
 def test_a_warm_start_whose_shapes_do_not_match_is_refused_and_falls_back_to_a_full_training(
     chain: Path, tmp_path: Path, capsys
 ) -> None:
-    from issue_titles.train import run_train
+    from issue_titles.models import ModelConfig, build_model
 
     previous = tmp_path / "previous"
     shutil.copytree(chain / "train", previous)
-    from issue_titles.incremental import assemble
-
-    assemble(chain / "pre", chain / "vocabulary", tmp_path / "flat")
-    run_train(
-        tmp_path / "flat",
-        tmp_path / "wider",
-        TrainSettings(epochs=1, batch_size=16, embedding_dim=16, hidden_dim=24, verbose=0),
-    )
-    shutil.copyfile(tmp_path / "wider" / "model.weights.h5", previous / "model.weights.h5")  # same record, other shapes
+    # The same model with a wider hidden layer: its weights file is what a training of it would save, other shapes
+    # (built, not trained: what the weights hold does not matter to a refusal by shape).
+    config = read_json(chain / "train" / "model.json")["config"]
+    build_model(ModelConfig.from_dict(config | {"hidden_dim": 24})).save_weights(tmp_path / "wider.weights.h5")
+    shutil.copyfile(tmp_path / "wider.weights.h5", previous / "model.weights.h5")  # same record, other shapes
 
     info = run_train_incremental(
         chain / "pre", chain / "vocabulary", tmp_path / "train", TRAIN, UpdateSettings(), previous_dir=previous

@@ -8,7 +8,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.util.tensor_util import make_ndarray
 
 from issue_titles.progress import EpochProgress, predict_with_progress
-from tests.stages.conftest import run_stages
 
 
 def events(folder) -> EventAccumulator:
@@ -42,13 +41,11 @@ def test_build_bundle_has_the_decoding_choice_as_text(chain) -> None:
     assert text.startswith("decoding chosen on:")
 
 
-def test_train_progress_goes_to_stderr_one_line_per_epoch_and_stdout_is_the_report(chain, tmp_path, capfd) -> None:
-    capfd.readouterr()
-    code = run_stages("train", "--input", chain["pre_process"], "--output", tmp_path / "train", "--epochs", "2",
-                      "--batch-size", "64", "--embedding-dim", "16", "--hidden-dim", "16")  # fmt: skip
-    out, err = capfd.readouterr()
+def test_train_progress_goes_to_stderr_one_line_per_epoch_and_stdout_is_the_report(tiny_cli_training) -> None:
+    """The run's one CLI training with file-descriptor-level capture (tests/conftest.py `tiny_cli_training`)."""
+    out, err = ((tiny_cli_training / name).read_text() for name in ("stdout.txt", "stderr.txt"))
 
-    assert code == 0
+    assert (tiny_cli_training / "exit_code.txt").read_text() == "0", err
     assert json.loads(out)["epochs_run"] >= 1  # stdout holds the JSON report and nothing else
     epoch_lines = [line for line in err.splitlines() if line.startswith("epoch ")]
     assert len(epoch_lines) == json.loads(out)["epochs_run"]

@@ -188,19 +188,16 @@ def strip_trigram_fields(folder):
 
 
 @pytest.fixture(scope="module")
-def model_without_trigrams(tmp_path_factory):
-    """A tiny model trained without trigrams (the default), its files then written as before trigrams existed."""
-    from issue_titles.preprocess import run_preprocess
-    from issue_titles.text import TextConfig
-    from issue_titles.train import run_train
+def model_without_trigrams(tiny_training, tmp_path_factory):
+    """A tiny model trained without trigrams (the default), its files then written as before trigrams existed: a
+    copy of the run's one tiny training (tests/conftest.py), which is exactly such a model, instead of a training of
+    its own."""
+    import shutil
 
-    work = tmp_path_factory.mktemp("no_trigrams")
-    text = TextConfig(body_vocab_size=120, body_length=24, title_vocab_size=60, title_length=8)
-    run_preprocess(synthetic_split(work), work / "pre", text)
-    run_train(work / "pre", work / "train", TrainSettings(epochs=2, batch_size=16, embedding_dim=16, hidden_dim=16,
-                                                          dropout=0.0, verbose=0))  # fmt: skip
-    strip_trigram_fields(work / "train")
-    return work / "train"
+    folder = Path(shutil.copytree(tiny_training / "train", tmp_path_factory.mktemp("no_trigrams") / "train"))
+    assert json.loads((folder / "model.json").read_text())["config"]["trigrams_per_token"] == 0  # trained without
+    strip_trigram_fields(folder)
+    return folder
 
 
 def test_a_model_from_before_trigrams_still_loads_and_writes_titles(model_without_trigrams):

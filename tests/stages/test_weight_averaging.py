@@ -5,8 +5,7 @@ import pytest
 
 from issue_titles.jsonio import read_json
 from issue_titles.predictor import TitlePredictor
-from issue_titles.train import BestEpoch, TrainSettings, average_momentum
-from tests.tiny_model import tiny_train
+from issue_titles.train import TrainSettings, average_momentum
 
 FULL_DATA_ROWS = 62_724  # the data set's training rows (validation included)
 
@@ -27,14 +26,14 @@ def test_averaging_is_off_when_asked_and_for_the_tutorial():
     assert average_momentum(TrainSettings(architecture="tutorial").resolved(), FULL_DATA_ROWS) == 0.0
 
 
-def test_saved_weights_are_the_moving_average_of_every_steps_weights(tmp_path, monkeypatch):
-    steps = []
-
-    def record(self, batch, logs=None):
-        steps.append([variable.numpy() for variable in self.model.trainable_weights])
-
-    monkeypatch.setattr(BestEpoch, "on_train_batch_end", record, raising=False)
-    trained = tiny_train(tmp_path)
+def test_saved_weights_are_the_moving_average_of_every_steps_weights(tiny_cli_training):
+    """The run's one CLI training of the tiny model records every step's weights (tests/conftest.py
+    `tiny_cli_training`: BestEpoch.on_train_batch_end patched to keep them)."""
+    recorded = np.load(tiny_cli_training / "steps.npz")
+    count = len({name.split("_")[0] for name in recorded.files})
+    width = len(recorded.files) // count
+    steps = [[recorded[f"s{i}_{j}"] for j in range(width)] for i in range(count)]
+    trained = tiny_cli_training / "train"
     training = read_json(trained / "model.json")["training"]
     momentum = training["average_momentum"]
     assert training["saved_weights"] == "moving average"
