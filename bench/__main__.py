@@ -33,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="incremental benchmark: leave out updates 2..10 and their full retrain (two thirds of its time)",
     )
+    parser.add_argument(
+        "--keep-scratch",
+        type=Path,
+        default=None,
+        help="work in this empty folder and keep it (localpach states, models) instead of a removed temporary one",
+    )
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(chosen) - set(ALL))
@@ -44,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     plots_dir = args.output.resolve().parent / "plots"  # next to results.md, so its image links work
     started = time.perf_counter()
     sections: list[Section] = []
-    with scratch_dir() as scratch_name:
+    with scratch_dir(args.keep_scratch) as scratch_name:
         scratch = Path(scratch_name)
         model = pick_model(scratch, args.quick) if {"decoding", "serving", "observability"} & set(chosen) else None
         server_rss = None

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -201,5 +202,12 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "not met"
 
 
-def scratch_dir() -> tempfile.TemporaryDirectory:
-    return tempfile.TemporaryDirectory(prefix="bench-")
+def scratch_dir(keep: Path | None = None) -> AbstractContextManager[str]:
+    """A temporary working folder, removed afterwards; or `keep`, an empty or new folder the run's states stay in
+    (e.g. the incremental benchmark's state A, to try updates on it without another full training)."""
+    if keep is None:
+        return tempfile.TemporaryDirectory(prefix="bench-")
+    keep.mkdir(parents=True, exist_ok=True)
+    if any(keep.iterdir()):
+        raise SystemExit(f"bench: --keep-scratch {keep} is not empty: a run would mix its states with older ones")
+    return nullcontext(str(keep))
