@@ -80,6 +80,17 @@ def test_too_few_validation_rows_keep_the_defaults_and_say_why(trained):
     assert (predictor.length_penalty, predictor.copy_bias) == (DEFAULT_LENGTH_PENALTY, DEFAULT_COPY_BIAS)
 
 
+def test_a_previous_build_whose_choice_does_not_carry_over_is_named_with_the_reason(trained, tmp_path):
+    """A full training chooses anew even with a previous build at hand; the record says why it did not reuse it."""
+    model, split = trained
+    before = tmp_path / "before"
+    before.mkdir()
+    (before / "provenance.json").write_text(json.dumps({"decoding_choice": {"chosen_on": "validation rows"}}))
+    _, choice = load_for_split(model, split, previous_bundle=before)
+    assert choice["chosen_on"] == "defaults"
+    assert choice["not_reused"] == "a full training chooses its decoding anew"
+
+
 def test_enough_validation_rows_choose_the_decoding_evaluate_then_uses(trained, tmp_path, monkeypatch):
     model, split = trained
     monkeypatch.setattr(evaluate, "MIN_TUNING_ROWS", 1)

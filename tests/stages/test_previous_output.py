@@ -98,3 +98,50 @@ def test_a_worker_reads_only_the_files_it_names(tmp_path: Path, monkeypatch: pyt
 def test_a_request_outside_a_worker_fails_clearly(tmp_path: Path) -> None:
     with pytest.raises(StageError, match="not a Pachyderm worker"):
         previous_output(tmp_path, {"ISSUE_TITLES_PREVIOUS_OUTPUT": "parent-commit"})
+
+
+@pytest.mark.cluster
+def test_a_worker_reads_its_previous_output_commit_from_a_real_pachd(tmp_path: Path) -> None:
+    """The same request against a real pachd: a repo standing in for the pipeline's output repo holds a good commit,
+    one finished with an error, and the open commit the job writes; the worker reads the good one, only what it
+    names. PACHD_ADDRESS (and PACHD_ROOT_TOKEN when auth is on) point at the cluster."""
+    import os
+    import uuid
+    from urllib.parse import urlsplit
+
+    address = os.environ.get("PACHD_ADDRESS")
+    if not address:
+        pytest.skip("set PACHD_ADDRESS (e.g. grpc://$(minikube ip):30080) to run against a real pachd")
+    token = os.environ.get("PACHD_ROOT_TOKEN") or None
+    client = pachyderm_sdk.Client.from_pachd_address(address, auth_token=token)
+    project = pfs.Project(name=f"previous-test-{uuid.uuid4().hex[:8]}")
+    repo = pfs.Repo(name="train", type="user", project=project)
+    master = pfs.Branch(repo=repo, name="master")
+    client.pfs.create_project(project=project)
+    try:
+        client.pfs.create_repo(repo=repo)
+        with client.pfs.commit(branch=master) as good:
+            good.put_file_from_bytes(path="/model.weights.h5", data=b"weights")
+            good.put_file_from_bytes(path="/lineage.json", data=b'{"mode": "full"}')
+        failed = client.pfs.start_commit(branch=master)
+        client.pfs.put_file_from_bytes(commit=failed, path="/model.weights.h5", data=b"half-written")
+        client.pfs.finish_commit(commit=failed, error="datum failed")
+        open_output = client.pfs.start_commit(branch=master)
+        where = urlsplit(address)
+        env = WORKER_ENV | {
+            "PACH_OUTPUT_COMMIT_ID": open_output.id,
+            "PPS_PROJECT_NAME": project.name,
+            "PACHD_PEER_SERVICE_HOST": where.hostname or "",
+            "PACHD_PEER_SERVICE_PORT": str(where.port),
+            "PACH_TOKEN": token or "",
+        }
+
+        folder, commit = previous_output(tmp_path / "previous", env, only=("lineage.json",))
+
+        assert commit == good.id
+        assert folder is not None
+        assert sorted(path.name for path in folder.iterdir()) == ["lineage.json"]
+        assert (folder / "lineage.json").read_bytes() == b'{"mode": "full"}'
+    finally:  # leave nothing behind, whatever failed
+        client.pfs.delete_repos(projects=[project], force=True)
+        client.pfs.delete_project(project=project, force=True)

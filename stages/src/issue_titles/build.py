@@ -206,7 +206,7 @@ def run_build(
             # how it was chosen: the next build of a model updated from this one may reuse it
             "decoding_choice": {
                 key: metrics["decoding_choice"][key]
-                for key in ("chosen_on", "reuses")
+                for key in ("chosen_on", "reuses", "not_reused")
                 if key in metrics["decoding_choice"]
             },
             "metrics": {key: metrics[key] for key in ("model", "lead_baseline", "test_rows")}

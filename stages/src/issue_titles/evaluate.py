@@ -265,17 +265,19 @@ def load_for_split(
         return predictor, {"chosen_on": "given"}
     if (Path(model_dir) / PROVENANCE).is_file() and recorded_decoding(model_dir):
         return predictor, {"chosen_on": "recorded by the bundle"}
-    inherited, _ = inherited_choice(model_dir, previous_bundle, predictor.beam_width)
+    inherited, not_inherited = inherited_choice(model_dir, previous_bundle, predictor.beam_width)
     if inherited is not None:
         reused = predictor.with_decoding(length_penalty=inherited["length_penalty"], copy_bias=inherited["copy_bias"])
         return reused, inherited
+    # With a previous build at hand, say why its choice was not reused (e.g. the tenth build of a chain).
+    anew = {"not_reused": not_inherited} if previous_bundle is not None else {}
     rows, why_not = validation_rows(split_dir, model_dir)
     if len(rows) < MIN_TUNING_ROWS:
         why_not = why_not or f"{len(rows)} validation rows, fewer than {MIN_TUNING_ROWS}"
-        return predictor, {"chosen_on": "defaults", "why": why_not}
+        return predictor, {"chosen_on": "defaults", "why": why_not} | anew
     choice = choose_decoding(predictor, rows)
     tuned = predictor.with_decoding(length_penalty=choice["length_penalty"], copy_bias=choice["copy_bias"])
-    return tuned, {"chosen_on": "validation rows"} | choice
+    return tuned, {"chosen_on": "validation rows"} | choice | anew
 
 
 def evaluate_split(predictor: TitlePredictor, split_dir: Path) -> dict:
