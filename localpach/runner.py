@@ -42,10 +42,14 @@ from localpach.procs import stop_process_group
 from localpach.records import is_clean_repo_path, is_digest, read_record
 from localpach.specs import PipelineDef, dependency_order
 from localpach.store import StoredObject
+from pipelines.contract import (
+    LOCAL_PREVIOUS_OUTPUT_ENV,
+    PREVIOUS_FILES_ENV,
+    PREVIOUS_OUTPUT_ENV,
+    PREVIOUS_OUTPUT_REQUEST,
+)
 
 LOG_TAIL_LINES = 30
-# A spec's transform.env asking for its pipeline's previous output commit (pipelines/incremental.py).
-PREVIOUS_OUTPUT_REQUEST = ("ISSUE_TITLES_PREVIOUS_OUTPUT", "parent-commit")
 _PFS_ARG = re.compile(r"/pfs/([A-Za-z0-9_.\-]+)")
 
 try:  # Linux: the step gets SIGKILL when the runner dies, so no orphan keeps writing after a kill -9
@@ -156,7 +160,17 @@ def _step_base_env(pipeline: PipelineDef) -> dict[str, str]:
 
 
 def _wants_previous_output(pipeline: PipelineDef) -> bool:
-    return pipeline.env.get(PREVIOUS_OUTPUT_REQUEST[0]) == PREVIOUS_OUTPUT_REQUEST[1]
+    """A spec's transform.env asking for its pipeline's previous output commit (pipelines/incremental.py)."""
+    return pipeline.env.get(PREVIOUS_OUTPUT_ENV) == PREVIOUS_OUTPUT_REQUEST
+
+
+def _previous_files(pipeline: PipelineDef, files: dict[str, StoredObject]) -> dict[str, StoredObject]:
+    """The files of the previous output commit the spec names (all of them when it names none)."""
+    named = pipeline.env.get(PREVIOUS_FILES_ENV)
+    if named is None:
+        return files
+    wanted = {path.strip().strip("/") for path in named.split(",") if path.strip()}
+    return {path: obj for path, obj in files.items() if path in wanted}
 
 
 def _tail(data: bytes, lines: int = LOG_TAIL_LINES) -> list[str]:
@@ -726,16 +740,17 @@ class Runner:
     def _previous_output(self, job: Job, pipeline: PipelineDef, work: Path) -> dict[str, str]:
         """What a Pachyderm worker reads from pachd when its spec asks for it (stages' issue_titles.previous): the
         pipeline's previous output commit, i.e. the parent of this job's output commit, here read-only under the
-        datum's folder and named in LOCALPACH_PREVIOUS_OUTPUT ('' when the pipeline has none yet)."""
+        datum's folder and named in LOCALPACH_PREVIOUS_OUTPUT ('' when the pipeline has none yet); only the files
+        named in ISSUE_TITLES_PREVIOUS_FILES when the spec names some."""
         commit = self.pfs.head_commit(pipeline.name)
         if commit is None:
-            return {"LOCALPACH_PREVIOUS_OUTPUT": ""}
+            return {LOCAL_PREVIOUS_OUTPUT_ENV: ""}
         target = work / "previous-output"
-        size = self.pfs.materialize(commit.files, target)
+        size = self.pfs.materialize(_previous_files(pipeline, commit.files), target)
         with self._lock:
             job.bytes_in += size
         make_tree_read_only(target)
-        return {"LOCALPACH_PREVIOUS_OUTPUT": str(target), "LOCALPACH_PREVIOUS_OUTPUT_COMMIT": commit.id}
+        return {LOCAL_PREVIOUS_OUTPUT_ENV: str(target), f"{LOCAL_PREVIOUS_OUTPUT_ENV}_COMMIT": commit.id}
 
     def _ingest(self, out: Path) -> dict[str, StoredObject]:
         """Store a datum's /pfs/out; refuse what cannot be versioned faithfully, naming the path."""

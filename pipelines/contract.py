@@ -10,3 +10,11 @@ METRICS_PORT = 8082  # MLServer's Prometheus /metrics in the serving image
 PROVENANCE = "provenance.json"  # a build commit's checksummed record of the bundle
 MODEL_CARD = "MODEL_CARD.md"  # a build commit's model card
 IMAGE_RECORD = "image.json"  # an export commit's record of the image it pushed
+
+# A step that updates asks for its pipeline's previous output commit through its spec's transform.env
+# (issue_titles.previous): the request, the optional paths it reads of that commit (comma-separated), and the folder
+# the local runner names instead of pachd.
+PREVIOUS_OUTPUT_ENV = "ISSUE_TITLES_PREVIOUS_OUTPUT"
+PREVIOUS_OUTPUT_REQUEST = "parent-commit"
+PREVIOUS_FILES_ENV = "ISSUE_TITLES_PREVIOUS_FILES"
+LOCAL_PREVIOUS_OUTPUT_ENV = "LOCALPACH_PREVIOUS_OUTPUT"

@@ -13,12 +13,13 @@ build reads only the previous bundle's provenance.json, whose decoding choice an
 
 from __future__ import annotations
 
+from pipelines.contract import PREVIOUS_FILES_ENV, PREVIOUS_OUTPUT_ENV, PREVIOUS_OUTPUT_REQUEST, PROVENANCE
 from pipelines.settings import PipelineSettings
 from pipelines.specs import RAW_DATA_REPO, Spec, export, pfs, split_cmd, step_spec
 from pipelines.specs import build as whole_build
 from pipelines.specs import train as whole_train
 
-PREVIOUS_OUTPUT_ENV = {"ISSUE_TITLES_PREVIOUS_OUTPUT": "parent-commit"}
+ASK_FOR_PREVIOUS_OUTPUT = {PREVIOUS_OUTPUT_ENV: PREVIOUS_OUTPUT_REQUEST}
 VOCAB_GLOB = "/vocab"
 
 
@@ -44,7 +45,7 @@ def vocabulary(settings: PipelineSettings) -> Spec:
         pfs("split"),
         cmd,
     )
-    spec["transform"]["env"] = dict(PREVIOUS_OUTPUT_ENV)
+    spec["transform"]["env"] = dict(ASK_FOR_PREVIOUS_OUTPUT)
     return spec
 
 
@@ -76,14 +77,15 @@ def train(settings: PipelineSettings) -> Spec:
         "from scratch."
     )
     spec["input"] = {"cross": [pfs("pre_process"), pfs("vocabulary", VOCAB_GLOB)]}
-    spec["transform"]["env"] = dict(PREVIOUS_OUTPUT_ENV)
+    spec["transform"]["env"] = dict(ASK_FOR_PREVIOUS_OUTPUT)
     return spec
 
 
 def build(settings: PipelineSettings) -> Spec:
     spec = whole_build(settings)
-    # the previous bundle's provenance.json: an updated model reuses its decoding choice (issue_titles.evaluate)
-    spec["transform"]["env"] = dict(PREVIOUS_OUTPUT_ENV)
+    # the previous bundle's provenance.json: an updated model reuses its decoding choice (issue_titles.evaluate);
+    # the worker reads only that file of the commit, not the bundle's weights
+    spec["transform"]["env"] = ASK_FOR_PREVIOUS_OUTPUT | {PREVIOUS_FILES_ENV: PROVENANCE}
     return spec
 
 

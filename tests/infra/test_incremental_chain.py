@@ -40,6 +40,8 @@ def test_both_stacks_render_the_incremental_chain_as_valid_pipeline_requests(sta
     assert found["pre_process"]["parallelismSpec"]["constant"] == 2
     for name in ("vocabulary", "train", "build"):  # build: the previous bundle's decoding choice
         assert found[name]["transform"]["env"]["ISSUE_TITLES_PREVIOUS_OUTPUT"] == "parent-commit"
+    assert found["build"]["transform"]["env"]["ISSUE_TITLES_PREVIOUS_FILES"] == "provenance.json"  # not the weights
+    assert "ISSUE_TITLES_PREVIOUS_FILES" not in found["train"]["transform"]["env"]  # train reads the whole model
     assert "--full" not in found["train"]["transform"]["cmd"]
 
 

@@ -2,8 +2,9 @@
 
     fake_stage.py NAME --input DIR [--input DIR ...] --output DIR
 
-Writes `result.json` (its name, job and commit variables, and a digest of every input file it saw; with FAKE_UNIQUE
-set, `results/<datum id>.json` instead) and one `<file>.seen` per input file. Control files in $FAKE_CONTROL:
+Writes `result.json` (its name, job and commit variables, and a digest of every input file it saw; the files of the
+previous output commit when the spec asked for it; with FAKE_UNIQUE set, `results/<datum id>.json` instead) and one
+`<file>.seen` per input file. Control files in $FAKE_CONTROL:
   fail-NAME       exit 1 with a message (the step fails)
   slow-NAME       write a partial file, touch started-NAME, then sleep that many seconds (or until slow-NAME is
                   removed) before finishing
@@ -68,7 +69,11 @@ result = out / "result.json"
 if os.environ.get("FAKE_UNIQUE"):
     result = out / "results" / f"{os.environ['PACH_DATUM_ID']}.json"
 result.parent.mkdir(parents=True, exist_ok=True)
-result.write_text(json.dumps({"name": args.name, "job": job, "env": variables, "seen": seen}, indent=1, sort_keys=True))
+previous = Path(os.environ["LOCALPACH_PREVIOUS_OUTPUT"]) if os.environ.get("LOCALPACH_PREVIOUS_OUTPUT") else None
+report = {"name": args.name, "job": job, "env": variables, "seen": seen}
+if previous is not None:  # the previous output commit the spec asked for (ISSUE_TITLES_PREVIOUS_OUTPUT)
+    report["previous_files"] = sorted(p.relative_to(previous).as_posix() for p in previous.rglob("*") if p.is_file())
+result.write_text(json.dumps(report, indent=1, sort_keys=True))
 for key in seen:
     target = out / "seen" / (key.replace("/", "__") + ".seen")
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -224,3 +224,32 @@ def test_a_missing_command_fails_the_job_with_a_clear_reason(state: Path, tmp_pa
     summary = run(state, [broken])
 
     assert summary.jobs[0].reason == "command not found: no-such-stage-command"
+
+
+def test_a_step_gets_its_previous_output_commit_or_only_the_files_its_spec_names(
+    state: Path, tmp_path: Path, control: Path
+) -> None:
+    """What a worker reads from pachd (issue_titles.previous): the pipeline's output head before the job, whole, or
+    only the paths named in ISSUE_TITLES_PREVIOUS_FILES (build names provenance.json, not the bundle's weights)."""
+    ask = {"ISSUE_TITLES_PREVIOUS_OUTPUT": "parent-commit"}
+    specs = [
+        spec("whole", pfs_input("raw_data"), ["raw_data"], transform_env=ask),
+        spec(
+            "named",
+            pfs_input("raw_data"),
+            ["raw_data"],
+            transform_env=ask | {"ISSUE_TITLES_PREVIOUS_FILES": "result.json"},
+        ),
+    ]
+    put(state, issue_csv(tmp_path / "issues.csv", rows=4))
+    run(state, specs)
+    pfs = PFS(state)
+    assert "previous_files" not in result_of(pfs, "named")  # the first job has no previous output
+    first_files = sorted(pfs.resolve("whole", "master").files)
+
+    put(state, issue_csv(tmp_path / "more.csv", rows=6), path="more.csv")
+    run(state, specs)
+
+    assert result_of(pfs, "whole")["previous_files"] == first_files
+    assert result_of(pfs, "named")["previous_files"] == ["result.json"]
+    assert len(first_files) > 1  # the seen/ files were left out, not absent

@@ -95,6 +95,16 @@ def test_a_worker_reads_only_the_files_it_names(tmp_path: Path, monkeypatch: pyt
     assert sorted(path.name for path in folder.iterdir()) == ["lineage.json"]  # the weights stay in pachd
 
 
+def test_a_worker_reads_only_the_files_its_spec_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pachyderm_sdk, "Client", FakeClient)
+    env = WORKER_ENV | {"ISSUE_TITLES_PREVIOUS_FILES": "lineage.json"}  # as build's spec names provenance.json
+
+    folder, _ = previous_output(tmp_path / "previous", env)
+
+    assert folder is not None
+    assert sorted(path.name for path in folder.iterdir()) == ["lineage.json"]
+
+
 def test_a_request_outside_a_worker_fails_clearly(tmp_path: Path) -> None:
     with pytest.raises(StageError, match="not a Pachyderm worker"):
         previous_output(tmp_path, {"ISSUE_TITLES_PREVIOUS_OUTPUT": "parent-commit"})

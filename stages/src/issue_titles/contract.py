@@ -38,3 +38,11 @@ SERVER_SETTINGS_FILE = "settings.json"
 
 # A `stages export` output: the record of the image it pushed (or why it did not).
 IMAGE_RECORD = "image.json"
+
+# A step that updates asks for its pipeline's previous output commit through its spec's transform.env
+# (issue_titles.previous): the request, the optional paths it reads of that commit (comma-separated), and the folder
+# the local runner names instead of pachd.
+PREVIOUS_OUTPUT_ENV = "ISSUE_TITLES_PREVIOUS_OUTPUT"
+PREVIOUS_OUTPUT_REQUEST = "parent-commit"
+PREVIOUS_FILES_ENV = "ISSUE_TITLES_PREVIOUS_FILES"
+LOCAL_PREVIOUS_OUTPUT_ENV = "LOCALPACH_PREVIOUS_OUTPUT"

@@ -8,9 +8,11 @@ PACHD_PEER_SERVICE_HOST/PORT (the SDK's in-cluster address, src/internal/client/
 commit's parent on the pipeline's branch is the previous job's output; one that finished with an error is passed
 over. So the step reads `<project>/<pipeline>@<parent>` from pachd with the pipeline's token, read-only.
 
-The spec asks for this by setting transform.env ISSUE_TITLES_PREVIOUS_OUTPUT=parent-commit. localpach honours the
-same request: it materialises the same commit (the pipeline's output head before the job, i.e. the new commit's
-parent) read-only and names it in LOCALPACH_PREVIOUS_OUTPUT; no step code differs between the two.
+The spec asks for this by setting transform.env ISSUE_TITLES_PREVIOUS_OUTPUT=parent-commit, and may limit what is
+read to some paths of the commit with ISSUE_TITLES_PREVIOUS_FILES (comma-separated; build names provenance.json, not
+the weights). localpach honours the same request: it materialises the same commit (the pipeline's output head before
+the job, i.e. the new commit's parent), or the named files of it, read-only and names it in LOCALPACH_PREVIOUS_OUTPUT;
+no step code differs between the two.
 """
 
 from __future__ import annotations
@@ -19,11 +21,18 @@ import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
+from issue_titles.contract import (
+    LOCAL_PREVIOUS_OUTPUT_ENV,
+    PREVIOUS_FILES_ENV,
+    PREVIOUS_OUTPUT_ENV,
+    PREVIOUS_OUTPUT_REQUEST,
+)
 from issue_titles.errors import StageError
 
-REQUEST_ENV = "ISSUE_TITLES_PREVIOUS_OUTPUT"
-LOCAL_ENV = "LOCALPACH_PREVIOUS_OUTPUT"
-REQUEST = "parent-commit"
+REQUEST_ENV = PREVIOUS_OUTPUT_ENV
+LOCAL_ENV = LOCAL_PREVIOUS_OUTPUT_ENV
+REQUEST = PREVIOUS_OUTPUT_REQUEST
+FILES_ENV = PREVIOUS_FILES_ENV
 MAX_PARENTS = 50
 
 
@@ -33,8 +42,9 @@ def previous_output(
     """(folder holding the previous output, its commit id), or (None, None) when there is none.
 
     `target` receives the files when they come from pachd; `only` (paths in the commit) limits what is read from
-    there, e.g. build reads a bundle's provenance.json, not its weights. Outside a pipeline (no request in the
-    environment) there is none: a step run by hand starts afresh unless given --previous DIR.
+    there, e.g. build reads a bundle's provenance.json, not its weights, and so does the spec's FILES_ENV. Outside a
+    pipeline (no request in the environment) there is none: a step run by hand starts afresh unless given --previous
+    DIR.
     """
     env = os.environ if env is None else env
     if env.get(REQUEST_ENV) != REQUEST:
@@ -42,6 +52,9 @@ def previous_output(
     if LOCAL_ENV in env:
         local = env[LOCAL_ENV]
         return (Path(local), env.get(LOCAL_ENV + "_COMMIT")) if local else (None, None)
+    if FILES_ENV in env:
+        named = {path.strip().strip("/") for path in env[FILES_ENV].split(",") if path.strip()}
+        only = named if only is None else named & set(only)
     return _from_pachd(target, env, only)
 
 
