@@ -115,7 +115,11 @@ def test_every_step_refuses_a_single_input_given_twice(
 # --- 6: predict gives every column and row back ------------------------------------------------------------------
 
 
-def test_predict_keeps_every_input_column_and_row(chain, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_keeps_every_input_column_and_row(
+    tiny_bundle_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On the run's tiny bundle (tests/conftest.py): keeping columns and rows does not depend on the model's size or
+    data, and that bundle is built once per run for the serving tests anyway."""
     source = tmp_path / "mine.csv"
     rows = [
         ["id", "body", "label"],
@@ -127,7 +131,7 @@ def test_predict_keeps_every_input_column_and_row(chain, tmp_path: Path, capsys:
     with open(source, "w", newline="", encoding="utf-8") as handle:
         csv.writer(handle).writerows(rows)
 
-    assert run_stages("predict", "--model", chain["build"], "--input", source, "--output", tmp_path / "out.csv") == 0
+    assert run_stages("predict", "--model", tiny_bundle_dir, "--input", source, "--output", tmp_path / "out.csv") == 0
     report = json.loads(capsys.readouterr().out)
 
     with open(tmp_path / "out.csv", newline="", encoding="utf-8") as handle:
@@ -177,15 +181,18 @@ def test_json_with_nan_is_neither_written_nor_read(tmp_path: Path) -> None:
 
 
 def test_a_training_whose_loss_becomes_nan_fails_clearly_and_saves_nothing(
-    chain, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tiny_training: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     output = tmp_path / "diverged"
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where train keeps its TensorBoard events meanwhile
 
-    code = run_stages("train", "--input", chain["pre_process"], "--output", output, "--epochs", "2",
-                      "--batch-size", "64", "--embedding-dim", "8", "--hidden-dim", "8",
+    # The run's tiny pre_process output (tests/conftest.py `tiny_training`, already there for the other trainings)
+    # instead of the real-data chain: divergence at lr 1e38 does not depend on the data. Batches of 8 give epoch 1
+    # several steps, so its mean loss already holds the NaN of the steps after the first update.
+    code = run_stages("train", "--input", tiny_training / "pre_process", "--output", output, "--epochs", "2",
+                      "--batch-size", "8", "--embedding-dim", "8", "--hidden-dim", "8",
                       "--learning-rate", "1e38", "--architecture", "tutorial")  # fmt: skip
     err = capsys.readouterr().err
 
