@@ -166,6 +166,9 @@ def test_the_build_of_an_updated_model_reuses_the_previous_builds_choice(trained
     model, split = trained
     monkeypatch.setattr(evaluate, "MIN_TUNING_ROWS", 1)
     monkeypatch.setattr(evaluate, "TUNED_LENGTH_PENALTIES", (0.5,))
+    # One candidate, as in test_a_bundle_records_...: each traces a decoder, and what is checked is that the alpha
+    # chosen before is kept, not how many copy biases were tried for it.
+    monkeypatch.setattr(evaluate, "TUNED_COPY_BIASES", (1.0,))
     before = tmp_path / "before"
     run_build([model, split], before, env={}, beat_baseline=False)
     updated = shutil.copytree(model, tmp_path / "updated" / "train")
