@@ -3,6 +3,7 @@ Keras held out of the fit, scored like every other split; unless told, or there 
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,40 @@ from tests.tiny_model import tiny_issues
 def trained(tiny_training):
     """The run's tiny training (tests/conftest.py) and its split; read-only."""
     return tiny_training / "train", tiny_training / "split"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_predictor_per_decoding():
+    """One `TitlePredictor` per model folder and decoding options for the module, and one per base predictor and
+    options from `with_decoding`: each is built by the real method the first time and handed out again after.
+
+    Every candidate of a choice traces its own decoder (seconds each), and the tests here ask for the same few again
+    and again: the full grid's candidates include the smaller grids' ones, evaluate decodes with the candidate it
+    chose, the tests re-decode a candidate to check its score. A predictor decodes the same titles however often it
+    is asked, so what each test checks (which options were chosen, and what they decode to) is unchanged; options
+    not asked for before are another real load or `with_decoding`."""
+    real_load = TitlePredictor.__dict__["load"].__func__  # the classmethod's function, called with the class below
+    real_with_decoding = TitlePredictor.with_decoding
+    loaded: dict[tuple, TitlePredictor] = {}
+    derived: dict[tuple, tuple[TitlePredictor, TitlePredictor]] = {}  # the base is kept so its id is not reused
+
+    def load(cls, folder, verify=True, **options):
+        given = tuple(sorted((key, value) for key, value in options.items() if value is not None))
+        key = (str(Path(folder).resolve()), verify, given)
+        if key not in loaded:
+            loaded[key] = real_load(cls, folder, verify, **options)
+        return loaded[key]
+
+    def with_decoding(self, **options):
+        key = (id(self), tuple(sorted(options.items())))
+        if key not in derived:
+            derived[key] = (self, real_with_decoding(self, **options))
+        return derived[key][1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TitlePredictor, "load", classmethod(load))
+        patch.setattr(TitlePredictor, "with_decoding", with_decoding)
+        yield
 
 
 def test_validation_rows_are_the_rows_keras_held_out_of_the_fit(trained):
@@ -142,6 +177,9 @@ def test_the_build_of_an_updated_model_reuses_the_previous_builds_choice(trained
     model, split = trained
     monkeypatch.setattr(evaluate, "MIN_TUNING_ROWS", 1)
     monkeypatch.setattr(evaluate, "TUNED_LENGTH_PENALTIES", (0.5,))
+    # One candidate, as in test_a_bundle_records_...: each traces a decoder, and what is checked is that the alpha
+    # chosen before is kept, not how many copy biases were tried for it.
+    monkeypatch.setattr(evaluate, "TUNED_COPY_BIASES", (1.0,))
     before = tmp_path / "before"
     run_build([model, split], before, env={}, beat_baseline=False)
     updated = shutil.copytree(model, tmp_path / "updated" / "train")
