@@ -327,3 +327,21 @@ def test_the_decoding_defaults_help_shows_are_the_predictors() -> None:
     from issue_titles.predictor import DEFAULT_BEAM_WIDTH, DEFAULT_COPY_BIAS, DEFAULT_LENGTH_PENALTY
 
     assert DECODING_DEFAULTS_SHOWN == (DEFAULT_BEAM_WIDTH, DEFAULT_LENGTH_PENALTY, DEFAULT_COPY_BIAS)
+
+
+def test_train_help_states_the_update_defaults_the_training_uses() -> None:
+    """The update flags default to None so that UpdateSettings holds the one set of defaults; the help names them."""
+    from dataclasses import fields
+
+    from issue_titles.incremental import UpdateSettings
+
+    help_text = " ".join(subcommand_parsers()["train"].format_help().split())
+    defaults = {field.name: field.default for field in fields(UpdateSettings)}
+    for flag, name in [
+        ("--update-epochs", "epochs"),
+        ("--update-lr-scale", "learning_rate_scale"),
+        ("--replay-factor", "replay_factor"),
+        ("--min-replay", "min_replay"),
+    ]:
+        stated = help_text.split(flag, 2)[-1].split("(default ", 1)[1].split(")", 1)[0]
+        assert float(stated) == defaults[name], flag

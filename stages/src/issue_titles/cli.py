@@ -495,17 +495,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --vocabulary: retrain from scratch (default: update the previous model when it can)",
     )
-    train.add_argument("--update-epochs", type=_positive_int, default=1, help="epochs of an update")
+    # The defaults are UpdateSettings' (issue_titles.incremental, imported only when training).
+    train.add_argument("--update-epochs", type=_positive_int, default=None, help="epochs of an update (default 1)")
     train.add_argument(
         "--update-lr-scale",
         type=_fraction,
-        default=0.5,
-        help="an update's learning rate as a share of the full training's",
+        default=None,
+        help="an update's peak learning rate as a share of the full training's (default 0.1)",
     )
     train.add_argument(
-        "--replay-factor", type=_non_negative_float, default=4.0, help="old rows replayed per new row in an update"
+        "--replay-factor",
+        type=_non_negative_float,
+        default=None,
+        help="old rows replayed per new row in an update (default 4)",
     )
-    train.add_argument("--min-replay", type=_non_negative_int, default=1000, help="old rows replayed at least")
+    train.add_argument(
+        "--min-replay", type=_non_negative_int, default=None, help="old rows replayed at least (default 1000)"
+    )
 
     evaluate = add(
         "evaluate",
@@ -839,9 +845,13 @@ def _train(args: argparse.Namespace) -> None:
         if args.vocabulary is not None:
             from issue_titles.incremental import UpdateSettings, run_train_incremental
 
-            update = UpdateSettings(
-                args.full, args.update_epochs, args.update_lr_scale, args.replay_factor, args.min_replay
-            )
+            given = {
+                "epochs": args.update_epochs,
+                "learning_rate_scale": args.update_lr_scale,
+                "replay_factor": args.replay_factor,
+                "min_replay": args.min_replay,
+            }
+            update = UpdateSettings(full=args.full, **{key: value for key, value in given.items() if value is not None})
             trained = run_train_incremental(args.input, args.vocabulary, args.output, settings, update, args.previous)
         else:
             trained = run_train(args.input, args.output, settings)
