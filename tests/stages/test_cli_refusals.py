@@ -342,6 +342,7 @@ def test_train_help_states_the_update_defaults_the_training_uses() -> None:
         ("--update-lr-scale", "learning_rate_scale"),
         ("--replay-factor", "replay_factor"),
         ("--min-replay", "min_replay"),
+        ("--max-updates", "max_updates"),
     ]:
         stated = help_text.split(flag, 2)[-1].split("(default ", 1)[1].split(")", 1)[0]
         assert float(stated) == defaults[name], flag

@@ -512,6 +512,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--min-replay", type=_non_negative_int, default=None, help="old rows replayed at least (default 1000)"
     )
+    train.add_argument(
+        "--max-updates",
+        type=_positive_int,
+        default=None,
+        help="updates in a row after which the next training is a full one (default 10)",
+    )
 
     evaluate = add(
         "evaluate",
@@ -850,6 +856,7 @@ def _train(args: argparse.Namespace) -> None:
                 "learning_rate_scale": args.update_lr_scale,
                 "replay_factor": args.replay_factor,
                 "min_replay": args.min_replay,
+                "max_updates": args.max_updates,
             }
             update = UpdateSettings(full=args.full, **{key: value for key, value in given.items() if value is not None})
             trained = run_train_incremental(args.input, args.vocabulary, args.output, settings, update, args.previous)
