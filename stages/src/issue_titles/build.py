@@ -172,7 +172,7 @@ def run_build(
     decoding: DecodingOptions = {"beam_width": beam_width, "length_penalty": length_penalty, "copy_bias": copy_bias}
     with tempfile.TemporaryDirectory(prefix="build-scratch-") as scratch_name:
         scratch = Path(scratch_name)
-        previous = previous_dir or previous_output(scratch / "previous", env, only=(PROVENANCE,))[0]
+        previous = previous_dir or previous_output(scratch / "previous", env)[0]
         if is_sharded_split(split_dir):  # one shard per raw file: score on their merged rows, each row once
             flat_split_view(split_dir, scratch / "split")
             split_dir = scratch / "split"

@@ -18,7 +18,7 @@ no step code differs between the two.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from issue_titles.contract import (
@@ -29,44 +29,34 @@ from issue_titles.contract import (
 )
 from issue_titles.errors import StageError
 
-REQUEST_ENV = PREVIOUS_OUTPUT_ENV
-LOCAL_ENV = LOCAL_PREVIOUS_OUTPUT_ENV
-REQUEST = PREVIOUS_OUTPUT_REQUEST
-FILES_ENV = PREVIOUS_FILES_ENV
 MAX_PARENTS = 50
 
 
-def previous_output(
-    target: Path, env: Mapping[str, str] | None = None, only: Collection[str] | None = None
-) -> tuple[Path | None, str | None]:
+def previous_output(target: Path, env: Mapping[str, str] | None = None) -> tuple[Path | None, str | None]:
     """(folder holding the previous output, its commit id), or (None, None) when there is none.
 
-    `target` receives the files when they come from pachd; `only` (paths in the commit) limits what is read from
-    there, e.g. build reads a bundle's provenance.json, not its weights, and so does the spec's FILES_ENV. Outside a
-    pipeline (no request in the environment) there is none: a step run by hand starts afresh unless given --previous
-    DIR.
+    `target` receives the files when they come from pachd: those the spec names in PREVIOUS_FILES_ENV (build's names
+    a bundle's provenance.json, not its weights), else all. Outside a pipeline (no request in the environment) there
+    is none: a step run by hand starts afresh unless given --previous DIR.
     """
     env = os.environ if env is None else env
-    if env.get(REQUEST_ENV) != REQUEST:
+    if env.get(PREVIOUS_OUTPUT_ENV) != PREVIOUS_OUTPUT_REQUEST:
         return None, None
-    if LOCAL_ENV in env:
-        local = env[LOCAL_ENV]
-        return (Path(local), env.get(LOCAL_ENV + "_COMMIT")) if local else (None, None)
-    if FILES_ENV in env:
-        named = {path.strip().strip("/") for path in env[FILES_ENV].split(",") if path.strip()}
-        only = named if only is None else named & set(only)
+    if LOCAL_PREVIOUS_OUTPUT_ENV in env:  # localpach has materialised the commit, or only the named files of it
+        local = env[LOCAL_PREVIOUS_OUTPUT_ENV]
+        return (Path(local), env.get(LOCAL_PREVIOUS_OUTPUT_ENV + "_COMMIT")) if local else (None, None)
+    named = env.get(PREVIOUS_FILES_ENV)
+    only = None if named is None else {path.strip().strip("/") for path in named.split(",") if path.strip()}
     return _from_pachd(target, env, only)
 
 
-def _from_pachd(
-    target: Path, env: Mapping[str, str], only: Collection[str] | None = None
-) -> tuple[Path | None, str | None]:
+def _from_pachd(target: Path, env: Mapping[str, str], only: set[str] | None) -> tuple[Path | None, str | None]:
     commit_id, pipeline = env.get("PACH_OUTPUT_COMMIT_ID"), env.get("PPS_PIPELINE_NAME")
     host = env.get("PACHD_PEER_SERVICE_HOST") or env.get("PACHD_SERVICE_HOST")
     port = env.get("PACHD_PEER_SERVICE_PORT") or env.get("PACHD_SERVICE_PORT")
     if not (commit_id and pipeline and host and port):
         raise StageError(
-            f"{REQUEST_ENV}={REQUEST} but this is not a Pachyderm worker (PACH_OUTPUT_COMMIT_ID, "
+            f"{PREVIOUS_OUTPUT_ENV}={PREVIOUS_OUTPUT_REQUEST} but this is not a Pachyderm worker (PACH_OUTPUT_COMMIT_ID, "
             "PPS_PIPELINE_NAME and PACHD_PEER_SERVICE_HOST/PORT are needed)"
         )
     try:
