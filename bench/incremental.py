@@ -103,20 +103,18 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def build_metrics(state: Path) -> dict:
-    return json.loads(localpach(state, "get-file", "build@master:metrics.json")[1])
+def build_outcome(state: Path) -> tuple[float, str]:
+    """(held-out ROUGE-L, how build chose the served decoding: `validation rows a1.75 c1.6`, `previous build a1.75
+    c1.6`), from one read of build's metrics.json."""
+    metrics = json.loads(localpach(state, "get-file", "build@master:metrics.json")[1])
+    decoding = metrics.get("decoding") or {}
+    chosen_on = (metrics.get("decoding_choice") or {}).get("chosen_on", "?")
+    how = f"{chosen_on} a{decoding.get('length_penalty')} c{decoding.get('copy_bias')}"
+    return float(metrics["heldout"]["model"]["rouge_l"]), how
 
 
 def heldout_rouge(state: Path) -> float:
-    return float(build_metrics(state)["heldout"]["model"]["rouge_l"])
-
-
-def decoding_of(state: Path) -> str:
-    """How build chose the served decoding: `validation rows a1.75 c1.6`, `previous build a1.75 c1.6`."""
-    metrics = build_metrics(state)
-    decoding = metrics.get("decoding") or {}
-    chosen_on = (metrics.get("decoding_choice") or {}).get("chosen_on", "?")
-    return f"{chosen_on} a{decoding.get('length_penalty')} c{decoding.get('copy_bias')}"
+    return build_outcome(state)[0]
 
 
 def lineage(state: Path) -> dict:
@@ -167,24 +165,25 @@ def run(quick: bool, scratch: Path, rows: int | None, model: str, successive: bo
     a = scratch / "A"
     put(a, base)
     first_s, first_cpu, first_jobs = run_all(a, settings)
-    base_quality = heldout_rouge(a)  # the model the update starts from: separates the update's effect from training's
-    base_decoding = decoding_of(a)
+    # the model the update starts from: separates the update's effect from training's
+    base_quality, base_decoding = build_outcome(a)
     put(a, updates[:1])
     update_s, update_cpu, update_jobs = run_all(a, settings)
     unchanged_s, _, unchanged_jobs = run_all(a, settings)
-    update_quality, update_lineage = heldout_rouge(a), lineage(a)
+    (update_quality, update_decoding), update_lineage = build_outcome(a), lineage(a)
     qualities = [update_quality]
     modes = [update_lineage["mode"]]
-    decodings = [decoding_of(a)]  # an update's build reuses the previous build's choice (issue_titles.evaluate)
+    decodings = [update_decoding]  # an update's build reuses the previous build's choice (issue_titles.evaluate)
     update_times, update_cpus = [update_s], [update_cpu]
     for path in updates[1:] if successive else []:
         put(a, [path])
         seconds, cpu, _ = run_all(a, settings)
         update_times.append(seconds)
         update_cpus.append(cpu)
-        qualities.append(heldout_rouge(a))
+        score, decoding = build_outcome(a)
+        qualities.append(score)
         modes.append(lineage(a)["mode"])
-        decodings.append(decoding_of(a))
+        decodings.append(decoding)
 
     # B: base + update 1 from scratch; C: base + all updates from scratch
     b = scratch / "B"

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.incremental import batches, decoding_of, heldout_rouge, lineage, put, run_all
+from bench.incremental import batches, build_outcome, lineage, put, run_all
 
 BASE_DONE = "base-trained"  # marks a state A whose base model is trained and whose update 1 is put
 
@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         scratch = args.scratch or Path(temporary)
         scratch.mkdir(parents=True, exist_ok=True)
         state = base_state(scratch, args.rows)
-        start = heldout_rouge(state)
-        print(f"base model (A, from scratch): held-out ROUGE-L {start:.4f}, decoding {decoding_of(state)}")
+        start, start_decoding = build_outcome(state)
+        print(f"base model (A, from scratch): held-out ROUGE-L {start:.4f}, decoding {start_decoding}")
         print("| --update-lr-scale | held-out ROUGE-L | vs the base model | update wall s | decoding |")
         print("|---|---|---|---|---|")
         specs = project_specs(local_settings(incremental=True))
@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             seconds = time.perf_counter() - started
             if lineage(copy)["mode"] != "update":
                 raise RuntimeError(f"scale {scale}: train did not update ({lineage(copy)['reason']})")
-            quality = heldout_rouge(copy)
-            print(f"| {scale:g} | {quality:.4f} | {quality - start:+.4f} | {seconds:.0f} | {decoding_of(copy)} |")
+            quality, decoding = build_outcome(copy)
+            print(f"| {scale:g} | {quality:.4f} | {quality - start:+.4f} | {seconds:.0f} | {decoding} |")
     return 0
 
 
