@@ -31,5 +31,7 @@ def _relative(path: Path, base: Path) -> str:
 
 
 def write(text: str, path: Path) -> Path:
+    """Write results.md, creating its folder: a run of an hour must not end in a missing `--output` folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
