@@ -56,8 +56,8 @@ def _from_pachd(target: Path, env: Mapping[str, str], only: set[str] | None) -> 
     port = env.get("PACHD_PEER_SERVICE_PORT") or env.get("PACHD_SERVICE_PORT")
     if not (commit_id and pipeline and host and port):
         raise StageError(
-            f"{PREVIOUS_OUTPUT_ENV}={PREVIOUS_OUTPUT_REQUEST} but this is not a Pachyderm worker (PACH_OUTPUT_COMMIT_ID, "
-            "PPS_PIPELINE_NAME and PACHD_PEER_SERVICE_HOST/PORT are needed)"
+            f"{PREVIOUS_OUTPUT_ENV}={PREVIOUS_OUTPUT_REQUEST} but this is not a Pachyderm worker "
+            "(PACH_OUTPUT_COMMIT_ID, PPS_PIPELINE_NAME and PACHD_PEER_SERVICE_HOST/PORT are needed)"
         )
     try:
         from pachyderm_sdk import Client
