@@ -34,9 +34,10 @@ venv: $(STAMP)  ## the environment alone (the Pulumi program runs from it: Pulum
 demo: $(STAMP)
 	$(BIN)/localpach demo
 
-# Both cores (pytest-xdist; a test file's tests stay on one worker, so its module fixtures are built once) and the
-# 25 slowest tests at the end. `make test PYTEST_ARGS=` runs serially.
-PYTEST_ARGS ?= -n 2 --dist loadscope --durations=25
+# Both cores (pytest-xdist; a test file's tests stay on one worker, so its module fixtures are built once, and the
+# files go out in the order tests/conftest.py gives them: the longest first) and the 25 slowest tests at the end.
+# `make test PYTEST_ARGS=` runs serially.
+PYTEST_ARGS ?= -n 2 --dist loadscope --no-loadscope-reorder --durations=25
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -166,7 +166,72 @@ def server(
 LONG_TIMEOUT_S = 3600
 
 
+# The order test modules run in. Under `-n 2 --dist loadscope --no-loadscope-reorder` (`make test`) pytest-xdist hands
+# whole modules to the two workers in collection order, so the longest go first and the run does not end with one
+# worker busy on a long module while the other has nothing left. The two that make the session's shared builds
+# start at once, one per worker (the real local run is child processes, the tiny model trains in the worker), and the
+# test that only reads the real local run goes last, when it is long made: run at the same time as its maker, it
+# left the other worker waiting ~20 s. Modules not named keep their place after these. Only the order changes; a
+# name that no longer exists fails tests/delivery/test_suite_settings.py.
+RUN_FIRST = (
+    "tests/local/test_local_end_to_end.py",  # makes `real_local_run`
+    "tests/stages/test_cli_refusals.py",  # makes `tiny_training` and `tiny_cli_training`
+    "tests/serving/test_bad_input.py",  # the first of MAIN_SERVER_MODULES, one unit of ~60 s
+    "tests/stages/test_distributed_training.py",
+    "tests/stages/test_encoders_and_schedule.py",
+    "tests/serving/test_connections_and_shutdown.py",
+    "tests/reliability/test_serving_fuzz.py",
+    "tests/stages/test_beam_search.py",
+    "tests/bench/test_bench_smoke.py",
+    "tests/stages/test_decoding_choice.py",
+    "tests/stages/test_compiled_small_batches.py",
+    "tests/serving/test_limits_and_shutdown.py",
+    "tests/stages/test_incremental_data.py",
+    "tests/stages/test_bad_input.py",
+    "tests/stages/test_trigrams.py",
+    "tests/stages/test_copy_bias.py",
+    "tests/stages/test_chain.py",
+    "tests/bench/test_decoding_variants.py",
+)
+RUN_LAST = ("tests/reliability/test_secrets_in_logs.py",)  # reads `real_local_run`
+# Modules that use the main model server (`server`, one per worker: a real start costs 10-20 CPU seconds) are one
+# unit of work, so only one worker starts it. The server is not shared across workers: tests that count its metrics
+# or watch its memory must see only their own worker's requests.
+MAIN_SERVER_MODULES = (
+    "tests/serving/test_bad_input.py",
+    "tests/serving/test_predictions.py",
+    "tests/serving/test_fuzz.py",
+    "tests/serving/test_health.py",
+    "tests/serving/test_observability.py",
+    "tests/reliability/test_load.py",
+)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadscope` with MAIN_SERVER_MODULES as one unit of work (xdist's LoadScopeScheduling makes a unit of
+    each module; `_split_scope` is the method its own LoadFileScheduling overrides to group differently)."""
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class MainServerModulesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "main server modules" if module in MAIN_SERVER_MODULES else super()._split_scope(nodeid)
+
+    return MainServerModulesTogether(config, log)
+
+
+def module_rank(nodeid: str) -> int:
+    """Where a test's module goes in the run (RUN_FIRST, then the rest as collected, then RUN_LAST)."""
+    module = nodeid.split("::", 1)[0]
+    if module in RUN_LAST:
+        return len(RUN_FIRST) + 1
+    return RUN_FIRST.index(module) if module in RUN_FIRST else len(RUN_FIRST)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: module_rank(item.nodeid))  # stable: a module's tests keep their order
     for item in items:
         if (item.get_closest_marker("slow") or item.get_closest_marker("cluster")) and not item.get_closest_marker(
             "timeout"

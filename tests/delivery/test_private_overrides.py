@@ -21,6 +21,7 @@ OVERRIDDEN = {
     "uvicorn": "serving/http_guard.py: JSONErrorsH11Protocol subclasses H11Protocol",
     "pulumi-kubernetes": "infra/custom_resources.py: CustomResourceWithStatus overrides _internal_init",
     "pulumi": "infra/pachyderm_provider.py, infra/render.py: rpc and the mocks' monitor",
+    "pytest-xdist": "tests/conftest.py: MainServerModulesTogether overrides LoadScopeScheduling._split_scope",
 }
 
 
@@ -98,3 +99,12 @@ def test_pulumi_runtime_internals_that_the_provider_and_the_mocks_harness_use() 
         assert callable(getattr(rpc, name, None)), f"pulumi.runtime.rpc.{name}"
     for name in ("RegisterResource", "ReadResource"):
         assert callable(getattr(mocks.MockMonitor, name, None)), f"MockMonitor.{name}"
+
+
+def test_xdist_loadscope_groups_tests_by_split_scope() -> None:
+    """tests/conftest.py groups several modules into one unit of work by overriding `_split_scope`; the scheduler
+    must still call it for every test id when it makes its units (LoadScopeScheduling.schedule)."""
+    from xdist.scheduler import LoadFileScheduling, LoadScopeScheduling
+
+    assert "_split_scope" in vars(LoadScopeScheduling) and "_split_scope" in vars(LoadFileScheduling)
+    assert "self._split_scope(nodeid)" in inspect.getsource(LoadScopeScheduling.schedule)

@@ -53,3 +53,18 @@ def test_a_hung_test_fails_with_its_stack_instead_of_hanging_the_run(tmp_path: P
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Timeout (>1.0s)" in result.stdout
     assert "time.sleep(60)" in result.stdout  # the stack shows where it hung
+
+
+def test_every_module_the_run_order_and_grouping_name_exists() -> None:
+    from tests.conftest import MAIN_SERVER_MODULES, RUN_FIRST, RUN_LAST
+
+    missing = [name for name in (*RUN_FIRST, *RUN_LAST, *MAIN_SERVER_MODULES) if not (ROOT / name).is_file()]
+    assert not missing, f"tests/conftest.py orders modules that do not exist: {missing}"
+    assert len(set(RUN_FIRST + RUN_LAST)) == len(RUN_FIRST) + len(RUN_LAST)
+
+
+def test_make_test_hands_out_modules_in_the_conftest_order() -> None:
+    """`--no-loadscope-reorder`: without it pytest-xdist sorts modules by their number of tests, not by RUN_FIRST."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    line = next(line for line in makefile.splitlines() if line.startswith("PYTEST_ARGS ?="))
+    assert "--dist loadscope" in line and "--no-loadscope-reorder" in line, line
