@@ -94,7 +94,8 @@ class _Server(ThreadingHTTPServer):
 def _serve(handler_class, state) -> tuple[ThreadingHTTPServer, str]:
     handler = type("Handler", (handler_class,), {"state": state})
     server = _Server(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # A quick shutdown(): serve_forever looks for it every poll_interval (0.5 s by default).
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
