@@ -44,10 +44,16 @@ def shared_build(factory: pytest.TempPathFactory, name: str, build: Callable[[Pa
 
 @pytest.fixture(scope="session")
 def tiny_training(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`tests.tiny_model.tiny_train`'s work folder (raw/, split/, pre_process/, train/), the default architecture."""
-    from tests.tiny_model import tiny_train
+    """The tiny model's work folder (raw/, split/, pre_process/, train/), the default architecture: what
+    `tests.tiny_model.tiny_train` makes, with the training done by `stages train` through the CLI (in-process) with
+    the tiny model's flags, which trains the same weights (one training serves both this and `tiny_cli_training`).
+    Read-only."""
+    from tests.tiny_model import tiny_prepare
 
-    return shared_build(tmp_path_factory, "tiny_training", tiny_train)
+    def build(folder: Path) -> None:
+        _cli_training(tiny_prepare(folder), folder)
+
+    return shared_build(tmp_path_factory, "tiny_training", build)
 
 
 @pytest.fixture(scope="session")
@@ -59,17 +65,18 @@ def tiny_bundle_dir(tiny_training: Path, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture(scope="session")
-def tiny_cli_training(tiny_training: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`stages train` through the CLI (in-process) on the tiny training's pre_process output with the tiny model's
-    flags, its stdout and stderr captured at the file-descriptor level, every optimizer step's trainable weights
-    recorded: a folder with train/ (the output), stdout.txt, stderr.txt, exit_code.txt and steps.npz (weight j of
-    step i as `s{i}_{j}`). One training serves the tests of the stdout/stderr contract (stages/test_cli_refusals,
-    stages/test_progress_and_tensorboard), of the weight average (stages/test_weight_averaging) and the single worker
-    the two-worker training is compared with (stages/test_distributed_training). Read-only."""
-    return shared_build(tmp_path_factory, "tiny_cli_training", lambda folder: _cli_training(tiny_training, folder))
+def tiny_cli_training(tiny_training: Path) -> Path:
+    """The tiny training's `stages train` run, its stdout and stderr captured at the file-descriptor level and every
+    optimizer step's trainable weights recorded: a folder with train/ (the output), stdout.txt, stderr.txt,
+    exit_code.txt and steps.npz (weight j of step i as `s{i}_{j}`). One training serves the tests of the
+    stdout/stderr contract (stages/test_cli_refusals, stages/test_progress_and_tensorboard), of the weight average
+    (stages/test_weight_averaging) and the single worker the two-worker training is compared with
+    (stages/test_distributed_training). Read-only."""
+    return tiny_training
 
 
 def _cli_training(tiny_training: Path, folder: Path) -> None:
+    """`stages train` on `tiny_training`/pre_process into `folder`/train, recorded as `tiny_cli_training` says."""
     import io
     import sys
     import tempfile

@@ -44,18 +44,25 @@ def tiny_issues(rows: int = 60, seed: int = 7) -> list[Issue]:
     return issues
 
 
-def tiny_train(work: Path, architecture: str = "default", epochs: int = 4) -> Path:
-    """split -> pre_process -> train on the synthetic issues under `work`; returns the train output folder."""
+def tiny_prepare(work: Path) -> Path:
+    """split -> pre_process on the synthetic issues under `work` (raw/, split/, pre_process/); returns `work`."""
     from issue_titles.preprocess import run_preprocess
     from issue_titles.split import SplitSettings, run_split
     from issue_titles.text import TextConfig
-    from issue_titles.train import TrainSettings, run_train
 
     work = Path(work)
     (work / "raw").mkdir(parents=True)
     write_issues(work / "raw" / "issues.csv", tiny_issues())
     run_split(work / "raw", work / "split", SplitSettings(test_fraction=0.2, seed=1))
     run_preprocess(work / "split", work / "pre_process", TextConfig(**TINY_TEXT))
+    return work
+
+
+def tiny_train(work: Path, architecture: str = "default", epochs: int = 4) -> Path:
+    """split -> pre_process -> train on the synthetic issues under `work`; returns the train output folder."""
+    from issue_titles.train import TrainSettings, run_train
+
+    work = tiny_prepare(work)
     run_train(work / "pre_process", work / "train",
               TrainSettings(architecture=architecture, **(TINY_TRAIN | {"epochs": epochs}), verbose=0))  # fmt: skip
     return work / "train"
