@@ -1,5 +1,5 @@
-"""`python -m bench [--quick] [--only decoding,serving,observability,pipeline,program]`: run the benchmarks, write
-results.md."""
+"""`python -m bench [--quick] [--only decoding,serving,observability,pipeline,program] [--model DIR]`: run the
+benchmarks, write results.md."""
 
 import argparse
 import sys
@@ -34,6 +34,14 @@ def main(argv: list[str] | None = None) -> int:
         help="incremental benchmark: leave out updates 2..10 and their full retrain (two thirds of its time)",
     )
     parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="decoding, serving, observability: time this serving bundle (a folder `stages build` wrote) instead of "
+        "runs/bundle or a tiny model trained for the run",
+    )
+    parser.add_argument(
         "--keep-scratch",
         type=Path,
         default=None,
@@ -44,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(chosen) - set(ALL))
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(ALL)}")
+    if args.model is not None and not (args.model / "model.json").is_file():
+        parser.error(f"--model {args.model}: no model.json there; give a folder `stages build` wrote (a bundle)")
 
     from bench import report
 
@@ -52,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     sections: list[Section] = []
     with scratch_dir(args.keep_scratch) as scratch_name:
         scratch = Path(scratch_name)
-        model = pick_model(scratch, args.quick) if {"decoding", "serving", "observability"} & set(chosen) else None
+        uses_model = {"decoding", "serving", "observability"} & set(chosen)
+        model = pick_model(scratch, args.quick, args.model) if uses_model else None
         server_rss = None
         if "decoding" in chosen:
             from bench import decoding
@@ -103,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         + (f" --incremental-rows {args.incremental_rows}" if args.incremental_rows else "")
         + (f" --incremental-model {args.incremental_model}" if args.incremental_model != "default" else "")
         + (" --incremental-no-successive" if args.incremental_no_successive else "")
+        + (f" --model {args.model}" if args.model is not None else "")
     )
     text = report.render(facts, sections, command, args.output.resolve().parent)
     report.write(text, args.output)

@@ -49,8 +49,11 @@ class Model:
     origin: str
 
 
-def pick_model(scratch: Path, quick: bool) -> Model:
-    """The trained `runs/bundle` when present (a realistic model), else a tiny one (loop overhead only)."""
+def pick_model(scratch: Path, quick: bool, given: Path | None = None) -> Model:
+    """The bundle given with `--model`; else the trained `runs/bundle` when present (a realistic model), else a tiny
+    one (loop overhead only)."""
+    if given is not None:
+        return Model(given.resolve(), f"`{given}` (given with --model)")
     if not quick and (RUNS_BUNDLE / "model.json").exists():
         return Model(RUNS_BUNDLE, "runs/bundle (trained on the vendored data, see its model.json)")
     return Model(tiny_model(scratch / "tiny"), f"a tiny model: `stages` on {TINY_ROWS} rows of the data set")

@@ -4,8 +4,10 @@ import dataclasses
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+import bench.decoding_variants
 from bench.decoding_variants import main, reranked, titles_for
 from issue_titles.csvio import write_issues
 from issue_titles.predictor import TitlePredictor
@@ -27,23 +29,50 @@ def trained(tmp_path_factory, tiny_training):
 @pytest.fixture(scope="module", autouse=True)
 def one_predictor_per_load():
     """`TitlePredictor.load` builds (and traces the decoder of) one predictor per folder and decoding options in this
-    module, and hands it out again for the same arguments.
+    module, and hands it out again for the same arguments, or for other arguments that resolve to the same options
+    (`load(model)` and `load(model, beam_width=DEFAULT_BEAM_WIDTH, ...)` on a model that records none).
 
     A load and its first decode cost seconds; the variants here load the same few again and again (the bench per
     variant, the tests to compare with). A predictor decodes the same titles however often it is asked, so a test
     comparing a variant with `TitlePredictor.load(...)` of the same options still fails when the variant passes other
-    options: those are another load."""
+    options: those resolve to other options, another predictor."""
     real = TitlePredictor.__dict__["load"].__func__  # the classmethod's function, called with the class below
-    loaded = {}
+    loaded: dict[tuple, TitlePredictor] = {}
+
+    def resolved(folder, predictor: TitlePredictor) -> tuple:
+        options = (predictor.beam_width, predictor.length_penalty, predictor.min_length, predictor.copy_bias)
+        return str(folder), options, predictor.compiled_batch_limit
 
     def load(cls, folder, **options):
         key = (str(folder), tuple(sorted(options.items())))
         if key not in loaded:
-            loaded[key] = real(cls, folder, **options)
+            predictor = real(cls, folder, **options)
+            same = [seen for seen in loaded.values() if resolved(folder, seen) == resolved(folder, predictor)]
+            loaded[key] = same[0] if same else predictor
         return loaded[key]
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(TitlePredictor, "load", classmethod(load))
+        yield
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_scoring_per_candidates():
+    """The reranker scores six candidate pools per call by teacher forcing (an eager model call each); the test of
+    `reranked` and the bench's `rerank:2` row score the same held-out bodies' pools with the same predictor (above):
+    the second gets the first's scores, a pure function of the predictor, the bodies and the titles."""
+    real = bench.decoding_variants.title_log_probabilities
+    scored: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+    def title_log_probabilities(predictor, bodies, titles):
+        key = (id(predictor), tuple(bodies), tuple(titles))  # the predictors live as long as the module's cache
+        if key not in scored:
+            scored[key] = real(predictor, bodies, titles)
+        logs, counts = scored[key]
+        return logs.copy(), counts.copy()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bench.decoding_variants, "title_log_probabilities", title_log_probabilities)
         yield
 
 
