@@ -10,11 +10,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 import pytest
 import requests
@@ -24,6 +25,9 @@ from tests.conftest import shared_build
 HERE = Path(__file__).resolve().parent
 STAGES_CLI = "import sys; from issue_titles.cli import main; sys.exit(main(sys.argv[1:]))"
 START_TIMEOUT_S = 90.0
+# How often `wait_until` looks again: a fake server is ready ~0.2 s after it listens, so a coarser poll would be a
+# visible share of each start; a poll is one local GET, nothing a loading server notices.
+POLL_S = 0.03
 
 # Small limits for the main server, set through the documented environment variables.
 LIMITS_ENV = {
@@ -62,6 +66,41 @@ def use_xla_cache(factory: pytest.TempPathFactory) -> Path:
             factory, "xla_cache", lambda path: path.mkdir(parents=True, exist_ok=True)
         )
     return ServerProcess.xla_cache
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class Outcome(Generic[T]):
+    """What one call of `side_by_side` returned, or the exception it raised (re-raised by `get`)."""
+
+    value: T | None = None
+    error: Exception | None = None
+
+    def get(self) -> T:
+        if self.error is not None:
+            raise self.error
+        assert self.value is not None, "side_by_side's calls return something"
+        return self.value
+
+
+def side_by_side(calls: Mapping[str, Callable[[], T]]) -> dict[str, Outcome[T]]:
+    """Run every call at the same time, each in its own thread; each one's outcome, by name.
+
+    For tests whose time is mostly a wait for a server-side timer (the graceful shutdown, the hard-exit backstop):
+    each scenario on a server of its own, side by side, takes the longest wait instead of the sum of them. A failure
+    is kept in its outcome, so it fails the test that reads that outcome, not its neighbours."""
+
+    def outcome(call: Callable[[], T]) -> Outcome[T]:
+        try:
+            return Outcome(value=call())
+        except Exception as error:
+            return Outcome(error=error)
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        futures = {name: pool.submit(outcome, call) for name, call in calls.items()}
+    return {name: future.result() for name, future in futures.items()}
 
 
 def real_model_available() -> bool:
@@ -149,7 +188,7 @@ class ServerProcess:
                 raise AssertionError(f"server exited ({self.process.returncode}) before {what}:\n{self.log()}")
             if condition():
                 return
-            time.sleep(0.1)
+            time.sleep(POLL_S)
         raise AssertionError(f"server not {what} after {timeout}s:\n{self.log()}")
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> "ServerProcess":
