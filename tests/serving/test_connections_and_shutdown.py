@@ -73,27 +73,20 @@ def status_and_json(answer: bytes) -> tuple[int, dict[str, str], dict]:
 # --- 1: idle and header timeouts, a connection cap --------------------------------------------------------------
 
 
-def test_a_silent_connection_is_closed_after_the_header_timeout(capped_server: ServerProcess) -> None:
-    with connect(capped_server) as connection:
-        answer, waited = read_until_closed(connection)
-
-    assert answer == b""
-    assert HEADER_TIMEOUT_S * 0.8 < waited < HEADER_TIMEOUT_S + 2
+def say_nothing(server: ServerProcess) -> tuple[bytes, float]:
+    with connect(server) as connection:
+        return read_until_closed(connection)
 
 
-def test_a_stalled_header_block_gets_a_json_408_and_is_closed(capped_server: ServerProcess) -> None:
-    with connect(capped_server) as connection:
+def stall_in_the_header_block(server: ServerProcess) -> tuple[bytes, float]:
+    with connect(server) as connection:
         connection.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: app")
-        answer, waited = read_until_closed(connection)
-
-    status, headers, body = status_and_json(answer)
-    assert (status, headers["content-type"], headers["connection"]) == (408, "application/json", "close")
-    assert body == {"error": f"the request headers did not arrive within {HEADER_TIMEOUT_S:g} s"}
-    assert waited < HEADER_TIMEOUT_S + 2
+        return read_until_closed(connection)
 
 
-def test_headers_sent_a_byte_at_a_time_do_not_extend_the_header_timeout(capped_server: ServerProcess) -> None:
-    with connect(capped_server) as connection:
+def send_headers_a_byte_at_a_time(server: ServerProcess) -> tuple[bytes, float]:
+    """(the answer, seconds from the first byte to the close); a byte every 0.1 s, 70 bytes, unless closed first."""
+    with connect(server) as connection:
         started = time.monotonic()
         for byte in b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 40:
             try:
@@ -102,15 +95,64 @@ def test_headers_sent_a_byte_at_a_time_do_not_extend_the_header_timeout(capped_s
                 break
             time.sleep(0.1)
         answer, _ = read_until_closed(connection)
+    return answer, time.monotonic() - started
 
-    assert time.monotonic() - started < HEADER_TIMEOUT_S + 2
+
+def ask_once_then_say_nothing(server: ServerProcess) -> tuple[bytes, float]:
+    with connect(server) as connection:
+        connection.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        return read_until_closed(connection)
+
+
+@pytest.fixture(scope="module")
+def closed_by_timeout(capped_server: ServerProcess) -> dict[str, Outcome[tuple[bytes, float]]]:
+    """What each timeout test's connection got before the server closed it, and how long that took: the four
+    exchanges run at the same time (`side_by_side`), each on a connection of its own, because each is a wait for
+    that connection's own 1 s timer (the header and idle timeouts run per connection), so together they take one
+    wait instead of four. Four connections are far under the cap of 20, which nothing else uses meanwhile."""
+    return side_by_side(
+        {
+            "silent": functools.partial(say_nothing, capped_server),
+            "stalled": functools.partial(stall_in_the_header_block, capped_server),
+            "byte at a time": functools.partial(send_headers_a_byte_at_a_time, capped_server),
+            "kept alive": functools.partial(ask_once_then_say_nothing, capped_server),
+        }
+    )
+
+
+def test_a_silent_connection_is_closed_after_the_header_timeout(
+    closed_by_timeout: dict[str, Outcome[tuple[bytes, float]]],
+) -> None:
+    answer, waited = closed_by_timeout["silent"].get()
+
+    assert answer == b""
+    assert HEADER_TIMEOUT_S * 0.8 < waited < HEADER_TIMEOUT_S + 2
+
+
+def test_a_stalled_header_block_gets_a_json_408_and_is_closed(
+    closed_by_timeout: dict[str, Outcome[tuple[bytes, float]]],
+) -> None:
+    answer, waited = closed_by_timeout["stalled"].get()
+
+    status, headers, body = status_and_json(answer)
+    assert (status, headers["content-type"], headers["connection"]) == (408, "application/json", "close")
+    assert body == {"error": f"the request headers did not arrive within {HEADER_TIMEOUT_S:g} s"}
+    assert waited < HEADER_TIMEOUT_S + 2
+
+
+def test_headers_sent_a_byte_at_a_time_do_not_extend_the_header_timeout(
+    closed_by_timeout: dict[str, Outcome[tuple[bytes, float]]],
+) -> None:
+    answer, waited = closed_by_timeout["byte at a time"].get()
+
+    assert waited < HEADER_TIMEOUT_S + 2
     assert status_and_json(answer)[0] == 408
 
 
-def test_a_keep_alive_connection_is_closed_after_the_idle_timeout(capped_server: ServerProcess) -> None:
-    with connect(capped_server) as connection:
-        connection.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
-        answer, waited = read_until_closed(connection)
+def test_a_keep_alive_connection_is_closed_after_the_idle_timeout(
+    closed_by_timeout: dict[str, Outcome[tuple[bytes, float]]],
+) -> None:
+    answer, waited = closed_by_timeout["kept alive"].get()
 
     assert answer.startswith(b"HTTP/1.1 200 ")
     assert waited < IDLE_TIMEOUT_S + 2
