@@ -25,9 +25,6 @@ from tests.conftest import shared_build
 HERE = Path(__file__).resolve().parent
 STAGES_CLI = "import sys; from issue_titles.cli import main; sys.exit(main(sys.argv[1:]))"
 START_TIMEOUT_S = 90.0
-# How often `wait_until` looks again: a fake server is ready ~0.2 s after it listens, so a coarser poll would be a
-# visible share of each start; a poll is one local GET, nothing a loading server notices.
-POLL_S = 0.03
 
 # Small limits for the main server, set through the documented environment variables.
 LIMITS_ENV = {
@@ -188,7 +185,7 @@ class ServerProcess:
                 raise AssertionError(f"server exited ({self.process.returncode}) before {what}:\n{self.log()}")
             if condition():
                 return
-            time.sleep(POLL_S)
+            time.sleep(0.1)
         raise AssertionError(f"server not {what} after {timeout}s:\n{self.log()}")
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> "ServerProcess":
