@@ -42,10 +42,14 @@ def load_broken(model_dir: Path) -> EchoPredictor:
 
 
 class StuckPredictor(EchoPredictor):
-    """Never returns for a body containing "stuck": a model call that hangs (the server must still stop)."""
+    """Never returns for a body containing "stuck": a model call that hangs (the server must still stop). Creates the
+    file FAKE_STUCK_MARK names (when set) as it starts hanging, so a test signals the server exactly then instead of
+    sleeping long enough for a slow machine."""
 
     def predict(self, bodies: list[str]) -> list[str]:
         if any("stuck" in body for body in bodies):
+            if os.environ.get("FAKE_STUCK_MARK"):
+                Path(os.environ["FAKE_STUCK_MARK"]).touch()
             threading.Event().wait()
         return super().predict(bodies)
 

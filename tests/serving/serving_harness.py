@@ -10,11 +10,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 import pytest
 import requests
@@ -62,6 +63,41 @@ def use_xla_cache(factory: pytest.TempPathFactory) -> Path:
             factory, "xla_cache", lambda path: path.mkdir(parents=True, exist_ok=True)
         )
     return ServerProcess.xla_cache
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class Outcome(Generic[T]):
+    """What one call of `side_by_side` returned, or the exception it raised (re-raised by `get`)."""
+
+    value: T | None = None
+    error: Exception | None = None
+
+    def get(self) -> T:
+        if self.error is not None:
+            raise self.error
+        assert self.value is not None, "side_by_side's calls return something"
+        return self.value
+
+
+def side_by_side(calls: Mapping[str, Callable[[], T]]) -> dict[str, Outcome[T]]:
+    """Run every call at the same time, each in its own thread; each one's outcome, by name.
+
+    For tests whose time is mostly a wait for a server-side timer (the graceful shutdown, the hard-exit backstop):
+    each scenario on a server of its own, side by side, takes the longest wait instead of the sum of them. A failure
+    is kept in its outcome, so it fails the test that reads that outcome, not its neighbours."""
+
+    def outcome(call: Callable[[], T]) -> Outcome[T]:
+        try:
+            return Outcome(value=call())
+        except Exception as error:
+            return Outcome(error=error)
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        futures = {name: pool.submit(outcome, call) for name, call in calls.items()}
+    return {name: future.result() for name, future in futures.items()}
 
 
 def real_model_available() -> bool:

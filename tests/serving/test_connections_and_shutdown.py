@@ -1,15 +1,17 @@
 """Connections that hold the server without asking anything, shutdown with requests in flight, request ids that
 are not header-safe, multi-member gzip bodies (hardening round 3, issue 29: items 1, 5, 7, 10).
 
-Connection tests use a dedicated `stages serve` (the serving image's command) of the suite's tiny bundle with a 1 s
-header timeout, a 1 s idle timeout and a cap of 20 connections, so every wait is short; each opens at most 60
-sockets on 127.0.0.1. The request-id and gzip tests send one request each to that same server (a real model
-behind `stages serve`; none of them comes near its limits), each on a new connection, so the 1 s idle timeout never
-closes a kept-alive one under them. The open-file and shutdown tests swap in an echo or a deliberately slow model
-through `python -m issue_titles.serving --predictor-loader` (same server code; `stages serve` always loads the real
-one).
+Connection tests use a dedicated server with a 1 s header timeout, a 1 s idle timeout and a cap of 20 connections,
+so every wait is short; each opens at most 60 sockets on 127.0.0.1. The request-id and gzip tests send one request
+each to that same server (none of them comes near its limits), each on a new connection, so the 1 s idle timeout
+never closes a kept-alive one under them. Every server here runs the echo model (`python -m issue_titles.serving
+--predictor-loader`, the same `serve()` as `stages serve`, which always loads the real model): what these tests
+check is the HTTP layer in front of any model (timeouts, the cap, the guard's gzip decoding, the V2 request id the
+data plane echoes), and the echo model starts in ~1 CPU second where the real one takes ~10-16. The open-file and
+shutdown tests swap in a deliberately slow model the same way.
 """
 
+import functools
 import gzip
 import json
 import signal
@@ -18,13 +20,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
 from issue_titles.serving.limits import ServingLimits
-from tests.serving.serving_harness import ServerProcess
+from tests.serving.serving_harness import Outcome, ServerProcess, side_by_side
 
 SELDON = "/api/v1.0/predictions"
 V2_INFER = "/v2/models/issue-summarization/infer"
@@ -34,7 +37,7 @@ MAX_CONNECTIONS = 20
 
 
 @pytest.fixture(scope="module")
-def capped_server(tmp_path_factory: pytest.TempPathFactory, tiny_bundle_dir) -> Iterator[ServerProcess]:
+def capped_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     folder = tmp_path_factory.mktemp("capped_server")
     env = {
         "ISSUE_TITLES_HEADER_TIMEOUT": str(HEADER_TIMEOUT_S),
@@ -42,7 +45,7 @@ def capped_server(tmp_path_factory: pytest.TempPathFactory, tiny_bundle_dir) -> 
         "ISSUE_TITLES_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
         "ISSUE_TITLES_BODY_TIMEOUT": "5",
     }
-    server = ServerProcess(tiny_bundle_dir, folder / "server.log", env=env, via_stages_cli=True)
+    server = ServerProcess(folder, folder / "server.log", predictor_loader="fake_predictor:load", env=env)
     with server.running() as process:
         yield process
 
@@ -70,27 +73,20 @@ def status_and_json(answer: bytes) -> tuple[int, dict[str, str], dict]:
 # --- 1: idle and header timeouts, a connection cap --------------------------------------------------------------
 
 
-def test_a_silent_connection_is_closed_after_the_header_timeout(capped_server: ServerProcess) -> None:
-    with connect(capped_server) as connection:
-        answer, waited = read_until_closed(connection)
-
-    assert answer == b""
-    assert HEADER_TIMEOUT_S * 0.8 < waited < HEADER_TIMEOUT_S + 2
+def say_nothing(server: ServerProcess) -> tuple[bytes, float]:
+    with connect(server) as connection:
+        return read_until_closed(connection)
 
 
-def test_a_stalled_header_block_gets_a_json_408_and_is_closed(capped_server: ServerProcess) -> None:
-    with connect(capped_server) as connection:
+def stall_in_the_header_block(server: ServerProcess) -> tuple[bytes, float]:
+    with connect(server) as connection:
         connection.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: app")
-        answer, waited = read_until_closed(connection)
-
-    status, headers, body = status_and_json(answer)
-    assert (status, headers["content-type"], headers["connection"]) == (408, "application/json", "close")
-    assert body == {"error": f"the request headers did not arrive within {HEADER_TIMEOUT_S:g} s"}
-    assert waited < HEADER_TIMEOUT_S + 2
+        return read_until_closed(connection)
 
 
-def test_headers_sent_a_byte_at_a_time_do_not_extend_the_header_timeout(capped_server: ServerProcess) -> None:
-    with connect(capped_server) as connection:
+def send_headers_a_byte_at_a_time(server: ServerProcess) -> tuple[bytes, float]:
+    """(the answer, seconds from the first byte to the close); a byte every 0.1 s, 70 bytes, unless closed first."""
+    with connect(server) as connection:
         started = time.monotonic()
         for byte in b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 40:
             try:
@@ -99,15 +95,64 @@ def test_headers_sent_a_byte_at_a_time_do_not_extend_the_header_timeout(capped_s
                 break
             time.sleep(0.1)
         answer, _ = read_until_closed(connection)
+    return answer, time.monotonic() - started
 
-    assert time.monotonic() - started < HEADER_TIMEOUT_S + 2
+
+def ask_once_then_say_nothing(server: ServerProcess) -> tuple[bytes, float]:
+    with connect(server) as connection:
+        connection.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        return read_until_closed(connection)
+
+
+@pytest.fixture(scope="module")
+def closed_by_timeout(capped_server: ServerProcess) -> dict[str, Outcome[tuple[bytes, float]]]:
+    """What each timeout test's connection got before the server closed it, and how long that took: the four
+    exchanges run at the same time (`side_by_side`), each on a connection of its own, because each is a wait for
+    that connection's own 1 s timer (the header and idle timeouts run per connection), so together they take one
+    wait instead of four. Four connections are far under the cap of 20, which nothing else uses meanwhile."""
+    return side_by_side(
+        {
+            "silent": functools.partial(say_nothing, capped_server),
+            "stalled": functools.partial(stall_in_the_header_block, capped_server),
+            "byte at a time": functools.partial(send_headers_a_byte_at_a_time, capped_server),
+            "kept alive": functools.partial(ask_once_then_say_nothing, capped_server),
+        }
+    )
+
+
+def test_a_silent_connection_is_closed_after_the_header_timeout(
+    closed_by_timeout: dict[str, Outcome[tuple[bytes, float]]],
+) -> None:
+    answer, waited = closed_by_timeout["silent"].get()
+
+    assert answer == b""
+    assert HEADER_TIMEOUT_S * 0.8 < waited < HEADER_TIMEOUT_S + 2
+
+
+def test_a_stalled_header_block_gets_a_json_408_and_is_closed(
+    closed_by_timeout: dict[str, Outcome[tuple[bytes, float]]],
+) -> None:
+    answer, waited = closed_by_timeout["stalled"].get()
+
+    status, headers, body = status_and_json(answer)
+    assert (status, headers["content-type"], headers["connection"]) == (408, "application/json", "close")
+    assert body == {"error": f"the request headers did not arrive within {HEADER_TIMEOUT_S:g} s"}
+    assert waited < HEADER_TIMEOUT_S + 2
+
+
+def test_headers_sent_a_byte_at_a_time_do_not_extend_the_header_timeout(
+    closed_by_timeout: dict[str, Outcome[tuple[bytes, float]]],
+) -> None:
+    answer, waited = closed_by_timeout["byte at a time"].get()
+
+    assert waited < HEADER_TIMEOUT_S + 2
     assert status_and_json(answer)[0] == 408
 
 
-def test_a_keep_alive_connection_is_closed_after_the_idle_timeout(capped_server: ServerProcess) -> None:
-    with connect(capped_server) as connection:
-        connection.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
-        answer, waited = read_until_closed(connection)
+def test_a_keep_alive_connection_is_closed_after_the_idle_timeout(
+    closed_by_timeout: dict[str, Outcome[tuple[bytes, float]]],
+) -> None:
+    answer, waited = closed_by_timeout["kept alive"].get()
 
     assert answer.startswith(b"HTTP/1.1 200 ")
     assert waited < IDLE_TIMEOUT_S + 2
@@ -211,11 +256,13 @@ def test_connection_limit_defaults() -> None:
 # --- 7: shutdown with requests in flight ------------------------------------------------------------------------
 
 
-def test_sigterm_answers_requests_it_cannot_finish_with_a_json_503(tmp_path) -> None:
-    # One request per model call (no adaptive batching, no merging), 0.4 s each: 30 requests need 12 s, the graceful
-    # shutdown gives them 3 s.
+def sigterm_with_30_requests_queued(folder: Path) -> tuple[Counter, str]:
+    """What 30 clients got when SIGTERM came with their requests queued or in the model, and the server's log.
+
+    One request per model call (no adaptive batching, no merging), 0.4 s each: 30 requests need 12 s, the graceful
+    shutdown gives them 3 s."""
     env = {"ISSUE_TITLES_MAX_BATCH_BODIES": "1", "ISSUE_TITLES_ADAPTIVE_BATCH_SIZE": "1", "FAKE_PREDICT_SECONDS": "0.4"}
-    server = ServerProcess(tmp_path, tmp_path / "server.log", predictor_loader="fake_predictor:load_sleepy", env=env)
+    server = ServerProcess(folder, folder / "server.log", predictor_loader="fake_predictor:load_sleepy", env=env)
     server.start()
     try:
         server.wait_ready()
@@ -240,17 +287,14 @@ def test_sigterm_answers_requests_it_cannot_finish_with_a_json_503(tmp_path) -> 
         server.popen.wait(timeout=20)
     finally:
         server.stop(signal.SIGKILL)
-
-    counts = Counter(answers)
-    assert set(counts) <= {(200, "application/json"), (503, "application/json")}, counts
-    assert counts[(503, "application/json")] > 0, counts  # the shutdown did cut some short
-    assert "Traceback" not in server.log()
-    assert "Exception in ASGI application" not in server.log()
+    return Counter(answers), server.log()
 
 
-def test_new_requests_get_a_json_503_while_draining(tmp_path) -> None:
+def sigterm_with_one_request_in_flight(folder: Path) -> tuple[bytes, bytes]:
+    """(what a kept-alive connection got for a request sent just after SIGTERM, b"" if it was closed first; the
+    answer to the request that was in the model when SIGTERM came)."""
     env = {"FAKE_PREDICT_SECONDS": "2.5"}
-    server = ServerProcess(tmp_path, tmp_path / "server.log", predictor_loader="fake_predictor:load_sleepy", env=env)
+    server = ServerProcess(folder, folder / "server.log", predictor_loader="fake_predictor:load_sleepy", env=env)
     server.start()
     try:
         server.wait_ready()
@@ -272,6 +316,33 @@ def test_new_requests_get_a_json_503_while_draining(tmp_path) -> None:
         server.popen.wait(timeout=20)
     finally:
         server.stop(signal.SIGKILL)
+    return during, finished
+
+
+@pytest.fixture(scope="module")
+def shutdowns(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome[Any]]:
+    """Both shutdown scenarios, each on a server of its own, run at the same time (`side_by_side`): each is mostly
+    a wait for the server's 3 s graceful shutdown, so together they take as long as one (~6 s instead of ~12).
+    Neither server sees the other's requests or signal: each test checks what it checked on a server of its own."""
+    return side_by_side(
+        {
+            "queued": functools.partial(sigterm_with_30_requests_queued, tmp_path_factory.mktemp("queued")),
+            "in flight": functools.partial(sigterm_with_one_request_in_flight, tmp_path_factory.mktemp("in_flight")),
+        }
+    )
+
+
+def test_sigterm_answers_requests_it_cannot_finish_with_a_json_503(shutdowns: dict[str, Outcome[Any]]) -> None:
+    counts, log = shutdowns["queued"].get()
+
+    assert set(counts) <= {(200, "application/json"), (503, "application/json")}, counts
+    assert counts[(503, "application/json")] > 0, counts  # the shutdown did cut some short
+    assert "Traceback" not in log
+    assert "Exception in ASGI application" not in log
+
+
+def test_new_requests_get_a_json_503_while_draining(shutdowns: dict[str, Outcome[Any]]) -> None:
+    during, finished = shutdowns["in flight"].get()
 
     # Either uvicorn closed the idle connection first (nothing sent), or the guard refused it with a JSON 503.
     if during:

@@ -18,10 +18,12 @@ def infer_request(items: list[bytes], shape: list[int] | None = None) -> pb.Mode
     return pb.ModelInferRequest(model_name="issue-summarization", inputs=[tensor])
 
 
-@pytest.fixture()
-def grpc_server(tmp_path):
+@pytest.fixture(scope="module")
+def grpc_server(tmp_path_factory: pytest.TempPathFactory):
+    """One server with gRPC on for the module: each test only sends it one request (one server start fewer)."""
+    folder = tmp_path_factory.mktemp("grpc_server")
     port = free_port()
-    process = ServerProcess(tmp_path, tmp_path / "grpc.log", predictor_loader="fake_predictor:load")
+    process = ServerProcess(folder, folder / "grpc.log", predictor_loader="fake_predictor:load")
     process.start_arguments = ["--grpc-port", str(port)]
     with process.running(), grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         yield grpc_api.GRPCInferenceServiceStub(channel)

@@ -1,17 +1,20 @@
 """Limits from the environment are checked before the server starts, and SIGTERM stops it within seconds in every
 state: idle, loading the model, running a model call that never returns, waiting for a body that never comes."""
 
+import functools
 import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import requests
 
 from issue_titles.serving.limits import ServingLimits
-from tests.serving.serving_harness import ServerProcess
+from tests.serving.serving_harness import Outcome, ServerProcess, side_by_side
 
 # The server leaves at most 6 s after SIGTERM (server.HARD_EXIT_S); the margin is for a loaded test machine.
 STOPS_WITHIN_S = 12
@@ -72,55 +75,103 @@ def seconds_to_stop(process: ServerProcess) -> float:
     return time.monotonic() - started
 
 
-@pytest.fixture()
-def fake_server(tmp_path, request) -> Iterator[ServerProcess]:
-    loader, env = request.param
-    process = ServerProcess(tmp_path, tmp_path / "server.log", predictor_loader=loader, env=env).start()
-    yield process
-    process.stop(signal.SIGKILL)
+# --- SIGTERM in each state: one fake server per state, all signalled side by side --------------------------------
 
 
-SLOW_LOADER = ("fake_predictor:load_slowly", {"FAKE_LOAD_SECONDS": "120"})
+def while_loading(server: ServerProcess) -> float:
+    server.wait_until(server.is_live, "live")
+    return seconds_to_stop(server)
 
 
-@pytest.mark.parametrize("fake_server", [SLOW_LOADER], indirect=True)
-def test_sigterm_stops_a_server_still_loading_its_model(fake_server: ServerProcess) -> None:
-    fake_server.wait_until(fake_server.is_live, "live")
-
-    assert seconds_to_stop(fake_server) < STOPS_WITHIN_S, fake_server.log()
-
-
-@pytest.mark.parametrize("fake_server", [("fake_predictor:load_stuck", {})], indirect=True)
-def test_sigterm_stops_a_server_whose_model_call_never_returns(fake_server: ServerProcess) -> None:
-    fake_server.wait_ready()
+def while_a_model_call_never_returns(server: ServerProcess) -> float:
+    server.wait_ready()
 
     def send_a_stuck_request() -> None:
         try:
-            requests.post(fake_server.url + "/predict", json={"data": {"ndarray": [["stuck"]]}}, timeout=60)
+            requests.post(server.url + "/predict", json={"data": {"ndarray": [["stuck"]]}}, timeout=60)
         except requests.RequestException:  # the server went away: expected
             pass
 
     threading.Thread(target=send_a_stuck_request, daemon=True).start()
-    time.sleep(1)  # the request is in the model now
+    mark = Path(server.env["FAKE_STUCK_MARK"])
+    server.wait_until(mark.exists, "inside the stuck model call", timeout=30)  # the request is in the model now
+    return seconds_to_stop(server)
 
-    assert seconds_to_stop(fake_server) < STOPS_WITHIN_S, fake_server.log()
-    assert "did not stop within 6 s" in fake_server.log()  # the model thread was stuck: the backstop ended it
 
-
-@pytest.mark.parametrize("fake_server", [("fake_predictor:load", {})], indirect=True)
-def test_sigterm_stops_a_server_waiting_for_a_body(fake_server: ServerProcess) -> None:
-    fake_server.wait_ready()
-    with socket.create_connection(("127.0.0.1", fake_server.port)) as connection:
+def while_waiting_for_a_body(server: ServerProcess) -> float:
+    server.wait_ready()
+    with socket.create_connection(("127.0.0.1", server.port)) as connection:
         connection.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
         time.sleep(0.5)
+        return seconds_to_stop(server)
 
-        assert seconds_to_stop(fake_server) < STOPS_WITHIN_S, fake_server.log()
+
+def while_idle(server: ServerProcess) -> float:
+    server.wait_ready()
+    return seconds_to_stop(server)
 
 
-@pytest.mark.parametrize("fake_server", [("fake_predictor:load", {})], indirect=True)
-def test_sigterm_stops_an_idle_server_at_once_and_cleanly(fake_server: ServerProcess) -> None:
-    fake_server.wait_ready()
+# name: (predictor loader, environment, what brings the server to that state and signals it)
+STATES: dict[str, tuple[str, dict[str, str], Callable[[ServerProcess], float]]] = {
+    "loading": ("fake_predictor:load_slowly", {"FAKE_LOAD_SECONDS": "120"}, while_loading),
+    "stuck": ("fake_predictor:load_stuck", {}, while_a_model_call_never_returns),
+    "waiting for a body": ("fake_predictor:load", {}, while_waiting_for_a_body),
+    "idle": ("fake_predictor:load", {}, while_idle),
+}
 
-    assert seconds_to_stop(fake_server) < 5, fake_server.log()
-    assert fake_server.popen.returncode == 0
-    assert "did not stop within" not in fake_server.log()  # stopped by itself, not by the 6 s backstop
+
+@dataclass
+class Stopped:
+    seconds: float  # from SIGTERM to the process's end
+    returncode: int | None
+    log: str
+
+
+def stop_in_state(state: str, folder: Path) -> Stopped:
+    loader, env, signal_in_state = STATES[state]
+    env = {**env, "FAKE_STUCK_MARK": str(folder / "stuck")}
+    server = ServerProcess(folder, folder / "server.log", predictor_loader=loader, env=env)
+    try:
+        seconds = signal_in_state(server.start())
+    finally:
+        returncode = server.stop(signal.SIGKILL)  # a no-op for a server that left by itself
+    return Stopped(seconds, returncode, server.log())
+
+
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome[Stopped]]:
+    """Each state's own fake server, brought to that state and sent SIGTERM, all at the same time (`side_by_side`).
+
+    Most of each stop is a wait for a server-side timer (the 3 s graceful shutdown, the 6 s backstop), so side by
+    side they take as long as the slowest one instead of their sum (~8 s instead of ~20). Each server is its own
+    process on its own port, signalled only once it is in its state and timed from its own signal: each test checks
+    what it checked with a server of its own."""
+    folders = {state: tmp_path_factory.mktemp("sigterm") for state in STATES}
+    return side_by_side({state: functools.partial(stop_in_state, state, folder) for state, folder in folders.items()})
+
+
+def test_sigterm_stops_a_server_still_loading_its_model(stopped: dict[str, Outcome[Stopped]]) -> None:
+    loading = stopped["loading"].get()
+
+    assert loading.seconds < STOPS_WITHIN_S, loading.log
+
+
+def test_sigterm_stops_a_server_whose_model_call_never_returns(stopped: dict[str, Outcome[Stopped]]) -> None:
+    stuck = stopped["stuck"].get()
+
+    assert stuck.seconds < STOPS_WITHIN_S, stuck.log
+    assert "did not stop within 6 s" in stuck.log  # the model thread was stuck: the backstop ended it
+
+
+def test_sigterm_stops_a_server_waiting_for_a_body(stopped: dict[str, Outcome[Stopped]]) -> None:
+    waiting = stopped["waiting for a body"].get()
+
+    assert waiting.seconds < STOPS_WITHIN_S, waiting.log
+
+
+def test_sigterm_stops_an_idle_server_at_once_and_cleanly(stopped: dict[str, Outcome[Stopped]]) -> None:
+    idle = stopped["idle"].get()
+
+    assert idle.seconds < 5, idle.log
+    assert idle.returncode == 0
+    assert "did not stop within" not in idle.log  # stopped by itself, not by the 6 s backstop

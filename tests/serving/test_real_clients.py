@@ -108,17 +108,20 @@ import numpy as np
 from google.protobuf.json_format import MessageToDict
 from seldon_core.seldon_client import SeldonClient
 
-port, call = sys.argv[1], sys.argv[2]
+port = sys.argv[1]
 client = SeldonClient(payload_type="ndarray", transport="rest")
-data = np.array([[body] for body in json.loads(sys.argv[3])])
-if call == "predict":
-    answer = client.predict(gateway="ambassador", gateway_endpoint=f"127.0.0.1:{port}", gateway_prefix="", data=data)
-else:
-    answer = client.microservice(method="predict", microservice_endpoint=f"127.0.0.1:{port}", data=data)
-response = answer.response
-if response is not None and not isinstance(response, dict):  # microservice() answers a proto
-    response = MessageToDict(response)
-print(json.dumps({"success": answer.success, "msg": answer.msg, "response": response}))
+data = np.array([[body] for body in json.loads(sys.argv[2])])
+answers = {
+    "predict": client.predict(gateway="ambassador", gateway_endpoint=f"127.0.0.1:{port}", gateway_prefix="", data=data),
+    "microservice": client.microservice(method="predict", microservice_endpoint=f"127.0.0.1:{port}", data=data),
+}
+results = {}
+for call, answer in answers.items():
+    response = answer.response
+    if response is not None and not isinstance(response, dict):  # microservice() answers a proto
+        response = MessageToDict(response)
+    results[call] = {"success": answer.success, "msg": answer.msg, "response": response}
+print(json.dumps(results))
 """
 
 
@@ -130,9 +133,13 @@ def seldon_python() -> str:
         pytest.skip(f"seldon-core 1.17.1's client could not be installed in .venv-clients/: {error}")
 
 
-def seldon_client(seldon_python: str, server: ServerProcess, call: str) -> dict:
+@pytest.fixture(scope="module")
+def seldon_answers(seldon_python: str, echo_server: ServerProcess) -> dict[str, dict]:
+    """What `SeldonClient.predict` (gateway path) and `SeldonClient.microservice` each got from the echo server, by
+    call: one run of the client's venv for both (each call is its own HTTP request; the interpreter start and the
+    seldon_core import, most of the cost, are shared)."""
     result = subprocess.run(
-        [seldon_python, "-c", SELDON_CLIENT_SCRIPT, str(server.port), call, json.dumps(BODIES)],
+        [seldon_python, "-c", SELDON_CLIENT_SCRIPT, str(echo_server.port), json.dumps(BODIES)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -141,15 +148,15 @@ def seldon_client(seldon_python: str, server: ServerProcess, call: str) -> dict:
     return json.loads(result.stdout.splitlines()[-1])
 
 
-def test_seldon_client_predict_through_the_gateway_path(seldon_python: str, echo_server: ServerProcess) -> None:
-    answer = seldon_client(seldon_python, echo_server, "predict")
+def test_seldon_client_predict_through_the_gateway_path(seldon_answers: dict[str, dict]) -> None:
+    answer = seldon_answers["predict"]
 
     assert answer["success"], answer
     assert answer["response"]["data"]["ndarray"] == [[title] for title in TITLES]
 
 
-def test_seldon_client_microservice_posts_the_json_form_field(seldon_python: str, echo_server: ServerProcess) -> None:
-    answer = seldon_client(seldon_python, echo_server, "microservice")
+def test_seldon_client_microservice_posts_the_json_form_field(seldon_answers: dict[str, dict]) -> None:
+    answer = seldon_answers["microservice"]
 
     assert answer["success"], answer
     assert answer["response"]["data"]["ndarray"] == [[title] for title in TITLES]
