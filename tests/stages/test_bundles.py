@@ -6,6 +6,8 @@ Each refusal is one line naming the file; a changed bundle exits 4, a bundle fro
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -146,6 +148,22 @@ def test_a_tampered_bundle_stops_serve_with_exit_4_before_the_server_starts(bund
         .err.strip()
         .startswith(f"stages serve: error: {bundle / 'title_vocab.json'}: checksum mismatch")
     )
+
+
+def test_serve_refuses_a_tampered_bundle_before_importing_tensorflow(bundle):
+    """The check needs no TensorFlow, so a refused bundle costs a fraction of a second, not a TensorFlow start-up."""
+    (bundle / "title_vocab.json").write_text((bundle / "title_vocab.json").read_text() + " ")
+    program = (
+        "import sys\n"
+        "from issue_titles.cli import main\n"
+        f"code = main(['serve', '--model', {str(bundle)!r}, '--port', '1'])\n"
+        "print(code, sorted({'tensorflow', 'keras'} & set(sys.modules)))\n"
+    )
+
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+
+    assert result.stdout.split("\n")[0] == "4 []", result.stdout + result.stderr
+    assert "checksum mismatch" in result.stderr
 
 
 def test_a_fifo_in_the_bundle_is_refused(bundle):

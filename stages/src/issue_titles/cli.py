@@ -954,7 +954,7 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    from issue_titles.predictor import check_bundle
+    from issue_titles.model_loading import check_bundle  # no TensorFlow yet: a refused bundle is refused at once
 
     check_bundle(args.model)  # a changed bundle exits 4 here, with one line, before any server starts
     try:

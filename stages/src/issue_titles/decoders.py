@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from issue_titles.models import ModelConfig
+from issue_titles.model_config import ModelConfig
 from issue_titles.text import TextEncoder
 
 UNK_ID = 1

@@ -27,7 +27,7 @@ from issue_titles.metrics import (
     rouge_l,
     rouge_l_scores,
 )  # fmt: skip
-from issue_titles.models import POINTER_GENERATOR
+from issue_titles.model_config import POINTER_GENERATOR
 from issue_titles.predictor import TitlePredictor, recorded_decoding
 from issue_titles.progress import TENSORBOARD_DIR, predict_with_progress, write_decoding_choice
 from issue_titles.provenance import PROVENANCE

@@ -23,7 +23,7 @@ from issue_titles.contract import (
 from issue_titles.decoding_options import DECODING_DEFAULTS, check_decoding, with_defaults
 from issue_titles.errors import StageError, TamperedBundleError
 from issue_titles.jsonio import read_json, read_vocabulary
-from issue_titles.models import ModelConfig, build_model
+from issue_titles.model_config import ModelConfig
 from issue_titles.provenance import verify_bundle
 from issue_titles.text import STANDARDIZATION, TextConfig, TextEncoder, trigram_settings
 
@@ -50,6 +50,8 @@ def read_model(folder: Path) -> tuple[Any, TextEncoder, dict]:
     encoder = TextEncoder(read_vocabulary(folder / BODY_VOCAB), read_vocabulary(folder / TITLE_VOCAB), text_config)
     if (len(encoder.body_vocab), len(encoder.title_vocab)) != (config.body_vocab_size, config.title_vocab_size):
         raise StageError(f"vocabulary sizes do not match {MODEL_INFO}", path=folder / MODEL_INFO)
+    from issue_titles.models import build_model  # TensorFlow: only once the files passed every check
+
     try:
         model = build_model(config)  # only the architectures in models.py; nothing named in the file is imported
     except (KeyError, TypeError, ValueError) as error:

@@ -33,8 +33,8 @@ from issue_titles.decoding_options import (
     with_defaults,
 )
 from issue_titles.errors import StageError
+from issue_titles.model_config import POINTER_GENERATOR, ModelConfig
 from issue_titles.model_loading import check_bundle, read_description, read_model, read_text_config, recorded_decoding
-from issue_titles.models import POINTER_GENERATOR, ModelConfig
 from issue_titles.provenance import verify_bundle
 from issue_titles.text import START, TextEncoder
 

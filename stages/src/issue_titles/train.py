@@ -25,7 +25,8 @@ from issue_titles.distributed import build_with_local_batch, loss_for_replicas, 
 from issue_titles.errors import StageError
 from issue_titles.jsonio import load_array, read_json, read_vocabulary, write_json
 from issue_titles.limits import TRAINING_RANGES
-from issue_titles.models import POINTER_GENERATOR, TUTORIAL, ModelConfig, build_model, resolve_architecture
+from issue_titles.model_config import POINTER_GENERATOR, TUTORIAL, ModelConfig, resolve_architecture
+from issue_titles.models import build_model
 from issue_titles.text import trigram_settings
 
 # Per-architecture defaults; the CLI flags override them. The tutorial's are the tutorial's own settings.

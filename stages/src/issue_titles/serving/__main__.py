@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.predictor_loader is None:  # a real bundle: a changed one exits 4 with one line, as `stages serve` does
-            from issue_titles.predictor import check_bundle
+            from issue_titles.model_loading import check_bundle  # TensorFlow-free: a refusal comes at once
 
             check_bundle(args.model)
         serve(
