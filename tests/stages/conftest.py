@@ -80,13 +80,43 @@ def tiny(tiny_bundle_dir: Path) -> Path:
     return tiny_bundle_dir
 
 
-@pytest.fixture(scope="session")
-def tutorial_model(tmp_path_factory) -> Path:
-    """The tutorial architecture, trained in seconds on the tiny model's synthetic issues (a train output); trained
-    once per test run, also across xdist workers. Read-only."""
-    from tests.tiny_model import tiny_train
+# Epochs of the session's tutorial-architecture training (`tutorial_model`); test_tutorial_architecture checks them.
+TUTORIAL_EPOCHS = 3
 
-    root = shared_build(
-        tmp_path_factory, "tutorial", lambda folder: tiny_train(folder, architecture="tutorial", epochs=3)
-    )
-    return root / "train"
+
+@pytest.fixture(scope="session")
+def tutorial_model(tiny_training: Path, tmp_path_factory) -> Path:
+    """The tutorial architecture, trained in seconds through `stages train --architecture tutorial` (in-process) on
+    the run's tiny training's pre_process output (the tiny model's synthetic issues) with the tiny model's flags,
+    TUTORIAL_EPOCHS epochs (a train output). Trained once per test run, also across xdist workers; the one training
+    of that architecture the suite runs (test_tutorial_architecture checks what it wrote). Read-only."""
+    from pipelines.specs import cli_flags
+    from tests.tiny_model import TINY_TRAIN
+
+    def train(folder: Path) -> None:
+        flags = cli_flags(**(TINY_TRAIN | {"epochs": TUTORIAL_EPOCHS}))
+        code = run_stages("train", "--input", tiny_training / "pre_process", "--output", folder / "train",
+                          "--architecture", "tutorial", *flags)  # fmt: skip
+        assert code == 0, f"stages train --architecture tutorial exited {code}"
+
+    return shared_build(tmp_path_factory, "tutorial", train) / "train"
+
+
+@pytest.fixture(scope="session")
+def tiny_predictor(tiny: Path):
+    """`TitlePredictor.load` of the run's tiny bundle (its recorded decoding), once per session (per xdist worker):
+    the decoding tests' modules share its model, so the weights are read once and the reference decoder's calls
+    (tests/stages/graph_reference.py, cached per model) are traced once, not per module. Tests change its decoding
+    with `with_decoding` (a new predictor, the same model) and must not change it."""
+    from issue_titles.predictor import TitlePredictor
+
+    return TitlePredictor.load(tiny)
+
+
+@pytest.fixture(scope="session")
+def tutorial_predictor(tutorial_model: Path):
+    """`TitlePredictor.load(tutorial_model)` once per session, shared like `tiny_predictor` (its default decoder is
+    traced once for every module that decodes with it). Tests must not change it."""
+    from issue_titles.predictor import TitlePredictor
+
+    return TitlePredictor.load(tutorial_model)

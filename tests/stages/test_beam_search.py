@@ -21,12 +21,13 @@ BODIES = [issue.body for issue in tiny_issues(14, seed=11)] + [
 ]
 
 
-# The tiny model, loaded once for the module: the decoding tests take their options with `with_decoding` (the same
-# model and encoder, no second read of the weights) instead of one `TitlePredictor.load` each. Loading with options
-# is guarded below (test_default_decoding_is_beam_search, test_a_served_bundle_decodes_as_it_was_gated_...).
+# The tiny model, loaded once for the session (tests/stages/conftest.py `tiny_predictor`, shared with the other
+# decoding modules): the decoding tests take their options with `with_decoding` (the same model and encoder, no
+# second read of the weights) instead of one `TitlePredictor.load` each. Loading with options is guarded below
+# (test_default_decoding_is_beam_search, test_a_served_bundle_decodes_as_it_was_gated_...).
 @pytest.fixture(scope="module")
-def loaded(tiny) -> TitlePredictor:
-    return TitlePredictor.load(tiny)
+def loaded(tiny_predictor) -> TitlePredictor:
+    return tiny_predictor
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +46,8 @@ def test_batched_beam_search_gives_the_reference_loop_titles(loaded):
     assert predictor.predict(BODIES, chunk_size=5) == reference_titles(predictor, BODIES)
 
 
-def test_batched_beam_search_gives_the_reference_loop_titles_for_the_tutorial_architecture(tutorial_model):
-    predictor = TitlePredictor.load(tutorial_model, beam_width=3)
+def test_batched_beam_search_gives_the_reference_loop_titles_for_the_tutorial_architecture(tutorial_predictor):
+    predictor = tutorial_predictor.with_decoding(beam_width=3)  # the session's load of the tutorial model
     assert predictor.architecture == "tutorial"
     assert predictor.predict(BODIES, chunk_size=5) == reference_titles(predictor, BODIES)
 

@@ -3,30 +3,40 @@ reference loop, for any batch size up to the limit (padded to a power of two), g
 
 import pytest
 
-from issue_titles.predictor import SERVING_COMPILED_BATCH_LIMIT, TitlePredictor
+from issue_titles.predictor import DECODING_DEFAULTS, SERVING_COMPILED_BATCH_LIMIT, TitlePredictor
 from tests.stages.graph_reference import reference_titles
 from tests.tiny_model import tiny_issues
 
 BODIES = [issue.body for issue in tiny_issues(6, seed=21)] + ["", "the helm chart fails to render", "Ünïcödé 😀"]
 
 
-@pytest.fixture(scope="module")
-def plain(tiny) -> TitlePredictor:
-    """The tiny model without XLA, loaded once for the module (decoding options change with `with_decoding`)."""
-    return TitlePredictor.load(tiny)
+def with_batch_limit(predictor: TitlePredictor, compiled_batch_limit: int, **options) -> TitlePredictor:
+    """`predictor`'s model and text encoding (no second load of the weights) with XLA for batches up to
+    `compiled_batch_limit`, decoding with its options and `options` changed: what `TitlePredictor.load(...,
+    compiled_batch_limit=...)` builds (test_a_served_bundle_... below loads one that way)."""
+    current = {key: getattr(predictor, key) for key in DECODING_DEFAULTS}
+    return TitlePredictor(predictor.model, predictor.encoder, predictor.info, predictor.source,
+                          compiled_batch_limit=compiled_batch_limit, **(current | options))  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def compiled(tiny) -> dict[int, TitlePredictor]:
+def plain(tiny_predictor) -> dict[int, TitlePredictor]:
+    """beam width -> the tiny model without XLA (the session's load, tests/stages/conftest.py), one per width for
+    the module: each plain graph is traced once, not once per test."""
+    assert tiny_predictor.compiled_batch_limit == 0
+    return {width: tiny_predictor.with_decoding(beam_width=width) for width in (1, 2)}
+
+
+@pytest.fixture(scope="module")
+def compiled(tiny_predictor) -> dict[int, TitlePredictor]:
     """beam width -> the tiny model with XLA for batches up to 4, one per width for the module: each XLA size
     compiles once, not once per test."""
-    loaded = TitlePredictor.load(tiny, compiled_batch_limit=4)
-    return {width: loaded.with_decoding(beam_width=width) for width in (1, 2)}
+    return {width: with_batch_limit(tiny_predictor, 4, beam_width=width) for width in (1, 2)}
 
 
 @pytest.mark.parametrize("beam_width", [1, 2])
 def test_compiled_small_batches_give_the_plain_graph_titles(plain, compiled, beam_width):
-    plain = plain.with_decoding(beam_width=beam_width)
+    plain = plain[beam_width]
     compiled = compiled[beam_width]
     assert compiled.compiled_batch_limit == 4 and compiled.beam_width == beam_width
     # chunks of 3 (padded to 4) and the last chunk of 1 go through XLA
@@ -43,17 +53,21 @@ def test_compiled_greedy_titles_are_not_empty(compiled):
     assert all(title.strip() for title in titles)
 
 
-def test_compiled_small_batches_work_for_the_tutorial_architecture(tutorial_model):
-    plain = TitlePredictor.load(tutorial_model)
-    compiled = TitlePredictor.load(tutorial_model, compiled_batch_limit=2)
+def test_compiled_small_batches_work_for_the_tutorial_architecture(tutorial_predictor):
+    plain = tutorial_predictor  # the session's TitlePredictor.load(tutorial_model): no XLA
+    compiled = with_batch_limit(plain, 2)
+    assert plain.compiled_batch_limit == 0 and compiled.compiled_batch_limit == 2
     assert compiled.predict(BODIES[:2]) == plain.predict(BODIES[:2])
 
 
-def record_compiled_sizes(predictor: TitlePredictor, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def record_compiled_sizes(
+    predictor: TitlePredictor, monkeypatch: pytest.MonkeyPatch, decode_with_plain_graph: bool = False
+) -> list[int]:
     """Wrap the XLA beam decoder so the test sees the batch sizes it is called with (XLA compiles one per size);
-    the wrapper goes when the test ends (the module's predictors are shared)."""
+    the wrapper goes when the test ends (the module's predictors are shared). With `decode_with_plain_graph` the
+    wrapper decodes with the predictor's plain graph instead of compiling: the sizes seen are the same."""
     sizes: list[int] = []
-    compiled = predictor._beam_xla
+    compiled = predictor._beam if decode_with_plain_graph else predictor._beam_xla
 
     def recording(body, body_copy, body_grams):
         sizes.append(len(body))
@@ -76,7 +90,12 @@ def test_batches_above_the_limit_use_the_plain_graph(compiled, monkeypatch):
 def test_a_served_bundle_compiles_small_batches_and_warm_up_meets_every_size_first(tiny, monkeypatch):
     predictor = TitlePredictor.load_bundle(tiny)  # what the serving runtime loads
     assert predictor.compiled_batch_limit == SERVING_COMPILED_BATCH_LIMIT
-    sizes = record_compiled_sizes(predictor, monkeypatch)
+    # What this test guards is which batch sizes reach the XLA decoder, and that warm-up meets each first; the
+    # recorder decodes them with the plain graph (one trace, which warm-up's batch above the limit traces anyway)
+    # instead of five XLA compiles (~8 s of CPU). XLA's titles at a padded and an exact size are compared with the
+    # plain graph's above, and the serving tests' server (tests/conftest.py `server`) loads this same bundle with
+    # load_bundle and warms every XLA size up for real before it answers.
+    sizes = record_compiled_sizes(predictor, monkeypatch, decode_with_plain_graph=True)
     predictor.warm_up()
     warmed = set(sizes)
     sizes.clear()

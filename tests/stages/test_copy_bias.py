@@ -1,6 +1,7 @@
 """The copy bias: a decoding option that scales the pointer-generator's copy odds. It changes nothing else in a step,
 both decoders honour it alike, bundles record it, and options it cannot mean are refused."""
 
+import functools
 import json
 import shutil
 from collections.abc import Callable
@@ -19,9 +20,23 @@ BODIES = [issue.body for issue in tiny_issues(16, seed=21)] + ["the helm chart f
 
 
 @pytest.fixture(scope="module")
-def loaded(tiny) -> TitlePredictor:
-    """The tiny model, loaded once for the module; tests change its decoding with `with_decoding` (same weights)."""
-    return TitlePredictor.load(tiny)
+def loaded(tiny_predictor) -> TitlePredictor:
+    """The tiny model, loaded once for the session (tests/stages/conftest.py `tiny_predictor`); tests change its
+    decoding with `with_decoding` (same weights)."""
+    return tiny_predictor
+
+
+@pytest.fixture(scope="module")
+def decoding_with(loaded) -> Callable[[int, float], TitlePredictor]:
+    """(beam_width, copy_bias) -> `loaded` decoding with them, one predictor per pair for the module: each decoder is
+    traced once (greedy with COMPARED_BIAS serves both the decoder comparison and the copying test)."""
+    return functools.cache(
+        lambda beam_width, copy_bias: loaded.with_decoding(beam_width=beam_width, copy_bias=copy_bias)
+    )
+
+
+# The non-default copy bias both decoders are compared with.
+COMPARED_BIAS = 2.5
 
 
 @pytest.fixture(scope="module")
@@ -67,25 +82,30 @@ def test_a_bias_of_one_is_the_switch_as_trained(step_scores):
 
 
 @pytest.mark.parametrize("beam_width", [1, 3])
-def test_both_decoders_give_the_same_titles_with_a_copy_bias(loaded, beam_width):
-    predictor = loaded.with_decoding(beam_width=beam_width, copy_bias=2.5)
+def test_both_decoders_give_the_same_titles_with_a_copy_bias(decoding_with, beam_width):
+    predictor = decoding_with(beam_width, COMPARED_BIAS)
+    assert predictor.copy_bias == COMPARED_BIAS != DEFAULT_COPY_BIAS
     assert predictor.predict(BODIES, chunk_size=5) == reference_titles(predictor, BODIES)
 
 
-def test_a_larger_copy_bias_copies_more_body_words(loaded):
+def test_a_larger_copy_bias_copies_more_body_words(loaded, decoding_with):
     encoded = loaded.encoder.encode_bodies(BODIES)
 
     def copied_ids(copy_bias: float) -> int:
-        predictor = loaded.with_decoding(beam_width=1, copy_bias=copy_bias)
+        predictor = decoding_with(1, copy_bias)
         ids = predictor._greedy(encoded["body"], encoded["body_copy"], encoded["body_grams"]).numpy()
         return int((ids >= predictor.config.title_vocab_size).sum())
 
-    assert copied_ids(0.2) < copied_ids(1.0) < copied_ids(5.0)
+    # The largest bias is the one the greedy decoder was compared with (its trace is shared); on the tiny model the
+    # copied ids are 1 < 4 < 9 (and 24 at a bias of 5).
+    assert copied_ids(0.2) < copied_ids(1.0) < copied_ids(COMPARED_BIAS)
 
 
-def test_the_default_applies_to_a_model_that_copies_and_one_to_the_tutorials(loaded, tutorial_model):
+def test_the_default_applies_to_a_model_that_copies_and_one_to_the_tutorials(
+    loaded, tutorial_model, tutorial_predictor
+):
     assert loaded.decoding["copy_bias"] == DEFAULT_COPY_BIAS != 1.0
-    tutorial = TitlePredictor.load(tutorial_model)
+    tutorial = tutorial_predictor  # the session's TitlePredictor.load(tutorial_model), no options given
     assert tutorial.copy_bias == 1.0
     assert tutorial.predict(BODIES[:3]) == TitlePredictor.load(tutorial_model, copy_bias=1.0).predict(BODIES[:3])
 

@@ -3,8 +3,7 @@
 import json
 
 from issue_titles.models import ModelConfig, TutorialSeq2Seq, build_model
-from issue_titles.predictor import TitlePredictor
-from tests.stages.conftest import run_stages
+from tests.stages.conftest import TUTORIAL_EPOCHS
 from tests.stages.graph_reference import reference_titles
 
 
@@ -16,13 +15,12 @@ def test_tutorial_model_has_the_tutorial_layers():
     assert model.output_dense.activation.__name__ == "softmax"
 
 
-def test_tutorial_architecture_trains_and_decodes(chain, tmp_path):
-    output = tmp_path / "tutorial"
-    code = run_stages("train", "--input", chain["pre_process"], "--output", output, "--architecture", "tutorial",
-                      "--epochs", "2", "--batch-size", "64", "--embedding-dim", "16", "--hidden-dim", "16")  # fmt: skip
-    assert code == 0
-    info = json.loads((output / "model.json").read_text())
-    assert info["architecture"] == "tutorial" and info["training"]["epochs_run"] == 2
-    predictor = TitlePredictor.load(output)
+def test_tutorial_architecture_trains_and_decodes(tutorial_model, tutorial_predictor):
+    """`stages train --architecture tutorial` trains it: the run's `tutorial_model` is that command's output (the
+    fixture asserts its exit code 0), so the suite trains the tutorial's architecture once, not again here."""
+    info = json.loads((tutorial_model / "model.json").read_text())
+    assert info["architecture"] == "tutorial" and info["training"]["epochs_run"] == TUTORIAL_EPOCHS
+    predictor = tutorial_predictor  # TitlePredictor.load(tutorial_model), shared by the session
+    assert predictor.source == tutorial_model and predictor.architecture == "tutorial"
     bodies = ["the helm chart fails to render", "add a flag for the timeout", "Ünïcödé 😀"]
     assert predictor.predict(bodies) == reference_titles(predictor, bodies)
