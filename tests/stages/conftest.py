@@ -1,9 +1,11 @@
 """Shared fixtures: a small deterministic subset of the vendored data set and one real (small) run of the chain."""
 
+import contextlib
 import csv
 import gzip
 import io
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,26 @@ def tutorial_model(tmp_path_factory) -> Path:
         tmp_path_factory, "tutorial", lambda folder: tiny_train(folder, architecture="tutorial", epochs=3)
     )
     return root / "train"
+
+
+@contextlib.contextmanager
+def graph_rewrites_off() -> Iterator[None]:
+    """Grappler's graph rewrites off inside, put back after (a process-wide TensorFlow setting). They make big graphs
+    run faster, at ~1-2 CPU s per traced function of a tiny training, where tracing costs more than running. The
+    trainings compute the same ops either way (the same losses), so a test's assertions do not depend on them. For the
+    tests' own small trainings only: the shared fixtures' models are trained as a user's are."""
+    import tensorflow as tf
+
+    before = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": before})
+
+
+@pytest.fixture
+def without_graph_rewrites() -> Iterator[None]:
+    """`graph_rewrites_off` for one test."""
+    with graph_rewrites_off():
+        yield

@@ -21,7 +21,7 @@ def tiny_batch(rows: int = 32, length: int = 10, vocab: int = 50):
 
 
 @pytest.mark.parametrize("encoder", ["bigru", "transformer"])
-def test_each_encoder_learns_to_copy_the_opening_words(encoder):
+def test_each_encoder_learns_to_copy_the_opening_words(encoder, without_graph_rewrites):
     keras.utils.set_random_seed(1)
     config = ModelConfig("pointer_generator", 50, 50, 10, 6, 16, 32, 0.0, encoder=encoder, attention_heads=2)
     model = build_model(config)
@@ -106,7 +106,9 @@ def test_mixed_precision_is_chosen_for_the_pointer_generator_on_a_gpu(precision,
     assert dtype_policy(TrainSettings(architecture, precision=precision).resolved(), gpus=gpus) == policy
 
 
-def test_a_mixed_precision_training_gives_float32_weights_that_a_predictor_loads(tmp_path, tiny_training):
+def test_a_mixed_precision_training_gives_float32_weights_that_a_predictor_loads(
+    tmp_path, tiny_training, without_graph_rewrites
+):
     """What a GPU training does (forced here on the CPU): float16 compute, float32 weights, probabilities and loss."""
     from issue_titles.predictor import TitlePredictor
     from issue_titles.train import run_train

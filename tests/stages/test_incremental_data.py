@@ -16,6 +16,7 @@ from issue_titles.shards import ShardSettings, merge_side, run_split_shards, uni
 from issue_titles.text import TextConfig
 from issue_titles.train import TrainSettings
 from issue_titles.vocabulary import run_vocabulary
+from tests.stages.conftest import graph_rewrites_off
 from tests.tiny_model import tiny_issues
 
 TEXT = TextConfig(body_vocab_size=120, body_length=24, title_vocab_size=60, title_length=8)
@@ -101,7 +102,8 @@ def chain(tmp_path_factory) -> Path:
     run_split_shards(work / "raw", work / "split", ShardSettings(test_fraction=0.2))
     run_vocabulary(work / "split", work / "vocabulary", TEXT)
     run_encode_shards(work / "split", work / "vocabulary", work / "pre")
-    run_train_incremental(work / "pre", work / "vocabulary", work / "train", TRAIN, UpdateSettings())
+    with graph_rewrites_off():
+        run_train_incremental(work / "pre", work / "vocabulary", work / "train", TRAIN, UpdateSettings())
     return work
 
 
@@ -143,7 +145,7 @@ def test_above_the_drift_threshold_a_fresh_vocabulary_forces_a_full_retrain(chai
 
 
 def test_an_unchanged_vocabulary_warm_starts_from_the_previous_model_and_records_the_chain(
-    chain: Path, tmp_path: Path
+    chain: Path, tmp_path: Path, without_graph_rewrites: None
 ) -> None:
     add_file_and_refit(chain, tmp_path, tiny_issues(80)[60:], threshold=0.5)
     run_encode_shards(tmp_path / "split", tmp_path / "vocabulary", tmp_path / "pre")
@@ -168,7 +170,7 @@ def test_an_unchanged_vocabulary_warm_starts_from_the_previous_model_and_records
 
 
 def test_a_warm_start_whose_shapes_do_not_match_is_refused_and_falls_back_to_a_full_training(
-    chain: Path, tmp_path: Path, capsys
+    chain: Path, tmp_path: Path, without_graph_rewrites: None, capsys
 ) -> None:
     from issue_titles.models import ModelConfig, build_model
 

@@ -267,7 +267,7 @@ def replica_train_args(tmp_path: Path) -> tuple:
 
 
 def test_a_replica_trains_from_the_s3_gateway_and_the_chief_writes_the_model_into_out(
-    tmp_path: Path, tiny_training: Path, monkeypatch
+    tmp_path: Path, tiny_training: Path, monkeypatch, without_graph_rewrites: None
 ) -> None:
     state = S3State(buckets=gateway_buckets(tiny_training))
     server, url = fake_s3(state)
@@ -282,7 +282,7 @@ def test_a_replica_trains_from_the_s3_gateway_and_the_chief_writes_the_model_int
 
 
 def test_a_replica_trains_through_an_auth_on_gateway_with_the_secrets_credentials(
-    tmp_path: Path, tiny_training: Path, monkeypatch
+    tmp_path: Path, tiny_training: Path, monkeypatch, without_graph_rewrites: None
 ) -> None:
     """Pachyderm auth on: the gateway refuses unsigned requests; the replica's env (AWS_* from the Secret) signs."""
     state = S3State(tokens={TOKEN}, buckets=gateway_buckets(tiny_training))
