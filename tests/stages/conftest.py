@@ -98,8 +98,9 @@ def tutorial_model(tmp_path_factory) -> Path:
 def graph_rewrites_off() -> Iterator[None]:
     """Grappler's graph rewrites off inside, put back after (a process-wide TensorFlow setting). They make big graphs
     run faster, at ~1-2 CPU s per traced function of a tiny training, where tracing costs more than running. The
-    trainings compute the same ops either way (the same losses), so a test's assertions do not depend on them. For the
-    tests' own small trainings only: the shared fixtures' models are trained as a user's are."""
+    trainings compute the same ops either way (the same losses up to float rounding: a fused op may round differently),
+    so a test's assertions do not depend on them. For the tests' own small trainings only: the shared fixtures' models
+    are trained as a user's are."""
     import tensorflow as tf
 
     before = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
