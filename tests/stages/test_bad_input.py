@@ -137,11 +137,16 @@ def test_pre_process_without_split_output_names_the_missing_file(tmp_path, capsy
     assert not (tmp_path / "out").exists()
 
 
-def test_train_refuses_a_pickled_array(chain, tmp_path, capsys):
+# The train and evaluate refusals below fail on reading their input, before any training: they need a real
+# pre_process / train / split output, not a good model, so they use the run's tiny training (tests/conftest.py
+# `tiny_training`: raw/, split/, pre_process/, train/), which the stages tests build anyway, not the larger `chain`.
+
+
+def test_train_refuses_a_pickled_array(tiny_training, tmp_path, capsys):
     import shutil
 
     broken = tmp_path / "pre_process"
-    shutil.copytree(chain["pre_process"], broken)
+    shutil.copytree(tiny_training / "pre_process", broken)
     np.save(broken / "train_title.npy", np.array([{"not": "numbers"}], dtype=object), allow_pickle=True)
     assert run_stages("train", "--input", broken, "--output", tmp_path / "out", "--epochs", "1") == 2
     assert (
@@ -152,21 +157,25 @@ def test_train_refuses_a_pickled_array(chain, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_unknown_architecture_is_refused(chain, tmp_path, capsys):
-    code = run_stages("train", "--input", chain["pre_process"], "--output", tmp_path / "out", "--architecture", "gpt")
+def test_unknown_architecture_is_refused(tiny_training, tmp_path, capsys):
+    code = run_stages(
+        "train", "--input", tiny_training / "pre_process", "--output", tmp_path / "out", "--architecture", "gpt"
+    )
     assert code == 2
     assert capsys.readouterr().err.strip() == (
         "stages train: error: unknown architecture 'gpt' (choose from default, tutorial, pointer_generator)"
     )
 
 
-def test_corrupt_json_names_file_and_line(chain, tmp_path, capsys):
+def test_corrupt_json_names_file_and_line(tiny_training, tmp_path, capsys):
     import shutil
 
     broken = tmp_path / "train"
-    shutil.copytree(chain["train"], broken)
+    shutil.copytree(tiny_training / "train", broken)
     (broken / "model.json").write_text('{\n  "config": oops\n}\n')
-    assert run_stages("evaluate", "--model", broken, "--input", chain["split"], "--output", tmp_path / "out") == 2
+    assert (
+        run_stages("evaluate", "--model", broken, "--input", tiny_training / "split", "--output", tmp_path / "out") == 2
+    )
     assert capsys.readouterr().err.strip() == (
         f"stages evaluate: error: {broken / 'model.json'}: line 2: not valid JSON: Expecting value (column 13)"
     )

@@ -16,8 +16,13 @@ def events(folder) -> EventAccumulator:
     return accumulator
 
 
-def test_train_output_has_tensorboard_scalars_per_epoch(chain) -> None:
-    train = chain["train"]
+# The run's tiny training and its bundle (tests/conftest.py `tiny_training`, `tiny_bundle_dir`): the real `stages
+# train` and `stages build` code with a validation split, as every training writes its event files; what is asserted
+# (one scalar per epoch, the decoding choice as text) does not depend on the model's size or data.
+
+
+def test_train_output_has_tensorboard_scalars_per_epoch(tiny_training) -> None:
+    train = tiny_training / "train"
     epochs = json.loads((train / "model.json").read_text())["training"]["epochs_run"]
 
     accumulator = events(train / "tensorboard" / "train")
@@ -33,8 +38,8 @@ def test_train_output_has_tensorboard_scalars_per_epoch(chain) -> None:
     assert len(rates) == epochs and rates[0] > 0 and all(rate >= 0 for rate in rates)
 
 
-def test_build_bundle_has_the_decoding_choice_as_text(chain) -> None:
-    accumulator = events(chain["build"] / "tensorboard" / "decoding")
+def test_build_bundle_has_the_decoding_choice_as_text(tiny_bundle_dir) -> None:
+    accumulator = events(tiny_bundle_dir / "tensorboard" / "decoding")
 
     (event,) = accumulator.Tensors("decoding/choice")
     text = make_ndarray(event.tensor_proto).item().decode()

@@ -826,6 +826,14 @@ def _train(args: argparse.Namespace) -> None:
     if args.workers > 1:
         _train_workers(args)
         return
+    if not args.from_s3 and args.vocabulary is None:
+        from issue_titles.contract import PREPROCESS
+        from issue_titles.jsonio import read_json
+
+        # load_training_data's first read, before TensorFlow's import: a missing or broken pre_process output is
+        # refused with the same error in a fraction of a second, not after seconds of CPU (in each worker of
+        # --workers N, whose failure then stops the others sooner).
+        read_json(args.input / PREPROCESS)
     from issue_titles.train import TrainSettings, run_train
 
     endpoint: Any = None
