@@ -182,23 +182,23 @@ LONG_TIMEOUT_S = 3600
 # name that no longer exists fails tests/delivery/test_suite_settings.py.
 RUN_FIRST = (
     "tests/local/test_local_end_to_end.py",  # makes `real_local_run`
-    "tests/stages/test_cli_refusals.py",  # makes `tiny_training` and `tiny_cli_training`
-    "tests/serving/test_bad_input.py",  # the first of MAIN_SERVER_MODULES, one unit of ~60 s
-    "tests/stages/test_distributed_training.py",
+    "tests/stages/test_cli_refusals.py",  # makes `tiny_training` (so `tiny_cli_training`)
+    "tests/serving/test_bad_input.py",  # the first of MAIN_SERVER_MODULES, one unit of ~40 s
     "tests/stages/test_encoders_and_schedule.py",
-    "tests/serving/test_connections_and_shutdown.py",
+    "tests/stages/test_distributed_training.py",
+    "tests/stages/test_chain.py",  # makes `chain`, which several later modules read
     "tests/reliability/test_serving_fuzz.py",
-    "tests/stages/test_beam_search.py",
-    "tests/bench/test_bench_smoke.py",
-    "tests/stages/test_decoding_choice.py",
-    "tests/stages/test_compiled_small_batches.py",
-    "tests/serving/test_limits_and_shutdown.py",
     "tests/stages/test_incremental_data.py",
-    "tests/stages/test_bad_input.py",
+    "tests/stages/test_beam_search.py",
+    "tests/stages/test_decoding_choice.py",
     "tests/stages/test_trigrams.py",
+    "tests/stages/test_compiled_small_batches.py",
+    "tests/serving/test_connections_and_shutdown.py",
+    "tests/bench/test_bench_smoke.py",
     "tests/stages/test_copy_bias.py",
-    "tests/stages/test_chain.py",
+    "tests/serving/test_limits_and_shutdown.py",
     "tests/bench/test_decoding_variants.py",
+    "tests/stages/test_bad_input.py",
 )
 RUN_LAST = ("tests/reliability/test_secrets_in_logs.py",)  # reads `real_local_run`
 # Modules that use the main model server (`server`, one per worker: a real start costs 10-20 CPU seconds) are one
