@@ -39,7 +39,10 @@ demo: $(STAMP)
 # `make test PYTEST_ARGS=` runs serially.
 PYTEST_ARGS ?= -n 2 --dist loadscope --no-loadscope-reorder --durations=25
 
+# The real-client tests' own venv (seldon-core's client pins numpy<2 and protobuf<4), from its hash lock, before the
+# tests run (tests/serving/client_envs.py; reused while the lock is unchanged; if it cannot be built those tests skip).
 test: $(STAMP)
+	@$(BIN)/python -m tests.serving.client_envs
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-slow: $(STAMP)

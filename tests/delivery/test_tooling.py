@@ -114,3 +114,12 @@ def test_the_image_and_the_makefile_install_from_the_locks_with_hashes() -> None
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     assert "pip install --require-hashes -r requirements-dev.lock" in makefile
     assert "pip install --no-deps -e ./stages" in makefile and "pip install --no-deps -e ." in makefile
+
+
+def test_the_real_client_venv_installs_from_a_hash_lock_with_seldons_own_pins() -> None:
+    """tests/serving/client_envs.py builds seldon-core's client venv from this lock (`make test`, before the tests)."""
+    locked = pins(ROOT / "requirements-seldon-client.lock")
+    assert locked["seldon-core"][0] == "1.17.1"
+    assert all(hashes for _, hashes in locked.values()), "requirements-seldon-client.lock: pins without hashes"
+    assert int(locked["numpy"][0].split(".")[0]) < 2 and int(locked["protobuf"][0].split(".")[0]) < 4
+    assert "python -m tests.serving.client_envs" in (ROOT / "Makefile").read_text(encoding="utf-8")

@@ -1,11 +1,13 @@
-"""Virtual environments for real clients whose pins clash with ours, created once and cached in `.venv-clients/`.
+"""Virtual environments for real clients whose pins clash with ours, cached in `.venv-clients/`.
 
 seldon-core 1.17.1 pins numpy<2 and protobuf<4 (its METADATA), while MLServer 1.7 needs newer ones, so its
-`SeldonClient` runs in its own venv, driven through a subprocess. Only the client's imports are installed
-(seldon_client.py -> utils.py, flask_utils.py, user_model.py, metrics.py: numpy, protobuf, grpcio, requests, Flask,
-prometheus-client); the model-server pins (gunicorn, jaeger-client, ... several of them sdists) are skipped with
-`--no-deps`, which keeps the first install to well under a minute. Tests skip, saying why, only when pip cannot
-install these (no package index reachable).
+`SeldonClient` runs in its own venv, driven through a subprocess. The venv is installed from
+requirements-seldon-client.lock (hashes, `tools/lock.sh`): seldon-core itself without its dependencies, and only what
+its client imports (seldon_client.py -> utils.py, flask_utils.py, user_model.py, metrics.py: numpy, protobuf, grpcio,
+requests, Flask, prometheus-client); its model-server pins (gunicorn, jaeger-client, ... several of them sdists) stay
+out. `make test` builds it before the tests run (`python -m tests.serving.client_envs`); a test that finds it missing
+or out of date with the lock builds it then. Tests skip, saying why, only when pip cannot install it (no package index
+reachable).
 """
 
 import hashlib
@@ -18,17 +20,7 @@ from filelock import FileLock
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLIENTS_DIR = REPO_ROOT / ".venv-clients"
-SELDON_CORE = "seldon-core==1.17.1"
-SELDON_CLIENT_DEPENDENCIES = [
-    "numpy<2",
-    "protobuf>=3.20.2,<4",
-    "grpcio<2",
-    "requests<3",
-    "urllib3<1.27",
-    "Flask>=2,<3",
-    "werkzeug>=2.1.1,<2.3",
-    "prometheus-client>=0.7.1,<0.9",
-]
+SELDON_CLIENT_LOCK = REPO_ROOT / "requirements-seldon-client.lock"
 INSTALL_TIMEOUT_S = 900
 
 
@@ -37,23 +29,20 @@ class ClientUnavailable(Exception):
 
 
 def seldon_client_python() -> Path:
-    """The Python of a venv with seldon-core 1.17.1's client importable (created on first use, then reused)."""
-    return _client_venv(
-        "seldon-core-1.17.1",
-        [["--no-deps", SELDON_CORE], SELDON_CLIENT_DEPENDENCIES],
-        "from seldon_core.seldon_client import SeldonClient",
-    )
+    """The Python of a venv with seldon-core 1.17.1's client importable (built from its lock on first use, then
+    reused while the lock is unchanged)."""
+    return _client_venv("seldon-core-1.17.1", SELDON_CLIENT_LOCK, "from seldon_core.seldon_client import SeldonClient")
 
 
-def _client_venv(name: str, installs: list[list[str]], check: str) -> Path:
+def _client_venv(name: str, lock: Path, check: str) -> Path:
     """Under a file lock: pytest-xdist workers (or two test runs) wait for one build instead of racing it."""
     CLIENTS_DIR.mkdir(exist_ok=True)
     with FileLock(str(CLIENTS_DIR / f"{name}.lock")):
-        return _build_client_venv(name, installs, check)
+        return _build_client_venv(name, lock, check)
 
 
-def _build_client_venv(name: str, installs: list[list[str]], check: str) -> Path:
-    fingerprint = hashlib.sha256(repr((sys.version_info[:2], installs)).encode()).hexdigest()[:16]
+def _build_client_venv(name: str, lock: Path, check: str) -> Path:
+    fingerprint = hashlib.sha256(repr((sys.version_info[:2], lock.read_bytes())).encode()).hexdigest()[:16]
     venv = CLIENTS_DIR / name
     python = venv / "bin" / "python"
     stamp = venv / ".installed"
@@ -64,8 +53,8 @@ def _build_client_venv(name: str, installs: list[list[str]], check: str) -> Path
     CLIENTS_DIR.mkdir(exist_ok=True)
     try:
         _run([sys.executable, "-m", "venv", str(venv)])
-        for arguments in installs:
-            _run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *arguments])
+        _run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--require-hashes",
+              "--no-deps", "-r", str(lock)])  # fmt: skip
         _run([str(python), "-c", check])
     except ClientUnavailable:
         shutil.rmtree(venv, ignore_errors=True)
@@ -82,3 +71,10 @@ def _run(command: list[str]) -> None:
     if result.returncode != 0:
         output = (result.stdout + result.stderr).strip().splitlines()[-5:]
         raise ClientUnavailable(f"{' '.join(command[:6])} failed: " + " / ".join(output))
+
+
+if __name__ == "__main__":  # `make test`: build (or find up to date) the client venvs before the tests run
+    try:
+        print(f"clients: {seldon_client_python().parent.parent.relative_to(REPO_ROOT)}")
+    except ClientUnavailable as error:
+        print(f"clients: seldon-core's client venv could not be built, its tests will skip: {error}", file=sys.stderr)
