@@ -44,21 +44,13 @@ def assert_no_token(text: str) -> None:
     assert TOKEN not in text and base64.b64encode(TOKEN.encode()).decode() not in text
 
 
-@pytest.fixture(scope="module")
-def kube_server():
-    """One fake API server for the module: shutting one down waits out serve_forever's 0.5 s poll, per test."""
-    server, url = fake_kube(KubeState())
-    yield server, url
-    server.shutdown()
-
-
 @pytest.fixture
-def kube(kube_server):
-    """A fresh KubeState per test, behind the module's server (its handler class reads `state`)."""
-    server, url = kube_server
+def kube():
+    """A fake Kubernetes API server with a fresh KubeState, per test (it stops at once: fake_cluster's poll)."""
     state = KubeState()
-    server.RequestHandlerClass.state = state
+    server, url = fake_kube(state)
     yield state, KubeApi(url, state.token, state.namespace, verify=False)
+    server.shutdown()
 
 
 def test_the_worker_creates_its_jobs_tfjob_follows_it_and_deletes_it(kube, capsys) -> None:
