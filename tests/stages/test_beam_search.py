@@ -57,7 +57,7 @@ def test_beam_width_one_is_greedy_decoding(loaded):
     assert greedy.decoding["method"] == "greedy"
     encoded = greedy.encoder.encode_bodies(BODIES)
     # the compiled greedy loop, called directly
-    ids = greedy._greedy(encoded["body"], encoded["body_copy"], encoded["body_grams"]).numpy()
+    ids = greedy.decoder(xla=False)(encoded["body"], encoded["body_copy"], encoded["body_grams"]).numpy()
     titles = greedy.predict(BODIES)
     assert titles == greedy.encoder.decode(ids, encoded["body_tokens"])
     assert titles == reference_titles(greedy, BODIES)
@@ -86,6 +86,19 @@ def test_a_stronger_length_penalty_never_shortens_a_title(loaded):
     plain = loaded.with_decoding(beam_width=4, length_penalty=0.0).predict(BODIES)
     strong = loaded.with_decoding(beam_width=4, length_penalty=3.0).predict(BODIES)
     assert all(len(long.split()) >= len(short.split()) for short, long in zip(plain, strong, strict=True))
+
+
+def test_predictors_that_differ_only_in_penalty_min_length_or_copy_bias_run_one_trace(loaded):
+    """Those options are inputs of the compiled decoder (build tunes eight pairs of them on one trace); each
+    predictor still decodes with its own, as the per-token reference loop does."""
+    options = ({"length_penalty": 0.5}, {"length_penalty": 2.5, "copy_bias": 1.0}, {"min_length": 3, "copy_bias": 4.0})
+    width_five = [loaded.with_decoding(beam_width=5, **each) for each in options]
+    assert len({id(predictor.decoders) for predictor in width_five}) == 1
+    titles = [predictor.predict(BODIES[:6]) for predictor in width_five]
+    assert width_five[0].decoders(width_five[0].rules, jit_compile=False).experimental_get_tracing_count() == 1
+    assert len({tuple(each) for each in titles}) > 1
+    for predictor, each in zip(width_five, titles, strict=True):
+        assert each == reference_titles(predictor, BODIES[:6])
 
 
 @pytest.mark.parametrize(

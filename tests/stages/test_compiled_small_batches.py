@@ -67,13 +67,14 @@ def record_compiled_sizes(
     the wrapper goes when the test ends (the module's predictors are shared). With `decode_with_plain_graph` the
     wrapper decodes with the predictor's plain graph instead of compiling: the sizes seen are the same."""
     sizes: list[int] = []
-    compiled = predictor._beam if decode_with_plain_graph else predictor._beam_xla
+    original = predictor.decoder
+    compiled = original(xla=not decode_with_plain_graph)
 
     def recording(body, body_copy, body_grams):
         sizes.append(len(body))
         return compiled(body, body_copy, body_grams)
 
-    monkeypatch.setattr(predictor, "_beam_xla", recording)
+    monkeypatch.setattr(predictor, "decoder", lambda xla: recording if xla else original(xla=False))
     return sizes
 
 

@@ -28,8 +28,8 @@ def loaded(tiny_predictor) -> TitlePredictor:
 
 @pytest.fixture(scope="module")
 def decoding_with(loaded) -> Callable[[int, float], TitlePredictor]:
-    """(beam_width, copy_bias) -> `loaded` decoding with them, one predictor per pair for the module: each decoder is
-    traced once (greedy with COMPARED_BIAS serves both the decoder comparison and the copying test)."""
+    """(beam_width, copy_bias) -> `loaded` decoding with them, one predictor per pair for the module (they share
+    `loaded`'s compiled decoders: one trace per beam width, whatever the bias)."""
     return functools.cache(
         lambda beam_width, copy_bias: loaded.with_decoding(beam_width=beam_width, copy_bias=copy_bias)
     )
@@ -81,6 +81,14 @@ def test_a_bias_of_one_is_the_switch_as_trained(step_scores):
     np.testing.assert_array_equal(step_scores(1.0), step_scores(1))
 
 
+@pytest.mark.parametrize("copy_bias", [1.0, COMPARED_BIAS])
+def test_a_bias_given_as_a_tensor_scores_exactly_as_the_same_float(step_scores, copy_bias):
+    """Compiled decoders pass the bias as an input tensor (one trace for every bias); the reference passes a float."""
+    import tensorflow as tf
+
+    np.testing.assert_array_equal(step_scores(tf.constant(copy_bias, tf.float32)), step_scores(copy_bias))
+
+
 @pytest.mark.parametrize("beam_width", [1, 3])
 def test_both_decoders_give_the_same_titles_with_a_copy_bias(decoding_with, beam_width):
     predictor = decoding_with(beam_width, COMPARED_BIAS)
@@ -93,11 +101,11 @@ def test_a_larger_copy_bias_copies_more_body_words(loaded, decoding_with):
 
     def copied_ids(copy_bias: float) -> int:
         predictor = decoding_with(1, copy_bias)
-        ids = predictor._greedy(encoded["body"], encoded["body_copy"], encoded["body_grams"]).numpy()
+        ids = predictor.decoder(xla=False)(encoded["body"], encoded["body_copy"], encoded["body_grams"]).numpy()
         return int((ids >= predictor.config.title_vocab_size).sum())
 
-    # The largest bias is the one the greedy decoder was compared with (its trace is shared); on the tiny model the
-    # copied ids are 1 < 4 < 9 (and 24 at a bias of 5).
+    # The largest bias is the one the greedy decoder was compared with; on the tiny model the copied ids are
+    # 1 < 4 < 9 (and 24 at a bias of 5).
     assert copied_ids(0.2) < copied_ids(1.0) < copied_ids(COMPARED_BIAS)
 
 

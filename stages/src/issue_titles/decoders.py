@@ -17,12 +17,15 @@ no unfinished hypothesis of any body can still beat its body's best finished one
 with a non-negative penalty, the divisor only grows).
 
 `compile_decoder` turns `greedy_ids` or `beam_ids` into a TensorFlow function, plain or XLA-compiled (the predictor
-runs small batches through XLA, padded to a power of two so each size compiles once).
+runs small batches through XLA, padded to a power of two so each size compiles once). The options a predictor may
+change without reloading (`with_decoding`: length penalty, min length, copy bias) are inputs of that function, not
+constants in it: `CompiledDecoders` keeps one function per beam width and kind for a model, and every predictor of the
+model shares them, so `stages build` tunes its eight length penalty and copy bias pairs with one trace, not nine.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -85,20 +88,55 @@ class DecodingRules:
         )
 
 
+class DecodingInputs(NamedTuple):
+    """The options of `DecodingRules` that a compiled decoder takes as inputs at every call, so that changing them
+    needs no new trace: the length penalty table, the copy bias and the first step that may end a title."""
+
+    penalty: Any  # (max_steps + 1,) float32
+    copy_bias: Any  # float32 scalar
+    first_end_step: Any  # int32 scalar
+
+    @classmethod
+    def of(cls, rules: DecodingRules) -> "DecodingInputs":
+        return cls(rules.penalty, np.float32(rules.copy_bias), np.int32(rules.first_end_step))
+
+
 def compile_decoder(decode: Callable, model: Any, rules: DecodingRules, jit_compile: bool = False) -> Callable:
-    """`decode` (greedy_ids or beam_ids) for this model and these rules, as a TensorFlow function of the encoded
-    batch (body, body_copy, body_grams). With `jit_compile`, XLA compiles it once per batch size it meets."""
+    """`decode` (greedy_ids or beam_ids) for this model at this beam width, as a TensorFlow function of the encoded
+    batch (body, body_copy, body_grams) and the `DecodingInputs`. Only the parts of `rules` that depend on the model
+    and the beam width are compiled in; with `jit_compile`, XLA compiles it once per batch size it meets."""
     import tensorflow as tf
 
     config = model.config
     length = config.body_length
     signature = [tf.TensorSpec([None, length], tf.int32), tf.TensorSpec([None, length], tf.int32),
-                 tf.TensorSpec([None, length, config.trigrams_per_token], tf.int32)]  # fmt: skip
+                 tf.TensorSpec([None, length, config.trigrams_per_token], tf.int32),
+                 tf.TensorSpec([rules.max_steps + 1], tf.float32), tf.TensorSpec([], tf.float32),
+                 tf.TensorSpec([], tf.int32)]  # fmt: skip
 
-    def decode_batch(body, body_copy, body_grams):
-        return decode(model, rules, body, body_copy, body_grams)
+    def decode_batch(body, body_copy, body_grams, penalty, copy_bias, first_end_step):
+        return decode(model, rules, DecodingInputs(penalty, copy_bias, first_end_step), body, body_copy, body_grams)
 
     return tf.function(decode_batch, input_signature=signature, jit_compile=jit_compile)
+
+
+class CompiledDecoders:
+    """The compiled decoding functions of one model, made when first needed: greedy or beam (per beam width), plain
+    graph or XLA. A predictor and every `with_decoding` copy of it share one, so a new length penalty, min length or
+    copy bias reuses the traced functions (and XLA's compiled batch sizes); a new beam width traces its own."""
+
+    def __init__(self, model: Any, encoder: TextEncoder) -> None:
+        self.model = model
+        self.encoder = encoder
+        self._functions: dict[tuple[int, bool], Callable] = {}
+
+    def __call__(self, rules: DecodingRules, jit_compile: bool) -> Callable:
+        """The function for `rules.beam_width`, called as f(body, body_copy, body_grams, *DecodingInputs.of(rules))."""
+        key = (rules.beam_width, jit_compile)
+        if key not in self._functions:
+            decode = greedy_ids if rules.beam_width == 1 else beam_ids
+            self._functions[key] = compile_decoder(decode, self.model, rules, jit_compile=jit_compile)
+        return self._functions[key]
 
 
 def log_probabilities(probs):
@@ -117,8 +155,9 @@ def log_probabilities(probs):
     return tf.where(probs > 0.0, logs, tf.constant(-np.inf, tf.float32))
 
 
-def greedy_ids(model, rules: DecodingRules, body, body_copy, body_grams):
-    """Compiled: encode once, then argmax-decode every body in lock-step until all have ended."""
+def greedy_ids(model, rules: DecodingRules, options: DecodingInputs, body, body_copy, body_grams):
+    """Compiled: encode once, then argmax-decode every body in lock-step until all have ended. The length penalty,
+    min length and copy bias come from `options`, never from `rules` (see `compile_decoder`)."""
     import tensorflow as tf
 
     memory, state = model.encode(body, body_copy, body_grams, training=False)
@@ -134,8 +173,8 @@ def greedy_ids(model, rules: DecodingRules, body, body_copy, body_grams):
     vocab_size = tf.constant(rules.title_vocab_size, tf.int32)
     used = tf.zeros([batch, rules.output_size], tf.bool)
     for step in tf.range(rules.max_steps):
-        scores, state = model.step(token, memory, state, rules.copy_bias)
-        barred = tf.cond(step < rules.first_end_step, lambda: banned_first, lambda: banned)
+        scores, state = model.step(token, memory, state, options.copy_bias)
+        barred = tf.cond(step < options.first_end_step, lambda: banned_first, lambda: banned)
         mask = tf.logical_or(barred[None, :], used)
         scores = tf.where(mask, tf.constant(-1.0, scores.dtype), scores)
         chosen = tf.argmax(scores, axis=-1, output_type=tf.int32)
@@ -149,7 +188,7 @@ def greedy_ids(model, rules: DecodingRules, body, body_copy, body_grams):
     return output
 
 
-def beam_ids(model, rules: DecodingRules, body, body_copy, body_grams):
+def beam_ids(model, rules: DecodingRules, options: DecodingInputs, body, body_copy, body_grams):
     """Compiled beam search: encode once, tile beam-wise, then every body's hypotheses advance in lock-step.
 
     Rows are body-major (row = body * width + beam). Per step: one model call for all rows; the end marker's
@@ -171,7 +210,7 @@ def beam_ids(model, rules: DecodingRules, body, body_copy, body_grams):
     # Step 0 once per body, before tiling: the beams would all be copies of the start, so the first hypothesis'
     # `width` best first words are the beams (what the loop below would select, at a width-th of the cost).
     start = tf.fill([batch], tf.constant(rules.start_id, tf.int32))
-    probs, state = model.step(start, memory, state, rules.copy_bias)
+    probs, state = model.step(start, memory, state, options.copy_bias)
     values, words = tf.math.top_k(tf.where(banned_alive, ruled_out, tf.cast(probs, tf.float32)), k=width)
     scores = log_probabilities(values)  # (B, W); the reference adds these to a score of 0.0, which is exact
     words = tf.reshape(words, [-1])
@@ -181,7 +220,7 @@ def beam_ids(model, rules: DecodingRules, body, body_copy, body_grams):
     token = tf.where(words >= vocab_size, tf.constant(UNK_ID, tf.int32), words)
     best = tf.fill([batch], tf.constant(-np.inf, tf.float32))
     best_sequence = tf.zeros([batch, steps], tf.int32)
-    penalty = tf.constant(rules.penalty)
+    penalty = tf.convert_to_tensor(options.penalty, tf.float32)
     end_id = tf.constant(rules.end_id, tf.int32)
     banned_ids = tf.constant(rules.banned_alive)
     # Enough of a row's likeliest ids that `width` remain once its banned and already used ids are taken out: a
@@ -191,9 +230,9 @@ def beam_ids(model, rules: DecodingRules, body, body_copy, body_grams):
     positions = tf.range(steps)[None, :]
     length = tf.constant(1)
     for step in tf.range(1, steps):
-        probs, stepped = model.step(token, memory, state, rules.copy_bias)
+        probs, stepped = model.step(token, memory, state, options.copy_bias)
         probs = tf.cast(probs, tf.float32)
-        if step >= rules.first_end_step:
+        if step >= options.first_end_step:
             ending = tf.reshape(log_probabilities(probs[:, rules.end_id]), [batch, width])
             top, beam = tf.math.top_k((scores + ending) / penalty[step + 1], k=1)  # ties: the lower beam
             top, beam = top[:, 0], beam[:, 0]

@@ -92,7 +92,8 @@ class Seq2SeqModel(keras.Model):
 
     def step(self, tokens, memory, state, copy_bias: float = 1.0):
         """(B,) previous tokens -> ((B, output_size) scores, next state); greedy decoding takes the argmax.
-        `copy_bias` (pointer_generator only) multiplies the odds of copying over generating (see PointerGenerator)."""
+        `copy_bias` (pointer_generator only) multiplies the odds of copying over generating (see PointerGenerator):
+        a float, or a float32 scalar tensor when a compiled decoder passes it as its input."""
         raise NotImplementedError
 
     def training_loss(self):
@@ -131,7 +132,8 @@ class TutorialSeq2Seq(Seq2SeqModel):
         return probabilities
 
     def step(self, tokens, memory, state, copy_bias: float = 1.0):
-        if copy_bias != 1.0:
+        # A compiled decoder hands every model its copy bias as a tensor (1.0 here: the predictor refuses others).
+        if not ops.is_tensor(copy_bias) and copy_bias != 1.0:
             raise ValueError(
                 "copy_bias applies to the pointer_generator architecture only: the tutorial's model does not copy"
             )
@@ -254,7 +256,10 @@ class PointerGenerator(Seq2SeqModel):
         repositories, which suits bodies whose words the title vocabulary lacks (stages/README.md, "Decoding")."""
         vocab, attention, generate, state = self._decode(ops.expand_dims(tokens, 1), memory, state, training=False)
         generate = generate[:, 0, :]
-        if copy_bias != 1.0:  # a Python branch: the default graph stays exactly the unbiased one
+        if ops.is_tensor(copy_bias):  # a compiled decoder's input: a bias of 1 keeps the switch's g exactly
+            bias = ops.cast(copy_bias, generate.dtype)
+            generate = ops.where(ops.equal(bias, 1.0), generate, generate / (generate + bias * (1.0 - generate)))
+        elif copy_bias != 1.0:  # a Python branch: the default graph stays exactly the unbiased one
             generate = generate / (generate + copy_bias * (1.0 - generate))
         return self.output_scores(vocab[:, 0, :], attention[:, 0, :], generate, memory), state
 

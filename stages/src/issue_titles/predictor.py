@@ -13,13 +13,14 @@ next power of two so each size compiles once: 2.4x faster for one body (21.5 -> 
 batches keep the plain graph, which XLA barely beats there and which needs no compile per batch size.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from issue_titles.contract import PROVENANCE
-from issue_titles.decoders import PROBABILITY_FLOOR, UNK_ID, DecodingRules, beam_ids, compile_decoder, greedy_ids
+from issue_titles.decoders import PROBABILITY_FLOOR, UNK_ID, CompiledDecoders, DecodingInputs, DecodingRules
 from issue_titles.decoding_options import (
     DECODING_DEFAULTS,
     DEFAULT_BEAM_WIDTH,
@@ -70,7 +71,10 @@ class TitlePredictor:
         min_length: int = DEFAULT_MIN_LENGTH,
         compiled_batch_limit: int = 0,
         copy_bias: float | None = None,
+        decoders: CompiledDecoders | None = None,
     ) -> None:
+        """`decoders`: the compiled functions of another predictor of this same model and encoder to reuse
+        (`with_decoding`); by default this predictor compiles its own when it first decodes."""
         self.model = model
         self.encoder = encoder
         self.info = info
@@ -84,11 +88,10 @@ class TitlePredictor:
             self.config, encoder, self.beam_width, self.length_penalty, self.min_length, self.copy_bias
         )
         self.compiled_batch_limit = check_batch_limit(compiled_batch_limit)
-        self._greedy = compile_decoder(greedy_ids, model, self.rules)
-        self._beam = compile_decoder(beam_ids, model, self.rules)
-        # XLA compiles once per batch size it meets; _decode_ids only ever hands it powers of two.
-        self._greedy_xla = compile_decoder(greedy_ids, model, self.rules, jit_compile=True)
-        self._beam_xla = compile_decoder(beam_ids, model, self.rules, jit_compile=True)
+        if decoders is not None and (decoders.model is not model or decoders.encoder is not encoder):
+            raise ValueError("the compiled decoders given belong to another model or text encoding")
+        self.decoders = decoders if decoders is not None else CompiledDecoders(model, encoder)
+        self._inputs = DecodingInputs.of(self.rules)
 
     def _checked_options(
         self, beam_width: int, length_penalty: float, min_length: int, copy_bias: float | None
@@ -159,7 +162,7 @@ class TitlePredictor:
         """The same model and text encoding, decoding with `options` changed (beam_width, length_penalty,
         min_length, copy_bias): no second load of the weights."""
         current = {key: getattr(self, key) for key in DECODING_DEFAULTS}
-        return TitlePredictor(self.model, self.encoder, self.info, self.source,
+        return TitlePredictor(self.model, self.encoder, self.info, self.source, decoders=self.decoders,
                               compiled_batch_limit=self.compiled_batch_limit, **(current | options))  # fmt: skip
 
     @property
@@ -192,14 +195,20 @@ class TitlePredictor:
         of two with copies of the last body (each body decodes independently), else the plain graph."""
         rows = len(body)
         if rows > self.compiled_batch_limit:
-            decode = self._greedy if self.beam_width == 1 else self._beam
-            return decode(body, body_copy, body_grams).numpy()
+            return self.decoder(xla=False)(body, body_copy, body_grams).numpy()
+        # XLA compiles once per batch size it meets: hand it powers of two only.
         padded = 1 << (rows - 1).bit_length()
         if padded > rows:
             body, body_copy, body_grams = (np.concatenate([array, np.repeat(array[-1:], padded - rows, axis=0)])
                                            for array in (body, body_copy, body_grams))  # fmt: skip
-        decode = self._greedy_xla if self.beam_width == 1 else self._beam_xla
-        return decode(body, body_copy, body_grams).numpy()[:rows]
+        return self.decoder(xla=True)(body, body_copy, body_grams).numpy()[:rows]
+
+    def decoder(self, xla: bool) -> Callable[[np.ndarray, np.ndarray, np.ndarray], Any]:
+        """This predictor's compiled decoding, a function of the encoded batch (body, body_copy, body_grams) to ids:
+        the plain graph, or XLA with `xla`. Its options go in as inputs, so predictors that differ only in them run
+        the same traced function."""
+        compiled, inputs = self.decoders(self.rules, jit_compile=xla), self._inputs
+        return lambda body, body_copy, body_grams: compiled(body, body_copy, body_grams, *inputs)
 
     def warm_up(self, body: str = "warm up the decoder") -> None:
         """Compile every batch size a request can meet (the plain graph, and each XLA size up to the limit), so no
