@@ -17,6 +17,7 @@ datum computes (`should_reprocess`); `diff` only says whether anything changed a
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import re
@@ -363,26 +364,36 @@ class BySource:
     """
 
     def __reduce__(self) -> tuple[Any, ...]:
-        source: str | None = globals().get("__provider_source__")
-        bundle: dict[str, str] | None = globals().get("__provider_bundle__")
-        if source is None or bundle is None:  # set together when a pickled provider is rebuilt (_REBUILD)
-            with open(__file__, encoding="utf-8") as handle:
-                source = handle.read()
-            bundle = _repository_sources(source)
-        digest = hashlib.sha256(source.encode())
-        for name in sorted(bundle):
-            digest.update(name.encode() + b"\0" + bundle[name].encode())
+        source, bundle, tag = _provider_sources()
         scope: dict[str, Any] = {
             "loader": _loader_source(),
             "scope": {},
             "source": source,
             "bundle": bundle,
             "class_name": type(self).__name__,
-            "tag": digest.hexdigest()[:16],
+            "tag": tag,
         }
         return eval, (_REBUILD, scope), (self.__dict__ or None)
 
 
+@functools.cache
+def _provider_sources() -> tuple[str, dict[str, str], str]:
+    """(this module's source, the repository modules it imports by name, a tag of both), worked out once per process:
+    Pulumi pickles the provider of every repo and pipeline it registers, and reading and parsing the same files for
+    each one cost more than the rest of the program's evaluation. The result is shared: do not change it."""
+    source: str | None = globals().get("__provider_source__")
+    bundle: dict[str, str] | None = globals().get("__provider_bundle__")
+    if source is None or bundle is None:  # set together when a pickled provider is rebuilt (_REBUILD)
+        with open(__file__, encoding="utf-8") as handle:
+            source = handle.read()
+        bundle = _repository_sources(source)
+    digest = hashlib.sha256(source.encode())
+    for name in sorted(bundle):
+        digest.update(name.encode() + b"\0" + bundle[name].encode())
+    return source, bundle, digest.hexdigest()[:16]
+
+
+@functools.cache
 def _loader_source() -> str:
     """The source of `_load_by_source`, also where it was itself loaded by source (no file to read there)."""
     import inspect
