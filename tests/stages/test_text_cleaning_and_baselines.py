@@ -1,5 +1,8 @@
 """Body cleaning (template headings, checkboxes, links, HTML) and the extractive baselines a model must beat."""
 
+import csv
+import itertools
+
 import pytest
 
 from issue_titles.metrics import best_lead_words, extractive_baselines, first_sentence, lead_words
@@ -59,3 +62,24 @@ def test_the_cleaned_baselines_skip_the_template_heading_the_raw_ones_copy():
     assert baselines["lead_k"](body) == "## Summary Speed"
     assert baselines["lead_k_clean"](body) == "Speed up imports."
     assert baselines["first_sentence_clean"](body) == "Speed up imports."
+
+
+def test_rouge_l_scores_are_rouge_scores_own_with_porter_stemming():
+    """metrics tokenises word by word and remembers each word's stemmed tokens (the lead baseline scores the same
+    words thousands of times); every score must still be the one rouge-score's default stemming scorer gives."""
+    from rouge_score import rouge_scorer
+
+    from issue_titles.metrics import rouge_l_scores
+    from localpach.sample import DATA_SET, open_text
+
+    with open_text(DATA_SET) as source:
+        rows = list(itertools.islice(csv.DictReader(source), 300))
+    references = [row["issue_title"] for row in rows] + ["Running runs ran", "", "Ünïcödé 😀 caching", "a b"]
+    references += ["KELVIN\u212a-scale", "ΑΣ ΣΑΣ naïve café", "tab\tand\u00a0no-break\u2003spaces"]
+    predictions = [lead_words(row["body"], 8) for row in rows] + ["the runner running", "empty", "cached", ""]
+    predictions += ["kelvink scale", "naïve\u200bcafé", "tab and no break spaces"]
+    plain = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    expected = [plain.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references, strict=True)]
+    assert rouge_l_scores(predictions, references) == expected
+    assert rouge_l_scores(predictions, references) == expected  # the second time from what it remembered
+    assert rouge_l_scores(["run run"], ["Running runs"]) == [1.0]  # stems, not words, are compared
