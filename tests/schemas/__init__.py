@@ -36,4 +36,5 @@ def load_json(name: str) -> Any:
 
 
 def load_yaml(name: str) -> Any:
-    return yaml.safe_load(text(name))
+    """Parsed with libyaml where PyYAML has it (the same safe constructors, ~10x faster on the CRDs' megabytes)."""
+    return yaml.load(text(name), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
