@@ -44,6 +44,17 @@ def test_compiled_small_batches_give_the_plain_graph_titles(plain, compiled, bea
     assert compiled.predict(BODIES[:1]) == plain.predict(BODIES[:1]) == reference_titles(plain, BODIES[:1])
 
 
+def test_the_xla_decoder_compiles_the_plain_decoders_trace(compiled):
+    """Tracing the decoder is seconds of Python: XLA compiles the plain graph's trace instead of tracing again."""
+    predictor = compiled[2]
+    assert predictor.predict(BODIES[:2]) == predictor.predict(BODIES)[:2]  # XLA, then the plain graph (over 4)
+    plain, xla = (predictor.decoders(predictor.rules, jit_compile=jit) for jit in (False, True))
+    assert plain.experimental_get_tracing_count() == 1
+    assert xla.experimental_get_tracing_count() == 1
+    assert [op.type for op in xla.get_concrete_function().graph.get_operations()
+            if op.type.endswith("PartitionedCall")] == ["StatefulPartitionedCall"]  # fmt: skip
+
+
 def test_compiled_greedy_titles_are_not_empty(compiled):
     """XLA silently dropped the writes of the greedy loop's growing TensorArray: every title came back empty.
     (A batch of 4, the XLA size the module's greedy predictor already compiled; the bug did not depend on size.)"""

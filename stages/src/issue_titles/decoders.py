@@ -128,14 +128,25 @@ class CompiledDecoders:
     def __init__(self, model: Any, encoder: TextEncoder) -> None:
         self.model = model
         self.encoder = encoder
-        self._functions: dict[tuple[int, bool], Callable] = {}
+        self._functions: dict[tuple[int, bool], Any] = {}  # tf.function objects
 
-    def __call__(self, rules: DecodingRules, jit_compile: bool) -> Callable:
-        """The function for `rules.beam_width`, called as f(body, body_copy, body_grams, *DecodingInputs.of(rules))."""
+    def __call__(self, rules: DecodingRules, jit_compile: bool) -> Any:
+        """The function for `rules.beam_width`, called as f(body, body_copy, body_grams, *DecodingInputs.of(rules)).
+
+        The XLA one calls the plain one's traced graph: tracing the decoder costs seconds (it is a few thousand
+        TensorFlow ops built in Python), and XLA compiles the same graph either way."""
         key = (rules.beam_width, jit_compile)
         if key not in self._functions:
-            decode = greedy_ids if rules.beam_width == 1 else beam_ids
-            self._functions[key] = compile_decoder(decode, self.model, rules, jit_compile=jit_compile)
+            if jit_compile:
+                import tensorflow as tf
+
+                traced = self(rules, jit_compile=False).get_concrete_function()
+                self._functions[key] = tf.function(lambda *inputs: traced(*inputs),
+                                                   input_signature=traced.structured_input_signature[0],
+                                                   jit_compile=True)  # fmt: skip
+            else:
+                decode = greedy_ids if rules.beam_width == 1 else beam_ids
+                self._functions[key] = compile_decoder(decode, self.model, rules)
         return self._functions[key]
 
 
