@@ -131,7 +131,7 @@ def test_a_mixed_precision_training_gives_float32_weights_that_a_predictor_loads
     assert np.isfinite(training["final_loss"]) and training["final_loss"] < training["first_loss"]
     assert keras.mixed_precision.dtype_policy().name == "float32"  # the global policy is put back
     # Greedy: loading float32 weights and decoding with them does not depend on the search, and greedy's decoder
-    # traces in about half of beam search's time (beam search itself: tests/stages/test_beam_search).
+    # compiles in ~2/3 of beam search's time (~1.5 against ~2.3 CPU s; beam search: tests/stages/test_beam_search).
     predictor = TitlePredictor.load(tmp_path / "mixed", beam_width=1)
     assert all(weight.dtype == "float32" for weight in predictor.model.weights)
     titles = predictor.predict([issue.body for issue in tiny_issues(4, seed=3)])

@@ -86,8 +86,9 @@ def test_rows_repeated_within_and_across_files_are_counted_and_kept_once(tmp_pat
 
 def misfit_previous(work: Path) -> Path:
     """A previous model record that `decide` takes for an update of `work`'s training (this vocabulary, these
-    settings, a full training with no rows fitted yet) but whose weights file holds other shapes: the same model with a
-    wider hidden layer, built, not trained (what the weights hold does not matter to a refusal by shape)."""
+    settings, a full training before it; no rows recorded as fitted, so every row is new) but whose weights file
+    holds other shapes: the same model with a wider hidden layer, built, not trained (what the weights hold does not
+    matter to a refusal by shape). The refusal test fails if `decide` stops taking it for an update."""
     from issue_titles.contract import BODY_VOCAB, MODEL_INFO, TITLE_VOCAB, WEIGHTS_FILE
     from issue_titles.incremental import LINEAGE, fingerprint
     from issue_titles.jsonio import read_vocabulary, write_json
