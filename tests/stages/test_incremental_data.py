@@ -3,6 +3,8 @@ kept byte for byte below the drift threshold, train updating its previous model 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import shutil
 from pathlib import Path
 
@@ -82,17 +84,56 @@ def test_rows_repeated_within_and_across_files_are_counted_and_kept_once(tmp_pat
     assert sorted(urls) == sorted({issue.issue_url for issue in issues})  # every row once
 
 
+def misfit_previous(work: Path) -> Path:
+    """A previous model record that `decide` takes for an update of `work`'s training (this vocabulary, these
+    settings, a full training before it; no rows recorded as fitted, so every row is new) but whose weights file
+    holds other shapes: the same model with a wider hidden layer, built, not trained (what the weights hold does not
+    matter to a refusal by shape). The refusal test fails if `decide` stops taking it for an update."""
+    from issue_titles.contract import BODY_VOCAB, MODEL_INFO, TITLE_VOCAB, WEIGHTS_FILE
+    from issue_titles.incremental import LINEAGE, fingerprint
+    from issue_titles.jsonio import read_vocabulary, write_json
+    from issue_titles.models import ModelConfig, build_model
+    from issue_titles.vocabulary import vocab_dir
+
+    previous = work / "previous"
+    previous.mkdir()
+    for name in (BODY_VOCAB, TITLE_VOCAB):
+        shutil.copyfile(vocab_dir(work / "vocabulary") / name, previous / name)
+    write_json(previous / MODEL_INFO, {"validation_row_keys": []})
+    write_json(previous / LINEAGE, {"mode": "full", "settings": fingerprint(TRAIN)})
+    write_json(previous / TRAINED_KEYS, [])
+    trained = TRAIN.resolved()
+    wider = ModelConfig(trained.architecture, len(read_vocabulary(previous / BODY_VOCAB)),
+                        len(read_vocabulary(previous / TITLE_VOCAB)), TEXT.body_length, TEXT.title_length,
+                        trained.embedding_dim, trained.hidden_dim + 8, trained.dropout)  # fmt: skip
+    build_model(wider).save_weights(previous / WEIGHTS_FILE)
+    return previous
+
+
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory) -> Path:
-    """split -> vocabulary -> encode -> a full training on 60 synthetic rows in one file."""
+def chain_run(tmp_path_factory) -> tuple[Path, dict, str]:
+    """split -> vocabulary -> encode -> a full training on 60 synthetic rows in one file: (work folder, what
+    run_train_incremental returned, what it printed on stderr). The module's one full training, so it is also the
+    refusal test's: asked to warm-start from `misfit_previous`, train refuses those weights and falls back to the
+    full training the other tests read (a full training is the same whichever reason led to it; training the same
+    model a second time only for the refusal cost a whole training)."""
     work = tmp_path_factory.mktemp("chain")
     (work / "raw").mkdir()
     write_issues(work / "raw" / "a.csv", tiny_issues(80)[:60])
     run_split_shards(work / "raw", work / "split", ShardSettings(test_fraction=0.2))
     run_vocabulary(work / "split", work / "vocabulary", TEXT)
     run_encode_shards(work / "split", work / "vocabulary", work / "pre")
-    run_train_incremental(work / "pre", work / "vocabulary", work / "train", TRAIN, UpdateSettings())
-    return work
+    previous = misfit_previous(work)
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        info = run_train_incremental(work / "pre", work / "vocabulary", work / "train", TRAIN, UpdateSettings(),
+                                     previous_dir=previous)  # fmt: skip
+    return work, info, err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def chain(chain_run: tuple[Path, dict, str]) -> Path:
+    """The work folder of `chain_run` (raw/, split/, vocabulary/, pre/, train/: a full training). Read-only."""
+    return chain_run[0]
 
 
 def add_file_and_refit(chain: Path, target: Path, rows, threshold: float) -> dict:
@@ -158,23 +199,10 @@ def test_an_unchanged_vocabulary_warm_starts_from_the_previous_model_and_records
 
 
 def test_a_warm_start_whose_shapes_do_not_match_is_refused_and_falls_back_to_a_full_training(
-    chain: Path, tmp_path: Path, capsys
+    chain_run: tuple[Path, dict, str],
 ) -> None:
-    from issue_titles.models import ModelConfig, build_model
+    _, info, err = chain_run  # warm-started from `misfit_previous`: a record of the same kind, weights of other shapes
 
-    previous = tmp_path / "previous"
-    shutil.copytree(chain / "train", previous)
-    # The same model with a wider hidden layer: its weights file is what a training of it would save, other shapes
-    # (built, not trained: what the weights hold does not matter to a refusal by shape).
-    config = read_json(chain / "train" / "model.json")["config"]
-    build_model(ModelConfig.from_dict(config | {"hidden_dim": 24})).save_weights(tmp_path / "wider.weights.h5")
-    shutil.copyfile(tmp_path / "wider.weights.h5", previous / "model.weights.h5")  # same record, other shapes
-
-    info = run_train_incremental(
-        chain / "pre", chain / "vocabulary", tmp_path / "train", TRAIN, UpdateSettings(), previous_dir=previous
-    )
-
-    err = capsys.readouterr().err
     assert "warm start refused: the previous model's weights do not fit this model" in err
     assert "falling back to a full training" in err
     assert info["lineage"]["mode"] == "full" and "warm start refused" in info["lineage"]["reason"]
