@@ -9,6 +9,7 @@ import pytest
 
 import bench.decoding_variants
 from bench.decoding_variants import main, reranked, titles_for
+from issue_titles.contract import MODEL_FILES
 from issue_titles.csvio import write_issues
 from issue_titles.decoding_options import DECODING_DEFAULTS, with_defaults
 from issue_titles.model_loading import recorded_decoding
@@ -29,7 +30,7 @@ def trained(tmp_path_factory, tiny_training):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_predictor_per_load():
+def one_predictor_per_load(tiny_training, tiny_bundle_dir, tiny_predictor):
     """`TitlePredictor.load` reads each folder's model once in this module; a load with decoding options is that
     model `with_decoding` the options `load` would resolve (given ones, else the folder's recorded ones, else the
     defaults: `with_defaults(given, recorded_decoding(folder))`, as `load` does), and it is handed out again for the
@@ -40,9 +41,15 @@ def one_predictor_per_load():
     options again and again (the bench per variant, the tests to compare with). Predictors of one model share its
     compiled decoders, one per beam width, with the options as inputs, so they decode the titles a fresh load with
     those options decodes; a test comparing a variant with `TitlePredictor.load(...)` of the same options still fails
-    when the variant passes other options: those resolve to other options, another predictor."""
+    when the variant passes other options: those resolve to other options, another predictor.
+
+    The tiny training's model is the session's `tiny_predictor`'s (tests/conftest.py, loaded from the tiny bundle,
+    whose decoders other modules traced) when the training's model files are byte for byte the bundle's (`stages
+    build` copies them): the same weights, vocabularies and model.json, decoding with the options resolved here."""
     real = TitlePredictor.__dict__["load"].__func__  # the classmethod's function, called with the class below
-    models: dict[str, TitlePredictor] = {}
+    train = tiny_training / "train"
+    same_files = all((train / name).read_bytes() == (tiny_bundle_dir / name).read_bytes() for name in MODEL_FILES)
+    models: dict[str, TitlePredictor] = {str(train): tiny_predictor} if same_files else {}
     loaded: dict[tuple, TitlePredictor] = {}
 
     def resolved(folder, predictor: TitlePredictor) -> tuple:
