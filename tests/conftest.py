@@ -75,6 +75,18 @@ def tiny_cli_training(tiny_training: Path) -> Path:
     return tiny_training
 
 
+@pytest.fixture(scope="session")
+def tiny_predictor(tiny_bundle_dir: Path) -> Any:
+    """`TitlePredictor.load` of the run's tiny bundle (its recorded decoding), once per session (per xdist worker):
+    the decoding tests' modules and the decoding bench's smoke test share its model, so the weights are read once and
+    its compiled decoders and the reference decoder's calls (tests/stages/graph_reference.py, cached per model) are
+    traced once, not per module. Tests change its decoding with `with_decoding` (a new predictor, the same model) and
+    must not change it."""
+    from issue_titles.predictor import TitlePredictor
+
+    return TitlePredictor.load(tiny_bundle_dir)
+
+
 def _cli_training(tiny_training: Path, folder: Path) -> None:
     """`stages train` on `tiny_training`/pre_process into `folder`/train, recorded as `tiny_cli_training` says."""
     import io

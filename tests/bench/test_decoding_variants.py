@@ -9,7 +9,10 @@ import pytest
 
 import bench.decoding_variants
 from bench.decoding_variants import main, reranked, titles_for
+from issue_titles.contract import MODEL_FILES
 from issue_titles.csvio import write_issues
+from issue_titles.decoding_options import DECODING_DEFAULTS, with_defaults
+from issue_titles.model_loading import recorded_decoding
 from issue_titles.predictor import TitlePredictor
 from tests.tiny_model import tiny_issues
 
@@ -27,16 +30,26 @@ def trained(tmp_path_factory, tiny_training):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_predictor_per_load():
-    """`TitlePredictor.load` builds (and traces the decoder of) one predictor per folder and decoding options in this
-    module, and hands it out again for the same arguments, or for other arguments that resolve to the same options
-    (`load(model)` and `load(model, beam_width=DEFAULT_BEAM_WIDTH, ...)` on a model that records none).
+def one_predictor_per_load(tiny_training, tiny_bundle_dir, tiny_predictor):
+    """`TitlePredictor.load` reads each folder's model once in this module; a load with decoding options is that
+    model `with_decoding` the options `load` would resolve (given ones, else the folder's recorded ones, else the
+    defaults: `with_defaults(given, recorded_decoding(folder))`, as `load` does), and it is handed out again for the
+    same arguments, or for other arguments that resolve to the same options (`load(model)` and
+    `load(model, beam_width=DEFAULT_BEAM_WIDTH, ...)` on a model that records none).
 
-    A load and its first decode cost seconds; the variants here load the same few again and again (the bench per
-    variant, the tests to compare with). A predictor decodes the same titles however often it is asked, so a test
-    comparing a variant with `TitlePredictor.load(...)` of the same options still fails when the variant passes other
-    options: those resolve to other options, another predictor."""
+    A load and each compiled decoder's first decode cost seconds; the variants here load the same model with a few
+    options again and again (the bench per variant, the tests to compare with). Predictors of one model share its
+    compiled decoders, one per beam width, with the options as inputs, so they decode the titles a fresh load with
+    those options decodes; a test comparing a variant with `TitlePredictor.load(...)` of the same options still fails
+    when the variant passes other options: those resolve to other options, another predictor.
+
+    The tiny training's model is the session's `tiny_predictor`'s (tests/conftest.py, loaded from the tiny bundle,
+    whose decoders other modules traced) when the training's model files are byte for byte the bundle's (`stages
+    build` copies them): the same weights, vocabularies and model.json, decoding with the options resolved here."""
     real = TitlePredictor.__dict__["load"].__func__  # the classmethod's function, called with the class below
+    train = tiny_training / "train"
+    same_files = all((train / name).read_bytes() == (tiny_bundle_dir / name).read_bytes() for name in MODEL_FILES)
+    models: dict[str, TitlePredictor] = {str(train): tiny_predictor} if same_files else {}
     loaded: dict[tuple, TitlePredictor] = {}
 
     def resolved(folder, predictor: TitlePredictor) -> tuple:
@@ -44,9 +57,13 @@ def one_predictor_per_load():
         return str(folder), options, predictor.compiled_batch_limit
 
     def load(cls, folder, **options):
+        if set(options) - set(DECODING_DEFAULTS):  # verify=, compiled_batch_limit=: not used here, a real load
+            return real(cls, folder, **options)
         key = (str(folder), tuple(sorted(options.items())))
         if key not in loaded:
-            predictor = real(cls, folder, **options)
+            if str(folder) not in models:
+                models[str(folder)] = real(cls, folder)
+            predictor = models[str(folder)].with_decoding(**with_defaults(options, recorded_decoding(Path(folder))))
             same = [seen for seen in loaded.values() if resolved(folder, seen) == resolved(folder, predictor)]
             loaded[key] = same[0] if same else predictor
         return loaded[key]

@@ -5,7 +5,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import re
+import shutil
 from pathlib import Path
+
+import pytest
 
 from localpach.data import put_file
 from localpach.errors import InputRefused
@@ -38,23 +41,30 @@ def test_put_file_stores_the_gzipped_data_set_as_given_and_counts_its_rows(tmp_p
     assert stored is not None and stored.size == DATA_SET.stat().st_size
 
 
-def test_a_sample_and_the_demo_edit_are_reproducible_and_stay_gzipped(tmp_path: Path) -> None:
-    source = tmp_path / "source.csv.gz"
-    draw_sample(DATA_SET, source, rows=50, seed=1)
-    draw_sample(DATA_SET, tmp_path / "again.csv.gz", rows=50, seed=1)
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A gzipped sample of the data set, drawn once for the module (each draw reads and parses the whole data set,
+    ~1 CPU s): the reproducibility test draws it again to compare, the refusal tests copy it. Read-only."""
+    path = tmp_path_factory.mktemp("sample") / "sample.csv.gz"
+    draw_sample(DATA_SET, path, rows=200, seed=1)
+    return path
 
-    removed = remove_rows(source, tmp_path / "edited.csv.gz", 5)
 
-    assert source.read_bytes() == (tmp_path / "again.csv.gz").read_bytes()
-    assert source.read_bytes()[:2] == b"\x1f\x8b"
+def test_a_sample_and_the_demo_edit_are_reproducible_and_stay_gzipped(sample: Path, tmp_path: Path) -> None:
+    draw_sample(DATA_SET, tmp_path / "again.csv.gz", rows=200, seed=1)
+
+    removed = remove_rows(sample, tmp_path / "edited.csv.gz", 5)
+
+    assert sample.read_bytes() == (tmp_path / "again.csv.gz").read_bytes()
+    assert sample.read_bytes()[:2] == b"\x1f\x8b"
     header, rows = read_rows(tmp_path / "edited.csv.gz")
-    assert header == ["issue_url", "issue_title", "body"] and len(rows) == 45
+    assert header == ["issue_url", "issue_title", "body"] and len(rows) == 195
     assert len(removed) == 5 and not set(removed) & {row[0] for row in rows}
 
 
-def test_put_file_refuses_a_gzip_file_under_a_plain_csv_path(tmp_path: Path) -> None:
+def test_put_file_refuses_a_gzip_file_under_a_plain_csv_path(sample: Path, tmp_path: Path) -> None:
     source = tmp_path / "issues.csv.gz"
-    draw_sample(DATA_SET, source, rows=3, seed=1)
+    shutil.copyfile(sample, source)
 
     try:
         put_file(tmp_path / "state", "raw_data", "issues.csv", source)
@@ -65,11 +75,9 @@ def test_put_file_refuses_a_gzip_file_under_a_plain_csv_path(tmp_path: Path) -> 
     assert not (tmp_path / "state" / "repos").exists() or PFS(tmp_path / "state").find_repo("raw_data") is None
 
 
-def test_put_file_refuses_a_cut_off_gzip_file_naming_it(tmp_path: Path) -> None:
-    whole = tmp_path / "whole.csv.gz"
-    draw_sample(DATA_SET, whole, rows=200, seed=1)
+def test_put_file_refuses_a_cut_off_gzip_file_naming_it(sample: Path, tmp_path: Path) -> None:
     cut = tmp_path / "cut.csv.gz"
-    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    cut.write_bytes(sample.read_bytes()[: sample.stat().st_size // 2])
 
     try:
         put_file(tmp_path / "state", "raw_data", "cut.csv.gz", cut)

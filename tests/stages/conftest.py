@@ -103,17 +103,6 @@ def tutorial_model(tiny_training: Path, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_predictor(tiny: Path):
-    """`TitlePredictor.load` of the run's tiny bundle (its recorded decoding), once per session (per xdist worker):
-    the decoding tests' modules share its model, so the weights are read once and the reference decoder's calls
-    (tests/stages/graph_reference.py, cached per model) are traced once, not per module. Tests change its decoding
-    with `with_decoding` (a new predictor, the same model) and must not change it."""
-    from issue_titles.predictor import TitlePredictor
-
-    return TitlePredictor.load(tiny)
-
-
-@pytest.fixture(scope="session")
 def tutorial_predictor(tutorial_model: Path):
     """`TitlePredictor.load(tutorial_model)` once per session, shared like `tiny_predictor` (its default decoder is
     traced once for every module that decodes with it). Tests must not change it."""
