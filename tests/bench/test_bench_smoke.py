@@ -19,7 +19,7 @@ import bench.common
 import bench.decoding
 from bench.__main__ import main
 from issue_titles.cli import main as stages_main
-from issue_titles.predictor import DEFAULT_BEAM_WIDTH, TitlePredictor
+from issue_titles.predictor import DEFAULT_BEAM_WIDTH
 
 
 @pytest.fixture
@@ -51,23 +51,6 @@ def bodies_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bench.decoding, "sample_bodies", functools.cache(bench.decoding.sample_bodies))
 
 
-@pytest.fixture
-def the_sessions_tiny_predictor(monkeypatch: pytest.MonkeyPatch, tiny_bundle_dir: Path, tiny_predictor: Any) -> None:
-    """The bench loads the model it is given once per decoder (`TitlePredictor.load(model, beam_width=width)`); given
-    the run's tiny bundle, that is the session's `tiny_predictor` (tests/conftest.py: the same folder, loaded and
-    verified the same way) `with_decoding(beam_width=width)`: the bundle's recorded options with that width, as the
-    load resolves them, sharing the model's compiled decoders that the decoding tests already traced. Any other load
-    is a real one. The bench's own work (its timings, the per-token loop, the titles it compares) runs as it is."""
-    real = TitlePredictor.__dict__["load"].__func__  # the classmethod's function, called with the class below
-
-    def load(cls: type[TitlePredictor], folder: Path | str, **options: Any) -> TitlePredictor:
-        if Path(folder) != tiny_bundle_dir or set(options) != {"beam_width"}:
-            return real(cls, folder, **options)
-        return tiny_predictor.with_decoding(beam_width=options["beam_width"])
-
-    monkeypatch.setattr(TitlePredictor, "load", classmethod(load))
-
-
 def check_decoding_results(output: Path) -> str:
     """What a quick decoding run writes, whichever model it timed: the machine facts, one row per decoder and batch
     size with a speed-up and the same titles from both paths, and its plot linked beside results.md."""
@@ -90,7 +73,7 @@ def check_decoding_results(output: Path) -> str:
 
 
 def test_quick_decoding_benchmark_of_a_given_model_writes_results_with_ratio_and_its_plot_beside_them(
-    tmp_path, tiny_bundle_dir, bodies_read_once, the_sessions_tiny_predictor
+    tmp_path, tiny_bundle_dir, bodies_read_once
 ):
     output = tmp_path / "results.md"
 
