@@ -1,9 +1,12 @@
 """Shared fixtures: a small deterministic subset of the vendored data set and one real (small) run of the chain."""
 
+import contextlib
+import copy
 import csv
 import gzip
 import io
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,8 +50,34 @@ def sample_dir(tmp_path_factory) -> Path:
     return folder
 
 
+@contextlib.contextmanager
+def one_evaluation_per_model_and_split(done: dict[tuple, tuple] | None = None) -> Iterator[None]:
+    """`stages evaluate` and `stages build` both call `evaluate_model` (load the model, trace its decoder, decode
+    the test split: ~2 CPU s each). In here a call with the same model, split, previous bundle and decoding as an
+    earlier one (kept in `done`) gets that one's result again, its metrics copied: a deterministic computation done
+    once, so build still gates and bundles real metrics, the very ones evaluate wrote (test_atomic_and_gates
+    compares the two), and a call with other arguments is evaluated for real."""
+    from issue_titles import build, evaluate
+
+    real = evaluate.evaluate_model
+    done = {} if done is None else done
+
+    def evaluate_once(model_dir, split_dir, previous_bundle=None, **decoding):
+        key = (Path(model_dir).resolve(), Path(split_dir).resolve(), previous_bundle, tuple(sorted(decoding.items())))
+        if key not in done:
+            done[key] = real(model_dir, split_dir, previous_bundle, **decoding)
+        predictor, metrics = done[key]
+        return predictor, copy.deepcopy(metrics)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(evaluate, "evaluate_model", evaluate_once)
+        patch.setattr(build, "evaluate_model", evaluate_once)
+        yield
+
+
 def run_chain(root: Path) -> dict[str, Path]:
-    """split -> pre_process -> train -> evaluate -> build into `root`, on a sample of its own, through the CLI."""
+    """split -> pre_process -> train -> evaluate -> build into `root`, on a sample of its own, through the CLI
+    (build's evaluation is evaluate's: `one_evaluation_per_model_and_split`)."""
     sample = root / "raw_data"
     sample.mkdir(parents=True, exist_ok=True)
     first_rows(sample / "issues.csv", SAMPLE_ROWS)
@@ -59,10 +88,12 @@ def run_chain(root: Path) -> dict[str, Path]:
     assert run_stages("train", "--input", out["pre_process"], "--output", out["train"], "--epochs", "4",
                       "--batch-size", "32", "--embedding-dim", "32", "--hidden-dim", "48",
                       "--learning-rate", "0.005") == 0  # fmt: skip
-    assert run_stages("evaluate", "--model", out["train"], "--input", out["split"], "--output", out["evaluate"]) == 0
-    assert run_stages("build", "--input", out["train"], "--input", out["split"], "--output", out["build"],
-                      "--base-image", "registry.example.com/issue-titles/stages:test",
-                      "--allow-below-baseline") == 0  # a model this small is not meant to win  # fmt: skip
+    with one_evaluation_per_model_and_split():
+        assert run_stages("evaluate", "--model", out["train"], "--input", out["split"], "--output",
+                          out["evaluate"]) == 0  # fmt: skip
+        assert run_stages("build", "--input", out["train"], "--input", out["split"], "--output", out["build"],
+                          "--base-image", "registry.example.com/issue-titles/stages:test",
+                          "--allow-below-baseline") == 0  # a model this small is not meant to win  # fmt: skip
     return out
 
 

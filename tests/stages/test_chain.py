@@ -2,6 +2,7 @@
 
 import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +139,25 @@ def test_predict_command_writes_a_title_per_row(chain, tmp_path):
     assert all(row["predicted_title"] for row in rows)
 
 
+@pytest.fixture(scope="module")
+def evaluations() -> dict:
+    """(model, split, previous bundle, decoding) -> build's evaluation of them, for the module (`evaluated_once`)."""
+    return {}
+
+
+@pytest.fixture
+def evaluated_once(evaluations) -> Iterator[None]:
+    """The build tests below build the chain's one model on its one split with the same decoding and check what
+    build records of its inputs and environment: the first one's evaluation (~2 CPU s) is handed to the others
+    (tests/stages/conftest.py `one_evaluation_per_model_and_split`). They still run the real `run_build` on real
+    metrics, the ones it would compute again."""
+    from tests.stages.conftest import one_evaluation_per_model_and_split
+
+    with one_evaluation_per_model_and_split(evaluations):
+        yield
+
+
+@pytest.mark.usefixtures("evaluated_once")
 def test_build_records_pachyderm_commits_and_job_id(chain, tmp_path):
     from issue_titles.build import run_build
 
@@ -154,6 +174,7 @@ def test_build_records_pachyderm_commits_and_job_id(chain, tmp_path):
     assert provenance["inputs"]["split"]["commit"] == "2" * 32
 
 
+@pytest.mark.usefixtures("evaluated_once")
 def test_build_records_absent_commits_as_null(chain, tmp_path):
     from issue_titles.build import run_build
 
@@ -162,8 +183,10 @@ def test_build_records_absent_commits_as_null(chain, tmp_path):
     assert all(entry["commit"] is None for entry in provenance["inputs"].values())
 
 
-def test_tiny_bundle_fixture_is_a_complete_bundle(tiny: Path):
+def test_tiny_bundle_fixture_is_a_complete_bundle(tiny: Path, tiny_predictor):
     names = {path.name for path in tiny.iterdir()}
     assert {"model.weights.h5", "model.json", "provenance.json", "Dockerfile", "model-settings.json"} <= names
-    predictor = TitlePredictor.load(tiny)
-    assert predictor.predict(["the cache crashes on empty input"])[0]
+    # `tiny_predictor` is the session's `TitlePredictor.load(tiny)`: loaded, and its decoder traced, once for every
+    # module that decodes with it
+    assert tiny_predictor.source == tiny
+    assert tiny_predictor.predict(["the cache crashes on empty input"])[0]

@@ -13,10 +13,13 @@ BODIES = [issue.body for issue in tiny_issues(6, seed=21)] + ["", "the helm char
 def with_batch_limit(predictor: TitlePredictor, compiled_batch_limit: int, **options) -> TitlePredictor:
     """`predictor`'s model and text encoding (no second load of the weights) with XLA for batches up to
     `compiled_batch_limit`, decoding with its options and `options` changed: what `TitlePredictor.load(...,
-    compiled_batch_limit=...)` builds (test_a_served_bundle_... below loads one that way)."""
+    compiled_batch_limit=...)` builds (test_a_served_bundle_... below loads one that way). It shares `predictor`'s
+    compiled decoders as `with_decoding` does: its batches above the limit run the plain graph that `predictor`'s
+    copies of its width trace once (the XLA functions are kept there too, but only it calls them)."""
     current = {key: getattr(predictor, key) for key in DECODING_DEFAULTS}
     return TitlePredictor(predictor.model, predictor.encoder, predictor.info, predictor.source,
-                          compiled_batch_limit=compiled_batch_limit, **(current | options))  # fmt: skip
+                          compiled_batch_limit=compiled_batch_limit, decoders=predictor.decoders,
+                          **(current | options))  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -72,20 +75,23 @@ def test_compiled_small_batches_work_for_the_tutorial_architecture(tutorial_pred
 
 
 def record_compiled_sizes(
-    predictor: TitlePredictor, monkeypatch: pytest.MonkeyPatch, decode_with_plain_graph: bool = False
+    predictor: TitlePredictor, monkeypatch: pytest.MonkeyPatch, plain_graph_of: TitlePredictor | None = None
 ) -> list[int]:
     """Wrap the XLA beam decoder so the test sees the batch sizes it is called with (XLA compiles one per size);
-    the wrapper goes when the test ends (the module's predictors are shared). With `decode_with_plain_graph` the
-    wrapper decodes with the predictor's plain graph instead of compiling: the sizes seen are the same."""
+    the wrapper goes when the test ends (the module's predictors are shared). With `plain_graph_of` (a predictor of
+    the same bundle and decoding) every batch, the recorded ones too, decodes with that predictor's plain graph
+    instead of compiling: the sizes seen are the same."""
     sizes: list[int] = []
-    original = predictor.decoder
-    compiled = original(xla=not decode_with_plain_graph)
+    if plain_graph_of is None:
+        compiled, plain = predictor.decoder(xla=True), predictor.decoder(xla=False)
+    else:
+        compiled = plain = plain_graph_of.decoder(xla=False)
 
     def recording(body, body_copy, body_grams):
         sizes.append(len(body))
         return compiled(body, body_copy, body_grams)
 
-    monkeypatch.setattr(predictor, "decoder", lambda xla: recording if xla else original(xla=False))
+    monkeypatch.setattr(predictor, "decoder", lambda xla: recording if xla else plain)
     return sizes
 
 
@@ -99,15 +105,17 @@ def test_batches_above_the_limit_use_the_plain_graph(compiled, monkeypatch):
     assert sizes == [4]
 
 
-def test_a_served_bundle_compiles_small_batches_and_warm_up_meets_every_size_first(tiny, monkeypatch):
+def test_a_served_bundle_compiles_small_batches_and_warm_up_meets_every_size_first(tiny, tiny_predictor, monkeypatch):
     predictor = TitlePredictor.load_bundle(tiny)  # what the serving runtime loads
     assert predictor.compiled_batch_limit == SERVING_COMPILED_BATCH_LIMIT
     # What this test guards is which batch sizes reach the XLA decoder, and that warm-up meets each first; the
-    # recorder decodes them with the plain graph (one trace, which warm-up's batch above the limit traces anyway)
-    # instead of five XLA compiles (~8 s of CPU). XLA's titles at a padded and an exact size are compared with the
-    # plain graph's above, and the serving tests' server (tests/conftest.py `server`) loads this same bundle with
-    # load_bundle and warms every XLA size up for real before it answers.
-    sizes = record_compiled_sizes(predictor, monkeypatch, decode_with_plain_graph=True)
+    # recorder decodes them with a plain graph instead of five XLA compiles (~8 s of CPU): the one the session's
+    # load of this same bundle (decoding as it does) traced for the module (`plain`), not a trace of this load's
+    # own (~1.5 s), which warm-up's batch above the limit would make. XLA's titles at a padded and an exact size are
+    # compared with the plain graph's above, and the serving tests' server (tests/conftest.py `server`) loads this
+    # same bundle with load_bundle and warms every XLA size up for real before it answers.
+    assert predictor.decoding == tiny_predictor.decoding
+    sizes = record_compiled_sizes(predictor, monkeypatch, plain_graph_of=tiny_predictor)
     predictor.warm_up()
     warmed = set(sizes)
     sizes.clear()

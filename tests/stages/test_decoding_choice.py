@@ -98,13 +98,15 @@ def test_the_choice_is_the_best_scoring_pair_and_each_score_is_that_decodings_ro
     assert last["rouge_l"] == round(rouge_l(titles, [row.issue_title for row in shuffled[:sampled]]), 4)
 
 
-def test_the_tutorials_model_is_tuned_without_a_copy_bias(tutorial_model, monkeypatch):
-    # Two penalties instead of four: each candidate traces a decoder of its own; what is checked is that no copy bias
-    # (the grid still has 1.6) is tried for any of them.
+def test_the_tutorials_model_is_tuned_without_a_copy_bias(tutorial_predictor, monkeypatch):
+    # Two penalties instead of four: what is checked is that no copy bias (the grid still has 1.6) is tried for any
+    # of them. The predictor is the session's TitlePredictor.load(tutorial_model), whose decoder (the candidates
+    # share it: a penalty is an input of the compiled decoder) the other modules' tutorial tests trace too.
     monkeypatch.setattr(evaluate, "TUNED_LENGTH_PENALTIES", (1.5, 2.25))
     assert 1.6 in evaluate.TUNED_COPY_BIASES
     rows = tiny_issues(20, seed=4)
-    choice = choose_decoding(TitlePredictor.load(tutorial_model), rows)
+    assert tutorial_predictor.architecture == "tutorial"
+    choice = choose_decoding(tutorial_predictor, rows)
     assert {score["copy_bias"] for score in choice["scores"]} == {1.0}
 
 
