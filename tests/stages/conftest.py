@@ -55,8 +55,9 @@ def one_evaluation_per_model_and_split(done: dict[tuple, tuple] | None = None) -
     """`stages evaluate` and `stages build` both call `evaluate_model` (load the model, trace its decoder, decode
     the test split: ~2 CPU s each). In here a call with the same model, split, previous bundle and decoding as an
     earlier one (kept in `done`) gets that one's result again, its metrics copied: a deterministic computation done
-    once, so build still gates and bundles real metrics, the very ones evaluate wrote (test_atomic_and_gates
-    compares the two), and a call with other arguments is evaluated for real."""
+    once, so build still gates and bundles real metrics, the very ones it would compute again, and a call with other
+    arguments is evaluated for real. For tests that build one model on one split several times; the `chain` fixture
+    itself evaluates and builds for real."""
     from issue_titles import build, evaluate
 
     real = evaluate.evaluate_model
@@ -75,9 +76,23 @@ def one_evaluation_per_model_and_split(done: dict[tuple, tuple] | None = None) -
         yield
 
 
+@pytest.fixture(scope="module")
+def evaluations() -> dict:
+    """(model, split, previous bundle, decoding) -> build's evaluation of them, kept for one module."""
+    return {}
+
+
+@pytest.fixture
+def evaluated_once(evaluations: dict) -> Iterator[None]:
+    """For tests that build one model on one split with one decoding, each checking something else of the build (its
+    gates, what it records): the module's first such build evaluates, the others get that evaluation
+    (`one_evaluation_per_model_and_split`) and still run the real build on real metrics."""
+    with one_evaluation_per_model_and_split(evaluations):
+        yield
+
+
 def run_chain(root: Path) -> dict[str, Path]:
-    """split -> pre_process -> train -> evaluate -> build into `root`, on a sample of its own, through the CLI
-    (build's evaluation is evaluate's: `one_evaluation_per_model_and_split`)."""
+    """split -> pre_process -> train -> evaluate -> build into `root`, on a sample of its own, through the CLI."""
     sample = root / "raw_data"
     sample.mkdir(parents=True, exist_ok=True)
     first_rows(sample / "issues.csv", SAMPLE_ROWS)
@@ -88,12 +103,10 @@ def run_chain(root: Path) -> dict[str, Path]:
     assert run_stages("train", "--input", out["pre_process"], "--output", out["train"], "--epochs", "4",
                       "--batch-size", "32", "--embedding-dim", "32", "--hidden-dim", "48",
                       "--learning-rate", "0.005") == 0  # fmt: skip
-    with one_evaluation_per_model_and_split():
-        assert run_stages("evaluate", "--model", out["train"], "--input", out["split"], "--output",
-                          out["evaluate"]) == 0  # fmt: skip
-        assert run_stages("build", "--input", out["train"], "--input", out["split"], "--output", out["build"],
-                          "--base-image", "registry.example.com/issue-titles/stages:test",
-                          "--allow-below-baseline") == 0  # a model this small is not meant to win  # fmt: skip
+    assert run_stages("evaluate", "--model", out["train"], "--input", out["split"], "--output", out["evaluate"]) == 0
+    assert run_stages("build", "--input", out["train"], "--input", out["split"], "--output", out["build"],
+                      "--base-image", "registry.example.com/issue-titles/stages:test",
+                      "--allow-below-baseline") == 0  # a model this small is not meant to win  # fmt: skip
     return out
 
 

@@ -1,6 +1,5 @@
 """Atomic outputs, the quality gate, and tamper detection."""
 
-import copy
 import json
 import re
 import shutil
@@ -60,29 +59,6 @@ def test_a_successful_step_replaces_its_previous_output_whole(tmp_path):
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [MARKER, "fresh.csv"]
 
 
-@pytest.fixture(scope="module")
-def one_evaluation_per_model_and_split():
-    """`stages build` evaluates the model on the split before it gates (`evaluate_model`: a load, a decoding choice
-    and a decode of the test rows, seconds of CPU). The gate tests below build the chain's same model on its same
-    split, refused by different gates: the second gets the first's evaluation, a pure function of the model, the split
-    and the decoding options (all part of the key), so each still gates on what build's own evaluation measured."""
-    import issue_titles.build
-
-    real = issue_titles.build.evaluate_model
-    evaluated: dict[tuple, tuple] = {}
-
-    def evaluate_model(model_dir, split_dir, previous_bundle=None, **decoding):
-        key = (str(model_dir), str(split_dir), str(previous_bundle), tuple(sorted(decoding.items())))
-        if key not in evaluated:
-            evaluated[key] = real(model_dir, split_dir, previous_bundle, **decoding)
-        predictor, metrics = evaluated[key]
-        return predictor, copy.deepcopy(metrics)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(issue_titles.build, "evaluate_model", evaluate_model)
-        yield
-
-
 def gate_numbers(metrics: dict) -> str:
     return (
         f"model ROUGE-L {metrics['rouge_l']:.4f}, {baseline_label(metrics['lead_baseline'])} "
@@ -90,9 +66,8 @@ def gate_numbers(metrics: dict) -> str:
     )
 
 
-def test_quality_gate_refuses_a_weak_model_and_writes_nothing(
-    chain, tmp_path, capsys, one_evaluation_per_model_and_split
-):
+@pytest.mark.usefixtures("evaluated_once")  # the two gate tests build one model on one split: one evaluation
+def test_quality_gate_refuses_a_weak_model_and_writes_nothing(chain, tmp_path, capsys):
     metrics = json.loads((chain["evaluate"] / "metrics.json").read_text())
     code = run_stages("build", "--input", chain["train"], "--input", chain["split"], "--output", tmp_path / "bundle",
                       "--min-rouge-l", "0.99", "--allow-below-baseline")  # fmt: skip
@@ -104,9 +79,8 @@ def test_quality_gate_refuses_a_weak_model_and_writes_nothing(
     assert leftovers(tmp_path) == []
 
 
-def test_build_refuses_by_default_a_model_that_does_not_beat_the_baseline_naming_both_numbers(
-    chain, tmp_path, capsys, one_evaluation_per_model_and_split
-):
+@pytest.mark.usefixtures("evaluated_once")
+def test_build_refuses_by_default_a_model_that_does_not_beat_the_baseline_naming_both_numbers(chain, tmp_path, capsys):
     metrics = json.loads((chain["evaluate"] / "metrics.json").read_text())
     assert metrics["rouge_l"] <= metrics["lead_baseline"]["rouge_l"], "the chain's tiny model is expected to lose"
     code = run_stages("build", "--input", chain["train"], "--input", chain["split"], "--output", tmp_path / "bundle")

@@ -2,7 +2,6 @@
 
 import csv
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -137,24 +136,6 @@ def test_predict_command_writes_a_title_per_row(chain, tmp_path):
         rows = list(csv.DictReader(handle))
     assert [row["body"] for row in rows] == [body for body in BODIES if body]  # as written, not stripped
     assert all(row["predicted_title"] for row in rows)
-
-
-@pytest.fixture(scope="module")
-def evaluations() -> dict:
-    """(model, split, previous bundle, decoding) -> build's evaluation of them, for the module (`evaluated_once`)."""
-    return {}
-
-
-@pytest.fixture
-def evaluated_once(evaluations) -> Iterator[None]:
-    """The build tests below build the chain's one model on its one split with the same decoding and check what
-    build records of its inputs and environment: the first one's evaluation (~2 CPU s) is handed to the others
-    (tests/stages/conftest.py `one_evaluation_per_model_and_split`). They still run the real `run_build` on real
-    metrics, the ones it would compute again."""
-    from tests.stages.conftest import one_evaluation_per_model_and_split
-
-    with one_evaluation_per_model_and_split(evaluations):
-        yield
 
 
 @pytest.mark.usefixtures("evaluated_once")

@@ -27,7 +27,7 @@ def one_predictor_per_decoding():
     """One `TitlePredictor` per model folder and decoding options for the module, and one per base predictor and
     options from `with_decoding`: each is built by the real method the first time and handed out again after.
 
-    Every candidate of a choice traces its own decoder (seconds each), and the tests here ask for the same few again
+    A load builds the model and traces its decoders (seconds), and the tests here ask for the same few again
     and again: the full grid's candidates include the smaller grids' ones, evaluate decodes with the candidate it
     chose, the tests re-decode a candidate to check its score. A predictor decodes the same titles however often it
     is asked, so what each test checks (which options were chosen, and what they decode to) is unchanged; options
@@ -131,7 +131,7 @@ def test_a_previous_build_whose_choice_does_not_carry_over_is_named_with_the_rea
 def test_enough_validation_rows_choose_the_decoding_evaluate_then_uses(trained, tmp_path, monkeypatch):
     model, split = trained
     monkeypatch.setattr(evaluate, "MIN_TUNING_ROWS", 1)
-    # A 2 x 2 grid (each candidate traces a decoder; the full grid is test_the_choice_is_the_best_scoring_pair_...'s)
+    # A 2 x 2 grid (each candidate decodes the rows; the full grid is test_the_choice_is_the_best_scoring_pair_...'s)
     # without the default penalty: the choice cannot be the defaults, so evaluate using the defaults would fail here.
     monkeypatch.setattr(evaluate, "TUNED_LENGTH_PENALTIES", (1.5, 2.25))
     monkeypatch.setattr(evaluate, "TUNED_COPY_BIASES", (1.0, 1.6))
