@@ -190,8 +190,10 @@ LONG_TIMEOUT_S = 3600
 # worker busy on a long module while the other has nothing left. The two that make the session's shared builds
 # start at once, one per worker (the real local run is child processes, the tiny model trains in the worker), and the
 # test that only reads the real local run goes last, when it is long made: run at the same time as its maker, it
-# left the other worker waiting ~20 s. Modules not named keep their place after these. Only the order changes; a
-# name that no longer exists fails tests/delivery/test_suite_settings.py.
+# left the other worker waiting ~20 s. The modules that mostly wait (server timeouts and shutdowns, child processes
+# of the local runner, fsync) alternate with ones that compute, so one worker computes while the other waits: left
+# to the end they waited side by side, a core idle for most of the run's last minute. Modules not named keep their
+# place after these. Only the order changes; a name that no longer exists fails tests/delivery/test_suite_settings.py.
 RUN_FIRST = (
     "tests/local/test_local_end_to_end.py",  # makes `real_local_run`
     "tests/stages/test_cli_refusals.py",  # makes `tiny_training` (so `tiny_cli_training`)
@@ -201,15 +203,23 @@ RUN_FIRST = (
     "tests/stages/test_chain.py",  # makes `chain`, which several later modules read
     "tests/reliability/test_serving_fuzz.py",
     "tests/stages/test_incremental_data.py",
+    "tests/serving/test_connections_and_shutdown.py",  # waits
     "tests/stages/test_beam_search.py",
+    "tests/serving/test_limits_and_shutdown.py",  # waits
     "tests/stages/test_decoding_choice.py",
+    "tests/reliability/test_pipeline_faults.py",  # waits
     "tests/stages/test_trigrams.py",
+    "tests/local/test_local_state_records.py",  # waits
     "tests/stages/test_compiled_small_batches.py",
-    "tests/serving/test_connections_and_shutdown.py",
+    "tests/local/test_local_faults.py",  # waits
     "tests/bench/test_bench_smoke.py",
+    "tests/local/test_local_runner.py",  # waits
     "tests/stages/test_copy_bias.py",
-    "tests/serving/test_limits_and_shutdown.py",
+    "tests/serving/test_http_edges.py",  # waits
     "tests/bench/test_decoding_variants.py",
+    "tests/stages/test_export_registry.py",  # waits
+    "tests/stages/test_tfjob_launcher.py",
+    "tests/local/test_local_pachctl_212.py",  # waits
     "tests/stages/test_bad_input.py",
 )
 RUN_LAST = ("tests/reliability/test_secrets_in_logs.py",)  # reads `real_local_run`
