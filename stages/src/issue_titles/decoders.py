@@ -16,11 +16,12 @@ end the best of that and the unfinished ones (normalised at their length) is the
 no unfinished hypothesis of any body can still beat its body's best finished one (log-probabilities only fall and,
 with a non-negative penalty, the divisor only grows).
 
-`compile_decoder` turns `greedy_ids` or `beam_ids` into a TensorFlow function, plain or XLA-compiled (the predictor
-runs small batches through XLA, padded to a power of two so each size compiles once). The options a predictor may
-change without reloading (`with_decoding`: length penalty, min length, copy bias) are inputs of that function, not
-constants in it: `CompiledDecoders` keeps one function per beam width and kind for a model, and every predictor of the
-model shares them, so `stages build` tunes its eight length penalty and copy bias pairs with one trace, not nine.
+`compile_decoder` turns `greedy_ids` or `beam_ids` into a TensorFlow function, and `CompiledDecoders` has XLA compile
+that function's trace for small batches (the predictor pads them to a power of two so each size compiles once). The
+options a predictor may change without reloading (`with_decoding`: length penalty, min length, copy bias) are inputs
+of that function, not constants in it: `CompiledDecoders` keeps one function per beam width and kind for a model, and
+every predictor of the model shares them, so `stages build` tunes its eight length penalty and copy bias pairs with
+one trace, not nine.
 """
 
 from collections.abc import Callable
@@ -101,10 +102,10 @@ class DecodingInputs(NamedTuple):
         return cls(rules.penalty, np.float32(rules.copy_bias), np.int32(rules.first_end_step))
 
 
-def compile_decoder(decode: Callable, model: Any, rules: DecodingRules, jit_compile: bool = False) -> Callable:
+def compile_decoder(decode: Callable, model: Any, rules: DecodingRules) -> Callable:
     """`decode` (greedy_ids or beam_ids) for this model at this beam width, as a TensorFlow function of the encoded
     batch (body, body_copy, body_grams) and the `DecodingInputs`. Only the parts of `rules` that depend on the model
-    and the beam width are compiled in; with `jit_compile`, XLA compiles it once per batch size it meets."""
+    and the beam width are compiled in."""
     import tensorflow as tf
 
     config = model.config
@@ -117,7 +118,7 @@ def compile_decoder(decode: Callable, model: Any, rules: DecodingRules, jit_comp
     def decode_batch(body, body_copy, body_grams, penalty, copy_bias, first_end_step):
         return decode(model, rules, DecodingInputs(penalty, copy_bias, first_end_step), body, body_copy, body_grams)
 
-    return tf.function(decode_batch, input_signature=signature, jit_compile=jit_compile)
+    return tf.function(decode_batch, input_signature=signature)
 
 
 class CompiledDecoders:
@@ -133,8 +134,9 @@ class CompiledDecoders:
     def __call__(self, rules: DecodingRules, jit_compile: bool) -> Any:
         """The function for `rules.beam_width`, called as f(body, body_copy, body_grams, *DecodingInputs.of(rules)).
 
-        The XLA one calls the plain one's traced graph: tracing the decoder costs seconds (it is a few thousand
-        TensorFlow ops built in Python), and XLA compiles the same graph either way."""
+        The XLA one calls the plain one's traced graph, which XLA compiles once per batch size it meets: tracing the
+        decoder costs seconds (a few thousand TensorFlow ops built in Python), and XLA compiles the same graph either
+        way."""
         key = (rules.beam_width, jit_compile)
         if key not in self._functions:
             if jit_compile:
