@@ -78,7 +78,7 @@ def tiny_cli_training(tiny_training: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_predictor(tiny_bundle_dir: Path) -> Any:
     """`TitlePredictor.load` of the run's tiny bundle (its recorded decoding), once per session (per xdist worker):
-    the decoding tests' modules and the decoding bench's smoke test share its model, so the weights are read once and
+    the decoding tests' modules and the decoding-variants bench test share its model, so the weights are read once and
     its compiled decoders and the reference decoder's calls (tests/stages/graph_reference.py, cached per model) are
     traced once, not per module. Tests change its decoding with `with_decoding` (a new predictor, the same model) and
     must not change it."""
